@@ -1,0 +1,146 @@
+-- dbplugin_postgresql.lua - everything PostgreSQL-specific about the
+-- database engine, behind the small interface every database plugin
+-- offers (a MySQL plugin would be a sibling file with the same fields):
+--
+--   name                      plugin_name in configs
+--   default_username_template
+--   connect_info(config)      -> conninfo string for coffer.db, or nil, err
+--   split(stmt, allow_whole)  -> list of statements to run
+--   expiration(unix)          -> the {{expiration}} text
+--   default_revoke(conn, username)            -> true | nil, err
+--   default_renew, default_rotation, default_root_rotation   statements
+--
+-- Behaviour follows Vault's postgresql-database-plugin (VAULT_API.md 6).
+
+local M = {}
+
+M.name = "postgresql-database-plugin"
+
+M.default_username_template =
+  '{{ printf "v-%s-%s-%s-%s" (.DisplayName | truncate 8) ' ..
+  '(.RoleName | truncate 8) (random 20) (unix_time) | truncate 63 }}'
+
+M.default_renew = { [[ALTER ROLE "{{name}}" VALID UNTIL '{{expiration}}';]] }
+M.default_rotation = { [[ALTER ROLE "{{name}}" WITH PASSWORD '{{password}}';]] }
+M.default_root_rotation =
+  { [[ALTER ROLE "{{username}}" WITH PASSWORD '{{password}}';]] }
+
+-- Go layout "2006-01-02 15:04:05-0700" in UTC.
+function M.expiration(unix)
+  return coffer.time.format_utc("%Y-%m-%d %H:%M:%S+0000", unix)
+end
+
+-- Percent-escapes a value for the user-info part of a URL.
+local function url_escape(s)
+  return (s:gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+-- Fills {{username}}/{{password}} in the URL and adds what Coffer needs.
+function M.connect_info(cfg)
+  local url = cfg.connection_url
+  if url == nil or url == "" then
+    return nil, "connection_url cannot be empty"
+  end
+  local user, pass = cfg.username or "", cfg.password or ""
+  if not cfg.disable_escaping then
+    user, pass = url_escape(user), url_escape(pass)
+  end
+  url = url:gsub("{{username}}", (user:gsub("%%", "%%%%")))
+  url = url:gsub("{{password}}", (pass:gsub("%%", "%%%%")))
+  if url:match("^postgres") then
+    local sep = url:find("?", 1, true) and "&" or "?"
+    url = url .. sep .. "application_name=coffer"
+  end
+  return url
+end
+
+-- True if the statement holds the keyword END outside quotes (a DO block
+-- or function body), which must run whole rather than split on ';'.
+local function has_end_keyword(s)
+  local stripped = s:gsub("'[^']*'", "''"):gsub('"[^"]*"', '""')
+  stripped = stripped:gsub("%$%$.-%$%$", "")
+  return stripped:upper():match("%f[%w_]END%f[^%w_]") ~= nil
+end
+
+local function decode_base64_or_nil(s)
+  if #s % 4 ~= 0 or not s:match("^[%w%+/]+=?=?$") then
+    return nil
+  end
+  return coffer.crypto.base64_decode(s)
+end
+
+-- Splits one configured statement string into the statements to execute.
+function M.split(stmt, allow_whole)
+  if allow_whole and has_end_keyword(stmt) then
+    return { stmt }
+  end
+  local text = decode_base64_or_nil(stmt) or stmt
+  local ok, list = pcall(coffer.json.decode, text)
+  if ok and type(list) == "table" and coffer.json.is_array(list) then
+    return list
+  end
+  local out = {}
+  for piece in (text .. ";"):gmatch("(.-);") do
+    piece = piece:match("^%s*(.-)%s*$")
+    if piece ~= "" then
+      out[#out + 1] = piece
+    end
+  end
+  return out
+end
+
+-- Vault's default revocation, run server-side in one DO block so that a
+-- revocation is one round trip instead of nine: strip the user's table,
+-- sequence, schema and database privileges, then drop the role. A role
+-- that does not exist is a successful revocation.
+local REVOKE_BLOCK = [[
+DO $coffer_revoke$
+DECLARE
+  r text := %s;
+  s text;
+  stmts text[] := ARRAY[]::text[];
+  stmt text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+    RETURN;
+  END IF;
+  FOR s IN SELECT DISTINCT table_schema
+           FROM information_schema.role_column_grants WHERE grantee = r LOOP
+    stmts := stmts || format('REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA %%I FROM %%I', s, r)
+                   || format('REVOKE USAGE ON SCHEMA %%I FROM %%I', s, r);
+  END LOOP;
+  stmts := stmts
+    || format('REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA public FROM %%I', r)
+    || format('REVOKE ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA public FROM %%I', r)
+    || format('REVOKE USAGE ON SCHEMA public FROM %%I', r)
+    || format('REVOKE CONNECT ON DATABASE %%I FROM %%I', current_database(), r);
+  -- A REVOKE the admin may not run cannot matter by itself: if the user
+  -- still holds anything, DROP ROLE below fails and says what.
+  FOREACH stmt IN ARRAY stmts LOOP
+    BEGIN
+      EXECUTE stmt;
+    EXCEPTION WHEN insufficient_privilege THEN
+      NULL;
+    END;
+  END LOOP;
+  EXECUTE format('DROP ROLE IF EXISTS %%I', r);
+END
+$coffer_revoke$]]
+
+-- A string literal for SQL: single quotes doubled, no backslash escapes
+-- (standard_conforming_strings is on by default since PostgreSQL 9.1).
+local function quote_literal(s)
+  return "'" .. s:gsub("'", "''") .. "'"
+end
+
+function M.default_revoke(conn, username)
+  if username:find("$coffer_revoke$", 1, true) or username:find("\0", 1, true) then
+    return nil, { class = "sql", message = "refusing to revoke a user " ..
+                  "whose name contains the block delimiter" }
+  end
+  return conn:exec(REVOKE_BLOCK:format(quote_literal(username)))
+end
+
+return M

@@ -1,0 +1,301 @@
+-- framework.lua - the engine DSL and the request dispatcher.
+--
+-- The Lua half of the plugin framework (DESIGN.md, STYLE.md 3.2). Scripts
+-- register at load time only:
+--
+--   local e = coffer.engine { name = "kv", help = "..." }
+--   e:path("roles/:name", {
+--     fields = { ttl = "duration", policies = "strings" },
+--     read = fn, write = fn (or create/update), delete = fn, list = fn,
+--     patch = fn,
+--     help = "synopsis", description = "longer text",
+--     when = function(req) return bool end,   -- route applies to this mount?
+--   })
+--
+-- Routes are tried in registration order; the first whose `when` accepts
+-- the request and whose pattern matches the path wins (see paths.lua).
+--
+-- A handler receives the request table built by luavm.c:
+--   req.id, req.operation ("read", "create", "update", "delete", "list",
+--   "patch"), req.path (relative to the mount), req.data, req.mount,
+--   req.token (or nil), req.client_addr, req.storage
+-- plus, from here:
+--   req.params   captures of the path pattern
+--   req.raw      the request data as sent (only when fields are declared;
+--                req.data then holds the converted declared fields)
+-- and returns nil (nothing: the core answers 204, or 404 for read/list) or
+-- a response table:
+--   { data = <any JSON>, warnings = {<string>...}, status = <int>,
+--     lease_duration = <int seconds>, renewable = <bool>, raw = <JSON>,
+--     auth = <object>, no_body = <bool>, lease_id = <string> }
+-- Leased secrets: lease = req:pending_lease(type, internal) before creating
+-- anything outside Coffer, then `return lease:issue(data, {ttl = ...})`.
+-- Expected failures raise typed errors (coffer.bad_request(msg) etc.).
+
+local fields = require("fields")
+local paths = require("paths")
+local json = coffer.json
+local assert_load_time = coffer.assert_load_time
+
+local M = {}
+
+local engines = {}                                -- name -> record
+local records = setmetatable({}, { __mode = "k" }) -- engine object -> record
+
+local OPS = { "read", "create", "update", "delete", "list", "patch" }
+local SPEC_KEYS = {
+  fields = true, read = true, write = true, create = true, update = true,
+  delete = true, list = true, patch = true, help = true, description = true,
+  when = true,
+}
+local WRITES = { create = true, update = true, patch = true }
+
+local Engine = {}
+local engine_mt = {
+  __index = Engine,
+  __newindex = function() error("engine objects are read-only", 2) end,
+  __metatable = "coffer.engine",
+  __tostring = function(e) return "coffer.engine(" .. records[e].name .. ")" end,
+}
+
+-- coffer.engine{name = ..., help = ...} -> engine object.
+function M.engine(spec)
+  assert_load_time()
+  if type(spec) ~= "table" or type(spec.name) ~= "string" or
+     not spec.name:match("^[%w_%-]+$") then
+    error("coffer.engine: name must be a word", 2)
+  end
+  if engines[spec.name] ~= nil then
+    error("coffer.engine: engine '" .. spec.name .. "' is already registered",
+          2)
+  end
+  local rec = { name = spec.name, help = spec.help or "", routes = {},
+                secrets = {} }
+  local e = setmetatable({}, engine_mt)
+  engines[spec.name] = rec
+  records[e] = rec
+  return e
+end
+
+local function handlers_of(spec)
+  local h = {
+    read = spec.read, delete = spec.delete, list = spec.list,
+    patch = spec.patch, create = spec.create or spec.write,
+    update = spec.update or spec.write,
+  }
+  for _, op in ipairs(OPS) do
+    if h[op] ~= nil and type(h[op]) ~= "function" then
+      error("path handler '" .. op .. "' must be a function", 3)
+    end
+  end
+  return h
+end
+
+-- e:path(pattern, spec) -> e. Registers one route.
+function Engine:path(pattern, spec)
+  assert_load_time()
+  local rec = records[self]
+  if rec == nil then
+    error("e:path: not an engine (use e:path, not e.path)", 2)
+  end
+  if type(spec) ~= "table" then
+    error("e:path: spec must be a table", 2)
+  end
+  for k in pairs(spec) do
+    if not SPEC_KEYS[k] then
+      error("e:path: unknown key '" .. tostring(k) .. "'", 2)
+    end
+  end
+  if spec.when ~= nil and type(spec.when) ~= "function" then
+    error("e:path: when must be a function", 2)
+  end
+  rec.routes[#rec.routes + 1] = {
+    compiled = paths.compile(pattern),
+    fields = spec.fields and fields.compile(spec.fields, 3),
+    handlers = handlers_of(spec),
+    when = spec.when,
+    help = spec.help or "",
+    description = spec.description or "",
+  }
+  return self
+end
+
+-- e:secret(type, {revoke = fn(lease), renew = fn(lease, expire_unix)})
+-- declares a kind of leased secret. lease is the lease record (id, path,
+-- secret_type, internal, issue_time, ...) plus lease.mount and
+-- lease.storage. revoke must be idempotent; renew is optional. Both
+-- signal failure by raising or by returning nil, message.
+function Engine:secret(secret_type, spec)
+  assert_load_time()
+  local rec = records[self]
+  if rec == nil then
+    error("e:secret: not an engine (use e:secret, not e.secret)", 2)
+  end
+  if type(secret_type) ~= "string" or type(spec) ~= "table" or
+     type(spec.revoke) ~= "function" or
+     (spec.renew ~= nil and type(spec.renew) ~= "function") then
+    error("e:secret(type, {revoke = function, renew = function})", 2)
+  end
+  rec.secrets[secret_type] = { revoke = spec.revoke, renew = spec.renew }
+  return self
+end
+
+-- framework.lease_call(engine_name, "revoke"|"renew", lease, expire_unix),
+-- called by luavm.c for the expiration manager.
+function M.lease_call(name, action, lease, expire)
+  local rec = engines[name]
+  if rec == nil then
+    error("no engine registered for mount type '" .. tostring(name) .. "'")
+  end
+  local secret = rec.secrets[lease.secret_type]
+  if secret == nil then
+    error("engine '" .. name .. "' has no secret type '" ..
+          tostring(lease.secret_type) .. "'")
+  end
+  -- Failure is either an error raised, or `return nil, message` (the
+  -- convention of coffer.db calls, which engines pass straight on).
+  local ok, msg = true, nil
+  if action == "revoke" then
+    ok, msg = secret.revoke(lease)
+  elseif secret.renew ~= nil then
+    ok, msg = secret.renew(lease, expire)
+  end
+  if ok == false or (ok == nil and msg ~= nil) then
+    error(tostring(msg or (action .. " failed")), 0)
+  end
+end
+
+-- e:periodic(fn): fn({mount = ..., storage = ...}) runs every tick of the
+-- ticker thread for each mount of this engine (static role rotation).
+function Engine:periodic(fn)
+  assert_load_time()
+  local rec = records[self]
+  if rec == nil or type(fn) ~= "function" then
+    error("e:periodic(function)", 2)
+  end
+  rec.periodic = fn
+  return self
+end
+
+-- framework.periodic_call(engine_name, ctx), called by luavm.c.
+function M.periodic_call(name, ctx)
+  local rec = engines[name]
+  if rec ~= nil and rec.periodic ~= nil then
+    rec.periodic(ctx)
+  end
+end
+
+-- Sorted names of every registered engine (luavm_engine_exists).
+function M.engine_names()
+  local names = json.array()
+  for name in pairs(engines) do
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  return names
+end
+
+local function find_route(rec, req)
+  for _, route in ipairs(rec.routes) do
+    if route.when == nil or route.when(req) then
+      local params = paths.match(route.compiled, req.path)
+      if params ~= nil then
+        return route, params
+      end
+    end
+  end
+  return nil
+end
+
+local function help_text(rec, route, path)
+  if route == nil then
+    return rec.help
+  end
+  local out = {
+    "Request:        " .. path,
+    "Matching Route: " .. route.compiled.lua,
+    "", route.help, "",
+  }
+  if route.fields and next(route.fields) ~= nil then
+    out[#out + 1] = "## PARAMETERS"
+    out[#out + 1] = ""
+    local names = {}
+    for name in pairs(route.fields) do
+      names[#names + 1] = name
+    end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local f = route.fields[name]
+      out[#out + 1] = "    " .. name .. " (" .. f.type .. ")"
+      out[#out + 1] = "        " .. f.description
+      out[#out + 1] = ""
+    end
+  end
+  if route.description ~= "" then
+    out[#out + 1] = "## DESCRIPTION"
+    out[#out + 1] = ""
+    out[#out + 1] = route.description
+  end
+  return table.concat(out, "\n")
+end
+
+local function add_warning(resp, text)
+  if resp.warnings == nil then
+    resp.warnings = json.array()
+  end
+  resp.warnings[#resp.warnings + 1] = text
+end
+
+-- Converts declared fields; returns the warnings to add to a response.
+local function apply_fields(route, req)
+  local notes = {}
+  req.raw = req.data
+  local data, ignored, replaced = fields.parse(route.fields, req.data,
+                                               req.params)
+  req.data = data
+  if #ignored > 0 then
+    notes[#notes + 1] = "Endpoint ignored these unrecognized parameters: [" ..
+                        table.concat(ignored, " ") .. "]"
+  end
+  if #replaced > 0 then
+    notes[#notes + 1] = "Endpoint replaced the value of these parameters " ..
+                        "with the values captured from the endpoint's path: [" ..
+                        table.concat(replaced, " ") .. "]"
+  end
+  return notes
+end
+
+-- framework.dispatch(engine_name, req) -> response table or nil. Called by
+-- luavm.c for every request to a Lua engine.
+function M.dispatch(name, req)
+  local rec = engines[name]
+  if rec == nil then
+    error("no engine registered for mount type '" .. tostring(name) .. "'")
+  end
+  local op, path = req.operation, req.path
+  if op == "read" and req.data.help ~= nil then
+    return { data = { help = help_text(rec, find_route(rec, req), path) } }
+  end
+  if WRITES[op] and (path == "" or path:sub(-1) == "/") then
+    coffer.bad_request("cannot write to a path ending in '/'")
+  end
+  local route, params = find_route(rec, req)
+  if route == nil then
+    coffer.unsupported_path()
+  end
+  local handler = route.handlers[op]
+  if handler == nil then
+    coffer.unsupported_operation()
+  end
+  req.params = params
+  local notes = route.fields and apply_fields(route, req) or {}
+  local resp = handler(req)
+  if type(resp) == "table" then
+    for _, text in ipairs(notes) do
+      add_warning(resp, text)
+    end
+  end
+  return resp
+end
+
+return M

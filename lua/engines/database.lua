@@ -1,0 +1,745 @@
+-- database.lua - dynamic and static database credentials.
+--
+-- Vault's database secrets engine: connection configs, roles that say how
+-- to create a user, and creds/<role>, which creates one on the spot bound
+-- to a lease. Everything database-specific sits in a plugin module
+-- (lua/coffer/dbplugin_postgresql.lua); this file only speaks the
+-- plugin interface, so a MySQL plugin is one more module in `plugins`.
+--
+-- Storage (this mount's view):
+--   config/<name>        connection config, including the root password
+--   role/<name>          dynamic role
+--   static-role/<name>   static role
+--   static-cred/<name>   current password of a static role, and a pending
+--                        one while a rotation is in flight (write-ahead)
+--
+-- Crash safety of issuance: a pending lease that records the username is
+-- stored before CREATE ROLE runs, so a crash anywhere after that leaves a
+-- record that start-up revokes (DROP ROLE IF EXISTS), never a stray user.
+
+local template = require("template")
+
+local plugins = {
+  [require("dbplugin_postgresql").name] = require("dbplugin_postgresql"),
+}
+
+local json = coffer.json
+local ME_FMT = "1 error occurred:\n\t* %s\n\n"
+
+local e = coffer.engine {
+  name = "database",
+  help = "The database backend creates database credentials dynamically.",
+}
+
+-- ============================================================ helpers ==
+
+local function internal_error(msg)
+  error(coffer.error { status = 500, errors = { ME_FMT:format(msg) } })
+end
+
+local function supported_plugins()
+  local names = {}
+  for name in pairs(plugins) do
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
+local function pool_key(mount, name)
+  return mount.uuid .. "/" .. name
+end
+
+local function load_config(storage, name)
+  return storage:get_json("config/" .. name)
+end
+
+-- Literal placeholder replacement, as Vault does (no escaping).
+local function subst(stmt, vars)
+  return (stmt:gsub("{{([%w_]+)}}", function(k)
+    local v = vars[k]
+    if v == nil then return nil end
+    return tostring(v)
+  end))
+end
+
+local function configure_pool(mount, name, cfg, verify)
+  local plugin = plugins[cfg.plugin_name]
+  local conninfo, why = plugin.connect_info(cfg)
+  if conninfo == nil then
+    return nil, { message = why, class = "sql" }
+  end
+  return coffer.db.configure(pool_key(mount, name), {
+    conninfo = conninfo,
+    max_open = cfg.max_open_connections,
+    max_idle = cfg.max_idle_connections,
+    max_lifetime = cfg.max_connection_lifetime,
+  }, verify)
+end
+
+-- Borrows a connection to the named config's database, creating the pool
+-- from the stored config when this process has not yet.
+local function acquire(ctx, name)
+  local cfg = load_config(ctx.storage, name)
+  if cfg == nil then
+    return nil, { class = "sql", message =
+      'failed to find entry for connection with name: "' .. name .. '"' }
+  end
+  local key = pool_key(ctx.mount, name)
+  if not coffer.db.exists(key) then
+    local ok, err = configure_pool(ctx.mount, name, cfg, false)
+    if not ok then return nil, err end
+  end
+  local conn, err = coffer.db.acquire(key)
+  return conn, err, cfg
+end
+
+-- Runs statements in one transaction.
+local function run_in_tx(conn, stmts)
+  local ok, err = conn:begin()
+  if not ok then return nil, err end
+  for _, s in ipairs(stmts) do
+    ok, err = conn:exec(s)
+    if ok == nil then
+      conn:rollback()
+      return nil, err
+    end
+  end
+  return conn:commit()
+end
+
+-- Calls fn(conn, cfg) with a connection to the named config's database,
+-- and calls it again when the failure is not the caller's:
+--  * transient: PostgreSQL answers concurrent GRANTs on one object with
+--    "tuple concurrently updated", and serialization failures and
+--    deadlocks likewise resolve on retry. Passing them to the client
+--    would be a bug, so fn runs again, after a short growing pause.
+--  * unreachable: a pooled connection can be dead without knowing it (the
+--    server restarted); the failure closes it and fn runs once more on a
+--    fresh one.
+-- fn must therefore be safe to repeat: one transaction, or idempotent.
+local function with_db(ctx, name, fn)
+  local err
+  local reconnected = false
+  for attempt = 1, 10 do
+    local conn <close>, cerr, cfg = acquire(ctx, name)
+    if conn == nil then return nil, cerr end
+    local ok
+    ok, err = fn(conn, cfg)
+    if ok then return ok end
+    local class = type(err) == "table" and err.class or nil
+    if class == "unreachable" and not reconnected then
+      reconnected = true
+    elseif class == "transient" then
+      coffer.time.sleep(0.002 * attempt * attempt)
+    else
+      break
+    end
+  end
+  return nil, err
+end
+
+-- with_db + run_in_tx for a list of statements.
+local function exec_statements(ctx, name, stmts)
+  return with_db(ctx, name, function(conn) return run_in_tx(conn, stmts) end)
+end
+
+-- Expands configured statements (each may hold several) with vars.
+local function expand(plugin, list, vars, allow_whole)
+  local out = {}
+  for _, stmt in ipairs(list or {}) do
+    for _, piece in ipairs(plugin.split(stmt, allow_whole)) do
+      out[#out + 1] = subst(piece, vars)
+    end
+  end
+  return out
+end
+
+local function role_allowed(cfg, role)
+  for _, pattern in ipairs(cfg.allowed_roles or {}) do
+    if pattern == "*" or pattern == role then return true end
+    local glob = "^" .. pattern:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
+                                 :gsub("%*", ".*") .. "$"
+    if role:match(glob) then return true end
+  end
+  return false
+end
+
+-- Vault's default generator: 20 characters of [a-zA-Z0-9-] holding at
+-- least one lowercase, uppercase, digit and dash.
+local PW_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
+
+local function generate_password()
+  while true do
+    local bytes, out = coffer.crypto.random_bytes(64), {}
+    for i = 1, #bytes do
+      local b = bytes:byte(i)
+      if b < 252 and #out < 20 then -- 252 = 4 * 63: no modulo bias
+        local k = b % 63 + 1
+        out[#out + 1] = PW_ALPHABET:sub(k, k)
+      end
+    end
+    local pw = table.concat(out)
+    if #pw == 20 and pw:find("%l") and pw:find("%u") and pw:find("%d") and
+       pw:find("-", 1, true) then
+      return pw
+    end
+  end
+end
+
+local function db_message(err)
+  if type(err) == "table" then return err.message or "unknown error" end
+  return tostring(err)
+end
+
+-- ============================================================ configs ==
+
+local CONFIG_FIELDS = {
+  plugin_name = "string", plugin_version = "string",
+  verify_connection = { type = "bool", default = true },
+  allowed_roles = "strings", root_rotation_statements = "list",
+  password_policy = "string", connection_url = "string", username = "string",
+  password = { type = "string", sensitive = true },
+  max_open_connections = "int", max_idle_connections = "int",
+  max_connection_lifetime = "duration", username_template = "string",
+  disable_escaping = "bool", password_authentication = "string",
+}
+
+-- Connection details: the fields a plugin reads, kept as the client sent
+-- them (Vault returns them under connection_details).
+local DETAIL_FIELDS = {
+  "connection_url", "username", "password", "max_open_connections",
+  "max_idle_connections", "max_connection_lifetime", "username_template",
+  "disable_escaping", "password_authentication",
+}
+
+local function validate_username_template(text)
+  local t, err = template.compile(text)
+  if t ~= nil then
+    local out
+    out, err = t:render({ DisplayName = "token", RoleName = "role" })
+    if out ~= nil then return nil end
+  end
+  coffer.bad_request("invalid username template: " .. err)
+end
+
+local function merge_config(cfg, req)
+  for name in pairs(CONFIG_FIELDS) do
+    if req.raw[name] ~= nil and req.raw[name] ~= json.null then
+      cfg[name] = req.data[name]
+    end
+  end
+  cfg.allowed_roles = cfg.allowed_roles or json.array()
+  cfg.root_rotation_statements = cfg.root_rotation_statements or json.array()
+  cfg.max_open_connections = cfg.max_open_connections or 4
+  if cfg.max_open_connections < 1 then cfg.max_open_connections = 4 end
+  if cfg.max_idle_connections == nil or
+     cfg.max_idle_connections > cfg.max_open_connections then
+    cfg.max_idle_connections = cfg.max_open_connections
+  end
+  cfg.max_connection_lifetime = cfg.max_connection_lifetime or 0
+end
+
+local function check_config(cfg)
+  if cfg.plugin_name == nil or cfg.plugin_name == "" then
+    coffer.bad_request("empty plugin name")
+  end
+  if plugins[cfg.plugin_name] == nil then
+    coffer.bad_request('unsupported database plugin "' .. cfg.plugin_name ..
+                       '": supported plugins are ' .. supported_plugins())
+  end
+  if cfg.connection_url == nil or cfg.connection_url == "" then
+    coffer.bad_request("error creating database object: connection_url " ..
+                       "cannot be empty")
+  end
+  for _, v in ipairs({ cfg.username or "", cfg.password or "" }) do
+    if v:find("{{username}}", 1, true) or v:find("{{password}}", 1, true) then
+      coffer.bad_request("username and/or password cannot contain the " ..
+                         "template variables")
+    end
+  end
+  if cfg.username_template then
+    validate_username_template(cfg.username_template)
+  end
+  if cfg.password_authentication and
+     cfg.password_authentication ~= "password" then
+    coffer.bad_request('password_authentication "' ..
+                       cfg.password_authentication .. '" is not supported; ' ..
+                       'use "password"')
+  end
+  if cfg.password_policy and cfg.password_policy ~= "" then
+    coffer.bad_request("password policies are not supported yet: leave " ..
+                       "password_policy empty to use the default generator")
+  end
+end
+
+-- A literal password inside a URL (rather than {{password}}).
+local function url_has_literal_password(url)
+  local userinfo = url:match("^%a[%w+.-]*://([^@/]*)@")
+  return userinfo ~= nil and userinfo:find(":", 1, true) ~= nil and
+         not userinfo:find("{{password}}", 1, true)
+end
+
+local function write_config(req)
+  local name = req.params.name
+  local cfg = load_config(req.storage, name) or {}
+  merge_config(cfg, req)
+  check_config(cfg)
+  local verify = req.data.verify_connection
+  local ok, err = configure_pool(req.mount, name, cfg, verify)
+  if not ok then
+    coffer.bad_request("error creating database object: " ..
+                       (verify and "error verifying connection: " or "") ..
+                       db_message(err))
+  end
+  cfg.verify_connection = nil
+  req.storage:put_json("config/" .. name, cfg)
+  if url_has_literal_password(cfg.connection_url) then
+    return { warnings = { "Password found in connection_url, use a " ..
+      "templated url to enable root rotation and prevent read access " ..
+      "to password information." } }
+  end
+end
+
+local function redact_url(url)
+  if not url_has_literal_password(url) then return url end
+  return (url:gsub("^(%a[%w+.-]*://[^:@/]*:)[^@/]*@", "%1xxxxx@"))
+end
+
+local function read_config(req)
+  local cfg = load_config(req.storage, req.params.name)
+  if cfg == nil then return nil end
+  local details = {}
+  for _, k in ipairs(DETAIL_FIELDS) do
+    if k ~= "password" and cfg[k] ~= nil then details[k] = cfg[k] end
+  end
+  details.connection_url = redact_url(cfg.connection_url or "")
+  return { data = {
+    allowed_roles = json.array(cfg.allowed_roles or {}),
+    connection_details = details,
+    password_policy = cfg.password_policy or "",
+    plugin_name = cfg.plugin_name,
+    plugin_version = cfg.plugin_version or "",
+    root_credentials_rotate_statements =
+      json.array(cfg.root_rotation_statements or {}),
+    verify_connection = true,
+  } }
+end
+
+local function delete_config(req)
+  local name = req.params.name
+  local live = req:count_leases("creds", "db_name", name)
+  if live > 0 then
+    coffer.bad_request(string.format(
+      'cannot delete connection "%s": %d lease%s issued through it %s ' ..
+      "still active; revoke them first (coffer lease revoke -prefix %screds/)",
+      name, live, live == 1 and "" or "s", live == 1 and "is" or "are",
+      req.mount.path))
+  end
+  req.storage:delete("config/" .. name)
+  coffer.db.remove(pool_key(req.mount, name))
+end
+
+local function list_keys(req, prefix)
+  local keys = req.storage:list(prefix)
+  if #keys == 0 then return nil end
+  return { data = { keys = keys } }
+end
+
+e:path("config/", {
+  list = function(req) return list_keys(req, "config/") end,
+  help = "List the configured database connections.",
+})
+
+e:path("config/:name", {
+  fields = CONFIG_FIELDS,
+  write = write_config, read = read_config, delete = delete_config,
+  help = "Configure a connection to a database.",
+})
+
+e:path("reset/:name", {
+  write = function(req)
+    local name = req.params.name
+    local cfg = load_config(req.storage, name)
+    if cfg == nil then
+      internal_error('failed to find entry for connection with name: "' ..
+                     name .. '"')
+    end
+    coffer.db.remove(pool_key(req.mount, name))
+    local ok, err = configure_pool(req.mount, name, cfg, false)
+    if not ok then internal_error(db_message(err)) end
+  end,
+  help = "Close and re-open the connections of a database config.",
+})
+
+e:path("rotate-root/:name", {
+  write = function(req)
+    local name = req.params.name
+    local cfg = load_config(req.storage, name)
+    if cfg == nil then
+      internal_error('failed to find entry for connection with name: "' ..
+                     name .. '"')
+    end
+    for _, k in ipairs({ "username", "password" }) do
+      if cfg[k] == nil or cfg[k] == "" then
+        internal_error("unable to rotate root credentials: no " .. k ..
+                       " in configuration")
+      end
+    end
+    local plugin = plugins[cfg.plugin_name]
+    local new = generate_password()
+    local stmts = expand(plugin, #cfg.root_rotation_statements > 0 and
+                         cfg.root_rotation_statements or
+                         plugin.default_root_rotation,
+                         { username = cfg.username, name = cfg.username,
+                           password = new }, false)
+    local ok, err = exec_statements(req, name, stmts)
+    if not ok then
+      internal_error("unable to rotate root credentials: " .. db_message(err))
+    end
+    cfg.password = new
+    req.storage:put_json("config/" .. name, cfg)
+    coffer.db.remove(pool_key(req.mount, name))
+    configure_pool(req.mount, name, cfg, false)
+  end,
+  help = "Rotate the password of the config's own database user.",
+})
+
+-- ============================================================== roles ==
+
+local ROLE_FIELDS = {
+  db_name = "string", creation_statements = "list",
+  revocation_statements = "list", rollback_statements = "list",
+  renew_statements = "list", default_ttl = "duration", max_ttl = "duration",
+  credential_type = "string", credential_config = "map",
+}
+
+local function write_role(req)
+  local name = req.params.name
+  if req.storage:get("static-role/" .. name) ~= nil then
+    coffer.bad_request("Role and Static Role names must be unique")
+  end
+  local role = req.storage:get_json("role/" .. name) or {}
+  for k in pairs(ROLE_FIELDS) do
+    if req.raw[k] ~= nil and req.raw[k] ~= json.null then
+      role[k] = req.data[k]
+    end
+  end
+  if role.db_name == nil or role.db_name == "" then
+    coffer.bad_request("database name is required")
+  end
+  role.credential_type = role.credential_type or "password"
+  if role.credential_type ~= "password" then
+    coffer.bad_request('credential_type "' .. role.credential_type ..
+                       '" is not supported; use "password"')
+  end
+  role.default_ttl = role.default_ttl or 0
+  role.max_ttl = role.max_ttl or 0
+  if role.max_ttl > 0 and role.default_ttl > role.max_ttl then
+    coffer.bad_request("ttl cannot be greater than max_ttl")
+  end
+  req.storage:put_json("role/" .. name, role)
+end
+
+local function read_role(req)
+  local role = req.storage:get_json("role/" .. req.params.name)
+  if role == nil then return nil end
+  local data = {
+    db_name = role.db_name, default_ttl = role.default_ttl,
+    max_ttl = role.max_ttl, credential_type = role.credential_type,
+  }
+  for _, k in ipairs({ "creation_statements", "revocation_statements",
+                       "rollback_statements", "renew_statements" }) do
+    data[k] = json.array(role[k] or {})
+  end
+  if role.credential_config then data.credential_config = role.credential_config end
+  return { data = data }
+end
+
+e:path("roles/", {
+  list = function(req) return list_keys(req, "role/") end,
+  help = "List the dynamic roles.",
+})
+
+e:path("roles/:name", {
+  fields = ROLE_FIELDS,
+  write = write_role, read = read_role,
+  delete = function(req) req.storage:delete("role/" .. req.params.name) end,
+  help = "Manage the roles that can create database credentials.",
+})
+
+-- ============================================================== creds ==
+
+local function make_username(cfg, plugin, req, role_name)
+  local t, err = template.compile(cfg.username_template or
+                                  plugin.default_username_template)
+  if t == nil then internal_error("invalid username template: " .. err) end
+  local display = req.token and req.token.display_name or "token"
+  local name
+  name, err = t:render({ DisplayName = display, RoleName = role_name })
+  if name == nil then internal_error("unable to generate username: " .. err) end
+  return name
+end
+
+-- Undoes a failed creation: the role's rollback statements (best effort),
+-- then the pending lease's revocation drops whatever is left.
+local function roll_back(req, plugin, role, vars, lease)
+  if role.rollback_statements and #role.rollback_statements > 0 then
+    local ok, err = exec_statements(req, role.db_name,
+      expand(plugin, role.rollback_statements, vars, true))
+    if not ok then
+      coffer.log.warn("database: rollback statements failed: " ..
+                      db_message(err))
+    end
+  end
+  lease:abort()
+end
+
+local function issue_creds(req)
+  local role_name = req.params.name
+  local role = req.storage:get_json("role/" .. role_name)
+  if role == nil then coffer.bad_request("unknown role: " .. role_name) end
+  local cfg = load_config(req.storage, role.db_name)
+  if cfg == nil then
+    internal_error('failed to find entry for connection with name: "' ..
+                   role.db_name .. '"')
+  end
+  if not role_allowed(cfg, role_name) then
+    internal_error('"' .. role_name .. '" is not an allowed role')
+  end
+  if #(role.creation_statements or {}) == 0 then
+    internal_error("empty creation statements")
+  end
+  local plugin = plugins[cfg.plugin_name]
+  local ttl, max_ttl = req:lease_ttl(role.default_ttl, role.max_ttl)
+  local username = make_username(cfg, plugin, req, role_name)
+  local password = generate_password()
+  local vars = {
+    name = username, username = username, password = password,
+    expiration = plugin.expiration(math.floor(coffer.time.now()) + ttl + 5),
+  }
+  -- Recorded before the user exists: a crash from here on is revoked.
+  local lease = req:pending_lease("creds", {
+    username = username, db_name = role.db_name, role = role_name,
+    plugin = cfg.plugin_name,
+    revocation_statements = json.array(role.revocation_statements or {}),
+    renew_statements = json.array(role.renew_statements or {}),
+  })
+  local ok, err = exec_statements(req, role.db_name,
+    expand(plugin, role.creation_statements, vars, true))
+  if not ok then
+    roll_back(req, plugin, role, vars, lease)
+    internal_error("failed to execute query: " .. db_message(err))
+  end
+  return lease:issue({ username = username, password = password },
+                     { ttl = ttl, max_ttl = max_ttl, renewable = true })
+end
+
+e:path("creds/:name", {
+  read = issue_creds,
+  help = "Request database credentials for a role.",
+})
+
+-- The lease side: what the expiration manager calls.
+e:secret("creds", {
+  revoke = function(lease)
+    local int = lease.internal
+    local ok, err = with_db(lease, int.db_name, function(conn, cfg)
+      local plugin = plugins[int.plugin or cfg.plugin_name]
+      if int.revocation_statements and #int.revocation_statements > 0 then
+        return run_in_tx(conn, expand(plugin, int.revocation_statements,
+          { name = int.username, username = int.username }, true))
+      end
+      return plugin.default_revoke(conn, int.username)
+    end)
+    if not ok then return nil, db_message(err) end
+    return true
+  end,
+  renew = function(lease, expire_unix)
+    local int = lease.internal
+    local ok, err = with_db(lease, int.db_name, function(conn, cfg)
+      local plugin = plugins[int.plugin or cfg.plugin_name]
+      local stmts = int.renew_statements
+      if stmts == nil or #stmts == 0 then stmts = plugin.default_renew end
+      return run_in_tx(conn, expand(plugin, stmts, {
+        name = int.username, username = int.username,
+        expiration = plugin.expiration(expire_unix + 5),
+      }, false))
+    end)
+    if not ok then return nil, db_message(err) end
+    return true
+  end,
+})
+
+-- ======================================================= static roles ==
+
+local STATIC_FIELDS = {
+  db_name = "string", username = "string", rotation_period = "duration",
+  rotation_statements = "list", credential_type = "string",
+  credential_config = "map",
+}
+
+local function rfc3339(unix)
+  return coffer.time.format_rfc3339(unix)
+end
+
+-- Sets a new password for a static role. The new password is stored as
+-- pending before the database changes it, so a crash in between leaves a
+-- pending rotation that the next tick completes instead of a password
+-- nobody knows.
+local function rotate_static(ctx, name, srole)
+  local cfg = load_config(ctx.storage, srole.db_name)
+  if cfg == nil then
+    return nil, 'failed to find entry for connection with name: "' ..
+                srole.db_name .. '"'
+  end
+  local plugin = plugins[cfg.plugin_name]
+  local cred = ctx.storage:get_json("static-cred/" .. name) or {}
+  local new = generate_password()
+  cred.pending = new
+  ctx.storage:put_json("static-cred/" .. name, cred)
+  local stmts = srole.rotation_statements
+  if stmts == nil or #stmts == 0 then stmts = plugin.default_rotation end
+  local ok, err = exec_statements(ctx, srole.db_name, expand(plugin, stmts, {
+    name = srole.username, username = srole.username, password = new,
+  }, false))
+  if not ok then
+    return nil, db_message(err)
+  end
+  cred.password, cred.pending = new, nil
+  cred.last_vault_rotation = math.floor(coffer.time.now())
+  ctx.storage:put_json("static-cred/" .. name, cred)
+  return true
+end
+
+local function write_static_role(req)
+  local name = req.params.name
+  if req.storage:get("role/" .. name) ~= nil then
+    coffer.bad_request("Role and Static Role names must be unique")
+  end
+  local old = req.storage:get_json("static-role/" .. name)
+  local srole = old or {}
+  for k in pairs(STATIC_FIELDS) do
+    if req.raw[k] ~= nil and req.raw[k] ~= json.null then
+      if k == "username" and old and old.username ~= req.data.username then
+        coffer.bad_request("cannot update static account username")
+      end
+      srole[k] = req.data[k]
+    end
+  end
+  if srole.db_name == nil or srole.db_name == "" then
+    coffer.bad_request("database name is a required field")
+  end
+  if srole.username == nil or srole.username == "" then
+    coffer.bad_request("username is a required field to create a static account")
+  end
+  if srole.rotation_period == nil then
+    coffer.bad_request("rotation_period is required to create static accounts")
+  end
+  if srole.rotation_period < 5 then
+    coffer.bad_request("rotation_period must be 5 seconds or more")
+  end
+  srole.credential_type = srole.credential_type or "password"
+  local cfg = load_config(req.storage, srole.db_name)
+  if cfg == nil then
+    coffer.bad_request('failed to find entry for connection with name: "' ..
+                       srole.db_name .. '"')
+  end
+  req.storage:put_json("static-role/" .. name, srole)
+  if old == nil then
+    local ok, err = rotate_static(req, name, srole)
+    if not ok then
+      internal_error("error setting credentials: " .. err)
+    end
+  end
+end
+
+local function read_static_role(req)
+  local name = req.params.name
+  local srole = req.storage:get_json("static-role/" .. name)
+  if srole == nil then return nil end
+  local cred = req.storage:get_json("static-cred/" .. name) or {}
+  return { data = {
+    db_name = srole.db_name, username = srole.username,
+    rotation_period = srole.rotation_period,
+    rotation_statements = json.array(srole.rotation_statements or {}),
+    credential_type = srole.credential_type,
+    last_vault_rotation = cred.last_vault_rotation and
+                          rfc3339(cred.last_vault_rotation) or json.null,
+  } }
+end
+
+e:path("static-roles/", {
+  list = function(req) return list_keys(req, "static-role/") end,
+  help = "List the static roles.",
+})
+
+e:path("static-roles/:name", {
+  fields = STATIC_FIELDS,
+  write = write_static_role, read = read_static_role,
+  delete = function(req)
+    req.storage:delete("static-role/" .. req.params.name)
+    req.storage:delete("static-cred/" .. req.params.name)
+  end,
+  help = "Manage roles whose database user exists and whose password " ..
+         "Coffer rotates.",
+})
+
+e:path("static-creds/:name", {
+  read = function(req)
+    local name = req.params.name
+    local srole = req.storage:get_json("static-role/" .. name)
+    if srole == nil then coffer.bad_request("unknown role: " .. name) end
+    local cfg = load_config(req.storage, srole.db_name)
+    if cfg == nil or not role_allowed(cfg, name) then
+      internal_error('"' .. name .. '" is not an allowed role')
+    end
+    local cred = req.storage:get_json("static-cred/" .. name) or {}
+    if cred.password == nil then
+      internal_error("the password of static role \"" .. name ..
+                     "\" has not been set yet; it will be retried")
+    end
+    local last = cred.last_vault_rotation or 0
+    local left = last + srole.rotation_period - math.floor(coffer.time.now())
+    return { data = {
+      username = srole.username, password = cred.password,
+      last_vault_rotation = rfc3339(last),
+      rotation_period = srole.rotation_period,
+      ttl = left > 0 and left or 0,
+    } }
+  end,
+  help = "Read the current credentials of a static role.",
+})
+
+e:path("rotate-role/:name", {
+  write = function(req)
+    local name = req.params.name
+    local srole = req.storage:get_json("static-role/" .. name)
+    if srole == nil then
+      coffer.bad_request("no static role found for role name")
+    end
+    local ok, err = rotate_static(req, name, srole)
+    if not ok then internal_error("unable to rotate: " .. err) end
+  end,
+  help = "Rotate the password of a static role now.",
+})
+
+-- Every few seconds: rotate static roles whose period has passed, and
+-- finish rotations a crash interrupted.
+e:periodic(function(ctx)
+  local now = math.floor(coffer.time.now())
+  for _, name in ipairs(ctx.storage:list("static-role/")) do
+    local srole = ctx.storage:get_json("static-role/" .. name)
+    local cred = ctx.storage:get_json("static-cred/" .. name) or {}
+    if srole ~= nil and (cred.pending ~= nil or cred.password == nil or
+       now >= (cred.last_vault_rotation or 0) + srole.rotation_period) then
+      local ok, err = rotate_static(ctx, name, srole)
+      if not ok then
+        coffer.log.warn("database: rotating static role " .. name ..
+                        " failed: " .. err)
+      end
+    end
+  end
+end)
+
+return e

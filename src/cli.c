@@ -1,0 +1,774 @@
+/*
+ * cli.c - the client side of `coffer`: dispatch, flags and output.
+ *
+ * Every subcommand except "server" is a client of a running Coffer (or
+ * Vault) server, spoken to through Vault's HTTP API. The CLI is split by
+ * job:
+ *
+ *   cli.c         dispatch, flag parsing (Go `flag` syntax, as the Vault
+ *                 CLI takes it), and printing a response (Vault's
+ *                 OutputSecret, OutputData, PrintRawField)
+ *   cli_http.c    the libcurl client, reading responses, Vault's error
+ *                 texts, the k=v body builder, path helpers
+ *   cli_cmds.c    read, write, list, delete, secrets, token, status
+ *   cli_kv.c      kv (with KV v2 path rewriting)
+ *   cli_lease.c   lease lookup, renew, revoke, list
+ *   cli_format.c  how a response looks, byte for byte like Vault
+ *
+ * Owns here: the flag table (every flag of every command; each command
+ * lists the ones it takes), the command tables' search, help, -format,
+ * and the output helpers of cli_cmd.h.
+ *
+ * Not owned: the server. Nothing in the CLI links to server subsystems;
+ * it only uses common/buf/util helpers.
+ *
+ * Entry point: cli_main(). Exit codes follow the Vault CLI: 0 success,
+ * 1 usage error, 2 error from the server or the network (and `status`
+ * returns 2 for a sealed server).
+ */
+#include "cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "cli_cmd.h"
+#include "cli_format.h"
+#include "cli_http.h"
+#include "common.h"
+#include "util.h"
+
+/* ====================================================================
+ * Options and flags
+ * ==================================================================== */
+
+enum flag_kind {
+    FK_BOOL = 1,
+    FK_STRING = 2,
+    FK_INT = 3,
+    FK_DURATION = 4, /* seconds; "system" is -1 as in Vault */
+    FK_LIST = 5,     /* repeatable string */
+    FK_MAP = 6,      /* repeatable "k=v" */
+};
+
+struct flag_spec {
+    const char *name;
+    const char *alias;
+    enum flag_kind kind;
+    size_t off;
+};
+
+#define OPT(f) offsetof(struct cli_opts, f)
+
+static const struct flag_spec flag_table[] = {
+    { "format", NULL, FK_STRING, OPT(format_flag) },
+    { "field", NULL, FK_STRING, OPT(field) },
+    { "address", NULL, FK_STRING, OPT(address) },
+    { "ca-cert", NULL, FK_STRING, OPT(ca_cert) },
+    { "tls-skip-verify", NULL, FK_BOOL, OPT(tls_skip_verify) },
+    { "detailed", NULL, FK_BOOL, OPT(detailed) },
+    { "force", "f", FK_BOOL, OPT(force) },
+    { "mount", NULL, FK_STRING, OPT(mount) },
+    { "version", NULL, FK_INT, OPT(version) },
+    { "cas", NULL, FK_INT, OPT(cas) },
+    { "versions", NULL, FK_LIST, OPT(versions) },
+    { "path", NULL, FK_STRING, OPT(path) },
+    { "description", NULL, FK_STRING, OPT(description) },
+    { "default-lease-ttl", NULL, FK_DURATION, OPT(default_lease_ttl) },
+    { "max-lease-ttl", NULL, FK_DURATION, OPT(max_lease_ttl) },
+    { "options", NULL, FK_MAP, OPT(options) },
+    { "local", NULL, FK_BOOL, OPT(local) },
+    { "seal-wrap", NULL, FK_BOOL, OPT(seal_wrap) },
+    { "force-no-cache", NULL, FK_BOOL, OPT(force_no_cache) },
+    { "external-entropy-access", NULL, FK_BOOL,
+      OPT(external_entropy_access) },
+    { "plugin-name", NULL, FK_STRING, OPT(plugin_name) },
+    { "id", NULL, FK_STRING, OPT(id) },
+    { "display-name", NULL, FK_STRING, OPT(display_name) },
+    { "role", NULL, FK_STRING, OPT(role) },
+    { "type", NULL, FK_STRING, OPT(type) },
+    { "entity-alias", NULL, FK_STRING, OPT(entity_alias) },
+    { "mode", NULL, FK_STRING, OPT(mode) },
+    { "ttl", NULL, FK_DURATION, OPT(ttl) },
+    { "explicit-max-ttl", NULL, FK_DURATION, OPT(explicit_max_ttl) },
+    { "period", NULL, FK_DURATION, OPT(period) },
+    { "increment", "i", FK_DURATION, OPT(increment) },
+    { "use-limit", NULL, FK_INT, OPT(use_limit) },
+    { "renewable", NULL, FK_BOOL, OPT(renewable) },
+    { "orphan", NULL, FK_BOOL, OPT(orphan) },
+    { "no-default-policy", NULL, FK_BOOL, OPT(no_default_policy) },
+    { "accessor", NULL, FK_BOOL, OPT(accessor) },
+    { "self", NULL, FK_BOOL, OPT(self) },
+    { "metadata", NULL, FK_MAP, OPT(metadata) },
+    { "policy", NULL, FK_LIST, OPT(policies) },
+    { "prefix", NULL, FK_BOOL, OPT(prefix) },
+    { "sync", NULL, FK_BOOL, OPT(sync) },
+};
+
+/* cli_opts.seen has one bit per flag. */
+_Static_assert(ARRAY_LEN(flag_table) <= 64, "flag_table outgrew opts.seen");
+
+/* Flags every command takes (Vault's HTTP and output flag sets). */
+static const char *const global_flags[] = {
+    "format", "field", "address", "ca-cert", "tls-skip-verify", "detailed",
+    NULL,
+};
+
+void cli__opts_init(struct cli_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    strvec_init(&o->versions);
+    strvec_init(&o->options);
+    strvec_init(&o->metadata);
+    strvec_init(&o->policies);
+    strvec_init(&o->args);
+    o->cas = -1;
+    o->renewable = true;
+    o->type = xstrdup("service");
+    o->format = CLI_FMT_TABLE;
+}
+
+void cli__opts_release(struct cli_opts *o)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(flag_table); i++) {
+        char **sp = (char **)((char *)o + flag_table[i].off);
+        if (flag_table[i].kind == FK_STRING)
+            secure_free_str(*sp);
+        else if (flag_table[i].kind == FK_LIST || flag_table[i].kind == FK_MAP)
+            strvec_release((struct strvec *)(void *)sp);
+    }
+    strvec_release(&o->args);
+    memset(o, 0, sizeof(*o));
+}
+
+bool cli__opt_seen(const struct cli_opts *o, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_LEN(flag_table); i++) {
+        if (strcmp(flag_table[i].name, name) == 0)
+            return (o->seen & ((uint64_t)1 << i)) != 0;
+    }
+    return false;
+}
+
+static bool name_in(const char *const *list, const char *name)
+{
+    for (; list != NULL && *list != NULL; list++) {
+        if (strcmp(*list, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The spec for -name if the command (or everyone) takes it, else NULL. */
+static const struct flag_spec *find_flag(const char *const *allowed,
+                                         const char *name, size_t *index)
+{
+    size_t i;
+    const struct flag_spec *f;
+
+    for (i = 0; i < ARRAY_LEN(flag_table); i++) {
+        f = &flag_table[i];
+        if (strcmp(f->name, name) != 0 &&
+            (f->alias == NULL || strcmp(f->alias, name) != 0))
+            continue;
+        if (!name_in(global_flags, f->name) && !name_in(allowed, f->name))
+            return NULL;
+        *index = i;
+        return f;
+    }
+    return NULL;
+}
+
+/* Go's strconv.ParseInt(s, 0, 64): decimal, 0x hex, 0o/0 octal, 0b. */
+static int parse_go_int(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    long long v;
+    int base = 10;
+    const char *p = s;
+
+    if (*p == '+' || *p == '-')
+        p++;
+    if (p[0] == '0' && (p[1] == 'b' || p[1] == 'B'))
+        base = 2;
+    else if (p[0] == '0' && (p[1] == 'o' || p[1] == 'O'))
+        base = 8;
+    if (*s == '\0')
+        return COFFER_EINVAL;
+    errno = 0;
+    if (base == 10) {
+        v = strtoll(s, &end, 0);
+    } else {
+        v = strtoll(p + 2, &end, base);
+        if (*s == '-')
+            v = -v;
+    }
+    if (errno != 0 || end == NULL || *end != '\0')
+        return COFFER_EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Stores one flag value; on a bad value writes Go's flag error to err. */
+static int set_flag(struct cli_opts *o, const struct flag_spec *f,
+                    const char *value, struct out *err)
+{
+    void *target = (char *)o + f->off;
+    struct errbuf eb;
+    bool b = false;
+
+    errbuf_clear(&eb);
+    switch (f->kind) {
+    case FK_BOOL:
+        if (bool_parse(value, &b) != 0) {
+            out_printf(err, "invalid boolean value \"%s\" for -%s: "
+                       "strconv.ParseBool: parsing \"%s\": invalid syntax",
+                       value, f->name, value);
+            return COFFER_EINVAL;
+        }
+        *(bool *)target = b;
+        return 0;
+    case FK_STRING:
+        secure_free_str(*(char **)target);
+        *(char **)target = xstrdup(value);
+        return 0;
+    case FK_INT:
+        if (parse_go_int(value, (int64_t *)target) != 0) {
+            out_printf(err, "invalid value \"%s\" for flag -%s: "
+                       "strconv.ParseInt: parsing \"%s\": invalid syntax",
+                       value, f->name, value);
+            return COFFER_EINVAL;
+        }
+        return 0;
+    case FK_DURATION:
+        if (strcmp(value, "system") == 0) {
+            *(int64_t *)target = -1;
+            return 0;
+        }
+        if (duration_parse(value, (int64_t *)target, &eb) != 0) {
+            out_printf(err, "invalid value \"%s\" for flag -%s: %s", value,
+                       f->name, eb.msg);
+            return COFFER_EINVAL;
+        }
+        return 0;
+    case FK_MAP:
+        if (strchr(value, '=') == NULL) {
+            out_printf(err, "invalid value \"%s\" for flag -%s: missing = "
+                       "in KV pair: \"%s\"", value, f->name, value);
+            return COFFER_EINVAL;
+        }
+        strvec_push((struct strvec *)target, value);
+        return 0;
+    case FK_LIST:
+    default:
+        /* Vault trims each value of a repeatable string flag. */
+        strvec_push_owned((struct strvec *)target, cli__trim_dup(value));
+        return 0;
+    }
+}
+
+/*
+ * Handles argv[*i], which starts with '-'. Returns 1 when it was taken as
+ * a flag (and *i moved past any separate value), 0 when it should be a
+ * positional argument, or a negative error with Go's message in err.
+ */
+static int parse_one_flag(struct cli_opts *o, const char *const *allowed,
+                          int argc, char **argv, int *i, struct out *err)
+{
+    const char *arg = argv[*i], *name = arg + 1, *eq;
+    const struct flag_spec *f;
+    char namebuf[64];
+    size_t index = 0, len;
+
+    if (name[0] == '-')
+        name++;
+    if (name[0] == '\0' || name[0] == '-' || name[0] == '=') {
+        out_printf(err, "bad flag syntax: %.200s", arg);
+        return COFFER_EINVAL;
+    }
+    eq = strchr(name, '=');
+    len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+    if (len >= sizeof(namebuf))
+        len = sizeof(namebuf) - 1;
+    memcpy(namebuf, name, len);
+    namebuf[len] = '\0';
+    if (strcmp(namebuf, "h") == 0 || strcmp(namebuf, "help") == 0) {
+        o->help = true;
+        return 1;
+    }
+    f = find_flag(allowed, namebuf, &index);
+    if (f == NULL) {
+        /* After a positional argument, an unknown "-x" is data (Vault). */
+        if (o->args.n > 0)
+            return 0;
+        out_printf(err, "flag provided but not defined: -%s", namebuf);
+        return COFFER_EINVAL;
+    }
+    o->seen |= (uint64_t)1 << index;
+    if (eq != NULL)
+        return set_flag(o, f, eq + 1, err) == 0 ? 1 : COFFER_EINVAL;
+    if (f->kind == FK_BOOL)
+        return set_flag(o, f, "true", err) == 0 ? 1 : COFFER_EINVAL;
+    if (*i + 1 >= argc) {
+        out_printf(err, "flag needs an argument: -%s", namebuf);
+        return COFFER_EINVAL;
+    }
+    (*i)++;
+    return set_flag(o, f, argv[*i], err) == 0 ? 1 : COFFER_EINVAL;
+}
+
+/*
+ * Parses flags and positional arguments with Go's flag syntax (-f, --f,
+ * -f=v, -f v). Unlike Go's flag package, known flags are also taken after
+ * positional arguments, as Vault does for its global flags; "--" ends flag
+ * parsing and "-" alone is positional (stdin for write).
+ */
+int cli__parse_args(struct cli_opts *o, const char *const *allowed, int argc,
+                    char **argv, struct out *err)
+{
+    int i, rc;
+
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            for (i++; i < argc; i++)
+                strvec_push(&o->args, argv[i]);
+            break;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            rc = parse_one_flag(o, allowed, argc, argv, &i, err);
+            if (rc < 0)
+                return rc;
+            if (rc == 1)
+                continue;
+        }
+        strvec_push(&o->args, argv[i]);
+    }
+    return 0;
+}
+
+
+/* ====================================================================
+ * Printing (Vault's OutputSecret, OutputData, OutputList, PrintRawField)
+ * ==================================================================== */
+
+/* Writes the buffer to f and wipes it. Returns 0, or 1 if it overflowed. */
+int cli__emit(FILE *f, struct out *o)
+{
+    int rc = 0;
+
+    if (o->err != 0) {
+        fputs("Could not parse output: output too large\n", stderr);
+        rc = 1;
+    } else if (o->b.ptr != NULL) {
+        fwrite(o->b.ptr, 1, o->b.len, f);
+    }
+    out_release(o);
+    out_init(o);
+    return rc;
+}
+
+/* Prints "<formatted prefix>: <detail>" on stderr and returns exit code 2. */
+int cli__report(const struct out *detail, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s\n", detail->b.ptr != NULL ? detail->b.ptr : "");
+    return 2;
+}
+
+/* Prints a message and a newline on stderr; returns `code`. */
+int cli__fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+/* Marshals JSON text for a value in the chosen structured format. */
+void cli__structured(struct cli *ctx, struct out *o, const struct out *js)
+{
+    cJSON *v;
+    size_t n;
+
+    if (ctx->o.format != CLI_FMT_YAML) {
+        out_puts(o, js->b.ptr != NULL ? js->b.ptr : "null");
+        out_putc(o, '\n');
+        return;
+    }
+    /* ghodss/yaml goes through JSON too, so struct fields come sorted. */
+    v = cJSON_Parse(js->b.ptr != NULL ? js->b.ptr : "null");
+    fmt_yaml(o, v);
+    cli__json_free_wiped(v);
+    n = o->b.len;
+    while (n > 0 && isspace((unsigned char)o->b.ptr[n - 1]))
+        n--;
+    if (o->err == 0 && o->b.ptr != NULL) {
+        o->b.ptr[n] = '\0';
+        o->b.len = n;
+    }
+    out_putc(o, '\n');
+}
+
+int cli__print_secret(struct cli *ctx, const cJSON *secret)
+{
+    struct out o, js;
+    int rc;
+
+    out_init(&o);
+    out_init(&js);
+    if (ctx->o.format == CLI_FMT_TABLE) {
+        fmt_warnings(&o, secret);
+        rc = cli__emit(stderr, &o);
+        fmt_secret_table(&o, secret);
+    } else {
+        fmt_json_secret(&js, secret);
+        cli__structured(ctx, &o, &js);
+        rc = 0;
+    }
+    rc |= cli__emit(stdout, &o);
+    out_release(&js);
+    return rc;
+}
+
+int cli__print_data(struct cli *ctx, const cJSON *data)
+{
+    struct out o, js;
+    int rc;
+
+    out_init(&o);
+    out_init(&js);
+    if (ctx->o.format == CLI_FMT_TABLE) {
+        if (cJSON_IsArray(data))
+            fmt_list_table(&o, data);
+        else
+            fmt_map_table(&o, data);
+    } else {
+        fmt_json(&js, data, 0);
+        cli__structured(ctx, &o, &js);
+    }
+    rc = cli__emit(stdout, &o);
+    out_release(&js);
+    return rc;
+}
+
+/*
+ * Vault's PrintRaw: on a terminal the value gets a newline; piped, it is
+ * printed bare so `$(vault read -field=x ...)` gets exactly the value.
+ */
+static bool stdout_is_terminal(void)
+{
+    const char *term = getenv("TERM");
+
+    return isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL &&
+           (term == NULL || strcmp(term, "dumb") != 0);
+}
+
+/* A scalar kept alive in *tmp, for RawField's struct fields. */
+static const cJSON *keep(cJSON **tmp, cJSON *v)
+{
+    COFFER_ASSERT(v != NULL);
+    cJSON_Delete(*tmp);
+    *tmp = v;
+    return v;
+}
+
+/* Member `key` of obj, or a Go zero value when the server left it out. */
+static const cJSON *member_or(const cJSON *obj, const char *key,
+                             cJSON *zero, cJSON **tmp)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    if (v != NULL && !cJSON_IsNull(v)) {
+        cJSON_Delete(zero);
+        return v;
+    }
+    return keep(tmp, zero);
+}
+
+/* Vault's RawField: what -field=NAME selects from a response. */
+static const cJSON *raw_field(const cJSON *secret, const char *field,
+                              cJSON **tmp)
+{
+    static const char *const auth_map[][2] = {
+        { "token", "client_token" }, { "token_accessor", "accessor" },
+        { "token_duration", "lease_duration" },
+        { "token_renewable", "renewable" },
+        { "token_policies", "token_policies" },
+        { "identity_policies", "identity_policies" },
+        { "policies", "policies" },
+    };
+    const cJSON *auth = cJSON_GetObjectItemCaseSensitive(secret, "auth");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(secret, "data");
+    size_t i;
+
+    for (i = 0; cJSON_IsObject(auth) && i < ARRAY_LEN(auth_map); i++) {
+        if (strcmp(field, auth_map[i][0]) == 0)
+            return member_or(auth, auth_map[i][1],
+                             i >= 4 ? cJSON_CreateArray()
+                                    : cJSON_CreateString(""), tmp);
+    }
+    if (!cJSON_IsObject(auth)) {
+        if (strcmp(field, "lease_duration") == 0 ||
+            strcmp(field, "refresh_interval") == 0)
+            return member_or(secret, "lease_duration", cJSON_CreateNumber(0),
+                             tmp);
+        if (strcmp(field, "lease_id") == 0 || strcmp(field, "request_id") == 0)
+            return member_or(secret, field, cJSON_CreateString(""), tmp);
+        if (strcmp(field, "renewable") == 0)
+            return member_or(secret, field, cJSON_CreateFalse(), tmp);
+        if (strcmp(field, "data") == 0 && cJSON_IsObject(data) &&
+            !cJSON_HasObjectItem(data, "data"))
+            return data;
+    }
+    return cJSON_GetObjectItemCaseSensitive(data, field);
+}
+
+/* Prints one selected value (Vault's PrintRawField after the lookup). */
+int cli__print_value(struct cli *ctx, const cJSON *val, const char *field)
+{
+    struct out o, js;
+    int rc;
+
+    if (val == NULL || cJSON_IsNull(val))
+        return cli__fail(1, "Field \"%s\" not present in secret", field);
+    out_init(&o);
+    out_init(&js);
+    if (ctx->o.format == CLI_FMT_TABLE || ctx->o.format == CLI_FMT_RAW) {
+        fmt_go_value(&o, val);
+    } else if (ctx->o.format == CLI_FMT_JSON) {
+        fmt_json(&o, val, 0);
+    } else {
+        fmt_json(&js, val, 0);
+        cli__structured(ctx, &o, &js);
+        /* PrintRaw decides about the newline, not the formatter. */
+        if (o.err == 0 && o.b.len > 0)
+            o.b.ptr[--o.b.len] = '\0';
+    }
+    if (stdout_is_terminal())
+        out_putc(&o, '\n');
+    rc = cli__emit(stdout, &o);
+    out_release(&js);
+    return rc;
+}
+
+int cli__print_field(struct cli *ctx, const cJSON *secret)
+{
+    cJSON *tmp = NULL;
+    int rc;
+
+    rc = cli__print_value(ctx, raw_field(secret, ctx->o.field, &tmp),
+                          ctx->o.field);
+    cJSON_Delete(tmp);
+    return rc;
+}
+
+/* Ends a command that got a response: -field, else the whole secret. */
+int cli__print_result(struct cli *ctx, const cJSON *secret)
+{
+    if (ctx->o.field != NULL)
+        return cli__print_field(ctx, secret);
+    return cli__print_secret(ctx, secret);
+}
+
+
+/* ====================================================================
+ * Plumbing for the commands
+ * ==================================================================== */
+
+/* Creates the HTTP client; prints the failure and returns 2 if it fails. */
+int cli__need_client(struct cli *ctx)
+{
+    struct out err;
+    int rc = 0;
+
+    if (ctx->have_client)
+        return 0;
+    out_init(&err);
+    if (cli__client_init(&ctx->client, ctx->o.address, ctx->o.ca_cert,
+                         ctx->o.tls_skip_verify, &err) != 0)
+        rc = cli__fail(2, "%s", err.b.ptr != NULL ? err.b.ptr : "");
+    else
+        ctx->have_client = true;
+    out_release(&err);
+    return rc;
+}
+
+int cli__arg_count_error(size_t got, size_t min, size_t max)
+{
+    if (got < min)
+        return cli__fail(1, "Not enough arguments (expected %zu, got %zu)", min,
+                         got);
+    if (got > max)
+        return cli__fail(1, "Too many arguments (expected %zu, got %zu)", max,
+                         got);
+    return 0;
+}
+
+static const char help_main[] =
+    "Usage: coffer <command> [args]\n\n"
+    "Commands:\n"
+    "    server     Start a Coffer server\n"
+    "    status     Print seal and HA status\n"
+    "    read       Read data and retrieve secrets\n"
+    "    write      Write data, configuration and secrets\n"
+    "    list       List data or secrets\n"
+    "    delete     Delete secrets and configuration\n"
+    "    kv         Interact with the key/value secrets engine\n"
+    "    lease      Look up, renew, revoke and list leases\n"
+    "    secrets    Enable, disable, list and tune secrets engines\n"
+    "    token      Create, look up, renew and revoke tokens\n";
+
+/* ====================================================================
+ * Dispatch
+ * ==================================================================== */
+
+/* Every command, one table per command file. */
+static const struct cli_command *const command_tables[] = {
+    cli__cmds_commands,
+    cli__kv_commands,
+    cli__lease_commands,
+};
+
+/* The command named by argv[1..]; *used is how many words it took. */
+static const struct cli_command *find_command(int argc, char **argv, int *used)
+{
+    const struct cli_command *c;
+    size_t t;
+    int w;
+
+    for (t = 0; t < ARRAY_LEN(command_tables); t++) {
+        for (c = command_tables[t]; c->run != NULL; c++) {
+            for (w = 0; w < 3 && c->words[w] != NULL; w++) {
+                if (1 + w >= argc || strcmp(argv[1 + w], c->words[w]) != 0)
+                    break;
+            }
+            if (w == 3 || c->words[w] == NULL) {
+                *used = w;
+                return c;
+            }
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Help for a command group ("kv", "kv metadata": the help of its
+ * commands) or the main usage. A group is the first word of a command
+ * that has more than one.
+ */
+static int usage_for(const char *word)
+{
+    const struct cli_command *c;
+    size_t t;
+
+    for (t = 0; word != NULL && t < ARRAY_LEN(command_tables); t++) {
+        for (c = command_tables[t]; c->run != NULL; c++) {
+            if (c->words[1] != NULL && strcmp(word, c->words[0]) == 0) {
+                fputs(c->help, stderr);
+                return 1;
+            }
+        }
+    }
+    fputs(help_main, stderr);
+    return 127;
+}
+
+/* mitchellh/cli looks for -h/-help/--help before any flag is parsed. */
+static bool wants_help(int argc, char **argv)
+{
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return false;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "-help") == 0 ||
+            strcmp(argv[i], "--help") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* -format, then $COFFER_FORMAT / $VAULT_FORMAT, then "table". */
+static int resolve_format(struct cli *ctx, const struct cli_command *cmd)
+{
+    const char *f = ctx->o.format_flag;
+
+    if (f == NULL)
+        f = cli__env_first("COFFER_FORMAT", "VAULT_FORMAT");
+    if (f == NULL)
+        f = "table";
+    if (cli_format_parse(f, &ctx->o.format) != 0)
+        return cli__fail(1, "Invalid output format: %s", f);
+    if (ctx->o.format == CLI_FMT_RAW && !cmd->raw_ok)
+        return cli__fail(1, "This command does not support the -format=raw "
+                            "option.");
+    return 0;
+}
+
+static int run_command(const struct cli_command *cmd, int argc, char **argv)
+{
+    struct cli ctx;
+    struct out err;
+    int rc;
+
+    memset(&ctx, 0, sizeof(ctx));
+    cli__opts_init(&ctx.o);
+    out_init(&err);
+    if (wants_help(argc, argv)) {
+        fputs(cmd->help, stdout);
+        rc = 0;
+        goto out;
+    }
+    if (cli__parse_args(&ctx.o, cmd->flags, argc, argv, &err) != 0) {
+        rc = cli__fail(1, "%s", err.b.ptr != NULL ? err.b.ptr : "");
+        goto out;
+    }
+    rc = resolve_format(&ctx, cmd);
+    if (rc == 0)
+        rc = cmd->run(&ctx);
+out:
+    if (ctx.have_client)
+        cli__client_release(&ctx.client);
+    cli__opts_release(&ctx.o);
+    out_release(&err);
+    return rc;
+}
+
+int cli_main(int argc, char **argv)
+{
+    const struct cli_command *cmd;
+    int used = 0, rc;
+
+    if (argc < 2)
+        return usage_for(NULL);
+    cmd = find_command(argc, argv, &used);
+    if (cmd == NULL)
+        return usage_for(argv[1]);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return cli__fail(2, "failed to initialise libcurl");
+    rc = run_command(cmd, argc - 1 - used, argv + 1 + used);
+    curl_global_cleanup();
+    fflush(stdout);
+    return rc;
+}

@@ -1,0 +1,1153 @@
+/*
+ * cli_cmds.c - the general client commands: read, write, list, delete,
+ * secrets enable|disable|list|tune, token create|lookup|revoke|renew and
+ * status.
+ *
+ * Owns: for each command, its arguments, the API path and body it sends
+ * (the Go client's request structs, field for field), and what it prints;
+ * also the endings that the kv commands share (cli__write_output,
+ * cli__list_output, cli__delete_output).
+ *
+ * Not owned: flags and dispatch (cli.c), HTTP (cli_http.c), formatting
+ * (cli_format.c).
+ *
+ * Entry point: the table cli__cmds_commands (cli_cmd.h).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli_cmd.h"
+#include "cli_format.h"
+#include "cli_http.h"
+#include "common.h"
+#include "util.h"
+
+/* ====================================================================
+ * read, write, list, delete
+ * ==================================================================== */
+
+/* `read -format=raw`: the body exactly as the server sent it. */
+static int read_raw(struct cli *ctx, const char *path, const char *query)
+{
+    struct cli_http_result r;
+    struct out err, o;
+    int rc;
+
+    cli__http_result_init(&r);
+    out_init(&err);
+    out_init(&o);
+    rc = cli__request(&ctx->client, "GET", path, query, NULL, &r, &err);
+    if (rc == 0 && (r.status >= 400 || r.status < 200))
+        cli__api_error_text(&r, &err);
+    if (err.b.len > 0) {
+        rc = cli__report(&err, "Error reading: %s", path);
+        goto out;
+    }
+    out_put(&o, r.body.ptr != NULL ? r.body.ptr : "", r.body.len);
+    out_putc(&o, '\n');
+    rc = cli__emit(stdout, &o);
+out:
+    out_release(&o);
+    out_release(&err);
+    cli__http_result_release(&r);
+    return rc;
+}
+
+static int cmd_read(struct cli *ctx)
+{
+    char *path = NULL;
+    cJSON *params = NULL, *secret = NULL;
+    struct buf query;
+    struct out err;
+    int rc;
+
+    buf_init(&query, 0);
+    out_init(&err);
+    if (ctx->o.args.n < 1) {
+        rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+        goto out;
+    }
+    rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    path = cli__sanitize_path(ctx->o.args.v[0]);
+    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &params,
+                          &err) != 0) {
+        rc = cli__fail(1, "Failed to parse K=V data: %s", err.b.ptr);
+        goto out;
+    }
+    if (params != NULL)
+        cli__json_to_query(params, &query);
+    if (ctx->o.format == CLI_FMT_RAW) {
+        rc = read_raw(ctx, path, query.ptr);
+        goto out;
+    }
+    if (cli__api_call(&ctx->client, "GET", path, query.ptr, NULL, CLI_CALL_READ,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error reading %s", path);
+        goto out;
+    }
+    if (secret == NULL) {
+        rc = cli__fail(2, "No value found at %s", path);
+        goto out;
+    }
+    rc = cli__print_result(ctx, secret);
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(params);
+    out_release(&err);
+    buf_release(&query);
+    free(path);
+    return rc;
+}
+
+/*
+ * The ending every write-like command shares (Vault's
+ * handleWriteSecretOutput): error with any returned data, "Success!" for
+ * an empty answer in table format, else the response.
+ */
+int cli__write_output(struct cli *ctx, const char *path, int call_rc,
+                      const cJSON *secret, const struct out *err)
+{
+    int rc;
+
+    if (call_rc != 0) {
+        rc = cli__report(err, "Error writing data to %s", path);
+        if (secret != NULL)
+            cli__print_secret(ctx, secret);
+        return rc;
+    }
+    if (secret == NULL) {
+        if (ctx->o.format == CLI_FMT_TABLE)
+            printf("Success! Data written to: %s\n", path);
+        return 0;
+    }
+    return cli__print_result(ctx, secret);
+}
+
+static int cmd_write(struct cli *ctx)
+{
+    char *path = NULL;
+    cJSON *data = NULL, *secret = NULL, *null_body = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    if (ctx->o.args.n < 1) {
+        rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+        goto out;
+    }
+    if (ctx->o.args.n == 1 && !ctx->o.force) {
+        rc = cli__fail(1, "Must supply data or use -force");
+        goto out;
+    }
+    path = cli__sanitize_path(ctx->o.args.v[0]);
+    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &data,
+                          &err) != 0) {
+        rc = cli__fail(1, "Failed to parse K=V data: %s", err.b.ptr);
+        goto out;
+    }
+    rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    /* With -force and no data the Go client sends a JSON null. */
+    null_body = data == NULL ? cJSON_CreateNull() : NULL;
+    rc = cli__api_call(&ctx->client, "PUT", path, NULL,
+                       data != NULL ? data : null_body, CLI_CALL_WRITE, &secret,
+                       NULL, &err);
+    rc = cli__write_output(ctx, path, rc, secret, &err);
+out:
+    cJSON_Delete(null_body);
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(data);
+    out_release(&err);
+    free(path);
+    return rc;
+}
+
+static int print_list(struct cli *ctx, const cJSON *secret)
+{
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(secret, "data");
+    struct out o;
+
+    if (ctx->o.format != CLI_FMT_TABLE)
+        return cli__print_data(ctx,
+                               cJSON_GetObjectItemCaseSensitive(data, "keys"));
+    out_init(&o);
+    fmt_warnings(&o, secret);
+    cli__emit(stderr, &o);
+    fmt_list_table(&o, cJSON_GetObjectItemCaseSensitive(data, "keys"));
+    return cli__emit(stdout, &o);
+}
+
+/* What list and kv list print once the LIST call came back. */
+int cli__list_output(struct cli *ctx, const char *path, const cJSON *secret)
+{
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(secret, "data");
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(data, "keys");
+    cJSON *empty = NULL;
+
+    if (ctx->o.format != CLI_FMT_TABLE &&
+        (secret == NULL || cli__json_is_nullish(data) ||
+         !cJSON_IsArray(keys))) {
+        empty = cJSON_CreateObject();
+        cli__print_data(ctx, empty);
+        cJSON_Delete(empty);
+        return 2;
+    }
+    if (secret == NULL)
+        return cli__fail(2, "No value found at %s", path);
+    if (cli__json_is_nullish(data))
+        return cli__print_secret(ctx, secret);
+    if (!cJSON_IsArray(keys))
+        return cli__fail(2, "No entries found at %s", path);
+    return print_list(ctx, secret);
+}
+
+static int cmd_list(struct cli *ctx)
+{
+    char *path = NULL;
+    cJSON *secret = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    path = cli__sanitize_path(ctx->o.args.v[0]);
+    if (cli__api_call(&ctx->client, "LIST", path, NULL, NULL, CLI_CALL_READ,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error listing %s", path);
+        goto out;
+    }
+    rc = cli__list_output(ctx, path, secret);
+out:
+    cli__json_free_wiped(secret);
+    out_release(&err);
+    free(path);
+    return rc;
+}
+
+/* What delete and kv delete print once the call came back. */
+int cli__delete_output(struct cli *ctx, const char *path, int call_rc,
+                       const cJSON *secret, const struct out *err)
+{
+    int rc;
+
+    if (call_rc != 0) {
+        rc = cli__report(err, "Error deleting %s", path);
+        if (secret != NULL)
+            cli__print_secret(ctx, secret);
+        return rc;
+    }
+    if (secret == NULL) {
+        if (ctx->o.format == CLI_FMT_TABLE)
+            printf("Success! Data deleted (if it existed) at: %s\n", path);
+        return 0;
+    }
+    return cli__print_result(ctx, secret);
+}
+
+static int cmd_delete(struct cli *ctx)
+{
+    char *path = NULL;
+    cJSON *params = NULL, *secret = NULL;
+    struct buf query;
+    struct out err;
+    int rc;
+
+    buf_init(&query, 0);
+    out_init(&err);
+    if (ctx->o.args.n < 1) {
+        rc = cli__fail(1, "Not enough arguments (expected at least 1, got 0)");
+        goto out;
+    }
+    rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    path = cli__sanitize_path(ctx->o.args.v[0]);
+    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &params,
+                          &err) != 0) {
+        rc = cli__fail(1, "Failed to parse string list data: %s", err.b.ptr);
+        goto out;
+    }
+    if (params != NULL)
+        cli__json_to_query(params, &query);
+    rc = cli__api_call(&ctx->client, "DELETE", path, query.ptr, NULL,
+                       CLI_CALL_WRITE, &secret, NULL, &err);
+    rc = cli__delete_output(ctx, path, rc, secret, &err);
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(params);
+    out_release(&err);
+    buf_release(&query);
+    free(path);
+    return rc;
+}
+
+
+/* ====================================================================
+ * secrets enable | disable | list | tune
+ * ==================================================================== */
+
+/* Go's time.Duration.String() for whole seconds ("1h0m0s", "-1s"). */
+static void go_duration(int64_t secs, char *out, size_t n)
+{
+    if (secs < 0 && n > 1) {
+        out[0] = '-';
+        duration_format_go(-secs, out + 1, n - 1);
+        return;
+    }
+    duration_format_go(secs, out, n);
+}
+
+/* The -options k=v flags (plus -version) as a JSON object, or JSON null. */
+static cJSON *options_json(const struct cli_opts *o)
+{
+    cJSON *obj;
+    char *key, tmp[32];
+    const char *eq;
+    size_t i;
+
+    if (o->options.n == 0 && o->version <= 0)
+        return cJSON_CreateNull();
+    obj = cJSON_CreateObject();
+    COFFER_ASSERT(obj != NULL);
+    for (i = 0; i < o->options.n; i++) {
+        eq = strchr(o->options.v[i], '=');
+        key = xstrndup(o->options.v[i], (size_t)(eq - o->options.v[i]));
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+        cJSON_AddStringToObject(obj, key, eq + 1);
+        free(key);
+    }
+    if (o->version > 0) {
+        snprintf(tmp, sizeof(tmp), "%lld", (long long)o->version);
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, "version");
+        cJSON_AddStringToObject(obj, "version", tmp);
+    }
+    return obj;
+}
+
+/* api.MountInput as `vault secrets enable` fills it. */
+static cJSON *mount_input(const struct cli_opts *o, const char *type)
+{
+    cJSON *body = cJSON_CreateObject(), *config;
+    char tmp[64];
+
+    COFFER_ASSERT(body != NULL);
+    cJSON_AddStringToObject(body, "type", type);
+    cJSON_AddStringToObject(body, "description",
+                            o->description != NULL ? o->description : "");
+    config = cJSON_AddObjectToObject(body, "config");
+    COFFER_ASSERT(config != NULL);
+    cJSON_AddNullToObject(config, "options");
+    go_duration(o->default_lease_ttl, tmp, sizeof(tmp));
+    cJSON_AddStringToObject(config, "default_lease_ttl", tmp);
+    go_duration(o->max_lease_ttl, tmp, sizeof(tmp));
+    cJSON_AddStringToObject(config, "max_lease_ttl", tmp);
+    cJSON_AddBoolToObject(config, "force_no_cache", o->force_no_cache);
+    cJSON_AddBoolToObject(body, "local", o->local);
+    cJSON_AddBoolToObject(body, "seal_wrap", o->seal_wrap);
+    cJSON_AddBoolToObject(body, "external_entropy_access",
+                          o->external_entropy_access);
+    cJSON_AddItemToObject(body, "options", options_json(o));
+    return body;
+}
+
+static int secrets_enable(struct cli *ctx)
+{
+    const char *type, *raw_path;
+    char *mount = NULL, *api_path = NULL;
+    cJSON *body = NULL, *secret = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    type = ctx->o.args.v[0];
+    if (strcmp(type, "plugin") == 0 && ctx->o.plugin_name != NULL)
+        type = ctx->o.plugin_name;
+    raw_path = ctx->o.path != NULL && ctx->o.path[0] != '\0' ? ctx->o.path
+                                                             : type;
+    mount = cli__ensure_trailing_slash(raw_path);
+    body = mount_input(&ctx->o, type);
+    /* The Go client keeps the trailing '/': POST /v1/sys/mounts/kv/ */
+    api_path = cli__str_concat3("sys/mounts/", mount, "");
+    if (cli__api_call(&ctx->client, "POST", api_path, NULL, body, CLI_CALL_RAW,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error enabling");
+        goto out;
+    }
+    printf("Success! Enabled the %s secrets engine at: %s\n", type, mount);
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    out_release(&err);
+    free(api_path);
+    free(mount);
+    return rc;
+}
+
+static int secrets_disable(struct cli *ctx)
+{
+    char *clean = NULL, *mount = NULL, *api_path = NULL;
+    cJSON *secret = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    clean = cli__sanitize_path(ctx->o.args.v[0]);
+    mount = cli__ensure_trailing_slash(clean);
+    api_path = cli__str_concat3("sys/mounts/", mount, "");
+    if (cli__api_call(&ctx->client, "DELETE", api_path, NULL, NULL,
+                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error disabling secrets engine at %s", mount);
+        goto out;
+    }
+    printf("Success! Disabled the secrets engine (if it existed) at: %s\n",
+           mount);
+out:
+    cli__json_free_wiped(secret);
+    out_release(&err);
+    free(api_path);
+    free(mount);
+    free(clean);
+    return rc;
+}
+
+/* Vault's calcTTL in the detailed list: system mounts have none. */
+static void mount_ttl(struct out *line, const char *type, const cJSON *v)
+{
+    if (strcmp(type, "system") == 0 || strcmp(type, "cubbyhole") == 0)
+        return;
+    if (cJSON_IsNumber(v) && v->valuedouble != 0)
+        fmt_go_value(line, v);
+    else
+        out_puts(line, "system");
+}
+
+static void mount_row_detailed(struct out *line, const char *path,
+                               const cJSON *m)
+{
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(m, "config");
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(m, "options");
+    const char *type = cli__str_member(m, "type");
+    static const char *const tail[] = { "description", "uuid",
+                                        "plugin_version",
+                                        "running_plugin_version",
+                                        "running_sha256",
+                                        "deprecation_status" };
+    size_t i;
+
+    out_printf(line, "%s | ", path);
+    out_puts(line, strcmp(type, "plugin") == 0
+                       ? cli__str_member(cfg, "plugin_name")
+                       : type);
+    out_printf(line, " | %s | ", cli__str_member(m, "accessor"));
+    mount_ttl(line, type,
+              cJSON_GetObjectItemCaseSensitive(cfg, "default_lease_ttl"));
+    out_puts(line, " | ");
+    mount_ttl(line, type,
+              cJSON_GetObjectItemCaseSensitive(cfg, "max_lease_ttl"));
+    out_printf(line, " | %s | %s | %s | %s | ",
+               cli__bool_member(cfg, "force_no_cache"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "local"))
+                   ? "local"
+                   : "replicated",
+               cli__bool_member(m, "seal_wrap"),
+               cli__bool_member(m, "external_entropy_access"));
+    /* A nil map[string]string prints as "map[]" with %v. */
+    if (cJSON_IsObject(opts))
+        fmt_go_value(line, opts);
+    else
+        out_puts(line, "map[]");
+    for (i = 0; i < ARRAY_LEN(tail); i++)
+        out_printf(line, " | %s", cli__str_member(m, tail[i]));
+}
+
+/* The rows of `vault secrets list` (Vault's simpleMounts/detailedMounts). */
+static void mount_rows(const cJSON *mounts, bool detailed,
+                       struct strvec *lines)
+{
+    const cJSON *m;
+    struct strvec paths;
+    struct out line;
+    size_t i;
+
+    strvec_init(&paths);
+    cJSON_ArrayForEach(m, mounts) {
+        strvec_push(&paths, m->string);
+    }
+    strvec_sort(&paths);
+    strvec_push(lines, detailed
+                ? "Path | Plugin | Accessor | Default TTL | Max TTL | "
+                  "Force No Cache | Replication | Seal Wrap | External "
+                  "Entropy Access | Options | Description | UUID | Version | "
+                  "Running Version | Running SHA256 | Deprecation Status"
+                : "Path | Type | Accessor | Description");
+    out_init(&line);
+    for (i = 0; i < paths.n; i++) {
+        m = cJSON_GetObjectItemCaseSensitive(mounts, paths.v[i]);
+        if (detailed)
+            mount_row_detailed(&line, paths.v[i], m);
+        else
+            out_printf(&line, "%s | %s | %s | %s", paths.v[i],
+                       cli__str_member(m, "type"),
+                       cli__str_member(m, "accessor"),
+                       cli__str_member(m, "description"));
+        strvec_push(lines, line.b.ptr != NULL ? line.b.ptr : "");
+        out_release(&line);
+        out_init(&line);
+    }
+    out_release(&line);
+    strvec_release(&paths);
+}
+
+static int secrets_list(struct cli *ctx)
+{
+    cJSON *secret = NULL;
+    const cJSON *mounts;
+    struct strvec lines;
+    struct out err, o, js;
+    int rc;
+
+    strvec_init(&lines);
+    out_init(&err);
+    out_init(&o);
+    out_init(&js);
+    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    if (cli__api_call(&ctx->client, "GET", "sys/mounts", NULL, NULL,
+                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error listing secrets engines");
+        goto out;
+    }
+    mounts = cJSON_GetObjectItemCaseSensitive(secret, "data");
+    if (ctx->o.format == CLI_FMT_TABLE) {
+        mount_rows(mounts, ctx->o.detailed, &lines);
+        fmt_table(&o, &lines, "|");
+    } else {
+        fmt_json_mounts(&js, mounts);
+        cli__structured(ctx, &o, &js);
+    }
+    rc = cli__emit(stdout, &o);
+out:
+    cli__json_free_wiped(secret);
+    out_release(&js);
+    out_release(&o);
+    out_release(&err);
+    strvec_release(&lines);
+    return rc;
+}
+
+/* Vault's ttlToAPI: 0 is "unchanged" (""), negative is "system". */
+static void ttl_to_api(cJSON *obj, const char *key, int64_t secs)
+{
+    char tmp[64];
+
+    if (secs == 0)
+        snprintf(tmp, sizeof(tmp), "%s", "");
+    else if (secs < 0)
+        snprintf(tmp, sizeof(tmp), "%s", "system");
+    else
+        go_duration(secs, tmp, sizeof(tmp));
+    cJSON_AddStringToObject(obj, key, tmp);
+}
+
+static int secrets_tune(struct cli *ctx)
+{
+    char *clean = NULL, *mount = NULL, *api_path = NULL;
+    cJSON *body = NULL, *secret = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    clean = cli__sanitize_path(ctx->o.args.v[0]);
+    mount = cli__ensure_trailing_slash(clean);
+    /* api.MountConfigInput: field order and omitempty as in the Go API. */
+    body = cJSON_CreateObject();
+    COFFER_ASSERT(body != NULL);
+    cJSON_AddItemToObject(body, "options", options_json(&ctx->o));
+    ttl_to_api(body, "default_lease_ttl", ctx->o.default_lease_ttl);
+    if (cli__opt_seen(&ctx->o, "description"))
+        cJSON_AddStringToObject(body, "description", ctx->o.description);
+    ttl_to_api(body, "max_lease_ttl", ctx->o.max_lease_ttl);
+    cJSON_AddBoolToObject(body, "force_no_cache", false);
+    api_path = cli__str_concat3("sys/mounts/", mount, "tune");
+    if (cli__api_call(&ctx->client, "POST", api_path, NULL, body, CLI_CALL_RAW,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error tuning secrets engine %s", mount);
+        goto out;
+    }
+    printf("Success! Tuned the secrets engine at: %s\n", mount);
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    out_release(&err);
+    free(api_path);
+    free(mount);
+    free(clean);
+    return rc;
+}
+
+/* ====================================================================
+ * token create | lookup | revoke | renew
+ * ==================================================================== */
+
+static cJSON *string_list(const struct strvec *sv)
+{
+    cJSON *list = cJSON_CreateArray();
+    size_t i;
+
+    COFFER_ASSERT(list != NULL);
+    for (i = 0; i < sv->n; i++)
+        cJSON_AddItemToArray(list, cJSON_CreateString(sv->v[i]));
+    return list;
+}
+
+static cJSON *kv_map(const struct strvec *pairs)
+{
+    cJSON *obj = cJSON_CreateObject();
+    const char *eq;
+    char *key;
+    size_t i;
+
+    COFFER_ASSERT(obj != NULL);
+    for (i = 0; i < pairs->n; i++) {
+        eq = strchr(pairs->v[i], '=');
+        key = xstrndup(pairs->v[i], (size_t)(eq - pairs->v[i]));
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+        cJSON_AddStringToObject(obj, key, eq + 1);
+        free(key);
+    }
+    return obj;
+}
+
+/* api.TokenCreateRequest: its field order and omitempty rules. */
+static cJSON *token_create_body(const struct cli_opts *o)
+{
+    cJSON *b = cJSON_CreateObject();
+    char tmp[64];
+
+    COFFER_ASSERT(b != NULL);
+    if (o->id != NULL && o->id[0] != '\0')
+        cJSON_AddStringToObject(b, "id", o->id);
+    if (o->policies.n > 0)
+        cJSON_AddItemToObject(b, "policies", string_list(&o->policies));
+    if (o->metadata.n > 0)
+        cJSON_AddItemToObject(b, "meta", kv_map(&o->metadata));
+    go_duration(o->ttl, tmp, sizeof(tmp));
+    cJSON_AddStringToObject(b, "ttl", tmp);
+    go_duration(o->explicit_max_ttl, tmp, sizeof(tmp));
+    cJSON_AddStringToObject(b, "explicit_max_ttl", tmp);
+    go_duration(o->period, tmp, sizeof(tmp));
+    cJSON_AddStringToObject(b, "period", tmp);
+    if (o->orphan)
+        cJSON_AddTrueToObject(b, "no_parent");
+    if (o->no_default_policy)
+        cJSON_AddTrueToObject(b, "no_default_policy");
+    cJSON_AddStringToObject(b, "display_name",
+                            o->display_name != NULL ? o->display_name : "");
+    cJSON_AddNumberToObject(b, "num_uses", (double)o->use_limit);
+    /* A batch token is never renewable; Vault's CLI forces that. */
+    cJSON_AddBoolToObject(b, "renewable",
+                          o->renewable && strcmp(o->type, "batch") != 0);
+    cJSON_AddStringToObject(b, "type", o->type);
+    cJSON_AddStringToObject(b, "entity_alias",
+                            o->entity_alias != NULL ? o->entity_alias : "");
+    return b;
+}
+
+static int token_create(struct cli *ctx)
+{
+    cJSON *body = NULL, *secret = NULL;
+    char *path = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    body = token_create_body(&ctx->o);
+    if (ctx->o.role != NULL && ctx->o.role[0] != '\0')
+        path = cli__str_concat3("auth/token/create/", ctx->o.role, "");
+    else
+        path = xstrdup("auth/token/create");
+    if (cli__api_call(&ctx->client, "POST", path, NULL, body, CLI_CALL_RAW,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error creating token");
+        goto out;
+    }
+    rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    out_release(&err);
+    free(path);
+    return rc;
+}
+
+static int token_lookup(struct cli *ctx)
+{
+    const char *method = "POST", *path = "auth/token/lookup";
+    cJSON *body = NULL, *secret = NULL;
+    char *token = NULL;
+    struct out err;
+    size_t n = ctx->o.args.n;
+    int rc = 0;
+
+    out_init(&err);
+    if (ctx->o.accessor && n != 1)
+        rc = cli__fail(1, "%s arguments with -accessor (expected 1, got %zu)",
+                       n < 1 ? "Not enough" : "Too many", n);
+    else if (n > 1)
+        rc = cli__fail(1, "Too many arguments (expected 0-1, got %zu)", n);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    token = cli__trim_dup(n == 1 ? ctx->o.args.v[0] : "");
+    if (token[0] == '\0') {
+        method = "GET";
+        path = "auth/token/lookup-self";
+    } else if (ctx->o.accessor) {
+        path = "auth/token/lookup-accessor";
+        body = cli__one_member("accessor", token);
+    } else {
+        body = cli__one_member("token", token);
+    }
+    rc = cli__api_call(&ctx->client, method, path, NULL, body, CLI_CALL_RAW,
+                       &secret, NULL, &err);
+    if (rc != 0)
+        rc = cli__report(&err, "Error looking up token");
+    else
+        rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    secure_free_str(token);
+    out_release(&err);
+    return rc;
+}
+
+/* Vault's checks on the flag combinations of `token revoke`. */
+static int token_revoke_usage(const struct cli_opts *o)
+{
+    const char *mode = o->mode != NULL ? o->mode : "";
+    size_t n = o->args.n;
+
+    if (strcmp(mode, "") != 0 && strcmp(mode, "orphan") != 0 &&
+        strcmp(mode, "path") != 0)
+        return cli__fail(1, "Invalid mode: %s", mode);
+    if (o->self && n > 0)
+        return cli__fail(
+            1, "Too many arguments with -self (expected 0, got %zu)", n);
+    if (!o->self && n > 1)
+        return cli__fail(1, "Too many arguments (expected 1 or -self, got %zu)",
+                         n);
+    if (!o->self && n < 1)
+        return cli__fail(
+            1, "Not enough arguments (expected 1 or -self, got %zu)", n);
+    if (o->self && o->accessor)
+        return cli__fail(1, "Cannot use -self with -accessor!");
+    if (o->self && mode[0] != '\0')
+        return cli__fail(1, "Cannot use -self with -mode!");
+    if (o->accessor && strcmp(mode, "orphan") == 0)
+        return cli__fail(1, "Cannot use -accessor with -mode=orphan!");
+    if (o->accessor && strcmp(mode, "path") == 0)
+        return cli__fail(1, "Cannot use -accessor with -mode=path!");
+    return 0;
+}
+
+static int token_revoke(struct cli *ctx)
+{
+    const char *mode = ctx->o.mode != NULL ? ctx->o.mode : "";
+    const char *method = "PUT";
+    char *token = NULL, *path = NULL;
+    cJSON *body = NULL, *secret = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = token_revoke_usage(&ctx->o);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    token = cli__trim_dup(ctx->o.args.n > 0 ? ctx->o.args.v[0] : "");
+    if (ctx->o.self) {
+        path = xstrdup("auth/token/revoke-self");
+    } else if (ctx->o.accessor) {
+        method = "POST";
+        path = xstrdup("auth/token/revoke-accessor");
+        body = cli__one_member("accessor", token);
+    } else if (strcmp(mode, "orphan") == 0) {
+        path = xstrdup("auth/token/revoke-orphan");
+        body = cli__one_member("token", token);
+    } else if (strcmp(mode, "path") == 0) {
+        path = cli__str_concat3("sys/leases/revoke-prefix/", token, "");
+    } else {
+        path = xstrdup("auth/token/revoke");
+        body = cli__one_member("token", token);
+    }
+    if (cli__api_call(&ctx->client, method, path, NULL, body, CLI_CALL_RAW,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error revoking token");
+        goto out;
+    }
+    printf("Success! Revoked token (if it existed)\n");
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    secure_free_str(path);
+    secure_free_str(token);
+    out_release(&err);
+    return rc;
+}
+
+static int token_renew(struct cli *ctx)
+{
+    const char *method = "PUT", *path = "auth/token/renew-self";
+    cJSON *body = NULL, *secret = NULL;
+    char *token = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    if (ctx->o.args.n > 1) {
+        rc = cli__fail(1, "Too many arguments (expected 1, got %zu)",
+                       ctx->o.args.n);
+        goto out;
+    }
+    rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    token = cli__trim_dup(ctx->o.args.n == 1 ? ctx->o.args.v[0] : "");
+    body = cJSON_CreateObject();
+    COFFER_ASSERT(body != NULL);
+    if (token[0] != '\0' && ctx->o.accessor) {
+        method = "POST";
+        path = "auth/token/renew-accessor";
+        cJSON_AddStringToObject(body, "accessor", token);
+    } else if (token[0] != '\0') {
+        path = "auth/token/renew";
+        cJSON_AddStringToObject(body, "token", token);
+    }
+    cJSON_AddNumberToObject(body, "increment",
+                            (double)(ctx->o.increment > 0 ? ctx->o.increment
+                                                          : 0));
+    if (cli__api_call(&ctx->client, method, path, NULL, body, CLI_CALL_RAW,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error renewing token");
+        goto out;
+    }
+    rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    secure_free_str(token);
+    out_release(&err);
+    return rc;
+}
+
+
+/* ====================================================================
+ * status
+ * ==================================================================== */
+
+static int64_t int_member(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+static void push_line(struct strvec *lines, struct out *line)
+{
+    strvec_push(lines, line->b.ptr != NULL ? line->b.ptr : "");
+    out_release(line);
+    out_init(line);
+}
+
+/* The HA rows of Vault's OutputSealStatusStruct. */
+static void ha_rows(struct strvec *lines, struct out *l, const cJSON *seal,
+                    const cJSON *leader)
+{
+    bool is_self = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(leader,
+                                                                 "is_self"));
+    const char *active = cli__str_member(leader, "active_time");
+    const char *addr = cli__str_member(leader, "leader_address");
+
+    out_printf(l, "HA Enabled | %s", cli__bool_member(leader, "ha_enabled"));
+    push_line(lines, l);
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(leader, "ha_enabled"))
+        || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(seal, "sealed")))
+        return;
+    out_printf(l, "HA Cluster | %s",
+               cli__str_member(leader, "leader_cluster_address"));
+    push_line(lines, l);
+    out_printf(l, "HA Mode | %s", is_self ? "active" : "standby");
+    push_line(lines, l);
+    if (is_self && active[0] != '\0' &&
+        strcmp(active, "0001-01-01T00:00:00Z") != 0) {
+        out_printf(l, "Active Since | %s", active);
+        push_line(lines, l);
+    }
+    if (!is_self) {
+        out_printf(l, "Active Node Address | %s", addr[0] ? addr : "<none>");
+        push_line(lines, l);
+    }
+}
+
+static void seal_rows(struct strvec *lines, const cJSON *seal,
+                      const cJSON *leader)
+{
+    const char *pre = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                          seal, "recovery_seal")) ? "Recovery " : "";
+    bool sealed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(seal,
+                                                                "sealed"));
+    struct out l;
+
+    out_init(&l);
+    strvec_push(lines, "Key | Value");
+    out_printf(&l, "%sSeal Type | %s", pre, cli__str_member(seal, "type"));
+    push_line(lines, &l);
+    out_printf(&l, "Initialized | %s", cli__bool_member(seal, "initialized"));
+    push_line(lines, &l);
+    out_printf(&l, "Sealed | %s", sealed ? "true" : "false");
+    push_line(lines, &l);
+    out_printf(&l, "Total %sShares | %lld", pre,
+               (long long)int_member(seal, "n"));
+    push_line(lines, &l);
+    out_printf(&l, "Threshold | %lld", (long long)int_member(seal, "t"));
+    push_line(lines, &l);
+    if (sealed) {
+        out_printf(&l, "Unseal Progress | %lld/%lld",
+                   (long long)int_member(seal, "progress"),
+                   (long long)int_member(seal, "t"));
+        push_line(lines, &l);
+        out_printf(&l, "Unseal Nonce | %s", cli__str_member(seal, "nonce"));
+        push_line(lines, &l);
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(seal, "migration"))) {
+        out_puts(&l, "Seal Migration in Progress | true");
+        push_line(lines, &l);
+    }
+    out_printf(&l, "Version | %s", cli__str_member(seal, "version"));
+    push_line(lines, &l);
+    out_printf(&l, "Build Date | %s", cli__str_member(seal, "build_date"));
+    push_line(lines, &l);
+    out_printf(&l, "Storage Type | %s", cli__str_member(seal, "storage_type"));
+    push_line(lines, &l);
+    if (cli__str_member(seal, "cluster_name")[0] != '\0' &&
+        cli__str_member(seal, "cluster_id")[0] != '\0') {
+        out_printf(&l, "Cluster Name | %s",
+                   cli__str_member(seal, "cluster_name"));
+        push_line(lines, &l);
+        out_printf(&l, "Cluster ID | %s", cli__str_member(seal, "cluster_id"));
+        push_line(lines, &l);
+    }
+    ha_rows(lines, &l, seal, leader);
+    out_release(&l);
+}
+
+/*
+ * GET sys/leader, as `vault status` uses it. A sealed server answers 503
+ * "Vault is sealed", which Vault reads as "HA is enabled"; a server without
+ * the endpoint (404) is shown as not HA.
+ */
+static int fetch_leader(struct cli *ctx, cJSON **leader, struct out *err)
+{
+    long status = 0;
+    int rc;
+
+    rc = cli__api_call(&ctx->client, "GET", "sys/leader", NULL, NULL,
+                       CLI_CALL_BARE, leader, &status, err);
+    if (rc == 0)
+        return 0;
+    if ((err->b.ptr != NULL && strstr(err->b.ptr, "Vault is sealed") != NULL)
+        || status == 404) {
+        *leader = cJSON_CreateObject();
+        COFFER_ASSERT(*leader != NULL);
+        cJSON_AddBoolToObject(*leader, "ha_enabled", status != 404);
+        out_release(err);
+        out_init(err);
+        return 0;
+    }
+    return rc;
+}
+
+static int cmd_status(struct cli *ctx)
+{
+    cJSON *seal = NULL, *leader = NULL;
+    struct strvec lines;
+    struct out err, o, js;
+    int rc;
+
+    strvec_init(&lines);
+    out_init(&err);
+    out_init(&o);
+    out_init(&js);
+    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
+    if (rc == 0 && cli__need_client(ctx) != 0)
+        rc = 1; /* 2 means "sealed" for this command */
+    if (rc != 0)
+        goto out;
+    if (cli__api_call(&ctx->client, "GET", "sys/seal-status", NULL, NULL,
+                      CLI_CALL_BARE, &seal, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error checking seal status") - 1;
+        goto out;
+    }
+    if (fetch_leader(ctx, &leader, &err) != 0) {
+        rc = cli__report(&err, "Error checking leader status") - 1;
+        goto out;
+    }
+    if (ctx->o.format == CLI_FMT_TABLE) {
+        seal_rows(&lines, seal, leader);
+        fmt_table(&o, &lines, "|");
+    } else {
+        fmt_json_seal_status(&js, seal, leader);
+        cli__structured(ctx, &o, &js);
+    }
+    rc = cli__emit(stdout, &o);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(seal, "sealed")))
+        rc = 2;
+out:
+    cli__json_free_wiped(leader);
+    cli__json_free_wiped(seal);
+    out_release(&js);
+    out_release(&o);
+    out_release(&err);
+    strvec_release(&lines);
+    return rc;
+}
+
+/* ====================================================================
+ * Help texts and the command table
+ * ==================================================================== */
+
+static const char help_read[] =
+    "Usage: coffer read [options] PATH [K=V...]\n\n"
+    "  Reads data at PATH (GET /v1/PATH). Extra K=V pairs are sent as query\n"
+    "  parameters. -format=raw prints the response body unchanged.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_write[] =
+    "Usage: coffer write [options] PATH [DATA K=V...]\n\n"
+    "  Writes data to PATH (PUT /v1/PATH). Values are strings; \"k=@file\"\n"
+    "  reads a file, \"k=-\" reads stdin, a lone \"-\" reads a JSON object\n"
+    "  from stdin, and a repeated key makes a list.\n\n"
+    "  -force, -f  Send the request even without any data.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_list[] =
+    "Usage: coffer list [options] PATH\n\n"
+    "  Lists the keys under PATH (LIST /v1/PATH).\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_delete[] =
+    "Usage: coffer delete [options] PATH [K=V...]\n\n"
+    "  Deletes the data at PATH (DELETE /v1/PATH).\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_secrets[] =
+    "Usage: coffer secrets <subcommand> [options] [args]\n\n"
+    "  enable   [-path=P] [-description=D] [-default-lease-ttl=T]\n"
+    "           [-max-lease-ttl=T] [-options=k=v]... [-version=N] TYPE\n"
+    "  disable  PATH\n"
+    "  list     [-detailed]\n"
+    "  tune     [-default-lease-ttl=T] [-max-lease-ttl=T] [-description=D]\n"
+    "           [-options=k=v]... [-version=N] PATH\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_token[] =
+    "Usage: coffer token <subcommand> [options] [args]\n\n"
+    "  create  [-policy=P]... [-ttl=T] [-explicit-max-ttl=T] [-period=T]\n"
+    "          [-renewable=BOOL] [-display-name=N] [-metadata=k=v]...\n"
+    "          [-use-limit=N] [-orphan] [-no-default-policy] [-id=ID]\n"
+    "          [-role=R] [-type=service|batch]\n"
+    "  lookup  [-accessor] [TOKEN]\n"
+    "  revoke  [-self] [-accessor] [-mode=orphan|path] [TOKEN]\n"
+    "  renew   [-increment=T] [-accessor] [TOKEN]\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_status[] =
+    "Usage: coffer status [options]\n\n"
+    "  Prints the seal status of the server. Exits 0 when unsealed, 2 when\n"
+    "  sealed and 1 on error.\n"
+    CLI_HELP_GLOBAL;
+
+static const char *const flags_none[] = { NULL };
+static const char *const flags_write[] = { "force", NULL };
+static const char *const flags_enable[] = {
+    "description", "path", "default-lease-ttl", "max-lease-ttl", "options",
+    "local", "seal-wrap", "force-no-cache", "external-entropy-access",
+    "plugin-name", "version", NULL,
+};
+static const char *const flags_tune[] = {
+    "default-lease-ttl", "max-lease-ttl", "description", "options",
+    "version", NULL,
+};
+static const char *const flags_token_create[] = {
+    "id", "display-name", "ttl", "explicit-max-ttl", "period", "renewable",
+    "orphan", "no-default-policy", "use-limit", "role", "type", "metadata",
+    "policy", "entity-alias", NULL,
+};
+static const char *const flags_lookup[] = { "accessor", NULL };
+static const char *const flags_revoke[] = { "accessor", "self", "mode",
+                                            NULL };
+static const char *const flags_renew[] = { "accessor", "increment", NULL };
+
+const struct cli_command cli__cmds_commands[] = {
+    { { "read", NULL, NULL }, cmd_read, flags_none, help_read, true },
+    { { "write", NULL, NULL }, cmd_write, flags_write, help_write, false },
+    { { "list", NULL, NULL }, cmd_list, flags_none, help_list, false },
+    { { "delete", NULL, NULL }, cmd_delete, flags_none, help_delete, false },
+    { { "status", NULL, NULL }, cmd_status, flags_none, help_status, false },
+    { { "secrets", "enable", NULL }, secrets_enable, flags_enable,
+      help_secrets, false },
+    { { "secrets", "disable", NULL }, secrets_disable, flags_none,
+      help_secrets, false },
+    { { "secrets", "list", NULL }, secrets_list, flags_none, help_secrets,
+      false },
+    { { "secrets", "tune", NULL }, secrets_tune, flags_tune, help_secrets,
+      false },
+    { { "token", "create", NULL }, token_create, flags_token_create,
+      help_token, false },
+    { { "token", "lookup", NULL }, token_lookup, flags_lookup, help_token,
+      false },
+    { { "token", "revoke", NULL }, token_revoke, flags_revoke, help_token,
+      false },
+    { { "token", "renew", NULL }, token_renew, flags_renew, help_token,
+      false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+};

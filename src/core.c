@@ -1,0 +1,324 @@
+/*
+ * core.c - the request pipeline.
+ *
+ *   1. path checks (printable, not empty)
+ *   2. token: X-Vault-Token or Bearer, looked up in token.c
+ *   3. policy: may this token run this operation on this path
+ *   4. router: longest-prefix mount
+ *   5. backend: sys/ and auth/token/ in C, everything else in Lua
+ *   6. render: Vault's envelope, 204, or {"errors": [...]}
+ *
+ * Owns the order of those steps and the envelope rules; owns no state of
+ * its own beyond start-up and shutdown of the subsystems.
+ */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lease.h"
+#include "log.h"
+#include "luavm.h"
+#include "policy.h"
+#include "router.h"
+#include "storage.h"
+#include "sys.h"
+#include "ticker.h"
+#include "token.h"
+
+static const char multi_denied[] = "1 error occurred:\n\t* permission "
+                                   "denied\n\n";
+
+/* ========================================================= start, stop == */
+
+/* Leases reach their engines through the Lua runtime. */
+static const struct lease_ops engine_lease_ops = {
+    .revoke = luavm_lease_revoke,
+    .renew = luavm_lease_renew,
+};
+
+int core_init(const struct core_config *cfg, char **root_token,
+              struct errbuf *err)
+{
+    struct luavm_config lcfg = {
+        .lua_dir = cfg->lua_dir,
+        .storage = cfg->storage,
+    };
+    struct lease_config lcfg_lease = {
+        .ops = &engine_lease_ops,
+        .workers = cfg->lease_workers,
+        .retry_base = cfg->lease_retry_base,
+        .retry_max = cfg->lease_retry_max,
+    };
+    int rc;
+
+    *root_token = NULL;
+    rc = luavm_global_init(&lcfg, err);
+    if (rc != 0)
+        return rc;
+    rc = token_store_init(cfg->storage);
+    if (rc != 0) {
+        errbuf_set(err, "token store: %s", coffer_strerror(rc));
+        return rc;
+    }
+    rc = router_init(cfg->storage, cfg->dev_mode, err);
+    if (rc != 0)
+        return rc;
+    rc = lease_init(cfg->storage, &lcfg_lease, err);
+    if (rc != 0)
+        return rc;
+    rc = ticker_start(cfg->tick_interval, err);
+    if (rc != 0)
+        return rc;
+    sys_set_storage_type(cfg->storage->backend->name);
+    if (cfg->dev_mode) {
+        rc = token_create_root(cfg->dev_root_token_id, root_token);
+        if (rc != 0)
+            errbuf_set(err, "creating the root token failed: %s",
+                       coffer_strerror(rc));
+    }
+    return rc;
+}
+
+void core_shutdown(void)
+{
+    ticker_stop();
+    lease_shutdown();
+    router_shutdown();
+    token_store_shutdown();
+    luavm_thread_release();
+    luavm_global_shutdown();
+}
+
+/* ============================================================= render == */
+
+void reply_release(struct reply *r)
+{
+    if (r->body != NULL)
+        secure_free(r->body, r->len);
+    free(r->location);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Takes ownership of json. Adds the trailing newline Vault sends. */
+static void set_body(struct reply *out, cJSON *json)
+{
+    char *text = cJSON_PrintUnformatted(json);
+    size_t n = strlen(text);
+
+    cJSON_Delete(json);
+    out->body = xmalloc(n + 2);
+    memcpy(out->body, text, n);
+    out->body[n] = '\n';
+    out->body[n + 1] = '\0';
+    out->len = n + 1;
+    secure_free(text, n);
+}
+
+void core_error_reply(struct reply *out, int status, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *errs = cJSON_AddArrayToObject(o, "errors");
+
+    if (msg != NULL)
+        cJSON_AddItemToArray(errs, cJSON_CreateString(msg));
+    out->status = status;
+    set_body(out, o);
+}
+
+static cJSON *take(cJSON **p)
+{
+    cJSON *v = *p;
+
+    *p = NULL;
+    return v;
+}
+
+static bool is_empty_list(const cJSON *data)
+{
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(data, "keys");
+
+    return !cJSON_IsArray(keys) || cJSON_GetArraySize(keys) == 0;
+}
+
+static void render_envelope(struct request *req, struct response *resp,
+                            struct reply *out)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *data = take(&resp->data);
+    const cJSON *it;
+
+    cJSON_AddStringToObject(o, "request_id", req->id);
+    cJSON_AddStringToObject(o, "lease_id",
+                            resp->lease_id ? resp->lease_id : "");
+    cJSON_AddBoolToObject(o, "renewable", resp->renewable);
+    cJSON_AddNumberToObject(o, "lease_duration",
+                            (double)resp->lease_duration);
+    if (resp->inject_top && cJSON_IsObject(data)) {
+        cJSON_ArrayForEach(it, data) {
+            cJSON_AddItemToObject(o, it->string, cJSON_Duplicate(it, 1));
+        }
+    }
+    cJSON_AddItemToObject(o, "data", data ? data : cJSON_CreateNull());
+    cJSON_AddNullToObject(o, "wrap_info");
+    cJSON_AddItemToObject(o, "warnings", resp->warnings
+                                             ? take(&resp->warnings)
+                                             : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "auth",
+                          resp->auth ? take(&resp->auth) : cJSON_CreateNull());
+    cJSON_AddStringToObject(o, "mount_type",
+                            req->mount ? req->mount->type : "");
+    out->status = resp->status ? resp->status : 200;
+    set_body(out, o);
+}
+
+static void render(struct request *req, struct response *resp,
+                   struct reply *out)
+{
+    bool nothing = resp->data == NULL && resp->auth == NULL &&
+                   resp->warnings == NULL && resp->lease_id == NULL;
+
+    if (resp->errors != NULL) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "errors", take(&resp->errors));
+        out->status = resp->status ? resp->status : 400;
+        set_body(out, o);
+    } else if (resp->raw != NULL) {
+        out->status = resp->status ? resp->status : 200;
+        if (resp->no_body)
+            cJSON_Delete(take(&resp->raw));
+        else
+            set_body(out, take(&resp->raw));
+    } else if (req->op == OP_LIST && resp->status == 0 &&
+               is_empty_list(resp->data)) {
+        core_error_reply(out, 404, NULL);
+    } else if (nothing && resp->status == 0) {
+        if (req->op == OP_READ || req->op == OP_LIST)
+            core_error_reply(out, 404, NULL);
+        else
+            out->status = 204;
+    } else if (nothing && resp->no_body) {
+        out->status = resp->status;
+    } else {
+        render_envelope(req, resp, out);
+    }
+}
+
+/* =========================================================== pipeline == */
+
+static bool path_printable(const char *p)
+{
+    for (; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Runs the backend that owns the mount. */
+static void dispatch(struct request *req, struct response *resp)
+{
+    const struct mount *m = req->mount;
+    size_t mlen = strlen(m->path);
+
+    req->rel_path = strlen(req->path) >= mlen ? req->path + mlen : "";
+    switch (m->impl) {
+    case MOUNT_IMPL_SYSTEM: sys_handle(req, resp); break;
+    case MOUNT_IMPL_TOKEN: token_handle(req, resp); break;
+    case MOUNT_IMPL_LUA: luavm_handle(m, req, resp); break;
+    }
+}
+
+/* Authenticates and authorises; on refusal resp holds the error. */
+static void authorise(struct request *req, struct response *resp)
+{
+    struct token *t = token_lookup(req->client_token, false);
+
+    if (t == NULL) {
+        response_error(resp, 403, "permission denied");
+        return;
+    }
+    req->token = t;
+    if (!policy_allows(t, req->path, req->op)) {
+        response_error(resp, 403, "%s", multi_denied);
+        return;
+    }
+    token_use(t);
+}
+
+/*
+ * Runs the pipeline. The token and mount it resolves stay in req (owned
+ * by the caller, released after rendering, which needs the mount type).
+ */
+static void run(struct request *req, struct response *resp)
+{
+    const struct mount *m;
+
+    if (sys_is_unauthenticated(req->path)) {
+        sys_handle(req, resp);
+        return;
+    }
+    if (req->op == OP_HEAD) {
+        response_empty_error(resp, 405);
+        return;
+    }
+    if (sys_is_token_optional(req->path)) {
+        req->token = token_lookup(req->client_token, false);
+        sys_handle(req, resp);
+        return;
+    }
+    authorise(req, resp);
+    if (resp->errors != NULL)
+        return;
+    m = router_match(req->path);
+    if (m == NULL) {
+        response_error(resp, 404, "no handler for route \"%s\". route entry "
+                                  "not found.", req->path);
+        return;
+    }
+    req->mount = m;
+    if ((req->op == OP_CREATE || req->op == OP_UPDATE ||
+         req->op == OP_PATCH) && str_has_suffix(req->path, "/")) {
+        response_error(resp, 400, "cannot write to a path ending in '/'");
+        return;
+    }
+    dispatch(req, resp);
+}
+
+void core_handle(struct request *req, struct reply *out)
+{
+    struct response resp;
+
+    memset(out, 0, sizeof(*out));
+    response_init(&resp);
+    if (crypto_uuid(req->id) != 0) {
+        core_error_reply(out, 500, "internal error");
+        return;
+    }
+    if (!path_printable(req->path)) {
+        core_error_reply(out, 400, "invalid path: contains non-printable "
+                                   "characters");
+        return;
+    }
+    if (req->op == OP_LIST && sys_is_unauthenticated(req->path)) {
+        /* Vault serves these outside its router: LIST is just a verb. */
+        core_error_reply(out, 405, NULL);
+        return;
+    }
+    if (req->op == OP_LIST && !str_has_suffix(req->path, "/")) {
+        size_t n = strlen(req->path);
+        req->path = xrealloc(req->path, n + 2);
+        req->path[n] = '/';
+        req->path[n + 1] = '\0';
+    }
+    run(req, &resp);
+    render(req, &resp, out);
+    token_free((struct token *)req->token);
+    router_mount_put(req->mount);
+    req->token = NULL;
+    req->mount = NULL;
+    log_debug("%s %s %s -> %d", req->id, req_op_name(req->op), req->path,
+              out->status);
+    response_release(&resp);
+}

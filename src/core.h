@@ -1,0 +1,54 @@
+/*
+ * core.h - the request pipeline and the server's shared state.
+ *
+ * core_handle takes a parsed request through authentication, the policy
+ * check, the router and a backend, and renders Vault's JSON reply. It is
+ * called concurrently from every HTTP worker thread.
+ */
+#ifndef COFFER_CORE_H
+#define COFFER_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common.h"
+#include "request.h"
+
+struct storage;
+
+struct core_config {
+    bool dev_mode;
+    const char *dev_root_token_id; /* NULL = random */
+    const char *lua_dir;
+    struct storage *storage;       /* borrowed */
+    unsigned int lease_workers;    /* 0 = default */
+    double lease_retry_base;       /* seconds, 0 = default */
+    double lease_retry_max;        /* seconds, 0 = default */
+    double tick_interval;          /* periodic engine work, 0 = 5 s */
+};
+
+/*
+ * Brings the subsystems up in order (Lua scripts, tokens, mounts) and, in
+ * dev mode, creates the root token, returned in *root_token (the caller
+ * frees it with secure_free_str). 0 or COFFER_E* with words in err.
+ */
+int core_init(const struct core_config *cfg, char **root_token,
+              struct errbuf *err);
+void core_shutdown(void);
+
+/* A rendered reply. body is NULL for an empty body. */
+struct reply {
+    int status;
+    char *body;
+    size_t len;
+    char *location; /* for redirects, else NULL */
+};
+
+/* Runs req through the pipeline and renders the reply. Never fails. */
+void core_handle(struct request *req, struct reply *out);
+void reply_release(struct reply *r);
+
+/* Renders a bare error reply: {"errors":[msg]} or {"errors":[]}. */
+void core_error_reply(struct reply *out, int status, const char *msg);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * crypto.h - randomness, identifiers, hashes, constant-time comparison.
+ *
+ * All randomness comes from OpenSSL's CSPRNG. Identifier formats:
+ *
+ *   base62 id     24 chars of [0-9A-Za-z]            lease suffixes, accessors
+ *   token         "hvs." + 24 base62 chars            service tokens
+ *   uuid          8-4-4-4-12 lowercase hex, v4         request ids, mount uuids
+ */
+#ifndef COFFER_CRYPTO_H
+#define COFFER_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CRYPTO_ID_LEN 24
+#define CRYPTO_UUID_LEN 36
+
+/* Fills buf with n random bytes. Returns 0 or COFFER_EINTERNAL. */
+int crypto_random(void *buf, size_t n);
+/* Writes n random base62 characters plus a NUL into out (n+1 bytes). */
+int crypto_random_base62(char *out, size_t n);
+/* Writes a random v4 UUID into out (at least 37 bytes). */
+int crypto_uuid(char *out);
+/* Writes n random lowercase hex characters plus a NUL. */
+int crypto_random_hex(char *out, size_t n);
+
+/* SHA-256 of data into out[32]. */
+void crypto_sha256(const void *data, size_t len, unsigned char out[32]);
+/* HMAC-SHA256 into out[32]. */
+void crypto_hmac_sha256(const void *key, size_t keylen, const void *data,
+                        size_t len, unsigned char out[32]);
+/* Lowercase hex encoding of n bytes into out (2n+1 bytes). */
+void crypto_hex(const unsigned char *in, size_t n, char *out);
+
+/* Constant-time equality of two byte strings (length leaks, content not). */
+bool crypto_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Overwrites memory in a way the compiler cannot elide. */
+void crypto_wipe(void *p, size_t n);
+
+#endif

@@ -1,0 +1,129 @@
+/*
+ * db_pg.h - the PostgreSQL driver: connection pools, statements,
+ * transactions (libpq).
+ *
+ * A pool is named by a caller-chosen key (the database engine uses
+ * "<mount uuid>/<config name>") and created from a libpq connection
+ * string or URL. Pools are shared by every thread; a connection is lent
+ * to one thread at a time. A connection whose server went away is
+ * discarded and replaced on the next use, so a PostgreSQL restart heals
+ * by itself.
+ *
+ * Errors are reported in struct db_error: the SQLSTATE ("" if the server
+ * was never reached), a message safe to show a client (the password of the
+ * connection is never in it), and a class deciding what a caller does.
+ *
+ * Conventions for every function below: int-returning ones return 0 or a
+ * negative COFFER_E* code (COFFER_EINVAL for bad arguments or a malformed
+ * connection string, COFFER_EIO for anything the database did) and fill
+ * err; err may be NULL when the caller does not need the words. All
+ * functions are thread-safe; a struct db_conn is used by one thread at a
+ * time. Every session runs with TimeZone UTC, client_encoding UTF8 and
+ * application_name "coffer" unless the connection string sets its own.
+ *
+ * Connection failures carry no SQLSTATE in libpq: they are classified from
+ * the server's (English) wording; an unrecognised one is UNREACHABLE.
+ */
+#ifndef COFFER_DB_PG_H
+#define COFFER_DB_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+enum db_error_class {
+    DB_OK = 0,
+    DB_ERR_UNREACHABLE = 1, /* cannot connect / connection lost: retry later */
+    DB_ERR_TRANSIENT = 2,   /* serialization, deadlock, lock: retry now */
+    DB_ERR_AUTH = 3,        /* bad password, no such role/database */
+    DB_ERR_SQL = 4,         /* syntax, permission, constraint: caller's fault */
+    DB_ERR_INTERNAL = 5,
+};
+
+struct db_error {
+    enum db_error_class klass;
+    char sqlstate[6];
+    char message[512];
+};
+
+struct db_pool_config {
+    const char *conninfo;      /* URL or key=value string, credentials filled */
+    int max_open;              /* default 4 */
+    int max_idle;              /* default = max_open, capped to it */
+    int64_t max_lifetime;      /* seconds, 0 = unlimited */
+    int64_t idle_timeout;      /* seconds an idle connection is kept, 0 = 300 */
+    double connect_timeout;    /* seconds, 0 = 10 */
+};
+
+/* A result: rows of text cells (NULL for SQL NULL). */
+struct db_result {
+    int nrows;
+    int ncols;
+    char **colnames;   /* ncols entries */
+    char **cells;      /* nrows * ncols entries, row-major */
+    int64_t affected;  /* rows affected by the last command */
+};
+
+struct db_conn; /* a connection lent from a pool */
+
+/*
+ * Creates or replaces the pool named key. Replacing closes the idle
+ * connections of the old pool; lent ones are closed when returned.
+ * When verify is true, opens one connection now and fails if it cannot
+ * (the old pool, if any, is then left in place); the connection is kept
+ * as the new pool's first idle one. A connection string libpq cannot
+ * parse fails with DB_ERR_SQL whatever verify says. Borrows cfg. Blocks
+ * up to the connect timeout when verifying.
+ */
+int db_pool_configure(const char *key, const struct db_pool_config *cfg,
+                      bool verify, struct db_error *err);
+/* Closes and forgets the pool (reset, config delete). Missing is fine. */
+void db_pool_remove(const char *key);
+bool db_pool_exists(const char *key);
+void db_shutdown(void);
+
+/*
+ * Borrows a connection, waiting up to the connect timeout when all are lent
+ * (then DB_ERR_UNREACHABLE "timed out waiting for a database connection").
+ * Returns NULL with err filled on failure; an unknown key is
+ * DB_ERR_INTERNAL. The caller gives it back with db_release.
+ */
+struct db_conn *db_acquire(const char *key, struct db_error *err);
+/*
+ * Returns it to its pool. A connection still inside a transaction is rolled
+ * back first; a broken one, or one of a replaced pool, is closed. NULL is
+ * fine. The connection must not be used afterwards.
+ */
+void db_release(struct db_conn *c);
+
+/*
+ * Runs one statement with text parameters ($1, $2, ...; NULL = SQL NULL).
+ * res may be NULL when rows are not needed; otherwise the caller frees it
+ * with db_result_release (on failure it is left empty, and releasing it is
+ * harmless). DB_ERR_UNREACHABLE marks the connection broken: release it
+ * and acquire another. DB_ERR_TRANSIENT means retry the whole transaction.
+ */
+int db_exec(struct db_conn *c, const char *sql, int nparams,
+            const char *const *params, struct db_result *res,
+            struct db_error *err);
+/* Wipes and frees the cells; res is then empty. NULL is fine. */
+void db_result_release(struct db_result *res);
+
+int db_begin(struct db_conn *c, struct db_error *err);
+/*
+ * Commits. A transaction that had already failed is rolled back by the
+ * server: that is reported as DB_ERR_SQL, SQLSTATE 25P02.
+ */
+int db_commit(struct db_conn *c, struct db_error *err);
+/* Never fails from the caller's point of view; a broken link is closed. */
+void db_rollback(struct db_conn *c);
+
+/*
+ * Quotes an identifier: "name" with embedded quotes doubled. Returns a new
+ * string the caller frees, or NULL for a NULL name.
+ */
+char *db_quote_ident(const char *name);
+
+#endif

@@ -1,0 +1,1140 @@
+/*
+ * lease.c - leases and the expiration manager (see lease.h for the
+ * formats and the life of a lease).
+ *
+ * Threads:
+ *   expirer    sleeps until the earliest expiry in the heap, then moves
+ *              every due lease id to the work queue.
+ *   workers    take ids from the queue and revoke them through lease_ops;
+ *              bulk revocations (revoke-prefix) also fan out to them, so a
+ *              prefix of thousands of leases is revoked in parallel.
+ *
+ * The heap is lazy: a renewal does not touch it. When an entry comes due
+ * the worker re-reads the record and, if the lease was extended meanwhile,
+ * puts it back with the new time. So there is one heap entry per lease,
+ * and a lease revoked by hand leaves a stale entry that finds no record.
+ *
+ * `claims` holds the ids being revoked right now, so that a worker and an
+ * API call never revoke the same lease at the same time.
+ */
+#include "lease.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "fields.h"
+#include "heap.h"
+#include "log.h"
+#include "mount.h"
+#include "policy.h"
+#include "router.h"
+#include "storage.h"
+#include "token.h"
+#include "util.h"
+
+#define ID_PREFIX "sys/expire/id/"
+#define TOKEN_PREFIX "sys/expire/token/"
+#define PENDING_GRACE_MS (5 * 60 * 1000)
+
+static struct storage *store;
+static struct lease_config conf;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t heap_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t claim_cond = PTHREAD_COND_INITIALIZER;
+static struct heap heap;
+/*
+ * Work for the revocation workers, FIFO. A job with a batch belongs to a
+ * synchronous bulk revocation (revoke-prefix) whose caller waits for the
+ * batch to drain; a job without one is an expired lease.
+ */
+struct batch {
+    bool force;
+    size_t pending;      /* jobs not yet finished; protected by mu */
+    int rc;              /* first failure */
+    struct errbuf first;
+};
+
+struct job {
+    char *id;
+    struct batch *batch;
+};
+
+static struct job *queue;
+static size_t queue_n, queue_cap, queue_head;
+static pthread_cond_t batch_cond = PTHREAD_COND_INITIALIZER;
+static struct strvec claims;
+static bool stopping;
+static bool started;
+static pthread_t expirer;
+static pthread_t *workers;
+static unsigned int nworkers;
+
+static atomic_uint_fast64_t stat_revoked;
+static atomic_uint_fast64_t stat_failures;
+static atomic_uint_fast64_t stat_irrevocable;
+
+/* ============================================================ helpers == */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts = time_now();
+
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *record_key(const char *id)
+{
+    size_t n = strlen(ID_PREFIX) + strlen(id) + 1;
+    char *k = xmalloc(n);
+
+    snprintf(k, n, "%s%s", ID_PREFIX, id);
+    return k;
+}
+
+static char *token_index_key(const char *token_hmac, const char *id)
+{
+    unsigned char digest[32];
+    char hex[65];
+    size_t n = strlen(TOKEN_PREFIX) + strlen(token_hmac) + 66;
+    char *k = xmalloc(n);
+
+    crypto_sha256(id, strlen(id), digest);
+    crypto_hex(digest, sizeof(digest), hex);
+    snprintf(k, n, "%s%s/%s", TOKEN_PREFIX, token_hmac, hex);
+    return k;
+}
+
+static const char *rec_str(const cJSON *rec, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, key);
+
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int64_t rec_int(const cJSON *rec, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, key);
+
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+static void rec_set_num(cJSON *rec, const char *key, double v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, key);
+    cJSON_AddNumberToObject(rec, key, v);
+}
+
+static void rec_set_str(cJSON *rec, const char *key, const char *v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, key);
+    cJSON_AddStringToObject(rec, key, v);
+}
+
+static void rec_set_bool(cJSON *rec, const char *key, bool v)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, key);
+    cJSON_AddBoolToObject(rec, key, v);
+}
+
+/* Returns the record, or NULL when missing or unreadable (logged). */
+static cJSON *load_record(const char *id)
+{
+    char *key = record_key(id);
+    struct buf stored;
+    cJSON *rec = NULL;
+    int rc;
+
+    buf_init(&stored, 0);
+    rc = storage_get(store, key, &stored);
+    if (rc == 0) {
+        rec = cJSON_ParseWithLength(stored.ptr, stored.len);
+        if (!cJSON_IsObject(rec)) {
+            log_error("lease: record %s is corrupt", id);
+            cJSON_Delete(rec);
+            rec = NULL;
+        }
+    } else if (rc != COFFER_ENOTFOUND) {
+        log_error("lease: reading %s failed: %s", id, coffer_strerror(rc));
+    }
+    buf_release(&stored);
+    free(key);
+    return rec;
+}
+
+static int save_record(const cJSON *rec)
+{
+    char *key = record_key(rec_str(rec, "id"));
+    char *text = cJSON_PrintUnformatted(rec);
+    int rc = storage_put(store, key, text, strlen(text));
+
+    secure_free_str(text);
+    free(key);
+    return rc;
+}
+
+/* Deletes the record and its token index entry in one batch. */
+static int delete_record(const cJSON *rec)
+{
+    const char *id = rec_str(rec, "id");
+    const char *tok = rec_str(rec, "token");
+    char *key = record_key(id);
+    char *tkey = tok[0] ? token_index_key(tok, id) : NULL;
+    struct storage_op ops[2] = {
+        {STORAGE_OP_DELETE, key, NULL, 0},
+        {STORAGE_OP_DELETE, tkey, NULL, 0},
+    };
+    int rc = storage_batch(store, ops, tkey ? 2 : 1);
+
+    free(key);
+    free(tkey);
+    return rc;
+}
+
+/* The mount that issued the lease, if it is still the same mount. */
+static const struct mount *lease_mount(const cJSON *rec)
+{
+    const struct mount *m = router_match(rec_str(rec, "path"));
+
+    if (m != NULL && strcmp(m->uuid, rec_str(rec, "mount_uuid")) != 0) {
+        router_mount_put(m);
+        m = NULL;
+    }
+    return m;
+}
+
+/* =============================================================== claims == */
+
+/* Waits until nobody else is revoking id, then marks it as ours. */
+static void claim(const char *id)
+{
+    pthread_mutex_lock(&mu);
+    while (strvec_contains(&claims, id))
+        pthread_cond_wait(&claim_cond, &mu);
+    strvec_push(&claims, id);
+    pthread_mutex_unlock(&mu);
+}
+
+static void unclaim(const char *id)
+{
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < claims.n; i++) {
+        if (strcmp(claims.v[i], id) == 0) {
+            free(claims.v[i]);
+            claims.v[i] = claims.v[--claims.n];
+            break;
+        }
+    }
+    pthread_cond_broadcast(&claim_cond);
+    pthread_mutex_unlock(&mu);
+}
+
+static void schedule(const char *id, int64_t when)
+{
+    pthread_mutex_lock(&mu);
+    heap_push(&heap, when, xstrdup(id));
+    pthread_cond_signal(&heap_cond);
+    pthread_mutex_unlock(&mu);
+}
+
+/* ========================================================== revocation == */
+
+/*
+ * Runs the engine's revoke for rec and, on success (or with force),
+ * deletes the record. A lease whose mount is gone has nothing left to
+ * call; its record is dropped with a warning.
+ */
+static int revoke_record(const cJSON *rec, bool force, struct errbuf *err)
+{
+    const struct mount *m = lease_mount(rec);
+    const char *id = rec_str(rec, "id");
+    int rc = 0;
+
+    errbuf_clear(err);
+    if (m == NULL)
+        log_warn("lease: %s belongs to a mount that no longer exists; "
+                 "dropping its record", id);
+    else if (conf.ops != NULL && conf.ops->revoke != NULL)
+        rc = conf.ops->revoke(m, rec, err);
+    router_mount_put(m);
+    if (rc != 0 && !force)
+        return rc;
+    if (rc != 0)
+        log_warn("lease: force-revoking %s despite: %s", id, err->msg);
+    rc = delete_record(rec);
+    if (rc != 0) {
+        errbuf_set(err, "deleting the lease record failed: %s",
+                   coffer_strerror(rc));
+        return rc;
+    }
+    atomic_fetch_add(&stat_revoked, 1);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable")))
+        atomic_fetch_sub(&stat_irrevocable, 1);
+    log_info("lease: revoked %s", id);
+    return 0;
+}
+
+static double backoff_seconds(int attempts)
+{
+    double d = conf.retry_base * pow(2.0, attempts > 30 ? 30 : attempts - 1);
+    unsigned char r;
+
+    if (d > conf.retry_max)
+        d = conf.retry_max;
+    /* +-25 % jitter so a fleet of failures does not retry in lock step. */
+    if (crypto_random(&r, 1) == 0)
+        d *= 0.75 + (double)r / 510.0;
+    return d;
+}
+
+/* Records a failed attempt and schedules the next one. */
+static void note_failure(cJSON *rec, const char *why)
+{
+    int attempts = (int)rec_int(rec, "attempts") + 1;
+    double delay = backoff_seconds(attempts);
+    const char *id = rec_str(rec, "id");
+
+    atomic_fetch_add(&stat_failures, 1);
+    rec_set_num(rec, "attempts", attempts);
+    rec_set_str(rec, "last_error", why);
+    if (attempts == conf.irrevocable_after)
+        atomic_fetch_add(&stat_irrevocable, 1);
+    if (attempts >= conf.irrevocable_after)
+        rec_set_bool(rec, "irrevocable", true);
+    if (save_record(rec) != 0)
+        log_error("lease: saving the failure of %s failed", id);
+    log_warn("lease: revoking %s failed (attempt %d, next in %.1fs): %s", id,
+             attempts, delay, why);
+    schedule(id, now_ms() + (int64_t)(delay * 1000));
+}
+
+/* What a worker does with a due id. */
+static void process_due(const char *id)
+{
+    cJSON *rec;
+    struct errbuf err;
+    int64_t expire;
+
+    claim(id);
+    rec = load_record(id);
+    if (rec == NULL)
+        goto out;
+    expire = rec_int(rec, "expire_ms");
+    if (strcmp(rec_str(rec, "state"), "active") == 0 && expire > now_ms()) {
+        schedule(id, expire); /* renewed since it was queued */
+        goto out;
+    }
+    if (revoke_record(rec, false, &err) != 0)
+        note_failure(rec, err.msg[0] ? err.msg : "revocation failed");
+out:
+    cJSON_Delete(rec);
+    unclaim(id);
+}
+
+/* Caller holds mu. Takes ownership of id. */
+static void enqueue_locked(char *id, struct batch *b)
+{
+    if (queue_n == queue_cap) {
+        queue_cap = queue_cap == 0 ? 64 : queue_cap * 2;
+        queue = xrealloc(queue, queue_cap * sizeof(*queue));
+    }
+    queue[queue_n].id = id;
+    queue[queue_n].batch = b;
+    queue_n++;
+    pthread_cond_signal(&queue_cond);
+}
+
+/* A bulk job: revoke now whatever the expiry, and report to the batch. */
+static void process_batch_job(const char *id, struct batch *b)
+{
+    struct errbuf err;
+    cJSON *rec;
+    int rc = 0;
+
+    claim(id);
+    rec = load_record(id);
+    if (rec != NULL)
+        rc = revoke_record(rec, b->force, &err);
+    cJSON_Delete(rec);
+    unclaim(id);
+    pthread_mutex_lock(&mu);
+    if (rc != 0 && b->rc == 0) {
+        b->rc = rc;
+        errbuf_set(&b->first, "failed to revoke %s: %s", id, err.msg);
+    }
+    b->pending--;
+    pthread_cond_broadcast(&batch_cond);
+    pthread_mutex_unlock(&mu);
+}
+
+static void *worker_main(void *arg)
+{
+    struct job job;
+
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    for (;;) {
+        while (!stopping && queue_head == queue_n)
+            pthread_cond_wait(&queue_cond, &mu);
+        if (stopping)
+            break;
+        job = queue[queue_head++];
+        if (queue_head == queue_n) {
+            queue_n = 0;
+            queue_head = 0;
+        }
+        pthread_mutex_unlock(&mu);
+        if (job.batch != NULL)
+            process_batch_job(job.id, job.batch);
+        else
+            process_due(job.id);
+        free(job.id);
+        pthread_mutex_lock(&mu);
+    }
+    pthread_mutex_unlock(&mu);
+    return NULL;
+}
+
+static void *expirer_main(void *arg)
+{
+    const struct heap_entry *top;
+    struct timespec until;
+    int64_t now;
+
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    while (!stopping) {
+        top = heap_peek(&heap);
+        now = now_ms();
+        if (top == NULL) {
+            pthread_cond_wait(&heap_cond, &mu);
+        } else if (top->when > now) {
+            until.tv_sec = (time_t)(top->when / 1000);
+            until.tv_nsec = (long)(top->when % 1000) * 1000000;
+            pthread_cond_timedwait(&heap_cond, &mu, &until);
+        } else {
+            enqueue_locked(heap_pop(&heap, NULL), NULL);
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    return NULL;
+}
+
+/* ============================================================ restore == */
+
+/* Calls fn for every lease id under prefix (a storage key prefix). */
+static int walk_ids(const char *prefix, void (*fn)(const char *id))
+{
+    struct strvec keys;
+    int rc;
+
+    strvec_init(&keys);
+    rc = storage_list(store, prefix, &keys);
+    for (size_t i = 0; rc == 0 && i < keys.n; i++) {
+        size_t n = strlen(prefix) + strlen(keys.v[i]) + 1;
+        char *full = xmalloc(n);
+        snprintf(full, n, "%s%s", prefix, keys.v[i]);
+        if (str_has_suffix(full, "/"))
+            rc = walk_ids(full, fn);
+        else
+            fn(full + strlen(ID_PREFIX));
+        free(full);
+    }
+    strvec_release(&keys);
+    return rc;
+}
+
+static void restore_one(const char *id)
+{
+    cJSON *rec = load_record(id);
+    int64_t when = now_ms();
+
+    if (rec == NULL)
+        return;
+    if (strcmp(rec_str(rec, "state"), "active") == 0)
+        when = rec_int(rec, "expire_ms");
+    else
+        log_warn("lease: %s was still pending at start-up; revoking it", id);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable")))
+        atomic_fetch_add(&stat_irrevocable, 1);
+    heap_push(&heap, when, xstrdup(id));
+    cJSON_Delete(rec);
+}
+
+int lease_init(struct storage *s, const struct lease_config *cfg,
+               struct errbuf *err)
+{
+    int rc;
+
+    store = s;
+    conf = *cfg;
+    if (conf.workers == 0)
+        conf.workers = 8;
+    if (conf.retry_base <= 0)
+        conf.retry_base = 1;
+    if (conf.retry_max <= 0)
+        conf.retry_max = 60;
+    if (conf.irrevocable_after <= 0)
+        conf.irrevocable_after = 6;
+    heap_init(&heap);
+    strvec_init(&claims);
+    stopping = false;
+    rc = walk_ids(ID_PREFIX, restore_one);
+    if (rc != 0) {
+        errbuf_set(err, "restoring leases failed: %s", coffer_strerror(rc));
+        return rc;
+    }
+    log_info("lease: restored %zu leases", heap.n);
+    workers = xcalloc(conf.workers, sizeof(*workers));
+    for (nworkers = 0; nworkers < conf.workers; nworkers++) {
+        if (pthread_create(&workers[nworkers], NULL, worker_main, NULL) != 0)
+            break;
+    }
+    if (nworkers == 0 ||
+        pthread_create(&expirer, NULL, expirer_main, NULL) != 0) {
+        errbuf_set(err, "cannot start the expiration manager threads");
+        return COFFER_EINTERNAL;
+    }
+    started = true;
+    return 0;
+}
+
+void lease_shutdown(void)
+{
+    pthread_mutex_lock(&mu);
+    stopping = true;
+    pthread_cond_broadcast(&heap_cond);
+    pthread_cond_broadcast(&queue_cond);
+    pthread_mutex_unlock(&mu);
+    if (started)
+        pthread_join(expirer, NULL);
+    for (unsigned int i = 0; i < nworkers; i++)
+        pthread_join(workers[i], NULL);
+    free(workers);
+    workers = NULL;
+    nworkers = 0;
+    started = false;
+    heap_release(&heap);
+    for (size_t i = queue_head; i < queue_n; i++)
+        free(queue[i].id);
+    free(queue);
+    queue = NULL;
+    queue_n = queue_cap = queue_head = 0;
+    strvec_release(&claims);
+}
+
+/* ============================================================ issuance == */
+
+int lease_create_pending(const struct mount *m, const char *request_path,
+                         const char *secret_type, const cJSON *internal,
+                         const char *token_hmac, char **lease_id,
+                         struct errbuf *err)
+{
+    char suffix[CRYPTO_ID_LEN + 1], when[64];
+    size_t n = strlen(request_path) + CRYPTO_ID_LEN + 2;
+    char *id = xmalloc(n), *key = NULL, *tkey = NULL, *text = NULL;
+    cJSON *rec = cJSON_CreateObject();
+    struct timespec now = time_now();
+    int rc;
+
+    *lease_id = NULL;
+    rc = crypto_random_base62(suffix, CRYPTO_ID_LEN);
+    if (rc != 0) {
+        errbuf_set(err, "random number generator failed");
+        goto out;
+    }
+    snprintf(id, n, "%s%s%s", request_path,
+             str_has_suffix(request_path, "/") ? "" : "/", suffix);
+    time_format_rfc3339(now, when, sizeof(when));
+    cJSON_AddStringToObject(rec, "id", id);
+    cJSON_AddStringToObject(rec, "path", request_path);
+    cJSON_AddStringToObject(rec, "mount_path", m->path);
+    cJSON_AddStringToObject(rec, "mount_uuid", m->uuid);
+    cJSON_AddStringToObject(rec, "secret_type", secret_type);
+    cJSON_AddItemToObject(rec, "internal",
+                          internal ? cJSON_Duplicate(internal, 1)
+                                   : cJSON_CreateObject());
+    cJSON_AddStringToObject(rec, "token", token_hmac ? token_hmac : "");
+    cJSON_AddStringToObject(rec, "issue_time", when);
+    cJSON_AddNumberToObject(rec, "issue_ms",
+                            (double)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    cJSON_AddNumberToObject(rec, "expire_ms",
+                            (double)(now_ms() + PENDING_GRACE_MS));
+    cJSON_AddStringToObject(rec, "state", "pending");
+    key = record_key(id);
+    text = cJSON_PrintUnformatted(rec);
+    tkey = token_hmac && token_hmac[0] ? token_index_key(token_hmac, id)
+                                       : NULL;
+    {
+        struct storage_op ops[2] = {
+            {STORAGE_OP_PUT, key, text, strlen(text)},
+            {STORAGE_OP_PUT, tkey, id, strlen(id)},
+        };
+        rc = storage_batch(store, ops, tkey ? 2 : 1);
+    }
+    if (rc != 0) {
+        errbuf_set(err, "storing the lease failed: %s", coffer_strerror(rc));
+        goto out;
+    }
+    *lease_id = id;
+    id = NULL;
+out:
+    secure_free_str(text);
+    free(key);
+    free(tkey);
+    free(id);
+    cJSON_Delete(rec);
+    return rc;
+}
+
+void lease_resolve_ttl(const struct mount *m, int64_t ttl, int64_t max_ttl,
+                       int64_t *out_ttl, int64_t *out_max)
+{
+    int64_t mdef, mmax, max, t;
+
+    router_mount_ttls(m, &mdef, &mmax);
+    max = mmax;
+    if (max_ttl > 0 && max_ttl < max)
+        max = max_ttl;
+    t = ttl > 0 ? ttl : mdef;
+    if (t > max)
+        t = max;
+    *out_ttl = t;
+    *out_max = max;
+}
+
+int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
+                   int64_t max_ttl, bool renewable, int64_t *granted,
+                   struct errbuf *err)
+{
+    cJSON *rec = load_record(lease_id);
+    int64_t max, t, issue;
+    int rc = COFFER_ENOTFOUND;
+
+    if (rec == NULL || strcmp(rec_str(rec, "state"), "pending") != 0) {
+        errbuf_set(err, "lease %s is not pending", lease_id);
+        goto out;
+    }
+    lease_resolve_ttl(m, ttl, max_ttl, &t, &max);
+    issue = rec_int(rec, "issue_ms");
+    rec_set_str(rec, "state", "active");
+    /* Renewals without an increment get the TTL the lease started with. */
+    rec_set_num(rec, "ttl", (double)t);
+    rec_set_num(rec, "max_ttl", (double)max);
+    rec_set_num(rec, "expire_ms", (double)(issue + t * 1000));
+    rec_set_bool(rec, "renewable", renewable);
+    rc = save_record(rec);
+    if (rc != 0) {
+        errbuf_set(err, "storing the lease failed: %s", coffer_strerror(rc));
+        goto out;
+    }
+    *granted = t;
+    schedule(lease_id, issue + t * 1000);
+out:
+    cJSON_Delete(rec);
+    return rc;
+}
+
+int lease_revoke(const char *lease_id, struct errbuf *err)
+{
+    cJSON *rec;
+    int rc = 0;
+
+    claim(lease_id);
+    rec = load_record(lease_id);
+    if (rec != NULL)
+        rc = revoke_record(rec, false, err);
+    cJSON_Delete(rec);
+    unclaim(lease_id);
+    return rc;
+}
+
+void lease_abort(const char *lease_id)
+{
+    struct errbuf err;
+
+    if (lease_revoke(lease_id, &err) != 0) {
+        log_warn("lease: cleaning up failed issuance %s: %s; will retry",
+                 lease_id, err.msg);
+        schedule(lease_id, now_ms());
+    }
+}
+
+/* =============================================== prefix, token, lookup == */
+
+static _Thread_local struct batch *current_batch;
+
+/* walk_ids callback: hands one lease of a bulk revocation to the workers. */
+static void enqueue_batch_job(const char *id)
+{
+    pthread_mutex_lock(&mu);
+    current_batch->pending++;
+    enqueue_locked(xstrdup(id), current_batch);
+    pthread_mutex_unlock(&mu);
+}
+
+int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err)
+{
+    struct batch b = {.force = force};
+    size_t n = strlen(ID_PREFIX) + strlen(prefix) + 2;
+    char *key = xmalloc(n);
+    cJSON *exact = load_record(prefix);
+    int rc = 0;
+
+    current_batch = &b;
+    if (exact != NULL) {
+        enqueue_batch_job(prefix);
+    } else {
+        snprintf(key, n, "%s%s%s", ID_PREFIX, prefix,
+                 prefix[0] == '\0' || str_has_suffix(prefix, "/") ? "" : "/");
+        rc = walk_ids(key, enqueue_batch_job);
+    }
+    current_batch = NULL;
+    /* Wait for what was queued even if listing failed half-way. */
+    pthread_mutex_lock(&mu);
+    while (b.pending > 0)
+        pthread_cond_wait(&batch_cond, &mu);
+    pthread_mutex_unlock(&mu);
+    cJSON_Delete(exact);
+    free(key);
+    if (rc != 0 && b.rc == 0) {
+        b.rc = rc;
+        errbuf_set(&b.first, "listing leases failed: %s", coffer_strerror(rc));
+    }
+    if (b.rc != 0)
+        errbuf_set(err, "%s", b.first.msg);
+    return b.rc;
+}
+
+/*
+ * Asynchronous revocation: the lease is set to expire now, durably so that
+ * a restart still revokes it, and handed to the expiration manager.
+ */
+static void expire_now(const char *id)
+{
+    cJSON *rec;
+
+    claim(id);
+    rec = load_record(id);
+    if (rec != NULL) {
+        rec_set_num(rec, "expire_ms", (double)now_ms());
+        if (save_record(rec) != 0)
+            log_error("lease: cannot mark %s for revocation", id);
+        schedule(id, now_ms());
+    }
+    cJSON_Delete(rec);
+    unclaim(id);
+}
+
+/* Token revocation does not wait for the engines: see expire_now. */
+void lease_revoke_token(const char *token_hmac)
+{
+    size_t n = strlen(TOKEN_PREFIX) + strlen(token_hmac) + 2;
+    char *prefix = xmalloc(n);
+    struct strvec keys;
+
+    snprintf(prefix, n, "%s%s/", TOKEN_PREFIX, token_hmac);
+    strvec_init(&keys);
+    if (storage_list(store, prefix, &keys) == 0) {
+        for (size_t i = 0; i < keys.n; i++) {
+            size_t kn = strlen(prefix) + strlen(keys.v[i]) + 1;
+            char *k = xmalloc(kn);
+            struct buf id;
+            snprintf(k, kn, "%s%s", prefix, keys.v[i]);
+            buf_init(&id, 4096);
+            if (storage_get(store, k, &id) == 0)
+                expire_now(id.ptr);
+            buf_release(&id);
+            free(k);
+        }
+    }
+    strvec_release(&keys);
+    free(prefix);
+}
+
+struct count_run {
+    const char *key;
+    const char *value;
+    size_t count;
+};
+
+static _Thread_local struct count_run *current_count;
+
+static void count_one(const char *id)
+{
+    cJSON *rec = load_record(id);
+    const cJSON *internal = cJSON_GetObjectItemCaseSensitive(rec, "internal");
+
+    if (strcmp(rec_str(internal, current_count->key),
+               current_count->value) == 0)
+        current_count->count++;
+    cJSON_Delete(rec);
+}
+
+int lease_count_matching(const char *prefix, const char *key,
+                         const char *value, size_t *count)
+{
+    struct count_run run = {key, value, 0};
+    size_t n = strlen(ID_PREFIX) + strlen(prefix) + 1;
+    char *full = xmalloc(n);
+    int rc;
+
+    snprintf(full, n, "%s%s", ID_PREFIX, prefix);
+    current_count = &run;
+    rc = walk_ids(full, count_one);
+    current_count = NULL;
+    free(full);
+    *count = run.count;
+    return rc;
+}
+
+void lease_get_stats(struct lease_stats *out)
+{
+    pthread_mutex_lock(&mu);
+    out->active = heap.n;
+    pthread_mutex_unlock(&mu);
+    out->revoked = atomic_load(&stat_revoked);
+    out->failures = atomic_load(&stat_failures);
+    out->irrevocable = atomic_load(&stat_irrevocable);
+}
+
+/* ================================================================= API == */
+
+static void format_ms(int64_t ms, char *out, size_t n)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+
+    time_format_rfc3339(ts, out, n);
+}
+
+static cJSON *lookup_json(const cJSON *rec)
+{
+    cJSON *d = cJSON_CreateObject();
+    const cJSON *last = cJSON_GetObjectItemCaseSensitive(rec, "last_renewal");
+    int64_t expire = rec_int(rec, "expire_ms"), left;
+    char when[64];
+
+    left = (expire - now_ms()) / 1000;
+    cJSON_AddStringToObject(d, "id", rec_str(rec, "id"));
+    cJSON_AddStringToObject(d, "issue_time", rec_str(rec, "issue_time"));
+    format_ms(expire, when, sizeof(when));
+    cJSON_AddStringToObject(d, "expire_time", when);
+    if (cJSON_IsString(last))
+        cJSON_AddStringToObject(d, "last_renewal", last->valuestring);
+    else
+        cJSON_AddNullToObject(d, "last_renewal");
+    cJSON_AddBoolToObject(
+        d, "renewable",
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "renewable")));
+    cJSON_AddNumberToObject(d, "ttl", (double)(left > 0 ? left : 0));
+    return d;
+}
+
+/* The lease id from the URL suffix or the lease_id (or url_lease_id) field. */
+static const char *lease_id_arg(struct request *req, const char *suffix,
+                                struct response *resp)
+{
+    const char *id = NULL;
+
+    if (suffix != NULL && suffix[0] != '\0')
+        return suffix;
+    if (field_string(req->data, "lease_id", &id, resp) != 0)
+        return NULL;
+    if (id == NULL || id[0] == '\0') {
+        response_error(resp, 400, "lease_id must be specified");
+        return NULL;
+    }
+    return id;
+}
+
+static void api_lookup(struct request *req, struct response *resp)
+{
+    const char *id = lease_id_arg(req, NULL, resp);
+    cJSON *rec;
+
+    if (id == NULL)
+        return;
+    rec = load_record(id);
+    if (rec == NULL) {
+        response_error(resp, 400, "invalid lease");
+        return;
+    }
+    resp->data = lookup_json(rec);
+    cJSON_Delete(rec);
+}
+
+static void api_list(const char *prefix, struct response *resp)
+{
+    size_t n = strlen(ID_PREFIX) + strlen(prefix) + 1;
+    char *key = xmalloc(n);
+    struct strvec keys;
+    cJSON *arr;
+
+    snprintf(key, n, "%s%s", ID_PREFIX, prefix);
+    strvec_init(&keys);
+    if (storage_list(store, key, &keys) != 0) {
+        response_error(resp, 500, "listing leases failed");
+    } else if (keys.n > 0) {
+        arr = cJSON_CreateArray();
+        for (size_t i = 0; i < keys.n; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateString(keys.v[i]));
+        resp->data = cJSON_CreateObject();
+        cJSON_AddItemToObject(resp->data, "keys", arr);
+    }
+    strvec_release(&keys);
+    free(key);
+}
+
+/* Computes the renewed TTL per Vault's rules; -1 with resp set on refusal. */
+static int64_t renew_ttl(const cJSON *rec, int64_t increment,
+                         struct response *resp)
+{
+    int64_t now = now_ms(), ttl, limit;
+    int64_t max = rec_int(rec, "max_ttl");
+    char a[32], b[32];
+
+    ttl = increment > 0 ? increment : rec_int(rec, "ttl");
+    limit = rec_int(rec, "issue_ms") + max * 1000;
+    if (now >= limit) {
+        response_error(resp, 400, "past the max TTL, cannot renew");
+        return -1;
+    }
+    if (now + ttl * 1000 > limit) {
+        duration_format_short(ttl, a, sizeof(a));
+        duration_format_short(max, b, sizeof(b));
+        response_warn(resp, "TTL of \"%s\" exceeded the effective max_ttl of "
+                            "\"%s\"; TTL value is capped accordingly", a, b);
+        ttl = (limit - now) / 1000;
+    }
+    return ttl;
+}
+
+/* Checks that rec may be renewed; false with resp set otherwise. */
+static bool renewable_now(const cJSON *rec, struct response *resp)
+{
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable"))) {
+        response_error(resp, 400, "lease is expired and has failed previous "
+                                  "revocation attempts");
+        return false;
+    }
+    if (strcmp(rec_str(rec, "state"), "active") != 0 ||
+        rec_int(rec, "expire_ms") <= now_ms()) {
+        response_error(resp, 400, "lease expired");
+        return false;
+    }
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "renewable"))) {
+        response_error(resp, 400, "lease is not renewable");
+        return false;
+    }
+    return true;
+}
+
+static void renew_record(cJSON *rec, int64_t increment, struct response *resp)
+{
+    const struct mount *m = NULL;
+    struct errbuf err;
+    int64_t ttl, expire;
+    char when[64];
+
+    if (!renewable_now(rec, resp))
+        return;
+    ttl = renew_ttl(rec, increment, resp);
+    if (ttl < 0)
+        return;
+    expire = now_ms() + ttl * 1000;
+    m = lease_mount(rec);
+    errbuf_clear(&err);
+    if (m != NULL && conf.ops && conf.ops->renew &&
+        conf.ops->renew(m, rec, expire / 1000, &err) != 0) {
+        response_error(resp, 400, "failed to renew entry: %s", err.msg);
+        goto out;
+    }
+    format_ms(now_ms(), when, sizeof(when));
+    rec_set_num(rec, "expire_ms", (double)expire);
+    rec_set_str(rec, "last_renewal", when);
+    if (save_record(rec) != 0) {
+        response_error(resp, 500, "saving the renewed lease failed");
+        goto out;
+    }
+    resp->lease_id = xstrdup(rec_str(rec, "id"));
+    resp->lease_duration = ttl;
+    resp->renewable = true;
+out:
+    router_mount_put(m);
+}
+
+static void api_renew(struct request *req, const char *suffix,
+                      struct response *resp)
+{
+    const char *id = lease_id_arg(req, suffix, resp);
+    int64_t increment = 0;
+    bool given;
+    cJSON *rec;
+
+    if (id == NULL ||
+        field_duration(req->data, "increment", &increment, &given, resp) != 0)
+        return;
+    if (str_has_prefix(id, "auth/")) {
+        response_error(resp, 400, "tokens cannot be renewed through this "
+                                  "endpoint");
+        return;
+    }
+    claim(id);
+    rec = load_record(id);
+    if (rec == NULL)
+        response_error(resp, 400, "lease not found");
+    else
+        renew_record(rec, increment, resp);
+    cJSON_Delete(rec);
+    unclaim(id);
+}
+
+static void api_revoke(struct request *req, const char *suffix,
+                       struct response *resp)
+{
+    const char *id = lease_id_arg(req, suffix, resp);
+    bool sync = true, given;
+    struct errbuf err;
+
+    if (id == NULL ||
+        field_bool(req->data, "sync", &sync, &given, resp) != 0)
+        return;
+    if (!sync) {
+        expire_now(id);
+        resp->status = 202;
+        resp->no_body = true;
+        return;
+    }
+    if (lease_revoke(id, &err) != 0)
+        response_error(resp, 400, "failed to revoke entry: err: %s", err.msg);
+}
+
+static void api_revoke_prefix(struct request *req, const char *prefix,
+                              bool force, struct response *resp)
+{
+    bool sync = true, given;
+    struct errbuf err;
+
+    if (!policy_has_sudo(req->token, req->path)) {
+        response_error(resp, 403, "1 error occurred:\n\t* permission "
+                                  "denied\n\n");
+        return;
+    }
+    /* An empty prefix would mean every lease: Vault has no such route. */
+    if (prefix[0] == '\0' || strcmp(prefix, "/") == 0) {
+        response_error(resp, 404, "1 error occurred:\n\t* unsupported "
+                                  "path\n\n");
+        return;
+    }
+    if (field_bool(req->data, "sync", &sync, &given, resp) != 0)
+        return;
+    if (lease_revoke_prefix(prefix, force, &err) != 0) {
+        response_error(resp, 400, "failed to revoke prefix: %s", err.msg);
+        return;
+    }
+    if (!sync) {
+        resp->status = 202;
+        resp->no_body = true;
+    }
+}
+
+static _Thread_local cJSON *irrevocable_out;
+
+static void collect_irrevocable(const char *id)
+{
+    cJSON *rec = load_record(id);
+    cJSON *o;
+    char when[64];
+
+    if (rec != NULL &&
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable"))) {
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "lease_id", id);
+        cJSON_AddStringToObject(o, "mount_id", rec_str(rec, "mount_uuid"));
+        cJSON_AddStringToObject(o, "error", rec_str(rec, "last_error"));
+        format_ms(rec_int(rec, "expire_ms"), when, sizeof(when));
+        cJSON_AddStringToObject(o, "expire_time", when);
+        cJSON_AddItemToArray(irrevocable_out, o);
+    }
+    cJSON_Delete(rec);
+}
+
+static void api_irrevocable(struct request *req, bool count_only,
+                            struct response *resp)
+{
+    cJSON *list = cJSON_CreateArray();
+
+    if (!policy_has_sudo(req->token, req->path)) {
+        cJSON_Delete(list);
+        response_error(resp, 403, "1 error occurred:\n\t* permission "
+                                  "denied\n\n");
+        return;
+    }
+    irrevocable_out = list;
+    walk_ids(ID_PREFIX, collect_irrevocable);
+    irrevocable_out = NULL;
+    resp->data = cJSON_CreateObject();
+    cJSON_AddNumberToObject(resp->data, "lease_count",
+                            cJSON_GetArraySize(list));
+    if (count_only)
+        cJSON_Delete(list);
+    else
+        cJSON_AddItemToObject(resp->data, "leases", list);
+}
+
+/* Matches "name" or "name/<suffix>"; returns the suffix or NULL. */
+static const char *route(const char *rel, const char *name)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(rel, name, n) != 0)
+        return NULL;
+    if (rel[n] == '\0')
+        return rel + n;
+    return rel[n] == '/' ? rel + n + 1 : NULL;
+}
+
+void lease_handle(struct request *req, const char *rel,
+                  struct response *resp)
+{
+    const char *s;
+    bool write = req->op == OP_UPDATE || req->op == OP_CREATE;
+
+    if (str_has_prefix(rel, "leases/"))
+        rel += strlen("leases/");
+    else if (strcmp(rel, "leases") == 0)
+        rel = "";
+    if (rel[0] == '\0' || strcmp(rel, "count") == 0) {
+        api_irrevocable(req, rel[0] != '\0', resp);
+    } else if ((s = route(rel, "lookup")) != NULL && req->op == OP_LIST) {
+        if (!policy_has_sudo(req->token, req->path))
+            response_error(resp, 403, "1 error occurred:\n\t* permission "
+                                      "denied\n\n");
+        else
+            api_list(s, resp);
+    } else if (strcmp(rel, "lookup") == 0 && write) {
+        api_lookup(req, resp);
+    } else if ((s = route(rel, "renew")) != NULL && write) {
+        api_renew(req, s, resp);
+    } else if ((s = route(rel, "revoke")) != NULL && write) {
+        api_revoke(req, s, resp);
+    } else if ((s = route(rel, "revoke-prefix")) != NULL && write) {
+        api_revoke_prefix(req, s, false, resp);
+    } else if ((s = route(rel, "revoke-force")) != NULL && write) {
+        api_revoke_prefix(req, s, true, resp);
+    } else if (strcmp(rel, "tidy") == 0 && write) {
+        resp->status = 202;
+        response_warn(resp, "Tidy operation successfully started. Any "
+                            "information from the operation will be printed "
+                            "to Vault's server logs.");
+    } else {
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+    }
+}

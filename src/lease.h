@@ -1,0 +1,135 @@
+/*
+ * lease.h - leases and the expiration manager.
+ *
+ * A lease ties something created outside Coffer (a database user) to a
+ * time limit. Its record holds everything revocation needs, so that
+ * revoking never depends on the role or config that created it.
+ *
+ *   lease id    <request path>/<24 base62>     "database/creds/ro/2kQ7yX0m..."
+ *
+ *   storage     sys/expire/id/<lease id>                  the record (JSON)
+ *               sys/expire/token/<token hmac>/<sha256(id)> -> lease id
+ *
+ * Life of a lease:
+ *
+ *   lease_create_pending ──▶ PENDING ──lease_activate──▶ ACTIVE ──▶ revoked
+ *          (before the engine creates the user)             │  (record deleted
+ *                         │                                 │   once the engine's
+ *                         └──lease_abort / crash+restart────┘   revoke succeeded)
+ *
+ * The expiration manager keeps a min-heap of expiry times; a thread pops
+ * due leases and hands them to a pool of revocation workers. A failed
+ * revocation is retried with capped exponential backoff, forever; after
+ * `irrevocable_after` failures the lease is also flagged irrevocable so it
+ * shows in sys/leases?type=irrevocable and the counters.
+ *
+ * The engine side (revoke, renew) is reached through struct lease_ops, so
+ * this file does not know about Lua.
+ */
+#ifndef COFFER_LEASE_H
+#define COFFER_LEASE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common.h"
+#include "request.h"
+
+struct mount;
+struct storage;
+
+struct lease_ops {
+    /*
+     * Revokes what the lease stands for. record is the lease record
+     * (fields: id, path, secret_type, internal, ...). Idempotent.
+     * Returns 0, or an error with words in err.
+     */
+    int (*revoke)(const struct mount *m, const cJSON *record,
+                  struct errbuf *err);
+    /* Extends it to expire_unix (seconds). 0 or an error with words. */
+    int (*renew)(const struct mount *m, const cJSON *record,
+                 int64_t expire_unix, struct errbuf *err);
+};
+
+struct lease_config {
+    const struct lease_ops *ops;
+    unsigned int workers;     /* revocation workers, default 8 */
+    double retry_base;        /* seconds before the first retry, default 1 */
+    double retry_max;         /* backoff cap in seconds, default 60 */
+    int irrevocable_after;    /* failures before flagging, default 6 */
+};
+
+/*
+ * Restores every lease from storage (pending ones are revoked at once) and
+ * starts the expiration thread and workers.
+ */
+int lease_init(struct storage *s, const struct lease_config *cfg,
+               struct errbuf *err);
+/* Stops the threads; leases stay in storage. */
+void lease_shutdown(void);
+
+/*
+ * Records a pending lease before the engine creates anything. internal is
+ * copied. token_hmac may be NULL. On success *lease_id is a new string.
+ */
+int lease_create_pending(const struct mount *m, const char *request_path,
+                         const char *secret_type, const cJSON *internal,
+                         const char *token_hmac, char **lease_id,
+                         struct errbuf *err);
+
+/*
+ * Turns a pending lease into an active one. ttl and max_ttl are what the
+ * engine asks for (0 = mount default / mount max); the result is capped by
+ * the mount and system maximum. *granted receives the TTL in seconds.
+ */
+int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
+                   int64_t max_ttl, bool renewable, int64_t *granted,
+                   struct errbuf *err);
+
+/*
+ * The TTL a lease gets: ttl (or the mount's default when 0), capped by
+ * max_ttl (when > 0), the mount's max and the system max. *out_max is the
+ * effective maximum. Pure; used by lease_activate and by engines that need
+ * the expiry before they create anything (PostgreSQL's VALID UNTIL).
+ */
+void lease_resolve_ttl(const struct mount *m, int64_t ttl, int64_t max_ttl,
+                       int64_t *out_ttl, int64_t *out_max);
+
+/*
+ * Counts leases under prefix whose internal[key] equals value (a database
+ * config asks how many live leases still need it). O(leases under prefix).
+ */
+int lease_count_matching(const char *prefix, const char *key,
+                         const char *value, size_t *count);
+
+/* Revokes a lease now (engine first, then the record). */
+int lease_revoke(const char *lease_id, struct errbuf *err);
+/* Same for an issuance that failed after lease_create_pending. */
+void lease_abort(const char *lease_id);
+
+/*
+ * Revokes every lease whose id starts with prefix (a whole lease id also
+ * works). With force, engine failures are logged and records deleted.
+ * Returns 0, or the first error; the other leases are still attempted.
+ */
+int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err);
+
+/* Schedules every lease obtained with this token for revocation now. */
+void lease_revoke_token(const char *token_hmac);
+
+/* Handles sys/leases/..., sys/renew, sys/revoke, sys/revoke-prefix... */
+void lease_handle(struct request *req, const char *rel,
+                  struct response *resp);
+
+/* Counters for metrics and tests. */
+struct lease_stats {
+    uint64_t active;        /* records in storage, approximate */
+    uint64_t revoked;       /* successful revocations since start */
+    uint64_t failures;      /* failed revocation attempts since start */
+    uint64_t irrevocable;   /* leases currently flagged */
+};
+void lease_get_stats(struct lease_stats *out);
+
+#endif

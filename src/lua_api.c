@@ -1,0 +1,1604 @@
+/*
+ * lua_api.c - the `coffer` Lua module: everything a script may call.
+ *
+ * Owns the C side of coffer.json, coffer.time, coffer.crypto, coffer.log,
+ * the typed errors and req.storage. Does not own states, the sandbox or
+ * the call protocol (luavm.c), nor the engine DSL (lua/coffer/<name>.lua).
+ *
+ * Every Lua-callable function here follows STYLE 3.4: check arguments with
+ * luaL_check* first; hold C resources (cJSON trees, buffers, string
+ * vectors) only inside a collectable "resource box" userdata, so that a
+ * raise at any point frees them through __gc; release them explicitly on
+ * the success path. Stack effects use the Lua manual's [-o, +p, x] notation.
+ *
+ * Chapters: resource box; JSON; time; crypto; log; errors; storage; leases;
+ * open.
+ */
+#include "lua_api.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "buf.h"
+#include "common.h"
+#include "crypto.h"
+#include "lease.h"
+#include "log.h"
+#include "lua_db.h"
+#include "mount.h"
+#include "request.h"
+#include "storage.h"
+#include "token.h"
+#include "util.h"
+
+/* Registry keys: the addresses of these statics (OpenResty init_registry). */
+static char key_error_mt;
+static char key_array_mt;
+static char key_object_mt;
+static char key_null;
+
+#define CBOX_MT "coffer.cbox"
+#define STORAGE_MT "coffer.storage"
+#define NULL_MT "coffer.json.null"
+#define ERROR_MT "coffer.error"
+#define LEASE_MT "coffer.lease"
+
+/* Largest JSON text coffer.json.decode accepts (Vault's request cap). */
+#define JSON_MAX_TEXT ((size_t)32 * 1024 * 1024)
+#define RANDOM_MAX_BYTES ((lua_Integer)1024 * 1024)
+#define BASE62_MAX_CHARS ((lua_Integer)4096)
+
+/* ======================================================= resource box == */
+
+/*
+ * A GC-owned holder for C resources (Prosody's managed pointer). Created
+ * empty before anything is acquired; whatever it holds when it is
+ * collected is wiped and freed, so a raise never leaks.
+ */
+struct cbox {
+    cJSON *json;
+    char *text;      /* from cJSON_Print*, freed with cJSON_free */
+    size_t text_len;
+    struct buf b;
+    struct strvec sv;
+};
+
+/* Wipes every string of a cJSON tree (values may be secrets). */
+static void json_wipe(cJSON *item)
+{
+    cJSON *c;
+
+    for (; item != NULL; item = item->next) {
+        if (item->valuestring != NULL)
+            crypto_wipe(item->valuestring, strlen(item->valuestring));
+        c = item->child;
+        if (c != NULL)
+            json_wipe(c);
+    }
+}
+
+static void json_wipe_delete(cJSON *root)
+{
+    if (root == NULL)
+        return;
+    if (root->valuestring != NULL)
+        crypto_wipe(root->valuestring, strlen(root->valuestring));
+    json_wipe(root->child);
+    cJSON_Delete(root);
+}
+
+static void cbox_release(struct cbox *box)
+{
+    json_wipe_delete(box->json);
+    box->json = NULL;
+    if (box->text != NULL) {
+        crypto_wipe(box->text, box->text_len);
+        cJSON_free(box->text);
+        box->text = NULL;
+        box->text_len = 0;
+    }
+    buf_release(&box->b);
+    strvec_release(&box->sv);
+}
+
+/* __gc and __close of a box. [-0, +0, -] */
+static int l_cbox_gc(lua_State *L)
+{
+    struct cbox *box = luaL_checkudata(L, 1, CBOX_MT);
+
+    cbox_release(box);
+    return 0;
+}
+
+/* Pushes a new empty box. [-0, +1, m] */
+static struct cbox *cbox_new(lua_State *L)
+{
+    struct cbox *box = lua_newuserdatauv(L, sizeof(*box), 0);
+
+    memset(box, 0, sizeof(*box));
+    buf_init(&box->b, 0);
+    strvec_init(&box->sv);
+    luaL_setmetatable(L, CBOX_MT);
+    return box;
+}
+
+/* =============================================================== JSON == */
+
+static bool is_null(lua_State *L, int idx)
+{
+    bool yes;
+
+    if (lua_type(L, idx) != LUA_TUSERDATA)
+        return false;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_null);
+    yes = lua_rawequal(L, idx, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* True if the value at idx has the metatable stored under key. [-0,+0,-] */
+static bool has_marker(lua_State *L, int idx, const void *key)
+{
+    bool yes;
+
+    if (!lua_getmetatable(L, idx))
+        return false;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* Links item under parent (or makes it the box's root). [-0, +0, e] */
+static cJSON *json_attach(lua_State *L, struct cbox *box, cJSON *parent,
+                          const char *key, cJSON *item)
+{
+    if (item == NULL)
+        luaL_error(L, "not enough memory");
+    if (parent == NULL) {
+        box->json = item;
+    } else if (key == NULL) {
+        if (!cJSON_AddItemToArray(parent, item)) {
+            cJSON_Delete(item);
+            luaL_error(L, "not enough memory");
+        }
+    } else if (!cJSON_AddItemToObject(parent, key, item)) {
+        cJSON_Delete(item);
+        luaL_error(L, "not enough memory");
+    }
+    return item;
+}
+
+/*
+ * Integers within 32 bits are ordinary cJSON numbers; larger ones become
+ * raw digits, because cJSON would print them through %g and lose digits.
+ * [-0, +0, e]
+ */
+static cJSON *json_number(lua_State *L, int idx)
+{
+    char digits[32];
+    lua_Integer i;
+    lua_Number d;
+
+    if (lua_isinteger(L, idx)) {
+        i = lua_tointeger(L, idx);
+        if (i >= INT_MIN && i <= INT_MAX)
+            return cJSON_CreateNumber((double)i);
+        snprintf(digits, sizeof(digits), LUA_INTEGER_FMT, i);
+        return cJSON_CreateRaw(digits);
+    }
+    d = lua_tonumber(L, idx);
+    if (!isfinite(d))
+        luaL_error(L, "cannot encode a non-finite number as JSON");
+    return cJSON_CreateNumber(d);
+}
+
+/* Decides array or object for the table at idx (see lua_api.h). */
+static bool table_is_array(lua_State *L, int idx, lua_Integer *n)
+{
+    lua_Integer count = 0, len;
+    bool seq = true;
+
+    *n = 0;
+    if (has_marker(L, idx, &key_array_mt)) {
+        *n = (lua_Integer)lua_rawlen(L, idx);
+        return true;
+    }
+    if (has_marker(L, idx, &key_object_mt))
+        return false;
+    len = (lua_Integer)lua_rawlen(L, idx);
+    if (len == 0)
+        return false;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        count++;
+        if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 ||
+            lua_tointeger(L, -2) > len)
+            seq = false;
+        lua_pop(L, 1);
+    }
+    *n = len;
+    return seq && count == len;
+}
+
+static int json_cmp_keys(const void *a, const void *b)
+{
+    const cJSON *x = *(const cJSON *const *)a;
+    const cJSON *y = *(const cJSON *const *)b;
+
+    return strcmp(x->string, y->string);
+}
+
+/* Sorts an object's members by key, as Go's encoder emits them. */
+static void json_sort_object(cJSON *obj)
+{
+    cJSON **v, *c;
+    size_t n = 0, i;
+
+    for (c = obj->child; c != NULL; c = c->next)
+        n++;
+    if (n < 2)
+        return;
+    v = xcalloc(n, sizeof(*v));
+    for (i = 0, c = obj->child; c != NULL; c = c->next)
+        v[i++] = c;
+    qsort(v, n, sizeof(*v), json_cmp_keys);
+    obj->child = v[0];
+    for (i = 0; i < n; i++) {
+        v[i]->prev = i == 0 ? v[n - 1] : v[i - 1]; /* cJSON: head->prev = tail */
+        v[i]->next = i + 1 < n ? v[i + 1] : NULL;
+    }
+    free(v);
+}
+
+static void to_json_value(lua_State *L, int idx, int depth, struct cbox *box,
+                          cJSON *parent, const char *key);
+
+/* Key of the pair at -2 as a C string in kbuf or the Lua string. */
+static const char *json_object_key(lua_State *L, char *kbuf, size_t n)
+{
+    size_t len;
+    const char *k;
+
+    if (lua_type(L, -2) == LUA_TSTRING) {
+        k = lua_tolstring(L, -2, &len);
+        if (strlen(k) != len)
+            luaL_error(L, "cannot encode a JSON key containing a NUL byte");
+        return k;
+    }
+    if (lua_isinteger(L, -2)) {
+        snprintf(kbuf, n, LUA_INTEGER_FMT, lua_tointeger(L, -2));
+        return kbuf;
+    }
+    if (lua_type(L, -2) == LUA_TNUMBER) {
+        snprintf(kbuf, n, "%.14g", lua_tonumber(L, -2));
+        return kbuf;
+    }
+    luaL_error(L, "cannot encode a table key of type %s as JSON",
+               luaL_typename(L, -2));
+    return NULL;
+}
+
+/* [-0, +0, e] */
+static void to_json_table(lua_State *L, int idx, int depth, struct cbox *box,
+                          cJSON *parent, const char *key)
+{
+    char kbuf[64];
+    lua_Integer n, i;
+    cJSON *item;
+
+    if (depth >= LUA_API_JSON_MAX_DEPTH)
+        luaL_error(L, "cannot encode JSON nested deeper than %d levels "
+                      "(or a table that contains itself)",
+                   LUA_API_JSON_MAX_DEPTH);
+    luaL_checkstack(L, 4, "JSON nesting");
+    if (table_is_array(L, idx, &n)) {
+        item = json_attach(L, box, parent, key, cJSON_CreateArray());
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            to_json_value(L, lua_gettop(L), depth + 1, box, item, NULL);
+            lua_pop(L, 1);
+        }
+        return;
+    }
+    item = json_attach(L, box, parent, key, cJSON_CreateObject());
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        to_json_value(L, lua_gettop(L), depth + 1, box, item,
+                      json_object_key(L, kbuf, sizeof(kbuf)));
+        lua_pop(L, 1);
+    }
+    json_sort_object(item);
+}
+
+/* Converts the value at absolute index idx. [-0, +0, e] */
+static void to_json_value(lua_State *L, int idx, int depth, struct cbox *box,
+                          cJSON *parent, const char *key)
+{
+    const char *s;
+    size_t len;
+
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        json_attach(L, box, parent, key, cJSON_CreateNull());
+        break;
+    case LUA_TBOOLEAN:
+        json_attach(L, box, parent, key,
+                    cJSON_CreateBool(lua_toboolean(L, idx)));
+        break;
+    case LUA_TNUMBER:
+        json_attach(L, box, parent, key, json_number(L, idx));
+        break;
+    case LUA_TSTRING:
+        s = lua_tolstring(L, idx, &len);
+        if (strlen(s) != len)
+            luaL_error(L, "cannot encode a string containing a NUL byte");
+        json_attach(L, box, parent, key, cJSON_CreateString(s));
+        break;
+    case LUA_TTABLE:
+        to_json_table(L, idx, depth, box, parent, key);
+        break;
+    default:
+        if (!is_null(L, idx))
+            luaL_error(L, "cannot encode a %s value as JSON",
+                       luaL_typename(L, idx));
+        json_attach(L, box, parent, key, cJSON_CreateNull());
+        break;
+    }
+}
+
+void lua_api_to_json(lua_State *L, int idx, cJSON **out)
+{
+    struct cbox *box;
+
+    idx = lua_absindex(L, idx);
+    box = cbox_new(L);
+    to_json_value(L, idx, 0, box, NULL, NULL);
+    *out = box->json;
+    box->json = NULL;
+    lua_pop(L, 1);
+}
+
+void lua_api_mark_array(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+    lua_setmetatable(L, idx);
+}
+
+/* Integral numbers within int64 stay integers. [-0, +1, -] */
+static void push_json_number(lua_State *L, double d)
+{
+    if (d == floor(d) && d >= -9223372036854775808.0 &&
+        d < 9223372036854775808.0)
+        lua_pushinteger(L, (lua_Integer)d);
+    else
+        lua_pushnumber(L, d);
+}
+
+/* Raw items only come from our own big integers; anything else is text. */
+static void push_json_raw(lua_State *L, const char *raw)
+{
+    int64_t v;
+
+    if (int64_parse(raw, &v) == 0)
+        lua_pushinteger(L, (lua_Integer)v);
+    else
+        lua_pushstring(L, raw);
+}
+
+static void push_json_value(lua_State *L, const cJSON *item, int depth);
+
+/* [-0, +1, e] */
+static void push_json_container(lua_State *L, const cJSON *item, int depth)
+{
+    const cJSON *c;
+    int n = cJSON_GetArraySize(item);
+    lua_Integer i = 1;
+
+    if (depth >= LUA_API_JSON_MAX_DEPTH)
+        luaL_error(L, "JSON nested deeper than %d levels",
+                   LUA_API_JSON_MAX_DEPTH);
+    luaL_checkstack(L, 4, "JSON nesting");
+    if (cJSON_IsArray(item)) {
+        lua_createtable(L, n, 0);
+        for (c = item->child; c != NULL; c = c->next) {
+            push_json_value(L, c, depth + 1);
+            lua_rawseti(L, -2, i++);
+        }
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+        lua_setmetatable(L, -2);
+        return;
+    }
+    lua_createtable(L, 0, n);
+    for (c = item->child; c != NULL; c = c->next) {
+        lua_pushstring(L, c->string);
+        push_json_value(L, c, depth + 1);
+        lua_rawset(L, -3);
+    }
+}
+
+static void push_json_value(lua_State *L, const cJSON *item, int depth)
+{
+    if (item == NULL || cJSON_IsNull(item) || cJSON_IsInvalid(item))
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &key_null);
+    else if (cJSON_IsBool(item))
+        lua_pushboolean(L, cJSON_IsTrue(item));
+    else if (cJSON_IsNumber(item))
+        push_json_number(L, item->valuedouble);
+    else if (cJSON_IsString(item))
+        lua_pushstring(L, item->valuestring);
+    else if (cJSON_IsRaw(item))
+        push_json_raw(L, item->valuestring);
+    else
+        push_json_container(L, item, depth);
+}
+
+void lua_api_push_json(lua_State *L, const cJSON *item)
+{
+    push_json_value(L, item, 0);
+}
+
+/*
+ * coffer.json.encode(value) -> string. Raises on values JSON cannot hold
+ * (functions, NaN, cycles). [-1, +1, e]
+ */
+static int l_json_encode(lua_State *L)
+{
+    struct cbox *box;
+
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    box = cbox_new(L);
+    to_json_value(L, 1, 0, box, NULL, NULL);
+    box->text = cJSON_PrintUnformatted(box->json);
+    if (box->text == NULL)
+        return luaL_error(L, "not enough memory");
+    box->text_len = strlen(box->text);
+    lua_pushlstring(L, box->text, box->text_len);
+    cbox_release(box);
+    return 1;
+}
+
+/* True if only JSON whitespace remains in [p, end). */
+static bool only_space(const char *p, const char *end)
+{
+    for (; p < end; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return false;
+    }
+    return true;
+}
+
+/*
+ * coffer.json.decode(text) -> value, or nil, message for text that is not
+ * one JSON value. [-1, +1|2, e]
+ */
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *end = NULL;
+    struct cbox *box;
+
+    if (len > JSON_MAX_TEXT) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "JSON text too large");
+        return 2;
+    }
+    box = cbox_new(L);
+    box->json = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+    if (box->json == NULL || !only_space(end, s + len)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid JSON at byte %d",
+                        end != NULL ? (int)(end - s) : 0);
+        return 2;
+    }
+    lua_api_push_json(L, box->json);
+    cbox_release(box);
+    return 1;
+}
+
+/* Shared by array() and object(): marks (or creates) a table. */
+static int json_mark(lua_State *L, const void *key)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    } else {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_settop(L, 1);
+        if (lua_getmetatable(L, 1)) {
+            if (!has_marker(L, 1, &key_array_mt) &&
+                !has_marker(L, 1, &key_object_mt))
+                return luaL_argerror(L, 1, "table already has a metatable");
+            lua_pop(L, 1);
+        }
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* coffer.json.array([t]) -> t, encoded as a JSON array even when empty. */
+static int l_json_array(lua_State *L)
+{
+    return json_mark(L, &key_array_mt);
+}
+
+/* coffer.json.object([t]) -> t, encoded as a JSON object. */
+static int l_json_object(lua_State *L)
+{
+    return json_mark(L, &key_object_mt);
+}
+
+/* coffer.json.is_array(t) -> boolean. [-1, +1, -] */
+static int l_json_is_array(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, lua_type(L, 1) == LUA_TTABLE &&
+                           has_marker(L, 1, &key_array_mt));
+    return 1;
+}
+
+static int l_null_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "null");
+    return 1;
+}
+
+/* =============================================================== time == */
+
+/* coffer.time.now() -> float unix seconds. [-0, +1, -] */
+static int l_time_now(lua_State *L)
+{
+    struct timespec ts = time_now();
+
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* coffer.time.now_rfc3339() -> "2024-05-01T10:00:00.123456789Z". */
+static int l_time_now_rfc3339(lua_State *L)
+{
+    char out[64];
+
+    time_format_rfc3339(time_now(), out, sizeof(out));
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* coffer.time.format_rfc3339(secs) -> RFC3339 UTC with nanoseconds. */
+static int l_time_format_rfc3339(lua_State *L)
+{
+    lua_Number secs = luaL_checknumber(L, 1);
+    lua_Number whole = floor(secs);
+    struct timespec ts;
+    char out[64];
+    long ns;
+
+    luaL_argcheck(L, isfinite(secs) && secs >= 0 && secs < 253402300800.0, 1,
+                  "time out of range");
+    ns = lround((secs - whole) * 1e9);
+    if (ns > 999999999)
+        ns = 999999999;
+    ts.tv_sec = (time_t)whole;
+    ts.tv_nsec = ns;
+    time_format_rfc3339(ts, out, sizeof(out));
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/*
+ * coffer.time.parse_duration(v) -> seconds, or nil, reason. Accepts
+ * integers, digit strings, Go durations and "<n>d"; nil, null and ""
+ * are 0 (Vault's ParseDurationSecond). [-1, +1|2, -]
+ */
+static int l_time_parse_duration(lua_State *L)
+{
+    struct errbuf err;
+    int64_t secs = 0;
+    lua_Number d;
+
+    errbuf_clear(&err);
+    if (lua_isinteger(L, 1)) {
+        secs = lua_tointeger(L, 1);
+        if (secs < 0)
+            errbuf_set(&err, "cannot parse duration: negative values are "
+                             "not allowed");
+    } else if (lua_type(L, 1) == LUA_TNUMBER) {
+        d = lua_tonumber(L, 1);
+        if (!isfinite(d) || d < 0 || d > 9.2e18)
+            errbuf_set(&err, "cannot parse duration from %g", d);
+        else
+            secs = (int64_t)d;
+    } else if (lua_type(L, 1) == LUA_TSTRING) {
+        duration_parse(lua_tostring(L, 1), &secs, &err);
+    } else if (!lua_isnoneornil(L, 1) && !is_null(L, 1)) {
+        errbuf_set(&err, "cannot parse a duration from a %s",
+                   luaL_typename(L, 1));
+    }
+    if (err.msg[0] != '\0') {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)secs);
+    return 1;
+}
+
+/* coffer.time.format_duration(secs) -> Go style "1h0m0s". [-1, +1, e] */
+static int l_time_format_duration(lua_State *L)
+{
+    lua_Integer secs = (lua_Integer)floor(luaL_checknumber(L, 1));
+    char out[64];
+
+    if (secs < 0) {
+        out[0] = '-';
+        duration_format_go(-(int64_t)secs, out + 1, sizeof(out) - 1);
+    } else {
+        duration_format_go((int64_t)secs, out, sizeof(out));
+    }
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* ============================================================= crypto == */
+
+/* coffer.crypto.random_bytes(n) -> n random bytes. [-1, +1, e] */
+static int l_crypto_random_bytes(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_Buffer b;
+    char *p;
+
+    luaL_argcheck(L, n >= 0 && n <= RANDOM_MAX_BYTES, 1, "out of range");
+    p = luaL_buffinitsize(L, &b, (size_t)n);
+    if (crypto_random(p, (size_t)n) != 0)
+        return luaL_error(L, "random generator failed");
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+/* coffer.crypto.random_base62(n) -> n chars of [0-9A-Za-z]. [-1, +1, e] */
+static int l_crypto_random_base62(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_Buffer b;
+    char *p;
+
+    luaL_argcheck(L, n >= 1 && n <= BASE62_MAX_CHARS, 1, "out of range");
+    p = luaL_buffinitsize(L, &b, (size_t)n + 1);
+    if (crypto_random_base62(p, (size_t)n) != 0)
+        return luaL_error(L, "random generator failed");
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+/* coffer.crypto.uuid() -> random v4 UUID. [-0, +1, e] */
+static int l_crypto_uuid(lua_State *L)
+{
+    char out[CRYPTO_UUID_LEN + 1];
+
+    if (crypto_uuid(out) != 0)
+        return luaL_error(L, "random generator failed");
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* coffer.crypto.sha256_hex(s) -> 64 lowercase hex chars. [-1, +1, m] */
+static int l_crypto_sha256_hex(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    unsigned char digest[32];
+    char hex[65];
+
+    crypto_sha256(s, len, digest);
+    crypto_hex(digest, sizeof(digest), hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* coffer.crypto.hmac_sha256_hex(key, s) -> hex MAC. [-2, +1, m] */
+static int l_crypto_hmac_sha256_hex(lua_State *L)
+{
+    size_t klen, len;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    const char *s = luaL_checklstring(L, 2, &len);
+    unsigned char mac[32];
+    char hex[65];
+
+    crypto_hmac_sha256(key, klen, s, len, mac);
+    crypto_hex(mac, sizeof(mac), hex);
+    crypto_wipe(mac, sizeof(mac));
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* coffer.crypto.equal(a, b) -> boolean, in constant time. [-2, +1, e] */
+/*
+ * coffer.time.format_utc(strftime_format, unix_seconds) -> string in UTC.
+ * The format is checked against a short list so that a script cannot ask
+ * strftime for locale-dependent or unbounded output. [-2, +1, e]
+ */
+static int l_time_format_utc(lua_State *L)
+{
+    const char *fmt = luaL_checkstring(L, 1);
+    lua_Number t = luaL_optnumber(L, 2, (lua_Number)time_now().tv_sec);
+    time_t secs = (time_t)floor(t);
+    struct tm tm;
+    char out[256];
+    size_t n;
+
+    for (const char *p = fmt; *p != '\0'; p++) {
+        if (*p == '%' && strchr("YmdHMSjzZ%", p[1] ? p[1] : ' ') == NULL)
+            return luaL_argerror(L, 1, "unsupported conversion");
+        if (*p == '%')
+            p++;
+    }
+    gmtime_r(&secs, &tm);
+    n = strftime(out, sizeof(out), fmt, &tm);
+    if (n == 0 && fmt[0] != '\0')
+        return luaL_argerror(L, 1, "format too long");
+    lua_pushlstring(L, out, n);
+    return 1;
+}
+
+/*
+ * coffer.time.sleep(seconds): blocks this thread (at most 5 s). Used by
+ * engines to back off before retrying a database conflict. [-1, +0, e]
+ */
+static int l_time_sleep(lua_State *L)
+{
+    lua_Number secs = luaL_checknumber(L, 1);
+    struct timespec ts;
+
+    luaL_argcheck(L, secs >= 0 && secs <= 5, 1, "between 0 and 5 seconds");
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* coffer.crypto.base64_encode(s) -> standard base64. [-1, +1, m] */
+static int l_crypto_base64_encode(lua_State *L)
+{
+    size_t n;
+    const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        luaL_addchar(&b, b64_alphabet[(v >> 18) & 63]);
+        luaL_addchar(&b, b64_alphabet[(v >> 12) & 63]);
+        luaL_addchar(&b, i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=');
+        luaL_addchar(&b, i + 2 < n ? b64_alphabet[v & 63] : '=');
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int b64_value(int c)
+{
+    const char *p = c ? strchr(b64_alphabet, c) : NULL;
+
+    return p ? (int)(p - b64_alphabet) : -1;
+}
+
+/*
+ * coffer.crypto.base64_decode(s) -> bytes, or nil if s is not valid
+ * padded standard base64. [-1, +1, m]
+ */
+static int l_crypto_base64_decode(lua_State *L)
+{
+    size_t n;
+    const char *in = luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+
+    if (n % 4 != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++)
+            v[k] = in[i + k] == '=' && i + 4 == n && k >= 2 ? 0
+                                                          : b64_value(in[i + k]);
+        if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0 ||
+            (in[i + 2] == '=' && in[i + 3] != '=')) {
+            luaL_pushresult(&b);
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return 1;
+        }
+        luaL_addchar(&b, (char)((v[0] << 2) | (v[1] >> 4)));
+        if (in[i + 2] != '=')
+            luaL_addchar(&b, (char)(((v[1] & 15) << 4) | (v[2] >> 2)));
+        if (in[i + 3] != '=')
+            luaL_addchar(&b, (char)(((v[2] & 3) << 6) | v[3]));
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_crypto_equal(lua_State *L)
+{
+    size_t alen, blen;
+    const char *a = luaL_checklstring(L, 1, &alen);
+    const char *b = luaL_checklstring(L, 2, &blen);
+
+    lua_pushboolean(L, crypto_equal(a, alen, b, blen));
+    return 1;
+}
+
+/* ================================================================ log == */
+
+/* Logs the message at 1 tagged with the request id. [-0, +0, e] */
+static int log_from_lua(lua_State *L, enum log_level level)
+{
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+    const char *msg = luaL_tolstring(L, 1, NULL);
+
+    if (ctx != NULL && ctx->req != NULL)
+        LOG_AT(level, "lua: [%s] %s", ctx->req->id, msg);
+    else
+        LOG_AT(level, "lua: %s", msg);
+    return 0;
+}
+
+static int l_log_error(lua_State *L)
+{
+    return log_from_lua(L, LOG_LEVEL_ERROR);
+}
+
+static int l_log_warn(lua_State *L)
+{
+    return log_from_lua(L, LOG_LEVEL_WARN);
+}
+
+static int l_log_info(lua_State *L)
+{
+    return log_from_lua(L, LOG_LEVEL_INFO);
+}
+
+static int l_log_debug(lua_State *L)
+{
+    return log_from_lua(L, LOG_LEVEL_DEBUG);
+}
+
+/* ============================================================= errors == */
+
+/*
+ * A typed error is a table {status = <int>, errors = {<string>...}} whose
+ * metatable is the registered "coffer.error" (its __name). luavm.c turns
+ * one into resp->status and resp->errors; anything else raised is a 500.
+ */
+
+/* Pushes a new error with at most one message. [-0, +1, m] */
+static void push_error(lua_State *L, int status, const char *msg)
+{
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    lua_createtable(L, msg != NULL ? 1 : 0, 0);
+    if (msg != NULL) {
+        lua_pushstring(L, msg);
+        lua_rawseti(L, -2, 1);
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+    lua_setmetatable(L, -2);
+    lua_setfield(L, -2, "errors");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_error_mt);
+    lua_setmetatable(L, -2);
+}
+
+/* Raises a new error with Vault's multierror rendering of msg. */
+static int raise_multierror(lua_State *L, int status, const char *msg)
+{
+    lua_pushfstring(L, "1 error occurred:\n\t* %s\n\n", msg);
+    push_error(L, status, lua_tostring(L, -1));
+    return lua_error(L);
+}
+
+bool lua_api_is_error(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TTABLE && has_marker(L, idx, &key_error_mt);
+}
+
+/* Copies errors (nil, a string or a list of strings) into the table at -1. */
+static void error_copy_messages(lua_State *L, int arg)
+{
+    lua_Integer i, n;
+
+    if (lua_type(L, arg) == LUA_TSTRING) {
+        lua_pushvalue(L, arg);
+        lua_rawseti(L, -2, 1);
+        return;
+    }
+    if (lua_isnil(L, arg))
+        return;
+    luaL_argcheck(L, lua_type(L, arg) == LUA_TTABLE, 1,
+                  "errors must be a string or a list of strings");
+    n = (lua_Integer)lua_rawlen(L, arg);
+    for (i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, arg, i) != LUA_TSTRING)
+            luaL_argerror(L, 1, "errors must be a list of strings");
+        lua_rawseti(L, -2, i);
+    }
+}
+
+/*
+ * coffer.error{status = 400, errors = {"msg"}} -> a new error object (not
+ * raised: raise it with error()). [-1, +1, e]
+ */
+static int l_error_new(lua_State *L)
+{
+    lua_Integer status;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "status");
+    status = luaL_optinteger(L, 2, 500);
+    luaL_argcheck(L, status >= 400 && status <= 599, 1,
+                  "status must be an HTTP error status");
+    lua_getfield(L, 1, "errors"); /* 3 */
+    push_error(L, (int)status, NULL);
+    lua_getfield(L, -1, "errors");
+    error_copy_messages(L, 3);
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* coffer.bad_request(msg): raises 400 {"errors":[msg]}. */
+static int l_error_bad_request(lua_State *L)
+{
+    const char *msg = luaL_checkstring(L, 1);
+
+    push_error(L, 400, msg);
+    return lua_error(L);
+}
+
+/* coffer.not_found(): raises Vault's 404 {"errors":[]}. */
+static int l_error_not_found(lua_State *L)
+{
+    push_error(L, 404, NULL);
+    return lua_error(L);
+}
+
+/* coffer.forbidden([msg]): raises 403, "permission denied" by default. */
+static int l_error_forbidden(lua_State *L)
+{
+    const char *msg = luaL_optstring(L, 1, "permission denied");
+
+    push_error(L, 403, msg);
+    return lua_error(L);
+}
+
+/* coffer.unsupported_path(): raises 404 ME("unsupported path"). */
+static int l_error_unsupported_path(lua_State *L)
+{
+    return raise_multierror(L, 404, "unsupported path");
+}
+
+/* coffer.unsupported_operation(): raises 405 ME("unsupported operation"). */
+static int l_error_unsupported_operation(lua_State *L)
+{
+    return raise_multierror(L, 405, "unsupported operation");
+}
+
+/*
+ * coffer.internal(msg): raises 500 with the multierror rendering, which is
+ * what Vault shows when a handler fails without a response.
+ */
+static int l_error_internal(lua_State *L)
+{
+    const char *msg = luaL_checkstring(L, 1);
+
+    return raise_multierror(L, 500, msg);
+}
+
+/* coffer.is_error(v) -> boolean. [-1, +1, -] */
+static int l_error_is(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, lua_api_is_error(L, 1));
+    return 1;
+}
+
+/* __tostring: "coffer.error 400: first message". [-1, +1, m] */
+static int l_error_tostring(lua_State *L)
+{
+    lua_Integer status;
+
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "status");
+    status = lua_tointeger(L, 2);
+    lua_getfield(L, 1, "errors");
+    if (lua_type(L, 3) != LUA_TTABLE || lua_rawgeti(L, 3, 1) != LUA_TSTRING)
+        lua_pushfstring(L, "coffer.error %I", status);
+    else
+        lua_pushfstring(L, "coffer.error %I: %s", status, lua_tostring(L, -1));
+    return 1;
+}
+
+/*
+ * coffer.assert_load_time(): raises "registration is only allowed at load
+ * time" unless the state is bootstrapping. The framework calls it from
+ * every registration function; the message points at the script's line.
+ */
+static int l_api_assert_load_time(lua_State *L)
+{
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+
+    if (ctx != NULL && ctx->loading)
+        return 0;
+    luaL_where(L, 2); /* 1 is the framework, 2 the script calling it */
+    lua_pushliteral(L, "registration is only allowed at load time");
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* ============================================================ storage == */
+
+/*
+ * req.storage: a view of the mount's storage. Every key is prefixed with
+ * the mount's storage_prefix here in C, so an engine can only reach its
+ * own keys. A handle only works during the call that created it.
+ *
+ *   userdata "coffer.storage": | gen (call number) | prefix "logical/<uuid>/" |
+ */
+struct storage_handle {
+    uint64_t gen;
+    char prefix[];
+};
+
+void lua_api_push_storage(lua_State *L, const char *prefix, uint64_t gen)
+{
+    size_t len = strlen(prefix);
+    struct storage_handle *h =
+        lua_newuserdatauv(L, sizeof(*h) + len + 1, 0);
+
+    h->gen = gen;
+    memcpy(h->prefix, prefix, len + 1);
+    luaL_setmetatable(L, STORAGE_MT);
+}
+
+/* Checks arg 1 and that its request is the running one. [-0, +0, e] */
+static struct storage_handle *storage_check(lua_State *L,
+                                            struct storage **s)
+{
+    struct storage_handle *h = luaL_checkudata(L, 1, STORAGE_MT);
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+
+    if (ctx == NULL || ctx->gen != h->gen || ctx->storage == NULL)
+        luaL_error(L, "storage handle used outside of its request");
+    *s = ctx->storage;
+    return h;
+}
+
+/* True if path has a ".." segment. */
+static bool has_dotdot(const char *p)
+{
+    const char *seg = p;
+
+    for (;;) {
+        const char *slash = strchr(seg, '/');
+        size_t n = slash != NULL ? (size_t)(slash - seg) : strlen(seg);
+
+        if (n == 2 && seg[0] == '.' && seg[1] == '.')
+            return true;
+        if (slash == NULL)
+            return false;
+        seg = slash + 1;
+    }
+}
+
+/*
+ * Validates the key at arg and pushes prefix..key. Keys with "..", a
+ * leading "/" or a NUL byte raise a 400 typed error. [-0, +1, e]
+ */
+static const char *storage_key(lua_State *L, struct storage_handle *h,
+                               int arg)
+{
+    size_t len;
+    const char *key = luaL_checklstring(L, arg, &len);
+
+    if (strlen(key) != len || key[0] == '/' || has_dotdot(key)) {
+        push_error(L, 400, "relative paths not supported");
+        lua_error(L);
+    }
+    return lua_pushfstring(L, "%s%s", h->prefix, key);
+}
+
+static int storage_fail(lua_State *L, const char *what, int rc)
+{
+    return luaL_error(L, "storage %s failed: %s", what, coffer_strerror(rc));
+}
+
+/* storage:get(key) -> string or nil. [-2, +1, e] */
+static int l_storage_get(lua_State *L)
+{
+    struct storage *s;
+    struct storage_handle *h = storage_check(L, &s);
+    const char *key = storage_key(L, h, 2);
+    struct cbox *box = cbox_new(L);
+    int rc = storage_get(s, key, &box->b);
+
+    if (rc == COFFER_ENOTFOUND) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (rc != 0)
+        return storage_fail(L, "get", rc);
+    lua_pushlstring(L, box->b.ptr != NULL ? box->b.ptr : "", box->b.len);
+    buf_release(&box->b);
+    return 1;
+}
+
+/* storage:get_json(key) -> decoded value or nil. [-2, +1, e] */
+static int l_storage_get_json(lua_State *L)
+{
+    struct storage *s;
+    struct storage_handle *h = storage_check(L, &s);
+    const char *key = storage_key(L, h, 2);
+    struct cbox *box = cbox_new(L);
+    int rc = storage_get(s, key, &box->b);
+
+    if (rc == COFFER_ENOTFOUND) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (rc != 0)
+        return storage_fail(L, "get", rc);
+    if (box->b.ptr != NULL)
+        box->json = cJSON_ParseWithLength(box->b.ptr, box->b.len);
+    buf_release(&box->b);
+    if (box->json == NULL)
+        return luaL_error(L, "stored value is not valid JSON");
+    lua_api_push_json(L, box->json);
+    cbox_release(box);
+    return 1;
+}
+
+/* storage:put(key, value). [-3, +0, e] */
+static int l_storage_put(lua_State *L)
+{
+    struct storage *s;
+    struct storage_handle *h = storage_check(L, &s);
+    size_t len;
+    const char *value = luaL_checklstring(L, 3, &len);
+    const char *key = storage_key(L, h, 2);
+    int rc = storage_put(s, key, value, len);
+
+    if (rc != 0)
+        return storage_fail(L, "put", rc);
+    return 0;
+}
+
+/* storage:put_json(key, value): stores coffer.json.encode(value). */
+static int l_storage_put_json(lua_State *L)
+{
+    struct storage *s;
+    struct storage_handle *h = storage_check(L, &s);
+    const char *key;
+    struct cbox *box;
+    int rc;
+
+    luaL_checkany(L, 3);
+    key = storage_key(L, h, 2);
+    box = cbox_new(L);
+    to_json_value(L, 3, 0, box, NULL, NULL);
+    box->text = cJSON_PrintUnformatted(box->json);
+    if (box->text == NULL)
+        return luaL_error(L, "not enough memory");
+    box->text_len = strlen(box->text);
+    rc = storage_put(s, key, box->text, box->text_len);
+    cbox_release(box);
+    if (rc != 0)
+        return storage_fail(L, "put", rc);
+    return 0;
+}
+
+/* storage:delete(key); deleting a missing key succeeds. [-2, +0, e] */
+static int l_storage_delete(lua_State *L)
+{
+    struct storage *s;
+    struct storage_handle *h = storage_check(L, &s);
+    const char *key = storage_key(L, h, 2);
+    int rc = storage_delete(s, key);
+
+    if (rc != 0)
+        return storage_fail(L, "delete", rc);
+    return 0;
+}
+
+/*
+ * storage:list(prefix) -> array of immediate children, sorted, folders
+ * as "name/"; an empty array when there is nothing. [-2, +1, e]
+ */
+static int l_storage_list(lua_State *L)
+{
+    struct storage *s;
+    struct storage_handle *h = storage_check(L, &s);
+    const char *key = storage_key(L, h, 2);
+    struct cbox *box = cbox_new(L);
+    int rc = storage_list(s, key, &box->sv);
+    size_t i;
+
+    if (rc != 0 && rc != COFFER_ENOTFOUND)
+        return storage_fail(L, "list", rc);
+    lua_createtable(L, (int)box->sv.n, 0);
+    for (i = 0; i < box->sv.n; i++) {
+        lua_pushstring(L, box->sv.v[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+    lua_setmetatable(L, -2);
+    strvec_release(&box->sv);
+    return 1;
+}
+
+static int l_storage_tostring(lua_State *L)
+{
+    struct storage_handle *h = luaL_checkudata(L, 1, STORAGE_MT);
+
+    lua_pushfstring(L, "coffer.storage (%s)", h->prefix);
+    return 1;
+}
+
+/* ============================================================= leases == */
+
+/*
+ * Crash-safe issuance (DESIGN "Leases"): an engine records a pending lease
+ * holding what revocation needs *before* it creates anything outside
+ * Coffer, then issues it with the secret:
+ *
+ *   local lease = req:pending_lease("creds", { username = u })
+ *   ... create the user ...
+ *   return lease:issue({ username = u, password = p },
+ *                      { ttl = 3600, max_ttl = 0, renewable = true })
+ *
+ * issue() returns a response table {data, lease_id, lease_duration,
+ * renewable}. A lease still pending when the call ends (the script raised
+ * or forgot to issue) is aborted by luavm.c through ctx->pending.
+ *
+ *   userdata "coffer.lease": | gen | id (owned C string) | done |
+ */
+struct lease_handle {
+    uint64_t gen;
+    char *id;   /* NULL until created */
+    bool done;  /* issued or aborted */
+};
+
+static int l_lease_gc(lua_State *L)
+{
+    struct lease_handle *h = luaL_checkudata(L, 1, LEASE_MT);
+
+    free(h->id);
+    h->id = NULL;
+    return 0;
+}
+
+/* Removes id from the call's pending list. */
+static void pending_forget(struct lua_api_ctx *ctx, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < ctx->pending.n; i++) {
+        if (strcmp(ctx->pending.v[i], id) == 0) {
+            free(ctx->pending.v[i]);
+            ctx->pending.v[i] = ctx->pending.v[--ctx->pending.n];
+            return;
+        }
+    }
+}
+
+static struct lease_handle *lease_check(lua_State *L, struct lua_api_ctx **c)
+{
+    struct lease_handle *h = luaL_checkudata(L, 1, LEASE_MT);
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+
+    if (ctx == NULL || ctx->gen != h->gen || ctx->mount == NULL ||
+        h->id == NULL)
+        luaL_error(L, "lease used outside of its request");
+    if (h->done)
+        luaL_error(L, "lease was already issued or aborted");
+    *c = ctx;
+    return h;
+}
+
+/* req:pending_lease(secret_type, internal) -> lease. [-3, +1, e] */
+static int l_lease_pending(lua_State *L)
+{
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+    const char *type = luaL_checkstring(L, 2);
+    struct lease_handle *h;
+    struct errbuf err;
+    cJSON *internal = NULL;
+    int rc;
+
+    luaL_checkany(L, 3);
+    if (ctx == NULL || ctx->req == NULL || ctx->mount == NULL)
+        return luaL_error(L, "pending_lease is only available in a request");
+    h = lua_newuserdatauv(L, sizeof(*h), 0);
+    h->gen = ctx->gen;
+    h->id = NULL;
+    h->done = false;
+    luaL_setmetatable(L, LEASE_MT);
+    lua_api_to_json(L, 3, &internal);
+    /* nothing below raises until internal is freed */
+    rc = lease_create_pending(ctx->mount, ctx->req->path, type, internal,
+                              ctx->req->token != NULL
+                                  ? ctx->req->token->id_hmac
+                                  : NULL,
+                              &h->id, &err);
+    cJSON_Delete(internal);
+    if (rc != 0)
+        return raise_multierror(L, 500, err.msg);
+    strvec_push(&ctx->pending, h->id);
+    return 1;
+}
+
+/* lease:issue(data, {ttl, max_ttl, renewable}) -> response. [-3, +1, e] */
+static int l_lease_issue(lua_State *L)
+{
+    struct lua_api_ctx *ctx;
+    struct lease_handle *h = lease_check(L, &ctx);
+    lua_Integer ttl, max_ttl;
+    bool renewable;
+    int64_t granted = 0;
+    struct errbuf err;
+
+    luaL_checkany(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    if (lua_isnil(L, 3)) {
+        lua_newtable(L);
+        lua_replace(L, 3);
+    }
+    lua_getfield(L, 3, "ttl");
+    ttl = luaL_optinteger(L, -1, 0);
+    lua_getfield(L, 3, "max_ttl");
+    max_ttl = luaL_optinteger(L, -1, 0);
+    lua_getfield(L, 3, "renewable");
+    renewable = lua_isnil(L, -1) ? true : lua_toboolean(L, -1);
+    luaL_argcheck(L, ttl >= 0 && max_ttl >= 0, 3, "negative TTL");
+    if (lease_activate(h->id, ctx->mount, ttl, max_ttl, renewable, &granted,
+                       &err) != 0)
+        return raise_multierror(L, 500, err.msg);
+    h->done = true;
+    pending_forget(ctx, h->id);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "data");
+    lua_pushstring(L, h->id);
+    lua_setfield(L, -2, "lease_id");
+    lua_pushinteger(L, (lua_Integer)granted);
+    lua_setfield(L, -2, "lease_duration");
+    lua_pushboolean(L, renewable);
+    lua_setfield(L, -2, "renewable");
+    return 1;
+}
+
+/* lease:abort(): revokes a pending lease now (idempotent revoke). */
+static int l_lease_abort(lua_State *L)
+{
+    struct lua_api_ctx *ctx;
+    struct lease_handle *h = lease_check(L, &ctx);
+
+    h->done = true;
+    pending_forget(ctx, h->id);
+    lease_abort(h->id);
+    return 0;
+}
+
+/* lease:id() -> the lease id. */
+static int l_lease_id(lua_State *L)
+{
+    struct lease_handle *h = luaL_checkudata(L, 1, LEASE_MT);
+
+    lua_pushstring(L, h->id != NULL ? h->id : "");
+    return 1;
+}
+
+/*
+ * req:lease_ttl(ttl, max_ttl) -> ttl, max: what lease:issue will grant,
+ * so an engine can put the expiry into what it creates. [-3, +2, e]
+ */
+static int l_lease_ttl(lua_State *L)
+{
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+    lua_Integer ttl = luaL_optinteger(L, 2, 0);
+    lua_Integer max = luaL_optinteger(L, 3, 0);
+    int64_t out_ttl, out_max;
+
+    if (ctx == NULL || ctx->mount == NULL)
+        return luaL_error(L, "lease_ttl is only available in a request");
+    luaL_argcheck(L, ttl >= 0 && max >= 0, 2, "negative TTL");
+    lease_resolve_ttl(ctx->mount, ttl, max, &out_ttl, &out_max);
+    lua_pushinteger(L, (lua_Integer)out_ttl);
+    lua_pushinteger(L, (lua_Integer)out_max);
+    return 2;
+}
+
+/*
+ * req:count_leases(secret_type, key, value) -> number of live leases of
+ * this mount under <mount>/<secret_type>/ whose internal[key] == value.
+ * [-4, +1, e]
+ */
+static int l_lease_count(lua_State *L)
+{
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+    const char *type = luaL_checkstring(L, 2);
+    const char *key = luaL_checkstring(L, 3);
+    const char *value = luaL_checkstring(L, 4);
+    char prefix[1024];
+    size_t count = 0;
+
+    if (ctx == NULL || ctx->mount == NULL)
+        return luaL_error(L, "count_leases is only available in a request");
+    snprintf(prefix, sizeof(prefix), "%s%s/", ctx->mount->path, type);
+    if (lease_count_matching(prefix, key, value, &count) != 0)
+        return raise_multierror(L, 500, "counting leases failed");
+    lua_pushinteger(L, (lua_Integer)count);
+    return 1;
+}
+
+void lua_api_push_lease_factory(lua_State *L)
+{
+    lua_pushcfunction(L, l_lease_pending);
+}
+
+void lua_api_push_lease_helpers(lua_State *L)
+{
+    lua_pushcfunction(L, l_lease_ttl);
+    lua_setfield(L, -2, "lease_ttl");
+    lua_pushcfunction(L, l_lease_count);
+    lua_setfield(L, -2, "count_leases");
+}
+
+/* =============================================================== open == */
+
+static const luaL_Reg json_funcs[] = {
+    {"encode", l_json_encode},   {"decode", l_json_decode},
+    {"array", l_json_array},     {"object", l_json_object},
+    {"is_array", l_json_is_array}, {NULL, NULL},
+};
+
+static const luaL_Reg time_funcs[] = {
+    {"now", l_time_now},
+    {"now_rfc3339", l_time_now_rfc3339},
+    {"format_rfc3339", l_time_format_rfc3339},
+    {"parse_duration", l_time_parse_duration},
+    {"format_duration", l_time_format_duration},
+    {"format_utc", l_time_format_utc},
+    {"sleep", l_time_sleep},
+    {NULL, NULL},
+};
+
+static const luaL_Reg crypto_funcs[] = {
+    {"random_bytes", l_crypto_random_bytes},
+    {"random_base62", l_crypto_random_base62},
+    {"uuid", l_crypto_uuid},
+    {"sha256_hex", l_crypto_sha256_hex},
+    {"hmac_sha256_hex", l_crypto_hmac_sha256_hex},
+    {"equal", l_crypto_equal},
+    {"base64_encode", l_crypto_base64_encode},
+    {"base64_decode", l_crypto_base64_decode},
+    {NULL, NULL},
+};
+
+static const luaL_Reg log_funcs[] = {
+    {"error", l_log_error}, {"warn", l_log_warn},
+    {"info", l_log_info},   {"debug", l_log_debug},
+    {NULL, NULL},
+};
+
+static const luaL_Reg coffer_funcs[] = {
+    {"error", l_error_new},
+    {"bad_request", l_error_bad_request},
+    {"not_found", l_error_not_found},
+    {"forbidden", l_error_forbidden},
+    {"unsupported_path", l_error_unsupported_path},
+    {"unsupported_operation", l_error_unsupported_operation},
+    {"internal", l_error_internal},
+    {"is_error", l_error_is},
+    {"assert_load_time", l_api_assert_load_time},
+    {NULL, NULL},
+};
+
+static const luaL_Reg storage_methods[] = {
+    {"get", l_storage_get},         {"get_json", l_storage_get_json},
+    {"put", l_storage_put},         {"put_json", l_storage_put_json},
+    {"delete", l_storage_delete},   {"list", l_storage_list},
+    {NULL, NULL},
+};
+
+static const luaL_Reg lease_methods[] = {
+    {"issue", l_lease_issue}, {"abort", l_lease_abort},
+    {"id", l_lease_id},       {NULL, NULL},
+};
+
+/* Creates every metatable and anchors the markers in the registry. */
+static void open_metatables(lua_State *L)
+{
+    luaL_newmetatable(L, LEASE_MT);
+    luaL_newlib(L, lease_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_lease_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, CBOX_MT);
+    lua_pushcfunction(L, l_cbox_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_cbox_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, STORAGE_MT);
+    luaL_newlib(L, storage_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_storage_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, ERROR_MT);
+    lua_pushcfunction(L, l_error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_error_mt);
+
+    luaL_newmetatable(L, "coffer.json.array");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_array_mt);
+    luaL_newmetatable(L, "coffer.json.object");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_object_mt);
+
+    lua_newuserdatauv(L, 0, 0);
+    luaL_newmetatable(L, NULL_MT);
+    lua_pushcfunction(L, l_null_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_null);
+}
+
+void lua_api_open(lua_State *L)
+{
+    open_metatables(L);
+    luaL_newlib(L, coffer_funcs);
+
+    luaL_newlib(L, json_funcs);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_null);
+    lua_setfield(L, -2, "null");
+    lua_setfield(L, -2, "json");
+    luaL_newlib(L, time_funcs);
+    lua_setfield(L, -2, "time");
+    luaL_newlib(L, crypto_funcs);
+    lua_setfield(L, -2, "crypto");
+    luaL_newlib(L, log_funcs);
+    lua_setfield(L, -2, "log");
+    lua_pushliteral(L, COFFER_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_db_open(L);
+}

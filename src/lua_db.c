@@ -1,0 +1,355 @@
+/*
+ * lua_db.c - coffer.db, the Lua face of db_pg.c (see lua_db.h).
+ *
+ * Resource rule: every C resource is owned by a userdata before anything
+ * that can raise runs. A connection lives in a "coffer.dbconn" userdata
+ * whose __gc/__close releases it; a query result lives in a result box
+ * while it is converted to Lua tables, so an out-of-memory error during
+ * conversion cannot leak or leave secrets in unwiped memory.
+ */
+#include "lua_db.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "common.h"
+#include "db_pg.h"
+
+#define CONN_MT "coffer.dbconn"
+#define RESULT_MT "coffer.dbresult"
+#define MAX_PARAMS 64
+
+struct conn_ud {
+    struct db_conn *conn; /* NULL once released */
+};
+
+struct result_box {
+    struct db_result res;
+    bool live;
+};
+
+static const char *class_name(enum db_error_class k)
+{
+    switch (k) {
+    case DB_OK: return "ok";
+    case DB_ERR_UNREACHABLE: return "unreachable";
+    case DB_ERR_TRANSIENT: return "transient";
+    case DB_ERR_AUTH: return "auth";
+    case DB_ERR_SQL: return "sql";
+    case DB_ERR_INTERNAL: return "internal";
+    }
+    return "internal";
+}
+
+/* Pushes nil and the error table; returns 2. [-0, +2, m] */
+static int push_db_error(lua_State *L, const struct db_error *e)
+{
+    lua_pushnil(L);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, class_name(e->klass));
+    lua_setfield(L, -2, "class");
+    lua_pushstring(L, e->sqlstate);
+    lua_setfield(L, -2, "sqlstate");
+    lua_pushstring(L, e->message);
+    lua_setfield(L, -2, "message");
+    return 2;
+}
+
+/* ========================================================== configure == */
+
+static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
+                                 lua_Integer def)
+{
+    lua_Integer v;
+    int isnum;
+
+    lua_getfield(L, idx, name);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum)
+        luaL_error(L, "db config field '%s' must be an integer", name);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* coffer.db.configure(key, cfg, verify) [-0, +1|2, e] */
+static int l_db_configure(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    struct db_pool_config cfg = {0};
+    struct db_error err;
+    bool verify;
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    verify = lua_toboolean(L, 3);
+    lua_getfield(L, 2, "conninfo");
+    cfg.conninfo = luaL_checkstring(L, -1); /* stays on the stack */
+    cfg.max_open = (int)opt_int_field(L, 2, "max_open", 0);
+    cfg.max_idle = (int)opt_int_field(L, 2, "max_idle", 0);
+    cfg.max_lifetime = opt_int_field(L, 2, "max_lifetime", 0);
+    cfg.idle_timeout = opt_int_field(L, 2, "idle_timeout", 0);
+    cfg.connect_timeout = (double)opt_int_field(L, 2, "connect_timeout", 0);
+    if (db_pool_configure(key, &cfg, verify, &err) != 0)
+        return push_db_error(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* coffer.db.remove(key) [-0, +0, e] */
+static int l_db_remove(lua_State *L)
+{
+    db_pool_remove(luaL_checkstring(L, 1));
+    return 0;
+}
+
+/* coffer.db.exists(key) [-0, +1, e] */
+static int l_db_exists(lua_State *L)
+{
+    lua_pushboolean(L, db_pool_exists(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+/*
+ * coffer.db.quote_ident(name): the same rule as db_quote_ident, built in
+ * a luaL_Buffer so that nothing needs freeing if it raises. [-0, +1, e]
+ */
+static int l_db_quote_ident(lua_State *L)
+{
+    size_t n;
+    const char *name = luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '"');
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '"')
+            luaL_addchar(&b, '"');
+        luaL_addchar(&b, name[i]);
+    }
+    luaL_addchar(&b, '"');
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* ======================================================== connections == */
+
+static struct conn_ud *check_conn(lua_State *L)
+{
+    struct conn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+
+    if (ud->conn == NULL)
+        luaL_error(L, "database connection already released");
+    return ud;
+}
+
+/* coffer.db.acquire(key) [-0, +1|2, e] */
+static int l_db_acquire(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    struct conn_ud *ud;
+    struct db_error err;
+
+    /* The box exists before the connection does, so nothing can leak. */
+    ud = lua_newuserdatauv(L, sizeof(*ud), 0);
+    ud->conn = NULL;
+    luaL_setmetatable(L, CONN_MT);
+    ud->conn = db_acquire(key, &err);
+    if (ud->conn == NULL)
+        return push_db_error(L, &err);
+    return 1;
+}
+
+/* conn:release(), __gc and __close [-0, +0, -] */
+static int l_conn_release(lua_State *L)
+{
+    struct conn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+
+    if (ud->conn != NULL) {
+        db_release(ud->conn);
+        ud->conn = NULL;
+    }
+    return 0;
+}
+
+static int l_conn_tostring(lua_State *L)
+{
+    struct conn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
+
+    lua_pushstring(L, ud->conn ? "coffer.dbconn (open)"
+                               : "coffer.dbconn (released)");
+    return 1;
+}
+
+static int l_result_gc(lua_State *L)
+{
+    struct result_box *box = luaL_checkudata(L, 1, RESULT_MT);
+
+    if (box->live) {
+        db_result_release(&box->res);
+        box->live = false;
+    }
+    return 0;
+}
+
+/*
+ * Pushes {rows, columns, affected} built from the boxed result.
+ * [-0, +1, m]
+ */
+static void push_result(lua_State *L, const struct db_result *r)
+{
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, r->ncols, 0);
+    for (int c = 0; c < r->ncols; c++) {
+        lua_pushstring(L, r->colnames[c]);
+        lua_rawseti(L, -2, c + 1);
+    }
+    lua_setfield(L, -2, "columns");
+    lua_createtable(L, r->nrows, 0);
+    for (int i = 0; i < r->nrows; i++) {
+        lua_createtable(L, 0, r->ncols);
+        for (int c = 0; c < r->ncols; c++) {
+            const char *cell = r->cells[(size_t)i * (size_t)r->ncols +
+                                        (size_t)c];
+            if (cell == NULL)
+                continue;
+            lua_pushstring(L, cell);
+            lua_setfield(L, -2, r->colnames[c]);
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "rows");
+    lua_pushinteger(L, (lua_Integer)r->affected);
+    lua_setfield(L, -2, "affected");
+}
+
+/*
+ * Collects params into C strings that point into Lua strings kept alive
+ * on the stack (tostring results are pushed and stay until return).
+ */
+static int collect_params(lua_State *L, int idx, const char **out)
+{
+    lua_Integer n;
+
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "n");
+    n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_rawlen(L, idx);
+    lua_pop(L, 1);
+    if (n < 0 || n > MAX_PARAMS)
+        luaL_error(L, "too many statement parameters (at most %d)",
+                   MAX_PARAMS);
+    luaL_checkstack(L, (int)n + 2, "too many statement parameters");
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        if (lua_isnil(L, -1) || lua_type(L, -1) == LUA_TUSERDATA) {
+            out[i - 1] = NULL; /* nil or coffer.json.null */
+        } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
+            out[i - 1] = lua_toboolean(L, -1) ? "true" : "false";
+        } else {
+            out[i - 1] = luaL_tolstring(L, -1, NULL);
+        }
+        /* Leave the value (and tostring result) on the stack. */
+    }
+    return (int)n;
+}
+
+/* conn:exec(sql [, params]) [-0, +1|2, e] */
+static int l_conn_exec(lua_State *L)
+{
+    struct conn_ud *ud = check_conn(L);
+    const char *sql = luaL_checkstring(L, 2);
+    const char *params[MAX_PARAMS];
+    struct result_box *box;
+    struct db_error err;
+    int n = collect_params(L, 3, params);
+
+    box = lua_newuserdatauv(L, sizeof(*box), 0);
+    box->live = false;
+    luaL_setmetatable(L, RESULT_MT);
+    if (db_exec(ud->conn, sql, n, params, &box->res, &err) != 0)
+        return push_db_error(L, &err);
+    box->live = true;
+    push_result(L, &box->res);
+    db_result_release(&box->res);
+    box->live = false;
+    return 1;
+}
+
+static int tx_reply(lua_State *L, int rc, const struct db_error *err)
+{
+    if (rc != 0)
+        return push_db_error(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:begin() [-0, +1|2, e] */
+static int l_conn_begin(lua_State *L)
+{
+    struct conn_ud *ud = check_conn(L);
+    struct db_error err;
+
+    return tx_reply(L, db_begin(ud->conn, &err), &err);
+}
+
+/* conn:commit() [-0, +1|2, e] */
+static int l_conn_commit(lua_State *L)
+{
+    struct conn_ud *ud = check_conn(L);
+    struct db_error err;
+
+    return tx_reply(L, db_commit(ud->conn, &err), &err);
+}
+
+/* conn:rollback() [-0, +0, e] */
+static int l_conn_rollback(lua_State *L)
+{
+    struct conn_ud *ud = check_conn(L);
+
+    db_rollback(ud->conn);
+    return 0;
+}
+
+static const luaL_Reg conn_methods[] = {
+    {"exec", l_conn_exec},         {"begin", l_conn_begin},
+    {"commit", l_conn_commit},     {"rollback", l_conn_rollback},
+    {"release", l_conn_release},   {NULL, NULL},
+};
+
+static const luaL_Reg conn_metamethods[] = {
+    {"__gc", l_conn_release},
+    {"__close", l_conn_release},
+    {"__tostring", l_conn_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg db_functions[] = {
+    {"configure", l_db_configure}, {"remove", l_db_remove},
+    {"exists", l_db_exists},       {"quote_ident", l_db_quote_ident},
+    {"acquire", l_db_acquire},     {NULL, NULL},
+};
+
+void lua_db_open(lua_State *L)
+{
+    luaL_newmetatable(L, CONN_MT);
+    luaL_setfuncs(L, conn_metamethods, 0);
+    luaL_newlib(L, conn_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "coffer.dbconn");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, RESULT_MT);
+    lua_pushcfunction(L, l_result_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_result_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+    luaL_newlib(L, db_functions);
+    lua_setfield(L, -2, "db");
+}

@@ -1,0 +1,88 @@
+/*
+ * request.c - lifecycle of struct request and struct response, and the
+ * helpers backends use to answer.
+ */
+#include "request.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+const char *req_op_name(enum req_op op)
+{
+    switch (op) {
+    case OP_READ: return "read";
+    case OP_CREATE: return "create";
+    case OP_UPDATE: return "update";
+    case OP_DELETE: return "delete";
+    case OP_LIST: return "list";
+    case OP_PATCH: return "patch";
+    case OP_HEAD: return "head";
+    }
+    return "unknown";
+}
+
+void request_init(struct request *r)
+{
+    memset(r, 0, sizeof(*r));
+}
+
+void request_release(struct request *r)
+{
+    free(r->path);
+    cJSON_Delete(r->data);
+    secure_free_str(r->client_token);
+    free(r->content_type);
+    request_init(r);
+}
+
+void response_init(struct response *r)
+{
+    memset(r, 0, sizeof(*r));
+}
+
+void response_release(struct response *r)
+{
+    cJSON_Delete(r->data);
+    cJSON_Delete(r->warnings);
+    cJSON_Delete(r->auth);
+    cJSON_Delete(r->errors);
+    cJSON_Delete(r->raw);
+    free(r->lease_id);
+    response_init(r);
+}
+
+void response_empty_error(struct response *r, int status)
+{
+    cJSON_Delete(r->errors);
+    r->errors = cJSON_CreateArray();
+    r->status = status;
+}
+
+void response_error(struct response *r, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    response_empty_error(r, status);
+    cJSON_AddItemToArray(r->errors, cJSON_CreateString(msg));
+}
+
+void response_warn(struct response *r, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (r->warnings == NULL)
+        r->warnings = cJSON_CreateArray();
+    cJSON_AddItemToArray(r->warnings, cJSON_CreateString(msg));
+}

@@ -1,0 +1,89 @@
+/*
+ * request.h - the logical request and response every backend sees.
+ *
+ * http.c turns an HTTP exchange into a struct request; core.c runs it
+ * through the pipeline (token, policy, router) and hands it to a backend:
+ * a C built-in (sys/, auth/token/) or a Lua engine (luavm.c). The backend
+ * fills a struct response, which core.c turns into Vault's JSON envelope.
+ *
+ * Ownership: request and response own every pointer they hold; they are
+ * released with request_release/response_release.
+ */
+#ifndef COFFER_REQUEST_H
+#define COFFER_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "crypto.h"
+
+enum req_op {
+    OP_READ = 1,
+    OP_CREATE = 2,
+    OP_UPDATE = 3,
+    OP_DELETE = 4,
+    OP_LIST = 5,
+    OP_PATCH = 6,
+    OP_HEAD = 7,
+};
+
+/* "read", "create", "update", "delete", "list", "patch", "head". */
+const char *req_op_name(enum req_op op);
+
+struct mount;
+struct token;
+
+struct request {
+    char id[CRYPTO_UUID_LEN + 1]; /* request_id of the envelope */
+    enum req_op op;
+    char *path;          /* logical path without "/v1/", URL-decoded */
+    cJSON *data;         /* JSON object: the body, or the query for GET */
+    char *client_token;  /* as sent; NULL if none. Never log it. */
+    char remote_addr[64];
+    char *content_type;  /* NULL if none */
+
+    /* Filled by the pipeline before the backend runs. */
+    const struct token *token; /* NULL on unauthenticated paths */
+    const struct mount *mount; /* NULL for paths outside any mount */
+    const char *rel_path;      /* path relative to the mount (points into path) */
+};
+
+/*
+ * What a backend answers. The envelope rules (core.c):
+ *  - errors != NULL: body {"errors": errors}, status (400 if unset).
+ *  - raw != NULL: body is raw as-is, no envelope (sys/health, sys/init).
+ *  - otherwise, if nothing was set (no data, auth, warnings, lease):
+ *    404 {"errors":[]} for read/list, 204 for everything else.
+ *  - otherwise the envelope, status 200 unless status is set.
+ */
+struct response {
+    int status;          /* 0 = decide by the rules above */
+    cJSON *data;         /* any JSON value, usually an object */
+    cJSON *warnings;     /* array of strings or NULL */
+    cJSON *auth;         /* auth block or NULL */
+    cJSON *errors;       /* array of strings or NULL */
+    cJSON *raw;          /* bare JSON body (no envelope) or NULL */
+    char *lease_id;      /* NULL = "" */
+    int64_t lease_duration;
+    bool renewable;
+    bool inject_top;     /* copy data's members to the top level (sys/mounts) */
+    bool no_body;        /* send the status with an empty body (202, HEAD) */
+};
+
+void request_init(struct request *r);
+void request_release(struct request *r);
+void response_init(struct response *r);
+void response_release(struct response *r);
+
+/* Sets an error reply: status and one message. Replaces earlier errors. */
+void response_error(struct response *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets the Vault "nothing here" reply: status with {"errors":[]}. */
+void response_empty_error(struct response *r, int status);
+/* Appends a warning string. */
+void response_warn(struct response *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,809 @@
+/*
+ * router.c - the mount table.
+ *
+ * Owns the list of mounts (secret engines and auth methods), longest-prefix
+ * lookup, and enabling, disabling and tuning them, with Vault's validation
+ * rules and error texts. Does not own what a mount stores (its backend
+ * does) nor its leases (lease.c, which unmount will call).
+ *
+ * Mounts are immutable once published. Tuning builds a changed copy and
+ * swaps it into the table; the old copy is freed when the last request that
+ * holds it calls router_mount_put. Persisted as JSON under core/mounts.
+ */
+#include "router.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "luavm.h"
+#include "storage.h"
+#include "util.h"
+
+#define MOUNTS_KEY "core/mounts"
+
+int64_t router_system_default_ttl = 768 * 3600;
+int64_t router_system_max_ttl = 768 * 3600;
+
+static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct mount **table;
+static size_t table_n;
+static struct storage *table_storage;
+
+/* Secret engines may not be mounted under these. */
+static const char *const reserved_prefixes[] = {
+    "sys/", "auth/", "audit/", "cubbyhole/", "identity/",
+};
+
+/* ============================================================ lifetime == */
+
+static void mount_free(struct mount *m)
+{
+    if (m == NULL)
+        return;
+    free(m->path);
+    free(m->type);
+    free(m->description);
+    free(m->storage_prefix);
+    cJSON_Delete(m->options);
+    free(m);
+}
+
+void router_mount_put(const struct mount *cm)
+{
+    struct mount *m = (struct mount *)cm;
+
+    if (m != NULL && atomic_fetch_sub(&m->refs, 1) == 1)
+        mount_free(m);
+}
+
+static struct mount *mount_copy(const struct mount *src)
+{
+    struct mount *m = xcalloc(1, sizeof(*m));
+
+    *m = *src;
+    m->path = xstrdup(src->path);
+    m->type = xstrdup(src->type);
+    m->description = xstrdup(src->description);
+    m->storage_prefix = xstrdup(src->storage_prefix);
+    m->options = src->options ? cJSON_Duplicate(src->options, 1) : NULL;
+    atomic_init(&m->refs, 1);
+    return m;
+}
+
+/* ====================================================== serialisation == */
+
+static cJSON *mount_to_storage_json(const struct mount *m)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(o, "path", m->path);
+    cJSON_AddStringToObject(o, "type", m->type);
+    cJSON_AddStringToObject(o, "description", m->description);
+    cJSON_AddStringToObject(o, "uuid", m->uuid);
+    cJSON_AddStringToObject(o, "accessor", m->accessor);
+    cJSON_AddNumberToObject(o, "class", m->klass);
+    cJSON_AddNumberToObject(o, "impl", m->impl);
+    cJSON_AddNumberToObject(o, "default_lease_ttl",
+                            (double)m->default_lease_ttl);
+    cJSON_AddNumberToObject(o, "max_lease_ttl", (double)m->max_lease_ttl);
+    cJSON_AddBoolToObject(o, "local", m->local);
+    cJSON_AddBoolToObject(o, "seal_wrap", m->seal_wrap);
+    cJSON_AddStringToObject(o, "storage_prefix", m->storage_prefix);
+    if (m->options != NULL)
+        cJSON_AddItemToObject(o, "options", cJSON_Duplicate(m->options, 1));
+    return o;
+}
+
+static const char *json_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int64_t json_int(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+static struct mount *mount_from_storage_json(const cJSON *o)
+{
+    struct mount *m = xcalloc(1, sizeof(*m));
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(o, "options");
+
+    m->path = xstrdup(json_str(o, "path"));
+    m->type = xstrdup(json_str(o, "type"));
+    m->description = xstrdup(json_str(o, "description"));
+    snprintf(m->uuid, sizeof(m->uuid), "%s", json_str(o, "uuid"));
+    snprintf(m->accessor, sizeof(m->accessor), "%s", json_str(o, "accessor"));
+    m->klass = (enum mount_class)json_int(o, "class");
+    m->impl = (enum mount_impl)json_int(o, "impl");
+    m->default_lease_ttl = json_int(o, "default_lease_ttl");
+    m->max_lease_ttl = json_int(o, "max_lease_ttl");
+    m->local = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "local"));
+    m->seal_wrap =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "seal_wrap"));
+    m->storage_prefix = xstrdup(json_str(o, "storage_prefix"));
+    m->options = cJSON_IsObject(opts) ? cJSON_Duplicate(opts, 1) : NULL;
+    atomic_init(&m->refs, 1);
+    return m;
+}
+
+/* Caller holds the write lock. */
+static int persist_locked(void)
+{
+    cJSON *arr = cJSON_CreateArray();
+    char *text;
+    int rc;
+
+    for (size_t i = 0; i < table_n; i++)
+        cJSON_AddItemToArray(arr, mount_to_storage_json(table[i]));
+    text = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    rc = storage_put(table_storage, MOUNTS_KEY, text, strlen(text));
+    free(text);
+    if (rc != 0)
+        log_error("router: saving the mount table failed: %s",
+                  coffer_strerror(rc));
+    return rc;
+}
+
+/* ============================================================== lookup == */
+
+const struct mount *router_match(const char *path)
+{
+    struct mount *best = NULL;
+    size_t best_len = 0, plen = strlen(path);
+
+    pthread_rwlock_rdlock(&table_lock);
+    for (size_t i = 0; i < table_n; i++) {
+        const char *mp = table[i]->path;
+        size_t mlen = strlen(mp);
+        bool hit = strncmp(path, mp, mlen) == 0 ||
+                   (plen == mlen - 1 && strncmp(path, mp, plen) == 0);
+        if (hit && mlen > best_len) {
+            best = table[i];
+            best_len = mlen;
+        }
+    }
+    if (best != NULL)
+        atomic_fetch_add(&best->refs, 1);
+    pthread_rwlock_unlock(&table_lock);
+    return best;
+}
+
+const struct mount **router_snapshot(size_t *n)
+{
+    const struct mount **out;
+
+    pthread_rwlock_rdlock(&table_lock);
+    out = xcalloc(table_n + 1, sizeof(*out));
+    for (size_t i = 0; i < table_n; i++) {
+        atomic_fetch_add(&table[i]->refs, 1);
+        out[i] = table[i];
+    }
+    *n = table_n;
+    pthread_rwlock_unlock(&table_lock);
+    return out;
+}
+
+void router_mount_ttls(const struct mount *m, int64_t *default_ttl,
+                       int64_t *max_ttl)
+{
+    int64_t def = m->default_lease_ttl, max = m->max_lease_ttl;
+
+    if (max == 0)
+        max = router_system_max_ttl;
+    if (def == 0)
+        def = router_system_default_ttl;
+    if (def > max)
+        def = max;
+    *default_ttl = def;
+    *max_ttl = max;
+}
+
+/* Caller holds a lock. Index of the mount with exactly this path, or -1. */
+static long find_locked(const char *path)
+{
+    for (size_t i = 0; i < table_n; i++) {
+        if (strcmp(table[i]->path, path) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* ========================================================= validation == */
+
+/*
+ * Normalises a mount path as Vault does: strip surrounding slashes, add
+ * one trailing slash; auth mounts get "auth/" in front. Refuses empty
+ * paths, empty segments and relative segments. Returns a new string.
+ */
+static char *normalize_path(enum mount_class klass, const char *raw,
+                            struct errbuf *err)
+{
+    size_t len;
+    const char *seg;
+    char *out;
+
+    while (*raw == '/')
+        raw++;
+    len = strlen(raw);
+    while (len > 0 && raw[len - 1] == '/')
+        len--;
+    if (len == 0) {
+        errbuf_set(err, "path cannot be empty");
+        return NULL;
+    }
+    for (seg = raw; seg < raw + len;) {
+        const char *end = memchr(seg, '/', (size_t)(raw + len - seg));
+        size_t n = end ? (size_t)(end - seg) : (size_t)(raw + len - seg);
+        if (n == 0 || (n == 1 && seg[0] == '.') ||
+            (n == 2 && seg[0] == '.' && seg[1] == '.')) {
+            errbuf_set(err, "invalid mount path \"%.*s\": empty or "
+                            "relative segments are not allowed",
+                       (int)len, raw);
+            return NULL;
+        }
+        seg += n + 1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)raw[i] < 0x20 || raw[i] == 0x7f) {
+            errbuf_set(err, "path cannot contain non-printable characters");
+            return NULL;
+        }
+    }
+    out = xmalloc(len + 7);
+    snprintf(out, len + 7, "%s%.*s/", klass == MOUNT_AUTH ? "auth/" : "",
+             (int)len, raw);
+    return out;
+}
+
+/* Parses a TTL field of a mount config: number, duration, or "system". */
+static int parse_ttl_field(const cJSON *cfg, const char *key, int64_t *out,
+                           bool *given, struct errbuf *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    struct errbuf why;
+
+    *given = false;
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (cJSON_IsNumber(v)) {
+        if (v->valuedouble < 0)
+            goto bad;
+        *out = (int64_t)v->valuedouble;
+        *given = true;
+        return 0;
+    }
+    if (!cJSON_IsString(v))
+        goto bad;
+    if (v->valuestring[0] == '\0')
+        return 0;
+    *given = true;
+    if (strcmp(v->valuestring, "system") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (duration_parse(v->valuestring, out, &why) == 0)
+        return 0;
+bad:
+    errbuf_set(err, "invalid %s: must be a duration or \"system\"", key);
+    return COFFER_EINVAL;
+}
+
+static int check_ttls(int64_t def, int64_t max, struct errbuf *err)
+{
+    if (def != 0 && max != 0 && def > max) {
+        errbuf_set(err, "given default lease TTL greater than given max "
+                        "lease TTL");
+        return COFFER_EINVAL;
+    }
+    if (def > router_system_max_ttl && max == 0) {
+        errbuf_set(err, "given default lease TTL greater than system max "
+                        "lease TTL of %lld",
+                   (long long)router_system_max_ttl);
+        return COFFER_EINVAL;
+    }
+    return 0;
+}
+
+/* Converts the "options" object to an object of strings. */
+static int parse_options(const cJSON *v, cJSON **out, struct errbuf *err)
+{
+    const cJSON *it;
+
+    *out = NULL;
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsObject(v)) {
+        errbuf_set(err, "options must be a map of strings");
+        return COFFER_EINVAL;
+    }
+    *out = cJSON_CreateObject();
+    cJSON_ArrayForEach(it, v) {
+        char num[64];
+        if (cJSON_IsString(it)) {
+            cJSON_AddStringToObject(*out, it->string, it->valuestring);
+        } else if (cJSON_IsNumber(it)) {
+            snprintf(num, sizeof(num), "%.17g", it->valuedouble);
+            cJSON_AddStringToObject(*out, it->string, num);
+        } else if (cJSON_IsBool(it)) {
+            cJSON_AddStringToObject(*out, it->string,
+                                    cJSON_IsTrue(it) ? "true" : "false");
+        } else {
+            cJSON_Delete(*out);
+            *out = NULL;
+            errbuf_set(err, "options must be a map of strings");
+            return COFFER_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Resolves the requested type into the stored type and implementation.
+ * kv-v1/kv-v2 are aliases that set options.version; generic is kv.
+ */
+static int resolve_type(enum mount_class klass, const char *type,
+                        cJSON **options, struct mount *m, struct errbuf *err)
+{
+    const char *version = NULL;
+    const cJSON *v = *options
+                         ? cJSON_GetObjectItemCaseSensitive(*options, "version")
+                         : NULL;
+
+    if (klass == MOUNT_AUTH) {
+        if (strcmp(type, "token") == 0) {
+            errbuf_set(err, "token credential backend cannot be "
+                            "instantiated");
+            return COFFER_EINVAL;
+        }
+        errbuf_set(err, "unknown auth method type: \"%s\"", type);
+        return COFFER_EINVAL;
+    }
+    if (strcmp(type, "kv-v1") == 0)
+        version = "1";
+    else if (strcmp(type, "kv-v2") == 0)
+        version = "2";
+    if (version != NULL || strcmp(type, "generic") == 0)
+        type = "kv";
+    if (strcmp(type, "kv") != 0 && v != NULL) {
+        errbuf_set(err, "secrets engine \"%s\" does not allow setting a "
+                        "version",
+                   type);
+        return COFFER_EINVAL;
+    }
+    if (strcmp(type, "kv") == 0 && v != NULL && version == NULL &&
+        strcmp(v->valuestring, "1") != 0 && strcmp(v->valuestring, "2") != 0) {
+        errbuf_set(err, "invalid kv version \"%s\": must be 1 or 2",
+                   v->valuestring);
+        return COFFER_EINVAL;
+    }
+    if (!luavm_engine_exists(type)) {
+        errbuf_set(err, "unknown backend type: \"%s\"", type);
+        return COFFER_EINVAL;
+    }
+    if (version != NULL) {
+        if (*options == NULL)
+            *options = cJSON_CreateObject();
+        cJSON_DeleteItemFromObjectCaseSensitive(*options, "version");
+        cJSON_AddStringToObject(*options, "version", version);
+    }
+    m->type = xstrdup(type);
+    m->impl = MOUNT_IMPL_LUA;
+    return 0;
+}
+
+/* Caller holds the lock. Vault refuses overlaps in either direction. */
+static int check_overlap_locked(const char *path, struct errbuf *err)
+{
+    for (size_t i = 0; i < table_n; i++) {
+        const char *mp = table[i]->path;
+        if (str_has_prefix(path, mp) || str_has_prefix(mp, path)) {
+            errbuf_set(err, "path is already in use at %s", mp);
+            return COFFER_EEXIST;
+        }
+    }
+    return 0;
+}
+
+static int check_reserved(enum mount_class klass, const char *path,
+                          struct errbuf *err)
+{
+    if (klass != MOUNT_SECRET)
+        return 0;
+    for (size_t i = 0; i < ARRAY_LEN(reserved_prefixes); i++) {
+        if (str_has_prefix(path, reserved_prefixes[i])) {
+            errbuf_set(err, "cannot mount \"%s\"", path);
+            return COFFER_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Fills a new mount from an enable request body, without publishing it. */
+static struct mount *mount_from_request(enum mount_class klass, char *path,
+                                        const cJSON *body, struct errbuf *err)
+{
+    struct mount *m = xcalloc(1, sizeof(*m));
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(body, "type");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(body, "config");
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(body, "description");
+    cJSON *options = NULL;
+    bool given;
+    char hex[9];
+
+    m->path = path;
+    atomic_init(&m->refs, 1);
+    if (!cJSON_IsString(type) || type->valuestring[0] == '\0') {
+        errbuf_set(err, "backend type must be specified as a string");
+        goto fail;
+    }
+    if (parse_options(cJSON_GetObjectItemCaseSensitive(body, "options"),
+                      &options, err) != 0)
+        goto fail;
+    if (resolve_type(klass, type->valuestring, &options, m, err) != 0)
+        goto fail;
+    if (cJSON_IsObject(cfg) &&
+        (parse_ttl_field(cfg, "default_lease_ttl", &m->default_lease_ttl,
+                         &given, err) != 0 ||
+         parse_ttl_field(cfg, "max_lease_ttl", &m->max_lease_ttl, &given,
+                         err) != 0 ||
+         check_ttls(m->default_lease_ttl, m->max_lease_ttl, err) != 0))
+        goto fail;
+    m->options = options;
+    options = NULL;
+    m->klass = klass;
+    m->description = xstrdup(cJSON_IsString(desc) ? desc->valuestring : "");
+    m->local = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "local"));
+    m->seal_wrap =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "seal_wrap"));
+    if (crypto_uuid(m->uuid) != 0 || crypto_random_hex(hex, 8) != 0) {
+        errbuf_set(err, "random number generator failed");
+        goto fail;
+    }
+    snprintf(m->accessor, sizeof(m->accessor), "%s%s_%s",
+             klass == MOUNT_AUTH ? "auth_" : "", m->type, hex);
+    m->storage_prefix = xmalloc(strlen(m->uuid) + 16);
+    snprintf(m->storage_prefix, strlen(m->uuid) + 16, "%s/%s/",
+            klass == MOUNT_AUTH ? "auth" : "logical", m->uuid);
+    return m;
+fail:
+    cJSON_Delete(options);
+    if (m->description == NULL)
+        m->description = xstrdup("");
+    if (m->type == NULL)
+        m->type = xstrdup("");
+    mount_free(m);
+    return NULL;
+}
+
+/* ========================================================= operations == */
+
+static void publish_locked(struct mount *m)
+{
+    table = xrealloc(table, (table_n + 1) * sizeof(*table));
+    table[table_n++] = m;
+}
+
+int router_enable(enum mount_class klass, const char *raw_path,
+                  const cJSON *body, struct errbuf *err)
+{
+    char *path = normalize_path(klass, raw_path, err);
+    struct mount *m;
+    int rc;
+
+    if (path == NULL)
+        return COFFER_EINVAL;
+    if (check_reserved(klass, path, err) != 0) {
+        free(path);
+        return COFFER_EINVAL;
+    }
+    m = mount_from_request(klass, path, body, err); /* owns path now */
+    if (m == NULL)
+        return COFFER_EINVAL;
+    pthread_rwlock_wrlock(&table_lock);
+    rc = check_overlap_locked(m->path, err);
+    if (rc == 0) {
+        publish_locked(m);
+        rc = persist_locked();
+        if (rc != 0) {
+            table_n--;
+            errbuf_set(err, "failed to persist the mount table: %s",
+                       coffer_strerror(rc));
+        }
+    }
+    pthread_rwlock_unlock(&table_lock);
+    if (rc != 0) {
+        mount_free(m);
+        return rc;
+    }
+    log_info("router: enabled %s (type %s, accessor %s)", m->path, m->type,
+             m->accessor);
+    return 0;
+}
+
+/* Mounts that exist from the start and can be neither moved nor tuned. */
+static bool is_builtin(const struct mount *m)
+{
+    return m->impl == MOUNT_IMPL_SYSTEM || m->impl == MOUNT_IMPL_TOKEN;
+}
+
+int router_disable(enum mount_class klass, const char *raw_path,
+                   struct errbuf *err)
+{
+    char *path = normalize_path(klass, raw_path, err);
+    struct mount *m = NULL;
+    long i;
+    int rc = 0;
+
+    if (path == NULL)
+        return COFFER_EINVAL;
+    pthread_rwlock_wrlock(&table_lock);
+    i = find_locked(path);
+    if (i >= 0 && is_builtin(table[i])) {
+        if (table[i]->impl == MOUNT_IMPL_TOKEN)
+            errbuf_set(err, "token credential backend cannot be disabled");
+        else
+            errbuf_set(err, "cannot unmount \"%s\"", path);
+        rc = COFFER_EINVAL;
+    } else if (i >= 0) {
+        m = table[i];
+        memmove(&table[i], &table[i + 1],
+                (table_n - (size_t)i - 1) * sizeof(*table));
+        table_n--;
+        rc = persist_locked();
+        if (rc != 0) {
+            publish_locked(m);
+            m = NULL;
+            errbuf_set(err, "failed to persist the mount table: %s",
+                       coffer_strerror(rc));
+        }
+    }
+    pthread_rwlock_unlock(&table_lock);
+    if (m != NULL) {
+        /* The mount is unreachable now; its data can go. */
+        rc = storage_delete_prefix(table_storage, m->storage_prefix);
+        if (rc != 0)
+            log_error("router: deleting the data of %s failed: %s", m->path,
+                      coffer_strerror(rc));
+        log_info("router: disabled %s", m->path);
+        router_mount_put(m);
+        rc = 0;
+    }
+    free(path);
+    return rc;
+}
+
+/* Applies the tunable fields of body to m (a private copy). */
+static int apply_tune(struct mount *m, const cJSON *body, struct errbuf *err)
+{
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(body, "description");
+    int64_t def = m->default_lease_ttl, max = m->max_lease_ttl;
+    int64_t eff_def, eff_max;
+    cJSON *options = NULL;
+    const cJSON *it;
+    bool given;
+
+    if (parse_ttl_field(body, "default_lease_ttl", &def, &given, err) != 0 ||
+        parse_ttl_field(body, "max_lease_ttl", &max, &given, err) != 0 ||
+        parse_options(cJSON_GetObjectItemCaseSensitive(body, "options"),
+                      &options, err) != 0)
+        return COFFER_EINVAL;
+    eff_def = def ? def : router_system_default_ttl;
+    eff_max = max ? max : router_system_max_ttl;
+    if (eff_max < eff_def) {
+        errbuf_set(err, "backend max lease TTL of %lld would be less than "
+                        "backend default lease TTL of %lld",
+                   (long long)eff_max, (long long)eff_def);
+        cJSON_Delete(options);
+        return COFFER_EINVAL;
+    }
+    m->default_lease_ttl = def;
+    m->max_lease_ttl = max;
+    if (cJSON_IsString(desc)) {
+        free(m->description);
+        m->description = xstrdup(desc->valuestring);
+    }
+    if (options != NULL && m->options == NULL)
+        m->options = cJSON_CreateObject();
+    cJSON_ArrayForEach(it, options) {
+        cJSON_DeleteItemFromObjectCaseSensitive(m->options, it->string);
+        cJSON_AddStringToObject(m->options, it->string, it->valuestring);
+    }
+    cJSON_Delete(options);
+    return 0;
+}
+
+int router_tune(enum mount_class klass, const char *raw_path,
+                const cJSON *body, struct errbuf *err)
+{
+    char *path = normalize_path(klass, raw_path, err);
+    struct mount *copy = NULL, *old = NULL;
+    long i;
+    int rc = 0;
+
+    if (path == NULL)
+        return COFFER_EINVAL;
+    pthread_rwlock_wrlock(&table_lock);
+    i = find_locked(path);
+    if (i < 0) {
+        errbuf_set(err, "tune of path \"%s\" failed: no mount entry found",
+                   path);
+        rc = COFFER_EINVAL;
+    } else if (table[i]->impl == MOUNT_IMPL_SYSTEM) {
+        errbuf_set(err, "cannot tune \"%s\"", path);
+        rc = COFFER_EINVAL;
+    } else {
+        copy = mount_copy(table[i]);
+        rc = apply_tune(copy, body, err);
+        if (rc == 0) {
+            old = table[i];
+            table[i] = copy;
+            copy = NULL;
+            rc = persist_locked();
+            if (rc != 0) {
+                copy = table[i];
+                table[i] = old;
+                old = NULL;
+                errbuf_set(err, "failed to persist the mount table");
+            }
+        }
+    }
+    pthread_rwlock_unlock(&table_lock);
+    mount_free(copy);
+    router_mount_put(old);
+    free(path);
+    return rc;
+}
+
+/* ================================================================ JSON == */
+
+cJSON *router_mount_json(const struct mount *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *cfg = cJSON_CreateObject();
+    char running[64];
+
+    cJSON_AddStringToObject(o, "accessor", m->accessor);
+    cJSON_AddNumberToObject(cfg, "default_lease_ttl",
+                            (double)m->default_lease_ttl);
+    cJSON_AddBoolToObject(cfg, "force_no_cache", false);
+    cJSON_AddNumberToObject(cfg, "max_lease_ttl", (double)m->max_lease_ttl);
+    if (m->klass == MOUNT_AUTH)
+        cJSON_AddStringToObject(cfg, "token_type", "default-service");
+    cJSON_AddItemToObject(o, "config", cfg);
+    cJSON_AddStringToObject(o, "deprecation_status", "supported");
+    cJSON_AddStringToObject(o, "description", m->description);
+    cJSON_AddBoolToObject(o, "external_entropy_access", false);
+    cJSON_AddBoolToObject(o, "local", m->local);
+    if (m->options != NULL)
+        cJSON_AddItemToObject(o, "options", cJSON_Duplicate(m->options, 1));
+    else
+        cJSON_AddNullToObject(o, "options");
+    cJSON_AddStringToObject(o, "plugin_version", "");
+    snprintf(running, sizeof(running), "v%s+builtin", COFFER_VERSION);
+    cJSON_AddStringToObject(o, "running_plugin_version", running);
+    cJSON_AddStringToObject(o, "running_sha256", "");
+    cJSON_AddBoolToObject(o, "seal_wrap", m->seal_wrap);
+    cJSON_AddStringToObject(o, "type", m->type);
+    cJSON_AddStringToObject(o, "uuid", m->uuid);
+    return o;
+}
+
+cJSON *router_list_json(enum mount_class klass)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    pthread_rwlock_rdlock(&table_lock);
+    for (size_t i = 0; i < table_n; i++) {
+        const struct mount *m = table[i];
+        const char *key = m->path;
+        if (m->klass != klass)
+            continue;
+        if (klass == MOUNT_AUTH)
+            key += strlen("auth/");
+        cJSON_AddItemToObject(o, key, router_mount_json(m));
+    }
+    pthread_rwlock_unlock(&table_lock);
+    return o;
+}
+
+/* ======================================================== start, stop == */
+
+static void add_builtin(enum mount_class klass, const char *path,
+                        const char *type, enum mount_impl impl,
+                        const char *description)
+{
+    struct mount *m = xcalloc(1, sizeof(*m));
+    char hex[9];
+
+    m->path = xstrdup(path);
+    m->type = xstrdup(type);
+    m->description = xstrdup(description);
+    m->klass = klass;
+    m->impl = impl;
+    COFFER_ASSERT(crypto_uuid(m->uuid) == 0 && crypto_random_hex(hex, 8) == 0);
+    snprintf(m->accessor, sizeof(m->accessor), "%s%s_%s",
+             klass == MOUNT_AUTH ? "auth_" : "", type, hex);
+    m->storage_prefix = xmalloc(strlen(m->uuid) + 16);
+    snprintf(m->storage_prefix, strlen(m->uuid) + 16, "%s/%s/",
+            klass == MOUNT_AUTH ? "auth" : "logical", m->uuid);
+    atomic_init(&m->refs, 1);
+    publish_locked(m);
+}
+
+static int load_table(const char *text, struct errbuf *err)
+{
+    cJSON *arr = cJSON_Parse(text);
+    const cJSON *it;
+
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        errbuf_set(err, "the stored mount table is not valid JSON");
+        return COFFER_EINVAL;
+    }
+    cJSON_ArrayForEach(it, arr) {
+        publish_locked(mount_from_storage_json(it));
+    }
+    cJSON_Delete(arr);
+    return 0;
+}
+
+int router_init(struct storage *s, bool dev_mode, struct errbuf *err)
+{
+    struct buf stored;
+    int rc;
+    cJSON *body;
+    struct errbuf why;
+
+    table_storage = s;
+    buf_init(&stored, 0);
+    rc = storage_get(s, MOUNTS_KEY, &stored);
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&table_lock);
+        rc = load_table(stored.ptr, err);
+        pthread_rwlock_unlock(&table_lock);
+        buf_release(&stored);
+        return rc;
+    }
+    buf_release(&stored);
+    if (rc != COFFER_ENOTFOUND) {
+        errbuf_set(err, "reading the mount table failed: %s",
+                   coffer_strerror(rc));
+        return rc;
+    }
+    pthread_rwlock_wrlock(&table_lock);
+    add_builtin(MOUNT_SECRET, "sys/", "system", MOUNT_IMPL_SYSTEM,
+                "system endpoints used for control, policy and debugging");
+    add_builtin(MOUNT_AUTH, "auth/token/", "token", MOUNT_IMPL_TOKEN,
+                "token based credentials");
+    rc = persist_locked();
+    pthread_rwlock_unlock(&table_lock);
+    if (rc != 0 || !dev_mode)
+        return rc;
+    body = cJSON_Parse("{\"type\":\"kv\",\"options\":{\"version\":\"2\"},"
+                       "\"description\":\"key/value secret storage\"}");
+    rc = router_enable(MOUNT_SECRET, "secret", body, &why);
+    cJSON_Delete(body);
+    if (rc != 0)
+        errbuf_set(err, "mounting secret/ failed: %s", why.msg);
+    return rc;
+}
+
+void router_shutdown(void)
+{
+    pthread_rwlock_wrlock(&table_lock);
+    for (size_t i = 0; i < table_n; i++)
+        router_mount_put(table[i]);
+    free(table);
+    table = NULL;
+    table_n = 0;
+    pthread_rwlock_unlock(&table_lock);
+}

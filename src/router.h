@@ -1,0 +1,66 @@
+/*
+ * router.h - the mount table: longest-prefix lookup, enable, disable, tune.
+ *
+ * The table is persisted as JSON under "core/mounts" (secret mounts) and
+ * "core/auth" (auth mounts). Lookups take a read lock and return a counted
+ * reference; router_mount_put drops it. A mount that is disabled while
+ * referenced is freed by its last put.
+ */
+#ifndef COFFER_ROUTER_H
+#define COFFER_ROUTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common.h"
+#include "mount.h"
+
+struct storage;
+
+/* System-wide TTL defaults in seconds (768h unless configured). */
+extern int64_t router_system_default_ttl;
+extern int64_t router_system_max_ttl;
+
+/* Loads the table from storage, or creates the built-in mounts. */
+int router_init(struct storage *s, bool dev_mode, struct errbuf *err);
+void router_shutdown(void);
+
+/*
+ * Finds the mount with the longest path that prefixes path (a path naming a
+ * mount without its trailing slash also matches). Returns a reference the
+ * caller drops with router_mount_put, or NULL.
+ */
+const struct mount *router_match(const char *path);
+void router_mount_put(const struct mount *m);
+
+/*
+ * Returns a new array of referenced mounts (every mount at this moment);
+ * the caller drops each with router_mount_put and frees the array.
+ */
+const struct mount **router_snapshot(size_t *n);
+
+/* Effective TTLs of a mount: its own values, or the system defaults. */
+void router_mount_ttls(const struct mount *m, int64_t *default_ttl,
+                       int64_t *max_ttl);
+
+/*
+ * Enables a mount. cfg is the JSON body of POST sys/mounts/<path> (or
+ * sys/auth/<path>). Returns 0, or COFFER_EINVAL with Vault's text in err.
+ */
+int router_enable(enum mount_class klass, const char *path, const cJSON *cfg,
+                  struct errbuf *err);
+/* Disables a mount and deletes its storage. Missing mounts succeed. */
+int router_disable(enum mount_class klass, const char *path,
+                   struct errbuf *err);
+/* Applies a tune body. */
+int router_tune(enum mount_class klass, const char *path, const cJSON *cfg,
+                struct errbuf *err);
+
+/* Builds the JSON object describing one mount (sys/mounts entry shape). */
+cJSON *router_mount_json(const struct mount *m);
+/* Builds {"<path>": {...}, ...} for every mount of a class. */
+cJSON *router_list_json(enum mount_class klass);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * server.c - "coffer server": parse flags, bring the subsystems up, wait
+ * for a signal, bring them down in reverse order.
+ *
+ * Signals are blocked in every thread and taken synchronously with
+ * sigwait in the main thread, so no handler runs in the middle of a
+ * request and shutdown happens on an ordinary stack.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "crypto.h"
+#include "http.h"
+#include "log.h"
+#include "storage.h"
+#include "util.h"
+
+struct server_opts {
+    bool dev;
+    const char *root_token_id;
+    const char *listen;
+    const char *log_level;
+    size_t max_request_size;
+    unsigned int threads;
+};
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "Usage: coffer server -dev [options]\n\n"
+            "  -dev                          Start a development server: "
+            "in-memory\n"
+            "                                storage, unsealed, root token "
+            "printed.\n"
+            "  -dev-root-token-id=ID         Use ID as the root token.\n"
+            "  -dev-listen-address=ADDR      Listen on ADDR "
+            "(default 127.0.0.1:8200).\n"
+            "  -log-level=LEVEL              error, warn, info, debug.\n"
+            "  -max-request-size=BYTES       Largest request body "
+            "(default 33554432).\n"
+            "  -workers=N                    HTTP worker threads "
+            "(default 8).\n");
+}
+
+/* Accepts "-flag=value" and "--flag=value"; returns the value or NULL. */
+static const char *flag_value(const char *arg, const char *name)
+{
+    size_t n = strlen(name);
+
+    while (*arg == '-')
+        arg++;
+    if (strncmp(arg, name, n) == 0 && arg[n] == '=')
+        return arg + n + 1;
+    return NULL;
+}
+
+static bool flag_is(const char *arg, const char *name)
+{
+    while (*arg == '-')
+        arg++;
+    return strcmp(arg, name) == 0;
+}
+
+/* If arg is "-name=value", stores value and returns true. */
+static bool take_value(const char *arg, const char *name, const char **out)
+{
+    const char *v = flag_value(arg, name);
+
+    if (v != NULL)
+        *out = v;
+    return v != NULL;
+}
+
+static int parse_number(const char *arg, const char *v, int64_t max,
+                        int64_t *out)
+{
+    if (int64_parse(v, out) != 0 || *out <= 0 || *out > max) {
+        fprintf(stderr, "Error: invalid value in \"%s\"\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct server_opts *o)
+{
+    const char *v = NULL;
+    int64_t n;
+
+    o->listen = "127.0.0.1:8200";
+    o->log_level = "info";
+    o->max_request_size = HTTP_DEFAULT_MAX_REQUEST_SIZE;
+    o->threads = HTTP_DEFAULT_THREADS;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (flag_is(a, "dev")) {
+            o->dev = true;
+        } else if (take_value(a, "dev-root-token-id", &o->root_token_id) ||
+                   take_value(a, "dev-listen-address", &o->listen) ||
+                   take_value(a, "log-level", &o->log_level)) {
+            continue;
+        } else if (take_value(a, "max-request-size", &v)) {
+            if (parse_number(a, v, INT64_MAX, &n) != 0)
+                return 1;
+            o->max_request_size = (size_t)n;
+        } else if (take_value(a, "workers", &v)) {
+            if (parse_number(a, v, 1024, &n) != 0)
+                return 1;
+            o->threads = (unsigned int)n;
+        } else if (flag_is(a, "h") || flag_is(a, "help")) {
+            usage();
+            return 1;
+        } else {
+            fprintf(stderr, "Error: unknown flag \"%s\"\n\n", a);
+            usage();
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The Lua scripts live next to the binary's parent directory
+ * (build/coffer -> lua/), unless COFFER_LUA_DIR says otherwise.
+ */
+static char *find_lua_dir(void)
+{
+    const char *env = getenv("COFFER_LUA_DIR");
+    char exe[PATH_MAX];
+    char *slash;
+    ssize_t n;
+    size_t len;
+    char *dir;
+
+    if (env != NULL && env[0] != '\0')
+        return xstrdup(env);
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return xstrdup("lua");
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    len = strlen(exe) + 16;
+    dir = xmalloc(len);
+    snprintf(dir, len, "%s/../lua", exe);
+    if (access(dir, R_OK) != 0) {
+        free(dir);
+        return xstrdup("lua");
+    }
+    return dir;
+}
+
+static void print_dev_banner(const struct server_opts *o,
+                             const char *root_token)
+{
+    printf("==> Coffer server configuration:\n\n"
+           "             Api Address: http://%s\n"
+           "                 Storage: inmem\n"
+           "                 Version: Coffer v%s (Vault API %s)\n"
+           "                 Workers: %u\n\n"
+           "==> Coffer server started! Log data will stream in below:\n\n",
+           o->listen, COFFER_VERSION, COFFER_VAULT_COMPAT_VERSION, o->threads);
+    printf("WARNING! dev mode is enabled! In this mode, Coffer runs entirely "
+           "in-memory\nand starts unsealed. The root token is printed "
+           "below so that you can\nimmediately begin using Coffer.\n\n"
+           "You may need to set the following environment variables:\n\n"
+           "    $ export VAULT_ADDR='http://%s'\n\n"
+           "Root Token: %s\n\n"
+           "Development mode should NOT be used in production "
+           "installations!\n\n",
+           o->listen, root_token);
+    fflush(stdout);
+}
+
+static int wait_for_signal(void)
+{
+    sigset_t set;
+    int sig = 0;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (sigwait(&set, &sig) != 0)
+        return -1;
+    return sig;
+}
+
+int server_main(int argc, char **argv)
+{
+    struct server_opts opts = {0};
+    struct core_config cfg = {0};
+    struct http_config hcfg = {0};
+    struct storage *storage = NULL;
+    struct http_server *http = NULL;
+    char *root_token = NULL;
+    char *lua_dir = NULL;
+    struct errbuf err;
+    sigset_t set;
+    int level, code = 1, sig;
+
+    if (parse_opts(argc, argv, &opts) != 0)
+        return 1;
+    if (!opts.dev) {
+        fprintf(stderr, "Error: only dev mode is available yet: run "
+                        "\"coffer server -dev\"\n");
+        return 1;
+    }
+    level = log_level_parse(opts.log_level);
+    if (level < 0) {
+        fprintf(stderr, "Error: unknown log level \"%s\"\n", opts.log_level);
+        return 1;
+    }
+    log_set_level((enum log_level)level);
+    /* Block before any thread exists so every thread inherits the mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    lua_dir = find_lua_dir();
+    storage = storage_inmem_new();
+    cfg.dev_mode = true;
+    cfg.dev_root_token_id = opts.root_token_id;
+    cfg.lua_dir = lua_dir;
+    cfg.storage = storage;
+    if (core_init(&cfg, &root_token, &err) != 0) {
+        fprintf(stderr, "Error initializing core: %s\n", err.msg);
+        goto out;
+    }
+    hcfg.address = opts.listen;
+    hcfg.threads = opts.threads;
+    hcfg.max_request_size = opts.max_request_size;
+    http = http_start(&hcfg, &err);
+    if (http == NULL) {
+        fprintf(stderr, "Error starting listener: %s\n", err.msg);
+        goto out;
+    }
+    print_dev_banner(&opts, root_token);
+    sig = wait_for_signal();
+    log_info("==> Coffer shutdown triggered (signal %d)", sig);
+    code = 0;
+out:
+    http_stop(http);
+    core_shutdown();
+    storage_free(storage);
+    secure_free_str(root_token);
+    free(lua_dir);
+    return code;
+}

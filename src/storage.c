@@ -1,0 +1,66 @@
+/*
+ * storage.c - the storage interface: dispatch to a backend, and the helpers
+ * built on top of the five primitive operations.
+ */
+#include "storage.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void storage_free(struct storage *s)
+{
+    if (s == NULL)
+        return;
+    s->backend->close(s->ctx);
+    free(s);
+}
+
+int storage_get(struct storage *s, const char *key, struct buf *out)
+{
+    return s->backend->get(s->ctx, key, out);
+}
+
+int storage_put(struct storage *s, const char *key, const void *value,
+                size_t len)
+{
+    return s->backend->put(s->ctx, key, value, len);
+}
+
+int storage_delete(struct storage *s, const char *key)
+{
+    return s->backend->del(s->ctx, key);
+}
+
+int storage_list(struct storage *s, const char *prefix, struct strvec *out)
+{
+    return s->backend->list(s->ctx, prefix, out);
+}
+
+int storage_batch(struct storage *s, const struct storage_op *ops, size_t n)
+{
+    return s->backend->batch(s->ctx, ops, n);
+}
+
+int storage_delete_prefix(struct storage *s, const char *prefix)
+{
+    struct strvec keys;
+    size_t plen = strlen(prefix);
+    int rc;
+
+    strvec_init(&keys);
+    rc = storage_list(s, prefix, &keys);
+    for (size_t i = 0; rc == 0 && i < keys.n; i++) {
+        size_t klen = strlen(keys.v[i]);
+        char *full = xmalloc(plen + klen + 1);
+
+        memcpy(full, prefix, plen);
+        memcpy(full + plen, keys.v[i], klen + 1);
+        if (klen > 0 && keys.v[i][klen - 1] == '/')
+            rc = storage_delete_prefix(s, full);
+        else
+            rc = storage_delete(s, full);
+        free(full);
+    }
+    strvec_release(&keys);
+    return rc;
+}

@@ -1,0 +1,445 @@
+/*
+ * sys.c - the sys/ backend.
+ *
+ * Owns the wire format of the system endpoints. The state they report
+ * lives elsewhere: mounts in router.c, tokens in token.c. Endpoints that
+ * Vault serves outside its logical router (health, seal-status, leader,
+ * init) answer bare JSON through resp->raw.
+ */
+#include "sys.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lease.h"
+#include "log.h"
+#include "policy.h"
+#include "router.h"
+#include "token.h"
+#include "util.h"
+
+static const char *storage_type = "inmem";
+static char cluster_id[CRYPTO_UUID_LEN + 1];
+static char cluster_name[64];
+
+void sys_set_storage_type(const char *name)
+{
+    storage_type = name;
+}
+
+static void ensure_cluster_identity(void)
+{
+    char hex[9];
+
+    /* Set once, racing writers would write equally valid values. */
+    if (cluster_id[0] != '\0')
+        return;
+    if (crypto_uuid(cluster_id) != 0 || crypto_random_hex(hex, 8) != 0)
+        return;
+    snprintf(cluster_name, sizeof(cluster_name), "coffer-cluster-%s", hex);
+}
+
+bool sys_is_unauthenticated(const char *path)
+{
+    static const char *const exact[] = {
+        "sys/health", "sys/seal-status", "sys/init", "sys/unseal",
+        "sys/leader",
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(exact); i++) {
+        if (strcmp(path, exact[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool sys_is_token_optional(const char *path)
+{
+    return strcmp(path, "sys/internal/ui/mounts") == 0 ||
+           str_has_prefix(path, "sys/internal/ui/mounts/");
+}
+
+/* ====================================================== status family == */
+
+static void add_version(cJSON *o)
+{
+    cJSON_AddStringToObject(o, "version", COFFER_VAULT_COMPAT_VERSION);
+}
+
+/* Reads an integer status code parameter, Vault-style. */
+static int code_param(const cJSON *data, const char *name, int def, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, name);
+    int64_t n;
+
+    *out = def;
+    if (v == NULL)
+        return 0;
+    if (cJSON_IsNumber(v)) {
+        *out = (int)v->valueint;
+        return 0;
+    }
+    if (!cJSON_IsString(v) || int64_parse(v->valuestring, &n) != 0 ||
+        n < 100 || n > 999)
+        return -1;
+    *out = (int)n;
+    return 0;
+}
+
+static int bool_param(const cJSON *data, const char *name, bool *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, name);
+
+    *out = false;
+    if (v == NULL)
+        return 0;
+    if (cJSON_IsBool(v)) {
+        *out = cJSON_IsTrue(v);
+        return 0;
+    }
+    if (cJSON_IsString(v) && v->valuestring[0] == '\0') {
+        *out = true;
+        return 0;
+    }
+    return cJSON_IsString(v) ? (bool_parse(v->valuestring, out) == 0 ? 0 : -1)
+                             : -1;
+}
+
+static void handle_health(struct request *req, struct response *resp)
+{
+    static const char *const codes[] = {
+        "activecode", "standbycode", "drsecondarycode",
+        "performancestandbycode", "sealedcode", "uninitcode",
+    };
+    int active, ignored;
+    bool flag;
+    cJSON *o;
+
+    if (req->op != OP_READ && req->op != OP_HEAD) {
+        response_empty_error(resp, 405);
+        return;
+    }
+    if (code_param(req->data, "activecode", 200, &active) != 0)
+        goto bad;
+    for (size_t i = 1; i < ARRAY_LEN(codes); i++) {
+        if (code_param(req->data, codes[i], 0, &ignored) != 0)
+            goto bad;
+    }
+    if (bool_param(req->data, "standbyok", &flag) != 0 ||
+        bool_param(req->data, "perfstandbyok", &flag) != 0)
+        goto bad;
+    ensure_cluster_identity();
+    o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "initialized", true);
+    cJSON_AddBoolToObject(o, "sealed", false);
+    cJSON_AddBoolToObject(o, "standby", false);
+    cJSON_AddBoolToObject(o, "performance_standby", false);
+    cJSON_AddStringToObject(o, "replication_performance_mode", "disabled");
+    cJSON_AddStringToObject(o, "replication_dr_mode", "disabled");
+    cJSON_AddNumberToObject(o, "server_time_utc", (double)time_now().tv_sec);
+    add_version(o);
+    cJSON_AddStringToObject(o, "cluster_name", cluster_name);
+    cJSON_AddStringToObject(o, "cluster_id", cluster_id);
+    resp->raw = o;
+    resp->status = active;
+    resp->no_body = req->op == OP_HEAD;
+    return;
+bad:
+    response_empty_error(resp, 400);
+}
+
+static void handle_seal_status(struct request *req, struct response *resp)
+{
+    cJSON *o;
+
+    if (req->op != OP_READ) {
+        response_empty_error(resp, 405);
+        return;
+    }
+    ensure_cluster_identity();
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "shamir");
+    cJSON_AddBoolToObject(o, "initialized", true);
+    cJSON_AddBoolToObject(o, "sealed", false);
+    cJSON_AddNumberToObject(o, "t", 1);
+    cJSON_AddNumberToObject(o, "n", 1);
+    cJSON_AddNumberToObject(o, "progress", 0);
+    cJSON_AddStringToObject(o, "nonce", "");
+    add_version(o);
+    cJSON_AddStringToObject(o, "build_date", "");
+    cJSON_AddBoolToObject(o, "migration", false);
+    cJSON_AddStringToObject(o, "cluster_name", cluster_name);
+    cJSON_AddStringToObject(o, "cluster_id", cluster_id);
+    cJSON_AddBoolToObject(o, "recovery_seal", false);
+    cJSON_AddStringToObject(o, "storage_type", storage_type);
+    resp->raw = o;
+}
+
+static void handle_leader(struct request *req, struct response *resp)
+{
+    cJSON *o;
+
+    if (req->op != OP_READ) {
+        response_empty_error(resp, 405);
+        return;
+    }
+    o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ha_enabled", false);
+    cJSON_AddBoolToObject(o, "is_self", false);
+    cJSON_AddStringToObject(o, "active_time", "0001-01-01T00:00:00Z");
+    cJSON_AddStringToObject(o, "leader_address", "");
+    cJSON_AddStringToObject(o, "leader_cluster_address", "");
+    cJSON_AddBoolToObject(o, "performance_standby", false);
+    cJSON_AddNumberToObject(o, "performance_standby_last_remote_wal", 0);
+    resp->raw = o;
+}
+
+static void handle_init(struct request *req, struct response *resp)
+{
+    if (req->op != OP_READ) {
+        response_error(resp, 400, "Vault is already initialized");
+        return;
+    }
+    resp->raw = cJSON_CreateObject();
+    cJSON_AddBoolToObject(resp->raw, "initialized", true);
+}
+
+/* ============================================================== mounts == */
+
+static void reply_errbuf(struct response *resp, const struct errbuf *err)
+{
+    response_error(resp, 400, "%s", err->msg);
+}
+
+static void tune_read(enum mount_class klass, const char *path,
+                      struct response *resp)
+{
+    char full[1024];
+    const struct mount *m;
+    int64_t def, max;
+    cJSON *o;
+
+    snprintf(full, sizeof(full), "%s%s/", klass == MOUNT_AUTH ? "auth/" : "",
+             path);
+    m = router_match(full);
+    if (m == NULL || strcmp(m->path, full) != 0) {
+        response_error(resp, 400, "cannot fetch sysview for path \"%s\"",
+                       full);
+        router_mount_put(m);
+        return;
+    }
+    router_mount_ttls(m, &def, &max);
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "description", m->description);
+    cJSON_AddNumberToObject(o, "default_lease_ttl", (double)def);
+    cJSON_AddNumberToObject(o, "max_lease_ttl", (double)max);
+    cJSON_AddBoolToObject(o, "force_no_cache", false);
+    if (m->options != NULL)
+        cJSON_AddItemToObject(o, "options", cJSON_Duplicate(m->options, 1));
+    if (klass == MOUNT_AUTH)
+        cJSON_AddStringToObject(o, "token_type", "default-service");
+    resp->data = o;
+    router_mount_put(m);
+}
+
+static void mount_read(enum mount_class klass, const char *path,
+                       struct response *resp)
+{
+    char full[1024];
+    const struct mount *m;
+
+    snprintf(full, sizeof(full), "%s%s/", klass == MOUNT_AUTH ? "auth/" : "",
+             path);
+    m = router_match(full);
+    if (m == NULL || strcmp(m->path, full) != 0) {
+        response_error(resp, 400, "No secret engine mount at %s",
+                       full + (klass == MOUNT_AUTH ? 5 : 0));
+        router_mount_put(m);
+        return;
+    }
+    resp->data = router_mount_json(m);
+    router_mount_put(m);
+}
+
+/* Splits "<path>/tune" off; returns true if rest named a tune endpoint. */
+static bool split_tune(char *rest)
+{
+    size_t n = strlen(rest);
+
+    while (n > 0 && rest[n - 1] == '/')
+        rest[--n] = '\0';
+    if (n >= 5 && strcmp(rest + n - 5, "/tune") == 0) {
+        rest[n - 5] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Unmounting revokes every lease the mount issued first, synchronously as
+ * Vault does: if one cannot be revoked the mount stays, so nothing it
+ * created is forgotten.
+ */
+static int disable_mount(enum mount_class klass, const char *path,
+                         struct errbuf *err)
+{
+    char prefix[1024];
+    size_t n;
+
+    snprintf(prefix, sizeof(prefix), "%s%s", klass == MOUNT_AUTH ? "auth/" : "",
+             path);
+    n = strlen(prefix);
+    while (n > 0 && prefix[n - 1] == '/')
+        prefix[--n] = '\0';
+    if (n > 0 && strcmp(prefix, "sys") != 0 &&
+        lease_revoke_prefix(prefix, false, err) != 0)
+        return COFFER_EIO;
+    return router_disable(klass, path, err);
+}
+
+static void handle_mount_path(enum mount_class klass, struct request *req,
+                              const char *rest_in, struct response *resp)
+{
+    char *rest = xstrdup(rest_in);
+    bool tune = split_tune(rest);
+    struct errbuf err;
+    int rc = 0;
+
+    if (klass == MOUNT_AUTH && req->op != OP_READ &&
+        !policy_has_sudo(req->token, req->path)) {
+        response_error(resp, 403, "1 error occurred:\n\t* permission "
+                                  "denied\n\n");
+        goto out;
+    }
+    switch (req->op) {
+    case OP_READ:
+        if (tune)
+            tune_read(klass, rest, resp);
+        else
+            mount_read(klass, rest, resp);
+        break;
+    case OP_CREATE:
+    case OP_UPDATE:
+        if (tune)
+            rc = router_tune(klass, rest, req->data, &err);
+        else
+            rc = router_enable(klass, rest, req->data, &err);
+        break;
+    case OP_DELETE:
+        if (tune)
+            response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                      "operation\n\n");
+        else
+            rc = disable_mount(klass, rest, &err);
+        break;
+    default:
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+    }
+    if (rc != 0)
+        reply_errbuf(resp, &err);
+out:
+    free(rest);
+}
+
+static void handle_mount_list(enum mount_class klass, struct request *req,
+                              struct response *resp)
+{
+    if (req->op != OP_READ && req->op != OP_LIST) {
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+        return;
+    }
+    resp->data = router_list_json(klass);
+    resp->inject_top = true;
+}
+
+/*
+ * sys/internal/ui/mounts/<path>: which mount serves a path, for the Vault
+ * CLI's kv commands. Only shown to tokens that can reach that mount.
+ */
+static void handle_ui_mount(struct request *req, const char *rest,
+                            struct response *resp)
+{
+    const struct mount *m = router_match(rest);
+    const struct token *t = req->token;
+    bool visible = false;
+
+    if (m != NULL && t != NULL) {
+        visible = t->is_root || policy_allows(t, rest, OP_READ) ||
+                  policy_allows(t, m->path, OP_LIST);
+    }
+    if (!visible) {
+        response_error(resp, 403, "preflight capability check returned 403, "
+                                  "please ensure client's policies grant "
+                                  "access to path \"%s/\"", rest);
+        router_mount_put(m);
+        return;
+    }
+    resp->data = router_mount_json(m);
+    cJSON_AddStringToObject(resp->data, "path", m->path);
+    router_mount_put(m);
+}
+
+static void handle_ui_mounts_list(struct request *req, struct response *resp)
+{
+    if (req->token == NULL || !req->token->is_root) {
+        resp->data = cJSON_CreateObject();
+        cJSON_AddItemToObject(resp->data, "auth", cJSON_CreateObject());
+        cJSON_AddItemToObject(resp->data, "secret", cJSON_CreateObject());
+        return;
+    }
+    resp->data = cJSON_CreateObject();
+    cJSON_AddItemToObject(resp->data, "auth", router_list_json(MOUNT_AUTH));
+    cJSON_AddItemToObject(resp->data, "secret",
+                          router_list_json(MOUNT_SECRET));
+}
+
+/* ============================================================ dispatch == */
+
+/* sys/leases/... and the older sys/renew, sys/revoke... aliases. */
+static bool is_lease_path(const char *rel)
+{
+    static const char *const roots[] = {"leases", "renew", "revoke",
+                                        "revoke-prefix", "revoke-force"};
+
+    for (size_t i = 0; i < ARRAY_LEN(roots); i++) {
+        size_t n = strlen(roots[i]);
+        if (strncmp(rel, roots[i], n) == 0 &&
+            (rel[n] == '\0' || rel[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
+void sys_handle(struct request *req, struct response *resp)
+{
+    const char *rel = req->path + strlen("sys/");
+
+    if (strcmp(rel, "health") == 0)
+        handle_health(req, resp);
+    else if (strcmp(rel, "seal-status") == 0)
+        handle_seal_status(req, resp);
+    else if (strcmp(rel, "leader") == 0)
+        handle_leader(req, resp);
+    else if (strcmp(rel, "init") == 0)
+        handle_init(req, resp);
+    else if (strcmp(rel, "mounts") == 0 || strcmp(rel, "mounts/") == 0)
+        handle_mount_list(MOUNT_SECRET, req, resp);
+    else if (str_has_prefix(rel, "mounts/"))
+        handle_mount_path(MOUNT_SECRET, req, rel + strlen("mounts/"), resp);
+    else if (strcmp(rel, "auth") == 0 || strcmp(rel, "auth/") == 0)
+        handle_mount_list(MOUNT_AUTH, req, resp);
+    else if (str_has_prefix(rel, "auth/"))
+        handle_mount_path(MOUNT_AUTH, req, rel + strlen("auth/"), resp);
+    else if (is_lease_path(rel))
+        lease_handle(req, rel, resp);
+    else if (strcmp(rel, "internal/ui/mounts") == 0)
+        handle_ui_mounts_list(req, resp);
+    else if (str_has_prefix(rel, "internal/ui/mounts/"))
+        handle_ui_mount(req, rel + strlen("internal/ui/mounts/"), resp);
+    else
+        response_error(resp, 404, "1 error occurred:\n\t* unsupported "
+                                  "path\n\n");
+}

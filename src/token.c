@@ -1,0 +1,1098 @@
+/*
+ * token.c - the token store.
+ *
+ * Owns token entries, their accessor and parent indexes, and the
+ * auth/token/ endpoints. Does not own ACL decisions (policy.c) nor the
+ * leases a token obtained (lease.c revokes those when asked).
+ *
+ * A client token is never stored: the store keys entries by
+ * HMAC-SHA256(salt, token), so a copy of the storage does not yield usable
+ * tokens. Writes that touch several keys go through one storage batch.
+ */
+#include "token.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "fields.h"
+#include "lease.h"
+#include "log.h"
+#include "policy.h"
+#include "router.h"
+#include "storage.h"
+
+#define SALT_KEY "core/token-salt"
+#define TOKEN_PREFIX "hvs."
+#define HMAC_HEX_LEN 64
+
+static struct storage *store;
+static unsigned char salt[32];
+/* Serialises read-modify-write of entries (num_uses, renew, revoke). */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ================================================================ keys == */
+
+static void token_hmac(const char *client_token, char out[HMAC_HEX_LEN + 1])
+{
+    unsigned char mac[32];
+
+    crypto_hmac_sha256(salt, sizeof(salt), client_token, strlen(client_token),
+                       mac);
+    crypto_hex(mac, sizeof(mac), out);
+    crypto_wipe(mac, sizeof(mac));
+}
+
+static void key_id(char *out, size_t n, const char *hmac)
+{
+    snprintf(out, n, "token/id/%s", hmac);
+}
+
+static void key_accessor(char *out, size_t n, const char *accessor)
+{
+    snprintf(out, n, "token/accessor/%s", accessor);
+}
+
+static void key_child(char *out, size_t n, const char *parent,
+                      const char *child)
+{
+    snprintf(out, n, "token/parent/%s/%s", parent, child);
+}
+
+int token_store_init(struct storage *s)
+{
+    struct buf stored;
+    int rc;
+
+    store = s;
+    buf_init(&stored, 1024);
+    rc = storage_get(s, SALT_KEY, &stored);
+    if (rc == 0 && stored.len == sizeof(salt)) {
+        memcpy(salt, stored.ptr, sizeof(salt));
+    } else if (rc == COFFER_ENOTFOUND) {
+        rc = crypto_random(salt, sizeof(salt));
+        if (rc == 0)
+            rc = storage_put(s, SALT_KEY, salt, sizeof(salt));
+    } else if (rc == 0) {
+        rc = COFFER_EINVAL;
+    }
+    buf_release(&stored);
+    if (rc != 0)
+        log_error("token: loading the token salt failed: %s",
+                  coffer_strerror(rc));
+    return rc;
+}
+
+void token_store_shutdown(void)
+{
+    crypto_wipe(salt, sizeof(salt));
+    store = NULL;
+}
+
+/* ============================================================ entries == */
+
+void token_free(struct token *t)
+{
+    if (t == NULL)
+        return;
+    free(t->id_hmac);
+    free(t->parent_hmac);
+    free(t->display_name);
+    free(t->path);
+    strvec_release(&t->policies);
+    cJSON_Delete(t->meta);
+    free(t->entity_id);
+    free(t->type);
+    free(t);
+}
+
+static cJSON *policies_json(const struct strvec *sv)
+{
+    cJSON *arr = cJSON_CreateArray();
+
+    for (size_t i = 0; i < sv->n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(sv->v[i]));
+    return arr;
+}
+
+static cJSON *entry_to_json(const struct token *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    char when[64];
+
+    cJSON_AddStringToObject(o, "accessor", t->accessor);
+    if (t->parent_hmac != NULL)
+        cJSON_AddStringToObject(o, "parent", t->parent_hmac);
+    cJSON_AddStringToObject(o, "display_name", t->display_name);
+    cJSON_AddStringToObject(o, "path", t->path);
+    cJSON_AddItemToObject(o, "policies", policies_json(&t->policies));
+    if (t->meta != NULL)
+        cJSON_AddItemToObject(o, "meta", cJSON_Duplicate(t->meta, 1));
+    cJSON_AddNumberToObject(o, "creation_time", (double)t->creation_time);
+    time_format_rfc3339(t->issue_time, when, sizeof(when));
+    cJSON_AddStringToObject(o, "issue_time", when);
+    cJSON_AddNumberToObject(o, "creation_ttl", (double)t->creation_ttl);
+    cJSON_AddNumberToObject(o, "ttl", (double)t->ttl);
+    cJSON_AddNumberToObject(o, "expire_time", (double)t->expire_time);
+    cJSON_AddNumberToObject(o, "explicit_max_ttl",
+                            (double)t->explicit_max_ttl);
+    cJSON_AddNumberToObject(o, "period", (double)t->period);
+    cJSON_AddNumberToObject(o, "num_uses", (double)t->num_uses);
+    cJSON_AddBoolToObject(o, "renewable", t->renewable);
+    cJSON_AddBoolToObject(o, "orphan", t->orphan);
+    cJSON_AddNumberToObject(o, "last_renewal", (double)t->last_renewal);
+    return o;
+}
+
+static int64_t get_int(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+static char *get_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsString(v) ? xstrdup(v->valuestring) : NULL;
+}
+
+static struct token *entry_from_json(const char *hmac, const cJSON *o)
+{
+    struct token *t = xcalloc(1, sizeof(*t));
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(o, "policies");
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "meta");
+    const cJSON *it;
+    char *acc = get_str(o, "accessor");
+    char *issue = get_str(o, "issue_time");
+
+    t->id_hmac = xstrdup(hmac);
+    snprintf(t->accessor, sizeof(t->accessor), "%s", acc ? acc : "");
+    t->parent_hmac = get_str(o, "parent");
+    t->display_name = get_str(o, "display_name");
+    t->path = get_str(o, "path");
+    strvec_init(&t->policies);
+    cJSON_ArrayForEach(it, pol) {
+        if (cJSON_IsString(it))
+            strvec_push(&t->policies, it->valuestring);
+    }
+    t->meta = cJSON_IsObject(meta) ? cJSON_Duplicate(meta, 1) : NULL;
+    t->creation_time = get_int(o, "creation_time");
+    if (issue == NULL || time_parse_rfc3339(issue, &t->issue_time) != 0)
+        t->issue_time.tv_sec = t->creation_time;
+    t->creation_ttl = get_int(o, "creation_ttl");
+    t->ttl = get_int(o, "ttl");
+    t->expire_time = get_int(o, "expire_time");
+    t->explicit_max_ttl = get_int(o, "explicit_max_ttl");
+    t->period = get_int(o, "period");
+    t->num_uses = get_int(o, "num_uses");
+    t->renewable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "renewable"));
+    t->orphan = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "orphan"));
+    t->last_renewal = get_int(o, "last_renewal");
+    t->is_root = strvec_contains(&t->policies, "root");
+    t->entity_id = xstrdup("");
+    t->type = xstrdup("service");
+    if (t->display_name == NULL)
+        t->display_name = xstrdup("token");
+    if (t->path == NULL)
+        t->path = xstrdup("auth/token/create");
+    free(acc);
+    free(issue);
+    return t;
+}
+
+/* Loads the entry stored under hmac; NULL if missing or unreadable. */
+static struct token *load_entry(const char *hmac)
+{
+    char key[128];
+    struct buf stored;
+    struct token *t = NULL;
+    cJSON *o;
+
+    key_id(key, sizeof(key), hmac);
+    buf_init(&stored, 0);
+    if (storage_get(store, key, &stored) == 0) {
+        o = cJSON_Parse(stored.ptr);
+        if (cJSON_IsObject(o))
+            t = entry_from_json(hmac, o);
+        else
+            log_error("token: entry %.12s... is corrupt", hmac);
+        cJSON_Delete(o);
+    }
+    buf_release(&stored);
+    return t;
+}
+
+static int save_entry(const struct token *t)
+{
+    char key[128];
+    cJSON *o = entry_to_json(t);
+    char *text = cJSON_PrintUnformatted(o);
+    int rc;
+
+    key_id(key, sizeof(key), t->id_hmac);
+    rc = storage_put(store, key, text, strlen(text));
+    cJSON_Delete(o);
+    free(text);
+    return rc;
+}
+
+/* ======================================================= create, revoke == */
+
+/*
+ * Stores a new entry with its indexes in one batch: the entry, the
+ * accessor pointing at it, and its place under its parent.
+ */
+static int store_new_entry(const struct token *t)
+{
+    char kid[128], kacc[128], kchild[256];
+    cJSON *o = entry_to_json(t);
+    char *text = cJSON_PrintUnformatted(o);
+    struct storage_op ops[3];
+    size_t n = 0;
+    int rc;
+
+    key_id(kid, sizeof(kid), t->id_hmac);
+    key_accessor(kacc, sizeof(kacc), t->accessor);
+    ops[n++] = (struct storage_op){STORAGE_OP_PUT, kid, text, strlen(text)};
+    ops[n++] = (struct storage_op){STORAGE_OP_PUT, kacc, t->id_hmac,
+                                   strlen(t->id_hmac)};
+    if (t->parent_hmac != NULL) {
+        key_child(kchild, sizeof(kchild), t->parent_hmac, t->id_hmac);
+        ops[n++] = (struct storage_op){STORAGE_OP_PUT, kchild, "", 0};
+    }
+    rc = storage_batch(store, ops, n);
+    cJSON_Delete(o);
+    free(text);
+    return rc;
+}
+
+/* Deletes one entry and its indexes. Caller holds write_lock. */
+static int delete_entry_locked(const struct token *t)
+{
+    char kid[128], kacc[128], kchild[256];
+    struct storage_op ops[3];
+    size_t n = 0;
+
+    key_id(kid, sizeof(kid), t->id_hmac);
+    key_accessor(kacc, sizeof(kacc), t->accessor);
+    ops[n++] = (struct storage_op){STORAGE_OP_DELETE, kid, NULL, 0};
+    ops[n++] = (struct storage_op){STORAGE_OP_DELETE, kacc, NULL, 0};
+    if (t->parent_hmac != NULL) {
+        key_child(kchild, sizeof(kchild), t->parent_hmac, t->id_hmac);
+        ops[n++] = (struct storage_op){STORAGE_OP_DELETE, kchild, NULL, 0};
+    }
+    log_info("token: revoked accessor %s", t->accessor);
+    return storage_batch(store, ops, n);
+}
+
+/*
+ * Revokes a token and every descendant, leaves first, so that a crash
+ * half-way leaves a tree that can still be revoked from its root.
+ * Caller holds write_lock.
+ */
+static int revoke_tree_locked(const char *hmac, int depth)
+{
+    char prefix[128];
+    struct strvec children;
+    struct token *t;
+    int rc = 0;
+
+    if (depth > 256)
+        return COFFER_EINTERNAL;
+    snprintf(prefix, sizeof(prefix), "token/parent/%s/", hmac);
+    strvec_init(&children);
+    rc = storage_list(store, prefix, &children);
+    for (size_t i = 0; rc == 0 && i < children.n; i++)
+        rc = revoke_tree_locked(children.v[i], depth + 1);
+    strvec_release(&children);
+    if (rc != 0)
+        return rc;
+    t = load_entry(hmac);
+    if (t != NULL) {
+        rc = delete_entry_locked(t);
+        token_free(t);
+    }
+    lease_revoke_token(hmac);
+    return rc;
+}
+
+static int revoke_tree(const char *hmac)
+{
+    int rc;
+
+    pthread_mutex_lock(&write_lock);
+    rc = revoke_tree_locked(hmac, 0);
+    pthread_mutex_unlock(&write_lock);
+    return rc;
+}
+
+/* Revokes only this token; its children become orphans. */
+static int revoke_orphan(const char *hmac)
+{
+    char prefix[128];
+    struct strvec children;
+    struct token *t, *child;
+    int rc = 0;
+
+    pthread_mutex_lock(&write_lock);
+    snprintf(prefix, sizeof(prefix), "token/parent/%s/", hmac);
+    strvec_init(&children);
+    rc = storage_list(store, prefix, &children);
+    for (size_t i = 0; rc == 0 && i < children.n; i++) {
+        child = load_entry(children.v[i]);
+        if (child == NULL)
+            continue;
+        free(child->parent_hmac);
+        child->parent_hmac = NULL;
+        child->orphan = true;
+        rc = save_entry(child);
+        token_free(child);
+    }
+    strvec_release(&children);
+    if (rc == 0)
+        rc = storage_delete_prefix(store, prefix);
+    t = rc == 0 ? load_entry(hmac) : NULL;
+    if (t != NULL) {
+        rc = delete_entry_locked(t);
+        token_free(t);
+        lease_revoke_token(hmac);
+    }
+    pthread_mutex_unlock(&write_lock);
+    return rc;
+}
+
+static struct token *new_entry(void)
+{
+    struct token *t = xcalloc(1, sizeof(*t));
+
+    strvec_init(&t->policies);
+    t->issue_time = time_now();
+    t->creation_time = t->issue_time.tv_sec;
+    t->entity_id = xstrdup("");
+    t->type = xstrdup("service");
+    return t;
+}
+
+/* Makes a client token and its accessor. Returns the token or NULL. */
+static char *mint(struct token *t, const char *custom_id)
+{
+    char random[CRYPTO_ID_LEN + 1];
+    char hmac[HMAC_HEX_LEN + 1];
+    char *client;
+
+    if (crypto_random_base62(t->accessor, CRYPTO_ID_LEN) != 0)
+        return NULL;
+    if (custom_id != NULL && custom_id[0] != '\0') {
+        client = xstrdup(custom_id);
+    } else {
+        if (crypto_random_base62(random, CRYPTO_ID_LEN) != 0)
+            return NULL;
+        client = xmalloc(strlen(TOKEN_PREFIX) + CRYPTO_ID_LEN + 1);
+        memcpy(client, TOKEN_PREFIX, strlen(TOKEN_PREFIX));
+        memcpy(client + strlen(TOKEN_PREFIX), random, CRYPTO_ID_LEN + 1);
+        crypto_wipe(random, sizeof(random));
+    }
+    token_hmac(client, hmac);
+    t->id_hmac = xstrdup(hmac);
+    return client;
+}
+
+int token_create_root(const char *id, char **client_token)
+{
+    struct token *t = new_entry();
+    char *client = mint(t, id);
+    int rc = COFFER_EINTERNAL;
+
+    *client_token = NULL;
+    if (client != NULL) {
+        t->display_name = xstrdup("root");
+        t->path = xstrdup("auth/token/root");
+        strvec_push(&t->policies, "root");
+        t->orphan = true;
+        t->is_root = true;
+        rc = store_new_entry(t);
+    }
+    if (rc == 0)
+        *client_token = client;
+    else
+        secure_free_str(client);
+    token_free(t);
+    return rc;
+}
+
+/* ============================================================== lookup == */
+
+static struct token *lookup_hmac(const char *hmac)
+{
+    struct token *t = load_entry(hmac);
+
+    if (t != NULL && t->expire_time != 0 &&
+        t->expire_time <= time_now().tv_sec) {
+        /* Expired: revoke now rather than wait for a sweep. */
+        revoke_tree(hmac);
+        token_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void token_use(struct token *t)
+{
+    struct token *cur;
+
+    if (t->num_uses == 0)
+        return;
+
+    pthread_mutex_lock(&write_lock);
+    cur = load_entry(t->id_hmac);
+    if (cur != NULL && cur->num_uses > 0) {
+        cur->num_uses--;
+        if (cur->num_uses == 0)
+            revoke_tree_locked(cur->id_hmac, 0);
+        else
+            save_entry(cur);
+        t->num_uses = cur->num_uses;
+    }
+    token_free(cur);
+    pthread_mutex_unlock(&write_lock);
+}
+
+struct token *token_lookup(const char *client_token, bool use)
+{
+    char hmac[HMAC_HEX_LEN + 1];
+    struct token *t;
+
+    if (client_token == NULL || client_token[0] == '\0' ||
+        strlen(client_token) > 512)
+        return NULL;
+    token_hmac(client_token, hmac);
+    t = lookup_hmac(hmac);
+    if (t != NULL && use && t->num_uses > 0)
+        token_use(t);
+    return t;
+}
+
+static struct token *lookup_accessor(const char *accessor)
+{
+    char key[128];
+    struct buf stored;
+    struct token *t = NULL;
+
+    if (strlen(accessor) > CRYPTO_ID_LEN + 8 || strchr(accessor, '/') != NULL)
+        return NULL;
+    key_accessor(key, sizeof(key), accessor);
+    buf_init(&stored, 1024);
+    if (storage_get(store, key, &stored) == 0 && stored.len == HMAC_HEX_LEN)
+        t = lookup_hmac(stored.ptr);
+    buf_release(&stored);
+    return t;
+}
+
+/* ============================================================= replies == */
+
+static cJSON *auth_block(const struct token *t, const char *client_token)
+{
+    cJSON *a = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(a, "client_token", client_token);
+    cJSON_AddStringToObject(a, "accessor", t->accessor);
+    cJSON_AddItemToObject(a, "policies", policies_json(&t->policies));
+    cJSON_AddItemToObject(a, "token_policies", policies_json(&t->policies));
+    if (t->meta != NULL)
+        cJSON_AddItemToObject(a, "metadata", cJSON_Duplicate(t->meta, 1));
+    else
+        cJSON_AddNullToObject(a, "metadata");
+    cJSON_AddNumberToObject(a, "lease_duration", (double)t->ttl);
+    cJSON_AddBoolToObject(a, "renewable", t->renewable);
+    cJSON_AddStringToObject(a, "entity_id", t->entity_id);
+    cJSON_AddStringToObject(a, "token_type", t->type);
+    cJSON_AddBoolToObject(a, "orphan", t->orphan);
+    cJSON_AddNullToObject(a, "mfa_requirement");
+    cJSON_AddNumberToObject(a, "num_uses", (double)t->num_uses);
+    return a;
+}
+
+static cJSON *lookup_data(const struct token *t, const char *client_token)
+{
+    cJSON *d = cJSON_CreateObject();
+    bool root_like = t->expire_time == 0 && strcmp(t->path,
+                                                   "auth/token/root") == 0;
+    char when[64];
+    int64_t now = time_now().tv_sec;
+
+    cJSON_AddStringToObject(d, "accessor", t->accessor);
+    cJSON_AddNumberToObject(d, "creation_time", (double)t->creation_time);
+    cJSON_AddNumberToObject(d, "creation_ttl", (double)t->creation_ttl);
+    cJSON_AddStringToObject(d, "display_name", t->display_name);
+    cJSON_AddStringToObject(d, "entity_id", t->entity_id);
+    if (t->expire_time != 0) {
+        time_format_rfc3339((struct timespec){t->expire_time, 0}, when,
+                            sizeof(when));
+        cJSON_AddStringToObject(d, "expire_time", when);
+    } else {
+        cJSON_AddNullToObject(d, "expire_time");
+    }
+    cJSON_AddNumberToObject(d, "explicit_max_ttl",
+                            (double)t->explicit_max_ttl);
+    cJSON_AddStringToObject(d, "id", client_token ? client_token : "");
+    if (!root_like) {
+        time_format_rfc3339(t->issue_time, when, sizeof(when));
+        cJSON_AddStringToObject(d, "issue_time", when);
+    }
+    if (t->last_renewal != 0) {
+        time_format_rfc3339((struct timespec){t->last_renewal, 0}, when,
+                            sizeof(when));
+        cJSON_AddStringToObject(d, "last_renewal", when);
+        cJSON_AddNumberToObject(d, "last_renewal_time",
+                                (double)t->last_renewal);
+    }
+    if (t->meta != NULL)
+        cJSON_AddItemToObject(d, "meta", cJSON_Duplicate(t->meta, 1));
+    else
+        cJSON_AddNullToObject(d, "meta");
+    cJSON_AddNumberToObject(d, "num_uses", (double)t->num_uses);
+    cJSON_AddBoolToObject(d, "orphan", t->orphan);
+    cJSON_AddStringToObject(d, "path", t->path);
+    if (t->period != 0)
+        cJSON_AddNumberToObject(d, "period", (double)t->period);
+    cJSON_AddItemToObject(d, "policies", policies_json(&t->policies));
+    if (!root_like)
+        cJSON_AddBoolToObject(d, "renewable", t->renewable);
+    cJSON_AddNumberToObject(
+        d, "ttl",
+        t->expire_time == 0 ? 0.0
+                            : (double)(t->expire_time > now
+                                           ? t->expire_time - now
+                                           : 0));
+    cJSON_AddStringToObject(d, "type", t->type);
+    return d;
+}
+
+/* ============================================================ creating == */
+
+struct create_params {
+    const char *id;
+    const char *display_name;
+    struct strvec policies;
+    bool policies_given;
+    cJSON *meta;
+    bool no_parent;
+    bool no_default_policy;
+    bool renewable;
+    int64_t ttl;
+    int64_t explicit_max_ttl;
+    int64_t period;
+    int64_t num_uses;
+};
+
+static int parse_create(const cJSON *d, struct create_params *p,
+                        struct response *resp)
+{
+    bool given, renewable_given;
+    const char *type = NULL;
+
+    memset(p, 0, sizeof(*p));
+    strvec_init(&p->policies);
+    p->renewable = true;
+    if (field_string(d, "id", &p->id, resp) != 0 ||
+        field_string(d, "display_name", &p->display_name, resp) != 0 ||
+        field_string(d, "type", &type, resp) != 0 ||
+        field_strlist(d, "policies", &p->policies, &p->policies_given,
+                      resp) != 0 ||
+        field_kvmap(d, "meta", &p->meta, resp) != 0 ||
+        field_bool(d, "no_parent", &p->no_parent, &given, resp) != 0 ||
+        field_bool(d, "no_default_policy", &p->no_default_policy, &given,
+                   resp) != 0 ||
+        field_bool(d, "renewable", &p->renewable, &renewable_given, resp) !=
+            0 ||
+        field_duration(d, "ttl", &p->ttl, &given, resp) != 0 ||
+        (!given && field_duration(d, "lease", &p->ttl, &given, resp) != 0) ||
+        field_duration(d, "explicit_max_ttl", &p->explicit_max_ttl, &given,
+                       resp) != 0 ||
+        field_duration(d, "period", &p->period, &given, resp) != 0 ||
+        field_int(d, "num_uses", &p->num_uses, &given, resp) != 0)
+        return -1;
+    if (type != NULL && type[0] != '\0' && strcmp(type, "service") != 0 &&
+        strcmp(type, "default") != 0) {
+        response_error(resp, 400, "unsupported token type \"%s\": only "
+                                  "service tokens are supported", type);
+        return -1;
+    }
+    if (p->num_uses < 0) {
+        response_error(resp, 400, "number of uses cannot be negative");
+        return -1;
+    }
+    return 0;
+}
+
+/* Lower-cases, de-duplicates and sorts; root swallows everything else. */
+static void sanitize_policies(struct strvec *sv)
+{
+    for (size_t i = 0; i < sv->n; i++) {
+        for (char *c = sv->v[i]; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+    }
+    strvec_sort(sv);
+    strvec_uniq(sv);
+    if (strvec_contains(sv, "root")) {
+        strvec_release(sv);
+        strvec_push(sv, "root");
+    }
+}
+
+/* Applies Vault's rules for the child's policies. */
+static int choose_policies(const struct token *parent, bool sudo,
+                           struct create_params *p, struct strvec *out,
+                           struct response *resp)
+{
+    if (!p->policies_given) {
+        for (size_t i = 0; i < parent->policies.n; i++)
+            strvec_push(out, parent->policies.v[i]);
+        sanitize_policies(out);
+        return 0;
+    }
+    for (size_t i = 0; i < p->policies.n; i++) {
+        const char *pol = p->policies.v[i];
+        if (!sudo && strcmp(pol, "default") != 0 &&
+            !strvec_contains(&parent->policies, pol)) {
+            response_error(resp, 400, "child policies must be subset of "
+                                      "parent");
+            return -1;
+        }
+        strvec_push(out, pol);
+    }
+    if (!p->no_default_policy &&
+        (sudo || strvec_contains(&parent->policies, "default")))
+        strvec_push(out, "default");
+    sanitize_policies(out);
+    if (strvec_contains(out, "root") && !parent->is_root) {
+        response_error(resp, 400, "root tokens may not be created without "
+                                  "parent token being root");
+        return -1;
+    }
+    return 0;
+}
+
+/* Vault's display name rule: "token-" + sanitised name. */
+static char *make_display_name(const char *requested)
+{
+    size_t n;
+    char *out;
+
+    if (requested == NULL || requested[0] == '\0')
+        return xstrdup("token");
+    n = strlen(requested);
+    out = xmalloc(n + 7);
+    memcpy(out, "token-", 6);
+    for (size_t i = 0; i < n; i++) {
+        char c = requested[i];
+        out[6 + i] = (isalnum((unsigned char)c) || c == '-') ? c : '-';
+    }
+    out[6 + n] = '\0';
+    while (n > 0 && out[6 + n - 1] == '-')
+        out[6 + --n] = '\0';
+    if (n == 0)
+        out[5] = '\0';
+    return out;
+}
+
+/* Computes the TTL per Vault's CalculateTTL for a new token. */
+static int choose_ttl(const struct token *parent, struct token *t,
+                      const struct create_params *p, struct response *resp)
+{
+    int64_t def = router_system_default_ttl, max = router_system_max_ttl;
+
+    if (p->explicit_max_ttl > 0 && p->explicit_max_ttl < max)
+        max = p->explicit_max_ttl;
+    if (p->period > 0) {
+        t->ttl = p->period;
+        if (p->explicit_max_ttl > 0 && t->ttl > p->explicit_max_ttl)
+            t->ttl = p->explicit_max_ttl;
+    } else if (p->ttl > 0) {
+        t->ttl = p->ttl > max ? max : p->ttl;
+    } else if (t->is_root && p->explicit_max_ttl == 0) {
+        t->ttl = 0;
+    } else {
+        t->ttl = def > max ? max : def;
+    }
+    if (t->ttl == 0 && parent->expire_time != 0) {
+        response_error(resp, 400, "expiring root tokens cannot create "
+                                  "non-expiring root tokens");
+        return -1;
+    }
+    t->creation_ttl = t->ttl;
+    t->expire_time = t->ttl ? t->creation_time + t->ttl : 0;
+    return 0;
+}
+
+static int check_create_rights(const struct token *parent, bool sudo,
+                               const struct create_params *p,
+                               struct response *resp)
+{
+    if (parent->num_uses > 0) {
+        response_error(resp, 400, "restricted use token cannot generate "
+                                  "child tokens");
+        return -1;
+    }
+    if (p->no_parent && !sudo) {
+        response_error(resp, 400, "root or sudo privileges required to "
+                                  "create orphan token");
+        return -1;
+    }
+    if (p->period > 0 && !sudo) {
+        response_error(resp, 400, "root or sudo privileges required to "
+                                  "create periodic token");
+        return -1;
+    }
+    if (p->id != NULL && p->id[0] != '\0') {
+        if (!sudo) {
+            response_error(resp, 400, "root or sudo privileges required to "
+                                      "specify token id");
+            return -1;
+        }
+        if (str_has_prefix(p->id, "hvs.") || str_has_prefix(p->id, "s.") ||
+            strchr(p->id, '.') != NULL) {
+            response_error(resp, 400, "custom token ID cannot have the '.' "
+                                      "in the value");
+            return -1;
+        }
+        struct token *dup = token_lookup(p->id, false);
+        if (dup != NULL) {
+            token_free(dup);
+            response_error(resp, 400, "cannot create a token with a "
+                                      "duplicate ID");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void handle_create(struct request *req, struct response *resp,
+                          bool orphan_path)
+{
+    const struct token *parent = req->token;
+    bool sudo = policy_has_sudo(parent, req->path);
+    struct create_params p;
+    struct token *t = new_entry();
+    char *client = NULL;
+
+    if (parse_create(req->data, &p, resp) != 0 ||
+        check_create_rights(parent, sudo, &p, resp) != 0 ||
+        choose_policies(parent, sudo, &p, &t->policies, resp) != 0)
+        goto out;
+    t->is_root = strvec_contains(&t->policies, "root");
+    if (choose_ttl(parent, t, &p, resp) != 0)
+        goto out;
+    t->display_name = make_display_name(p.display_name);
+    t->path = xstrdup(orphan_path ? "auth/token/create-orphan"
+                                  : "auth/token/create");
+    t->meta = p.meta;
+    p.meta = NULL;
+    t->renewable = t->ttl == 0 ? false : p.renewable;
+    t->explicit_max_ttl = p.explicit_max_ttl;
+    t->period = p.period;
+    t->num_uses = p.num_uses;
+    t->orphan = orphan_path || p.no_parent;
+    if (!t->orphan)
+        t->parent_hmac = xstrdup(parent->id_hmac);
+    client = mint(t, p.id);
+    if (client == NULL || store_new_entry(t) != 0) {
+        response_error(resp, 500, "failed to create token");
+        goto out;
+    }
+    resp->auth = auth_block(t, client);
+    log_info("token: created accessor %s (%s) by accessor %s", t->accessor,
+             t->display_name, parent->accessor);
+out:
+    secure_free_str(client);
+    strvec_release(&p.policies);
+    cJSON_Delete(p.meta);
+    token_free(t);
+}
+
+/* ================================================ lookup, renew, revoke == */
+
+/* The "token" field, or the caller's own token when absent and allowed. */
+static const char *target_token(struct request *req, bool self_if_empty,
+                                struct response *resp)
+{
+    const char *tok = NULL;
+
+    if (field_string(req->data, "token", &tok, resp) != 0)
+        return NULL;
+    if ((tok == NULL || tok[0] == '\0') && self_if_empty)
+        return req->client_token;
+    if (tok == NULL || tok[0] == '\0') {
+        response_error(resp, 400, "missing token ID");
+        return NULL;
+    }
+    return tok;
+}
+
+static const char *target_accessor(struct request *req,
+                                   struct response *resp)
+{
+    const char *acc = NULL;
+
+    if (field_string(req->data, "accessor", &acc, resp) != 0)
+        return NULL;
+    if (acc == NULL || acc[0] == '\0') {
+        response_error(resp, 400, "1 error occurred:\n\t* missing "
+                                  "accessor\n\n");
+        return NULL;
+    }
+    return acc;
+}
+
+static void handle_lookup(struct request *req, struct response *resp,
+                          bool self, bool by_accessor)
+{
+    const char *tok = NULL, *acc = NULL;
+    struct token *t = NULL;
+
+    if (by_accessor) {
+        acc = target_accessor(req, resp);
+        if (acc == NULL)
+            return;
+        t = lookup_accessor(acc);
+        if (t == NULL) {
+            response_error(resp, 400, "1 error occurred:\n\t* invalid "
+                                      "accessor\n\n");
+            return;
+        }
+    } else {
+        tok = self ? req->client_token
+                   : target_token(req, req->op == OP_READ, resp);
+        if (tok == NULL)
+            return;
+        t = token_lookup(tok, false);
+        if (t == NULL) {
+            response_error(resp, 403, "bad token");
+            return;
+        }
+    }
+    resp->data = lookup_data(t, by_accessor ? "" : tok);
+    token_free(t);
+}
+
+/* Renews per Vault: increment or the last TTL, capped by the max TTL. */
+static void renew(struct token *t, const cJSON *data, struct response *resp)
+{
+    int64_t increment = 0, max, now = time_now().tv_sec, limit, ttl;
+    bool given;
+    char a[32], b[32];
+
+    if (field_duration(data, "increment", &increment, &given, resp) != 0)
+        return;
+    if (!t->renewable || t->expire_time == 0) {
+        response_error(resp, 400, "lease is not renewable");
+        return;
+    }
+    max = router_system_max_ttl;
+    if (t->explicit_max_ttl > 0 && t->explicit_max_ttl < max)
+        max = t->explicit_max_ttl;
+    limit = t->issue_time.tv_sec + max;
+    ttl = t->period > 0 ? t->period : (increment > 0 ? increment : t->ttl);
+    if (t->period == 0 || t->explicit_max_ttl > 0) {
+        if (now >= limit) {
+            response_error(resp, 400, "past the max TTL, cannot renew");
+            return;
+        }
+        if (now + ttl > limit) {
+            duration_format_short(ttl, a, sizeof(a));
+            duration_format_short(max, b, sizeof(b));
+            response_warn(resp, "TTL of \"%s\" exceeded the effective "
+                                "max_ttl of \"%s\"; TTL value is capped "
+                                "accordingly", a, b);
+            ttl = limit - now;
+        }
+    }
+    t->ttl = ttl;
+    t->expire_time = now + ttl;
+    t->last_renewal = now;
+    pthread_mutex_lock(&write_lock);
+    if (save_entry(t) != 0)
+        response_error(resp, 500, "failed to save the renewed token");
+    pthread_mutex_unlock(&write_lock);
+}
+
+static void handle_renew(struct request *req, struct response *resp,
+                         bool self, bool by_accessor)
+{
+    const char *tok = NULL, *acc;
+    struct token *t = NULL;
+
+    if (by_accessor) {
+        acc = target_accessor(req, resp);
+        if (acc == NULL)
+            return;
+        t = lookup_accessor(acc);
+    } else {
+        tok = self ? req->client_token : target_token(req, false, resp);
+        if (tok == NULL)
+            return;
+        t = token_lookup(tok, false);
+    }
+    if (t == NULL) {
+        response_error(resp, 400, "token not found");
+        return;
+    }
+    renew(t, req->data, resp);
+    if (resp->errors == NULL)
+        resp->auth = auth_block(t, by_accessor ? "" : tok);
+    token_free(t);
+}
+
+static void handle_revoke(struct request *req, struct response *resp,
+                          bool self, bool by_accessor, bool orphan)
+{
+    const char *tok = NULL, *acc;
+    struct token *t = NULL;
+    int rc;
+
+    if (orphan && !policy_has_sudo(req->token, req->path)) {
+        response_error(resp, 400, "root or sudo privileges required to "
+                                  "revoke and orphan");
+        return;
+    }
+    if (by_accessor) {
+        acc = target_accessor(req, resp);
+        if (acc == NULL)
+            return;
+        t = lookup_accessor(acc);
+    } else {
+        tok = self ? req->client_token : target_token(req, false, resp);
+        if (tok == NULL)
+            return;
+        t = token_lookup(tok, false);
+    }
+    if (t == NULL)
+        return; /* revoking an unknown token succeeds */
+    rc = orphan ? revoke_orphan(t->id_hmac) : revoke_tree(t->id_hmac);
+    if (rc != 0)
+        response_error(resp, 500, "failed to revoke token: %s",
+                       coffer_strerror(rc));
+    token_free(t);
+}
+
+static void handle_accessors(struct response *resp)
+{
+    struct strvec keys;
+    cJSON *arr;
+
+    strvec_init(&keys);
+    if (storage_list(store, "token/accessor/", &keys) != 0) {
+        response_error(resp, 500, "failed to list accessors");
+        strvec_release(&keys);
+        return;
+    }
+    if (keys.n > 0) {
+        arr = cJSON_CreateArray();
+        for (size_t i = 0; i < keys.n; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateString(keys.v[i]));
+        resp->data = cJSON_CreateObject();
+        cJSON_AddItemToObject(resp->data, "keys", arr);
+    }
+    strvec_release(&keys);
+}
+
+/* ============================================================ dispatch == */
+
+enum ep_flags {
+    EP_SELF = 1 << 0,
+    EP_ACCESSOR = 1 << 1,
+    EP_ORPHAN = 1 << 2,
+};
+
+enum ep_kind {
+    EP_CREATE = 1,
+    EP_LOOKUP,
+    EP_RENEW,
+    EP_REVOKE,
+    EP_ACCESSORS,
+};
+
+struct endpoint {
+    const char *path;
+    enum ep_kind kind;
+    unsigned flags;
+    bool allow_read; /* GET is accepted besides POST/PUT */
+    bool list_only;
+};
+
+static const struct endpoint endpoints[] = {
+    {"create", EP_CREATE, 0, false, false},
+    {"create-orphan", EP_CREATE, EP_ORPHAN, false, false},
+    {"lookup", EP_LOOKUP, 0, true, false},
+    {"lookup-self", EP_LOOKUP, EP_SELF, true, false},
+    {"lookup-accessor", EP_LOOKUP, EP_ACCESSOR, false, false},
+    {"renew", EP_RENEW, 0, false, false},
+    {"renew-self", EP_RENEW, EP_SELF, false, false},
+    {"renew-accessor", EP_RENEW, EP_ACCESSOR, false, false},
+    {"revoke", EP_REVOKE, 0, false, false},
+    {"revoke-self", EP_REVOKE, EP_SELF, false, false},
+    {"revoke-accessor", EP_REVOKE, EP_ACCESSOR, false, false},
+    {"revoke-orphan", EP_REVOKE, EP_ORPHAN, false, false},
+    {"accessors", EP_ACCESSORS, 0, false, true},
+};
+
+static const struct endpoint *find_endpoint(const char *rel)
+{
+    size_t n = strlen(rel);
+
+    if (n > 0 && rel[n - 1] == '/')
+        n--;
+    for (size_t i = 0; i < ARRAY_LEN(endpoints); i++) {
+        if (strlen(endpoints[i].path) == n &&
+            strncmp(endpoints[i].path, rel, n) == 0)
+            return &endpoints[i];
+    }
+    return NULL;
+}
+
+static bool op_allowed(const struct endpoint *ep, enum req_op op)
+{
+    if (ep->list_only)
+        return op == OP_LIST;
+    if (op == OP_CREATE || op == OP_UPDATE)
+        return true;
+    return ep->allow_read && op == OP_READ;
+}
+
+void token_handle(struct request *req, struct response *resp)
+{
+    const struct endpoint *ep = find_endpoint(req->rel_path);
+    bool self, acc, orphan;
+
+    if (ep == NULL) {
+        response_error(resp, 404, "1 error occurred:\n\t* unsupported "
+                                  "path\n\n");
+        return;
+    }
+    if (!op_allowed(ep, req->op)) {
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+        return;
+    }
+    self = (ep->flags & EP_SELF) != 0;
+    acc = (ep->flags & EP_ACCESSOR) != 0;
+    orphan = (ep->flags & EP_ORPHAN) != 0;
+    switch (ep->kind) {
+    case EP_CREATE: handle_create(req, resp, orphan); break;
+    case EP_LOOKUP: handle_lookup(req, resp, self, acc); break;
+    case EP_RENEW: handle_renew(req, resp, self, acc); break;
+    case EP_REVOKE: handle_revoke(req, resp, self, acc, orphan); break;
+    case EP_ACCESSORS:
+        if (!policy_has_sudo(req->token, req->path))
+            response_error(resp, 403, "1 error occurred:\n\t* permission "
+                                      "denied\n\n");
+        else
+            handle_accessors(resp);
+        break;
+    }
+}

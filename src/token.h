@@ -1,0 +1,84 @@
+/*
+ * token.h - the token store: create, look up, renew, revoke, accessors.
+ *
+ * Token formats:
+ *
+ *   client token   "hvs." + 24 base62       shown once, never stored
+ *   accessor       24 base62                stored, safe to log
+ *   stored id      hex(HMAC-SHA256(salt, client token))
+ *
+ * Storage layout (all values JSON):
+ *   token/id/<hmac>         the token entry
+ *   token/accessor/<acc>    -> <hmac>
+ *   token/parent/<phmac>/<hmac>   child index, for revoke-tree
+ *   core/token-salt         random salt, created at first start
+ *
+ * Tokens live in storage only; a small cache is not needed at this scale.
+ * Every function is thread-safe.
+ */
+#ifndef COFFER_TOKEN_H
+#define COFFER_TOKEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common.h"
+#include "request.h"
+#include "util.h"
+
+struct storage;
+
+struct token {
+    char *id_hmac;       /* storage key part; never the client token */
+    char accessor[CRYPTO_ID_LEN + 1];
+    char *parent_hmac;   /* NULL for orphans */
+    char *display_name;  /* "root", "token", "token-foo" */
+    char *path;          /* "auth/token/create", "auth/token/root" */
+    struct strvec policies; /* sorted, de-duplicated */
+    cJSON *meta;         /* object of strings or NULL */
+    int64_t creation_time;  /* unix seconds */
+    struct timespec issue_time;
+    int64_t creation_ttl;   /* seconds, 0 = never expires */
+    int64_t ttl;            /* last granted TTL in seconds */
+    int64_t expire_time;    /* unix seconds, 0 = never */
+    int64_t explicit_max_ttl;
+    int64_t period;
+    int64_t num_uses;       /* 0 = unlimited */
+    bool renewable;
+    bool orphan;
+    bool is_root;           /* has the root policy */
+    char *entity_id;        /* "" for now */
+    char *type;             /* "service" */
+    int64_t last_renewal;   /* unix seconds, 0 = never */
+};
+
+/* Loads or creates the salt. Call once at start-up. 0 or COFFER_E*. */
+int token_store_init(struct storage *s);
+void token_store_shutdown(void);
+
+/*
+ * Creates the root token. If id is NULL or empty a random one is made.
+ * On success *client_token is a new string the caller frees.
+ */
+int token_create_root(const char *id, char **client_token);
+
+/*
+ * Looks up a client token. Returns a new struct token the caller frees with
+ * token_free, or NULL when the token is unknown, expired or revoked.
+ * Decrements num_uses when use is true (a token used up is revoked).
+ */
+struct token *token_lookup(const char *client_token, bool use);
+
+/*
+ * Counts one use of a use-limited token (no-op for unlimited ones). The
+ * use that exhausts it revokes it; t stays valid for the current request.
+ */
+void token_use(struct token *t);
+void token_free(struct token *t);
+
+/* Handles a request to the auth/token/ mount. */
+void token_handle(struct request *req, struct response *resp);
+
+#endif

@@ -1,0 +1,320 @@
+/*
+ * util.c - string vectors, durations, time formats, small parsers.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ====================================================== string vectors == */
+
+void strvec_init(struct strvec *sv)
+{
+    sv->v = NULL;
+    sv->n = 0;
+    sv->cap = 0;
+}
+
+void strvec_release(struct strvec *sv)
+{
+    for (size_t i = 0; i < sv->n; i++)
+        free(sv->v[i]);
+    free(sv->v);
+    strvec_init(sv);
+}
+
+void strvec_push_owned(struct strvec *sv, char *s)
+{
+    if (sv->n == sv->cap) {
+        sv->cap = sv->cap == 0 ? 8 : sv->cap * 2;
+        sv->v = xrealloc(sv->v, sv->cap * sizeof(*sv->v));
+    }
+    sv->v[sv->n++] = s;
+}
+
+void strvec_push(struct strvec *sv, const char *s)
+{
+    strvec_push_owned(sv, xstrdup(s));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void strvec_sort(struct strvec *sv)
+{
+    if (sv->n > 1)
+        qsort(sv->v, sv->n, sizeof(*sv->v), cmp_str);
+}
+
+void strvec_uniq(struct strvec *sv)
+{
+    size_t out = 0;
+
+    for (size_t i = 0; i < sv->n; i++) {
+        if (out > 0 && strcmp(sv->v[out - 1], sv->v[i]) == 0) {
+            free(sv->v[i]);
+            continue;
+        }
+        sv->v[out++] = sv->v[i];
+    }
+    sv->n = out;
+}
+
+bool strvec_contains(const struct strvec *sv, const char *s)
+{
+    for (size_t i = 0; i < sv->n; i++) {
+        if (strcmp(sv->v[i], s) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* =========================================================== durations == */
+
+struct unit {
+    const char *name;
+    double secs;
+};
+
+/* Longest names first so "ms" is not read as "m" followed by "s". */
+static const struct unit units[] = {
+    {"ns", 1e-9}, {"us", 1e-6}, {"\xc2\xb5s", 1e-6}, {"ms", 1e-3},
+    {"s", 1},     {"m", 60},    {"h", 3600},          {"d", 86400},
+};
+
+static const struct unit *match_unit(const char *p, size_t *len)
+{
+    const struct unit *best = NULL;
+    size_t best_len = 0;
+
+    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
+        size_t n = strlen(units[i].name);
+        if (n > best_len && strncmp(p, units[i].name, n) == 0) {
+            best = &units[i];
+            best_len = n;
+        }
+    }
+    *len = best_len;
+    return best;
+}
+
+/*
+ * Reads "12", "1.5", ".5" or "5." as Go's duration parser does: decimal
+ * digits only, no sign, exponent or hex (strtod would take "1e3", "0x10").
+ */
+static int parse_decimal(const char *p, double *v, char **end)
+{
+    double whole = 0, scale = 1;
+    int digits = 0;
+
+    for (; isdigit((unsigned char)*p); p++, digits++)
+        whole = whole * 10 + (*p - '0');
+    if (*p == '.') {
+        for (p++; isdigit((unsigned char)*p); p++, digits++) {
+            scale /= 10;
+            whole += (*p - '0') * scale;
+        }
+    }
+    *end = (char *)p;
+    *v = whole;
+    return digits > 0 ? 0 : COFFER_EINVAL;
+}
+
+/* Parses "1h30m", "1.5h", "500ms" (Go's time.ParseDuration plus "d"). */
+static int parse_go_duration(const char *s, double *total, struct errbuf *err)
+{
+    const char *p = s;
+
+    *total = 0;
+    while (*p != '\0') {
+        char *end = NULL;
+        double v;
+        size_t ulen;
+        const struct unit *u;
+
+        if (parse_decimal(p, &v, &end) != 0)
+            goto bad;
+        p = end;
+        u = match_unit(p, &ulen);
+        if (u == NULL) {
+            errbuf_set(err, "time: missing unit in duration \"%s\"", s);
+            return COFFER_EINVAL;
+        }
+        p += ulen;
+        *total += v * u->secs;
+    }
+    return 0;
+bad:
+    errbuf_set(err, "time: invalid duration \"%s\"", s);
+    return COFFER_EINVAL;
+}
+
+int duration_parse(const char *s, int64_t *secs, struct errbuf *err)
+{
+    double total = 0;
+    int64_t whole;
+
+    *secs = 0;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '\0')
+        return 0;
+    if (*s == '-') {
+        errbuf_set(err, "cannot parse duration: negative values are not "
+                        "allowed");
+        return COFFER_EINVAL;
+    }
+    if (*s == '+')
+        s++;
+    if (int64_parse(s, &whole) == 0) {
+        *secs = whole;
+        return 0;
+    }
+    if (parse_go_duration(s, &total, err) != 0)
+        return COFFER_EINVAL;
+    if (total > (double)INT64_MAX / 2) {
+        errbuf_set(err, "time: invalid duration \"%s\"", s);
+        return COFFER_EINVAL;
+    }
+    *secs = (int64_t)floor(total);
+    return 0;
+}
+
+void duration_format_go(int64_t secs, char *out, size_t n)
+{
+    int64_t h = secs / 3600, m = (secs % 3600) / 60, s = secs % 60;
+
+    if (h > 0)
+        snprintf(out, n, "%lldh%lldm%llds", (long long)h, (long long)m,
+                 (long long)s);
+    else if (m > 0)
+        snprintf(out, n, "%lldm%llds", (long long)m, (long long)s);
+    else
+        snprintf(out, n, "%llds", (long long)s);
+}
+
+void duration_format_short(int64_t secs, char *out, size_t n)
+{
+    int64_t h = secs / 3600, m = (secs % 3600) / 60, s = secs % 60;
+    size_t used = 0;
+
+    out[0] = '\0';
+    if (secs == 0) {
+        snprintf(out, n, "0s");
+        return;
+    }
+    if (h > 0)
+        used += (size_t)snprintf(out + used, n - used, "%lldh", (long long)h);
+    if (m > 0 && used < n)
+        used += (size_t)snprintf(out + used, n - used, "%lldm", (long long)m);
+    if (s > 0 && used < n)
+        snprintf(out + used, n - used, "%llds", (long long)s);
+}
+
+/* ================================================================ time == */
+
+struct timespec time_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts;
+}
+
+double time_mono(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void time_format_rfc3339(struct timespec ts, char *out, size_t n)
+{
+    struct tm tm;
+    char date[32];
+
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, n, "%s.%09ldZ", date, ts.tv_nsec);
+}
+
+int time_parse_rfc3339(const char *s, struct timespec *out)
+{
+    struct tm tm;
+    const char *p;
+    long nsec = 0;
+
+    memset(&tm, 0, sizeof(tm));
+    p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (p == NULL)
+        return COFFER_EINVAL;
+    if (*p == '.') {
+        long scale = 100000000;
+        p++;
+        while (isdigit((unsigned char)*p)) {
+            nsec += (*p - '0') * scale;
+            scale /= 10;
+            p++;
+        }
+    }
+    if (strcmp(p, "Z") != 0)
+        return COFFER_EINVAL;
+    out->tv_sec = timegm(&tm);
+    out->tv_nsec = nsec;
+    return 0;
+}
+
+/* ============================================================= parsers == */
+
+int bool_parse(const char *s, bool *out)
+{
+    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+
+    for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+        if (strcmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return COFFER_EINVAL;
+}
+
+int int64_parse(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (*s == '\0' || isspace((unsigned char)*s))
+        return COFFER_EINVAL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return COFFER_EINVAL;
+    *out = v;
+    return 0;
+}
+
+bool str_has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+bool str_has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+
+    return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}

@@ -1,0 +1,69 @@
+/*
+ * util.h - small shared helpers: string vectors, durations, time formats.
+ *
+ * Durations follow Vault's parseutil: an integer is seconds, a string of
+ * digits is seconds, otherwise a Go duration ("1h30m", "500ms", "90s") or
+ * whole days ("7d"). Sub-second parts are truncated to whole seconds.
+ */
+#ifndef COFFER_UTIL_H
+#define COFFER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common.h"
+
+/* A growable vector of owned strings. */
+struct strvec {
+    char **v;
+    size_t n;
+    size_t cap;
+};
+
+void strvec_init(struct strvec *sv);
+/* Frees every string and the array. */
+void strvec_release(struct strvec *sv);
+/* Appends a copy of s. */
+void strvec_push(struct strvec *sv, const char *s);
+/* Appends s, taking ownership of it. */
+void strvec_push_owned(struct strvec *sv, char *s);
+void strvec_sort(struct strvec *sv);
+/* Removes adjacent duplicates (sort first). */
+void strvec_uniq(struct strvec *sv);
+bool strvec_contains(const struct strvec *sv, const char *s);
+
+/*
+ * Parses a duration into whole seconds. Accepts "", "0", "300", "5m",
+ * "1h30m", "1.5h", "500ms", "7d". Negative values are refused.
+ * Returns 0, or COFFER_EINVAL with a reason in err.
+ */
+int duration_parse(const char *s, int64_t *secs, struct errbuf *err);
+
+/*
+ * Formats seconds like Go's time.Duration.String(): "0s", "45s", "1m30s",
+ * "1h0m0s". Writes at most n bytes including the NUL.
+ */
+void duration_format_go(int64_t secs, char *out, size_t n);
+/* Formats seconds without zero units, as Vault's warnings do: "1h", "1h30m". */
+void duration_format_short(int64_t secs, char *out, size_t n);
+
+/* Wall-clock time with nanoseconds. */
+struct timespec time_now(void);
+/* Monotonic seconds, for deadlines and intervals. */
+double time_mono(void);
+/* RFC3339 in UTC with nanoseconds: "2024-05-01T10:00:00.123456789Z". */
+void time_format_rfc3339(struct timespec ts, char *out, size_t n);
+/* Parses an RFC3339 string back; returns 0 or COFFER_EINVAL. */
+int time_parse_rfc3339(const char *s, struct timespec *out);
+
+/* Parses Go strconv.ParseBool values: 1 t T TRUE true True 0 f F ... */
+int bool_parse(const char *s, bool *out);
+/* Parses a base-10 int64 with nothing trailing. 0 or COFFER_EINVAL. */
+int int64_parse(const char *s, int64_t *out);
+
+bool str_has_prefix(const char *s, const char *prefix);
+bool str_has_suffix(const char *s, const char *suffix);
+
+#endif
