@@ -184,6 +184,12 @@ static void render(struct request *req, struct response *resp,
         cJSON_AddItemToObject(o, "errors", take(&resp->errors));
         out->status = resp->status ? resp->status : 400;
         set_body(out, o);
+    } else if (resp->text != NULL) {
+        out->status = resp->status ? resp->status : 200;
+        out->len = strlen(resp->text);
+        out->body = resp->text;
+        resp->text = NULL;
+        out->content_type = "text/plain; version=0.0.4";
     } else if (resp->raw != NULL) {
         out->status = resp->status ? resp->status : 200;
         if (resp->no_body)

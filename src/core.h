@@ -42,6 +42,7 @@ struct reply {
     char *body;
     size_t len;
     char *location; /* for redirects, else NULL */
+    const char *content_type; /* static; NULL means application/json */
 };
 
 /* Runs req through the pipeline and renders the reply. Never fails. */

@@ -931,11 +931,14 @@ static void exec_failure(struct db_conn *c, const PGresult *r,
 }
 
 /*
- * Runs one statement. Returns its successful result (the caller copies
- * what it needs and PQclears it at once) or NULL with err filled.
+ * Runs one statement, or with script (and no parameters) a string of
+ * statements in one round trip. Returns the successful (last) result (the
+ * caller copies what it needs and PQclears it at once) or NULL with err
+ * filled.
  */
 static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
-                          const char *const *params, struct db_error *err)
+                          const char *const *params, bool script,
+                          struct db_error *err)
 {
     PGresult *r = NULL;
 
@@ -949,7 +952,10 @@ static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
                 "the database connection was lost");
         return NULL;
     }
-    r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (script)
+        r = PQexec(c->pg, sql);
+    else
+        r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
     switch (PQresultStatus(r)) {
     case PGRES_COMMAND_OK:
     case PGRES_TUPLES_OK:
@@ -982,11 +988,26 @@ int db_exec(struct db_conn *c, const char *sql, int nparams,
     err_clear(err);
     if (res != NULL)
         result_init(res);
-    r = exec_raw(c, sql, nparams, params, err);
+    r = exec_raw(c, sql, nparams, params, false, err);
     if (r == NULL)
         return err->klass == DB_ERR_INTERNAL ? COFFER_EINVAL : COFFER_EIO;
     if (res != NULL)
         result_copy(r, res);
+    PQclear(r);
+    return 0;
+}
+
+int db_exec_script(struct db_conn *c, const char *sql, struct db_error *err)
+{
+    struct db_error scratch;
+    PGresult *r;
+
+    if (err == NULL)
+        err = &scratch;
+    err_clear(err);
+    r = exec_raw(c, sql, 0, NULL, true, err);
+    if (r == NULL)
+        return err->klass == DB_ERR_INTERNAL ? COFFER_EINVAL : COFFER_EIO;
     PQclear(r);
     return 0;
 }
@@ -1005,7 +1026,7 @@ int db_commit(struct db_conn *c, struct db_error *err)
     if (err == NULL)
         err = &scratch;
     err_clear(err);
-    r = exec_raw(c, "COMMIT", 0, NULL, err);
+    r = exec_raw(c, "COMMIT", 0, NULL, false, err);
     if (r == NULL)
         return COFFER_EIO;
     /*

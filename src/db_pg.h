@@ -111,6 +111,15 @@ int db_exec(struct db_conn *c, const char *sql, int nparams,
 /* Wipes and frees the cells; res is then empty. NULL is fine. */
 void db_result_release(struct db_result *res);
 
+/*
+ * Runs a string of parameterless statements separated by ';' in one round
+ * trip (libpq's simple query protocol). Without explicit BEGIN/COMMIT in
+ * it, PostgreSQL runs the whole string as one transaction: all of it
+ * commits, or none of it (the error is that of the failing statement).
+ * Returns 0 or COFFER_EIO with err filled, like db_exec.
+ */
+int db_exec_script(struct db_conn *c, const char *sql, struct db_error *err);
+
 int db_begin(struct db_conn *c, struct db_error *err);
 /*
  * Commits. A transaction that had already failed is rolled back by the

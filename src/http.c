@@ -27,6 +27,7 @@
 
 #include "buf.h"
 #include "core.h"
+#include "json.h"
 #include "log.h"
 #include "request.h"
 #include "util.h"
@@ -193,7 +194,9 @@ static int parse_body(struct request *req, struct buf *body)
         req->data = parse_form(body->ptr);
         return 0;
     }
-    req->data = cJSON_ParseWithLength(body->ptr, body->len);
+    /* Strict, number-preserving; text after the first value is ignored
+       as Go's json.Decoder does (json.h). */
+    req->data = json_parse(body->ptr, body->len, JSON_MAX_DEPTH, true, NULL);
     if (cJSON_IsNull(req->data)) {
         /* The Vault CLI sends "null" for `write -force` without data. */
         cJSON_Delete(req->data);
@@ -324,7 +327,9 @@ static enum MHD_Result send_reply(struct MHD_Connection *c,
                                            MHD_RESPMEM_MUST_COPY);
     if (resp == NULL)
         return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Content-Type",
+                            r->content_type ? r->content_type
+                                            : "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (r->location != NULL)
         MHD_add_response_header(resp, "Location", r->location);

@@ -79,6 +79,7 @@ static unsigned int nworkers;
 static atomic_uint_fast64_t stat_revoked;
 static atomic_uint_fast64_t stat_failures;
 static atomic_uint_fast64_t stat_irrevocable;
+static atomic_bool tidy_requested;
 
 /* ============================================================ helpers == */
 
@@ -794,6 +795,72 @@ int lease_count_matching(const char *prefix, const char *key,
     return rc;
 }
 
+/* ================================================================ tidy == */
+
+struct tidy_counts {
+    size_t dangling; /* index entries without a lease */
+    size_t orphaned; /* leases whose token is gone */
+};
+
+/* Tidies the index of one token. */
+static void tidy_token(const char *hmac, struct tidy_counts *n)
+{
+    size_t plen = strlen(TOKEN_PREFIX) + strlen(hmac) + 2;
+    char *prefix = xmalloc(plen);
+    bool token_alive = token_exists_hmac(hmac);
+    struct strvec keys;
+
+    snprintf(prefix, plen, "%s%s/", TOKEN_PREFIX, hmac);
+    strvec_init(&keys);
+    if (storage_list(store, prefix, &keys) == 0) {
+        for (size_t i = 0; i < keys.n; i++) {
+            size_t kn = plen + strlen(keys.v[i]);
+            char *k = xmalloc(kn);
+            struct buf id;
+            cJSON *rec = NULL;
+            snprintf(k, kn, "%s%s", prefix, keys.v[i]);
+            buf_init(&id, 4096);
+            if (storage_get(store, k, &id) == 0)
+                rec = load_record(id.ptr);
+            if (rec == NULL) {
+                storage_delete(store, k);
+                n->dangling++;
+            } else if (!token_alive) {
+                expire_now(id.ptr);
+                n->orphaned++;
+            }
+            cJSON_Delete(rec);
+            buf_release(&id);
+            free(k);
+        }
+    }
+    strvec_release(&keys);
+    free(prefix);
+}
+
+void lease_tick(void)
+{
+    struct tidy_counts n = {0, 0};
+    struct strvec tokens;
+
+    if (!atomic_exchange(&tidy_requested, false))
+        return;
+    strvec_init(&tokens);
+    if (storage_list(store, TOKEN_PREFIX, &tokens) == 0) {
+        for (size_t i = 0; i < tokens.n; i++) {
+            size_t len = strlen(tokens.v[i]);
+            if (len > 0 && tokens.v[i][len - 1] == '/') {
+                tokens.v[i][len - 1] = '\0';
+                tidy_token(tokens.v[i], &n);
+            }
+        }
+    }
+    strvec_release(&tokens);
+    log_info("lease: tidy removed %zu dangling index entries and queued %zu "
+             "leases whose token no longer exists for revocation",
+             n.dangling, n.orphaned);
+}
+
 void lease_get_stats(struct lease_stats *out)
 {
     pthread_mutex_lock(&mu);
@@ -1129,6 +1196,7 @@ void lease_handle(struct request *req, const char *rel,
     } else if ((s = route(rel, "revoke-force")) != NULL && write) {
         api_revoke_prefix(req, s, true, resp);
     } else if (strcmp(rel, "tidy") == 0 && write) {
+        atomic_store(&tidy_requested, true);
         resp->status = 202;
         response_warn(resp, "Tidy operation successfully started. Any "
                             "information from the operation will be printed "

@@ -123,6 +123,13 @@ void lease_revoke_token(const char *token_hmac);
 void lease_handle(struct request *req, const char *rel,
                   struct response *resp);
 
+/*
+ * Runs a tidy pass if one was requested through sys/leases/tidy: drops
+ * token index entries whose lease is gone and revokes leases whose token
+ * no longer exists. Called from the periodic-work thread.
+ */
+void lease_tick(void);
+
 /* Counters for metrics and tests. */
 struct lease_stats {
     uint64_t active;        /* records in storage, approximate */

@@ -17,6 +17,7 @@
 #include "lua_api.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include "buf.h"
 #include "common.h"
 #include "crypto.h"
+#include "json.h"
 #include "lease.h"
 #include "log.h"
 #include "lua_db.h"
@@ -45,6 +47,7 @@ static char key_null;
 #define CBOX_MT "coffer.cbox"
 #define STORAGE_MT "coffer.storage"
 #define NULL_MT "coffer.json.null"
+#define NUMBER_MT "coffer.json.number"
 #define ERROR_MT "coffer.error"
 #define LEASE_MT "coffer.lease"
 
@@ -344,6 +347,12 @@ static void to_json_value(lua_State *L, int idx, int depth, struct cbox *box,
         to_json_table(L, idx, depth, box, parent, key);
         break;
     default:
+        s = luaL_testudata(L, idx, NUMBER_MT);
+        if (s != NULL) {
+            /* a checked literal: printed verbatim */
+            json_attach(L, box, parent, key, cJSON_CreateRaw(s));
+            break;
+        }
         if (!is_null(L, idx))
             luaL_error(L, "cannot encode a %s value as JSON",
                        luaL_typename(L, idx));
@@ -381,13 +390,46 @@ static void push_json_number(lua_State *L, double d)
         lua_pushnumber(L, d);
 }
 
-/* Raw items only come from our own big integers; anything else is text. */
-static void push_json_raw(lua_State *L, const char *raw)
+/* Pushes a new coffer.json.number holding lit[0..len). [-0, +1, m] */
+static void push_json_bignum(lua_State *L, const char *lit, size_t len)
 {
+    char *p = lua_newuserdatauv(L, len + 1, 0);
+
+    memcpy(p, lit, len);
+    p[len] = '\0';
+    luaL_setmetatable(L, NUMBER_MT);
+}
+
+/*
+ * Pushes the valid, NUL-terminated number literal lit as the most
+ * ordinary Lua value that gives the same literal back (lua_api.h): an
+ * exact double as push_json_number does, a plain integer within int64
+ * as an integer, anything else as a coffer.json.number. [-0, +1, m]
+ */
+static void push_json_literal(lua_State *L, const char *lit, size_t len)
+{
+    double d;
     int64_t v;
 
-    if (int64_parse(raw, &v) == 0)
+    if (json_number_exact(lit, len, &d))
+        push_json_number(L, d);
+    else if (strpbrk(lit, ".eE") == NULL && strcmp(lit, "-0") != 0 &&
+             int64_parse(lit, &v) == 0)
         lua_pushinteger(L, (lua_Integer)v);
+    else
+        push_json_bignum(L, lit, len);
+}
+
+/*
+ * Raw items are number literals, from json_parse or from our own encoder.
+ * Anything else (nothing makes one today) is passed on as text.
+ */
+static void push_json_raw(lua_State *L, const char *raw)
+{
+    size_t len = strlen(raw);
+
+    if (json_number_literal(raw, len))
+        push_json_literal(L, raw, len);
     else
         lua_pushstring(L, raw);
 }
@@ -465,25 +507,16 @@ static int l_json_encode(lua_State *L)
     return 1;
 }
 
-/* True if only JSON whitespace remains in [p, end). */
-static bool only_space(const char *p, const char *end)
-{
-    for (; p < end; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-            return false;
-    }
-    return true;
-}
-
 /*
  * coffer.json.decode(text) -> value, or nil, message for text that is not
- * one JSON value. [-1, +1|2, e]
+ * exactly one JSON value (json.h: strict, numbers kept exact; only
+ * whitespace may follow the value). [-1, +1|2, e]
  */
 static int l_json_decode(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    const char *end = NULL;
+    struct errbuf err;
     struct cbox *box;
 
     if (len > JSON_MAX_TEXT) {
@@ -492,11 +525,10 @@ static int l_json_decode(lua_State *L)
         return 2;
     }
     box = cbox_new(L);
-    box->json = cJSON_ParseWithLengthOpts(s, len, &end, 0);
-    if (box->json == NULL || !only_space(end, s + len)) {
+    box->json = json_parse(s, len, LUA_API_JSON_MAX_DEPTH, false, &err);
+    if (box->json == NULL) {
         lua_pushnil(L);
-        lua_pushfstring(L, "invalid JSON at byte %d",
-                        end != NULL ? (int)(end - s) : 0);
+        lua_pushstring(L, err.msg);
         return 2;
     }
     lua_api_push_json(L, box->json);
@@ -550,6 +582,202 @@ static int l_null_tostring(lua_State *L)
 {
     lua_pushliteral(L, "null");
     return 1;
+}
+
+/*
+ * coffer.json.number(v) -> the value json.decode would give for the
+ * literal v (integer, float or coffer.json.number), or fail (nil) when
+ * the string v is not one JSON number literal. Numbers and
+ * coffer.json.number values come back unchanged. [-1, +1, m]
+ */
+static int l_json_number(lua_State *L)
+{
+    size_t len;
+    const char *s;
+
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    if (lua_type(L, 1) == LUA_TNUMBER || luaL_testudata(L, 1, NUMBER_MT))
+        return 1;
+    if (lua_type(L, 1) != LUA_TSTRING)
+        return luaL_typeerror(L, 1, "string or number");
+    s = lua_tolstring(L, 1, &len);
+    if (!json_number_literal(s, len)) {
+        luaL_pushfail(L);
+        return 1;
+    }
+    push_json_literal(L, s, len);
+    return 1;
+}
+
+/*
+ * coffer.json.tonumber(v) -> tonumber(v), except that a
+ * coffer.json.number becomes the nearest Lua number (an integer when
+ * Lua reads its literal as one, else a float, possibly inf): the way to
+ * do arithmetic on one, accepting the rounding. [-1, +1, m]
+ */
+static int l_json_tonumber(lua_State *L)
+{
+    const char *lit;
+
+    luaL_checkany(L, 1);
+    lit = luaL_testudata(L, 1, NUMBER_MT);
+    if (lit != NULL && lua_stringtonumber(L, lit) != 0)
+        return 1;
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    if (lua_type(L, 1) == LUA_TSTRING &&
+        lua_stringtonumber(L, lua_tostring(L, 1)) != 0)
+        return 1;
+    luaL_pushfail(L);
+    return 1;
+}
+
+/* coffer.json.is_number(v) -> true for numbers and coffer.json.number. */
+static int l_json_is_number(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, lua_type(L, 1) == LUA_TNUMBER ||
+                           luaL_testudata(L, 1, NUMBER_MT) != NULL);
+    return 1;
+}
+
+/* __tostring of coffer.json.number: the literal. [-0, +1, m] */
+static int l_number_tostring(lua_State *L)
+{
+    lua_pushstring(L, luaL_checkudata(L, 1, NUMBER_MT));
+    return 1;
+}
+
+/* __concat: as for numbers, either side may be a string or a number. */
+static int l_number_concat(lua_State *L)
+{
+    const char *lit;
+    int i;
+
+    for (i = 1; i <= 2; i++) {
+        lit = luaL_testudata(L, i, NUMBER_MT);
+        if (lit != NULL) {
+            lua_pushstring(L, lit);
+        } else if (lua_type(L, i) == LUA_TNUMBER ||
+                   lua_type(L, i) == LUA_TSTRING) {
+            lua_pushvalue(L, i);
+            lua_tostring(L, -1);
+        } else {
+            return luaL_error(L, "attempt to concatenate a %s value",
+                              luaL_typename(L, i));
+        }
+    }
+    lua_concat(L, 2);
+    return 1;
+}
+
+/* Arithmetic metamethods: refuse with a pointer to the explicit way. */
+static int l_number_arith(lua_State *L)
+{
+    return luaL_error(L, "attempt to perform arithmetic on a "
+                         "coffer.json.number (use coffer.json.tonumber)");
+}
+
+/*
+ * The operand at i as a JSON number literal in buf (exact: a float is
+ * expanded to every digit it has). Returns NULL for NaN and raises for
+ * a value that is not a number. [-0, +0, v]
+ */
+static const char *order_operand(lua_State *L, int i, char *buf, size_t n,
+                                 size_t *len)
+{
+    const char *lit = luaL_testudata(L, i, NUMBER_MT);
+    lua_Number d;
+
+    if (lit != NULL) {
+        *len = lua_rawlen(L, i) - 1;
+        return lit;
+    }
+    if (lua_isinteger(L, i)) {
+        *len = (size_t)snprintf(buf, n, LUA_INTEGER_FMT, lua_tointeger(L, i));
+        return buf;
+    }
+    if (lua_type(L, i) != LUA_TNUMBER)
+        luaL_error(L, "attempt to compare %s with %s", luaL_typename(L, 1),
+                   luaL_typename(L, 2));
+    d = lua_tonumber(L, i);
+    if (isnan(d))
+        return NULL;
+    if (isinf(d)) {
+        /* beyond any literal, which is finite however long it is */
+        *len = (size_t)snprintf(buf, n, "%s", d > 0 ? "1e999999999999999999"
+                                                    : "-1e999999999999999999");
+        return buf;
+    }
+    /* 767 significant digits hold any double exactly (glibc prints all) */
+    *len = (size_t)snprintf(buf, n, "%.766e", (double)d);
+    return buf;
+}
+
+/* Compares operands 1 and 2 exactly; false if either is NaN. [-0,+0,v] */
+static bool number_order(lua_State *L, int *cmp)
+{
+    char a[800], b[800];
+    const char *x, *y;
+    size_t xl = 0, yl = 0;
+
+    x = order_operand(L, 1, a, sizeof(a), &xl);
+    y = order_operand(L, 2, b, sizeof(b), &yl);
+    if (x == NULL || y == NULL)
+        return false;
+    *cmp = json_number_cmp(x, xl, y, yl);
+    return true;
+}
+
+static int l_number_lt(lua_State *L)
+{
+    int cmp = 0;
+
+    lua_pushboolean(L, number_order(L, &cmp) && cmp < 0);
+    return 1;
+}
+
+static int l_number_le(lua_State *L)
+{
+    int cmp = 0;
+
+    lua_pushboolean(L, number_order(L, &cmp) && cmp <= 0);
+    return 1;
+}
+
+/* __eq: Lua calls it only for two userdata; equal by value ("1.0" == "1e0"). */
+static int l_number_eq(lua_State *L)
+{
+    const char *x = luaL_testudata(L, 1, NUMBER_MT);
+    const char *y = luaL_testudata(L, 2, NUMBER_MT);
+
+    lua_pushboolean(L, x != NULL && y != NULL &&
+                           json_number_cmp(x, lua_rawlen(L, 1) - 1, y,
+                                           lua_rawlen(L, 2) - 1) == 0);
+    return 1;
+}
+
+/* Creates the coffer.json.number metatable. [-0, +0, m] */
+static void open_json_number(lua_State *L)
+{
+    static const luaL_Reg meta[] = {
+        {"__tostring", l_number_tostring}, {"__concat", l_number_concat},
+        {"__eq", l_number_eq},             {"__lt", l_number_lt},
+        {"__le", l_number_le},             {"__add", l_number_arith},
+        {"__sub", l_number_arith},         {"__mul", l_number_arith},
+        {"__div", l_number_arith},         {"__mod", l_number_arith},
+        {"__pow", l_number_arith},         {"__unm", l_number_arith},
+        {"__idiv", l_number_arith},        {NULL, NULL},
+    };
+
+    luaL_newmetatable(L, NUMBER_MT);
+    luaL_setfuncs(L, meta, 0);
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
 }
 
 /* =============================================================== time == */
@@ -768,6 +996,41 @@ static int l_time_sleep(lua_State *L)
 
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/*
+ * coffer.crypto.random_string(n, alphabet) -> n characters drawn uniformly
+ * from alphabet (at most 256 distinct bytes), by rejection sampling so
+ * that no character is favoured. [-2, +1, e]
+ */
+static int l_crypto_random_string(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    size_t alen;
+    const char *alphabet = luaL_checklstring(L, 2, &alen);
+    unsigned char pool[256];
+    size_t used = sizeof(pool), limit;
+    luaL_Buffer b;
+
+    luaL_argcheck(L, n >= 0 && n <= 4096, 1, "between 0 and 4096");
+    luaL_argcheck(L, alen > 0 && alen <= 256, 2, "1 to 256 characters");
+    limit = 256 - 256 % alen; /* bytes >= limit would bias the draw */
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 0; i < n;) {
+        if (used == sizeof(pool)) {
+            if (crypto_random(pool, sizeof(pool)) != 0)
+                return luaL_error(L, "random number generator failed");
+            used = 0;
+        }
+        if (pool[used] < limit) {
+            luaL_addchar(&b, alphabet[pool[used] % alen]);
+            i++;
+        }
+        used++;
+    }
+    crypto_wipe(pool, sizeof(pool));
+    luaL_pushresult(&b);
+    return 1;
+}
 
 /* coffer.crypto.base64_encode(s) -> standard base64. [-1, +1, m] */
 static int l_crypto_base64_encode(lua_State *L)
@@ -1166,7 +1429,8 @@ static int l_storage_get_json(lua_State *L)
     if (rc != 0)
         return storage_fail(L, "get", rc);
     if (box->b.ptr != NULL)
-        box->json = cJSON_ParseWithLength(box->b.ptr, box->b.len);
+        box->json = json_parse(box->b.ptr, box->b.len,
+                               LUA_API_JSON_MAX_DEPTH, false, NULL);
     buf_release(&box->b);
     if (box->json == NULL)
         return luaL_error(L, "stored value is not valid JSON");
@@ -1478,7 +1742,9 @@ void lua_api_push_lease_helpers(lua_State *L)
 static const luaL_Reg json_funcs[] = {
     {"encode", l_json_encode},   {"decode", l_json_decode},
     {"array", l_json_array},     {"object", l_json_object},
-    {"is_array", l_json_is_array}, {NULL, NULL},
+    {"is_array", l_json_is_array}, {"number", l_json_number},
+    {"tonumber", l_json_tonumber}, {"is_number", l_json_is_number},
+    {NULL, NULL},
 };
 
 static const luaL_Reg time_funcs[] = {
@@ -1499,6 +1765,7 @@ static const luaL_Reg crypto_funcs[] = {
     {"sha256_hex", l_crypto_sha256_hex},
     {"hmac_sha256_hex", l_crypto_hmac_sha256_hex},
     {"equal", l_crypto_equal},
+    {"random_string", l_crypto_random_string},
     {"base64_encode", l_crypto_base64_encode},
     {"base64_decode", l_crypto_base64_decode},
     {NULL, NULL},
@@ -1523,11 +1790,92 @@ static const luaL_Reg coffer_funcs[] = {
     {NULL, NULL},
 };
 
+/* ===================================================== storage locks == */
+
+/*
+ * storage:lock(key) serialises read-modify-write sequences on one key
+ * (KV v2 versions and check-and-set) across worker threads. Keys hash onto
+ * a fixed set of mutexes; a call may hold one lock at a time, so two
+ * scripts can never wait for each other in opposite orders. The lock is a
+ * to-be-closed value:
+ *
+ *   local lock <close> = req.storage:lock("metadata/" .. path)
+ *
+ * and luavm releases a lock still held when the call ends (error, timeout,
+ * or a script that forgot <close>).
+ */
+#define LOCK_STRIPES 256
+#define LOCK_MT "coffer.storage.lock"
+
+static pthread_mutex_t lock_stripes[LOCK_STRIPES];
+static pthread_once_t lock_stripes_once = PTHREAD_ONCE_INIT;
+
+static void init_lock_stripes(void)
+{
+    for (int i = 0; i < LOCK_STRIPES; i++)
+        COFFER_ASSERT(pthread_mutex_init(&lock_stripes[i], NULL) == 0);
+}
+
+struct lock_handle {
+    uint64_t gen;
+    int stripe;
+};
+
+static int stripe_of(const char *key)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    for (; *key != '\0'; key++)
+        h = (h ^ (unsigned char)*key) * 16777619u;
+    return (int)(h % LOCK_STRIPES);
+}
+
+void lua_api_release_lock(struct lua_api_ctx *ctx)
+{
+    if (ctx != NULL && ctx->lock_stripe >= 0) {
+        pthread_mutex_unlock(&lock_stripes[ctx->lock_stripe]);
+        ctx->lock_stripe = -1;
+    }
+}
+
+/* storage:lock(key) -> lock. [-2, +1, e] */
+static int l_storage_lock(lua_State *L)
+{
+    struct storage *s;
+    struct storage_handle *h = storage_check(L, &s);
+    const char *key = storage_key(L, h, 2);
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+    struct lock_handle *lk;
+
+    if (ctx->lock_stripe >= 0)
+        return luaL_error(L, "storage:lock: this request already holds a "
+                             "lock (one at a time)");
+    pthread_once(&lock_stripes_once, init_lock_stripes);
+    lk = lua_newuserdatauv(L, sizeof(*lk), 0); /* before locking: may raise */
+    lk->gen = ctx->gen;
+    lk->stripe = stripe_of(key);
+    luaL_setmetatable(L, LOCK_MT);
+    pthread_mutex_lock(&lock_stripes[lk->stripe]);
+    ctx->lock_stripe = lk->stripe;
+    return 1;
+}
+
+/* lock:unlock(), __close and __gc: only the holding call's lock. */
+static int l_lock_release(lua_State *L)
+{
+    struct lock_handle *lk = luaL_checkudata(L, 1, LOCK_MT);
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+
+    if (ctx != NULL && ctx->gen == lk->gen && ctx->lock_stripe == lk->stripe)
+        lua_api_release_lock(ctx);
+    return 0;
+}
+
 static const luaL_Reg storage_methods[] = {
     {"get", l_storage_get},         {"get_json", l_storage_get_json},
     {"put", l_storage_put},         {"put_json", l_storage_put_json},
     {"delete", l_storage_delete},   {"list", l_storage_list},
-    {NULL, NULL},
+    {"lock", l_storage_lock},       {NULL, NULL},
 };
 
 static const luaL_Reg lease_methods[] = {
@@ -1552,6 +1900,19 @@ static void open_metatables(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_cbox_gc);
     lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, LOCK_MT);
+    lua_pushcfunction(L, l_lock_release);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_lock_release);
+    lua_setfield(L, -2, "__gc");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_lock_release);
+    lua_setfield(L, -2, "unlock");
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, STORAGE_MT);
@@ -1581,6 +1942,8 @@ static void open_metatables(lua_State *L)
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &key_null);
+
+    open_json_number(L);
 }
 
 void lua_api_open(lua_State *L)

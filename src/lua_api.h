@@ -12,16 +12,39 @@
  *   null            coffer.json.null (a unique userdata; nil would vanish
  *                   from tables). Encoding nil also gives null.
  *   true/false      boolean
- *   number          integer when integral and within int64, else float
+ *   number          integer when integral and within int64, else float,
+ *                   as long as that gives back the same literal; any
+ *                   other literal is a coffer.json.number (see below)
  *   string          string
  *   [...]           table marked with coffer.json.array (so [] survives)
  *   {...}           plain table
+ *
+ * Numbers are kept literally, like Go's json.Number (VAULT_API.md 1.4).
+ * json.c turns a literal into a cJSON number only when nothing is lost
+ * and into a cJSON_Raw holding the text otherwise (json_number_exact);
+ * Lua gets:
+ *   "42", "0.5", "1e-07"          integer / float (they print back alike)
+ *   "9007199254740993"            integer (a plain integer within int64)
+ *   "12345678901234567890", "1.0", "1e3", "-0", "0.10", "1e400"
+ *                                 a coffer.json.number userdata holding
+ *                                 the literal; encoding writes it back
+ *                                 verbatim.
+ * A coffer.json.number has __tostring (the literal), __concat, exact
+ * __eq/__lt/__le (by decimal value, against numbers too: 1e400 > 2^1023,
+ * "1.0" == "1e0"), and raises on arithmetic: call coffer.json.tonumber(v)
+ * to get the nearest Lua number and accept the rounding. type() says
+ * "userdata", so `v == 5` is false; compare with < or tonumber instead.
+ * coffer.json.number(s) builds the value decode would give for literal
+ * s, coffer.json.is_number(v) is true for numbers and big numbers.
  *
  * Encoding a table: marked with coffer.json.array(t) -> array; marked with
  * coffer.json.object(t) -> object; otherwise a non-empty sequence 1..n is
  * an array and anything else, including the EMPTY table, is an object.
  * Object keys come out sorted, as Go's encoder does. Integers beyond
- * 32 bits are written digit for digit. Depth is capped both ways.
+ * 32 bits are written digit for digit. Floats go through cJSON's printer
+ * (%1.15g when that reads back within an epsilon, else %1.17g), so a
+ * float *computed* in Lua, such as 0.1 + 0.2, may lose its last digit;
+ * decoded floats are exact by construction. Depth is capped both ways.
  *
  * Per-call context: luavm.c points lua_getextraspace(L) at a struct
  * lua_api_ctx for the duration of each protected call and clears it after.
@@ -52,7 +75,14 @@ struct lua_api_ctx {
     struct storage *storage;     /* borrowed from the luavm config */
     struct strvec pending;       /* lease ids created but not yet issued:
                                     luavm aborts them when the call ends */
+    int lock_stripe;             /* storage lock held by this call, or -1 */
 };
+
+/*
+ * Releases the storage lock the call still holds, if any (luavm calls it
+ * when a call ends, whatever the script did). Never raises.
+ */
+void lua_api_release_lock(struct lua_api_ctx *ctx);
 
 /* The context of the running call, or NULL between calls. */
 #define LUA_API_CTX(L) (*(struct lua_api_ctx **)lua_getextraspace(L))

@@ -281,6 +281,23 @@ static int l_conn_exec(lua_State *L)
     return 1;
 }
 
+/*
+ * conn:exec_script(sql): parameterless statements separated by ';', run
+ * in one round trip and, unless sql has its own BEGIN/COMMIT, as one
+ * transaction. [-0, +1|2, e]
+ */
+static int l_conn_exec_script(lua_State *L)
+{
+    struct conn_ud *ud = check_conn(L);
+    const char *sql = luaL_checkstring(L, 2);
+    struct db_error err;
+
+    if (db_exec_script(ud->conn, sql, &err) != 0)
+        return push_db_error(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int tx_reply(lua_State *L, int rc, const struct db_error *err)
 {
     if (rc != 0)
@@ -317,7 +334,8 @@ static int l_conn_rollback(lua_State *L)
 }
 
 static const luaL_Reg conn_methods[] = {
-    {"exec", l_conn_exec},         {"begin", l_conn_begin},
+    {"exec", l_conn_exec},         {"exec_script", l_conn_exec_script},
+    {"begin", l_conn_begin},
     {"commit", l_conn_commit},     {"rollback", l_conn_rollback},
     {"release", l_conn_release},   {NULL, NULL},
 };

@@ -1165,6 +1165,7 @@ static int vm_protected(struct vm *vm, struct lua_api_ctx *ctx,
     *base = lua_gettop(vm->L);
     ctx->gen = ++vm->gen;
     strvec_init(&ctx->pending);
+    ctx->lock_stripe = -1;
     LUA_API_CTX(vm->L) = ctx;
     vm_arm(vm, g.call_timeout);
     lua_pushcfunction(vm->L, vm_msgh);
@@ -1186,6 +1187,7 @@ static void vm_unprotect(struct vm *vm, struct lua_api_ctx *ctx, int base)
         lease_abort(ctx->pending.v[i]);
     }
     strvec_release(&ctx->pending);
+    lua_api_release_lock(ctx);
     lua_settop(vm->L, base);
     LUA_API_CTX(vm->L) = NULL;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "json.h"
 
 const char *req_op_name(enum req_op op)
 {
@@ -33,7 +34,7 @@ void request_init(struct request *r)
 void request_release(struct request *r)
 {
     free(r->path);
-    cJSON_Delete(r->data);
+    json_delete_wiped(r->data); /* request bodies carry secrets */
     secure_free_str(r->client_token);
     free(r->content_type);
     request_init(r);
@@ -51,6 +52,7 @@ void response_release(struct response *r)
     cJSON_Delete(r->auth);
     cJSON_Delete(r->errors);
     cJSON_Delete(r->raw);
+    free(r->text);
     free(r->lease_id);
     response_init(r);
 }

@@ -54,6 +54,7 @@ struct request {
  * What a backend answers. The envelope rules (core.c):
  *  - errors != NULL: body {"errors": errors}, status (400 if unset).
  *  - raw != NULL: body is raw as-is, no envelope (sys/health, sys/init).
+ *  - text != NULL: body is that text, Content-Type text/plain.
  *  - otherwise, if nothing was set (no data, auth, warnings, lease):
  *    404 {"errors":[]} for read/list, 204 for everything else.
  *  - otherwise the envelope, status 200 unless status is set.
@@ -65,6 +66,7 @@ struct response {
     cJSON *auth;         /* auth block or NULL */
     cJSON *errors;       /* array of strings or NULL */
     cJSON *raw;          /* bare JSON body (no envelope) or NULL */
+    char *text;          /* plain-text body (Prometheus metrics) or NULL */
     char *lease_id;      /* NULL = "" */
     int64_t lease_duration;
     bool renewable;

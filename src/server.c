@@ -31,6 +31,9 @@ struct server_opts {
     const char *log_level;
     size_t max_request_size;
     unsigned int threads;
+    double lease_retry_base; /* seconds; test knobs, 0 = defaults */
+    double lease_retry_max;
+    double tick_interval;
 };
 
 static void usage(void)
@@ -48,7 +51,13 @@ static void usage(void)
             "  -max-request-size=BYTES       Largest request body "
             "(default 33554432).\n"
             "  -workers=N                    HTTP worker threads "
-            "(default 8).\n");
+            "(default 8).\n"
+            "  -dev-lease-retry-base=SECS    First revocation retry delay "
+            "(default 1).\n"
+            "  -dev-lease-retry-max=SECS     Longest retry delay "
+            "(default 60).\n"
+            "  -dev-tick-interval=SECS       Periodic engine work "
+            "(default 5).\n");
 }
 
 /* Accepts "-flag=value" and "--flag=value"; returns the value or NULL. */
@@ -90,6 +99,18 @@ static int parse_number(const char *arg, const char *v, int64_t max,
     return 0;
 }
 
+static int parse_seconds(const char *arg, const char *v, double *out)
+{
+    char *end = NULL;
+
+    *out = strtod(v, &end);
+    if (end == v || *end != '\0' || *out <= 0 || *out > 86400) {
+        fprintf(stderr, "Error: invalid value in \"%s\"\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct server_opts *o)
 {
     const char *v = NULL;
@@ -111,6 +132,15 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
             if (parse_number(a, v, INT64_MAX, &n) != 0)
                 return 1;
             o->max_request_size = (size_t)n;
+        } else if (take_value(a, "dev-lease-retry-base", &v)) {
+            if (parse_seconds(a, v, &o->lease_retry_base) != 0)
+                return 1;
+        } else if (take_value(a, "dev-lease-retry-max", &v)) {
+            if (parse_seconds(a, v, &o->lease_retry_max) != 0)
+                return 1;
+        } else if (take_value(a, "dev-tick-interval", &v)) {
+            if (parse_seconds(a, v, &o->tick_interval) != 0)
+                return 1;
         } else if (take_value(a, "workers", &v)) {
             if (parse_number(a, v, 1024, &n) != 0)
                 return 1;
@@ -233,6 +263,9 @@ int server_main(int argc, char **argv)
     cfg.dev_root_token_id = opts.root_token_id;
     cfg.lua_dir = lua_dir;
     cfg.storage = storage;
+    cfg.lease_retry_base = opts.lease_retry_base;
+    cfg.lease_retry_max = opts.lease_retry_max;
+    cfg.tick_interval = opts.tick_interval;
     if (core_init(&cfg, &root_token, &err) != 0) {
         fprintf(stderr, "Error initializing core: %s\n", err.msg);
         goto out;

@@ -396,6 +396,82 @@ static void handle_ui_mounts_list(struct request *req, struct response *resp)
                           router_list_json(MOUNT_SECRET));
 }
 
+/* ============================================================= metrics == */
+
+struct metric {
+    const char *name;
+    double value;
+    bool counter;
+};
+
+static void metrics_json(const struct metric *m, size_t n,
+                         struct response *resp)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *gauges = cJSON_CreateArray(), *counters = cJSON_CreateArray();
+    char when[64];
+
+    time_format_rfc3339(time_now(), when, sizeof(when));
+    cJSON_AddStringToObject(o, "Timestamp", when);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "Name", m[i].name);
+        cJSON_AddNumberToObject(e, m[i].counter ? "Count" : "Value",
+                                m[i].value);
+        cJSON_AddItemToObject(e, "Labels", cJSON_CreateObject());
+        cJSON_AddItemToArray(m[i].counter ? counters : gauges, e);
+    }
+    cJSON_AddItemToObject(o, "Gauges", gauges);
+    cJSON_AddItemToObject(o, "Counters", counters);
+    cJSON_AddItemToObject(o, "Samples", cJSON_CreateArray());
+    resp->raw = o;
+}
+
+/*
+ * sys/metrics: the lease manager's health in go-metrics' JSON shape, or
+ * Prometheus text with ?format=prometheus. Failing revocations show here
+ * as well as in the log and in sys/leases?type=irrevocable.
+ */
+static void handle_metrics(struct request *req, struct response *resp)
+{
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(req->data, "format");
+    struct lease_stats st;
+    struct metric m[4];
+
+    if (req->op != OP_READ) {
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+        return;
+    }
+    lease_get_stats(&st);
+    m[0] = (struct metric){"coffer.expire.num_leases", (double)st.active,
+                           false};
+    m[1] = (struct metric){"coffer.expire.num_irrevocable_leases",
+                           (double)st.irrevocable, false};
+    m[2] = (struct metric){"coffer.expire.revoke.success",
+                           (double)st.revoked, true};
+    m[3] = (struct metric){"coffer.expire.revoke.failure",
+                           (double)st.failures, true};
+    if (cJSON_IsString(fmt) && strcmp(fmt->valuestring, "prometheus") == 0) {
+        char text[1024];
+        size_t used = 0;
+        for (size_t i = 0; i < ARRAY_LEN(m) && used < sizeof(text); i++) {
+            char name[128];
+            size_t k;
+            snprintf(name, sizeof(name), "%s", m[i].name);
+            for (k = 0; name[k] != '\0'; k++)
+                name[k] = name[k] == '.' ? '_' : name[k];
+            used += (size_t)snprintf(text + used, sizeof(text) - used,
+                                     "# TYPE %s %s\n%s %.0f\n", name,
+                                     m[i].counter ? "counter" : "gauge", name,
+                                     m[i].value);
+        }
+        resp->text = xstrdup(text);
+        return;
+    }
+    metrics_json(m, ARRAY_LEN(m), resp);
+}
+
 /* ============================================================ dispatch == */
 
 /* sys/leases/... and the older sys/renew, sys/revoke... aliases. */
@@ -433,6 +509,8 @@ void sys_handle(struct request *req, struct response *resp)
         handle_mount_list(MOUNT_AUTH, req, resp);
     else if (str_has_prefix(rel, "auth/"))
         handle_mount_path(MOUNT_AUTH, req, rel + strlen("auth/"), resp);
+    else if (strcmp(rel, "metrics") == 0)
+        handle_metrics(req, resp);
     else if (is_lease_path(rel))
         lease_handle(req, rel, resp);
     else if (strcmp(rel, "internal/ui/mounts") == 0)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "lease.h"
 #include "log.h"
 #include "luavm.h"
 #include "mount.h"
@@ -22,8 +23,10 @@ static double tick_seconds;
 static void tick(void)
 {
     size_t n;
-    const struct mount **mounts = router_snapshot(&n);
+    const struct mount **mounts;
 
+    lease_tick();
+    mounts = router_snapshot(&n);
     for (size_t i = 0; i < n; i++) {
         if (mounts[i]->impl == MOUNT_IMPL_LUA)
             luavm_periodic(mounts[i]);
@@ -41,6 +44,12 @@ static void *ticker_main(void *arg)
     while (!stopping) {
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += (time_t)tick_seconds;
+        until.tv_nsec += (long)((tick_seconds - (double)(time_t)tick_seconds) *
+                                1e9);
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
         pthread_cond_timedwait(&cond, &mu, &until);
         if (stopping)
             break;

@@ -3,7 +3,8 @@
  *
  * One thread calls each Lua engine's periodic function (registered with
  * e:periodic) every `interval` seconds, mount by mount, in its own
- * lua_State. A slow engine delays the next tick, never a request.
+ * lua_State, and runs the lease manager's requested tidy passes. A slow
+ * engine delays the next tick, never a request.
  */
 #ifndef COFFER_TICKER_H
 #define COFFER_TICKER_H

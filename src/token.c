@@ -477,6 +477,15 @@ struct token *token_lookup(const char *client_token, bool use)
     return t;
 }
 
+bool token_exists_hmac(const char *hmac)
+{
+    struct token *t = lookup_hmac(hmac);
+    bool found = t != NULL;
+
+    token_free(t);
+    return found;
+}
+
 static struct token *lookup_accessor(const char *accessor)
 {
     char key[128];

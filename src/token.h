@@ -78,6 +78,9 @@ struct token *token_lookup(const char *client_token, bool use);
 void token_use(struct token *t);
 void token_free(struct token *t);
 
+/* True if a live token is stored under this HMAC id (lease tidy). */
+bool token_exists_hmac(const char *hmac);
+
 /* Handles a request to the auth/token/ mount. */
 void token_handle(struct request *req, struct response *resp);
 

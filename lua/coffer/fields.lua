@@ -18,11 +18,22 @@
 --   any       passed through untouched
 --
 -- JSON null means "not supplied" and never reaches a converter.
+--
+-- A number literal that Lua cannot hold exactly ("1.0", "1e3", 20 digits)
+-- arrives as a coffer.json.number (lua_api.h). Vault sees the same input
+-- as a json.Number, i.e. its literal text, so the converters treat it as
+-- that text: string gives the literal, int and bool refuse it the way
+-- strconv does, duration parses the literal as a duration string.
 
 local json = coffer.json
 local null = json.null
 
 local M = {}
+
+-- A coffer.json.number (never a plain Lua number).
+local function is_bignum(v)
+  return type(v) == "userdata" and json.is_number(v)
+end
 
 local function is_list(v)
   if json.is_array(v) then
@@ -69,6 +80,9 @@ M.govalue = govalue
 
 -- Go's name for the dynamic type of a decoded JSON value.
 local function gotype(v)
+  if is_bignum(v) then
+    return "json.Number"
+  end
   local t = type(v)
   if t == "table" then
     return is_list(v) and "[]interface {}" or "map[string]interface {}"
@@ -104,6 +118,8 @@ function conv.string(v)
   local t = type(v)
   if t == "string" then
     return v
+  elseif is_bignum(v) then
+    return tostring(v)
   elseif t == "number" then
     return number_string(v)
   elseif t == "boolean" then
@@ -121,6 +137,11 @@ function conv.int(v)
         'strconv.ParseInt: parsing "%s": invalid syntax', number_string(v))
     end
     return i
+  elseif is_bignum(v) then
+    -- json.Number.Int64: strconv.ParseInt of the literal
+    local lit = tostring(v)
+    return nil, string.format('strconv.ParseInt: parsing "%s": %s', lit,
+      lit:find("^-?%d+$") and "value out of range" or "invalid syntax")
   elseif t == "boolean" then
     return v and 1 or 0
   elseif t == "string" then
@@ -150,6 +171,11 @@ function conv.bool(v)
     return v
   elseif t == "number" then
     return v ~= 0
+  elseif is_bignum(v) then
+    -- never "0" or "1", which decode as integers
+    return nil, string.format(
+      "cannot parse '' as bool: strconv.ParseBool: parsing %q: invalid syntax",
+      tostring(v))
   elseif t == "string" then
     local b = bools[v]
     if b == nil then
@@ -163,6 +189,10 @@ function conv.bool(v)
 end
 
 function conv.duration(v)
+  if is_bignum(v) then
+    -- Vault's ParseDurationSecond reads a json.Number as its text
+    v = tostring(v)
+  end
   local t = type(v)
   if t ~= "number" and t ~= "string" then
     return nil, "could not parse duration from input"

@@ -21,18 +21,7 @@ local ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 -- ========================================================== functions ==
 
 local function random_string(n)
-  local out, bytes = {}, nil
-  while #out < n do
-    bytes = coffer.crypto.random_bytes(64)
-    for i = 1, #bytes do
-      local b = bytes:byte(i)
-      if b < 248 and #out < n then -- 248 = 4 * 62: no modulo bias
-        local k = b % 62 + 1
-        out[#out + 1] = ALNUM:sub(k, k)
-      end
-    end
-  end
-  return table.concat(out)
+  return coffer.crypto.random_string(n, ALNUM)
 end
 
 local base64 = coffer.crypto.base64_encode

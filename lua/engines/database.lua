@@ -91,21 +91,29 @@ local function acquire(ctx, name)
     if not ok then return nil, err end
   end
   local conn, err = coffer.db.acquire(key)
+  if conn == nil and err.class == "auth" and cfg.pending_password then
+    -- A root rotation was interrupted after the database changed the
+    -- password: adopt the pending one if the database takes it.
+    local trial = {}
+    for k, v in pairs(cfg) do trial[k] = v end
+    trial.password = cfg.pending_password
+    if configure_pool(ctx.mount, name, trial, true) then
+      cfg.password, cfg.pending_password = cfg.pending_password, nil
+      ctx.storage:put_json("config/" .. name, cfg)
+      coffer.log.warn("database: config " .. name .. " adopted the " ..
+                      "password of an interrupted root rotation")
+      conn, err = coffer.db.acquire(key)
+    end
+  end
   return conn, err, cfg
 end
 
--- Runs statements in one transaction.
+-- Runs statements as one transaction in one round trip: PostgreSQL runs a
+-- multi-statement simple query atomically, so there is no BEGIN/COMMIT
+-- exchange (issuing a credential was four round trips, now it is one).
 local function run_in_tx(conn, stmts)
-  local ok, err = conn:begin()
-  if not ok then return nil, err end
-  for _, s in ipairs(stmts) do
-    ok, err = conn:exec(s)
-    if ok == nil then
-      conn:rollback()
-      return nil, err
-    end
-  end
-  return conn:commit()
+  if #stmts == 0 then return true end
+  return conn:exec_script(table.concat(stmts, ";\n"))
 end
 
 -- Calls fn(conn, cfg) with a connection to the named config's database,
@@ -144,11 +152,43 @@ local function exec_statements(ctx, name, stmts)
   return with_db(ctx, name, function(conn) return run_in_tx(conn, stmts) end)
 end
 
+-- Per-state caches of work that depends only on configuration text: a
+-- role's statements are split, and a username template compiled, once per
+-- thread rather than on every request. Bounded: cleared when full.
+local CACHE_MAX = 256
+local split_cache, split_cached = {}, 0
+local template_cache, templates_cached = {}, 0
+
+local function split_cached_stmt(plugin, stmt, allow_whole)
+  local key = plugin.name .. (allow_whole and "\1" or "\0") .. stmt
+  local pieces = split_cache[key]
+  if pieces == nil then
+    if split_cached >= CACHE_MAX then split_cache, split_cached = {}, 0 end
+    pieces = plugin.split(stmt, allow_whole)
+    split_cache[key], split_cached = pieces, split_cached + 1
+  end
+  return pieces
+end
+
+local function compile_template(text)
+  local t = template_cache[text]
+  if t == nil then
+    local err
+    t, err = template.compile(text)
+    if t == nil then return nil, err end
+    if templates_cached >= CACHE_MAX then
+      template_cache, templates_cached = {}, 0
+    end
+    template_cache[text], templates_cached = t, templates_cached + 1
+  end
+  return t
+end
+
 -- Expands configured statements (each may hold several) with vars.
 local function expand(plugin, list, vars, allow_whole)
   local out = {}
   for _, stmt in ipairs(list or {}) do
-    for _, piece in ipairs(plugin.split(stmt, allow_whole)) do
+    for _, piece in ipairs(split_cached_stmt(plugin, stmt, allow_whole)) do
       out[#out + 1] = subst(piece, vars)
     end
   end
@@ -171,16 +211,8 @@ local PW_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 
 local function generate_password()
   while true do
-    local bytes, out = coffer.crypto.random_bytes(64), {}
-    for i = 1, #bytes do
-      local b = bytes:byte(i)
-      if b < 252 and #out < 20 then -- 252 = 4 * 63: no modulo bias
-        local k = b % 63 + 1
-        out[#out + 1] = PW_ALPHABET:sub(k, k)
-      end
-    end
-    local pw = table.concat(out)
-    if #pw == 20 and pw:find("%l") and pw:find("%u") and pw:find("%d") and
+    local pw = coffer.crypto.random_string(20, PW_ALPHABET)
+    if pw:find("%l") and pw:find("%u") and pw:find("%d") and
        pw:find("-", 1, true) then
       return pw
     end
@@ -388,6 +420,11 @@ e:path("rotate-root/:name", {
     end
     local plugin = plugins[cfg.plugin_name]
     local new = generate_password()
+    -- Write-ahead: if Coffer dies after PostgreSQL took the new password
+    -- but before the config says so, acquire() finds the pending password
+    -- and adopts it when the stored one is refused.
+    cfg.pending_password = new
+    req.storage:put_json("config/" .. name, cfg)
     local stmts = expand(plugin, #cfg.root_rotation_statements > 0 and
                          cfg.root_rotation_statements or
                          plugin.default_root_rotation,
@@ -397,7 +434,7 @@ e:path("rotate-root/:name", {
     if not ok then
       internal_error("unable to rotate root credentials: " .. db_message(err))
     end
-    cfg.password = new
+    cfg.password, cfg.pending_password = new, nil
     req.storage:put_json("config/" .. name, cfg)
     coffer.db.remove(pool_key(req.mount, name))
     configure_pool(req.mount, name, cfg, false)
@@ -471,7 +508,7 @@ e:path("roles/:name", {
 -- ============================================================== creds ==
 
 local function make_username(cfg, plugin, req, role_name)
-  local t, err = template.compile(cfg.username_template or
+  local t, err = compile_template(cfg.username_template or
                                   plugin.default_username_template)
   if t == nil then internal_error("invalid username template: " .. err) end
   local display = req.token and req.token.display_name or "token"

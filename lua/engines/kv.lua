@@ -353,11 +353,21 @@ local data_fields = {
               "the value at the version number will be returned." },
 }
 
+-- Writers of a key's versions and metadata hold the key's storage lock, so
+-- that concurrent writes cannot both take version n+1 and check-and-set
+-- means what it says.
+local function locked(fn)
+  return function(req)
+    local lock <close> = req.storage:lock(meta_key(req.params.path))
+    return fn(req)
+  end
+end
+
 e:path("data/*path", {
   when = is_v2, fields = data_fields,
   help = "Write, Patch, Read, and Delete data in the Key-Value Store.",
-  read = data_read, write = data_write, patch = data_patch,
-  delete = data_delete,
+  read = data_read, write = locked(data_write), patch = locked(data_patch),
+  delete = locked(data_delete),
 })
 
 -- ===================================== delete/, undelete/, destroy/ ==
@@ -372,6 +382,7 @@ local function for_versions(req, missing_msg, fn)
   if versions == nil or #versions == 0 then
     coffer.bad_request(missing_msg)
   end
+  local lock <close> = req.storage:lock(meta_key(req.params.path))
   local meta = load_meta(req, req.params.path)
   if meta == nil then
     return nil
@@ -578,8 +589,9 @@ e:path("metadata/*path", {
                         "a secret." },
   },
   help = "Configures settings for the KV store.",
-  read = metadata_read, write = metadata_write, patch = metadata_patch,
-  delete = metadata_delete, list = metadata_list,
+  read = metadata_read, write = locked(metadata_write),
+  patch = locked(metadata_patch), delete = locked(metadata_delete),
+  list = metadata_list,
 })
 
 -- ============================================================= subkeys/ ==

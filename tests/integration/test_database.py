@@ -35,7 +35,11 @@ def pg():
 
 @pytest.fixture(scope="module")
 def srv(pg):
-    s = Server()
+    # Fast retries and ticks so that backoff, irrevocable leases and
+    # static rotation can be watched within seconds.
+    s = Server(extra_args=["-dev-lease-retry-base=0.05",
+                           "-dev-lease-retry-max=0.5",
+                           "-dev-tick-interval=0.5"])
     yield s
     rc = s.stop()
     assert rc == 0, s.stderr_text()[-4000:]
@@ -185,9 +189,29 @@ def test_short_ttl_expires_by_itself(srv, pg, db):
     assert pg.wait_role_gone(body["data"]["username"], 10)
 
 
+def test_default_revocation_strips_grants_in_other_schemas(srv, pg, db):
+    pg.query("CREATE SCHEMA IF NOT EXISTS sales")
+    pg.query("CREATE TABLE IF NOT EXISTS sales.orders (id int)")
+    pg.query("CREATE SEQUENCE IF NOT EXISTS sales.ids")
+    srv.client.write("database/roles/short", db_name="myapp",
+                     creation_statements=CREATE + ' GRANT USAGE ON SCHEMA '
+                     'sales TO "{{name}}"; GRANT SELECT ON sales.orders TO '
+                     '"{{name}}"; GRANT USAGE ON sales.ids TO "{{name}}"; '
+                     'GRANT SELECT ON shared_table TO "{{name}}";',
+                     default_ttl="1h")
+    body = creds(srv, "short")
+    user = body["data"]["username"]
+    r = srv.cli("lease", "revoke", "-sync", body["lease_id"])
+    assert r.rc == 0, r
+    assert not pg.role_exists(user)
+    assert not pg.query("SELECT 1 FROM information_schema.role_table_grants "
+                        "WHERE grantee = %s", user)
+
+
 def test_role_deleted_lease_still_revocable(srv, pg, db):
     srv.client.write("database/roles/short", db_name="myapp",
-                     creation_statements=CREATE, default_ttl="1h")
+                     creation_statements=CREATE, default_ttl="1h",
+                     max_ttl="2h")
     body = creds(srv, "short")
     srv.client.delete("database/roles/short")
     srv.client.sys.revoke_lease(body["lease_id"])
@@ -399,3 +423,71 @@ def test_rotate_root_keeps_working(srv, pg, db):
     body = creds(srv, "rooty-role")
     assert pg.role_exists(body["data"]["username"])
     srv.client.sys.revoke_lease(body["lease_id"])
+
+
+def test_failing_revocation_becomes_irrevocable_and_visible(srv, pg, db):
+    srv.client.write("database/roles/short", db_name="myapp",
+                     creation_statements=CREATE,
+                     revocation_statements="DROP ROLE no_such_role_here;",
+                     default_ttl="1h", max_ttl="2h")
+    body = creds(srv, "short")
+    lease = body["lease_id"]
+    r = srv.req("PUT", "sys/leases/revoke", json={"lease_id": lease})
+    assert r.status_code == 400
+    assert 'role "no_such_role_here" does not exist' in r.json()["errors"][0]
+    # Queue it, let it fail repeatedly, and watch it surface.
+    r = srv.req("PUT", "sys/leases/revoke", json={"lease_id": lease,
+                                                  "sync": False})
+    assert r.status_code == 202
+    deadline = time.monotonic() + 15
+    listed = []
+    while time.monotonic() < deadline:
+        listed = srv.req("GET", "sys/leases",
+                         params={"type": "irrevocable"}).json()["data"]
+        if listed.get("leases"):
+            break
+        time.sleep(0.2)
+    assert [x["lease_id"] for x in listed["leases"]] == [lease]
+    assert "does not exist" in listed["leases"][0]["error"]
+    m = srv.req("GET", "sys/metrics").json()
+    gauges = {g["Name"]: g["Value"] for g in m["Gauges"]}
+    assert gauges["coffer.expire.num_irrevocable_leases"] >= 1
+    counters = {c["Name"]: c["Count"] for c in m["Counters"]}
+    assert counters["coffer.expire.revoke.failure"] >= 6
+    text = srv.req("GET", "sys/metrics", params={"format": "prometheus"})
+    assert text.headers["Content-Type"].startswith("text/plain")
+    assert "coffer_expire_num_irrevocable_leases" in text.text
+    r = srv.req("PUT", "sys/leases/renew", json={"lease_id": lease})
+    assert r.status_code == 400
+    # revoke-force deletes the record even though the engine fails.
+    r = srv.req("PUT", "sys/leases/revoke-force/" + lease)
+    assert r.status_code == 204
+    r = srv.req("PUT", "sys/leases/lookup", json={"lease_id": lease})
+    assert r.status_code == 400
+    pg.query('DROP ROLE "%s"' % body["data"]["username"])
+
+
+def test_static_role_rotates_by_itself(srv, pg, db):
+    name = "auto_" + uuid.uuid4().hex[:8]
+    static = "static-" + name
+    pg.query('CREATE ROLE "%s" LOGIN PASSWORD \'initial\'' % name)
+    srv.client.write("database/config/myapp",
+                     allowed_roles="my-role, short, granting, bad, static-*")
+    srv.client.write("database/static-roles/" + static, db_name="myapp",
+                     username=name, rotation_period="5s")
+    first = srv.client.read("database/static-creds/" + static)["data"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        now = srv.client.read("database/static-creds/" + static)["data"]
+        if now["password"] != first["password"]:
+            break
+        time.sleep(0.5)
+    assert now["password"] != first["password"]
+    assert can_login(pg, name, now["password"])
+    assert now["ttl"] <= 5
+
+
+def test_tidy_revokes_leases_of_vanished_tokens(srv, pg, db):
+    r = srv.req("PUT", "sys/leases/tidy")
+    assert r.status_code == 202
+    assert "Tidy operation successfully started" in r.json()["warnings"][0]

@@ -701,6 +701,97 @@ TEST(per_thread_states)
         pthread_join(t[i], NULL);
 }
 
+/* ====================================================== JSON numbers == */
+
+/*
+ * Big numbers through a bare state: lua_api_open plus the real fields.lua,
+ * outside any request. The script asserts; the C side checks it returned
+ * true, or shows the failing assertion.
+ */
+static const char json_numbers_script[] =
+    "local j = coffer.json\n"
+    "local F = ...\n"
+    "local d = j.decode('{\"big\":12345678901234567890,\"p\":0.1,'\n"
+    "  .. '\"i\":9007199254740993,\"one\":1.0,\"e\":1e3,\"nz\":-0,'\n"
+    "  .. '\"f\":0.5,\"n\":42}')\n"
+    "assert(math.type(d.i) == 'integer' and d.i == 9007199254740993)\n"
+    "assert(math.type(d.n) == 'integer' and math.type(d.f) == 'float')\n"
+    "assert(d.p == 0.1)\n"
+    "assert(type(d.big) == 'userdata' and type(d.one) == 'userdata')\n"
+    "assert(tostring(d.big) == '12345678901234567890')\n"
+    "assert(j.is_number(d.big) and j.is_number(1) and not j.is_number('1'))\n"
+    "assert(j.encode(d) == '{\"big\":12345678901234567890,\"e\":1e3,'\n"
+    "  .. '\"f\":0.5,\"i\":9007199254740993,\"n\":42,\"nz\":-0,'\n"
+    "  .. '\"one\":1.0,\"p\":0.1}', j.encode(d))\n"
+    "assert(d.big > 9007199254740993 and d.big < 1e20)\n"
+    "assert(d.big > 2^63 and -2^63 < d.big and not (d.big < 0/0))\n"
+    "assert(d.one == j.number('1e0') and d.one ~= d.e and d.big ~= j.null)\n"
+    "assert(d.one <= 1 and d.one >= 1 and not (d.one < 1))\n"
+    "local exact = j.number('0.1000000000000000055511151231257827021181583'\n"
+    "                      .. '404541015625')\n"
+    "assert(not (exact < 0.1) and not (0.1 < exact) and exact <= 0.1)\n"
+    "assert(j.number('0.1000000000000000055511151231257827') < 0.1)\n"
+    "assert(j.number('1e400') > math.huge == false)\n"
+    "assert(j.tonumber(d.big) == 1.2345678901234567e19)\n"
+    "assert(math.type(j.tonumber(d.one)) == 'float' and j.tonumber(d.nz) == 0)\n"
+    "assert(j.tonumber(7) == 7 and j.tonumber('8') == 8 and not j.tonumber({}))\n"
+    "local ok, msg = pcall(function() return d.big + 1 end)\n"
+    "assert(not ok and msg:find('coffer.json.tonumber', 1, true), msg)\n"
+    "assert(not pcall(function() return -d.big end))\n"
+    "assert(not pcall(function() return d.big < 'x' end))\n"
+    "assert('x' .. d.big .. 1 == 'x123456789012345678901')\n"
+    "assert(math.type(j.number('42')) == 'integer' and j.number('0.5') == 0.5)\n"
+    "assert(j.number('nope') == nil and j.number('1 ') == nil)\n"
+    "assert(tostring(j.number('1.50')) == '1.50' and j.number(d.big) == d.big)\n"
+    "assert(j.decode('{\"a\":1,}') == nil and j.decode('{\"a\":1} x') == nil)\n"
+    "assert(select(2, j.decode('[1,,2]')):find('byte 3', 1, true))\n"
+    "assert(j.decode('{\"k\":1,\"k\":2}').k == 2)\n"
+    "assert(F.convert('string', d.big) == '12345678901234567890')\n"
+    "local v, why = F.convert('int', d.big)\n"
+    "assert(v == nil and why == 'strconv.ParseInt: parsing '\n"
+    "  .. '\"12345678901234567890\": value out of range', why)\n"
+    "v, why = F.convert('int', d.one)\n"
+    "assert(v == nil and why:find('invalid syntax', 1, true), why)\n"
+    "v, why = F.convert('bool', d.one)\n"
+    "assert(v == nil and why:find('ParseBool', 1, true), why)\n"
+    "v, why = F.convert('duration', d.e)\n"
+    "assert(v == nil and type(why) == 'string', why)\n"
+    "assert(F.convert('list', d.big)[1] == '12345678901234567890')\n"
+    "assert(F.convert('ints', d.big) == nil)\n"
+    "v, why = F.convert('map', d.big)\n"
+    "assert(v == nil and why == \"'' expected a map, got 'json.Number'\", why)\n"
+    "assert(F.govalue({ d.big }) == '[12345678901234567890]')\n"
+    "assert(F.convert('any', d.big) == d.big)\n"
+    "return true\n";
+
+static int open_for_json_numbers(lua_State *L)
+{
+    luaL_openlibs(L);
+    lua_api_open(L);
+    lua_setglobal(L, "coffer");
+    if (luaL_loadfilex(L, "lua/coffer/fields.lua", "t") != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, 1);
+    if (luaL_loadbufferx(L, json_numbers_script, strlen(json_numbers_script),
+                         "=json_numbers", "t") != LUA_OK)
+        return lua_error(L);
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+TEST(json_big_numbers_in_lua)
+{
+    lua_State *L = luaL_newstate();
+
+    lua_pushcfunction(L, open_for_json_numbers);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK)
+        harness_fail(__FILE__, __LINE__, "%s", lua_tostring(L, -1));
+    else
+        CHECK(lua_toboolean(L, -1));
+    lua_close(L);
+}
+
 int main(int argc, char **argv)
 {
     char dir[PATH_MAX], cwd[PATH_MAX], path[PATH_MAX * 2];
@@ -750,6 +841,7 @@ int main(int argc, char **argv)
     RUN(api_json_time_crypto);
     RUN(fields_and_captures);
     RUN(per_thread_states);
+    RUN(json_big_numbers_in_lua);
 
     luavm_global_shutdown();
     mount_teardown(&kv1);
