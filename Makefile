@@ -11,7 +11,7 @@
 #   make V=1        show full command lines
 
 BUILD ?= build
-PKGS := lua5.4 libmicrohttpd libcjson openssl libcurl libpq
+PKGS := lua5.4 libmicrohttpd libcjson openssl libcurl libpq sqlite3
 CC ?= cc
 OPT ?= -O2
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) \

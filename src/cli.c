@@ -13,6 +13,7 @@
  *   cli_cmds.c    read, write, list, delete, secrets, token, status
  *   cli_kv.c      kv (with KV v2 path rewriting)
  *   cli_lease.c   lease lookup, renew, revoke, list
+ *   cli_operator.c  operator init, unseal, seal
  *   cli_format.c  how a response looks, byte for byte like Vault
  *
  * Owns here: the flag table (every flag of every command; each command
@@ -113,6 +114,10 @@ static const struct flag_spec flag_table[] = {
     { "policy", NULL, FK_LIST, OPT(policies) },
     { "prefix", NULL, FK_BOOL, OPT(prefix) },
     { "sync", NULL, FK_BOOL, OPT(sync) },
+    { "key-shares", "n", FK_INT, OPT(key_shares) },
+    { "key-threshold", "t", FK_INT, OPT(key_threshold) },
+    { "status", NULL, FK_BOOL, OPT(status) },
+    { "reset", NULL, FK_BOOL, OPT(reset) },
 };
 
 /* cli_opts.seen has one bit per flag. */
@@ -636,6 +641,7 @@ static const char help_main[] =
     "    delete     Delete secrets and configuration\n"
     "    kv         Interact with the key/value secrets engine\n"
     "    lease      Look up, renew, revoke and list leases\n"
+    "    operator   Initialize, unseal and seal the server\n"
     "    secrets    Enable, disable, list and tune secrets engines\n"
     "    token      Create, look up, renew and revoke tokens\n";
 
@@ -648,6 +654,7 @@ static const struct cli_command *const command_tables[] = {
     cli__cmds_commands,
     cli__kv_commands,
     cli__lease_commands,
+    cli__operator_commands,
 };
 
 /* The command named by argv[1..]; *used is how many words it took. */

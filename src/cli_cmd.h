@@ -1,6 +1,6 @@
 /*
  * cli_cmd.h - what the command files of the CLI share (cli.c, cli_cmds.c,
- * cli_kv.c, cli_lease.c).
+ * cli_kv.c, cli_lease.c, cli_operator.c).
  *
  * Private to the cli*.c files; the public entry point is cli_main() in
  * cli.h. cli.c owns the flags, the dispatch and the output helpers below;
@@ -79,6 +79,11 @@ struct cli_opts {
     /* lease */
     bool prefix;
     bool sync;
+    /* operator */
+    int64_t key_shares;
+    int64_t key_threshold;
+    bool status;
+    bool reset;
 
     uint64_t seen;              /* bit i: flag i of cli.c's table given */
     enum cli_format format;
@@ -102,10 +107,11 @@ struct cli_command {
     bool raw_ok;              /* only `read` takes -format=raw */
 };
 
-/* The command tables of cli_cmds.c, cli_kv.c and cli_lease.c. */
+/* The command tables of cli_cmds.c, cli_kv.c, cli_lease.c, cli_operator.c. */
 extern const struct cli_command cli__cmds_commands[];
 extern const struct cli_command cli__kv_commands[];
 extern const struct cli_command cli__lease_commands[];
+extern const struct cli_command cli__operator_commands[];
 
 /* The flags every command takes, appended to each help text. */
 #define CLI_HELP_GLOBAL                                                      \
@@ -189,5 +195,12 @@ int cli__list_output(struct cli *ctx, const char *path,
 /* What delete-like commands print once the call came back. */
 int cli__delete_output(struct cli *ctx, const char *path, int call_rc,
                        const cJSON *secret, const struct out *err);
+/*
+ * Vault's OutputSealStatus: asks sys/leader (blocks), then prints the
+ * sys/seal-status answer `seal` (borrowed) as the table or JSON/YAML of
+ * `status`. Returns 0, or 1 when sys/leader failed (message printed).
+ * Whether the server is sealed does not change the result.
+ */
+int cli__print_seal_status(struct cli *ctx, const cJSON *seal);
 
 #endif

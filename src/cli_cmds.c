@@ -1006,9 +1006,13 @@ static int fetch_leader(struct cli *ctx, cJSON **leader, struct out *err)
     return rc;
 }
 
-static int cmd_status(struct cli *ctx)
+/*
+ * Vault's OutputSealStatus, shared with `operator unseal`: sys/leader,
+ * then the table or JSON/YAML. Returns 0, or 1 when sys/leader failed.
+ */
+int cli__print_seal_status(struct cli *ctx, const cJSON *seal)
 {
-    cJSON *seal = NULL, *leader = NULL;
+    cJSON *leader = NULL;
     struct strvec lines;
     struct out err, o, js;
     int rc;
@@ -1017,16 +1021,6 @@ static int cmd_status(struct cli *ctx)
     out_init(&err);
     out_init(&o);
     out_init(&js);
-    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
-    if (rc == 0 && cli__need_client(ctx) != 0)
-        rc = 1; /* 2 means "sealed" for this command */
-    if (rc != 0)
-        goto out;
-    if (cli__api_call(&ctx->client, "GET", "sys/seal-status", NULL, NULL,
-                      CLI_CALL_BARE, &seal, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error checking seal status") - 1;
-        goto out;
-    }
     if (fetch_leader(ctx, &leader, &err) != 0) {
         rc = cli__report(&err, "Error checking leader status") - 1;
         goto out;
@@ -1039,15 +1033,38 @@ static int cmd_status(struct cli *ctx)
         cli__structured(ctx, &o, &js);
     }
     rc = cli__emit(stdout, &o);
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(seal, "sealed")))
-        rc = 2;
 out:
     cli__json_free_wiped(leader);
-    cli__json_free_wiped(seal);
     out_release(&js);
     out_release(&o);
     out_release(&err);
     strvec_release(&lines);
+    return rc;
+}
+
+static int cmd_status(struct cli *ctx)
+{
+    cJSON *seal = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
+    if (rc == 0 && cli__need_client(ctx) != 0)
+        rc = 1; /* 2 means "sealed" for this command */
+    if (rc != 0)
+        goto out;
+    if (cli__api_call(&ctx->client, "GET", "sys/seal-status", NULL, NULL,
+                      CLI_CALL_BARE, &seal, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error checking seal status") - 1;
+        goto out;
+    }
+    rc = cli__print_seal_status(ctx, seal);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(seal, "sealed")))
+        rc = 2;
+out:
+    cli__json_free_wiped(seal);
+    out_release(&err);
     return rc;
 }
 

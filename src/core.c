@@ -13,17 +13,24 @@
  */
 #include "core.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
+#include "barrier.h"
+#include "db_pg.h"
 #include "lease.h"
 #include "log.h"
 #include "luavm.h"
 #include "policy.h"
 #include "router.h"
+#include "seal.h"
 #include "storage.h"
 #include "sys.h"
+#include "sys_seal.h"
 #include "ticker.h"
 #include "token.h"
 
@@ -32,61 +39,181 @@ static const char multi_denied[] = "1 error occurred:\n\t* permission "
 
 /* ========================================================= start, stop == */
 
+/*
+ * Server state. Requests hold `lock` for reading while they run; sealing,
+ * unsealing and shutdown take it for writing, so subsystems never go away
+ * under a request. `active` is only written under the write lock.
+ */
+static struct {
+    pthread_rwlock_t lock;
+    struct core_config cfg;
+    struct barrier *barrier;
+    bool active;
+} state = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
 /* Leases reach their engines through the Lua runtime. */
 static const struct lease_ops engine_lease_ops = {
     .revoke = luavm_lease_revoke,
     .renew = luavm_lease_renew,
 };
 
-int core_init(const struct core_config *cfg, char **root_token,
-              struct errbuf *err)
+struct barrier *core_barrier(void)
 {
-    struct luavm_config lcfg = {
-        .lua_dir = cfg->lua_dir,
-        .storage = cfg->storage,
-    };
-    struct lease_config lcfg_lease = {
+    return state.barrier;
+}
+
+struct token *core_lookup_token(const char *client_token)
+{
+    struct token *t = NULL;
+
+    pthread_rwlock_rdlock(&state.lock);
+    if (state.active)
+        t = token_lookup(client_token, false);
+    pthread_rwlock_unlock(&state.lock);
+    return t;
+}
+
+bool core_is_active(void)
+{
+    bool active;
+
+    pthread_rwlock_rdlock(&state.lock);
+    active = state.active;
+    pthread_rwlock_unlock(&state.lock);
+    return active;
+}
+
+/* Starts what needs the unsealed barrier. Caller holds the write lock. */
+static int activate_locked(struct errbuf *err)
+{
+    struct storage *logical = barrier_storage(state.barrier);
+    struct lease_config lcfg = {
         .ops = &engine_lease_ops,
-        .workers = cfg->lease_workers,
-        .retry_base = cfg->lease_retry_base,
-        .retry_max = cfg->lease_retry_max,
+        .workers = state.cfg.lease_workers,
+        .retry_base = state.cfg.lease_retry_base,
+        .retry_max = state.cfg.lease_retry_max,
     };
     int rc;
 
-    *root_token = NULL;
-    rc = luavm_global_init(&lcfg, err);
-    if (rc != 0)
-        return rc;
-    rc = token_store_init(cfg->storage);
+    if (state.active)
+        return 0;
+    rc = token_store_init(logical);
     if (rc != 0) {
         errbuf_set(err, "token store: %s", coffer_strerror(rc));
         return rc;
     }
-    rc = router_init(cfg->storage, cfg->dev_mode, err);
-    if (rc != 0)
+    rc = router_init(logical, state.cfg.dev_mode, err);
+    if (rc == 0)
+        rc = lease_init(logical, &lcfg, err);
+    if (rc == 0)
+        rc = ticker_start(state.cfg.tick_interval, err);
+    if (rc != 0) {
+        lease_shutdown();
+        router_shutdown();
+        token_store_shutdown();
         return rc;
-    rc = lease_init(cfg->storage, &lcfg_lease, err);
-    if (rc != 0)
-        return rc;
-    rc = ticker_start(cfg->tick_interval, err);
-    if (rc != 0)
-        return rc;
-    sys_set_storage_type(cfg->storage->backend->name);
-    if (cfg->dev_mode) {
-        rc = token_create_root(cfg->dev_root_token_id, root_token);
-        if (rc != 0)
-            errbuf_set(err, "creating the root token failed: %s",
-                       coffer_strerror(rc));
     }
+    state.active = true;
+    log_info("core: active");
+    return 0;
+}
+
+static void deactivate_locked(void)
+{
+    if (!state.active)
+        return;
+    ticker_stop();
+    lease_shutdown();
+    router_shutdown();
+    token_store_shutdown();
+    /* Sealed means no live credentials either: database connections made
+     * with a config's root password are closed, and reopened on demand. */
+    db_shutdown();
+    state.active = false;
+    log_info("core: standing by (sealed)");
+}
+
+int core_activate(struct errbuf *err)
+{
+    int rc;
+
+    pthread_rwlock_wrlock(&state.lock);
+    rc = activate_locked(err);
+    pthread_rwlock_unlock(&state.lock);
+    return rc;
+}
+
+void core_deactivate(void)
+{
+    pthread_rwlock_wrlock(&state.lock);
+    deactivate_locked();
+    pthread_rwlock_unlock(&state.lock);
+}
+
+int core_init_root_token(char **root_token, struct errbuf *err)
+{
+    struct storage *logical = barrier_storage(state.barrier);
+    int rc = token_store_init(logical);
+
+    if (rc == 0)
+        rc = router_init(logical, state.cfg.dev_mode, err);
+    if (rc == 0)
+        rc = token_create_root(state.cfg.dev_root_token_id, root_token);
+    if (rc != 0 && err->msg[0] == '\0')
+        errbuf_set(err, "creating the root token failed: %s",
+                   coffer_strerror(rc));
+    router_shutdown();
+    token_store_shutdown();
+    return rc;
+}
+
+/* Dev mode: one share, unsealed at once, secret/ mounted, root token. */
+static int dev_bootstrap(char **root_token, char **unseal_key,
+                         struct errbuf *err)
+{
+    uint8_t *share = NULL;
+    char b64[2 * SEAL_SHARE_LEN + 4];
+    int rc = seal_init(1, 1, &share, err);
+
+    if (rc == 0)
+        rc = core_init_root_token(root_token, err);
+    if (rc == 0)
+        rc = core_activate(err);
+    if (rc == 0) {
+        EVP_EncodeBlock((unsigned char *)b64, share, SEAL_SHARE_LEN);
+        *unseal_key = xstrdup(b64);
+    }
+    crypto_wipe(b64, sizeof(b64));
+    secure_free(share, SEAL_SHARE_LEN);
+    return rc;
+}
+
+int core_init(const struct core_config *cfg, char **root_token,
+              char **unseal_key, struct errbuf *err)
+{
+    struct luavm_config lcfg = {.lua_dir = cfg->lua_dir};
+    int rc;
+
+    *root_token = NULL;
+    *unseal_key = NULL;
+    state.cfg = *cfg;
+    state.barrier = barrier_new(cfg->physical);
+    seal_setup(state.barrier, cfg->physical);
+    lcfg.storage = barrier_storage(state.barrier);
+    rc = luavm_global_init(&lcfg, err);
+    if (rc != 0)
+        return rc;
+    sys_set_storage_type(cfg->physical->backend->name);
+    if (cfg->dev_mode)
+        rc = dev_bootstrap(root_token, unseal_key, err);
     return rc;
 }
 
 void core_shutdown(void)
 {
-    ticker_stop();
-    lease_shutdown();
-    router_shutdown();
-    token_store_shutdown();
+    core_deactivate();
+    barrier_free(state.barrier);
+    state.barrier = NULL;
     luavm_thread_release();
     luavm_global_shutdown();
 }
@@ -261,10 +388,6 @@ static void run(struct request *req, struct response *resp)
 {
     const struct mount *m;
 
-    if (sys_is_unauthenticated(req->path)) {
-        sys_handle(req, resp);
-        return;
-    }
     if (req->op == OP_HEAD) {
         response_empty_error(resp, 405);
         return;
@@ -307,7 +430,7 @@ void core_handle(struct request *req, struct reply *out)
                                    "characters");
         return;
     }
-    if (req->op == OP_LIST && sys_is_unauthenticated(req->path)) {
+    if (req->op == OP_LIST && sys_seal_handles(req->path)) {
         /* Vault serves these outside its router: LIST is just a verb. */
         core_error_reply(out, 405, NULL);
         return;
@@ -318,12 +441,23 @@ void core_handle(struct request *req, struct reply *out)
         req->path[n] = '/';
         req->path[n + 1] = '\0';
     }
-    run(req, &resp);
-    render(req, &resp, out);
-    token_free((struct token *)req->token);
-    router_mount_put(req->mount);
-    req->token = NULL;
-    req->mount = NULL;
+    if (sys_seal_handles(req->path)) {
+        /* Outside the state lock: these change or report the state. */
+        sys_seal_handle(req, &resp);
+        render(req, &resp, out);
+    } else {
+        pthread_rwlock_rdlock(&state.lock);
+        if (state.active)
+            run(req, &resp);
+        else
+            response_error(&resp, 503, "Vault is sealed");
+        render(req, &resp, out);
+        token_free((struct token *)req->token);
+        router_mount_put(req->mount);
+        req->token = NULL;
+        req->mount = NULL;
+        pthread_rwlock_unlock(&state.lock);
+    }
     log_debug("%s %s %s -> %d", req->id, req_op_name(req->op), req->path,
               out->status);
     response_release(&resp);

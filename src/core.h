@@ -20,7 +20,7 @@ struct core_config {
     bool dev_mode;
     const char *dev_root_token_id; /* NULL = random */
     const char *lua_dir;
-    struct storage *storage;       /* borrowed */
+    struct storage *physical;      /* borrowed; the barrier wraps it */
     unsigned int lease_workers;    /* 0 = default */
     double lease_retry_base;       /* seconds, 0 = default */
     double lease_retry_max;        /* seconds, 0 = default */
@@ -28,13 +28,35 @@ struct core_config {
 };
 
 /*
- * Brings the subsystems up in order (Lua scripts, tokens, mounts) and, in
- * dev mode, creates the root token, returned in *root_token (the caller
- * frees it with secure_free_str). 0 or COFFER_E* with words in err.
+ * Brings the server up sealed: Lua scripts validated, the barrier over
+ * the physical storage. In dev mode it also initialises with one key
+ * share, unseals, mounts secret/ and creates the root token: *root_token
+ * and *unseal_key (base64) are then new strings the caller frees with
+ * secure_free_str. 0 or COFFER_E* with words in err.
  */
 int core_init(const struct core_config *cfg, char **root_token,
-              struct errbuf *err);
+              char **unseal_key, struct errbuf *err);
 void core_shutdown(void);
+
+/* True while unsealed with every subsystem running. */
+bool core_is_active(void);
+
+/*
+ * For the seal endpoints (sys_seal.c): bring the subsystems that need an
+ * unsealed barrier up or down. Both take the state lock for writing, so
+ * they wait for requests in flight and hold new ones off.
+ */
+int core_activate(struct errbuf *err);
+void core_deactivate(void);
+/* Creates the root token of a fresh init (barrier unsealed, inactive). */
+int core_init_root_token(char **root_token, struct errbuf *err);
+
+struct barrier;
+struct barrier *core_barrier(void);
+
+/* Looks a token up if active (NULL otherwise); free with token_free. */
+struct token;
+struct token *core_lookup_token(const char *client_token);
 
 /* A rendered reply. body is NULL for an empty body. */
 struct reply {

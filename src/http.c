@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -506,6 +507,59 @@ static int make_sockaddr(const char *address, struct sockaddr_storage *ss,
     return COFFER_EINVAL;
 }
 
+#define HTTP_MAX_PEM_SIZE ((size_t)1024 * 1024)
+
+/*
+ * Reads a PEM file into a new NUL-terminated buffer (MHD takes C strings)
+ * of *n bytes plus the NUL. The caller frees it with secure_free(p, *n + 1).
+ * what ("certificate", "key") names the file in errors.
+ */
+static char *read_pem(const char *path, const char *what, size_t *n,
+                      struct errbuf *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *p = NULL;
+    size_t len = 0;
+    size_t r;
+
+    if (f == NULL) {
+        errbuf_set(err, "cannot read the TLS %s file \"%s\": %s", what, path,
+                   strerror(errno));
+        return NULL;
+    }
+    p = xmalloc(HTTP_MAX_PEM_SIZE + 1);
+    do {
+        r = fread(p + len, 1, HTTP_MAX_PEM_SIZE + 1 - len, f);
+        len += r;
+    } while (r > 0 && len <= HTTP_MAX_PEM_SIZE);
+    if (ferror(f)) {
+        errbuf_set(err, "cannot read the TLS %s file \"%s\": %s", what, path,
+                   strerror(errno));
+    } else if (len > HTTP_MAX_PEM_SIZE) {
+        errbuf_set(err, "the TLS %s file \"%s\" is larger than %zu bytes",
+                   what, path, HTTP_MAX_PEM_SIZE);
+    } else if (len == 0 || memchr(p, '\0', len) != NULL) {
+        errbuf_set(err, "the TLS %s file \"%s\" is %s", what, path,
+                   len == 0 ? "empty" : "not PEM text");
+    } else {
+        p[len] = '\0';
+        *n = len;
+        fclose(f);
+        return p;
+    }
+    secure_free(p, HTTP_MAX_PEM_SIZE + 1);
+    fclose(f);
+    return NULL;
+}
+
+/*
+ * With TLS, the PEM text is passed to MHD as memory. MHD keeps only the
+ * pointers and reads them once, in MHD_start_daemon, where GnuTLS parses
+ * them into its own credentials (gnutls_certificate_set_x509_key_mem in
+ * MHD_init_daemon_certificate, 0.9.x); nothing reads them afterwards. So
+ * the key text is wiped and freed as soon as MHD_start_daemon returns,
+ * and only GnuTLS's parsed copy stays in memory.
+ */
 struct http_server *http_start(const struct http_config *cfg,
                                struct errbuf *err)
 {
@@ -513,6 +567,11 @@ struct http_server *http_start(const struct http_config *cfg,
     struct sockaddr_storage ss;
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
                          MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    bool tls = cfg->tls_cert_file != NULL || cfg->tls_key_file != NULL;
+    char *cert = NULL;
+    char *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
 
     atomic_init(&srv->in_flight, 0);
 
@@ -521,20 +580,54 @@ struct http_server *http_start(const struct http_config *cfg,
                                 : HTTP_DEFAULT_MAX_REQUEST_SIZE;
     if (make_sockaddr(cfg->address, &ss, &flags, err) != 0)
         goto fail;
+    if (tls) {
+        if (cfg->tls_cert_file == NULL || cfg->tls_key_file == NULL) {
+            errbuf_set(err, "TLS needs both a certificate and a key file");
+            goto fail;
+        }
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            errbuf_set(err, "this libmicrohttpd was built without TLS");
+            goto fail;
+        }
+        cert = read_pem(cfg->tls_cert_file, "certificate", &cert_len, err);
+        if (cert == NULL)
+            goto fail;
+        key = read_pem(cfg->tls_key_file, "key", &key_len, err);
+        if (key == NULL)
+            goto fail;
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                              cert};
+        tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                              key};
+        tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_error, srv, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned int)(cfg->threads ? cfg->threads : HTTP_DEFAULT_THREADS),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_ARRAY,
+        tls_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
-        errbuf_set(err, "cannot listen on %s (address in use, or not "
-                        "permitted)", cfg->address);
+        if (tls)
+            errbuf_set(err, "cannot start the TLS listener on %s: the "
+                            "address is in use or not permitted, or \"%s\" "
+                            "and \"%s\" are not a matching PEM certificate "
+                            "and key (see the log)", cfg->address,
+                       cfg->tls_cert_file, cfg->tls_key_file);
+        else
+            errbuf_set(err, "cannot listen on %s (address in use, or not "
+                            "permitted)", cfg->address);
         goto fail;
     }
+    secure_free(key, key_len + 1);
+    free(cert);
     return srv;
 fail:
+    secure_free(key, key_len + 1);
+    free(cert);
     free(srv);
     return NULL;
 }

@@ -16,6 +16,12 @@ struct http_config {
     const char *address;       /* "127.0.0.1:8200" */
     unsigned int threads;      /* worker threads in the pool */
     size_t max_request_size;   /* bytes; larger bodies get 413 */
+    /*
+     * PEM files for HTTPS; both NULL = plain HTTP, both set = TLS. Read
+     * once by http_start; the key is wiped from our memory right after.
+     */
+    const char *tls_cert_file;
+    const char *tls_key_file;
 };
 
 #define HTTP_DEFAULT_MAX_REQUEST_SIZE ((size_t)32 * 1024 * 1024)
@@ -23,7 +29,11 @@ struct http_config {
 
 struct http_server;
 
-/* Starts listening. Returns the server or NULL with words in err. */
+/*
+ * Starts listening, with TLS when cfg names the certificate and key files.
+ * Returns the server or NULL with words in err (an unreadable TLS file is
+ * named; an invalid PEM pair is reported, with GnuTLS's reason in the log).
+ */
 struct http_server *http_start(const struct http_config *cfg,
                                struct errbuf *err);
 /*

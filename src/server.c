@@ -190,7 +190,7 @@ static char *find_lua_dir(void)
 }
 
 static void print_dev_banner(const struct server_opts *o,
-                             const char *root_token)
+                             const char *unseal_key, const char *root_token)
 {
     printf("==> Coffer server configuration:\n\n"
            "             Api Address: http://%s\n"
@@ -204,10 +204,13 @@ static void print_dev_banner(const struct server_opts *o,
            "below so that you can\nimmediately begin using Coffer.\n\n"
            "You may need to set the following environment variables:\n\n"
            "    $ export VAULT_ADDR='http://%s'\n\n"
+           "The unseal key and root token are displayed below in case you "
+           "want to\nseal/unseal the server or re-authenticate.\n\n"
+           "Unseal Key: %s\n"
            "Root Token: %s\n\n"
            "Development mode should NOT be used in production "
            "installations!\n\n",
-           o->listen, root_token);
+           o->listen, unseal_key, root_token);
     fflush(stdout);
 }
 
@@ -232,6 +235,7 @@ int server_main(int argc, char **argv)
     struct storage *storage = NULL;
     struct http_server *http = NULL;
     char *root_token = NULL;
+    char *unseal_key = NULL;
     char *lua_dir = NULL;
     struct errbuf err;
     sigset_t set;
@@ -262,11 +266,11 @@ int server_main(int argc, char **argv)
     cfg.dev_mode = true;
     cfg.dev_root_token_id = opts.root_token_id;
     cfg.lua_dir = lua_dir;
-    cfg.storage = storage;
+    cfg.physical = storage;
     cfg.lease_retry_base = opts.lease_retry_base;
     cfg.lease_retry_max = opts.lease_retry_max;
     cfg.tick_interval = opts.tick_interval;
-    if (core_init(&cfg, &root_token, &err) != 0) {
+    if (core_init(&cfg, &root_token, &unseal_key, &err) != 0) {
         fprintf(stderr, "Error initializing core: %s\n", err.msg);
         goto out;
     }
@@ -278,7 +282,7 @@ int server_main(int argc, char **argv)
         fprintf(stderr, "Error starting listener: %s\n", err.msg);
         goto out;
     }
-    print_dev_banner(&opts, root_token);
+    print_dev_banner(&opts, unseal_key, root_token);
     sig = wait_for_signal();
     log_info("==> Coffer shutdown triggered (signal %d)", sig);
     code = 0;
@@ -287,6 +291,7 @@ out:
     core_shutdown();
     storage_free(storage);
     secure_free_str(root_token);
+    secure_free_str(unseal_key);
     free(lua_dir);
     return code;
 }

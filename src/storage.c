@@ -41,6 +41,12 @@ int storage_batch(struct storage *s, const struct storage_op *ops, size_t n)
     return s->backend->batch(s->ctx, ops, n);
 }
 
+int storage_scan(struct storage *s, const char *prefix, storage_scan_fn fn,
+                 void *arg)
+{
+    return s->backend->scan(s->ctx, prefix, fn, arg);
+}
+
 int storage_delete_prefix(struct storage *s, const char *prefix)
 {
     struct strvec keys;

@@ -34,6 +34,13 @@ struct storage_op {
     size_t len;        /* PUT only */
 };
 
+/*
+ * Called by scan for each key (full key) and value, in key order. Return
+ * 0 to go on, anything else to stop the scan with that value.
+ */
+typedef int (*storage_scan_fn)(void *arg, const char *key, const void *value,
+                               size_t len);
+
 struct storage_backend {
     const char *name;
     int (*get)(void *ctx, const char *key, struct buf *out);
@@ -42,6 +49,13 @@ struct storage_backend {
     int (*list)(void *ctx, const char *prefix, struct strvec *out);
     /* All or nothing: either every op is applied or none is. */
     int (*batch)(void *ctx, const struct storage_op *ops, size_t n);
+    /*
+     * Visits every key starting with prefix, at any depth, in key order,
+     * with its value: one pass instead of a list per folder, for start-up
+     * restores of millions of entries. Writes during a scan may or may not
+     * be seen.
+     */
+    int (*scan)(void *ctx, const char *prefix, storage_scan_fn fn, void *arg);
     void (*close)(void *ctx);
 };
 
@@ -52,6 +66,19 @@ struct storage {
 
 /* Creates the in-memory backend. The caller frees it with storage_free. */
 struct storage *storage_inmem_new(void);
+
+/*
+ * Opens (creating if missing) the sqlite backend: one file, WAL mode,
+ * fsync'd commits. NULL with words in err on failure.
+ */
+struct storage *storage_sqlite_open(const char *path, struct errbuf *err);
+
+/*
+ * Opens the postgresql backend on conninfo (URL or key=value), using
+ * table (created if missing; default "coffer_kv"). NULL with words in err.
+ */
+struct storage *storage_pg_open(const char *conninfo, const char *table,
+                                struct errbuf *err);
 void storage_free(struct storage *s);
 
 /* Appends the value to out (which the caller initialised). */
@@ -65,5 +92,8 @@ int storage_list(struct storage *s, const char *prefix, struct strvec *out);
 int storage_batch(struct storage *s, const struct storage_op *ops, size_t n);
 /* Deletes every key that starts with prefix, depth first. */
 int storage_delete_prefix(struct storage *s, const char *prefix);
+/* Visits every key under prefix with its value (see the scan op). */
+int storage_scan(struct storage *s, const char *prefix, storage_scan_fn fn,
+                 void *arg);
 
 #endif

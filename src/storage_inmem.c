@@ -181,6 +181,40 @@ static int inmem_batch(void *ctx, const struct storage_op *ops, size_t n)
     return 0;
 }
 
+/*
+ * Copies the matching entries out under the read lock, then calls fn
+ * without it, so that fn may use the storage itself.
+ */
+static int inmem_scan(void *ctx, const char *prefix, storage_scan_fn fn,
+                      void *arg)
+{
+    struct inmem *m = ctx;
+    size_t plen = strlen(prefix), n = 0, first;
+    struct entry *copy;
+    int rc = 0;
+
+    pthread_rwlock_rdlock(&m->lock);
+    first = lower_bound(m, prefix);
+    while (first + n < m->n && strncmp(m->v[first + n].key, prefix, plen) == 0)
+        n++;
+    copy = xcalloc(n + 1, sizeof(*copy));
+    for (size_t i = 0; i < n; i++) {
+        const struct entry *e = &m->v[first + i];
+        copy[i].key = xstrdup(e->key);
+        copy[i].value = xmalloc(e->len + 1);
+        memcpy(copy[i].value, e->value, e->len);
+        copy[i].len = e->len;
+    }
+    pthread_rwlock_unlock(&m->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0)
+            rc = fn(arg, copy[i].key, copy[i].value, copy[i].len);
+        entry_release(&copy[i]);
+    }
+    free(copy);
+    return rc;
+}
+
 static void inmem_close(void *ctx)
 {
     struct inmem *m = ctx;
@@ -199,6 +233,7 @@ static const struct storage_backend inmem_backend = {
     .del = inmem_del,
     .list = inmem_list,
     .batch = inmem_batch,
+    .scan = inmem_scan,
     .close = inmem_close,
 };
 

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "barrier.h"
+#include "core.h"
 #include "lease.h"
 #include "log.h"
 #include "policy.h"
@@ -19,190 +21,10 @@
 #include "token.h"
 #include "util.h"
 
-static const char *storage_type = "inmem";
-static char cluster_id[CRYPTO_UUID_LEN + 1];
-static char cluster_name[64];
-
-void sys_set_storage_type(const char *name)
-{
-    storage_type = name;
-}
-
-static void ensure_cluster_identity(void)
-{
-    char hex[9];
-
-    /* Set once, racing writers would write equally valid values. */
-    if (cluster_id[0] != '\0')
-        return;
-    if (crypto_uuid(cluster_id) != 0 || crypto_random_hex(hex, 8) != 0)
-        return;
-    snprintf(cluster_name, sizeof(cluster_name), "coffer-cluster-%s", hex);
-}
-
-bool sys_is_unauthenticated(const char *path)
-{
-    static const char *const exact[] = {
-        "sys/health", "sys/seal-status", "sys/init", "sys/unseal",
-        "sys/leader",
-    };
-
-    for (size_t i = 0; i < ARRAY_LEN(exact); i++) {
-        if (strcmp(path, exact[i]) == 0)
-            return true;
-    }
-    return false;
-}
-
 bool sys_is_token_optional(const char *path)
 {
     return strcmp(path, "sys/internal/ui/mounts") == 0 ||
            str_has_prefix(path, "sys/internal/ui/mounts/");
-}
-
-/* ====================================================== status family == */
-
-static void add_version(cJSON *o)
-{
-    cJSON_AddStringToObject(o, "version", COFFER_VAULT_COMPAT_VERSION);
-}
-
-/* Reads an integer status code parameter, Vault-style. */
-static int code_param(const cJSON *data, const char *name, int def, int *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, name);
-    int64_t n;
-
-    *out = def;
-    if (v == NULL)
-        return 0;
-    if (cJSON_IsNumber(v)) {
-        *out = (int)v->valueint;
-        return 0;
-    }
-    if (!cJSON_IsString(v) || int64_parse(v->valuestring, &n) != 0 ||
-        n < 100 || n > 999)
-        return -1;
-    *out = (int)n;
-    return 0;
-}
-
-static int bool_param(const cJSON *data, const char *name, bool *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, name);
-
-    *out = false;
-    if (v == NULL)
-        return 0;
-    if (cJSON_IsBool(v)) {
-        *out = cJSON_IsTrue(v);
-        return 0;
-    }
-    if (cJSON_IsString(v) && v->valuestring[0] == '\0') {
-        *out = true;
-        return 0;
-    }
-    return cJSON_IsString(v) ? (bool_parse(v->valuestring, out) == 0 ? 0 : -1)
-                             : -1;
-}
-
-static void handle_health(struct request *req, struct response *resp)
-{
-    static const char *const codes[] = {
-        "activecode", "standbycode", "drsecondarycode",
-        "performancestandbycode", "sealedcode", "uninitcode",
-    };
-    int active, ignored;
-    bool flag;
-    cJSON *o;
-
-    if (req->op != OP_READ && req->op != OP_HEAD) {
-        response_empty_error(resp, 405);
-        return;
-    }
-    if (code_param(req->data, "activecode", 200, &active) != 0)
-        goto bad;
-    for (size_t i = 1; i < ARRAY_LEN(codes); i++) {
-        if (code_param(req->data, codes[i], 0, &ignored) != 0)
-            goto bad;
-    }
-    if (bool_param(req->data, "standbyok", &flag) != 0 ||
-        bool_param(req->data, "perfstandbyok", &flag) != 0)
-        goto bad;
-    ensure_cluster_identity();
-    o = cJSON_CreateObject();
-    cJSON_AddBoolToObject(o, "initialized", true);
-    cJSON_AddBoolToObject(o, "sealed", false);
-    cJSON_AddBoolToObject(o, "standby", false);
-    cJSON_AddBoolToObject(o, "performance_standby", false);
-    cJSON_AddStringToObject(o, "replication_performance_mode", "disabled");
-    cJSON_AddStringToObject(o, "replication_dr_mode", "disabled");
-    cJSON_AddNumberToObject(o, "server_time_utc", (double)time_now().tv_sec);
-    add_version(o);
-    cJSON_AddStringToObject(o, "cluster_name", cluster_name);
-    cJSON_AddStringToObject(o, "cluster_id", cluster_id);
-    resp->raw = o;
-    resp->status = active;
-    resp->no_body = req->op == OP_HEAD;
-    return;
-bad:
-    response_empty_error(resp, 400);
-}
-
-static void handle_seal_status(struct request *req, struct response *resp)
-{
-    cJSON *o;
-
-    if (req->op != OP_READ) {
-        response_empty_error(resp, 405);
-        return;
-    }
-    ensure_cluster_identity();
-    o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "type", "shamir");
-    cJSON_AddBoolToObject(o, "initialized", true);
-    cJSON_AddBoolToObject(o, "sealed", false);
-    cJSON_AddNumberToObject(o, "t", 1);
-    cJSON_AddNumberToObject(o, "n", 1);
-    cJSON_AddNumberToObject(o, "progress", 0);
-    cJSON_AddStringToObject(o, "nonce", "");
-    add_version(o);
-    cJSON_AddStringToObject(o, "build_date", "");
-    cJSON_AddBoolToObject(o, "migration", false);
-    cJSON_AddStringToObject(o, "cluster_name", cluster_name);
-    cJSON_AddStringToObject(o, "cluster_id", cluster_id);
-    cJSON_AddBoolToObject(o, "recovery_seal", false);
-    cJSON_AddStringToObject(o, "storage_type", storage_type);
-    resp->raw = o;
-}
-
-static void handle_leader(struct request *req, struct response *resp)
-{
-    cJSON *o;
-
-    if (req->op != OP_READ) {
-        response_empty_error(resp, 405);
-        return;
-    }
-    o = cJSON_CreateObject();
-    cJSON_AddBoolToObject(o, "ha_enabled", false);
-    cJSON_AddBoolToObject(o, "is_self", false);
-    cJSON_AddStringToObject(o, "active_time", "0001-01-01T00:00:00Z");
-    cJSON_AddStringToObject(o, "leader_address", "");
-    cJSON_AddStringToObject(o, "leader_cluster_address", "");
-    cJSON_AddBoolToObject(o, "performance_standby", false);
-    cJSON_AddNumberToObject(o, "performance_standby_last_remote_wal", 0);
-    resp->raw = o;
-}
-
-static void handle_init(struct request *req, struct response *resp)
-{
-    if (req->op != OP_READ) {
-        response_error(resp, 400, "Vault is already initialized");
-        return;
-    }
-    resp->raw = cJSON_CreateObject();
-    cJSON_AddBoolToObject(resp->raw, "initialized", true);
 }
 
 /* ============================================================== mounts == */
@@ -396,6 +218,51 @@ static void handle_ui_mounts_list(struct request *req, struct response *resp)
                           router_list_json(MOUNT_SECRET));
 }
 
+/* ============================================================== keyring == */
+
+/* sys/rotate (PUT, sudo) and sys/key-status (GET). */
+static void handle_rotate(struct request *req, struct response *resp)
+{
+    struct errbuf err;
+
+    if (req->op != OP_UPDATE && req->op != OP_CREATE) {
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+        return;
+    }
+    if (!policy_has_sudo(req->token, req->path)) {
+        response_error(resp, 403, "1 error occurred:\n\t* permission "
+                                  "denied\n\n");
+        return;
+    }
+    if (barrier_rotate(core_barrier(), &err) != 0)
+        response_error(resp, 500, "%s", err.msg);
+}
+
+static void handle_key_status(struct request *req, struct response *resp)
+{
+    struct barrier_key_status ks;
+    char when[64];
+
+    if (req->op != OP_READ) {
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+        return;
+    }
+    if (barrier_key_status(core_barrier(), &ks) != 0) {
+        response_error(resp, 500, "reading the key status failed");
+        return;
+    }
+    time_format_rfc3339((struct timespec){ks.install_time, 0}, when,
+                        sizeof(when));
+    resp->data = cJSON_CreateObject();
+    cJSON_AddNumberToObject(resp->data, "term", ks.term);
+    cJSON_AddStringToObject(resp->data, "install_time", when);
+    cJSON_AddNumberToObject(resp->data, "encryptions",
+                            (double)ks.encryptions);
+    resp->inject_top = true;
+}
+
 /* ============================================================= metrics == */
 
 struct metric {
@@ -493,15 +360,7 @@ void sys_handle(struct request *req, struct response *resp)
 {
     const char *rel = req->path + strlen("sys/");
 
-    if (strcmp(rel, "health") == 0)
-        handle_health(req, resp);
-    else if (strcmp(rel, "seal-status") == 0)
-        handle_seal_status(req, resp);
-    else if (strcmp(rel, "leader") == 0)
-        handle_leader(req, resp);
-    else if (strcmp(rel, "init") == 0)
-        handle_init(req, resp);
-    else if (strcmp(rel, "mounts") == 0 || strcmp(rel, "mounts/") == 0)
+    if (strcmp(rel, "mounts") == 0 || strcmp(rel, "mounts/") == 0)
         handle_mount_list(MOUNT_SECRET, req, resp);
     else if (str_has_prefix(rel, "mounts/"))
         handle_mount_path(MOUNT_SECRET, req, rel + strlen("mounts/"), resp);
@@ -509,6 +368,10 @@ void sys_handle(struct request *req, struct response *resp)
         handle_mount_list(MOUNT_AUTH, req, resp);
     else if (str_has_prefix(rel, "auth/"))
         handle_mount_path(MOUNT_AUTH, req, rel + strlen("auth/"), resp);
+    else if (strcmp(rel, "rotate") == 0)
+        handle_rotate(req, resp);
+    else if (strcmp(rel, "key-status") == 0)
+        handle_key_status(req, resp);
     else if (strcmp(rel, "metrics") == 0)
         handle_metrics(req, resp);
     else if (is_lease_path(rel))

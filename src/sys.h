@@ -1,8 +1,10 @@
 /*
  * sys.h - the sys/ backend, written in C.
  *
- * Health, seal status, leader, init status, secret and auth mounts, and
- * the internal UI mount lookup the Vault CLI's "kv" commands depend on.
+ * Secret and auth mounts, leases, metrics, key rotation, and the
+ * internal UI mount lookup the Vault CLI's "kv" commands depend on. The
+ * seal endpoints (health, seal-status, init, unseal, seal) are in
+ * sys_seal.c: they run outside the router.
  */
 #ifndef COFFER_SYS_H
 #define COFFER_SYS_H
@@ -11,16 +13,11 @@
 
 #include "request.h"
 
-/* True for sys/ paths that need no token (health, seal-status, ...). */
-bool sys_is_unauthenticated(const char *path);
-
 /* True for sys/ paths that use a token when given but need none. */
 bool sys_is_token_optional(const char *path);
 
 /* Handles a request whose path starts with "sys/". */
 void sys_handle(struct request *req, struct response *resp);
 
-/* Set once at start-up: what sys/seal-status reports as storage_type. */
-void sys_set_storage_type(const char *name);
 
 #endif

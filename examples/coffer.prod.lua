@@ -1,0 +1,64 @@
+-- coffer.prod.lua - a production configuration for Coffer.
+--
+--   coffer server -config=/etc/coffer/coffer.prod.lua
+--
+-- The file is Lua written to read like Vault's HCL. It runs once at start-up
+-- in a sandbox (no io, os or require) and every mistake stops the server
+-- with the file, the line and the key:
+--
+--   /etc/coffer/coffer.prod.lua:20: unknown key "adress" in listener "tcp"
+--
+-- Being Lua, it may use comments, locals and string concatenation, but
+-- nothing else is allowed to assign globals: only the settings below exist.
+
+local etc = "/etc/coffer"
+
+-- One TCP listener. TLS is on unless tls_disable = true, so a listener
+-- without certificate and key files is an error, as in Vault. The key file
+-- is read once at start-up and wiped from Coffer's memory after the TLS
+-- library has parsed it; keep it readable by the coffer user only (0600).
+listener "tcp" {
+  address          = "0.0.0.0:8200",
+  tls_cert_file    = etc .. "/tls/coffer.crt",   -- PEM; the full chain
+  tls_key_file     = etc .. "/tls/coffer.key",   -- PEM, unencrypted
+  max_request_size = 33554432,                   -- bytes (32 MiB, Vault's)
+}
+
+-- Exactly one storage block. sqlite is the embedded default: one file,
+-- WAL mode, fsync'd commits. Every value is encrypted before it reaches
+-- the file, so the server starts sealed and needs its unseal keys.
+-- Put the directory on local disk (not NFS), owned by the coffer user.
+storage "sqlite" {
+  path = "/var/lib/coffer/coffer.db",
+}
+
+-- For several nodes or an existing PostgreSQL, use this block instead.
+-- Keep this file readable by the coffer user only: the URL holds a password.
+--
+-- storage "postgresql" {
+--   connection_url = "postgresql://coffer:PASSWORD@db.internal:5432/coffer"
+--                    .. "?sslmode=verify-full",
+--   table          = "coffer_kv",   -- created if missing
+-- }
+
+-- Leases: a duration such as "768h", "30m", "7d", or whole seconds.
+-- default_lease_ttl must not exceed max_lease_ttl.
+default_lease_ttl = "168h"    -- one week
+max_lease_ttl     = "768h"    -- 32 days, Vault's default
+
+-- Extra Lua engines and auth methods, and the policies loaded at start-up.
+plugin_directory  = etc .. "/lua"
+policy_directory  = etc .. "/policies"
+
+-- trace, debug, info, warn or error. Coffer never logs tokens or secrets.
+log_level         = "info"
+
+-- The address advertised to clients, as in Vault.
+api_addr          = "https://coffer.example.com:8200"
+
+-- Keep false: unseal keys and the root key stay locked in RAM, never
+-- swapped. Only set true where mlock is impossible (some containers).
+disable_mlock     = false
+
+-- HTTP worker threads, each with its own Lua state. About one per core.
+workers           = 8

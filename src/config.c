@@ -1,0 +1,943 @@
+/*
+ * config.c - the server configuration file: Lua that reads like HCL.
+ *
+ * The file runs once, in a lua_State of its own that is closed before
+ * config_load returns. Nothing from it reaches the worker states.
+ *
+ *   listener "tcp" { address = "127.0.0.1:8200", tls_disable = true }
+ *   \______/ \___/ \_______________________________________________/
+ *   builtin   (1)   (2) the returned block function, called with a table
+ *
+ * (1) listener("tcp") checks the type and that it is the first listener,
+ *     and returns a block function bound to the block kind.
+ * (2) The block function checks every key of its table against the
+ *     kind's key list and copies the values into struct coffer_config.
+ *
+ * A top-level assignment such as `max_lease_ttl = "768h"` goes through
+ * the __newindex of the chunk's _ENV, which checks the key and the value
+ * in the same way. Reading an unknown name raises too, so a misspelt
+ * `lisener "tcp" {...}` says "unknown name" rather than "attempt to call
+ * a nil value".
+ *
+ * Errors are raised at the point of the call or assignment with
+ * luaL_where(L, 1), so they read "FILE:LINE: ...". Every key of a block
+ * table reports the line where the block starts: a table constructor
+ * keeps no line per field.
+ *
+ * The sandbox: base functions without load/dofile/pcall/rawset/
+ * metatables, plus string, table and math; text chunks only; an
+ * allocator with a cap that wipes what it frees (the file may hold a
+ * database password); a count hook with an instruction budget. The hook
+ * does not run inside C functions, so string.rep and pattern matching are
+ * bounded by the memory cap, not the budget: a configuration file is
+ * trusted to be an operator's file, the sandbox catches mistakes.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "http.h"
+#include "log.h"
+#include "util.h"
+
+#define CONFIG_MAX_FILE_SIZE ((size_t)1024 * 1024)
+#define CONFIG_MEMORY_LIMIT ((size_t)8 * 1024 * 1024)
+#define CONFIG_HOOK_COUNT 1000
+/* A real configuration runs a few hundred instructions. */
+#define CONFIG_MAX_INSTRUCTIONS 1000000UL
+
+/* ======================================================== key tables == */
+
+enum value_kind {
+    V_STRING = 1,   /* a non-empty string */
+    V_SECRET,       /* like V_STRING; the value is never echoed */
+    V_ADDRESS,      /* "host:port" */
+    V_URL,          /* http:// or https:// */
+    V_LOGLEVEL,     /* a name log_level_parse knows */
+    V_IDENT,        /* an SQL name: table or schema.table */
+    V_DURATION,     /* "768h" or whole seconds -> int64_t */
+    V_BOOL,         /* true/false, 0/1 or "true"/"false" -> bool */
+    V_WORKERS,      /* 1..CONFIG_MAX_WORKERS -> unsigned int */
+    V_SIZE,         /* a positive integer -> size_t */
+};
+
+struct key_spec {
+    const char *name;
+    enum value_kind kind;
+    size_t offset; /* into the struct the block fills */
+    bool required;
+};
+
+#define TOP(field) offsetof(struct coffer_config, field)
+#define LST(field) offsetof(struct config_listener, field)
+#define STO(field) offsetof(struct config_storage_settings, field)
+
+/* top_keys[TOP_DEFAULT_LEASE_TTL] is default_lease_ttl. */
+#define TOP_DEFAULT_LEASE_TTL 0
+static const struct key_spec top_keys[] = {
+    {"default_lease_ttl", V_DURATION, TOP(default_lease_ttl), false},
+    {"max_lease_ttl", V_DURATION, TOP(max_lease_ttl), false},
+    {"plugin_directory", V_STRING, TOP(plugin_directory), false},
+    {"policy_directory", V_STRING, TOP(policy_directory), false},
+    {"log_level", V_LOGLEVEL, TOP(log_level), false},
+    {"api_addr", V_URL, TOP(api_addr), false},
+    {"disable_mlock", V_BOOL, TOP(disable_mlock), false},
+    {"workers", V_WORKERS, TOP(workers), false},
+};
+
+static const struct key_spec listener_keys[] = {
+    {"address", V_ADDRESS, LST(address), false},
+    {"tls_cert_file", V_STRING, LST(tls_cert_file), false},
+    {"tls_key_file", V_STRING, LST(tls_key_file), false},
+    {"tls_disable", V_BOOL, LST(tls_disable), false},
+    {"max_request_size", V_SIZE, LST(max_request_size), false},
+};
+
+static const struct key_spec sqlite_keys[] = {
+    {"path", V_STRING, STO(sqlite_path), true},
+};
+
+static const struct key_spec pg_keys[] = {
+    {"connection_url", V_SECRET, STO(pg_connection_url), true},
+    {"table", V_IDENT, STO(pg_table), false},
+};
+
+enum block_word {
+    BLOCK_LISTENER = 1,
+    BLOCK_STORAGE = 2,
+};
+
+struct block_kind {
+    enum block_word word;
+    const char *type;
+    const struct key_spec *keys;
+    size_t nkeys;
+    enum config_storage storage;
+};
+
+static const struct block_kind blocks[] = {
+    {BLOCK_LISTENER, "tcp", listener_keys, ARRAY_LEN(listener_keys),
+     CONFIG_STORAGE_NONE},
+    {BLOCK_STORAGE, "inmem", NULL, 0, CONFIG_STORAGE_INMEM},
+    {BLOCK_STORAGE, "sqlite", sqlite_keys, ARRAY_LEN(sqlite_keys),
+     CONFIG_STORAGE_SQLITE},
+    {BLOCK_STORAGE, "postgresql", pg_keys, ARRAY_LEN(pg_keys),
+     CONFIG_STORAGE_POSTGRESQL},
+};
+
+/* Names a configuration might reach for, with a clearer refusal. */
+static const char *const unavailable[] = {
+    "io", "os", "require", "dofile", "loadfile", "load", "loadstring",
+    "package", "debug", "pcall", "xpcall", "collectgarbage", "print",
+    "rawset", "rawget", "rawequal", "rawlen", "setmetatable",
+    "getmetatable", "coroutine", "utf8", "_G",
+};
+
+/* ============================================================ context == */
+
+/*
+ * One load. It is the allocator's userdata, so every Lua-facing function
+ * finds it with lua_getallocf.
+ */
+struct load_ctx {
+    struct coffer_config *out;
+    size_t allocated;
+    unsigned long instructions;
+    int top_line[ARRAY_LEN(top_keys)]; /* 0 = not set yet */
+    int listener_line;                 /* 0 = no listener block yet */
+    int storage_line;
+    int listener_pending;              /* line of a block without a body */
+    int storage_pending;
+};
+
+static struct load_ctx *ctx_of(lua_State *L)
+{
+    void *ud = NULL;
+
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/*
+ * A capped allocator that wipes every block it gives back: the file may
+ * hold a database password, and it lives in Lua strings until the state
+ * closes.
+ */
+static void *config_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct load_ctx *ctx = ud;
+    size_t old = ptr != NULL ? osize : 0;
+    void *p;
+
+    if (nsize == 0) {
+        secure_free(ptr, old);
+        ctx->allocated -= old;
+        return NULL;
+    }
+    if (nsize > old && nsize - old > CONFIG_MEMORY_LIMIT - ctx->allocated)
+        return NULL;
+    p = malloc(nsize); /* not xmalloc: Lua handles NULL */
+    if (p == NULL)
+        return nsize <= old ? ptr : NULL;
+    if (old > 0) {
+        memcpy(p, ptr, old < nsize ? old : nsize);
+        secure_free(ptr, old);
+    }
+    ctx->allocated = ctx->allocated - old + nsize;
+    return p;
+}
+
+/* ============================================================= errors == */
+
+/* Raises "FILE:LINE: <message>" for the function at level. [-0, +1, v] */
+static int raise_at(lua_State *L, int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    luaL_where(L, level);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* The current line of the function at level, or 0. */
+static int line_at(lua_State *L, int level)
+{
+    lua_Debug ar;
+
+    if (lua_getstack(L, level, &ar) == 0 ||
+        lua_getinfo(L, "l", &ar) == 0)
+        return 0;
+    return ar.currentline > 0 ? ar.currentline : 0;
+}
+
+/*
+ * Count hook: raises once the budget is spent, then fires on every
+ * instruction so nothing can absorb the error. In a hook, level 0 is the
+ * running Lua function.
+ */
+static void config_hook(lua_State *L, lua_Debug *ar)
+{
+    struct load_ctx *ctx = ctx_of(L);
+
+    (void)ar;
+    ctx->instructions += CONFIG_HOOK_COUNT;
+    if (ctx->instructions <= CONFIG_MAX_INSTRUCTIONS)
+        return;
+    lua_sethook(L, config_hook, LUA_MASKCOUNT, 1);
+    raise_at(L, 0, "the configuration did not finish within %d "
+                   "instructions (an endless loop?)",
+             (int)CONFIG_MAX_INSTRUCTIONS);
+}
+
+/* ============================================================= values == */
+
+static void set_str(char **dst, const char *s)
+{
+    free(*dst);
+    *dst = xstrdup(s);
+}
+
+/* Raises "<what><key>: expected <want>, got <type>". [-0, +1, v] */
+static int type_error(lua_State *L, const char *what, const char *key,
+                      const char *want, int idx)
+{
+    return raise_at(L, 1, "%s%s: expected %s, got %s", what, key, want,
+                    luaL_typename(L, idx));
+}
+
+/* Checks the string at idx; returns it. [-0, +0, v] */
+static const char *check_string(lua_State *L, int idx, const char *what,
+                                const char *key)
+{
+    size_t len;
+    const char *s;
+
+    if (lua_type(L, idx) != LUA_TSTRING)
+        type_error(L, what, key, "string", idx);
+    s = lua_tolstring(L, idx, &len);
+    if (len == 0)
+        raise_at(L, 1, "%s%s: must not be empty", what, key);
+    if (strlen(s) != len)
+        raise_at(L, 1, "%s%s: contains a NUL byte", what, key);
+    return s;
+}
+
+static bool is_sql_name(const char *s)
+{
+    size_t part = 0;
+    int dots = 0;
+
+    for (; *s != '\0'; s++) {
+        if (*s == '.' && part > 0 && dots == 0) {
+            dots++;
+            part = 0;
+            continue;
+        }
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              *s == '_' || (part > 0 && *s >= '0' && *s <= '9')))
+            return false;
+        if (++part > 63)
+            return false;
+    }
+    return part > 0;
+}
+
+static void check_duration(lua_State *L, int idx, const char *what,
+                           const char *key, int64_t *dst)
+{
+    struct errbuf err = {{0}};
+    lua_Integer n;
+    int isnum = 0;
+
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        n = lua_tointegerx(L, idx, &isnum);
+        if (isnum == 0 || n < 0)
+            raise_at(L, 1, "%s%s: invalid duration %s", what, key,
+                     luaL_tolstring(L, idx, NULL));
+        *dst = (int64_t)n;
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING)
+        type_error(L, what, key, "a duration such as \"768h\"", idx);
+    if (duration_parse(lua_tostring(L, idx), dst, &err) != 0)
+        raise_at(L, 1, "%s%s: invalid duration \"%s\"", what, key,
+                 lua_tostring(L, idx));
+}
+
+static void check_bool(lua_State *L, int idx, const char *what,
+                       const char *key, bool *dst)
+{
+    lua_Integer n;
+    int isnum = 0;
+
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN:
+        *dst = lua_toboolean(L, idx) != 0;
+        return;
+    case LUA_TNUMBER: /* HCL habit: tls_disable = 1 */
+        n = lua_tointegerx(L, idx, &isnum);
+        if (isnum == 0 || (n != 0 && n != 1))
+            raise_at(L, 1, "%s%s: invalid boolean %s", what, key,
+                     luaL_tolstring(L, idx, NULL));
+        *dst = n == 1;
+        return;
+    case LUA_TSTRING: /* HCL habit: tls_disable = "true" */
+        if (bool_parse(lua_tostring(L, idx), dst) != 0)
+            raise_at(L, 1, "%s%s: invalid boolean \"%s\"", what, key,
+                     lua_tostring(L, idx));
+        return;
+    default:
+        type_error(L, what, key, "boolean", idx);
+    }
+}
+
+static lua_Integer check_integer(lua_State *L, int idx, const char *what,
+                                 const char *key, lua_Integer min,
+                                 lua_Integer max)
+{
+    lua_Integer n;
+    int isnum = 0;
+
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        type_error(L, what, key, "integer", idx);
+    n = lua_tointegerx(L, idx, &isnum);
+    if (isnum == 0 || n < min || n > max)
+        raise_at(L, 1, "%s%s: expected an integer from %I to %I, got %s",
+                 what, key, min, max, luaL_tolstring(L, idx, NULL));
+    return n;
+}
+
+/*
+ * Checks the value at idx against spec and stores it at base + offset.
+ * what is "" for top-level keys and `listener "tcp": ` inside a block.
+ * [-0, +0, v]
+ */
+static void store_value(lua_State *L, int idx, const struct key_spec *spec,
+                        void *base, const char *what)
+{
+    char *field = (char *)base + spec->offset;
+    const char *s;
+    char host[256];
+    uint16_t port;
+
+    switch (spec->kind) {
+    case V_STRING:
+    case V_SECRET:
+        set_str((char **)field, check_string(L, idx, what, spec->name));
+        break;
+    case V_ADDRESS:
+        s = check_string(L, idx, what, spec->name);
+        if (http_parse_address(s, host, &port) != 0)
+            raise_at(L, 1, "%s%s: invalid address \"%s\" (want host:port)",
+                     what, spec->name, s);
+        set_str((char **)field, s);
+        break;
+    case V_URL:
+        s = check_string(L, idx, what, spec->name);
+        if (!str_has_prefix(s, "http://") && !str_has_prefix(s, "https://"))
+            raise_at(L, 1, "%s%s: invalid URL \"%s\" (want "
+                           "https://host:port)", what, spec->name, s);
+        set_str((char **)field, s);
+        break;
+    case V_LOGLEVEL:
+        s = check_string(L, idx, what, spec->name);
+        if (log_level_parse(s) < 0)
+            raise_at(L, 1, "%s%s: unknown level \"%s\" (want trace, debug, "
+                           "info, warn or error)", what, spec->name, s);
+        set_str((char **)field, s);
+        break;
+    case V_IDENT:
+        s = check_string(L, idx, what, spec->name);
+        if (!is_sql_name(s))
+            raise_at(L, 1, "%s%s: invalid table name \"%s\" (want letters, "
+                           "digits and _, or schema.table)",
+                     what, spec->name, s);
+        set_str((char **)field, s);
+        break;
+    case V_DURATION:
+        check_duration(L, idx, what, spec->name, (int64_t *)field);
+        break;
+    case V_BOOL:
+        check_bool(L, idx, what, spec->name, (bool *)field);
+        break;
+    case V_WORKERS:
+        *(unsigned int *)field = (unsigned int)check_integer(
+            L, idx, what, spec->name, 1, CONFIG_MAX_WORKERS);
+        break;
+    case V_SIZE:
+        *(size_t *)field = (size_t)check_integer(L, idx, what, spec->name, 1,
+                                                 LUA_MAXINTEGER);
+        break;
+    }
+}
+
+static const struct key_spec *find_key(const struct key_spec *keys,
+                                       size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+/* ============================================================= blocks == */
+
+static const char *word_name(enum block_word w)
+{
+    return w == BLOCK_LISTENER ? "listener" : "storage";
+}
+
+/* Listener rules that span keys; fills defaults. [-0, +0, v] */
+static void finish_listener(lua_State *L, struct config_listener *l)
+{
+    if (l->address == NULL)
+        l->address = xstrdup(CONFIG_DEFAULT_ADDRESS);
+    if (l->max_request_size == 0)
+        l->max_request_size = CONFIG_DEFAULT_MAX_REQUEST_SIZE;
+    if (l->tls_disable) {
+        /* tls_disable wins, as in Vault: the files are not read. */
+        free(l->tls_cert_file);
+        free(l->tls_key_file);
+        l->tls_cert_file = NULL;
+        l->tls_key_file = NULL;
+        return;
+    }
+    if (l->tls_cert_file == NULL || l->tls_key_file == NULL)
+        raise_at(L, 1, "listener \"tcp\": tls_cert_file and tls_key_file "
+                       "are required unless tls_disable = true");
+}
+
+/*
+ * The block function that listener "T" / storage "T" return.
+ * Upvalues: 1 = index into blocks[], 2 = true once the body was given.
+ * [-0, +0, v]
+ */
+static int l_config_block(lua_State *L)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    const struct block_kind *b =
+        &blocks[lua_tointeger(L, lua_upvalueindex(1))];
+    const char *what;
+    void *base;
+
+    what = lua_pushfstring(L, "%s \"%s\": ", word_name(b->word), b->type);
+    if (lua_type(L, 1) != LUA_TTABLE)
+        raise_at(L, 1, "%sexpected a { ... } block, got %s", what,
+                 luaL_typename(L, 1));
+    if (lua_toboolean(L, lua_upvalueindex(2)))
+        raise_at(L, 1, "%sthe block was given twice", what);
+    lua_pushboolean(L, 1);
+    lua_replace(L, lua_upvalueindex(2));
+
+    if (b->word == BLOCK_LISTENER) {
+        base = &ctx->out->listener;
+        ctx->listener_pending = 0;
+    } else {
+        base = &ctx->out->storage;
+        ctx->storage_pending = 0;
+    }
+
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const struct key_spec *spec;
+
+        if (lua_type(L, -2) != LUA_TSTRING)
+            raise_at(L, 1, "%sunexpected value without a key (want "
+                           "key = value)", what);
+        spec = find_key(b->keys, b->nkeys, lua_tostring(L, -2));
+        if (spec == NULL)
+            raise_at(L, 1, "unknown key \"%s\" in %s \"%s\"",
+                     lua_tostring(L, -2), word_name(b->word), b->type);
+        store_value(L, lua_gettop(L), spec, base, what);
+        lua_pop(L, 1);
+    }
+
+    for (size_t i = 0; i < b->nkeys; i++) {
+        lua_getfield(L, 1, b->keys[i].name);
+        if (b->keys[i].required && lua_isnil(L, -1))
+            raise_at(L, 1, "%s%s is required", what, b->keys[i].name);
+        lua_pop(L, 1);
+    }
+    if (b->word == BLOCK_LISTENER)
+        finish_listener(L, base);
+    return 0;
+}
+
+/* Finds blocks[] for word and the type at index 1. [-0, +0, v] */
+static size_t find_block(lua_State *L, enum block_word word)
+{
+    const char *type;
+
+    if (lua_type(L, 1) != LUA_TSTRING)
+        raise_at(L, 1, "%s: expected a type name, as in %s", word_name(word),
+                 word == BLOCK_LISTENER ? "listener \"tcp\" { ... }"
+                                        : "storage \"sqlite\" { ... }");
+    type = lua_tostring(L, 1);
+    for (size_t i = 0; i < ARRAY_LEN(blocks); i++) {
+        if (blocks[i].word == word && strcmp(blocks[i].type, type) == 0)
+            return i;
+    }
+    if (word == BLOCK_LISTENER)
+        raise_at(L, 1, "unknown listener type \"%s\" (only \"tcp\" is "
+                       "supported)", type);
+    raise_at(L, 1, "unknown storage type \"%s\" (want inmem, sqlite or "
+                   "postgresql)", type);
+    return 0;
+}
+
+/* Pushes the block function for blocks[i]. [-0, +1, m] */
+static int push_block_fn(lua_State *L, size_t i)
+{
+    lua_pushinteger(L, (lua_Integer)i);
+    lua_pushboolean(L, 0);
+    lua_pushcclosure(L, l_config_block, 2);
+    return 1;
+}
+
+/* listener "tcp" -> block function. [-0, +1, v] */
+static int l_config_listener(lua_State *L)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    size_t i = find_block(L, BLOCK_LISTENER);
+
+    if (ctx->listener_line != 0)
+        raise_at(L, 1, "a second listener block (the first is at line %d): "
+                       "only one listener is supported for now",
+                 ctx->listener_line);
+    ctx->listener_line = line_at(L, 1);
+    ctx->listener_pending = ctx->listener_line;
+    return push_block_fn(L, i);
+}
+
+/* storage "sqlite" -> block function. [-0, +1, v] */
+static int l_config_storage(lua_State *L)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    size_t i = find_block(L, BLOCK_STORAGE);
+
+    if (ctx->storage_line != 0)
+        raise_at(L, 1, "a second storage block (the first is at line %d): "
+                       "exactly one is allowed", ctx->storage_line);
+    ctx->storage_line = line_at(L, 1);
+    ctx->storage_pending = ctx->storage_line;
+    ctx->out->storage.type = blocks[i].storage;
+    return push_block_fn(L, i);
+}
+
+/* ======================================================= environment == */
+
+/*
+ * _ENV.__index(env, name): a builtin, a setting assigned earlier (so
+ * `max_lease_ttl = default_lease_ttl` works), nil for a setting not set
+ * yet, or an error. Upvalues: 1 = builtins, 2 = settings. [-0, +1, v]
+ */
+static int l_config_index(lua_State *L)
+{
+    const char *name;
+
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
+        return 1;
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return raise_at(L, 1, "unknown name");
+    name = lua_tostring(L, 2);
+    if (find_key(top_keys, ARRAY_LEN(top_keys), name) != NULL)
+        return 1; /* nil */
+    for (size_t i = 0; i < ARRAY_LEN(unavailable); i++) {
+        if (strcmp(unavailable[i], name) == 0)
+            return raise_at(L, 1, "\"%s\" is not available in a "
+                                  "configuration file", name);
+    }
+    return raise_at(L, 1, "unknown name \"%s\"", name);
+}
+
+/*
+ * _ENV.__newindex(env, key, value): a top-level setting.
+ * Upvalues: 1 = builtins, 2 = settings. [-0, +0, v]
+ */
+static int l_config_newindex(lua_State *L)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    const struct key_spec *spec;
+    const char *name;
+    size_t i;
+
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return raise_at(L, 1, "unknown key (settings are names)");
+    name = lua_tostring(L, 2);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+        return raise_at(L, 1, "cannot assign to the built-in \"%s\"", name);
+    lua_pop(L, 1);
+    spec = find_key(top_keys, ARRAY_LEN(top_keys), name);
+    if (spec == NULL)
+        return raise_at(L, 1, "unknown key \"%s\"", name);
+    i = (size_t)(spec - top_keys);
+    if (ctx->top_line[i] != 0)
+        return raise_at(L, 1, "%s is set twice (first at line %d)", name,
+                        ctx->top_line[i]);
+    store_value(L, 3, spec, ctx->out, "");
+    ctx->top_line[i] = line_at(L, 1);
+    lua_settop(L, 3);
+    lua_rawset(L, lua_upvalueindex(2));
+    return 0;
+}
+
+/* Copies G[name] for each name into the table at t. [-0, +0, -] */
+static void copy_fields(lua_State *L, int G, int t, const char *const *names,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        lua_getfield(L, G, names[i]);
+        lua_setfield(L, t, names[i]);
+    }
+}
+
+/*
+ * Builds the chunk's _ENV (run under lua_pcall). [-0, +1, m]
+ *
+ *   env = {} with metatable { __index, __newindex, __metatable }
+ *   builtins = { assert, error, ..., string, table, math, listener, storage }
+ *   settings = { [key] = value as written }
+ */
+static int config_setup(lua_State *L)
+{
+    static const char *const base[] = {
+        "assert", "error", "ipairs", "next", "pairs", "select",
+        "tonumber", "tostring", "type", "_VERSION",
+    };
+    static const luaL_Reg libs[] = {
+        {LUA_STRLIBNAME, luaopen_string},
+        {LUA_TABLIBNAME, luaopen_table},
+        {LUA_MATHLIBNAME, luaopen_math},
+    };
+    int builtins, settings;
+
+    lua_newtable(L);
+    builtins = lua_gettop(L);
+    luaL_requiref(L, "_G", luaopen_base, 1);
+    copy_fields(L, lua_gettop(L), builtins, base, ARRAY_LEN(base));
+    lua_pop(L, 1);
+    for (size_t i = 0; i < ARRAY_LEN(libs); i++) {
+        luaL_requiref(L, libs[i].name, libs[i].func, 0);
+        lua_setfield(L, builtins, libs[i].name);
+    }
+    lua_pushcfunction(L, l_config_listener);
+    lua_setfield(L, builtins, "listener");
+    lua_pushcfunction(L, l_config_storage);
+    lua_setfield(L, builtins, "storage");
+
+    lua_newtable(L);
+    settings = lua_gettop(L);
+
+    lua_newtable(L); /* env */
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, builtins);
+    lua_pushvalue(L, settings);
+    lua_pushcclosure(L, l_config_index, 2);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, builtins);
+    lua_pushvalue(L, settings);
+    lua_pushcclosure(L, l_config_newindex, 2);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* ============================================================ loading == */
+
+/*
+ * Reads the whole file into a new NUL-terminated buffer (*len bytes).
+ * The caller frees it with secure_free(buf, len + 1).
+ */
+static int read_file(const char *path, char **buf, size_t *len,
+                     struct errbuf *err)
+{
+    struct stat st;
+    char *p = NULL;
+    size_t n = 0;
+    ssize_t r;
+    int fd;
+    int rc = COFFER_EIO;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        errbuf_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return COFFER_EIO;
+    }
+    if (fstat(fd, &st) != 0) {
+        errbuf_set(err, "%s: cannot stat: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        errbuf_set(err, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((size_t)st.st_size > CONFIG_MAX_FILE_SIZE) {
+        errbuf_set(err, "%s: larger than %zu bytes; not a configuration "
+                        "file?", path, CONFIG_MAX_FILE_SIZE);
+        rc = COFFER_ETOOBIG;
+        goto out;
+    }
+    p = xmalloc(CONFIG_MAX_FILE_SIZE + 1);
+    for (;;) {
+        r = read(fd, p + n, CONFIG_MAX_FILE_SIZE + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            errbuf_set(err, "%s: cannot read: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > CONFIG_MAX_FILE_SIZE) {
+            errbuf_set(err, "%s: larger than %zu bytes; not a "
+                            "configuration file?", path,
+                       CONFIG_MAX_FILE_SIZE);
+            rc = COFFER_ETOOBIG;
+            goto out;
+        }
+    }
+    p[n] = '\0';
+    *buf = p;
+    *len = n;
+    p = NULL;
+    rc = 0;
+out:
+    secure_free(p, CONFIG_MAX_FILE_SIZE + 1);
+    close(fd);
+    return rc;
+}
+
+/* Copies the error on top of the stack into err. */
+static void lua_error_to(lua_State *L, int status, const char *path,
+                         struct errbuf *err)
+{
+    const char *msg = lua_tostring(L, -1);
+
+    if (status == LUA_ERRMEM)
+        errbuf_set(err, "%s: the configuration needs more than %zu MiB of "
+                        "memory", path, CONFIG_MEMORY_LIMIT >> 20);
+    else if (msg == NULL)
+        errbuf_set(err, "%s: raised a %s value instead of a message", path,
+                   luaL_typename(L, -1));
+    else
+        errbuf_set(err, "%s", msg);
+}
+
+/* Whole-file rules, checked after the chunk ran. */
+static int check_whole(const struct load_ctx *ctx, const char *path,
+                       struct errbuf *err)
+{
+    const struct coffer_config *c = ctx->out;
+    char d[32], m[32];
+
+    if (ctx->listener_pending != 0) {
+        errbuf_set(err, "%s:%d: listener \"tcp\" has no { ... } block",
+                   path, ctx->listener_pending);
+        return COFFER_EINVAL;
+    }
+    if (ctx->storage_pending != 0) {
+        errbuf_set(err, "%s:%d: storage \"%s\" has no { ... } block", path,
+                   ctx->storage_pending, config_storage_name(c->storage.type));
+        return COFFER_EINVAL;
+    }
+    if (ctx->storage_line == 0) {
+        errbuf_set(err, "%s: no storage block; add one, e.g. storage "
+                        "\"sqlite\" { path = \"/var/lib/coffer/coffer.db\" }",
+                   path);
+        return COFFER_EINVAL;
+    }
+    if (ctx->listener_line == 0) {
+        errbuf_set(err, "%s: no listener block; add one, e.g. listener "
+                        "\"tcp\" { address = \"127.0.0.1:8200\", ... }",
+                   path);
+        return COFFER_EINVAL;
+    }
+    if (c->default_lease_ttl > 0 && c->max_lease_ttl > 0 &&
+        c->default_lease_ttl > c->max_lease_ttl) {
+        duration_format_short(c->default_lease_ttl, d, sizeof(d));
+        duration_format_short(c->max_lease_ttl, m, sizeof(m));
+        errbuf_set(err, "%s:%d: default_lease_ttl (%s) is greater than "
+                        "max_lease_ttl (%s)", path,
+                   ctx->top_line[TOP_DEFAULT_LEASE_TTL], d, m);
+        return COFFER_EINVAL;
+    }
+    return 0;
+}
+
+/* Runs buf in a fresh sandboxed state, filling ctx->out. */
+static int run_chunk(struct load_ctx *ctx, const char *path,
+                     const char *buf, size_t len, struct errbuf *err)
+{
+    lua_State *L;
+    char *chunkname;
+    int status;
+    int rc = COFFER_EINVAL;
+
+    L = lua_newstate(config_alloc, ctx);
+    if (L == NULL) {
+        errbuf_set(err, "%s: cannot create a Lua state", path);
+        return COFFER_ENOMEM;
+    }
+    chunkname = xmalloc(strlen(path) + 2);
+    chunkname[0] = '@';
+    memcpy(chunkname + 1, path, strlen(path) + 1);
+
+    lua_pushcfunction(L, config_setup);
+    status = lua_pcall(L, 0, 1, 0);
+    if (status != LUA_OK) {
+        lua_error_to(L, status, path, err);
+        rc = status == LUA_ERRMEM ? COFFER_ENOMEM : COFFER_EINTERNAL;
+        goto out;
+    }
+    if (len > 0 && buf[0] == LUA_SIGNATURE[0]) {
+        errbuf_set(err, "%s: precompiled Lua is not accepted; use the "
+                        "source text", path);
+        goto out;
+    }
+    status = luaL_loadbufferx(L, buf, len, chunkname, "t");
+    if (status != LUA_OK) {
+        lua_error_to(L, status, path, err); /* Lua's "FILE:LINE: ..." */
+        goto out;
+    }
+    lua_pushvalue(L, -2);
+    lua_setupvalue(L, -2, 1); /* _ENV; a main chunk always has it */
+    lua_pushvalue(L, -1);     /* stack: env chunk chunk */
+    lua_sethook(L, config_hook, LUA_MASKCOUNT, CONFIG_HOOK_COUNT);
+    status = lua_pcall(L, 0, 0, 0);
+    if (status != LUA_OK) {
+        lua_error_to(L, status, path, err);
+        goto out;
+    }
+    /* `_ENV = {}` would have sent later settings to an unchecked table. */
+    lua_getupvalue(L, -1, 1);
+    if (!lua_rawequal(L, -1, -3)) {
+        errbuf_set(err, "%s: the configuration replaced _ENV; assign the "
+                        "settings directly", path);
+        goto out;
+    }
+    rc = check_whole(ctx, path, err);
+out:
+    lua_close(L);
+    free(chunkname);
+    return rc;
+}
+
+int config_load(const char *path, struct coffer_config *out,
+                struct errbuf *err)
+{
+    struct load_ctx ctx;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.out = out;
+    rc = read_file(path, &buf, &len, err);
+    if (rc != 0)
+        goto out;
+    out->path = xstrdup(path);
+    rc = run_chunk(&ctx, path, buf, len, err);
+out:
+    secure_free(buf, len + 1);
+    if (rc != 0)
+        config_release(out);
+    return rc;
+}
+
+void config_release(struct coffer_config *c)
+{
+    if (c == NULL)
+        return;
+    free(c->path);
+    free(c->listener.address);
+    free(c->listener.tls_cert_file);
+    free(c->listener.tls_key_file);
+    free(c->storage.sqlite_path);
+    secure_free_str(c->storage.pg_connection_url);
+    free(c->storage.pg_table);
+    free(c->plugin_directory);
+    free(c->policy_directory);
+    free(c->log_level);
+    free(c->api_addr);
+    memset(c, 0, sizeof(*c));
+}
+
+const char *config_storage_name(enum config_storage type)
+{
+    switch (type) {
+    case CONFIG_STORAGE_INMEM:
+        return "inmem";
+    case CONFIG_STORAGE_SQLITE:
+        return "sqlite";
+    case CONFIG_STORAGE_POSTGRESQL:
+        return "postgresql";
+    case CONFIG_STORAGE_NONE:
+        break;
+    }
+    return "none";
+}

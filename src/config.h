@@ -1,0 +1,95 @@
+/*
+ * config.h - the server configuration file (Lua that reads like Vault's HCL).
+ *
+ * Owns: reading one configuration file into a struct coffer_config, and
+ * every start-up error about it. Does not own: applying the settings
+ * (server.c, core.c, http.c) or checking that the files it names exist
+ * (http_start reads the TLS files, the storage backend opens its path).
+ *
+ *     listener "tcp" { address = "127.0.0.1:8200", tls_disable = true }
+ *     storage "sqlite" { path = "/var/lib/coffer/coffer.db" }
+ *     default_lease_ttl = "768h"
+ *
+ * The file runs once, in a fresh sandboxed lua_State of its own: base,
+ * string, table and math only (no io, os, require, load, pcall, rawset or
+ * metatables), text chunks only, a memory cap and an instruction budget.
+ * Unknown names, unknown keys, wrong types and bad values are errors that
+ * name the file, the line and the key.
+ *
+ * Entry points: config_load, config_release.
+ *
+ * Ownership: every string in struct coffer_config is owned by the struct
+ * and freed by config_release (storage.pg_connection_url may carry a
+ * password and is wiped). Pointers into it stay valid until then.
+ */
+#ifndef COFFER_CONFIG_H
+#define COFFER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+#define CONFIG_DEFAULT_ADDRESS "127.0.0.1:8200"
+#define CONFIG_DEFAULT_MAX_REQUEST_SIZE ((size_t)32 * 1024 * 1024)
+#define CONFIG_MAX_WORKERS 1024
+
+enum config_storage {
+    CONFIG_STORAGE_NONE = 0, /* only before a successful load */
+    CONFIG_STORAGE_INMEM = 1,
+    CONFIG_STORAGE_SQLITE = 2,
+    CONFIG_STORAGE_POSTGRESQL = 3,
+};
+
+struct config_listener {
+    char *address;          /* "host:port"; default CONFIG_DEFAULT_ADDRESS */
+    /*
+     * Invariant after a successful load: tls_disable is true and both files
+     * are NULL, or tls_disable is false and both files are set (Vault's
+     * rule: TLS is on unless it is switched off explicitly).
+     */
+    char *tls_cert_file;
+    char *tls_key_file;
+    bool tls_disable;
+    size_t max_request_size; /* bytes; default 32 MiB */
+};
+
+struct config_storage_settings {
+    enum config_storage type;
+    char *sqlite_path;       /* sqlite: required */
+    char *pg_connection_url; /* postgresql: required; may hold a password */
+    char *pg_table;          /* postgresql: NULL = the backend's default */
+};
+
+struct coffer_config {
+    char *path;                 /* the file that was loaded */
+    struct config_listener listener;
+    struct config_storage_settings storage;
+    int64_t default_lease_ttl;  /* seconds; 0 = unset (server default) */
+    int64_t max_lease_ttl;      /* seconds; 0 = unset (server default) */
+    char *plugin_directory;     /* NULL = unset */
+    char *policy_directory;     /* NULL = unset */
+    char *log_level;            /* NULL = unset; else a log_level_parse name */
+    char *api_addr;             /* NULL = unset */
+    bool disable_mlock;
+    unsigned int workers;       /* HTTP worker threads; 0 = unset */
+};
+
+/*
+ * Reads and checks the configuration file at path into *out (which need
+ * not be initialised). Returns 0, or a negative COFFER_E* with the reason
+ * in err, formatted "FILE:LINE: message" (or "FILE: message" when no line
+ * applies), and *out released. Call config_release on success. Blocks on
+ * file I/O only; never raises.
+ */
+int config_load(const char *path, struct coffer_config *out,
+                struct errbuf *err);
+
+/* Frees every string in c and zeroes it. Safe on a zeroed struct. */
+void config_release(struct coffer_config *c);
+
+/* "inmem", "sqlite", "postgresql" (or "none"); a static string. */
+const char *config_storage_name(enum config_storage type);
+
+#endif

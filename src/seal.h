@@ -1,0 +1,80 @@
+/*
+ * seal.h - the keys that open the barrier: init, unseal shares, seal.
+ *
+ * At init, two random 32-byte keys are made. The root key opens the
+ * barrier's keyring; the unseal key opens the root key, and is itself
+ * only ever held as Shamir shares by the operators:
+ *
+ *   operators' shares --shamir--> unseal key --AES-GCM--> root key
+ *                                                            |
+ *                                          barrier keyring <-+--> values
+ *
+ *   physical storage   core/seal-config   {"secret_shares":5,"secret_threshold":3}
+ *                      core/root-key      root key sealed with the unseal key
+ *
+ * Unsealing collects shares until the threshold is met, recombines the
+ * unseal key, opens the root key and hands it to the barrier. Every key
+ * is wiped as soon as it has been used. Thread-safe.
+ */
+#ifndef COFFER_SEAL_H
+#define COFFER_SEAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "crypto.h"
+
+struct barrier;
+struct storage;
+
+#define SEAL_KEY_LEN 32
+#define SEAL_SHARE_LEN (SEAL_KEY_LEN + 1)
+
+/* Binds the seal to the barrier and its physical storage (both borrowed). */
+void seal_setup(struct barrier *b, struct storage *physical);
+
+/*
+ * Initialises: makes the keys, creates the barrier's keyring (leaving the
+ * barrier unsealed, so the caller can write the first mounts and root
+ * token), stores the seal config and the sealed root key, and splits the
+ * unseal key into shares. shares_out receives `shares` shares of
+ * SEAL_SHARE_LEN bytes each (a new buffer; free with secure_free).
+ * Refuses invalid parameters with Vault's texts ("invalid seal
+ * configuration: ...") and a second init ("Vault is already initialized").
+ */
+int seal_init(int shares, int threshold, uint8_t **shares_out,
+              struct errbuf *err);
+
+/*
+ * Adds one share (raw bytes). When the threshold is reached, recombines,
+ * unseals the barrier and sets *unsealed. A share already given in this
+ * attempt is ignored. A set of shares that does not open the root key
+ * resets the attempt and fails with "Unseal failed, invalid key".
+ */
+int seal_submit_share(const uint8_t *share, size_t len, bool *unsealed,
+                      struct errbuf *err);
+
+/* Forgets the shares given so far. */
+void seal_reset_progress(void);
+
+struct seal_status {
+    bool initialized;
+    int threshold;   /* t */
+    int shares;      /* n */
+    int progress;
+    char nonce[CRYPTO_UUID_LEN + 1]; /* "" when no attempt is under way */
+};
+void seal_get_status(struct seal_status *out);
+
+/*
+ * Decodes a share given as hex or base64 into out (SEAL_DECODED_MAX
+ * bytes). Any length decodes; seal_submit_share judges it. 0, or
+ * COFFER_EINVAL with Vault's text in err.
+ */
+#define SEAL_DECODED_MAX 128
+int seal_decode_share(const char *text, uint8_t *out, size_t *len,
+                      struct errbuf *err);
+
+#endif
