@@ -17,15 +17,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "core.h"
 #include "crypto.h"
 #include "http.h"
 #include "log.h"
+#include "router.h"
 #include "storage.h"
 #include "util.h"
 
 struct server_opts {
     bool dev;
+    const char *config;      /* -config=FILE */
     const char *root_token_id;
     const char *listen;
     const char *log_level;
@@ -39,7 +42,10 @@ struct server_opts {
 static void usage(void)
 {
     fprintf(stderr,
-            "Usage: coffer server -dev [options]\n\n"
+            "Usage: coffer server -config=FILE [options]\n"
+            "       coffer server -dev [options]\n\n"
+            "  -config=FILE                  Lua server configuration "
+            "(see examples/).\n"
             "  -dev                          Start a development server: "
             "in-memory\n"
             "                                storage, unsealed, root token "
@@ -116,15 +122,16 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     const char *v = NULL;
     int64_t n;
 
-    o->listen = "127.0.0.1:8200";
-    o->log_level = "info";
-    o->max_request_size = HTTP_DEFAULT_MAX_REQUEST_SIZE;
-    o->threads = HTTP_DEFAULT_THREADS;
+    o->listen = NULL;
+    o->log_level = NULL;
+    o->max_request_size = 0;
+    o->threads = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (flag_is(a, "dev")) {
             o->dev = true;
-        } else if (take_value(a, "dev-root-token-id", &o->root_token_id) ||
+        } else if (take_value(a, "config", &o->config) ||
+                   take_value(a, "dev-root-token-id", &o->root_token_id) ||
                    take_value(a, "dev-listen-address", &o->listen) ||
                    take_value(a, "log-level", &o->log_level)) {
             continue;
@@ -189,7 +196,7 @@ static char *find_lua_dir(void)
     return dir;
 }
 
-static void print_dev_banner(const struct server_opts *o,
+static void print_dev_banner(const char *listen, unsigned int threads,
                              const char *unseal_key, const char *root_token)
 {
     printf("==> Coffer server configuration:\n\n"
@@ -198,7 +205,7 @@ static void print_dev_banner(const struct server_opts *o,
            "                 Version: Coffer v%s (Vault API %s)\n"
            "                 Workers: %u\n\n"
            "==> Coffer server started! Log data will stream in below:\n\n",
-           o->listen, COFFER_VERSION, COFFER_VAULT_COMPAT_VERSION, o->threads);
+           listen, COFFER_VERSION, COFFER_VAULT_COMPAT_VERSION, threads);
     printf("WARNING! dev mode is enabled! In this mode, Coffer runs entirely "
            "in-memory\nand starts unsealed. The root token is printed "
            "below so that you can\nimmediately begin using Coffer.\n\n"
@@ -210,8 +217,39 @@ static void print_dev_banner(const struct server_opts *o,
            "Root Token: %s\n\n"
            "Development mode should NOT be used in production "
            "installations!\n\n",
-           o->listen, unseal_key, root_token);
+           listen, unseal_key, root_token);
     fflush(stdout);
+}
+
+static void print_banner(const struct coffer_config *conf, unsigned int threads)
+{
+    printf("==> Coffer server configuration:\n\n"
+           "             Api Address: %s://%s\n"
+           "                 Storage: %s\n"
+           "                 Version: Coffer v%s (Vault API %s)\n"
+           "                 Workers: %u\n\n"
+           "==> Coffer server started! Log data will stream in below:\n\n",
+           conf->listener.tls_disable ? "http" : "https",
+           conf->listener.address, config_storage_name(conf->storage.type),
+           COFFER_VERSION, COFFER_VAULT_COMPAT_VERSION, threads);
+    fflush(stdout);
+}
+
+/* Opens the physical storage the configuration names (inmem in dev mode). */
+static struct storage *open_storage(const struct coffer_config *conf,
+                                    struct errbuf *err)
+{
+    switch (conf->storage.type) {
+    case CONFIG_STORAGE_SQLITE:
+        return storage_sqlite_open(conf->storage.sqlite_path, err);
+    case CONFIG_STORAGE_POSTGRESQL:
+        return storage_pg_open(conf->storage.pg_connection_url,
+                               conf->storage.pg_table, err);
+    case CONFIG_STORAGE_INMEM:
+    case CONFIG_STORAGE_NONE:
+        break;
+    }
+    return storage_inmem_new();
 }
 
 static int wait_for_signal(void)
@@ -227,9 +265,49 @@ static int wait_for_signal(void)
     return sig;
 }
 
+/*
+ * Settles each setting: a command-line flag wins over the configuration
+ * file, which wins over the default. Dev mode has no file.
+ */
+static int settle(struct server_opts *o, struct coffer_config *conf)
+{
+    struct errbuf err;
+    int level;
+
+    if (o->config != NULL && config_load(o->config, conf, &err) != 0) {
+        fprintf(stderr, "Error loading configuration: %s\n", err.msg);
+        return -1;
+    }
+    if (o->log_level == NULL)
+        o->log_level = conf->log_level ? conf->log_level : "info";
+    level = log_level_parse(o->log_level);
+    if (level < 0) {
+        fprintf(stderr, "Error: unknown log level \"%s\"\n", o->log_level);
+        return -1;
+    }
+    log_set_level((enum log_level)level);
+    if (o->listen == NULL)
+        o->listen = conf->listener.address ? conf->listener.address
+                                           : "127.0.0.1:8200";
+    if (o->threads == 0)
+        o->threads = conf->workers ? conf->workers : HTTP_DEFAULT_THREADS;
+    if (o->max_request_size == 0)
+        o->max_request_size = conf->listener.max_request_size
+                                  ? conf->listener.max_request_size
+                                  : HTTP_DEFAULT_MAX_REQUEST_SIZE;
+    if (conf->default_lease_ttl > 0)
+        router_system_default_ttl = conf->default_lease_ttl;
+    if (conf->max_lease_ttl > 0)
+        router_system_max_ttl = conf->max_lease_ttl;
+    if (router_system_default_ttl > router_system_max_ttl)
+        router_system_default_ttl = router_system_max_ttl;
+    return 0;
+}
+
 int server_main(int argc, char **argv)
 {
     struct server_opts opts = {0};
+    struct coffer_config conf = {0};
     struct core_config cfg = {0};
     struct http_config hcfg = {0};
     struct storage *storage = NULL;
@@ -239,21 +317,18 @@ int server_main(int argc, char **argv)
     char *lua_dir = NULL;
     struct errbuf err;
     sigset_t set;
-    int level, code = 1, sig;
+    bool core_up = false;
+    int code = 1, sig;
 
     if (parse_opts(argc, argv, &opts) != 0)
         return 1;
-    if (!opts.dev) {
-        fprintf(stderr, "Error: only dev mode is available yet: run "
-                        "\"coffer server -dev\"\n");
+    if (opts.dev == (opts.config != NULL)) {
+        fprintf(stderr, "Error: give either -config=FILE or -dev\n\n");
+        usage();
         return 1;
     }
-    level = log_level_parse(opts.log_level);
-    if (level < 0) {
-        fprintf(stderr, "Error: unknown log level \"%s\"\n", opts.log_level);
-        return 1;
-    }
-    log_set_level((enum log_level)level);
+    if (settle(&opts, &conf) != 0)
+        goto out;
     /* Block before any thread exists so every thread inherits the mask. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -262,14 +337,19 @@ int server_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     lua_dir = find_lua_dir();
-    storage = storage_inmem_new();
-    cfg.dev_mode = true;
+    storage = open_storage(&conf, &err);
+    if (storage == NULL) {
+        fprintf(stderr, "Error opening storage: %s\n", err.msg);
+        goto out;
+    }
+    cfg.dev_mode = opts.dev;
     cfg.dev_root_token_id = opts.root_token_id;
     cfg.lua_dir = lua_dir;
     cfg.physical = storage;
     cfg.lease_retry_base = opts.lease_retry_base;
     cfg.lease_retry_max = opts.lease_retry_max;
     cfg.tick_interval = opts.tick_interval;
+    core_up = true;
     if (core_init(&cfg, &root_token, &unseal_key, &err) != 0) {
         fprintf(stderr, "Error initializing core: %s\n", err.msg);
         goto out;
@@ -277,21 +357,28 @@ int server_main(int argc, char **argv)
     hcfg.address = opts.listen;
     hcfg.threads = opts.threads;
     hcfg.max_request_size = opts.max_request_size;
+    hcfg.tls_cert_file = conf.listener.tls_cert_file;
+    hcfg.tls_key_file = conf.listener.tls_key_file;
     http = http_start(&hcfg, &err);
     if (http == NULL) {
         fprintf(stderr, "Error starting listener: %s\n", err.msg);
         goto out;
     }
-    print_dev_banner(&opts, unseal_key, root_token);
+    if (opts.dev)
+        print_dev_banner(opts.listen, opts.threads, unseal_key, root_token);
+    else
+        print_banner(&conf, opts.threads);
     sig = wait_for_signal();
     log_info("==> Coffer shutdown triggered (signal %d)", sig);
     code = 0;
 out:
     http_stop(http);
-    core_shutdown();
+    if (core_up)
+        core_shutdown();
     storage_free(storage);
     secure_free_str(root_token);
     secure_free_str(unseal_key);
     free(lua_dir);
+    config_release(&conf);
     return code;
 }

@@ -535,14 +535,13 @@ static int sq_scan(void *ctx, const char *prefix, storage_scan_fn fn,
 {
     struct sq_store *s = ctx;
     struct sq_conn *c = conn_get(s);
-    char *hi = prefix_successor(prefix);
+    char *hi = NULL;
     sqlite3_stmt *st;
     int rc;
 
-    if (c == NULL) {
-        free(hi);
+    if (c == NULL)
         return COFFER_EIO;
-    }
+    hi = prefix_successor(prefix);
     st = c->st[hi != NULL ? ST_SCAN : ST_SCAN_OPEN];
     if (bind_key(st, 1, prefix, strlen(prefix)) != SQLITE_OK ||
         (hi != NULL && bind_key(st, 2, hi, strlen(hi)) != SQLITE_OK)) {

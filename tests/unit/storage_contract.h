@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "storage.h"
@@ -154,6 +156,48 @@ static void check_scan(struct storage *s, const char *prefix,
     buf_release(&l.text);
 }
 #define CHECK_SCAN(s, prefix, want) check_scan(s, prefix, want, __FILE__, __LINE__)
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Sends stderr (where log lines go) to a temporary file between
+ * capture_begin and capture_end, which keeps what was written in text.
+ */
+struct capture {
+    int saved;
+    FILE *f;
+    char text[4096];
+};
+
+static void capture_begin(struct capture *c)
+{
+    fflush(stderr);
+    c->saved = dup(2);
+    c->f = tmpfile();
+    if (c->f != NULL)
+        dup2(fileno(c->f), 2);
+}
+
+static void capture_end(struct capture *c)
+{
+    size_t n = 0;
+
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    if (c->f != NULL) {
+        rewind(c->f);
+        n = fread(c->text, 1, sizeof(c->text) - 1, c->f);
+        fclose(c->f);
+    }
+    c->text[n] = '\0';
+}
 
 /* ============================================== get, put, delete == */
 

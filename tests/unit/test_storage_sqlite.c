@@ -98,54 +98,6 @@ static int exec_on(const char *path, const char *sql)
     return rc;
 }
 
-/*
- * Sends stderr (where log lines go) to a file between capture_begin and
- * capture_end, which returns what was written.
- */
-struct capture {
-    int saved;
-    char path[128];
-    char text[4096];
-};
-
-static void capture_begin(struct capture *c)
-{
-    int fd;
-
-    snprintf(c->path, sizeof(c->path), "%s/stderr.txt", tmpdir);
-    fflush(stderr);
-    c->saved = dup(2);
-    fd = open(c->path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
-    if (fd >= 0) {
-        dup2(fd, 2);
-        close(fd);
-    }
-}
-
-static void capture_end(struct capture *c)
-{
-    FILE *f;
-    size_t n = 0;
-
-    fflush(stderr);
-    dup2(c->saved, 2);
-    close(c->saved);
-    f = fopen(c->path, "r");
-    if (f != NULL) {
-        n = fread(c->text, 1, sizeof(c->text) - 1, f);
-        fclose(f);
-    }
-    c->text[n] = '\0';
-}
-
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ========================================================== files == */
 
 TEST(file_is_private)
