@@ -62,6 +62,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) tests/unit/harness.h
 	$(Q)$(CC) $(CFLAGS_ALL) -Isrc -Wno-unused-function -o $@ $< \
 	    $(filter-out $(BUILD)/obj/$(patsubst test_%,%,$*).o,$(LIB_OBJS)) $(LIBS)
 
+# C benchmarks include the .c file they measure, like unit tests.
+$(BUILD)/bench/%: tests/bench/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  BENCH $@"
+	$(Q)$(CC) $(CFLAGS_ALL) -Isrc -Wno-unused-function -o $@ $< \
+	    $(filter-out $(BUILD)/obj/$(patsubst bench_%,%,$*).o,$(LIB_OBJS)) $(LIBS)
+
 unit: $(UNIT_BINS)
 	$(Q)sh tests/run-unit.sh $(UNIT_BINS)
 
@@ -92,8 +99,11 @@ bench:
 	$(Q)sh .ci/install-deps.sh --bench
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_creds.py
+	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_restore.py
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench/bench_policy && $(BUILD)/bench/bench_policy
 
 clean:
 	rm -rf build build-*
 
 -include $(OBJS:.o=.d)
+-include $(UNIT_BINS:=.d)

@@ -78,6 +78,7 @@ static const struct flag_spec flag_table[] = {
     { "ca-cert", NULL, FK_STRING, OPT(ca_cert) },
     { "tls-skip-verify", NULL, FK_BOOL, OPT(tls_skip_verify) },
     { "detailed", NULL, FK_BOOL, OPT(detailed) },
+    { "method", NULL, FK_STRING, OPT(method) },
     { "force", "f", FK_BOOL, OPT(force) },
     { "mount", NULL, FK_STRING, OPT(mount) },
     { "version", NULL, FK_INT, OPT(version) },
@@ -642,6 +643,7 @@ static const char help_main[] =
     "    kv         Interact with the key/value secrets engine\n"
     "    lease      Look up, renew, revoke and list leases\n"
     "    operator   Initialize, unseal and seal the server\n"
+    "    policy     Write, read, list, delete and format ACL policies\n"
     "    secrets    Enable, disable, list and tune secrets engines\n"
     "    token      Create, look up, renew and revoke tokens\n";
 
@@ -655,6 +657,8 @@ static const struct cli_command *const command_tables[] = {
     cli__kv_commands,
     cli__lease_commands,
     cli__operator_commands,
+    cli__policy_commands,
+    cli__auth_commands,
 };
 
 /* The command named by argv[1..]; *used is how many words it took. */

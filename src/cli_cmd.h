@@ -64,6 +64,7 @@ struct cli_opts {
     char *type;
     char *entity_alias;
     char *mode;
+    char *method;               /* login -method */
     int64_t ttl;
     int64_t explicit_max_ttl;
     int64_t period;
@@ -112,6 +113,8 @@ extern const struct cli_command cli__cmds_commands[];
 extern const struct cli_command cli__kv_commands[];
 extern const struct cli_command cli__lease_commands[];
 extern const struct cli_command cli__operator_commands[];
+extern const struct cli_command cli__policy_commands[];
+extern const struct cli_command cli__auth_commands[];
 
 /* The flags every command takes, appended to each help text. */
 #define CLI_HELP_GLOBAL                                                      \

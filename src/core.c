@@ -20,6 +20,7 @@
 
 #include <openssl/evp.h>
 
+#include "auth.h"
 #include "barrier.h"
 #include "db_pg.h"
 #include "lease.h"
@@ -57,6 +58,12 @@ static const struct lease_ops engine_lease_ops = {
     .renew = luavm_lease_renew,
 };
 
+/* A token's own lease revokes the token tree (token.c). */
+static const struct lease_ops token_lease_ops = {
+    .revoke = token_lease_revoke,
+    .renew = token_lease_renew,
+};
+
 struct barrier *core_barrier(void)
 {
     return state.barrier;
@@ -89,6 +96,7 @@ static int activate_locked(struct errbuf *err)
     struct storage *logical = barrier_storage(state.barrier);
     struct lease_config lcfg = {
         .ops = &engine_lease_ops,
+        .token_ops = &token_lease_ops,
         .workers = state.cfg.lease_workers,
         .retry_base = state.cfg.lease_retry_base,
         .retry_max = state.cfg.lease_retry_max,
@@ -104,11 +112,14 @@ static int activate_locked(struct errbuf *err)
     }
     rc = router_init(logical, state.cfg.dev_mode, err);
     if (rc == 0)
+        rc = policy_init(logical, err);
+    if (rc == 0)
         rc = lease_init(logical, &lcfg, err);
     if (rc == 0)
         rc = ticker_start(state.cfg.tick_interval, err);
     if (rc != 0) {
         lease_shutdown();
+        policy_shutdown();
         router_shutdown();
         token_store_shutdown();
         return rc;
@@ -124,6 +135,7 @@ static void deactivate_locked(void)
         return;
     ticker_stop();
     lease_shutdown();
+    policy_shutdown();
     router_shutdown();
     token_store_shutdown();
     /* Sealed means no live credentials either: database connections made
@@ -191,7 +203,9 @@ static int dev_bootstrap(char **root_token, char **unseal_key,
 int core_init(const struct core_config *cfg, char **root_token,
               char **unseal_key, struct errbuf *err)
 {
-    struct luavm_config lcfg = {.lua_dir = cfg->lua_dir};
+    struct luavm_config lcfg = {.lua_dir = cfg->lua_dir,
+                                .plugin_dir = cfg->plugin_dir,
+                                .policy_dir = cfg->policy_dir};
     int rc;
 
     *root_token = NULL;
@@ -203,6 +217,7 @@ int core_init(const struct core_config *cfg, char **root_token,
     rc = luavm_global_init(&lcfg, err);
     if (rc != 0)
         return rc;
+    auth_configure(cfg->login_rate, cfg->login_burst);
     sys_set_storage_type(cfg->physical->backend->name);
     if (cfg->dev_mode)
         rc = dev_bootstrap(root_token, unseal_key, err);
@@ -216,6 +231,7 @@ void core_shutdown(void)
     state.barrier = NULL;
     luavm_thread_release();
     luavm_global_shutdown();
+    auth_shutdown();
 }
 
 /* ============================================================= render == */
@@ -367,13 +383,16 @@ static void dispatch(struct request *req, struct response *resp)
 static void authorise(struct request *req, struct response *resp)
 {
     struct token *t = token_lookup(req->client_token, false);
+    struct errbuf why;
 
     if (t == NULL) {
         response_error(resp, 403, "permission denied");
         return;
     }
     req->token = t;
-    if (!policy_allows(t, req->path, req->op)) {
+    if (policy_check(t, req, &why) != 0) {
+        log_debug("policy: %s %s denied: %s", req_op_name(req->op),
+                  req->path, why.msg);
         response_error(resp, 403, "%s", multi_denied);
         return;
     }
@@ -395,6 +414,10 @@ static void run(struct request *req, struct response *resp)
     if (sys_is_token_optional(req->path)) {
         req->token = token_lookup(req->client_token, false);
         sys_handle(req, resp);
+        return;
+    }
+    if (auth_is_login(req)) { /* auth/<mount>/login...: no token needed */
+        auth_login(req, resp);
         return;
     }
     authorise(req, resp);

@@ -20,6 +20,10 @@ struct core_config {
     bool dev_mode;
     const char *dev_root_token_id; /* NULL = random */
     const char *lua_dir;
+    const char *plugin_dir;        /* config's plugin_directory, or NULL */
+    const char *policy_dir;        /* config's policy_directory, or NULL */
+    double login_rate;             /* failed logins/s per address, 0 = 1 */
+    double login_burst;            /* bucket size per address, 0 = 10 */
     struct storage *physical;      /* borrowed; the barrier wraps it */
     unsigned int lease_workers;    /* 0 = default */
     double lease_retry_base;       /* seconds, 0 = default */

@@ -119,3 +119,18 @@ void crypto_wipe(void *p, size_t n)
 {
     OPENSSL_cleanse(p, n);
 }
+
+int crypto_pbkdf2_sha256(const void *password, size_t plen, const void *salt,
+                         size_t slen, unsigned int iterations,
+                         unsigned char *out, size_t outlen)
+{
+    if (iterations < 1 || outlen == 0 || plen > INT32_MAX ||
+        slen > INT32_MAX || outlen > INT32_MAX || iterations > INT32_MAX)
+        return COFFER_EINVAL;
+    if (PKCS5_PBKDF2_HMAC(plen ? password : "", (int)plen,
+                          slen ? salt : (const void *)"", (int)slen,
+                          (int)iterations, EVP_sha256(), (int)outlen,
+                          out) != 1)
+        return COFFER_EINVAL;
+    return 0;
+}

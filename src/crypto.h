@@ -31,6 +31,15 @@ void crypto_sha256(const void *data, size_t len, unsigned char out[32]);
 /* HMAC-SHA256 into out[32]. */
 void crypto_hmac_sha256(const void *key, size_t keylen, const void *data,
                         size_t len, unsigned char out[32]);
+/*
+ * PBKDF2-HMAC-SHA256 (RFC 8018) of password and salt with `iterations`
+ * rounds into out[outlen]. Deliberately slow: the password hash of
+ * userpass. 0, or COFFER_EINVAL for iterations < 1 or outlen 0 (or when
+ * OpenSSL fails). CPU-bound; never raises.
+ */
+int crypto_pbkdf2_sha256(const void *password, size_t plen, const void *salt,
+                         size_t slen, unsigned int iterations,
+                         unsigned char *out, size_t outlen);
 /* Lowercase hex encoding of n bytes into out (2n+1 bytes). */
 void crypto_hex(const unsigned char *in, size_t n, char *out);
 

@@ -80,6 +80,15 @@ static atomic_uint_fast64_t stat_revoked;
 static atomic_uint_fast64_t stat_failures;
 static atomic_uint_fast64_t stat_irrevocable;
 static atomic_bool tidy_requested;
+/*
+ * The lease this thread is revoking right now. Revoking a token lease
+ * revokes the token, which asks lease_revoke_token to expire the token's
+ * leases, this one included: expire_now skips it instead of waiting for
+ * the claim this thread already holds.
+ */
+static _Thread_local const char *revoking_id;
+
+static void format_ms(int64_t ms, char *out, size_t n);
 
 /* ============================================================ helpers == */
 
@@ -198,6 +207,15 @@ static int delete_record(const cJSON *rec)
     return rc;
 }
 
+/* Token leases go to token.c, every other secret to the engines. */
+static const struct lease_ops *ops_for(const cJSON *rec)
+{
+    if (conf.token_ops != NULL &&
+        strcmp(rec_str(rec, "secret_type"), "token") == 0)
+        return conf.token_ops;
+    return conf.ops;
+}
+
 /* The mount that issued the lease, if it is still the same mount. */
 static const struct mount *lease_mount(const cJSON *rec)
 {
@@ -254,15 +272,20 @@ static void schedule(const char *id, int64_t when)
 static int revoke_record(const cJSON *rec, bool force, struct errbuf *err)
 {
     const struct mount *m = lease_mount(rec);
+    const struct lease_ops *ops = ops_for(rec);
     const char *id = rec_str(rec, "id");
+    const char *outer = revoking_id;
     int rc = 0;
 
     errbuf_clear(err);
-    if (m == NULL)
+    if (m == NULL) {
         log_warn("lease: %s belongs to a mount that no longer exists; "
                  "dropping its record", id);
-    else if (conf.ops != NULL && conf.ops->revoke != NULL)
-        rc = conf.ops->revoke(m, rec, err);
+    } else if (ops != NULL && ops->revoke != NULL) {
+        revoking_id = id;
+        rc = ops->revoke(m, rec, err);
+        revoking_id = outer;
+    }
     router_mount_put(m);
     if (rc != 0 && !force)
         return rc;
@@ -614,6 +637,86 @@ out:
     return rc;
 }
 
+int lease_register_token(const struct mount *m, const char *path,
+                         const char *token_hmac, int64_t ttl, int64_t max_ttl,
+                         bool renewable, char **lease_id, struct errbuf *err)
+{
+    size_t n = strlen(path) + strlen(token_hmac) + 2;
+    char *id = xmalloc(n), *key = NULL, *tkey = NULL, *text = NULL;
+    cJSON *rec = cJSON_CreateObject(), *internal = cJSON_CreateObject();
+    struct timespec now = time_now();
+    int64_t issue = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    char when[64];
+    int rc;
+
+    *lease_id = NULL;
+    snprintf(id, n, "%s%s%s", path, str_has_suffix(path, "/") ? "" : "/",
+             token_hmac);
+    time_format_rfc3339(now, when, sizeof(when));
+    cJSON_AddStringToObject(internal, "token", token_hmac);
+    cJSON_AddStringToObject(rec, "id", id);
+    cJSON_AddStringToObject(rec, "path", path);
+    cJSON_AddStringToObject(rec, "mount_path", m->path);
+    cJSON_AddStringToObject(rec, "mount_uuid", m->uuid);
+    cJSON_AddStringToObject(rec, "secret_type", "token");
+    cJSON_AddItemToObject(rec, "internal", internal);
+    cJSON_AddStringToObject(rec, "token", token_hmac);
+    cJSON_AddStringToObject(rec, "issue_time", when);
+    cJSON_AddNumberToObject(rec, "issue_ms", (double)issue);
+    cJSON_AddNumberToObject(rec, "expire_ms", (double)(issue + ttl * 1000));
+    cJSON_AddNumberToObject(rec, "ttl", (double)ttl);
+    cJSON_AddNumberToObject(rec, "max_ttl", (double)max_ttl);
+    cJSON_AddBoolToObject(rec, "renewable", renewable);
+    cJSON_AddStringToObject(rec, "state", "active");
+    key = record_key(id);
+    text = cJSON_PrintUnformatted(rec);
+    tkey = token_index_key(token_hmac, id);
+    {
+        struct storage_op ops[2] = {
+            {STORAGE_OP_PUT, key, text, strlen(text)},
+            {STORAGE_OP_PUT, tkey, id, strlen(id)},
+        };
+        rc = storage_batch(store, ops, 2);
+    }
+    if (rc != 0) {
+        errbuf_set(err, "storing the token lease failed: %s",
+                   coffer_strerror(rc));
+        goto out;
+    }
+    schedule(id, issue + ttl * 1000);
+    *lease_id = id;
+    id = NULL;
+out:
+    secure_free_str(text);
+    free(key);
+    free(tkey);
+    free(id);
+    cJSON_Delete(rec);
+    return rc;
+}
+
+int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl)
+{
+    cJSON *rec;
+    char when[64];
+    int rc = COFFER_ENOTFOUND;
+
+    claim(lease_id);
+    rec = load_record(lease_id);
+    if (rec != NULL) {
+        format_ms(now_ms(), when, sizeof(when));
+        rec_set_num(rec, "expire_ms", (double)expire_unix * 1000);
+        rec_set_num(rec, "ttl", (double)ttl);
+        rec_set_str(rec, "last_renewal", when);
+        rc = save_record(rec);
+        if (rc == 0)
+            schedule(lease_id, expire_unix * 1000);
+    }
+    cJSON_Delete(rec);
+    unclaim(lease_id);
+    return rc;
+}
+
 void lease_resolve_ttl(const struct mount *m, int64_t ttl, int64_t max_ttl,
                        int64_t *out_ttl, int64_t *out_max)
 {
@@ -741,6 +844,8 @@ static void expire_now(const char *id)
 {
     cJSON *rec;
 
+    if (revoking_id != NULL && strcmp(revoking_id, id) == 0)
+        return; /* being revoked by this very thread */
     claim(id);
     rec = load_record(id);
     if (rec != NULL) {
@@ -1037,8 +1142,8 @@ static void renew_record(cJSON *rec, int64_t increment, struct response *resp)
     expire = now_ms() + ttl * 1000;
     m = lease_mount(rec);
     errbuf_clear(&err);
-    if (m != NULL && conf.ops && conf.ops->renew &&
-        conf.ops->renew(m, rec, expire / 1000, &err) != 0) {
+    if (m != NULL && ops_for(rec) && ops_for(rec)->renew &&
+        ops_for(rec)->renew(m, rec, expire / 1000, &err) != 0) {
         response_error(resp, 400, "failed to renew entry: %s", err.msg);
         goto out;
     }

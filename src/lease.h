@@ -55,6 +55,11 @@ struct lease_ops {
 
 struct lease_config {
     const struct lease_ops *ops;
+    /*
+     * Leases with secret_type "token" (a token's own lease, VAULT_API 8.1)
+     * go here instead of ops: token.c revokes the token tree. NULL = ops.
+     */
+    const struct lease_ops *token_ops;
     unsigned int workers;     /* revocation workers, default 8 */
     double retry_base;        /* seconds before the first retry, default 1 */
     double retry_max;         /* backoff cap in seconds, default 60 */
@@ -103,6 +108,28 @@ void lease_resolve_ttl(const struct mount *m, int64_t ttl, int64_t max_ttl,
  */
 int lease_count_matching(const char *prefix, const char *key,
                          const char *value, size_t *count);
+
+/*
+ * Records the lease of a token (secret_type "token"), active at once:
+ *
+ *   lease id    <creation path>/<token hmac>
+ *               "auth/token/create/3f1c...", "auth/userpass/login/alice/3f1c..."
+ *
+ * internal = {"token": <hmac>}; the lease is indexed under the token's own
+ * hmac, so revoking the token (lease_revoke_token) drops it too, and its
+ * expiry revokes the token tree through lease_config.token_ops. ttl is the
+ * token's TTL in seconds (> 0); max_ttl bounds sys/leases renewals. On
+ * success *lease_id is a new string.
+ */
+int lease_register_token(const struct mount *m, const char *path,
+                         const char *token_hmac, int64_t ttl, int64_t max_ttl,
+                         bool renewable, char **lease_id, struct errbuf *err);
+
+/*
+ * Moves an active lease's expiry to expire_unix (token renewal) and
+ * records ttl as its last granted TTL. 0, or COFFER_ENOTFOUND.
+ */
+int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl);
 
 /* Revokes a lease now (engine first, then the record). */
 int lease_revoke(const char *lease_id, struct errbuf *err);

@@ -26,6 +26,7 @@
 #include <lauxlib.h>
 
 #include "buf.h"
+#include "cidr.h"
 #include "common.h"
 #include "crypto.h"
 #include "json.h"
@@ -1737,6 +1738,68 @@ void lua_api_push_lease_helpers(lua_State *L)
     lua_setfield(L, -2, "count_leases");
 }
 
+/* ======================================================= pbkdf2, net == */
+
+#define PBKDF2_MAX_ITERATIONS 10000000
+
+/*
+ * coffer.crypto.pbkdf2(password, salt, iterations [, bytes = 32]) -> hex
+ * PBKDF2-HMAC-SHA256, for password hashes (userpass). Slow on purpose:
+ * the instruction hook does not run inside it, so iterations are capped.
+ * [-4, +1, e]
+ */
+static int l_crypto_pbkdf2(lua_State *L)
+{
+    size_t plen, slen;
+    const char *pw = luaL_checklstring(L, 1, &plen);
+    const char *salt = luaL_checklstring(L, 2, &slen);
+    lua_Integer iters = luaL_checkinteger(L, 3);
+    lua_Integer bytes = luaL_optinteger(L, 4, 32);
+    unsigned char out[64];
+    char hex[2 * sizeof(out) + 1];
+    int rc;
+
+    luaL_argcheck(L, iters >= 1 && iters <= PBKDF2_MAX_ITERATIONS, 3,
+                  "out of range");
+    luaL_argcheck(L, bytes >= 16 && bytes <= (lua_Integer)sizeof(out), 4,
+                  "out of range");
+    rc = crypto_pbkdf2_sha256(pw, plen, salt, slen, (unsigned int)iters, out,
+                              (size_t)bytes);
+    if (rc == 0)
+        crypto_hex(out, (size_t)bytes, hex);
+    crypto_wipe(out, sizeof(out));
+    if (rc != 0)
+        return luaL_error(L, "pbkdf2 failed");
+    lua_pushstring(L, hex);
+    crypto_wipe(hex, sizeof(hex));
+    return 1;
+}
+
+/*
+ * coffer.net.cidr_match(cidr, addr) -> boolean, or nil, message when
+ * either is malformed. [-2, +(1|2), e]
+ */
+static int l_net_cidr_match(lua_State *L)
+{
+    const char *cidr = luaL_checkstring(L, 1);
+    const char *addr = luaL_checkstring(L, 2);
+    bool match = false;
+
+    if (cidr_match(cidr, addr, &match) != 0) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "invalid CIDR block or address: %s, %s", cidr,
+                        addr);
+        return 2;
+    }
+    lua_pushboolean(L, match);
+    return 1;
+}
+
+static const luaL_Reg net_funcs[] = {
+    {"cidr_match", l_net_cidr_match},
+    {NULL, NULL},
+};
+
 /* =============================================================== open == */
 
 static const luaL_Reg json_funcs[] = {
@@ -1768,6 +1831,7 @@ static const luaL_Reg crypto_funcs[] = {
     {"random_string", l_crypto_random_string},
     {"base64_encode", l_crypto_base64_encode},
     {"base64_decode", l_crypto_base64_decode},
+    {"pbkdf2", l_crypto_pbkdf2},
     {NULL, NULL},
 };
 
@@ -1961,6 +2025,8 @@ void lua_api_open(lua_State *L)
     lua_setfield(L, -2, "crypto");
     luaL_newlib(L, log_funcs);
     lua_setfield(L, -2, "log");
+    luaL_newlib(L, net_funcs);
+    lua_setfield(L, -2, "net");
     lua_pushliteral(L, COFFER_VERSION);
     lua_setfield(L, -2, "version");
     lua_db_open(L);

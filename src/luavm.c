@@ -78,10 +78,13 @@ struct vm {
 static struct {
     bool ready;
     char *lua_dir;
+    char *plugin_dir; /* NULL = none */
     struct storage *storage;
     size_t memory_limit;
     double call_timeout;
     struct strvec engines; /* sorted names registered at bootstrap */
+    struct strvec auths;   /* auth method types, sorted */
+    struct strvec logins;  /* "<type>\037<pattern>": unauthenticated paths */
     pthread_key_t key;
 } g;
 
@@ -344,19 +347,20 @@ static int read_file(const char *path, struct buf *b, struct errbuf *err)
 }
 
 /*
- * Loads <lua_dir>/<rel> as text with chunk name "@<lua_dir>/<rel>" and a
- * fresh _ENV; pushes the chunk. The file buffer is released before any
- * raise. Returns false (nothing pushed) only if the file does not exist
- * and missing_ok. [-0, +(0|1), e]
+ * Loads <root>/<rel> as text with chunk name "@<root>/<rel>" and a fresh
+ * _ENV; pushes the chunk. The file buffer is released before any raise.
+ * Returns false (nothing pushed) only if the file does not exist and
+ * missing_ok. [-0, +(0|1), e]
  */
-static bool vm_load_file(lua_State *L, const char *rel, bool missing_ok)
+static bool vm_load_path(lua_State *L, const char *root, const char *rel,
+                         bool missing_ok)
 {
     struct errbuf err;
     struct buf b;
     int top = lua_gettop(L), rc, status = LUA_OK;
 
-    lua_pushfstring(L, "%s/%s", g.lua_dir, rel);  /* top+1: file */
-    lua_pushfstring(L, "@%s/%s", g.lua_dir, rel); /* top+2: chunk name */
+    lua_pushfstring(L, "%s/%s", root, rel);  /* top+1: file */
+    lua_pushfstring(L, "@%s/%s", root, rel); /* top+2: chunk name */
     buf_init(&b, VM_MAX_SCRIPT);
     rc = read_file(lua_tostring(L, top + 1), &b, &err);
     if (rc == 0) /* protected: pushes the chunk or the message */
@@ -376,6 +380,12 @@ static bool vm_load_file(lua_State *L, const char *rel, bool missing_ok)
     push_env(L);
     lua_setupvalue(L, -2, 1);
     return true;
+}
+
+/* vm_load_path under <lua_dir>. [-0, +(0|1), e] */
+static bool vm_load_file(lua_State *L, const char *rel, bool missing_ok)
+{
+    return vm_load_path(L, g.lua_dir, rel, missing_ok);
 }
 
 /* Module names are plain identifiers: no dots, slashes or "..". */
@@ -439,7 +449,8 @@ static int l_vm_names_gc(lua_State *L)
  * Pushes a collectable vector of the *.lua names in <lua_dir>/<dir>,
  * sorted. A missing directory gives an empty vector. [-0, +1, e]
  */
-static struct strvec *list_scripts(lua_State *L, const char *dir)
+static struct strvec *list_scripts_in(lua_State *L, const char *root,
+                                      const char *dir)
 {
     struct strvec *sv = lua_newuserdatauv(L, sizeof(*sv), 0);
     const char *path;
@@ -448,12 +459,12 @@ static struct strvec *list_scripts(lua_State *L, const char *dir)
 
     strvec_init(sv);
     luaL_setmetatable(L, VM_NAMES_MT);
-    path = lua_pushfstring(L, "%s/%s", g.lua_dir, dir);
+    path = lua_pushfstring(L, "%s/%s", root, dir);
     d = opendir(path);
     lua_pop(L, 1); /* path stays valid: nothing runs until closedir */
     if (d == NULL) {
         if (errno != ENOENT)
-            luaL_error(L, "cannot open %s/%s: %s", g.lua_dir, dir,
+            luaL_error(L, "cannot open %s/%s: %s", root, dir,
                        strerror(errno));
         return sv;
     }
@@ -466,15 +477,20 @@ static struct strvec *list_scripts(lua_State *L, const char *dir)
     return sv;
 }
 
-/* Runs every script of <lua_dir>/<dir> in name order. [-0, +0, e] */
-static void run_scripts(lua_State *L, const char *dir)
+static struct strvec *list_scripts(lua_State *L, const char *dir)
 {
-    struct strvec *sv = list_scripts(L, dir);
+    return list_scripts_in(L, g.lua_dir, dir);
+}
+
+/* Runs every script of <root>/<dir> in name order. [-0, +0, e] */
+static void run_scripts_in(lua_State *L, const char *root, const char *dir)
+{
+    struct strvec *sv = list_scripts_in(L, root, dir);
     size_t i;
 
     for (i = 0; i < sv->n; i++) {
         lua_pushfstring(L, "%s/%s", dir, sv->v[i]);
-        vm_load_file(L, lua_tostring(L, -1), false);
+        vm_load_path(L, root, lua_tostring(L, -1), false);
         lua_remove(L, -2);
         lua_call(L, 0, 0);
     }
@@ -638,6 +654,164 @@ static void collect_engines(lua_State *L, struct strvec *sv)
 }
 
 /*
+ * Copies the framework's auth methods into g.auths and their login paths
+ * into g.logins (scratch bootstrap only). framework.auth_methods() returns
+ * { {name = "userpass", login = {"login/..."}}, ... }. [-0, +0, e]
+ */
+static void collect_auths(lua_State *L)
+{
+    lua_Integer i, j, n, m;
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_framework);
+    if (lua_getfield(L, -1, "auth_methods") != LUA_TFUNCTION)
+        luaL_error(L, "framework.auth_methods is missing");
+    lua_call(L, 0, 1);
+    luaL_checktype(L, -1, LUA_TTABLE);
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_getfield(L, -1, "name");
+        lua_getfield(L, -2, "login");
+        strvec_push(&g.auths, luaL_checkstring(L, -2));
+        m = (lua_Integer)lua_rawlen(L, -1);
+        for (j = 1; j <= m; j++) {
+            lua_rawgeti(L, -1, j);
+            lua_pushfstring(L, "%s\037%s", lua_tostring(L, -3),
+                            luaL_checkstring(L, -1));
+            strvec_push(&g.logins, lua_tostring(L, -1));
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 2);
+    strvec_sort(&g.auths);
+}
+
+/* ========================================================= policies == */
+
+/*
+ * Lua policies: policies/<x>.lua next to lua_dir, then the config's
+ * policy_directory. Each file returns
+ *   { name = "...", paths = { [pattern] = {capabilities = {...}} },
+ *     check = function(req) ... end }
+ * Every state keeps name -> check in the registry (key_policies); the
+ * scratch bootstrap also copies name, paths and whether a check exists
+ * into pg.list for policy.c, which compiles the paths like HCL rules.
+ */
+static char key_policies;
+
+static struct {
+    char *dir;    /* policy_directory, or NULL */
+    cJSON *list;  /* [{name, paths, check, file}] from the scratch state */
+} pg;
+
+/* Loads every policy script of <root>; collect fills pg.list. [-0,+0,e] */
+static void load_policy_dir(lua_State *L, const char *root, bool collect)
+{
+    struct strvec *sv = list_scripts_in(L, root, ".");
+    int reg;
+    size_t i;
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_policies);
+    reg = lua_gettop(L);
+    for (i = 0; i < sv->n; i++) {
+        const char *file = lua_pushfstring(L, "%s/%s", root, sv->v[i]);
+        int t;
+
+        vm_load_path(L, root, sv->v[i], false);
+        lua_call(L, 0, 1);
+        t = lua_gettop(L);
+        if (!lua_istable(L, t))
+            luaL_error(L, "%s: a policy script must return a table", file);
+        if (lua_getfield(L, t, "name") == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, sv->v[i], strlen(sv->v[i]) - 4);
+        } else if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0) {
+            luaL_error(L, "%s: policy name must be a non-empty string",
+                       file);
+        }
+        if (lua_rawget(L, reg) == LUA_TNIL) /* reg[name] */
+            lua_pop(L, 1);
+        else
+            luaL_error(L, "%s: a Lua policy with this name already exists",
+                       file);
+        lua_getfield(L, t, "name");
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, sv->v[i], strlen(sv->v[i]) - 4);
+        }
+        lua_getfield(L, t, "check");
+        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+            luaL_error(L, "%s: check must be a function", file);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushboolean(L, 0);
+        }
+        lua_rawset(L, reg); /* reg[name] = check or false */
+        if (collect) {
+            cJSON *paths = NULL, *e = cJSON_CreateObject();
+            lua_getfield(L, t, "name");
+            cJSON_AddStringToObject(e, "name", lua_isstring(L, -1)
+                                                   ? lua_tostring(L, -1)
+                                                   : "");
+            if (!lua_isstring(L, -1)) {
+                cJSON_Delete(e);
+                e = cJSON_CreateObject();
+                lua_pushlstring(L, sv->v[i], strlen(sv->v[i]) - 4);
+                cJSON_AddStringToObject(e, "name", lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            cJSON_AddStringToObject(e, "file", file);
+            lua_getfield(L, t, "check");
+            cJSON_AddBoolToObject(e, "check", lua_isfunction(L, -1));
+            lua_pop(L, 1);
+            cJSON_AddItemToArray(pg.list, e); /* owned before any raise */
+            if (lua_getfield(L, t, "paths") != LUA_TNIL) {
+                if (!lua_istable(L, -1))
+                    luaL_error(L, "%s: paths must be a table", file);
+                lua_api_to_json(L, -1, &paths);
+                cJSON_AddItemToObject(e, "paths", paths);
+            }
+            lua_pop(L, 1);
+        }
+        lua_settop(L, reg);
+    }
+    lua_pop(L, 2); /* reg, sv */
+}
+
+/* The policy step of the bootstrap. [-0, +0, e] */
+static void load_policies(lua_State *L, bool collect)
+{
+    const char *builtin = lua_pushfstring(L, "%s/../policies", g.lua_dir);
+
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_policies);
+    if (collect) {
+        cJSON_Delete(pg.list);
+        pg.list = cJSON_CreateArray();
+    }
+    load_policy_dir(L, builtin, collect);
+    if (pg.dir != NULL)
+        load_policy_dir(L, pg.dir, collect);
+    lua_pop(L, 1);
+}
+
+static void policies_release(void)
+{
+    cJSON_Delete(pg.list);
+    pg.list = NULL;
+    free(pg.dir);
+    pg.dir = NULL;
+}
+
+const cJSON *luavm_policies(void)
+{
+    return pg.list;
+}
+
+/*
  * The whole bootstrap, run under lua_pcall (lua.c pmain). Argument 1 is a
  * light userdata: the strvec to fill with engine names, or NULL.
  */
@@ -654,14 +828,22 @@ static int vm_bootstrap(lua_State *L)
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_framework);
     lua_getfield(L, -1, "engine");
     lua_setfield(L, -3, "engine");
+    lua_getfield(L, -1, "auth");
+    lua_setfield(L, -3, "auth");
     lua_pop(L, 2);
     freeze_members(L, lua_gettop(L), 0);
     lua_pop(L, 1);
 
-    run_scripts(L, "engines");
-    run_scripts(L, "auth");
-    if (engines != NULL)
+    run_scripts_in(L, g.lua_dir, "engines");
+    run_scripts_in(L, g.lua_dir, "auth");
+    /* The operator's own engines and auth methods (plugin_directory). */
+    if (g.plugin_dir != NULL)
+        run_scripts_in(L, g.plugin_dir, ".");
+    load_policies(L, engines != NULL);
+    if (engines != NULL) {
         collect_engines(L, engines);
+        collect_auths(L);
+    }
     return 0;
 }
 
@@ -762,12 +944,16 @@ int luavm_global_init(const struct luavm_config *cfg, struct errbuf *err)
         return COFFER_EINVAL;
     }
     g.lua_dir = xstrdup(cfg->lua_dir != NULL ? cfg->lua_dir : "lua");
+    g.plugin_dir = cfg->plugin_dir != NULL ? xstrdup(cfg->plugin_dir) : NULL;
+    pg.dir = cfg->policy_dir != NULL ? xstrdup(cfg->policy_dir) : NULL;
     g.storage = cfg->storage;
     g.memory_limit = cfg->memory_limit != 0 ? cfg->memory_limit
                                             : VM_DEFAULT_MEMORY;
     g.call_timeout = cfg->call_timeout > 0 ? cfg->call_timeout
                                            : VM_DEFAULT_TIMEOUT;
     strvec_init(&g.engines);
+    strvec_init(&g.auths);
+    strvec_init(&g.logins);
     vm = vm_new(&g.engines, err);
     if (vm == NULL) {
         rc = COFFER_EINVAL;
@@ -783,9 +969,14 @@ int luavm_global_init(const struct luavm_config *cfg, struct errbuf *err)
     g.ready = true;
     return 0;
 fail:
+    policies_release();
     strvec_release(&g.engines);
+    strvec_release(&g.auths);
+    strvec_release(&g.logins);
     free(g.lua_dir);
     g.lua_dir = NULL;
+    free(g.plugin_dir);
+    g.plugin_dir = NULL;
     return rc;
 }
 
@@ -808,15 +999,51 @@ void luavm_global_shutdown(void)
         return;
     luavm_thread_release();
     pthread_key_delete(g.key);
+    policies_release();
     strvec_release(&g.engines);
+    strvec_release(&g.auths);
+    strvec_release(&g.logins);
     free(g.lua_dir);
     g.lua_dir = NULL;
+    free(g.plugin_dir);
+    g.plugin_dir = NULL;
     g.ready = false;
 }
 
 bool luavm_engine_exists(const char *type)
 {
     return g.ready && type != NULL && strvec_contains(&g.engines, type);
+}
+
+bool luavm_auth_exists(const char *type)
+{
+    return g.ready && type != NULL && strvec_contains(&g.auths, type);
+}
+
+bool luavm_auth_is_login(const char *type, const char *rel)
+{
+    size_t tn, rn, pn;
+
+    if (!g.ready || type == NULL || rel == NULL)
+        return false;
+    tn = strlen(type);
+    rn = strlen(rel);
+    if (rn > 0 && rel[rn - 1] == '/')
+        rn--; /* "login/" is "login" */
+    for (size_t i = 0; i < g.logins.n; i++) {
+        const char *e = g.logins.v[i], *pat;
+        if (strncmp(e, type, tn) != 0 || e[tn] != '\037')
+            continue;
+        pat = e + tn + 1;
+        pn = strlen(pat);
+        if (pn > 0 && pat[pn - 1] == '*') {
+            if (rn >= pn - 1 && strncmp(rel, pat, pn - 1) == 0)
+                return true;
+        } else if (rn == pn && strncmp(rel, pat, pn) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* ============================================================ calling == */
@@ -835,6 +1062,7 @@ struct vm_call {
     int64_t lease_duration;
     bool renewable;
     bool no_body;
+    bool login;      /* an unauthenticated login request (auth.c) */
 };
 
 static void vm_call_release(struct vm_call *call)
@@ -941,6 +1169,10 @@ static void push_request(lua_State *L, const struct vm_call *call)
     lua_setfield(L, -2, "storage");
     lua_api_push_lease_factory(L);
     lua_setfield(L, -2, "pending_lease");
+    if (call->login) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "login");
+    }
     lua_api_push_lease_helpers(L);
 }
 
@@ -1192,10 +1424,10 @@ static void vm_unprotect(struct vm *vm, struct lua_api_ctx *ctx, int base)
     LUA_API_CTX(vm->L) = NULL;
 }
 
-void luavm_handle(const struct mount *m, struct request *req,
-                  struct response *resp)
+static void handle(const struct mount *m, struct request *req,
+                   struct response *resp, bool login)
 {
-    struct vm_call call = {.m = m, .req = req};
+    struct vm_call call = {.m = m, .req = req, .login = login};
     struct lua_api_ctx ctx = {.storage = g.storage, .mount = m, .req = req};
     struct vm *vm = g.ready ? vm_get() : NULL;
     int base, status;
@@ -1211,6 +1443,18 @@ void luavm_handle(const struct mount *m, struct request *req,
         vm_fail(vm, &call, status, resp);
     vm_call_release(&call);
     vm_unprotect(vm, &ctx, base);
+}
+
+void luavm_handle(const struct mount *m, struct request *req,
+                  struct response *resp)
+{
+    handle(m, req, resp, false);
+}
+
+void luavm_handle_login(const struct mount *m, struct request *req,
+                        struct response *resp)
+{
+    handle(m, req, resp, true);
 }
 
 /* ============================================================= leases == */
@@ -1343,4 +1587,106 @@ void luavm_periodic(const struct mount *m)
                   msg != NULL ? msg : "(non-string error)");
     }
     vm_unprotect(vm, &ctx, base);
+}
+
+/* ====================================================== policy checks == */
+
+/*
+ * Policy check functions get an instruction budget instead of the
+ * engines' wall-clock deadline: a check is a few comparisons, and a
+ * budget is deterministic. The hook fires once the budget is spent and
+ * then on every instruction, so a pcall in the check cannot absorb it.
+ */
+#define VM_POLICY_BUDGET 100000
+
+struct vm_check {
+    const char *name;
+    const struct request *req;
+    const struct token *t;
+    bool allowed;
+    char reason[200];
+};
+
+static void vm_budget_hook(lua_State *L, lua_Debug *ar)
+{
+    struct vm *vm = vm_of(L);
+
+    (void)ar;
+    vm->timed_out = true;
+    lua_sethook(L, vm_budget_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "policy check exceeded %d instructions", VM_POLICY_BUDGET);
+}
+
+/*
+ * Under lua_pcall: check(req) with
+ *   req = {path, operation, data, client_addr, time, token = {...}}
+ * The result must be a boolean; false may come with a reason string.
+ */
+static int vm_run_check(lua_State *L)
+{
+    struct vm_check *c = lua_touserdata(L, 1);
+    const struct request *req = c->req;
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_policies);
+    if (lua_getfield(L, -1, c->name) != LUA_TFUNCTION)
+        return luaL_error(L, "policy %s has no check function", c->name);
+    lua_createtable(L, 0, 6);
+    set_str(L, "path", req->path);
+    set_str(L, "operation", req_op_name(req->op));
+    set_str(L, "client_addr", req->remote_addr);
+    set_int(L, "time", (int64_t)time_now().tv_sec);
+    push_object(L, req->data);
+    lua_setfield(L, -2, "data");
+    if (c->t != NULL) {
+        push_token(L, c->t);
+        lua_setfield(L, -2, "token");
+    }
+    lua_sethook(L, vm_budget_hook, LUA_MASKCOUNT, VM_POLICY_BUDGET);
+    lua_call(L, 1, 2);
+    lua_sethook(L, vm_hook, LUA_MASKCOUNT, VM_HOOK_COUNT);
+    if (!lua_isboolean(L, -2))
+        return luaL_error(L, "check returned a %s; expected a boolean",
+                          luaL_typename(L, -2));
+    c->allowed = lua_toboolean(L, -2);
+    if (!c->allowed && lua_type(L, -1) == LUA_TSTRING)
+        snprintf(c->reason, sizeof(c->reason), "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+int luavm_policy_check(const char *name, const struct request *req,
+                       const struct token *t, struct errbuf *why)
+{
+    struct vm_check c = {.name = name, .req = req, .t = t};
+    struct lua_api_ctx ctx = {.req = req};
+    struct vm *vm = g.ready ? vm_get() : NULL;
+    const char *msg;
+    int base, status;
+
+    if (vm == NULL || !lua_checkstack(vm->L, 8)) {
+        errbuf_set(why, "policy %s: no Lua state", name);
+        log_error("policy: check of %s denied: no Lua state", name);
+        return COFFER_EINTERNAL;
+    }
+    status = vm_protected(vm, &ctx, vm_run_check, &c, &base);
+    if (status != LUA_OK) {
+        msg = lua_api_is_error(vm->L, -1) ? "a typed error"
+                                          : lua_tostring(vm->L, -1);
+        errbuf_set(why, "policy %s: check failed", name);
+        log_error("policy: check of %s failed, denying %s %s: %s%.*s", name,
+                  req_op_name(req->op), req->path,
+                  vm->timed_out ? "(budget) " : "",
+                  msg != NULL ? (int)strcspn(msg, "\n") : 18,
+                  msg != NULL ? msg : "(non-string error)");
+        vm_unprotect(vm, &ctx, base);
+        return COFFER_EINTERNAL;
+    }
+    vm_unprotect(vm, &ctx, base);
+    if (!c.allowed) {
+        errbuf_set(why, "policy %s: %s", name,
+                   c.reason[0] != '\0' ? c.reason : "check returned false");
+        log_info("policy: %s denied %s %s: %s", name, req_op_name(req->op),
+                 req->path, c.reason[0] != '\0' ? c.reason : "(no reason)");
+        return COFFER_EPERM;
+    }
+    return 0;
 }

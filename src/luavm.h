@@ -26,6 +26,8 @@ struct storage;
 
 struct luavm_config {
     const char *lua_dir;         /* directory holding coffer/ and engines/ */
+    const char *plugin_dir;      /* extra engines/auth methods, or NULL */
+    const char *policy_dir;      /* extra Lua policies, or NULL */
     struct storage *storage;     /* borrowed; outlives every state */
     size_t memory_limit;         /* bytes per state, 0 = default */
     double call_timeout;         /* seconds per engine call, 0 = default */
@@ -44,6 +46,17 @@ void luavm_global_shutdown(void);
 /* True if a Lua script registered a secret engine with this type name. */
 bool luavm_engine_exists(const char *type);
 
+/* True if a Lua script registered an auth method (coffer.auth{}) of type. */
+bool luavm_auth_exists(const char *type);
+
+/*
+ * True if rel (a path relative to an auth mount of this type) is one of
+ * the method's login paths, which need no token: the patterns its
+ * a:login(...) routes declared: "login" exactly, or "login/" followed
+ * by anything when the pattern has a capture (stored as a trailing '*'). Pure lookup in what the scratch bootstrap recorded.
+ */
+bool luavm_auth_is_login(const char *type, const char *rel);
+
 /*
  * Runs req against the engine of mount m in the calling thread's state and
  * fills resp. Never fails outright: a script error becomes a 500 with a
@@ -51,6 +64,14 @@ bool luavm_engine_exists(const char *type);
  */
 void luavm_handle(const struct mount *m, struct request *req,
                   struct response *resp);
+
+/*
+ * luavm_handle for an unauthenticated login request (auth.c): the request
+ * table carries req.login = true and the framework lets it reach only the
+ * method's login routes.
+ */
+void luavm_handle_login(const struct mount *m, struct request *req,
+                        struct response *resp);
 
 /*
  * Lease callbacks for the expiration manager (struct lease_ops). They run
@@ -75,5 +96,22 @@ void luavm_periodic(const struct mount *m);
  * theirs closed automatically; this is for the main thread.
  */
 void luavm_thread_release(void);
+
+/*
+ * Lua policies found at start-up (policies/ next to lua_dir, then
+ * policy_dir): an array of {name, file, check (bool), paths (object)}.
+ * NULL before luavm_global_init. Owned by luavm.
+ */
+const cJSON *luavm_policies(void);
+
+/*
+ * Runs the check function of Lua policy `name` for req (t is the token)
+ * in the calling thread's state, under a small instruction budget.
+ * 0 = allow; COFFER_EPERM = the check said no (reason in why);
+ * COFFER_EINTERNAL = it failed (error, budget, non-boolean): deny.
+ */
+struct token;
+int luavm_policy_check(const char *name, const struct request *req,
+                       const struct token *t, struct errbuf *why);
 
 #endif

@@ -364,6 +364,11 @@ static int resolve_type(enum mount_class klass, const char *type,
                             "instantiated");
             return COFFER_EINVAL;
         }
+        if (luavm_auth_exists(type)) { /* a Lua auth method */
+            m->type = xstrdup(type);
+            m->impl = MOUNT_IMPL_LUA;
+            return 0;
+        }
         errbuf_set(err, "unknown auth method type: \"%s\"", type);
         return COFFER_EINVAL;
     }

@@ -141,6 +141,10 @@ int seal_init(int shares, int threshold, uint8_t **shares_out,
     }
     secrets = xmalloc(2 * SEAL_KEY_LEN);
     keys = xmalloc((size_t)shares * SEAL_SHARE_LEN);
+    /* Best effort: keep the fresh keys out of swap while they live. */
+    if (mlock(secrets, 2 * SEAL_KEY_LEN) != 0 ||
+        mlock(keys, (size_t)shares * SEAL_SHARE_LEN) != 0)
+        log_debug("seal: cannot lock the new keys in memory");
     rc = crypto_random(secrets, 2 * SEAL_KEY_LEN);
     if (rc == 0)
         rc = shamir_split(secrets, SEAL_KEY_LEN, shares, threshold, keys,
@@ -161,6 +165,10 @@ int seal_init(int shares, int threshold, uint8_t **shares_out,
     }
 out:
     pthread_mutex_unlock(&mu);
+    if (secrets != NULL) {
+        crypto_wipe(secrets, 2 * SEAL_KEY_LEN);
+        munlock(secrets, 2 * SEAL_KEY_LEN);
+    }
     secure_free(secrets, 2 * SEAL_KEY_LEN);
     secure_free(keys, (size_t)shares * SEAL_SHARE_LEN);
     return rc;

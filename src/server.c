@@ -37,6 +37,10 @@ struct server_opts {
     double lease_retry_base; /* seconds; test knobs, 0 = defaults */
     double lease_retry_max;
     double tick_interval;
+    const char *plugin_dir;  /* -dev-plugin-dir=DIR */
+    const char *policy_dir;  /* -dev-policy-dir=DIR */
+    double login_rate;       /* -dev-login-rate=N (failed logins/s) */
+    double login_burst;      /* -dev-login-burst=N */
 };
 
 static void usage(void)
@@ -63,7 +67,14 @@ static void usage(void)
             "  -dev-lease-retry-max=SECS     Longest retry delay "
             "(default 60).\n"
             "  -dev-tick-interval=SECS       Periodic engine work "
-            "(default 5).\n");
+            "(default 5).\n"
+            "  -dev-plugin-dir=DIR           Load engines and auth methods "
+            "from DIR.\n"
+            "  -dev-policy-dir=DIR           Load Lua policies from DIR.\n"
+            "  -dev-login-rate=N             Failed logins per second per "
+            "address (default 1).\n"
+            "  -dev-login-burst=N            Failed logins in a burst "
+            "(default 10).\n");
 }
 
 /* Accepts "-flag=value" and "--flag=value"; returns the value or NULL. */
@@ -133,7 +144,9 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         } else if (take_value(a, "config", &o->config) ||
                    take_value(a, "dev-root-token-id", &o->root_token_id) ||
                    take_value(a, "dev-listen-address", &o->listen) ||
-                   take_value(a, "log-level", &o->log_level)) {
+                   take_value(a, "log-level", &o->log_level) ||
+                   take_value(a, "dev-plugin-dir", &o->plugin_dir) ||
+                   take_value(a, "dev-policy-dir", &o->policy_dir)) {
             continue;
         } else if (take_value(a, "max-request-size", &v)) {
             if (parse_number(a, v, INT64_MAX, &n) != 0)
@@ -144,6 +157,12 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
                 return 1;
         } else if (take_value(a, "dev-lease-retry-max", &v)) {
             if (parse_seconds(a, v, &o->lease_retry_max) != 0)
+                return 1;
+        } else if (take_value(a, "dev-login-rate", &v)) {
+            if (parse_seconds(a, v, &o->login_rate) != 0)
+                return 1;
+        } else if (take_value(a, "dev-login-burst", &v)) {
+            if (parse_seconds(a, v, &o->login_burst) != 0)
                 return 1;
         } else if (take_value(a, "dev-tick-interval", &v)) {
             if (parse_seconds(a, v, &o->tick_interval) != 0)
@@ -345,6 +364,12 @@ int server_main(int argc, char **argv)
     cfg.dev_mode = opts.dev;
     cfg.dev_root_token_id = opts.root_token_id;
     cfg.lua_dir = lua_dir;
+    cfg.plugin_dir = conf.plugin_directory != NULL ? conf.plugin_directory
+                                                   : opts.plugin_dir;
+    cfg.policy_dir = conf.policy_directory != NULL ? conf.policy_directory
+                                                   : opts.policy_dir;
+    cfg.login_rate = opts.login_rate;
+    cfg.login_burst = opts.login_burst;
     cfg.physical = storage;
     cfg.lease_retry_base = opts.lease_retry_base;
     cfg.lease_retry_max = opts.lease_retry_max;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "policy.h"
 #include "router.h"
+#include "sys_policy.h"
 #include "token.h"
 #include "util.h"
 
@@ -376,6 +377,8 @@ void sys_handle(struct request *req, struct response *resp)
         handle_metrics(req, resp);
     else if (is_lease_path(rel))
         lease_handle(req, rel, resp);
+    else if (sys_policy_handles(rel))
+        sys_policy_handle(req, rel, resp);
     else if (strcmp(rel, "internal/ui/mounts") == 0)
         handle_ui_mounts_list(req, resp);
     else if (str_has_prefix(rel, "internal/ui/mounts/"))

@@ -21,6 +21,7 @@
 #include "fields.h"
 #include "lease.h"
 #include "log.h"
+#include "mount.h"
 #include "policy.h"
 #include "router.h"
 #include "storage.h"
@@ -106,6 +107,9 @@ void token_free(struct token *t)
     cJSON_Delete(t->meta);
     free(t->entity_id);
     free(t->type);
+    free(t->lease_id);
+    free(t->role);
+    strvec_release(&t->bound_cidrs);
     free(t);
 }
 
@@ -144,6 +148,13 @@ static cJSON *entry_to_json(const struct token *t)
     cJSON_AddBoolToObject(o, "renewable", t->renewable);
     cJSON_AddBoolToObject(o, "orphan", t->orphan);
     cJSON_AddNumberToObject(o, "last_renewal", (double)t->last_renewal);
+    cJSON_AddNumberToObject(o, "max_ttl", (double)t->max_ttl);
+    if (t->lease_id != NULL)
+        cJSON_AddStringToObject(o, "lease_id", t->lease_id);
+    if (t->role != NULL)
+        cJSON_AddStringToObject(o, "role", t->role);
+    if (t->bound_cidrs.n > 0)
+        cJSON_AddItemToObject(o, "bound_cidrs", policies_json(&t->bound_cidrs));
     return o;
 }
 
@@ -193,6 +204,14 @@ static struct token *entry_from_json(const char *hmac, const cJSON *o)
     t->renewable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "renewable"));
     t->orphan = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "orphan"));
     t->last_renewal = get_int(o, "last_renewal");
+    t->max_ttl = get_int(o, "max_ttl");
+    t->lease_id = get_str(o, "lease_id");
+    t->role = get_str(o, "role");
+    strvec_init(&t->bound_cidrs);
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(o, "bound_cidrs")) {
+        if (cJSON_IsString(it))
+            strvec_push(&t->bound_cidrs, it->valuestring);
+    }
     t->is_root = strvec_contains(&t->policies, "root");
     t->entity_id = xstrdup("");
     t->type = xstrdup("service");
@@ -291,11 +310,27 @@ static int delete_entry_locked(const struct token *t)
 }
 
 /*
+ * Hands the leases of every token in done to the expiration manager and
+ * empties done. Runs without write_lock: a revocation worker revoking a
+ * token lease calls back into revoke_tree, so holding write_lock while
+ * waiting for the manager's claims could deadlock.
+ */
+static void revoke_leases(struct strvec *done)
+{
+    for (size_t i = 0; i < done->n; i++)
+        lease_revoke_token(done->v[i]);
+    strvec_release(done);
+    strvec_init(done);
+}
+
+/*
  * Revokes a token and every descendant, leaves first, so that a crash
- * half-way leaves a tree that can still be revoked from its root.
+ * half-way leaves a tree that can still be revoked from its root. The
+ * hmacs revoked are appended to done (see revoke_leases).
  * Caller holds write_lock.
  */
-static int revoke_tree_locked(const char *hmac, int depth)
+static int revoke_tree_locked(const char *hmac, int depth,
+                              struct strvec *done)
 {
     char prefix[128];
     struct strvec children;
@@ -308,7 +343,7 @@ static int revoke_tree_locked(const char *hmac, int depth)
     strvec_init(&children);
     rc = storage_list(store, prefix, &children);
     for (size_t i = 0; rc == 0 && i < children.n; i++)
-        rc = revoke_tree_locked(children.v[i], depth + 1);
+        rc = revoke_tree_locked(children.v[i], depth + 1, done);
     strvec_release(&children);
     if (rc != 0)
         return rc;
@@ -317,17 +352,20 @@ static int revoke_tree_locked(const char *hmac, int depth)
         rc = delete_entry_locked(t);
         token_free(t);
     }
-    lease_revoke_token(hmac);
+    strvec_push(done, hmac);
     return rc;
 }
 
 static int revoke_tree(const char *hmac)
 {
+    struct strvec done;
     int rc;
 
+    strvec_init(&done);
     pthread_mutex_lock(&write_lock);
-    rc = revoke_tree_locked(hmac, 0);
+    rc = revoke_tree_locked(hmac, 0, &done);
     pthread_mutex_unlock(&write_lock);
+    revoke_leases(&done);
     return rc;
 }
 
@@ -337,6 +375,7 @@ static int revoke_orphan(const char *hmac)
     char prefix[128];
     struct strvec children;
     struct token *t, *child;
+    bool revoked = false;
     int rc = 0;
 
     pthread_mutex_lock(&write_lock);
@@ -360,9 +399,11 @@ static int revoke_orphan(const char *hmac)
     if (t != NULL) {
         rc = delete_entry_locked(t);
         token_free(t);
-        lease_revoke_token(hmac);
+        revoked = true;
     }
     pthread_mutex_unlock(&write_lock);
+    if (revoked)
+        lease_revoke_token(hmac);
     return rc;
 }
 
@@ -371,6 +412,7 @@ static struct token *new_entry(void)
     struct token *t = xcalloc(1, sizeof(*t));
 
     strvec_init(&t->policies);
+    strvec_init(&t->bound_cidrs);
     t->issue_time = time_now();
     t->creation_time = t->issue_time.tv_sec;
     t->entity_id = xstrdup("");
@@ -444,22 +486,25 @@ static struct token *lookup_hmac(const char *hmac)
 void token_use(struct token *t)
 {
     struct token *cur;
+    struct strvec done;
 
     if (t->num_uses == 0)
         return;
 
+    strvec_init(&done);
     pthread_mutex_lock(&write_lock);
     cur = load_entry(t->id_hmac);
     if (cur != NULL && cur->num_uses > 0) {
         cur->num_uses--;
         if (cur->num_uses == 0)
-            revoke_tree_locked(cur->id_hmac, 0);
+            revoke_tree_locked(cur->id_hmac, 0, &done);
         else
             save_entry(cur);
         t->num_uses = cur->num_uses;
     }
     token_free(cur);
     pthread_mutex_unlock(&write_lock);
+    revoke_leases(&done);
 }
 
 struct token *token_lookup(const char *client_token, bool use)
@@ -500,6 +545,11 @@ static struct token *lookup_accessor(const char *accessor)
         t = lookup_hmac(stored.ptr);
     buf_release(&stored);
     return t;
+}
+
+struct token *token_lookup_accessor(const char *accessor)
+{
+    return accessor != NULL ? lookup_accessor(accessor) : NULL;
 }
 
 /* ============================================================= replies == */
@@ -569,6 +619,10 @@ static cJSON *lookup_data(const struct token *t, const char *client_token)
     cJSON_AddStringToObject(d, "path", t->path);
     if (t->period != 0)
         cJSON_AddNumberToObject(d, "period", (double)t->period);
+    if (t->role != NULL)
+        cJSON_AddStringToObject(d, "role", t->role);
+    if (t->bound_cidrs.n > 0)
+        cJSON_AddItemToObject(d, "bound_cidrs", policies_json(&t->bound_cidrs));
     cJSON_AddItemToObject(d, "policies", policies_json(&t->policies));
     if (!root_like)
         cJSON_AddBoolToObject(d, "renewable", t->renewable);
@@ -781,25 +835,480 @@ static int check_create_rights(const struct token *parent, bool sudo,
     return 0;
 }
 
+/*
+ * Stores a minted token, then its lease when it expires, so that the
+ * expiration manager revokes it on time (VAULT_API 8.1). m is the mount
+ * that issues it (auth/token/ or the login's auth mount).
+ */
+static int persist_new(struct token *t, const struct mount *m)
+{
+    struct errbuf err;
+    int64_t max = t->max_ttl > 0 ? t->max_ttl : router_system_max_ttl;
+    int rc = store_new_entry(t);
+
+    if (rc != 0 || t->ttl <= 0 || m == NULL)
+        return rc;
+    if (t->explicit_max_ttl > 0 && t->explicit_max_ttl < max)
+        max = t->explicit_max_ttl;
+    rc = lease_register_token(m, t->path, t->id_hmac, t->ttl, max,
+                              t->renewable, &t->lease_id, &err);
+    if (rc == 0)
+        rc = save_entry(t);
+    if (rc != 0) {
+        log_error("token: registering the lease of accessor %s failed: %s",
+                  t->accessor, err.msg);
+        revoke_tree(t->id_hmac);
+    }
+    return rc;
+}
+
+/* ============================================================== roles == */
+
+struct role {
+    struct strvec allowed;
+    struct strvec disallowed;
+    struct strvec bound_cidrs;
+    bool orphan;
+    bool renewable;
+    bool no_default_policy;
+    int64_t period;
+    int64_t explicit_max_ttl;
+    int64_t num_uses;
+    char *path_suffix;
+    char *token_type;
+};
+
+static void role_init(struct role *r)
+{
+    memset(r, 0, sizeof(*r));
+    strvec_init(&r->allowed);
+    strvec_init(&r->disallowed);
+    strvec_init(&r->bound_cidrs);
+    r->renewable = true;
+    r->path_suffix = xstrdup("");
+    r->token_type = xstrdup("default-service");
+}
+
+static void role_release(struct role *r)
+{
+    strvec_release(&r->allowed);
+    strvec_release(&r->disallowed);
+    strvec_release(&r->bound_cidrs);
+    free(r->path_suffix);
+    free(r->token_type);
+    memset(r, 0, sizeof(*r));
+}
+
+static bool valid_role_name(const char *name)
+{
+    if (name[0] == '\0' || strlen(name) > 128)
+        return false;
+    for (const char *c = name; *c != '\0'; c++) {
+        if (!isalnum((unsigned char)*c) && strchr("-_.@", *c) == NULL)
+            return false;
+    }
+    return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+static void strvec_from_json(struct strvec *sv, const cJSON *arr)
+{
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, arr) {
+        if (cJSON_IsString(it))
+            strvec_push(sv, it->valuestring);
+    }
+}
+
+/* Loads token/role/<name>; 0, COFFER_ENOTFOUND or another error. */
+static int role_load(const char *name, struct role *r)
+{
+    char key[192];
+    struct buf stored;
+    cJSON *o = NULL;
+    char *v;
+    int rc;
+
+    role_init(r);
+    snprintf(key, sizeof(key), "token/role/%s", name);
+    buf_init(&stored, 0);
+    rc = storage_get(store, key, &stored);
+    if (rc == 0) {
+        o = cJSON_Parse(stored.ptr);
+        if (!cJSON_IsObject(o))
+            rc = COFFER_EINVAL;
+    }
+    if (rc == 0) {
+        strvec_from_json(&r->allowed,
+                         cJSON_GetObjectItemCaseSensitive(o, "allowed"));
+        strvec_from_json(&r->disallowed,
+                         cJSON_GetObjectItemCaseSensitive(o, "disallowed"));
+        strvec_from_json(&r->bound_cidrs,
+                         cJSON_GetObjectItemCaseSensitive(o, "bound_cidrs"));
+        r->orphan = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "orphan"));
+        r->renewable =
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "renewable"));
+        r->no_default_policy = cJSON_IsTrue(
+            cJSON_GetObjectItemCaseSensitive(o, "no_default_policy"));
+        r->period = get_int(o, "period");
+        r->explicit_max_ttl = get_int(o, "explicit_max_ttl");
+        r->num_uses = get_int(o, "num_uses");
+        v = get_str(o, "path_suffix");
+        if (v != NULL) {
+            free(r->path_suffix);
+            r->path_suffix = v;
+        }
+        v = get_str(o, "token_type");
+        if (v != NULL) {
+            free(r->token_type);
+            r->token_type = v;
+        }
+    }
+    cJSON_Delete(o);
+    buf_release(&stored);
+    return rc;
+}
+
+static int role_save(const char *name, const struct role *r)
+{
+    char key[192];
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+    int rc;
+
+    cJSON_AddItemToObject(o, "allowed", policies_json(&r->allowed));
+    cJSON_AddItemToObject(o, "disallowed", policies_json(&r->disallowed));
+    cJSON_AddItemToObject(o, "bound_cidrs", policies_json(&r->bound_cidrs));
+    cJSON_AddBoolToObject(o, "orphan", r->orphan);
+    cJSON_AddBoolToObject(o, "renewable", r->renewable);
+    cJSON_AddBoolToObject(o, "no_default_policy", r->no_default_policy);
+    cJSON_AddNumberToObject(o, "period", (double)r->period);
+    cJSON_AddNumberToObject(o, "explicit_max_ttl",
+                            (double)r->explicit_max_ttl);
+    cJSON_AddNumberToObject(o, "num_uses", (double)r->num_uses);
+    cJSON_AddStringToObject(o, "path_suffix", r->path_suffix);
+    cJSON_AddStringToObject(o, "token_type", r->token_type);
+    text = cJSON_PrintUnformatted(o);
+    snprintf(key, sizeof(key), "token/role/%s", name);
+    rc = storage_put(store, key, text, strlen(text));
+    free(text);
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* A list field of a role: "token_<name>" or the legacy "<name>". */
+static int role_list_field(const cJSON *d, const char *name,
+                           const char *legacy, struct strvec *out,
+                           struct response *resp)
+{
+    struct strvec v;
+    bool given = false;
+    int rc;
+
+    strvec_init(&v);
+    rc = field_strlist(d, name, &v, &given, resp);
+    if (rc == 0 && !given && legacy != NULL)
+        rc = field_strlist(d, legacy, &v, &given, resp);
+    if (rc == 0 && given) {
+        strvec_release(out);
+        *out = v;
+        strvec_init(&v);
+        if (out != NULL && strcmp(name, "token_bound_cidrs") != 0)
+            sanitize_policies(out);
+    }
+    strvec_release(&v);
+    return rc;
+}
+
+/* A duration of a role: "token_<name>" wins over the legacy "<name>". */
+static int role_duration(const cJSON *d, const char *name, const char *legacy,
+                         int64_t *out, struct response *resp)
+{
+    bool given = false;
+
+    if (field_duration(d, name, out, &given, resp) != 0)
+        return -1;
+    if (!given && field_duration(d, legacy, out, &given, resp) != 0)
+        return -1;
+    if (*out < 0) {
+        response_error(resp, 400, "%s must not be negative", name);
+        return -1;
+    }
+    return 0;
+}
+
+static int role_parse(const cJSON *d, struct role *r, struct response *resp)
+{
+    const char *suffix = NULL, *type = NULL;
+    bool given;
+
+    if (role_list_field(d, "allowed_policies", NULL, &r->allowed, resp) ||
+        role_list_field(d, "disallowed_policies", NULL, &r->disallowed,
+                        resp) ||
+        role_list_field(d, "token_bound_cidrs", "bound_cidrs",
+                        &r->bound_cidrs, resp) ||
+        field_bool(d, "orphan", &r->orphan, &given, resp) ||
+        field_bool(d, "renewable", &r->renewable, &given, resp) ||
+        field_bool(d, "token_no_default_policy", &r->no_default_policy,
+                   &given, resp) ||
+        role_duration(d, "token_period", "period", &r->period, resp) ||
+        role_duration(d, "token_explicit_max_ttl", "explicit_max_ttl",
+                      &r->explicit_max_ttl, resp) ||
+        field_int(d, "token_num_uses", &r->num_uses, &given, resp) ||
+        field_string(d, "path_suffix", &suffix, resp) ||
+        field_string(d, "token_type", &type, resp))
+        return -1;
+    if (r->num_uses < 0) {
+        response_error(resp, 400, "token_num_uses cannot be negative");
+        return -1;
+    }
+    if (suffix != NULL) {
+        if (strstr(suffix, "..") != NULL) {
+            response_error(resp, 400, "path_suffix cannot contain '..'");
+            return -1;
+        }
+        free(r->path_suffix);
+        r->path_suffix = xstrdup(suffix);
+    }
+    if (type != NULL && type[0] != '\0') {
+        if (strcmp(type, "service") != 0 && strcmp(type, "default") != 0 &&
+            strcmp(type, "default-service") != 0) {
+            response_error(resp, 400, "unsupported token type \"%s\": only "
+                                      "service tokens are supported", type);
+            return -1;
+        }
+        free(r->token_type);
+        r->token_type = xstrdup(type);
+    }
+    return 0;
+}
+
+static cJSON *role_json(const char *name, const struct role *r)
+{
+    cJSON *d = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(d, "name", name);
+    cJSON_AddItemToObject(d, "allowed_policies", policies_json(&r->allowed));
+    cJSON_AddItemToObject(d, "disallowed_policies",
+                          policies_json(&r->disallowed));
+    cJSON_AddItemToObject(d, "allowed_policies_glob", cJSON_CreateArray());
+    cJSON_AddItemToObject(d, "disallowed_policies_glob", cJSON_CreateArray());
+    cJSON_AddItemToObject(d, "allowed_entity_aliases", cJSON_CreateArray());
+    cJSON_AddBoolToObject(d, "orphan", r->orphan);
+    cJSON_AddBoolToObject(d, "renewable", r->renewable);
+    cJSON_AddStringToObject(d, "path_suffix", r->path_suffix);
+    cJSON_AddNumberToObject(d, "token_period", (double)r->period);
+    cJSON_AddNumberToObject(d, "period", (double)r->period);
+    cJSON_AddNumberToObject(d, "token_explicit_max_ttl",
+                            (double)r->explicit_max_ttl);
+    cJSON_AddNumberToObject(d, "explicit_max_ttl",
+                            (double)r->explicit_max_ttl);
+    cJSON_AddItemToObject(d, "token_bound_cidrs",
+                          policies_json(&r->bound_cidrs));
+    cJSON_AddStringToObject(d, "token_type", r->token_type);
+    cJSON_AddBoolToObject(d, "token_no_default_policy", r->no_default_policy);
+    cJSON_AddNumberToObject(d, "token_num_uses", (double)r->num_uses);
+    return d;
+}
+
+static void handle_role(struct request *req, const char *name,
+                        struct response *resp)
+{
+    char key[192];
+    struct role r;
+    int rc;
+
+    if (!valid_role_name(name)) {
+        response_error(resp, 400, "invalid role name");
+        return;
+    }
+    rc = role_load(name, &r);
+    switch (req->op) {
+    case OP_READ:
+        if (rc == 0)
+            resp->data = role_json(name, &r);
+        break;
+    case OP_CREATE:
+    case OP_UPDATE:
+        if (rc != 0 && rc != COFFER_ENOTFOUND) {
+            response_error(resp, 500, "failed to read the role");
+            break;
+        }
+        if (role_parse(req->data, &r, resp) == 0 && role_save(name, &r) != 0)
+            response_error(resp, 500, "failed to save the role");
+        break;
+    case OP_DELETE:
+        snprintf(key, sizeof(key), "token/role/%s", name);
+        if (storage_delete(store, key) != 0 && rc == 0)
+            response_error(resp, 500, "failed to delete the role");
+        break;
+    default:
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+        break;
+    }
+    role_release(&r);
+}
+
+static void handle_role_list(struct response *resp)
+{
+    struct strvec keys;
+    cJSON *arr;
+
+    strvec_init(&keys);
+    if (storage_list(store, "token/role/", &keys) != 0) {
+        response_error(resp, 500, "failed to list roles");
+    } else if (keys.n > 0) {
+        strvec_sort(&keys);
+        arr = cJSON_CreateArray();
+        for (size_t i = 0; i < keys.n; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateString(keys.v[i]));
+        resp->data = cJSON_CreateObject();
+        cJSON_AddItemToObject(resp->data, "keys", arr);
+    }
+    strvec_release(&keys);
+}
+
+/* "a", "b" -> "a, b" into out (error messages). */
+static void join_list(const struct strvec *sv, char *out, size_t n)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < sv->n && used < n; i++)
+        used += (size_t)snprintf(out + used, n - used, "%s%s",
+                                 i ? ", " : "", sv->v[i]);
+}
+
+/*
+ * Vault's policy rules for create/<role>: requested policies (or, when
+ * none, the role's allowed list, or else the parent's) must be within the
+ * allowed list and outside the disallowed one; the parent-subset rule
+ * does not apply.
+ */
+static int choose_role_policies(const struct token *parent,
+                                const struct role *r,
+                                struct create_params *p, struct strvec *out,
+                                struct response *resp)
+{
+    const struct strvec *src = p->policies_given ? &p->policies
+                               : r->allowed.n > 0 ? &r->allowed
+                                                  : &parent->policies;
+    char a[512], b[512];
+
+    for (size_t i = 0; i < src->n; i++)
+        strvec_push(out, src->v[i]);
+    sanitize_policies(out);
+    for (size_t i = 0; r->allowed.n > 0 && i < out->n; i++) {
+        if (strcmp(out->v[i], "default") != 0 &&
+            !strvec_contains(&r->allowed, out->v[i])) {
+            join_list(out, a, sizeof(a));
+            join_list(&r->allowed, b, sizeof(b));
+            response_error(resp, 400, "token policies ([%s]) must be subset "
+                                      "of the role's allowed policies ([%s]) "
+                                      "or glob policies ([])", a, b);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < out->n; i++) {
+        if (strvec_contains(&r->disallowed, out->v[i])) {
+            join_list(out, a, sizeof(a));
+            join_list(&r->disallowed, b, sizeof(b));
+            response_error(resp, 400, "token policies ([%s]) contains "
+                                      "disallowed policies ([%s])", a, b);
+            return -1;
+        }
+    }
+    if (!p->no_default_policy && !r->no_default_policy &&
+        !strvec_contains(&r->disallowed, "default"))
+        strvec_push(out, "default");
+    sanitize_policies(out);
+    if (strvec_contains(out, "root") && !parent->is_root) {
+        response_error(resp, 400, "root tokens may not be created without "
+                                  "parent token being root");
+        return -1;
+    }
+    return 0;
+}
+
+/* Folds the role's limits into the request's parameters. */
+static void apply_role(const struct role *r, struct create_params *p)
+{
+    if (r->period > 0)
+        p->period = r->period;
+    if (r->explicit_max_ttl > 0 &&
+        (p->explicit_max_ttl == 0 || r->explicit_max_ttl < p->explicit_max_ttl))
+        p->explicit_max_ttl = r->explicit_max_ttl;
+    if (!r->renewable)
+        p->renewable = false;
+    if (r->num_uses > 0 && (p->num_uses == 0 || p->num_uses > r->num_uses))
+        p->num_uses = r->num_uses;
+    if (r->orphan)
+        p->no_parent = true;
+}
+
+static char *role_token_path(const char *name, const struct role *r)
+{
+    size_t n = strlen(name) + strlen(r->path_suffix) + 32;
+    char *path = xmalloc(n);
+
+    snprintf(path, n, "auth/token/create/%s%s%s", name,
+             r->path_suffix[0] ? "/" : "", r->path_suffix);
+    return path;
+}
+
+/* role_name: NULL for plain create / create-orphan. */
 static void handle_create(struct request *req, struct response *resp,
-                          bool orphan_path)
+                          bool orphan_path, const char *role_name)
 {
     const struct token *parent = req->token;
     bool sudo = policy_has_sudo(parent, req->path);
     struct create_params p;
     struct token *t = new_entry();
+    struct role r;
+    bool have_role = false;
     char *client = NULL;
+    int rc;
 
-    if (parse_create(req->data, &p, resp) != 0 ||
-        check_create_rights(parent, sudo, &p, resp) != 0 ||
-        choose_policies(parent, sudo, &p, &t->policies, resp) != 0)
+    role_init(&r);
+    if (parse_create(req->data, &p, resp) != 0)
         goto out;
+    if (role_name == NULL && field_string(req->data, "role_name", &role_name,
+                                          resp) != 0)
+        goto out;
+    if (role_name != NULL && role_name[0] != '\0') {
+        role_release(&r);
+        rc = valid_role_name(role_name) ? role_load(role_name, &r)
+                                        : COFFER_ENOTFOUND;
+        if (rc != 0) {
+            role_init(&r);
+            response_error(resp, 400, "unknown role %s", role_name);
+            goto out;
+        }
+        have_role = true;
+    }
+    if (check_create_rights(parent, sudo, &p, resp) != 0)
+        goto out;
+    if (have_role) {
+        apply_role(&r, &p);
+        if (choose_role_policies(parent, &r, &p, &t->policies, resp) != 0)
+            goto out;
+    } else if (choose_policies(parent, sudo, &p, &t->policies, resp) != 0) {
+        goto out;
+    }
     t->is_root = strvec_contains(&t->policies, "root");
     if (choose_ttl(parent, t, &p, resp) != 0)
         goto out;
     t->display_name = make_display_name(p.display_name);
-    t->path = xstrdup(orphan_path ? "auth/token/create-orphan"
-                                  : "auth/token/create");
+    if (have_role) {
+        t->path = role_token_path(role_name, &r);
+        t->role = xstrdup(role_name);
+        for (size_t i = 0; i < r.bound_cidrs.n; i++)
+            strvec_push(&t->bound_cidrs, r.bound_cidrs.v[i]);
+    } else {
+        t->path = xstrdup(orphan_path ? "auth/token/create-orphan"
+                                      : "auth/token/create");
+    }
     t->meta = p.meta;
     p.meta = NULL;
     t->renewable = t->ttl == 0 ? false : p.renewable;
@@ -810,7 +1319,7 @@ static void handle_create(struct request *req, struct response *resp,
     if (!t->orphan)
         t->parent_hmac = xstrdup(parent->id_hmac);
     client = mint(t, p.id);
-    if (client == NULL || store_new_entry(t) != 0) {
+    if (client == NULL || persist_new(t, req->mount) != 0) {
         response_error(resp, 500, "failed to create token");
         goto out;
     }
@@ -821,6 +1330,7 @@ out:
     secure_free_str(client);
     strvec_release(&p.policies);
     cJSON_Delete(p.meta);
+    role_release(&r);
     token_free(t);
 }
 
@@ -874,6 +1384,11 @@ static void handle_lookup(struct request *req, struct response *resp,
                                       "accessor\n\n");
             return;
         }
+    } else if (self && req->token != NULL) {
+        /* The caller's own entry, as authenticated: its last use may
+         * already have revoked it (Vault answers that request too). */
+        resp->data = lookup_data(req->token, req->client_token);
+        return;
     } else {
         tok = self ? req->client_token
                    : target_token(req, req->op == OP_READ, resp);
@@ -902,7 +1417,7 @@ static void renew(struct token *t, const cJSON *data, struct response *resp)
         response_error(resp, 400, "lease is not renewable");
         return;
     }
-    max = router_system_max_ttl;
+    max = t->max_ttl > 0 ? t->max_ttl : router_system_max_ttl;
     if (t->explicit_max_ttl > 0 && t->explicit_max_ttl < max)
         max = t->explicit_max_ttl;
     limit = t->issue_time.tv_sec + max;
@@ -928,6 +1443,11 @@ static void renew(struct token *t, const cJSON *data, struct response *resp)
     if (save_entry(t) != 0)
         response_error(resp, 500, "failed to save the renewed token");
     pthread_mutex_unlock(&write_lock);
+    /* The expiration manager revokes it at the new time, not the old. */
+    if (resp->errors == NULL && t->lease_id != NULL &&
+        lease_extend(t->lease_id, t->expire_time, t->ttl) != 0)
+        log_warn("token: lease of accessor %s is missing; the token "
+                 "still expires on lookup", t->accessor);
 }
 
 static void handle_renew(struct request *req, struct response *resp,
@@ -1010,6 +1530,262 @@ static void handle_accessors(struct response *resp)
     strvec_release(&keys);
 }
 
+/* ============================================================= logins == */
+
+/* "<mount path without auth/, / -> ->" + name, trailing '-' trimmed. */
+static char *login_display_name(const struct mount *m, const char *name)
+{
+    const char *mp = str_has_prefix(m->path, "auth/") ? m->path + 5 : m->path;
+    size_t n = strlen(mp) + strlen(name) + 1;
+    char *out = xmalloc(n);
+
+    snprintf(out, n, "%s%s", mp, name);
+    for (char *c = out; *c != '\0'; c++) {
+        if (*c == '/')
+            *c = '-';
+    }
+    n = strlen(out);
+    while (n > 0 && out[n - 1] == '-')
+        out[--n] = '\0';
+    return out;
+}
+
+/* Reads the identity's fields (the same coercions as request fields). */
+static int identity_params(const cJSON *id, struct create_params *p,
+                           int64_t *max_ttl, struct strvec *cidrs,
+                           struct response *resp)
+{
+    bool given;
+
+    memset(p, 0, sizeof(*p));
+    strvec_init(&p->policies);
+    p->renewable = true;
+    *max_ttl = 0;
+    if (!cJSON_IsObject(id)) {
+        response_error(resp, 500, "internal error");
+        log_error("token: an auth method's login returned no identity");
+        return -1;
+    }
+    if (field_string(id, "display_name", &p->display_name, resp) != 0 ||
+        field_strlist(id, "policies", &p->policies, &p->policies_given,
+                      resp) != 0 ||
+        field_kvmap(id, "metadata", &p->meta, resp) != 0 ||
+        field_bool(id, "no_default_policy", &p->no_default_policy, &given,
+                   resp) != 0 ||
+        field_bool(id, "renewable", &p->renewable, &given, resp) != 0 ||
+        field_duration(id, "ttl", &p->ttl, &given, resp) != 0 ||
+        field_duration(id, "max_ttl", max_ttl, &given, resp) != 0 ||
+        field_duration(id, "explicit_max_ttl", &p->explicit_max_ttl, &given,
+                       resp) != 0 ||
+        field_duration(id, "period", &p->period, &given, resp) != 0 ||
+        field_int(id, "num_uses", &p->num_uses, &given, resp) != 0 ||
+        field_strlist(id, "bound_cidrs", cidrs, &given, resp) != 0)
+        return -1;
+    if (p->ttl < 0 || *max_ttl < 0 || p->explicit_max_ttl < 0 ||
+        p->period < 0 || p->num_uses < 0) {
+        response_error(resp, 500, "internal error");
+        log_error("token: an auth method's identity has a negative limit");
+        return -1;
+    }
+    return 0;
+}
+
+/* CalculateTTL (VAULT_API 8.2) for a login on mount m. */
+static void identity_ttl(const struct mount *m, struct token *t,
+                         const struct create_params *p, int64_t max_ttl,
+                         struct response *resp)
+{
+    int64_t mdef, mmax, max;
+    char a[32], b[32];
+
+    router_mount_ttls(m, &mdef, &mmax);
+    max = mmax;
+    if (max_ttl > 0 && max_ttl < max)
+        max = max_ttl;
+    if (p->explicit_max_ttl > 0 && p->explicit_max_ttl < max)
+        max = p->explicit_max_ttl;
+    if (p->period > 0) {
+        t->ttl = p->period;
+        if (t->ttl > max) {
+            duration_format_short(t->ttl, a, sizeof(a));
+            duration_format_short(max, b, sizeof(b));
+            response_warn(resp, "period of \"%s\" exceeded the effective "
+                                "max_ttl of \"%s\"; period value is capped "
+                                "accordingly", a, b);
+            t->ttl = max;
+        }
+    } else {
+        t->ttl = p->ttl > 0 ? p->ttl : mdef;
+        if (t->ttl > max) {
+            duration_format_short(t->ttl, a, sizeof(a));
+            duration_format_short(max, b, sizeof(b));
+            response_warn(resp, "TTL of \"%s\" exceeded the effective "
+                                "max_ttl of \"%s\"; TTL value is capped "
+                                "accordingly", a, b);
+            t->ttl = max;
+        }
+    }
+    t->max_ttl = max;
+    t->creation_ttl = t->ttl;
+    t->expire_time = t->creation_time + t->ttl;
+}
+
+void token_create_identity(const struct mount *m, const char *path,
+                           const cJSON *identity, struct response *resp)
+{
+    struct create_params p;
+    struct token *t = new_entry();
+    char *client = NULL;
+    int64_t max_ttl = 0;
+
+    if (identity_params(identity, &p, &max_ttl, &t->bound_cidrs, resp) != 0)
+        goto out;
+    for (size_t i = 0; i < p.policies.n; i++)
+        strvec_push(&t->policies, p.policies.v[i]);
+    sanitize_policies(&t->policies);
+    if (strvec_contains(&t->policies, "root")) {
+        response_error(resp, 400, "auth methods cannot create root tokens");
+        goto out;
+    }
+    if (!p.no_default_policy)
+        strvec_push(&t->policies, "default");
+    sanitize_policies(&t->policies);
+    identity_ttl(m, t, &p, max_ttl, resp);
+    t->display_name = login_display_name(m, p.display_name ? p.display_name
+                                                           : "");
+    t->path = xstrdup(path);
+    if (p.meta != NULL && cJSON_GetArraySize(p.meta) > 0) {
+        t->meta = p.meta;
+        p.meta = NULL;
+    }
+    t->renewable = p.renewable;
+    t->explicit_max_ttl = p.explicit_max_ttl;
+    t->period = p.period;
+    t->num_uses = p.num_uses;
+    t->orphan = true;
+    client = mint(t, NULL);
+    if (client == NULL || persist_new(t, m) != 0) {
+        response_error(resp, 500, "failed to create token");
+        goto out;
+    }
+    resp->auth = auth_block(t, client);
+    log_info("token: login on %s created accessor %s (%s)", m->path,
+             t->accessor, t->display_name);
+out:
+    secure_free_str(client);
+    strvec_release(&p.policies);
+    cJSON_Delete(p.meta);
+    token_free(t);
+}
+
+/* ======================================================= leases, tidy == */
+
+int token_lease_revoke(const struct mount *m, const cJSON *record,
+                       struct errbuf *err)
+{
+    const cJSON *internal = cJSON_GetObjectItemCaseSensitive(record,
+                                                             "internal");
+    const cJSON *hmac = cJSON_GetObjectItemCaseSensitive(internal, "token");
+    int rc;
+
+    (void)m;
+    if (!cJSON_IsString(hmac) || strlen(hmac->valuestring) != HMAC_HEX_LEN) {
+        errbuf_set(err, "token lease without a token");
+        return COFFER_EINVAL;
+    }
+    rc = revoke_tree(hmac->valuestring);
+    if (rc != 0)
+        errbuf_set(err, "revoking the token failed: %s", coffer_strerror(rc));
+    return rc;
+}
+
+int token_lease_renew(const struct mount *m, const cJSON *record,
+                      int64_t expire_unix, struct errbuf *err)
+{
+    (void)m;
+    (void)record;
+    (void)expire_unix;
+    errbuf_set(err, "tokens cannot be renewed through this endpoint; use "
+                    "auth/token/renew");
+    return COFFER_EINVAL;
+}
+
+/* Lists the entries of a folder, trailing "/" removed. */
+static int list_plain(const char *prefix, struct strvec *out)
+{
+    int rc = storage_list(store, prefix, out);
+
+    for (size_t i = 0; rc == 0 && i < out->n; i++) {
+        size_t n = strlen(out->v[i]);
+        if (n > 0 && out->v[i][n - 1] == '/')
+            out->v[i][n - 1] = '\0';
+    }
+    return rc;
+}
+
+/*
+ * auth/token/tidy: drops accessor and parent index entries whose token is
+ * gone, and revokes children whose parent is gone (Vault does the same:
+ * a child must not outlive a parent that was lost half-way).
+ */
+static void handle_tidy(struct response *resp)
+{
+    struct strvec keys, parents, children;
+    char key[256];
+    struct buf stored;
+    size_t dropped = 0, revoked = 0;
+    int rc;
+
+    strvec_init(&keys);
+    strvec_init(&parents);
+    rc = list_plain("token/accessor/", &keys);
+    for (size_t i = 0; rc == 0 && i < keys.n; i++) {
+        key_accessor(key, sizeof(key), keys.v[i]);
+        buf_init(&stored, 1024);
+        if (storage_get(store, key, &stored) == 0 &&
+            !token_exists_hmac(stored.ptr)) {
+            storage_delete(store, key);
+            dropped++;
+        }
+        buf_release(&stored);
+    }
+    if (rc == 0)
+        rc = list_plain("token/parent/", &parents);
+    for (size_t i = 0; rc == 0 && i < parents.n; i++) {
+        bool parent_alive = token_exists_hmac(parents.v[i]);
+        snprintf(key, sizeof(key), "token/parent/%s/", parents.v[i]);
+        strvec_init(&children);
+        list_plain(key, &children);
+        for (size_t j = 0; j < children.n; j++) {
+            if (!parent_alive) {
+                revoke_tree(children.v[j]);
+                revoked++;
+            } else if (!token_exists_hmac(children.v[j])) {
+                key_child(key, sizeof(key), parents.v[i], children.v[j]);
+                storage_delete(store, key);
+                dropped++;
+            }
+        }
+        if (!parent_alive) {
+            snprintf(key, sizeof(key), "token/parent/%s/", parents.v[i]);
+            storage_delete_prefix(store, key);
+        }
+        strvec_release(&children);
+    }
+    strvec_release(&keys);
+    strvec_release(&parents);
+    if (rc != 0) {
+        response_error(resp, 500, "tidy failed: %s", coffer_strerror(rc));
+        return;
+    }
+    log_info("token: tidy dropped %zu index entries, revoked %zu orphaned "
+             "children", dropped, revoked);
+    resp->status = 202;
+    response_warn(resp, "Tidy operation successfully started. Any "
+                        "information from the operation will be printed to "
+                        "Vault's server logs.");
+}
+
 /* ============================================================ dispatch == */
 
 enum ep_flags {
@@ -1024,6 +1800,7 @@ enum ep_kind {
     EP_RENEW,
     EP_REVOKE,
     EP_ACCESSORS,
+    EP_TIDY,
 };
 
 struct endpoint {
@@ -1048,6 +1825,7 @@ static const struct endpoint endpoints[] = {
     {"revoke-accessor", EP_REVOKE, EP_ACCESSOR, false, false},
     {"revoke-orphan", EP_REVOKE, EP_ORPHAN, false, false},
     {"accessors", EP_ACCESSORS, 0, false, true},
+    {"tidy", EP_TIDY, 0, false, false},
 };
 
 static const struct endpoint *find_endpoint(const char *rel)
@@ -1073,11 +1851,48 @@ static bool op_allowed(const struct endpoint *ep, enum req_op op)
     return ep->allow_read && op == OP_READ;
 }
 
+/* roles/, roles/<name>, create/<role>; false if rel is none of them. */
+static bool handle_prefixed(struct request *req, struct response *resp)
+{
+    const char *rel = req->rel_path;
+    char *name;
+    size_t n;
+
+    if (strcmp(rel, "roles") == 0 || strcmp(rel, "roles/") == 0) {
+        if (req->op == OP_LIST)
+            handle_role_list(resp);
+        else
+            response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                      "operation\n\n");
+        return true;
+    }
+    if (str_has_prefix(rel, "roles/")) {
+        handle_role(req, rel + 6, resp);
+        return true;
+    }
+    if (!str_has_prefix(rel, "create/") || rel[7] == '\0')
+        return false;
+    if (req->op != OP_CREATE && req->op != OP_UPDATE) {
+        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
+                                  "operation\n\n");
+        return true;
+    }
+    name = xstrdup(rel + 7);
+    n = strlen(name);
+    while (n > 0 && name[n - 1] == '/')
+        name[--n] = '\0';
+    handle_create(req, resp, false, name);
+    free(name);
+    return true;
+}
+
 void token_handle(struct request *req, struct response *resp)
 {
     const struct endpoint *ep = find_endpoint(req->rel_path);
     bool self, acc, orphan;
 
+    if (ep == NULL && handle_prefixed(req, resp))
+        return;
     if (ep == NULL) {
         response_error(resp, 404, "1 error occurred:\n\t* unsupported "
                                   "path\n\n");
@@ -1092,7 +1907,8 @@ void token_handle(struct request *req, struct response *resp)
     acc = (ep->flags & EP_ACCESSOR) != 0;
     orphan = (ep->flags & EP_ORPHAN) != 0;
     switch (ep->kind) {
-    case EP_CREATE: handle_create(req, resp, orphan); break;
+    case EP_CREATE: handle_create(req, resp, orphan, NULL); break;
+    case EP_TIDY: handle_tidy(resp); break;
     case EP_LOOKUP: handle_lookup(req, resp, self, acc); break;
     case EP_RENEW: handle_renew(req, resp, self, acc); break;
     case EP_REVOKE: handle_revoke(req, resp, self, acc, orphan); break;

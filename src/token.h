@@ -11,6 +11,7 @@
  *   token/id/<hmac>         the token entry
  *   token/accessor/<acc>    -> <hmac>
  *   token/parent/<phmac>/<hmac>   child index, for revoke-tree
+ *   token/role/<name>       a token role (auth/token/roles/<name>)
  *   core/token-salt         random salt, created at first start
  *
  * Tokens live in storage only; a small cache is not needed at this scale.
@@ -28,6 +29,7 @@
 #include "request.h"
 #include "util.h"
 
+struct mount;
 struct storage;
 
 struct token {
@@ -52,6 +54,10 @@ struct token {
     char *entity_id;        /* "" for now */
     char *type;             /* "service" */
     int64_t last_renewal;   /* unix seconds, 0 = never */
+    int64_t max_ttl;        /* renewal cap in seconds, 0 = system max */
+    char *lease_id;         /* its own lease (lease.c), NULL if none */
+    char *role;             /* token role it was created with, or NULL */
+    struct strvec bound_cidrs;
 };
 
 /* Loads or creates the salt. Call once at start-up. 0 or COFFER_E*. */
@@ -80,6 +86,33 @@ void token_free(struct token *t);
 
 /* True if a live token is stored under this HMAC id (lease tidy). */
 bool token_exists_hmac(const char *hmac);
+
+/* Like token_lookup, by accessor (never counts a use). NULL if unknown. */
+struct token *token_lookup_accessor(const char *accessor);
+
+/*
+ * Creates the token for a successful login (an auth method's identity,
+ * VAULT_API 3.3). identity is the object the method's login handler
+ * returned: display_name, policies, metadata (object of strings), ttl,
+ * max_ttl, explicit_max_ttl, period (seconds), renewable (default true),
+ * num_uses, bound_cidrs, no_default_policy. The token is an orphan, named
+ * "<mount>-<display_name>", holds "default" unless no_default_policy, and
+ * may not hold "root". path is the login request path ("auth/userpass/
+ * login/alice"); the token's lease is <path>/<hmac> on mount m. On success
+ * sets resp->auth (and warnings); on failure resp holds the error.
+ */
+void token_create_identity(const struct mount *m, const char *path,
+                           const cJSON *identity, struct response *resp);
+
+/*
+ * lease_ops for token leases (secret_type "token"): revoke revokes the
+ * token tree named by record.internal.token (idempotent); renew refuses,
+ * as Vault does for sys/leases/renew on a token lease.
+ */
+int token_lease_revoke(const struct mount *m, const cJSON *record,
+                       struct errbuf *err);
+int token_lease_renew(const struct mount *m, const cJSON *record,
+                      int64_t expire_unix, struct errbuf *err);
 
 /* Handles a request to the auth/token/ mount. */
 void token_handle(struct request *req, struct response *resp);

@@ -31,6 +31,39 @@
 -- Leased secrets: lease = req:pending_lease(type, internal) before creating
 -- anything outside Coffer, then `return lease:issue(data, {ttl = ...})`.
 -- Expected failures raise typed errors (coffer.bad_request(msg) etc.).
+--
+-- Auth methods (mounted under sys/auth) are engines created with
+-- coffer.auth instead of coffer.engine; they have e:path() for their
+-- configuration and, in addition, login routes:
+--
+--   local a = coffer.auth { name = "userpass", help = "..." }
+--   a:path("users/:name", { ... })              -- needs a token, as usual
+--   a:login("login/:name", {
+--     fields = { password = "string" },
+--     handler = function(req) ... return identity end,
+--   })
+--
+-- A login route needs no token: the core sends requests for it (POST/PUT
+-- auth/<mount>/login/...) straight to the method, without token lookup or
+-- ACL check, but rate-limited per client address: every failed login (any
+-- error raised) costs the address one token of its bucket. The part of the
+-- pattern before its first capture, plus "*", is what skips
+-- authentication ("login/:name" -> "login/*"); such a request (req.login
+-- is true) reaches login routes only. The handler returns the identity that the
+-- core turns into a token and Vault's `auth` block (VAULT_API 3.3):
+--
+--   { display_name = "alice",          -- token name "<mount>-alice"
+--     policies = {"dev"},              -- "default" is added unless
+--     no_default_policy = false,       --   no_default_policy; never "root"
+--     metadata = {username = "alice"}, -- strings only
+--     ttl = 3600, max_ttl = 7200,      -- seconds; 0 = the mount's
+--     explicit_max_ttl = 0, period = 0, renewable = true, num_uses = 0,
+--     bound_cidrs = {"10.0.0.0/8"} }
+--
+-- The token is an orphan whose lease is <login path>/<hash>, so disabling
+-- the mount revokes every token it issued. Failed logins raise
+-- (coffer.bad_request("invalid username or password")) and should take the
+-- same time whether or not the user exists.
 
 local fields = require("fields")
 local paths = require("paths")
@@ -40,6 +73,7 @@ local assert_load_time = coffer.assert_load_time
 local M = {}
 
 local engines = {}                                -- name -> record
+local auth_order = {}                             -- auth method names
 local records = setmetatable({}, { __mode = "k" }) -- engine object -> record
 
 local OPS = { "read", "create", "update", "delete", "list", "patch" }
@@ -47,6 +81,9 @@ local SPEC_KEYS = {
   fields = true, read = true, write = true, create = true, update = true,
   delete = true, list = true, patch = true, help = true, description = true,
   when = true,
+}
+local LOGIN_KEYS = {
+  fields = true, handler = true, help = true, description = true, when = true,
 }
 local WRITES = { create = true, update = true, patch = true }
 
@@ -58,23 +95,129 @@ local engine_mt = {
   __tostring = function(e) return "coffer.engine(" .. records[e].name .. ")" end,
 }
 
--- coffer.engine{name = ..., help = ...} -> engine object.
-function M.engine(spec)
-  assert_load_time()
+local function new_engine(spec, kind, level)
   if type(spec) ~= "table" or type(spec.name) ~= "string" or
      not spec.name:match("^[%w_%-]+$") then
-    error("coffer.engine: name must be a word", 2)
+    error("coffer." .. kind .. ": name must be a word", level + 1)
   end
-  if engines[spec.name] ~= nil then
-    error("coffer.engine: engine '" .. spec.name .. "' is already registered",
-          2)
+  if engines[spec.name] ~= nil or spec.name == "token" then
+    error("coffer." .. kind .. ": '" .. spec.name ..
+          "' is already registered", level + 1)
   end
   local rec = { name = spec.name, help = spec.help or "", routes = {},
-                secrets = {} }
+                secrets = {}, kind = kind, login = {} }
   local e = setmetatable({}, engine_mt)
   engines[spec.name] = rec
   records[e] = rec
   return e
+end
+
+-- coffer.engine{name = ..., help = ...} -> engine object.
+function M.engine(spec)
+  assert_load_time()
+  return new_engine(spec, "engine", 2)
+end
+
+-- coffer.auth{name = ..., help = ...} -> auth method object (see above).
+function M.auth(spec)
+  assert_load_time()
+  local e = new_engine(spec, "auth", 2)
+  auth_order[#auth_order + 1] = spec.name
+  return e
+end
+
+-- The unauthenticated glob of a login pattern: "login/:name" -> "login/*".
+local function login_glob(pattern)
+  local i = 1
+  while i <= #pattern do
+    local c = pattern:sub(i, i)
+    if (c == ":" or c == "*") and (i == 1 or pattern:sub(i - 1, i - 1) == "/") then
+      return pattern:sub(1, i - 1) .. "*"
+    end
+    i = i + 1
+  end
+  return pattern
+end
+
+-- Turns what a login handler returned into a clean identity object.
+local function identity_of(id)
+  if type(id) ~= "table" then
+    error("login handler must return an identity table, got " .. type(id), 0)
+  end
+  local out = json.object()
+  for _, k in ipairs({ "display_name" }) do
+    if id[k] ~= nil then out[k] = tostring(id[k]) end
+  end
+  for _, k in ipairs({ "ttl", "max_ttl", "explicit_max_ttl", "period",
+                       "num_uses" }) do
+    if id[k] ~= nil then
+      if math.type(id[k]) ~= "integer" or id[k] < 0 then
+        error("identity." .. k .. " must be whole non-negative seconds", 0)
+      end
+      out[k] = id[k]
+    end
+  end
+  for _, k in ipairs({ "renewable", "no_default_policy" }) do
+    if id[k] ~= nil then out[k] = id[k] and true or false end
+  end
+  for _, k in ipairs({ "policies", "bound_cidrs" }) do
+    local list = json.array()
+    for _, v in ipairs(id[k] or {}) do
+      list[#list + 1] = tostring(v)
+    end
+    out[k] = list
+  end
+  local meta = json.object()
+  for k, v in pairs(id.metadata or {}) do
+    meta[tostring(k)] = tostring(v)
+  end
+  out.metadata = meta
+  return out
+end
+
+-- a:login(pattern, {fields = ..., handler = fn(req) -> identity}) -> a.
+function Engine:login(pattern, spec)
+  assert_load_time()
+  local rec = records[self]
+  if rec == nil or rec.kind ~= "auth" then
+    error("a:login: not an auth method (use coffer.auth and a:login)", 2)
+  end
+  if type(spec) ~= "table" or type(spec.handler) ~= "function" then
+    error("a:login(pattern, {handler = function, fields = ...})", 2)
+  end
+  for k in pairs(spec) do
+    if not LOGIN_KEYS[k] then
+      error("a:login: unknown key '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local handler = spec.handler
+  local function login(req)
+    return { auth = identity_of(handler(req)) }
+  end
+  rec.routes[#rec.routes + 1] = {
+    compiled = paths.compile(pattern),
+    fields = spec.fields and fields.compile(spec.fields, 3),
+    handlers = { create = login, update = login },
+    when = spec.when,
+    help = spec.help or "",
+    description = spec.description or "",
+    login = true,
+  }
+  local glob = login_glob(pattern)
+  for _, g in ipairs(rec.login) do
+    if g == glob then return self end
+  end
+  rec.login[#rec.login + 1] = glob
+  return self
+end
+
+-- {{name = ..., login = {glob...}}, ...} for luavm_auth_exists/is_login.
+function M.auth_methods()
+  local out = {}
+  for _, name in ipairs(auth_order) do
+    out[#out + 1] = { name = name, login = engines[name].login }
+  end
+  return out
 end
 
 local function handlers_of(spec)
@@ -188,8 +331,10 @@ end
 -- Sorted names of every registered engine (luavm_engine_exists).
 function M.engine_names()
   local names = json.array()
-  for name in pairs(engines) do
-    names[#names + 1] = name
+  for name, rec in pairs(engines) do
+    if rec.kind == "engine" then
+      names[#names + 1] = name
+    end
   end
   table.sort(names)
   return names
@@ -282,6 +427,10 @@ function M.dispatch(name, req)
   local route, params = find_route(rec, req)
   if route == nil then
     coffer.unsupported_path()
+  end
+  if req.login and not route.login then
+    -- An unauthenticated login request reaches login routes only.
+    coffer.forbidden()
   end
   local handler = route.handlers[op]
   if handler == nil then

@@ -229,6 +229,29 @@ TEST(wipe_overwrites)
     crypto_wipe(secret, 0);
 }
 
+/* RFC 7914 section 11 (PBKDF2-HMAC-SHA256 vectors). */
+TEST(pbkdf2_sha256_vectors)
+{
+    unsigned char out[64];
+    char hex[129];
+
+    CHECK_EQ_INT(crypto_pbkdf2_sha256("passwd", 6, "salt", 4, 1, out, 64), 0);
+    hex_of(out, 64, hex);
+    CHECK_STREQ(hex, "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d"
+                     "57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1"
+                     "e30bd509112041d3a19783");
+    CHECK_EQ_INT(crypto_pbkdf2_sha256("Password", 8, "NaCl", 4, 80000, out,
+                                      64), 0);
+    hex_of(out, 64, hex);
+    CHECK_STREQ(hex, "4ddcd8f60b98be21830cee5ef22701f9641a4418d04c0414aeff08"
+                     "876b34ab56a1d425a1225833549adb841b51c9b3176a272bdebb"
+                     "a1d078478f62b397f33c8d");
+    CHECK_EQ_INT(crypto_pbkdf2_sha256("p", 1, "s", 1, 0, out, 32),
+                 COFFER_EINVAL);
+    CHECK_EQ_INT(crypto_pbkdf2_sha256("p", 1, "s", 1, 1, out, 0),
+                 COFFER_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -243,5 +266,6 @@ int main(int argc, char **argv)
     RUN(hmac_long_key);
     RUN(equal_constant_time_contract);
     RUN(wipe_overwrites);
+    RUN(pbkdf2_sha256_vectors);
     return HARNESS_DONE();
 }

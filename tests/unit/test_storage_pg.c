@@ -460,7 +460,8 @@ TEST(list_and_scan_many_keys)
     t_scan = now() - t0;
     CHECK_EQ_INT(rows, (size_t)n + 1 + (size_t)nput);
     fprintf(stdout,
-            "  %d puts in batches of 1000: %.2fs; bulk insert of %d keys %.2fs; "
+            "  %d puts in batches of 1000: %.2fs; bulk insert of %d keys "
+            "%.2fs; "
             "list few/ (3 folders + 1 key) %.2fms; list many/ (1000 folders) "
             "%.1fms; scan all %zu rows %.2fs\n",
             nput, t_put, n, t_fill, t_few * 1e3, t_many * 1e3, rows, t_scan);

@@ -1,0 +1,35 @@
+-- office-hours.lua - a Lua policy: path rules plus a check function.
+--
+-- Tokens carrying the "office-hours" policy may read secrets under
+-- secret/data/office/*, but only from the local machine, or from
+-- anywhere during office hours (09:00-18:00 UTC, Monday to Friday).
+-- The check runs after the path rules allowed the request; returning
+-- false (with a reason for the server log) denies it. An error, a
+-- non-boolean result or a runaway loop denies too (fail closed).
+
+local OPEN_HOUR, CLOSE_HOUR = 9, 18
+local LOCAL = { ["127.0.0.1"] = true, ["::1"] = true }
+
+-- Day of week (0 = Sunday) and hour (UTC) of a unix time.
+local function weekday_hour(t)
+  local days = t // 86400
+  return (days + 4) % 7, (t % 86400) // 3600 -- 1970-01-01 was a Thursday
+end
+
+return {
+  name = "office-hours",
+  paths = {
+    ["secret/data/office/*"] = { capabilities = { "read" } },
+    ["secret/metadata/office/*"] = { capabilities = { "list" } },
+  },
+  check = function(req)
+    if LOCAL[req.client_addr] then
+      return true
+    end
+    local day, hour = weekday_hour(req.time)
+    if day >= 1 and day <= 5 and hour >= OPEN_HOUR and hour < CLOSE_HOUR then
+      return true
+    end
+    return false, "outside office hours and not from 127.0.0.1"
+  end,
+}

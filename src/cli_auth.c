@@ -1,0 +1,261 @@
+/*
+ * cli_auth.c - auth enable | disable | list, and login.
+ *
+ * `login` follows Vault's CLI: `login TOKEN` checks the token with
+ * lookup-self; `login -method=userpass [-path=P] username=U password=W`
+ * posts to auth/<P or userpass>/login/<U>. Either way the token is
+ * written to ~/.vault-token (mode 0600), which the client reads next
+ * (cli_http.c), and the auth block is printed.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli_cmd.h"
+
+static int auth_enable(struct cli *ctx)
+{
+    char *path = NULL, *api = NULL;
+    cJSON *body = NULL, *secret = NULL;
+    const char *type;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    type = ctx->o.args.v[0];
+    path = cli__ensure_trailing_slash(ctx->o.path && ctx->o.path[0]
+                                          ? ctx->o.path : type);
+    body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "type", type);
+    if (ctx->o.description != NULL)
+        cJSON_AddStringToObject(body, "description", ctx->o.description);
+    api = cli__str_concat3("sys/auth/", path, "");
+    if (cli__api_call(&ctx->client, "POST", api, NULL, body, CLI_CALL_RAW,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error enabling %s auth", type);
+        goto out;
+    }
+    printf("Success! Enabled %s auth method at: %s\n", type, path);
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    out_release(&err);
+    free(api);
+    free(path);
+    return rc;
+}
+
+static int auth_disable(struct cli *ctx)
+{
+    char *path = NULL, *api = NULL;
+    cJSON *secret = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    path = cli__ensure_trailing_slash(ctx->o.args.v[0]);
+    api = cli__str_concat3("sys/auth/", path, "");
+    if (cli__api_call(&ctx->client, "DELETE", api, NULL, NULL, CLI_CALL_RAW,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error disabling auth method at %s", path);
+        goto out;
+    }
+    printf("Success! Disabled the auth method (if it existed) at: %s\n",
+           path);
+out:
+    cli__json_free_wiped(secret);
+    out_release(&err);
+    free(api);
+    free(path);
+    return rc;
+}
+
+static int auth_list(struct cli *ctx)
+{
+    cJSON *secret = NULL;
+    const cJSON *data, *m;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    if (cli__api_call(&ctx->client, "GET", "sys/auth", NULL, NULL,
+                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error listing enabled authentications");
+        goto out;
+    }
+    data = cJSON_GetObjectItemCaseSensitive(secret, "data");
+    if (ctx->o.format != CLI_FMT_TABLE) {
+        rc = cli__print_data(ctx, data);
+        goto out;
+    }
+    printf("%-16s %-12s %-28s %s\n", "Path", "Type", "Accessor",
+           "Description");
+    printf("%-16s %-12s %-28s %s\n", "----", "----", "--------",
+           "-----------");
+    cJSON_ArrayForEach(m, data) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "type");
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(m, "accessor");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "description");
+        printf("%-16s %-12s %-28s %s\n", m->string,
+               cJSON_IsString(t) ? t->valuestring : "",
+               cJSON_IsString(a) ? a->valuestring : "",
+               cJSON_IsString(d) ? d->valuestring : "");
+    }
+out:
+    cli__json_free_wiped(secret);
+    out_release(&err);
+    return rc;
+}
+
+/* Writes token to ~/.vault-token, mode 0600. 0 or -1 (message printed). */
+static int store_token(const char *token)
+{
+    const char *home = getenv("HOME");
+    char *path;
+    int fd, rc = 0;
+    size_t n = strlen(token);
+
+    if (home == NULL || home[0] == '\0')
+        return cli__fail(2, "Error storing token: HOME is not set");
+    path = cli__str_concat3(home, "/.vault-token", "");
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd == -1 || write(fd, token, n) != (ssize_t)n)
+        rc = -1;
+    if (fd != -1 && close(fd) != 0)
+        rc = -1;
+    if (rc == 0)
+        rc = chmod(path, 0600);
+    free(path);
+    return rc == 0 ? 0 : cli__fail(2, "Error storing token in ~/.vault-token");
+}
+
+/* The value of "key=value" among the arguments, or NULL. */
+static const char *kv_arg(const struct cli_opts *o, const char *key)
+{
+    size_t n = strlen(key);
+
+    for (size_t i = 0; i < o->args.n; i++) {
+        if (strncmp(o->args.v[i], key, n) == 0 && o->args.v[i][n] == '=')
+            return o->args.v[i] + n + 1;
+    }
+    return NULL;
+}
+
+static int login(struct cli *ctx)
+{
+    const char *method = ctx->o.method ? ctx->o.method : "token";
+    const char *user, *pw, *tok;
+    char *api = NULL, *mount = NULL;
+    cJSON *body = NULL, *secret = NULL;
+    const cJSON *auth, *ct;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    if (strcmp(method, "token") == 0) {
+        rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+        if (rc != 0)
+            goto out;
+        tok = ctx->o.args.v[0];
+        secure_free_str(ctx->client.token);
+        ctx->client.token = xstrdup(tok);
+        if (cli__api_call(&ctx->client, "GET", "auth/token/lookup-self",
+                          NULL, NULL, CLI_CALL_RAW, &secret, NULL,
+                          &err) != 0) {
+            rc = cli__report(&err, "Error authenticating");
+            goto out;
+        }
+    } else if (strcmp(method, "userpass") == 0) {
+        user = kv_arg(&ctx->o, "username");
+        pw = kv_arg(&ctx->o, "password");
+        if (user == NULL || pw == NULL) {
+            rc = cli__fail(1, "Error: login -method=userpass needs "
+                              "username=... password=...");
+            goto out;
+        }
+        mount = xstrdup(ctx->o.path && ctx->o.path[0] ? ctx->o.path
+                                                       : "userpass");
+        api = cli__str_concat3("auth/", mount, "/login/");
+        {
+            char *full = cli__str_concat3(api, user, "");
+            free(api);
+            api = full;
+        }
+        body = cli__one_member("password", pw);
+        secure_free_str(ctx->client.token);
+        ctx->client.token = NULL;
+        if (cli__api_call(&ctx->client, "POST", api, NULL, body,
+                          CLI_CALL_RAW, &secret, NULL, &err) != 0) {
+            rc = cli__report(&err, "Error authenticating");
+            goto out;
+        }
+    } else {
+        rc = cli__fail(1, "Error: unsupported login method \"%s\" (token, "
+                          "userpass)", method);
+        goto out;
+    }
+    auth = cJSON_GetObjectItemCaseSensitive(secret, "auth");
+    ct = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
+    tok = cJSON_IsString(ct) ? ct->valuestring : ctx->o.args.v[0];
+    rc = store_token(tok);
+    if (rc != 0)
+        goto out;
+    if (ctx->o.format == CLI_FMT_TABLE && ctx->o.field == NULL)
+        printf("Success! You are now authenticated. The token information "
+               "displayed below\nis already stored in the token helper. You "
+               "do NOT need to run\n\"coffer login\" again.\n\n");
+    rc = cli__print_secret(ctx, secret);
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    out_release(&err);
+    free(api);
+    free(mount);
+    return rc;
+}
+
+static const char *const flags_enable[] = { "path", "description", NULL };
+static const char *const flags_none[] = { NULL };
+static const char *const flags_login[] = { "method", "path", NULL };
+
+static const char help_auth[] =
+    "Usage: coffer auth enable [-path=P] TYPE\n"
+    "       coffer auth disable PATH\n"
+    "       coffer auth list\n\n"
+    "  Enable, disable and list auth methods (sys/auth).\n" CLI_HELP_GLOBAL;
+
+static const char help_login[] =
+    "Usage: coffer login TOKEN\n"
+    "       coffer login -method=userpass [-path=P] username=U password=W\n\n"
+    "  Authenticates and stores the token in ~/.vault-token.\n"
+    CLI_HELP_GLOBAL;
+
+const struct cli_command cli__auth_commands[] = {
+    { { "auth", "enable", NULL }, auth_enable, flags_enable, help_auth,
+      false },
+    { { "auth", "disable", NULL }, auth_disable, flags_none, help_auth,
+      false },
+    { { "auth", "list", NULL }, auth_list, flags_none, help_auth, false },
+    { { "login", NULL, NULL }, login, flags_login, help_login, false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+};

@@ -1,0 +1,363 @@
+/*
+ * cli_policy.c - the policy commands and `token capabilities`.
+ *
+ * Owns: the arguments of each command, the request it sends, and what it
+ * prints. Wording and exit codes are the Vault CLI's (command/policy_*.go,
+ * command/token_capabilities.go).
+ *
+ *   policy write NAME FILE|-   PUT  sys/policies/acl/NAME {"policy"}
+ *   policy read NAME           GET  sys/policies/acl/NAME
+ *   policy list                LIST sys/policies/acl
+ *   policy delete NAME         DELETE sys/policies/acl/NAME
+ *   policy fmt FILE            local: reformats FILE in place
+ *   token capabilities [TOKEN] PATH
+ *                              PUT sys/capabilities-self {"path"}, or
+ *                              PUT sys/capabilities {"token","path"}
+ *
+ * Not owned: flags and dispatch (cli.c), HTTP (cli_http.c), formatting
+ * (cli_format.c), the policy language (policy_hcl.c).
+ *
+ * Entry point: the table cli__policy_commands (cli_cmd.h).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "buf.h"
+#include "cli_cmd.h"
+#include "cli_format.h"
+#include "cli_http.h"
+#include "common.h"
+#include "policy_hcl.h"
+#include "util.h"
+
+#define POLICY_FILE_MAX ((size_t)4 * 1024 * 1024)
+
+/* Reads FILE, or stdin for "-" (once per run). NULL with a message. */
+static char *read_text(struct cli *ctx, const char *file, struct out *err)
+{
+    FILE *f;
+    struct buf b;
+    char chunk[8192];
+    size_t n;
+    char *text;
+
+    if (strcmp(file, "-") == 0) {
+        if (ctx->stdin_used) {
+            out_puts(err, "stdin was already read");
+            return NULL;
+        }
+        ctx->stdin_used = true;
+        f = stdin;
+    } else if ((f = fopen(file, "rb")) == NULL) {
+        out_printf(err, "open %s: %s", file, strerror(errno));
+        return NULL;
+    }
+    buf_init(&b, POLICY_FILE_MAX);
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (buf_append(&b, chunk, n) != 0) {
+            out_printf(err, "%s: file too large", file);
+            break;
+        }
+    }
+    if (f != stdin)
+        fclose(f);
+    if (err->b.len > 0) {
+        buf_release(&b);
+        return NULL;
+    }
+    text = buf_detach(&b, NULL);
+    return text != NULL ? text : xstrdup("");
+}
+
+static char *acl_path(const char *name)
+{
+    return cli__str_concat3("sys/policies/acl/", name, "");
+}
+
+/* ====================================================================
+ * policy write | read | list | delete | fmt
+ * ==================================================================== */
+
+static int policy_write_cmd(struct cli *ctx)
+{
+    cJSON *body = NULL, *secret = NULL;
+    char *text = NULL, *path = NULL, *name = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 2, 2);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    name = cli__trim_dup(ctx->o.args.v[0]);
+    text = read_text(ctx, ctx->o.args.v[1], &err);
+    if (text == NULL) {
+        rc = cli__report(&err, "Error opening policy file");
+        goto out;
+    }
+    body = cli__one_member("policy", text);
+    path = acl_path(name);
+    if (cli__api_call(&ctx->client, "PUT", path, NULL, body, CLI_CALL_WRITE,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error uploading policy");
+        goto out;
+    }
+    printf("Success! Uploaded policy: %s\n", name);
+out:
+    cli__json_free_wiped(secret);
+    cJSON_Delete(body);
+    out_release(&err);
+    free(text);
+    free(path);
+    free(name);
+    return rc;
+}
+
+static int policy_read_cmd(struct cli *ctx)
+{
+    cJSON *secret = NULL;
+    const cJSON *data;
+    char *path = NULL, *name = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    name = cli__trim_dup(ctx->o.args.v[0]);
+    path = acl_path(name);
+    if (cli__api_call(&ctx->client, "GET", path, NULL, NULL, CLI_CALL_READ,
+                      &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error reading policy named %s", name);
+        goto out;
+    }
+    data = cJSON_GetObjectItemCaseSensitive(secret, "data");
+    if (data == NULL || cli__json_is_nullish(data)) {
+        rc = cli__fail(2, "No policy named: %s", name);
+        goto out;
+    }
+    if (ctx->o.format != CLI_FMT_TABLE) {
+        rc = cli__print_data(ctx, data);
+    } else {
+        const char *text = cli__str_member(data, "policy");
+        size_t n = strlen(text);
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
+            n--;
+        printf("%.*s\n", (int)n, text);
+    }
+out:
+    cli__json_free_wiped(secret);
+    out_release(&err);
+    free(path);
+    free(name);
+    return rc;
+}
+
+static int policy_list_cmd(struct cli *ctx)
+{
+    cJSON *secret = NULL;
+    const cJSON *keys, *k;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    if (cli__api_call(&ctx->client, "LIST", "sys/policies/acl", NULL, NULL,
+                      CLI_CALL_READ, &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error listing policies");
+        goto out;
+    }
+    keys = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(secret, "data"), "keys");
+    if (ctx->o.format != CLI_FMT_TABLE) {
+        rc = cli__print_data(ctx, keys);
+        goto out;
+    }
+    cJSON_ArrayForEach(k, keys) {
+        if (cJSON_IsString(k))
+            printf("%s\n", k->valuestring);
+    }
+out:
+    cli__json_free_wiped(secret);
+    out_release(&err);
+    return rc;
+}
+
+static int policy_delete_cmd(struct cli *ctx)
+{
+    cJSON *secret = NULL;
+    char *path = NULL, *name = NULL;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    name = cli__trim_dup(ctx->o.args.v[0]);
+    path = acl_path(name);
+    if (cli__api_call(&ctx->client, "DELETE", path, NULL, NULL,
+                      CLI_CALL_WRITE, &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error deleting %s", name);
+        goto out;
+    }
+    printf("Success! Deleted policy: %s\n", name);
+out:
+    cli__json_free_wiped(secret);
+    out_release(&err);
+    free(path);
+    free(name);
+    return rc;
+}
+
+static int policy_fmt_cmd(struct cli *ctx)
+{
+    const char *file;
+    char *text = NULL, *formatted = NULL;
+    struct errbuf perr;
+    struct out err;
+    FILE *f;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    if (rc != 0)
+        goto out;
+    file = ctx->o.args.v[0];
+    text = read_text(ctx, file, &err);
+    if (text == NULL) {
+        rc = cli__report(&err, "Error opening policy file");
+        goto out;
+    }
+    formatted = policy_format(text, &perr);
+    if (formatted == NULL) {
+        rc = cli__fail(2, "Error parsing HCL: %s", perr.msg);
+        goto out;
+    }
+    f = fopen(file, "wb");
+    if (f == NULL || fputs(formatted, f) == EOF) {
+        rc = cli__fail(2, "Error writing policy file %s: %s", file,
+                       strerror(errno));
+        if (f != NULL)
+            fclose(f);
+        goto out;
+    }
+    if (fclose(f) != 0) {
+        rc = cli__fail(2, "Error writing policy file %s: %s", file,
+                       strerror(errno));
+        goto out;
+    }
+    printf("Success! Formatted policy: %s\n", file);
+out:
+    out_release(&err);
+    free(text);
+    free(formatted);
+    return rc;
+}
+
+/* ====================================================================
+ * token capabilities
+ * ==================================================================== */
+
+static int token_capabilities_cmd(struct cli *ctx)
+{
+    cJSON *body = NULL, *secret = NULL;
+    const cJSON *caps, *c;
+    const char *token = NULL, *path;
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    rc = cli__arg_count_error(ctx->o.args.n, 1, 2);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    if (rc != 0)
+        goto out;
+    if (ctx->o.args.n == 2)
+        token = ctx->o.args.v[0];
+    path = ctx->o.args.v[ctx->o.args.n - 1];
+    body = cli__one_member("path", path);
+    if (token != NULL)
+        cJSON_AddStringToObject(body, "token", token);
+    if (cli__api_call(&ctx->client, "PUT",
+                      token != NULL ? "sys/capabilities"
+                                    : "sys/capabilities-self",
+                      NULL, body, CLI_CALL_RAW, &secret, NULL, &err) != 0) {
+        rc = cli__report(&err, "Error listing capabilities");
+        goto out;
+    }
+    caps = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(secret, "data"), "capabilities");
+    if (ctx->o.format != CLI_FMT_TABLE) {
+        rc = cli__print_data(ctx, caps);
+        goto out;
+    }
+    cJSON_ArrayForEach(c, caps) {
+        printf("%s%s", c != caps->child ? ", " : "",
+               cJSON_IsString(c) ? c->valuestring : "");
+    }
+    printf("\n");
+out:
+    cli__json_free_wiped(secret);
+    cli__json_free_wiped(body);
+    out_release(&err);
+    return rc;
+}
+
+/* ====================================================================
+ * Table
+ * ==================================================================== */
+
+static const char help_policy[] =
+    "Usage: coffer policy <subcommand> [options] [args]\n\n"
+    "  write   NAME FILE|-\n"
+    "          Uploads a policy from FILE, or from stdin with \"-\".\n"
+    "  read    NAME\n"
+    "          Prints the policy's HCL text.\n"
+    "  list\n"
+    "          Lists every policy name.\n"
+    "  delete  NAME\n"
+    "          Deletes a policy (not root or default).\n"
+    "  fmt     FILE\n"
+    "          Rewrites FILE as canonical HCL (comments are dropped).\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_token_capabilities[] =
+    "Usage: coffer token capabilities [options] [TOKEN] PATH\n\n"
+    "  Prints the capabilities of a token on PATH: the token in use, or\n"
+    "  TOKEN when given.\n"
+    CLI_HELP_GLOBAL;
+
+static const char *const flags_none[] = { NULL };
+
+const struct cli_command cli__policy_commands[] = {
+    { { "policy", "write", NULL }, policy_write_cmd, flags_none, help_policy,
+      false },
+    { { "policy", "read", NULL }, policy_read_cmd, flags_none, help_policy,
+      false },
+    { { "policy", "list", NULL }, policy_list_cmd, flags_none, help_policy,
+      false },
+    { { "policy", "delete", NULL }, policy_delete_cmd, flags_none,
+      help_policy, false },
+    { { "policy", "fmt", NULL }, policy_fmt_cmd, flags_none, help_policy,
+      false },
+    { { "token", "capabilities", NULL }, token_capabilities_cmd, flags_none,
+      help_token_capabilities, false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+};

@@ -1,0 +1,186 @@
+"""The token store beyond create/lookup/revoke: roles, periodic tokens,
+explicit max TTL, token leases in the expiration manager, revoke-tree,
+use limits and tidy (VAULT_API.md 3.2-3.7, 8.1-8.4)."""
+
+import time
+import uuid
+
+import pytest
+
+
+def create(server, path="auth/token/create", token=True, **body):
+    r = server.req("POST", path, token=token, json=body)
+    assert r.status_code == 200, r.text
+    return r.json()["auth"]
+
+
+def lookup(server, token):
+    return server.req("POST", "auth/token/lookup", json={"token": token})
+
+
+def alive(server, token):
+    return lookup(server, token).status_code == 200
+
+
+@pytest.fixture
+def role(server):
+    name = "role-" + uuid.uuid4().hex[:8]
+    yield name
+    server.req("DELETE", "auth/token/roles/" + name)
+
+
+def test_role_crud(server, role):
+    r = server.req("POST", "auth/token/roles/" + role,
+                   json={"allowed_policies": "a,B", "disallowed_policies": "c",
+                         "orphan": True, "token_period": "1h",
+                         "token_explicit_max_ttl": "10h", "path_suffix": "v1",
+                         "token_num_uses": 3})
+    assert r.status_code == 204, r.text
+    d = server.req("GET", "auth/token/roles/" + role).json()["data"]
+    assert d["allowed_policies"] == ["a", "b"]
+    assert d["disallowed_policies"] == ["c"]
+    assert d["orphan"] is True and d["renewable"] is True
+    assert d["token_period"] == 3600 and d["period"] == 3600
+    assert d["token_explicit_max_ttl"] == 36000
+    assert d["path_suffix"] == "v1" and d["token_num_uses"] == 3
+    keys = server.req("LIST", "auth/token/roles").json()["data"]["keys"]
+    assert role in keys
+    assert server.req("DELETE", "auth/token/roles/" + role).status_code == 204
+    assert server.req("GET", "auth/token/roles/" + role).status_code == 404
+
+
+def test_create_with_role(server, role):
+    server.req("POST", "auth/token/roles/" + role,
+               json={"allowed_policies": "a,b", "disallowed_policies": "c",
+                     "orphan": True, "path_suffix": "sfx",
+                     "token_explicit_max_ttl": "1h", "renewable": False})
+    a = create(server, "auth/token/create/" + role)
+    assert a["policies"] == ["a", "b", "default"]
+    assert a["orphan"] is True
+    assert a["renewable"] is False
+    assert a["lease_duration"] == 3600
+    d = lookup(server, a["client_token"]).json()["data"]
+    assert d["path"] == "auth/token/create/%s/sfx" % role
+    assert d["role"] == role
+    assert d["explicit_max_ttl"] == 3600
+    # Subset of the allowed list only.
+    r = server.req("POST", "auth/token/create/" + role, json={"policies": "x"})
+    assert r.status_code == 400
+    assert "must be subset of the role's allowed policies" in r.text
+    # role_name in the body works too.
+    a = create(server, role_name=role, policies=["a"])
+    assert a["policies"] == ["a", "default"]
+    r = server.req("POST", "auth/token/create/no-such-role", json={})
+    assert r.status_code == 400 and "unknown role" in r.text
+
+
+def test_role_disallowed_policies(server, role):
+    server.req("POST", "auth/token/roles/" + role,
+               json={"disallowed_policies": "secret"})
+    r = server.req("POST", "auth/token/create/" + role,
+                   json={"policies": ["ok", "secret"]})
+    assert r.status_code == 400 and "disallowed" in r.text
+    a = create(server, "auth/token/create/" + role, policies=["ok"])
+    assert a["policies"] == ["default", "ok"]
+
+
+def test_periodic_token_renews_to_period(server):
+    a = create(server, period="30s", ttl="10s", policies=["p"])
+    assert a["lease_duration"] == 30
+    tok = a["client_token"]
+    r = server.req("POST", "auth/token/renew-self", token=tok,
+                   json={"increment": "1h"})
+    assert r.status_code == 200, r.text
+    assert r.json()["auth"]["lease_duration"] == 30
+    assert lookup(server, tok).json()["data"]["period"] == 30
+
+
+def test_periodic_token_from_role(server, role):
+    server.req("POST", "auth/token/roles/" + role, json={"token_period": "45s"})
+    a = create(server, "auth/token/create/" + role)
+    assert a["lease_duration"] == 45
+
+
+def test_explicit_max_ttl_caps_renewals(server):
+    a = create(server, ttl="5s", explicit_max_ttl="8s", policies=["p"])
+    tok = a["client_token"]
+    r = server.req("POST", "auth/token/renew-self", token=tok,
+                   json={"increment": "1h"})
+    assert r.status_code == 200
+    assert r.json()["auth"]["lease_duration"] <= 8
+    assert any("max_ttl" in w for w in r.json()["warnings"])
+
+
+def test_token_lease_expires_through_manager(server):
+    a = create(server, ttl="2s", policies=["p"])
+    tok = a["client_token"]
+    keys = server.req("LIST", "sys/leases/lookup/auth/token/create/"
+                      ).json()["data"]["keys"]
+    assert len(keys) >= 1
+    time.sleep(3.5)
+    # The manager revoked it: the lease record is gone without a lookup.
+    r = server.req("LIST", "sys/leases/lookup/auth/token/create/")
+    left = r.json()["data"]["keys"] if r.status_code == 200 else []
+    assert not any(k for k in left if lookup(server, tok).status_code == 200)
+    assert "lease: revoked auth/token/create/" in server.stderr_text()
+    assert not alive(server, tok)
+
+
+def test_renew_extends_token_lease(server):
+    a = create(server, ttl="2s", policies=["p"])
+    tok = a["client_token"]
+    r = server.req("POST", "auth/token/renew-self", token=tok,
+                   json={"increment": "30s"})
+    assert r.status_code == 200
+    time.sleep(3)
+    assert alive(server, tok)
+    server.req("POST", "auth/token/revoke", json={"token": tok})
+
+
+def test_revoking_parent_revokes_children_and_their_leases(server, kv1):
+    parent = create(server, policies=["root"])["client_token"]
+    child = create(server, token=parent, policies=["root"])["client_token"]
+    grandchild = create(server, token=child, ttl="1h")["client_token"]
+    orphan = create(server, "auth/token/create-orphan", token=parent,
+                    policies=["root"])["client_token"]
+    assert all(alive(server, t) for t in (parent, child, grandchild, orphan))
+    r = server.req("POST", "auth/token/revoke-self", token=parent)
+    assert r.status_code == 204
+    assert not alive(server, parent)
+    assert not alive(server, child)
+    assert not alive(server, grandchild)
+    assert alive(server, orphan)
+    # The grandchild's own lease went with it.
+    time.sleep(0.5)
+    r = server.req("LIST", "sys/leases/lookup/auth/token/create/")
+    acc_left = r.json()["data"]["keys"] if r.status_code == 200 else []
+    for k in acc_left:
+        r = server.req("PUT", "sys/leases/lookup",
+                       json={"lease_id": "auth/token/create/" + k})
+        assert r.status_code in (200, 400)
+    server.req("POST", "auth/token/revoke", json={"token": orphan})
+
+
+def test_use_limited_token_stops_after_its_uses(server):
+    tok = create(server, num_uses=2, policies=["root"])["client_token"]
+    assert server.req("GET", "auth/token/lookup-self", token=tok).status_code == 200
+    assert server.req("GET", "auth/token/lookup-self", token=tok).status_code == 200
+    assert server.req("GET", "auth/token/lookup-self", token=tok).status_code == 403
+    assert not alive(server, tok)
+
+
+def test_tidy(server):
+    r = server.req("POST", "auth/token/tidy")
+    assert r.status_code == 202, r.text
+    assert r.json()["warnings"]
+
+
+def test_token_lease_not_renewable_through_sys(server):
+    a = create(server, ttl="1h", policies=["p"])
+    keys = server.req("LIST", "sys/leases/lookup/auth/token/create/"
+                      ).json()["data"]["keys"]
+    assert keys
+    r = server.req("PUT", "sys/leases/renew",
+                   json={"lease_id": "auth/token/create/" + keys[0]})
+    assert r.status_code == 400
+    server.req("POST", "auth/token/revoke", json={"token": a["client_token"]})
