@@ -379,6 +379,28 @@ static void dispatch(struct request *req, struct response *resp)
     }
 }
 
+/*
+ * Vault's existence check: a write (PUT/POST) to a path whose engine says
+ * the target does not exist is a create, which a policy may grant apart
+ * from update. Runs before the ACL check, like Vault's.
+ */
+static void classify_write(struct request *req)
+{
+    const struct mount *m;
+
+    if (req->op != OP_UPDATE)
+        return;
+    m = router_match(req->path);
+    if (m != NULL && m->impl == MOUNT_IMPL_LUA) {
+        size_t mlen = strlen(m->path);
+        req->rel_path = strlen(req->path) >= mlen ? req->path + mlen : "";
+        if (luavm_exists(m, req) == 0)
+            req->op = OP_CREATE;
+        req->rel_path = NULL;
+    }
+    router_mount_put(m);
+}
+
 /* Authenticates and authorises; on refusal resp holds the error. */
 static void authorise(struct request *req, struct response *resp)
 {
@@ -390,6 +412,7 @@ static void authorise(struct request *req, struct response *resp)
         return;
     }
     req->token = t;
+    classify_write(req);
     if (policy_check(t, req, &why) != 0) {
         log_debug("policy: %s %s denied: %s", req_op_name(req->op),
                   req->path, why.msg);

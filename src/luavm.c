@@ -1281,6 +1281,24 @@ static void stage_response(lua_State *L, int idx, struct vm_call *call)
 }
 
 /* Runs one request under lua_pcall. Argument 1: the struct vm_call. */
+/*
+ * Under lua_pcall: framework.exists(type, req); stores the answer in
+ * call->status (1 exists, 0 missing, -1 no check). [-0, +0, e]
+ */
+static int vm_run_exists(lua_State *L)
+{
+    struct vm_call *call = lua_touserdata(L, 1);
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_framework);
+    lua_getfield(L, -1, "exists");
+    lua_pushstring(L, call->m->type);
+    push_request(L, call);
+    lua_call(L, 2, 1);
+    call->status = lua_isnil(L, -1) ? -1 : (lua_toboolean(L, -1) ? 1 : 0);
+    return 0;
+}
+
+
 static int vm_run(lua_State *L)
 {
     struct vm_call *call = lua_touserdata(L, 1);
@@ -1443,6 +1461,25 @@ static void handle(const struct mount *m, struct request *req,
         vm_fail(vm, &call, status, resp);
     vm_call_release(&call);
     vm_unprotect(vm, &ctx, base);
+}
+
+int luavm_exists(const struct mount *m, struct request *req)
+{
+    struct vm_call call = {.m = m, .req = req, .status = -1};
+    struct lua_api_ctx ctx = {.storage = g.storage, .mount = m, .req = req};
+    struct vm *vm = g.ready ? vm_get() : NULL;
+    int base, status;
+
+    if (vm == NULL || !lua_checkstack(vm->L, 8))
+        return -1;
+    status = vm_protected(vm, &ctx, vm_run_exists, &call, &base);
+    if (status != LUA_OK) {
+        log_warn("lua: existence check for %s failed; treating the write "
+                 "as an update", req->path);
+        call.status = -1;
+    }
+    vm_unprotect(vm, &ctx, base);
+    return call.status;
 }
 
 void luavm_handle(const struct mount *m, struct request *req,

@@ -58,6 +58,13 @@ bool luavm_auth_exists(const char *type);
 bool luavm_auth_is_login(const char *type, const char *rel);
 
 /*
+ * Asks the engine of mount m whether the target of a write exists, for
+ * Vault's create/update distinction: 1 exists, 0 does not, -1 the route
+ * has no existence check (or it failed): the write counts as an update.
+ */
+int luavm_exists(const struct mount *m, struct request *req);
+
+/*
  * Runs req against the engine of mount m in the calling thread's state and
  * fills resp. Never fails outright: a script error becomes a 500 with a
  * generic message in resp and a log line with the traceback.

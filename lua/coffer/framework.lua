@@ -81,6 +81,7 @@ local SPEC_KEYS = {
   fields = true, read = true, write = true, create = true, update = true,
   delete = true, list = true, patch = true, help = true, description = true,
   when = true,
+  exists = true,
 }
 local LOGIN_KEYS = {
   fields = true, handler = true, help = true, description = true, when = true,
@@ -252,11 +253,15 @@ function Engine:path(pattern, spec)
   if spec.when ~= nil and type(spec.when) ~= "function" then
     error("e:path: when must be a function", 2)
   end
+  if spec.exists ~= nil and type(spec.exists) ~= "function" then
+    error("e:path: exists must be a function", 2)
+  end
   rec.routes[#rec.routes + 1] = {
     compiled = paths.compile(pattern),
     fields = spec.fields and fields.compile(spec.fields, 3),
     handlers = handlers_of(spec),
     when = spec.when,
+    exists = spec.exists,
     help = spec.help or "",
     description = spec.description or "",
   }
@@ -408,6 +413,23 @@ local function apply_fields(route, req)
                         table.concat(replaced, " ") .. "]"
   end
   return notes
+end
+
+-- framework.exists(engine_name, req) -> true, false, or nil when the route
+-- declares no existence check. luavm.c asks before the ACL check, so that
+-- a write to something missing needs `create` and to something present
+-- needs `update`, as in Vault (VAULT_API 1.9).
+function M.exists(name, req)
+  local rec = engines[name]
+  if rec == nil then
+    return nil
+  end
+  local route, params = find_route(rec, req)
+  if route == nil or route.exists == nil then
+    return nil
+  end
+  req.params = params
+  return route.exists(req) and true or false
 end
 
 -- framework.dispatch(engine_name, req) -> response table or nil. Called by

@@ -387,6 +387,9 @@ e:path("config/:name", {
   fields = CONFIG_FIELDS,
   write = write_config, read = read_config, delete = delete_config,
   help = "Configure a connection to a database.",
+  exists = function(req)
+    return req.storage:get("config/" .. req.params.name) ~= nil
+  end,
 })
 
 e:path("reset/:name", {
@@ -503,6 +506,9 @@ e:path("roles/:name", {
   write = write_role, read = read_role,
   delete = function(req) req.storage:delete("role/" .. req.params.name) end,
   help = "Manage the roles that can create database credentials.",
+  exists = function(req)
+    return req.storage:get("role/" .. req.params.name) ~= nil
+  end,
 })
 
 -- ============================================================== creds ==
@@ -720,6 +726,9 @@ e:path("static-roles/:name", {
   end,
   help = "Manage roles whose database user exists and whose password " ..
          "Coffer rotates.",
+  exists = function(req)
+    return req.storage:get("static-role/" .. req.params.name) ~= nil
+  end,
 })
 
 e:path("static-creds/:name", {

@@ -100,6 +100,7 @@ e:path("*path", {
   help = "Pass-through secret storage to the storage backend, allowing " ..
          "you to read/write arbitrary data into secret storage.",
   read = v1_read, write = v1_write, delete = v1_delete, list = v1_list,
+  exists = function(req) return req.storage:get(req.path) ~= nil end,
 })
 
 -- ============================================================ v2 state ==
@@ -368,6 +369,7 @@ e:path("data/*path", {
   help = "Write, Patch, Read, and Delete data in the Key-Value Store.",
   read = data_read, write = locked(data_write), patch = locked(data_patch),
   delete = locked(data_delete),
+  exists = function(req) return load_meta(req, req.params.path) ~= nil end,
 })
 
 -- ===================================== delete/, undelete/, destroy/ ==
@@ -592,6 +594,7 @@ e:path("metadata/*path", {
   read = metadata_read, write = locked(metadata_write),
   patch = locked(metadata_patch), delete = locked(metadata_delete),
   list = metadata_list,
+  exists = function(req) return load_meta(req, req.params.path) ~= nil end,
 })
 
 -- ============================================================= subkeys/ ==

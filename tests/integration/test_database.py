@@ -491,3 +491,45 @@ def test_tidy_revokes_leases_of_vanished_tokens(srv, pg, db):
     r = srv.req("PUT", "sys/leases/tidy")
     assert r.status_code == 202
     assert "Tidy operation successfully started" in r.json()["warnings"][0]
+
+
+def test_policy_limited_token_reads_only_its_creds(srv, pg, db):
+    r = srv.req("PUT", "sys/policies/acl/my-role-only", json={
+        "policy": 'path "database/creds/my-role" { capabilities = ["read"] }'})
+    assert r.status_code == 204, r.text
+    tok = srv.client.auth.token.create(policies=["my-role-only"],
+                                       no_default_policy=True)
+    token = tok["auth"]["client_token"]
+    body = creds(srv, "my-role", token=token)
+    assert pg.role_exists(body["data"]["username"])
+    for method, path in [("GET", "database/creds/short"),
+                         ("GET", "database/config/myapp"),
+                         ("PUT", "database/roles/my-role"),
+                         ("GET", "database/roles/my-role"),
+                         ("LIST", "database/roles"),
+                         ("GET", "sys/policies/acl/my-role-only"),
+                         ("GET", "sys/mounts"),
+                         ("GET", "secret/data/anything"),
+                         ("PUT", "sys/leases/revoke-prefix/database")]:
+        r = srv.req(method, path, token=token, json={})
+        assert r.status_code == 403, (method, path, r.text)
+
+
+def test_revoking_parent_token_drops_children_users(srv, pg, db):
+    parent = srv.client.auth.token.create(policies=["root"])
+    ptoken = parent["auth"]["client_token"]
+    child = srv.req("POST", "auth/token/create", token=ptoken,
+                    json={"policies": ["root"]}).json()["auth"]["client_token"]
+    grandchild = srv.req("POST", "auth/token/create", token=child,
+                         json={"policies": ["root"]}).json()["auth"][
+                             "client_token"]
+    users = [creds(srv, token=t)["data"]["username"]
+             for t in (ptoken, child, grandchild)]
+    for u in users:
+        assert pg.role_exists(u)
+    assert srv.req("POST", "auth/token/revoke",
+                   json={"token": ptoken}).status_code == 204
+    for u in users:
+        assert pg.wait_role_gone(u, 10), u
+    assert srv.req("GET", "auth/token/lookup-self",
+                   token=grandchild).status_code == 403

@@ -438,3 +438,24 @@ def test_cli_token_capabilities(server, my_role):
     assert r.stdout == "root\n"
     r = server.cli("token", "capabilities", "-format=json", my_role, "database/creds/my-role")
     assert r.rc == 0 and json.loads(r.stdout) == ["read"]
+
+
+def test_create_and_update_are_told_apart(server):
+    # Vault's existence check: writing a new key needs "create", writing an
+    # existing one needs "update".
+    put_policy(server, "creator",
+               'path "secret/data/fresh*" { capabilities = ["create"] }')
+    tok = token_for(server, ["creator"])
+    key = "secret/data/fresh-" + uuid.uuid4().hex[:8]
+    r = server.req("PUT", key, token=tok, json={"data": {"v": 1}})
+    assert r.status_code == 200, r.text
+    r = server.req("PUT", key, token=tok, json={"data": {"v": 2}})
+    assert r.status_code == 403
+    put_policy(server, "updater",
+               'path "secret/data/fresh*" { capabilities = ["update"] }')
+    tok2 = token_for(server, ["updater"])
+    assert server.req("PUT", key, token=tok2,
+                      json={"data": {"v": 3}}).status_code == 200
+    other = "secret/data/fresh-" + uuid.uuid4().hex[:8]
+    assert server.req("PUT", other, token=tok2,
+                      json={"data": {"v": 1}}).status_code == 403
