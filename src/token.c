@@ -1278,10 +1278,12 @@ static void handle_create(struct request *req, struct response *resp,
         goto out;
     if (role_name != NULL && role_name[0] != '\0') {
         role_release(&r);
-        rc = valid_role_name(role_name) ? role_load(role_name, &r)
-                                        : COFFER_ENOTFOUND;
-        if (rc != 0) {
+        rc = COFFER_ENOTFOUND;
+        if (valid_role_name(role_name))
+            rc = role_load(role_name, &r); /* leaves r initialised */
+        else
             role_init(&r);
+        if (rc != 0) {
             response_error(resp, 400, "unknown role %s", role_name);
             goto out;
         }
