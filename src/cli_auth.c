@@ -20,13 +20,9 @@ static int auth_enable(struct cli *ctx)
     char *path = NULL, *api = NULL;
     cJSON *body = NULL, *secret = NULL;
     const char *type;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     type = ctx->o.args.v[0];
@@ -37,16 +33,14 @@ static int auth_enable(struct cli *ctx)
     if (ctx->o.description != NULL)
         cJSON_AddStringToObject(body, "description", ctx->o.description);
     api = cli__str_concat3("sys/auth/", path, "");
-    if (cli__api_call(&ctx->client, "POST", api, NULL, body, CLI_CALL_RAW,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error enabling %s auth", type);
+    rc = cli__call(ctx, "POST", api, NULL, body, CLI_CALL_RAW, &secret,
+                   "Error enabling %s auth", type);
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Enabled %s auth method at: %s\n", type, path);
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     free(api);
     free(path);
     return rc;
@@ -56,27 +50,21 @@ static int auth_disable(struct cli *ctx)
 {
     char *path = NULL, *api = NULL;
     cJSON *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     path = cli__ensure_trailing_slash(ctx->o.args.v[0]);
     api = cli__str_concat3("sys/auth/", path, "");
-    if (cli__api_call(&ctx->client, "DELETE", api, NULL, NULL, CLI_CALL_RAW,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error disabling auth method at %s", path);
+    rc = cli__call(ctx, "DELETE", api, NULL, NULL, CLI_CALL_RAW, &secret,
+                   "Error disabling auth method at %s", path);
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Disabled the auth method (if it existed) at: %s\n",
            path);
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(api);
     free(path);
     return rc;
@@ -86,20 +74,15 @@ static int auth_list(struct cli *ctx)
 {
     cJSON *secret = NULL;
     const cJSON *data, *m;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
-    if (cli__api_call(&ctx->client, "GET", "sys/auth", NULL, NULL,
-                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error listing enabled authentications");
+    rc = cli__call(ctx, "GET", "sys/auth", NULL, NULL, CLI_CALL_RAW, &secret,
+                   "Error listing enabled authentications");
+    if (rc != 0)
         goto out;
-    }
     data = cJSON_GetObjectItemCaseSensitive(secret, "data");
     if (ctx->o.format != CLI_FMT_TABLE) {
         rc = cli__print_data(ctx, data);
@@ -120,7 +103,6 @@ static int auth_list(struct cli *ctx)
     }
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     return rc;
 }
 
@@ -165,10 +147,8 @@ static int login(struct cli *ctx)
     char *api = NULL, *mount = NULL;
     cJSON *body = NULL, *secret = NULL;
     const cJSON *auth, *ct;
-    struct out err;
     int rc;
 
-    out_init(&err);
     rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
@@ -179,12 +159,10 @@ static int login(struct cli *ctx)
         tok = ctx->o.args.v[0];
         secure_free_str(ctx->client.token);
         ctx->client.token = xstrdup(tok);
-        if (cli__api_call(&ctx->client, "GET", "auth/token/lookup-self",
-                          NULL, NULL, CLI_CALL_RAW, &secret, NULL,
-                          &err) != 0) {
-            rc = cli__report(&err, "Error authenticating");
+        rc = cli__call(ctx, "GET", "auth/token/lookup-self", NULL, NULL,
+                       CLI_CALL_RAW, &secret, "Error authenticating");
+        if (rc != 0)
             goto out;
-        }
     } else if (strcmp(method, "userpass") == 0) {
         user = kv_arg(&ctx->o, "username");
         pw = kv_arg(&ctx->o, "password");
@@ -204,11 +182,10 @@ static int login(struct cli *ctx)
         body = cli__one_member("password", pw);
         secure_free_str(ctx->client.token);
         ctx->client.token = NULL;
-        if (cli__api_call(&ctx->client, "POST", api, NULL, body,
-                          CLI_CALL_RAW, &secret, NULL, &err) != 0) {
-            rc = cli__report(&err, "Error authenticating");
+        rc = cli__call(ctx, "POST", api, NULL, body, CLI_CALL_RAW, &secret,
+                       "Error authenticating");
+        if (rc != 0)
             goto out;
-        }
     } else {
         rc = cli__fail(1, "Error: unsupported login method \"%s\" (token, "
                           "userpass)", method);
@@ -228,7 +205,6 @@ static int login(struct cli *ctx)
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     free(api);
     free(mount);
     return rc;

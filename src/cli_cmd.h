@@ -183,6 +183,25 @@ int cli__print_field(struct cli *ctx, const cJSON *secret);
 /* Ends a command that got a response: -field, else the whole secret. */
 int cli__print_result(struct cli *ctx, const cJSON *secret);
 
+/* ---- plumbing shared by commands (cli_cmds.c) ------------------------- */
+
+/*
+ * The start of most commands: checks min <= argument count <= max
+ * (cli__arg_count_error), then creates the client (cli__need_client).
+ * Returns 0, or the exit code after printing why not.
+ */
+int cli__begin(struct cli *ctx, size_t min, size_t max);
+/*
+ * cli__api_call for a command that only reports a failure: on error
+ * prints "<formatted fmt>: <Vault's text>" on stderr (as cli__report) and
+ * returns 2, else returns 0. *secret is set as cli__api_call sets it (also
+ * on error in CLI_CALL_WRITE mode), so free it either way.
+ */
+int cli__call(struct cli *ctx, const char *method, const char *path,
+              const char *query, const cJSON *body, enum cli_call_mode mode,
+              cJSON **secret, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+
 /* ---- endings shared by commands (cli_cmds.c) -------------------------- */
 
 /*

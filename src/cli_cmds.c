@@ -5,7 +5,8 @@
  *
  * Owns: for each command, its arguments, the API path and body it sends
  * (the Go client's request structs, field for field), and what it prints;
- * also the endings that the kv commands share (cli__write_output,
+ * also the plumbing every command file shares (cli__begin, cli__call) and
+ * the endings that the kv commands share (cli__write_output,
  * cli__list_output, cli__delete_output).
  *
  * Not owned: flags and dispatch (cli.c), HTTP (cli_http.c), formatting
@@ -13,6 +14,7 @@
  *
  * Entry point: the table cli__cmds_commands (cli_cmd.h).
  */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +29,41 @@
 #include "cli_http.h"
 #include "common.h"
 #include "util.h"
+
+/* ====================================================================
+ * plumbing every command shares
+ * ==================================================================== */
+
+int cli__begin(struct cli *ctx, size_t min, size_t max)
+{
+    int rc = cli__arg_count_error(ctx->o.args.n, min, max);
+
+    if (rc == 0)
+        rc = cli__need_client(ctx);
+    return rc;
+}
+
+int cli__call(struct cli *ctx, const char *method, const char *path,
+              const char *query, const cJSON *body, enum cli_call_mode mode,
+              cJSON **secret, const char *fmt, ...)
+{
+    struct out err;
+    va_list ap;
+    int rc = 0;
+
+    out_init(&err);
+    if (cli__api_call(&ctx->client, method, path, query, body, mode, secret,
+                      NULL, &err) != 0) {
+        /* Vault's "Error <verb> ...: <detail>", as cli__report prints it. */
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, ": %s\n", err.b.ptr != NULL ? err.b.ptr : "");
+        rc = 2;
+    }
+    out_release(&err);
+    return rc;
+}
 
 /* ====================================================================
  * read, write, list, delete
@@ -59,40 +96,57 @@ out:
     return rc;
 }
 
-static int cmd_read(struct cli *ctx)
+/*
+ * What read and delete do once PATH is there: the client, PATH sanitized
+ * into *path (new string), and the K=V arguments after it as a query
+ * string in `query`; `what` names them in the parse error. Returns 0, or
+ * the exit code after printing why not.
+ */
+static int path_and_query(struct cli *ctx, const char *what, char **path,
+                          struct buf *query)
 {
-    char *path = NULL;
-    cJSON *params = NULL, *secret = NULL;
-    struct buf query;
+    cJSON *params = NULL;
     struct out err;
     int rc;
 
-    buf_init(&query, 0);
+    rc = cli__need_client(ctx);
+    if (rc != 0)
+        return rc;
+    *path = cli__sanitize_path(ctx->o.args.v[0]);
     out_init(&err);
+    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &params,
+                          &err) != 0)
+        rc = cli__fail(1, "Failed to parse %s data: %s", what, err.b.ptr);
+    else if (params != NULL)
+        cli__json_to_query(params, query);
+    cli__json_free_wiped(params);
+    out_release(&err);
+    return rc;
+}
+
+static int cmd_read(struct cli *ctx)
+{
+    char *path = NULL;
+    cJSON *secret = NULL;
+    struct buf query;
+    int rc;
+
+    buf_init(&query, 0);
     if (ctx->o.args.n < 1) {
         rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
         goto out;
     }
-    rc = cli__need_client(ctx);
+    rc = path_and_query(ctx, "K=V", &path, &query);
     if (rc != 0)
         goto out;
-    path = cli__sanitize_path(ctx->o.args.v[0]);
-    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &params,
-                          &err) != 0) {
-        rc = cli__fail(1, "Failed to parse K=V data: %s", err.b.ptr);
-        goto out;
-    }
-    if (params != NULL)
-        cli__json_to_query(params, &query);
     if (ctx->o.format == CLI_FMT_RAW) {
         rc = read_raw(ctx, path, query.ptr);
         goto out;
     }
-    if (cli__api_call(&ctx->client, "GET", path, query.ptr, NULL, CLI_CALL_READ,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error reading %s", path);
+    rc = cli__call(ctx, "GET", path, query.ptr, NULL, CLI_CALL_READ, &secret,
+                   "Error reading %s", path);
+    if (rc != 0)
         goto out;
-    }
     if (secret == NULL) {
         rc = cli__fail(2, "No value found at %s", path);
         goto out;
@@ -100,35 +154,42 @@ static int cmd_read(struct cli *ctx)
     rc = cli__print_result(ctx, secret);
 out:
     cli__json_free_wiped(secret);
-    cli__json_free_wiped(params);
-    out_release(&err);
     buf_release(&query);
     free(path);
     return rc;
 }
 
 /*
- * The ending every write-like command shares (Vault's
- * handleWriteSecretOutput): error with any returned data, "Success!" for
- * an empty answer in table format, else the response.
+ * The ending write-like and delete-like commands share (Vault's
+ * handleWriteSecretOutput): "<failed> PATH: <error>" with any returned
+ * data, "Success! <done>: PATH" for an empty answer in table format, else
+ * the response.
  */
-int cli__write_output(struct cli *ctx, const char *path, int call_rc,
-                      const cJSON *secret, const struct out *err)
+static int call_output(struct cli *ctx, const char *path, int call_rc,
+                       const cJSON *secret, const struct out *err,
+                       const char *failed, const char *done)
 {
     int rc;
 
     if (call_rc != 0) {
-        rc = cli__report(err, "Error writing data to %s", path);
+        rc = cli__report(err, "%s %s", failed, path);
         if (secret != NULL)
             cli__print_secret(ctx, secret);
         return rc;
     }
     if (secret == NULL) {
         if (ctx->o.format == CLI_FMT_TABLE)
-            printf("Success! Data written to: %s\n", path);
+            printf("Success! %s: %s\n", done, path);
         return 0;
     }
     return cli__print_result(ctx, secret);
+}
+
+int cli__write_output(struct cli *ctx, const char *path, int call_rc,
+                      const cJSON *secret, const struct out *err)
+{
+    return call_output(ctx, path, call_rc, secret, err,
+                       "Error writing data to", "Data written to");
 }
 
 static int cmd_write(struct cli *ctx)
@@ -214,25 +275,19 @@ static int cmd_list(struct cli *ctx)
 {
     char *path = NULL;
     cJSON *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     path = cli__sanitize_path(ctx->o.args.v[0]);
-    if (cli__api_call(&ctx->client, "LIST", path, NULL, NULL, CLI_CALL_READ,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error listing %s", path);
+    rc = cli__call(ctx, "LIST", path, NULL, NULL, CLI_CALL_READ, &secret,
+                   "Error listing %s", path);
+    if (rc != 0)
         goto out;
-    }
     rc = cli__list_output(ctx, path, secret);
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(path);
     return rc;
 }
@@ -241,26 +296,14 @@ out:
 int cli__delete_output(struct cli *ctx, const char *path, int call_rc,
                        const cJSON *secret, const struct out *err)
 {
-    int rc;
-
-    if (call_rc != 0) {
-        rc = cli__report(err, "Error deleting %s", path);
-        if (secret != NULL)
-            cli__print_secret(ctx, secret);
-        return rc;
-    }
-    if (secret == NULL) {
-        if (ctx->o.format == CLI_FMT_TABLE)
-            printf("Success! Data deleted (if it existed) at: %s\n", path);
-        return 0;
-    }
-    return cli__print_result(ctx, secret);
+    return call_output(ctx, path, call_rc, secret, err, "Error deleting",
+                       "Data deleted (if it existed) at");
 }
 
 static int cmd_delete(struct cli *ctx)
 {
     char *path = NULL;
-    cJSON *params = NULL, *secret = NULL;
+    cJSON *secret = NULL;
     struct buf query;
     struct out err;
     int rc;
@@ -271,23 +314,14 @@ static int cmd_delete(struct cli *ctx)
         rc = cli__fail(1, "Not enough arguments (expected at least 1, got 0)");
         goto out;
     }
-    rc = cli__need_client(ctx);
+    rc = path_and_query(ctx, "string list", &path, &query);
     if (rc != 0)
         goto out;
-    path = cli__sanitize_path(ctx->o.args.v[0]);
-    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &params,
-                          &err) != 0) {
-        rc = cli__fail(1, "Failed to parse string list data: %s", err.b.ptr);
-        goto out;
-    }
-    if (params != NULL)
-        cli__json_to_query(params, &query);
     rc = cli__api_call(&ctx->client, "DELETE", path, query.ptr, NULL,
                        CLI_CALL_WRITE, &secret, NULL, &err);
     rc = cli__delete_output(ctx, path, rc, secret, &err);
 out:
     cli__json_free_wiped(secret);
-    cli__json_free_wiped(params);
     out_release(&err);
     buf_release(&query);
     free(path);
@@ -368,13 +402,9 @@ static int secrets_enable(struct cli *ctx)
     const char *type, *raw_path;
     char *mount = NULL, *api_path = NULL;
     cJSON *body = NULL, *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     type = ctx->o.args.v[0];
@@ -386,16 +416,14 @@ static int secrets_enable(struct cli *ctx)
     body = mount_input(&ctx->o, type);
     /* The Go client keeps the trailing '/': POST /v1/sys/mounts/kv/ */
     api_path = cli__str_concat3("sys/mounts/", mount, "");
-    if (cli__api_call(&ctx->client, "POST", api_path, NULL, body, CLI_CALL_RAW,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error enabling");
+    rc = cli__call(ctx, "POST", api_path, NULL, body, CLI_CALL_RAW, &secret,
+                   "Error enabling");
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Enabled the %s secrets engine at: %s\n", type, mount);
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     free(api_path);
     free(mount);
     return rc;
@@ -405,28 +433,22 @@ static int secrets_disable(struct cli *ctx)
 {
     char *clean = NULL, *mount = NULL, *api_path = NULL;
     cJSON *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     clean = cli__sanitize_path(ctx->o.args.v[0]);
     mount = cli__ensure_trailing_slash(clean);
     api_path = cli__str_concat3("sys/mounts/", mount, "");
-    if (cli__api_call(&ctx->client, "DELETE", api_path, NULL, NULL,
-                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error disabling secrets engine at %s", mount);
+    rc = cli__call(ctx, "DELETE", api_path, NULL, NULL, CLI_CALL_RAW, &secret,
+                   "Error disabling secrets engine at %s", mount);
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Disabled the secrets engine (if it existed) at: %s\n",
            mount);
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(api_path);
     free(mount);
     free(clean);
@@ -533,16 +555,13 @@ static int secrets_list(struct cli *ctx)
     out_init(&err);
     out_init(&o);
     out_init(&js);
-    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
-    if (cli__api_call(&ctx->client, "GET", "sys/mounts", NULL, NULL,
-                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error listing secrets engines");
+    rc = cli__call(ctx, "GET", "sys/mounts", NULL, NULL, CLI_CALL_RAW, &secret,
+                   "Error listing secrets engines");
+    if (rc != 0)
         goto out;
-    }
     mounts = cJSON_GetObjectItemCaseSensitive(secret, "data");
     if (ctx->o.format == CLI_FMT_TABLE) {
         mount_rows(mounts, ctx->o.detailed, &lines);
@@ -579,13 +598,9 @@ static int secrets_tune(struct cli *ctx)
 {
     char *clean = NULL, *mount = NULL, *api_path = NULL;
     cJSON *body = NULL, *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     clean = cli__sanitize_path(ctx->o.args.v[0]);
@@ -600,16 +615,14 @@ static int secrets_tune(struct cli *ctx)
     ttl_to_api(body, "max_lease_ttl", ctx->o.max_lease_ttl);
     cJSON_AddBoolToObject(body, "force_no_cache", false);
     api_path = cli__str_concat3("sys/mounts/", mount, "tune");
-    if (cli__api_call(&ctx->client, "POST", api_path, NULL, body, CLI_CALL_RAW,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error tuning secrets engine %s", mount);
+    rc = cli__call(ctx, "POST", api_path, NULL, body, CLI_CALL_RAW, &secret,
+                   "Error tuning secrets engine %s", mount);
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Tuned the secrets engine at: %s\n", mount);
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     free(api_path);
     free(mount);
     free(clean);
@@ -688,13 +701,9 @@ static int token_create(struct cli *ctx)
 {
     cJSON *body = NULL, *secret = NULL;
     char *path = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
     body = token_create_body(&ctx->o);
@@ -702,16 +711,14 @@ static int token_create(struct cli *ctx)
         path = cli__str_concat3("auth/token/create/", ctx->o.role, "");
     else
         path = xstrdup("auth/token/create");
-    if (cli__api_call(&ctx->client, "POST", path, NULL, body, CLI_CALL_RAW,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error creating token");
+    rc = cli__call(ctx, "POST", path, NULL, body, CLI_CALL_RAW, &secret,
+                   "Error creating token");
+    if (rc != 0)
         goto out;
-    }
     rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     free(path);
     return rc;
 }
@@ -794,10 +801,8 @@ static int token_revoke(struct cli *ctx)
     const char *method = "PUT";
     char *token = NULL, *path = NULL;
     cJSON *body = NULL, *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
     rc = token_revoke_usage(&ctx->o);
     if (rc == 0)
         rc = cli__need_client(ctx);
@@ -819,18 +824,16 @@ static int token_revoke(struct cli *ctx)
         path = xstrdup("auth/token/revoke");
         body = cli__one_member("token", token);
     }
-    if (cli__api_call(&ctx->client, method, path, NULL, body, CLI_CALL_RAW,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error revoking token");
+    rc = cli__call(ctx, method, path, NULL, body, CLI_CALL_RAW, &secret,
+                   "Error revoking token");
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Revoked token (if it existed)\n");
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
     secure_free_str(path);
     secure_free_str(token);
-    out_release(&err);
     return rc;
 }
 
@@ -839,16 +842,9 @@ static int token_renew(struct cli *ctx)
     const char *method = "PUT", *path = "auth/token/renew-self";
     cJSON *body = NULL, *secret = NULL;
     char *token = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    if (ctx->o.args.n > 1) {
-        rc = cli__fail(1, "Too many arguments (expected 1, got %zu)",
-                       ctx->o.args.n);
-        goto out;
-    }
-    rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 0, 1);
     if (rc != 0)
         goto out;
     token = cli__trim_dup(ctx->o.args.n == 1 ? ctx->o.args.v[0] : "");
@@ -865,17 +861,15 @@ static int token_renew(struct cli *ctx)
     cJSON_AddNumberToObject(body, "increment",
                             (double)(ctx->o.increment > 0 ? ctx->o.increment
                                                           : 0));
-    if (cli__api_call(&ctx->client, method, path, NULL, body, CLI_CALL_RAW,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error renewing token");
+    rc = cli__call(ctx, method, path, NULL, body, CLI_CALL_RAW, &secret,
+                   "Error renewing token");
+    if (rc != 0)
         goto out;
-    }
     rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
     secure_free_str(token);
-    out_release(&err);
     return rc;
 }
 

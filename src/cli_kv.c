@@ -238,13 +238,9 @@ static int kv_get(struct cli *ctx)
     struct kvloc l = { NULL, NULL, false };
     char *full = NULL, query[48];
     cJSON *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc == 0)
         rc = kv_locate(ctx, ctx->o.args.v[0], true, &l);
     if (rc != 0)
@@ -254,11 +250,10 @@ static int kv_get(struct cli *ctx)
     if (l.v2 && ctx->o.version > 0)
         snprintf(query, sizeof(query), "version=%lld",
                  (long long)ctx->o.version);
-    if (cli__api_call(&ctx->client, "GET", full, query, NULL, CLI_CALL_READ,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error reading %s", full);
+    rc = cli__call(ctx, "GET", full, query, NULL, CLI_CALL_READ, &secret,
+                   "Error reading %s", full);
+    if (rc != 0)
         goto out;
-    }
     if (secret == NULL)
         rc = cli__fail(2, "No value found at %s", full);
     else if (ctx->o.field != NULL)
@@ -269,7 +264,6 @@ static int kv_get(struct cli *ctx)
         rc = kv_get_table(full, l.v2, secret);
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(full);
     kvloc_release(&l);
     return rc;
@@ -359,10 +353,8 @@ static int kv_list(struct cli *ctx)
     const char *arg = "";
     cJSON *secret = NULL;
     char *full = NULL;
-    struct out err;
     int rc = 0;
 
-    out_init(&err);
     if (ctx->o.args.n != 1 && !(ctx->o.args.n == 0 && has_mount))
         rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
     if (rc == 0)
@@ -375,15 +367,13 @@ static int kv_list(struct cli *ctx)
     if (rc != 0)
         goto out;
     full = kv_path(ctx, &l, "metadata");
-    if (cli__api_call(&ctx->client, "LIST", full, NULL, NULL, CLI_CALL_READ,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error listing %s", full);
+    rc = cli__call(ctx, "LIST", full, NULL, NULL, CLI_CALL_READ, &secret,
+                   "Error listing %s", full);
+    if (rc != 0)
         goto out;
-    }
     rc = cli__list_output(ctx, full, secret);
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(full);
     kvloc_release(&l);
     return rc;
@@ -426,9 +416,7 @@ static int kv_delete(struct cli *ctx)
     int rc;
 
     out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc == 0)
         rc = kv_locate(ctx, ctx->o.args.v[0], false, &l);
     if (rc != 0)
@@ -563,13 +551,9 @@ static int kv_metadata_get(struct cli *ctx)
     struct kvloc l = { NULL, NULL, false };
     cJSON *secret = NULL, *versions;
     char *full = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc == 0)
         rc = kv_locate(ctx, ctx->o.args.v[0], false, &l);
     if (rc != 0)
@@ -579,11 +563,10 @@ static int kv_metadata_get(struct cli *ctx)
         goto out;
     }
     full = kv_api_path(l.partial, l.mount, "metadata");
-    if (cli__api_call(&ctx->client, "GET", full, NULL, NULL, CLI_CALL_READ,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error reading %s", full);
+    rc = cli__call(ctx, "GET", full, NULL, NULL, CLI_CALL_READ, &secret,
+                   "Error reading %s", full);
+    if (rc != 0)
         goto out;
-    }
     versions = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(secret, "data"), "versions");
     if (secret == NULL)
@@ -600,7 +583,6 @@ static int kv_metadata_get(struct cli *ctx)
     }
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(full);
     kvloc_release(&l);
     return rc;

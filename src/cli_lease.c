@@ -139,10 +139,8 @@ static int lease_lookup(struct cli *ctx)
 {
     cJSON *body = NULL, *secret = NULL;
     char *id = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
     rc = one_id_usage(ctx->o.args.n, "1");
     if (rc == 0)
         rc = cli__need_client(ctx);
@@ -150,16 +148,14 @@ static int lease_lookup(struct cli *ctx)
         goto out;
     id = cli__trim_dup(ctx->o.args.v[0]);
     body = cli__one_member("lease_id", id);
-    if (cli__api_call(&ctx->client, "PUT", "sys/leases/lookup", NULL, body,
-                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "error looking up lease id %s", id);
+    rc = cli__call(ctx, "PUT", "sys/leases/lookup", NULL, body, CLI_CALL_RAW,
+                   &secret, "error looking up lease id %s", id);
+    if (rc != 0)
         goto out;
-    }
     rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     free(id);
     return rc;
 }
@@ -168,10 +164,8 @@ static int lease_renew(struct cli *ctx)
 {
     cJSON *body = NULL, *secret = NULL;
     char *id = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
     rc = one_id_usage(ctx->o.args.n, "1-2");
     if (rc == 0)
         rc = cli__need_client(ctx);
@@ -179,16 +173,14 @@ static int lease_renew(struct cli *ctx)
         goto out;
     id = cli__trim_dup(ctx->o.args.v[0]);
     body = renew_body(id, ctx->o.increment);
-    if (cli__api_call(&ctx->client, "PUT", "sys/leases/renew", NULL, body,
-                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error renewing %s", id);
+    rc = cli__call(ctx, "PUT", "sys/leases/renew", NULL, body, CLI_CALL_RAW,
+                   &secret, "Error renewing %s", id);
+    if (rc != 0)
         goto out;
-    }
     rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     free(id);
     return rc;
 }
@@ -222,11 +214,10 @@ static int lease_revoke(struct cli *ctx)
 {
     const struct cli_opts *o = &ctx->o;
     cJSON *body = NULL, *secret = NULL;
+    const char *what;
     char *id = NULL, *path = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
     rc = revoke_usage(o);
     if (rc == 0)
         rc = cli__need_client(ctx);
@@ -236,23 +227,20 @@ static int lease_revoke(struct cli *ctx)
     path = revoke_request(o, id, &body);
     if (o->force)
         force_warning();
-    if (cli__api_call(&ctx->client, "PUT", path, NULL, body, CLI_CALL_RAW,
-                      &secret, NULL, &err) != 0) {
-        if (o->force)
-            rc = cli__report(&err, "Error force revoking leases with prefix "
-                                   "%s", id);
-        else if (o->prefix)
-            rc = cli__report(&err, "Error revoking leases with prefix %s",
-                             id);
-        else
-            rc = cli__report(&err, "Error revoking lease %s", id);
+    if (o->force)
+        what = "Error force revoking leases with prefix";
+    else if (o->prefix)
+        what = "Error revoking leases with prefix";
+    else
+        what = "Error revoking lease";
+    rc = cli__call(ctx, "PUT", path, NULL, body, CLI_CALL_RAW, &secret,
+                   "%s %s", what, id);
+    if (rc != 0)
         goto out;
-    }
     revoke_success(o, id);
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     free(path);
     free(id);
     return rc;
@@ -263,26 +251,20 @@ static int lease_list(struct cli *ctx)
 {
     char *prefix = NULL, *path = NULL;
     cJSON *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     prefix = cli__sanitize_path(ctx->o.args.v[0]);
     path = cli__str_concat3("sys/leases/lookup/", prefix, "");
-    if (cli__api_call(&ctx->client, "LIST", path, NULL, NULL, CLI_CALL_READ,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error listing %s", path);
+    rc = cli__call(ctx, "LIST", path, NULL, NULL, CLI_CALL_READ, &secret,
+                   "Error listing %s", path);
+    if (rc != 0)
         goto out;
-    }
     rc = cli__list_output(ctx, path, secret);
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(path);
     free(prefix);
     return rc;

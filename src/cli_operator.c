@@ -351,12 +351,7 @@ static int operator_init(struct cli *ctx)
     int rc;
 
     out_init(&err);
-    if (ctx->o.args.n > 0) {
-        rc = cli__fail(1, "Too many arguments (expected 0, got %zu)",
-                       ctx->o.args.n);
-        goto out;
-    }
-    rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
     /* Vault asks first whether the seal uses recovery keys. */
@@ -373,11 +368,10 @@ static int operator_init(struct cli *ctx)
                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
                       seal, "recovery_seal")));
     body = init_body(&req);
-    if (cli__api_call(&ctx->client, "PUT", "sys/init", NULL, body,
-                      CLI_CALL_BARE, &resp, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error initializing");
+    rc = cli__call(ctx, "PUT", "sys/init", NULL, body, CLI_CALL_BARE, &resp,
+                   "Error initializing");
+    if (rc != 0)
         goto out;
-    }
     rc = init_output(ctx, &req, resp);
 out:
     cli__json_free_wiped(resp);
@@ -567,16 +561,9 @@ static int operator_unseal(struct cli *ctx)
     cJSON *body = NULL, *seal = NULL;
     char *key = NULL;
     const char *what = "Error unsealing";
-    struct out err;
     int rc = 0;
 
-    out_init(&err);
-    if (ctx->o.args.n > 1) {
-        rc = cli__fail(1, "Too many arguments (expected 1, got %zu)",
-                       ctx->o.args.n);
-        goto out;
-    }
-    rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 0, 1);
     if (rc != 0)
         goto out;
     if (ctx->o.reset) {
@@ -593,11 +580,10 @@ static int operator_unseal(struct cli *ctx)
         }
         body = unseal_body(key);
     }
-    if (cli__api_call(&ctx->client, "PUT", "sys/unseal", NULL, body,
-                      CLI_CALL_BARE, &seal, NULL, &err) != 0) {
-        rc = cli__report(&err, "%s", what);
+    rc = cli__call(ctx, "PUT", "sys/unseal", NULL, body, CLI_CALL_BARE, &seal,
+                   "%s", what);
+    if (rc != 0)
         goto out;
-    }
     /* Like Vault: 0 even while still sealed (progress 1/3). */
     rc = cli__print_seal_status(ctx, seal);
 out:
@@ -605,34 +591,24 @@ out:
     cli__json_free_wiped(seal);
     cli__json_free_wiped(body);
     secure_free_str(key);
-    out_release(&err);
     return rc;
 }
 
 static int operator_seal(struct cli *ctx)
 {
     cJSON *secret = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    if (ctx->o.args.n > 0) {
-        rc = cli__fail(1, "Too many arguments (expected 0, got %zu)",
-                       ctx->o.args.n);
-        goto out;
-    }
-    rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
-    if (cli__api_call(&ctx->client, "PUT", "sys/seal", NULL, NULL,
-                      CLI_CALL_RAW, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error sealing");
+    rc = cli__call(ctx, "PUT", "sys/seal", NULL, NULL, CLI_CALL_RAW, &secret,
+                   "Error sealing");
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Vault is sealed.\n");
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     return rc;
 }
 

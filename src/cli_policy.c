@@ -91,9 +91,7 @@ static int policy_write_cmd(struct cli *ctx)
     int rc;
 
     out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 2, 2);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 2, 2);
     if (rc != 0)
         goto out;
     name = cli__trim_dup(ctx->o.args.v[0]);
@@ -104,11 +102,10 @@ static int policy_write_cmd(struct cli *ctx)
     }
     body = cli__one_member("policy", text);
     path = acl_path(name);
-    if (cli__api_call(&ctx->client, "PUT", path, NULL, body, CLI_CALL_WRITE,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error uploading policy");
+    rc = cli__call(ctx, "PUT", path, NULL, body, CLI_CALL_WRITE, &secret,
+                   "Error uploading policy");
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Uploaded policy: %s\n", name);
 out:
     cli__json_free_wiped(secret);
@@ -125,22 +122,17 @@ static int policy_read_cmd(struct cli *ctx)
     cJSON *secret = NULL;
     const cJSON *data;
     char *path = NULL, *name = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     name = cli__trim_dup(ctx->o.args.v[0]);
     path = acl_path(name);
-    if (cli__api_call(&ctx->client, "GET", path, NULL, NULL, CLI_CALL_READ,
-                      &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error reading policy named %s", name);
+    rc = cli__call(ctx, "GET", path, NULL, NULL, CLI_CALL_READ, &secret,
+                   "Error reading policy named %s", name);
+    if (rc != 0)
         goto out;
-    }
     data = cJSON_GetObjectItemCaseSensitive(secret, "data");
     if (data == NULL || cli__json_is_nullish(data)) {
         rc = cli__fail(2, "No policy named: %s", name);
@@ -157,7 +149,6 @@ static int policy_read_cmd(struct cli *ctx)
     }
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(path);
     free(name);
     return rc;
@@ -167,20 +158,15 @@ static int policy_list_cmd(struct cli *ctx)
 {
     cJSON *secret = NULL;
     const cJSON *keys, *k;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
-    if (cli__api_call(&ctx->client, "LIST", "sys/policies/acl", NULL, NULL,
-                      CLI_CALL_READ, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error listing policies");
+    rc = cli__call(ctx, "LIST", "sys/policies/acl", NULL, NULL, CLI_CALL_READ,
+                   &secret, "Error listing policies");
+    if (rc != 0)
         goto out;
-    }
     keys = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(secret, "data"), "keys");
     if (ctx->o.format != CLI_FMT_TABLE) {
@@ -193,7 +179,6 @@ static int policy_list_cmd(struct cli *ctx)
     }
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     return rc;
 }
 
@@ -201,26 +186,20 @@ static int policy_delete_cmd(struct cli *ctx)
 {
     cJSON *secret = NULL;
     char *path = NULL, *name = NULL;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
     name = cli__trim_dup(ctx->o.args.v[0]);
     path = acl_path(name);
-    if (cli__api_call(&ctx->client, "DELETE", path, NULL, NULL,
-                      CLI_CALL_WRITE, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error deleting %s", name);
+    rc = cli__call(ctx, "DELETE", path, NULL, NULL, CLI_CALL_WRITE, &secret,
+                   "Error deleting %s", name);
+    if (rc != 0)
         goto out;
-    }
     printf("Success! Deleted policy: %s\n", name);
 out:
     cli__json_free_wiped(secret);
-    out_release(&err);
     free(path);
     free(name);
     return rc;
@@ -280,13 +259,9 @@ static int token_capabilities_cmd(struct cli *ctx)
     cJSON *body = NULL, *secret = NULL;
     const cJSON *caps, *c;
     const char *token = NULL, *path;
-    struct out err;
     int rc;
 
-    out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 2);
-    if (rc == 0)
-        rc = cli__need_client(ctx);
+    rc = cli__begin(ctx, 1, 2);
     if (rc != 0)
         goto out;
     if (ctx->o.args.n == 2)
@@ -295,13 +270,12 @@ static int token_capabilities_cmd(struct cli *ctx)
     body = cli__one_member("path", path);
     if (token != NULL)
         cJSON_AddStringToObject(body, "token", token);
-    if (cli__api_call(&ctx->client, "PUT",
-                      token != NULL ? "sys/capabilities"
-                                    : "sys/capabilities-self",
-                      NULL, body, CLI_CALL_RAW, &secret, NULL, &err) != 0) {
-        rc = cli__report(&err, "Error listing capabilities");
+    rc = cli__call(ctx, "PUT",
+                   token != NULL ? "sys/capabilities" : "sys/capabilities-self",
+                   NULL, body, CLI_CALL_RAW, &secret,
+                   "Error listing capabilities");
+    if (rc != 0)
         goto out;
-    }
     caps = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(secret, "data"), "capabilities");
     if (ctx->o.format != CLI_FMT_TABLE) {
@@ -316,7 +290,6 @@ static int token_capabilities_cmd(struct cli *ctx)
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
-    out_release(&err);
     return rc;
 }
 

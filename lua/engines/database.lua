@@ -629,7 +629,8 @@ end
 -- Sets a new password for a static role. The new password is stored as
 -- pending before the database changes it, so a crash in between leaves a
 -- pending rotation that the next tick completes instead of a password
--- nobody knows.
+-- nobody knows. Callers hold the role's lock (lock_static), so a rotation
+-- by hand, at creation and by the ticker never overlap.
 local function rotate_static(ctx, name, srole)
   local cfg = load_config(ctx.storage, srole.db_name)
   if cfg == nil then
@@ -655,8 +656,13 @@ local function rotate_static(ctx, name, srole)
   return true
 end
 
+local function lock_static(ctx, name)
+  return ctx.storage:lock("static-cred/" .. name)
+end
+
 local function write_static_role(req)
   local name = req.params.name
+  local lock <close> = lock_static(req, name)
   if req.storage:get("role/" .. name) ~= nil then
     coffer.bad_request("Role and Static Role names must be unique")
   end
@@ -760,6 +766,7 @@ e:path("static-creds/:name", {
 e:path("rotate-role/:name", {
   write = function(req)
     local name = req.params.name
+    local lock <close> = lock_static(req, name)
     local srole = req.storage:get_json("static-role/" .. name)
     if srole == nil then
       coffer.bad_request("no static role found for role name")
@@ -775,6 +782,7 @@ e:path("rotate-role/:name", {
 e:periodic(function(ctx)
   local now = math.floor(coffer.time.now())
   for _, name in ipairs(ctx.storage:list("static-role/")) do
+    local lock <close> = lock_static(ctx, name)
     local srole = ctx.storage:get_json("static-role/" .. name)
     local cred = ctx.storage:get_json("static-cred/" .. name) or {}
     if srole ~= nil and (cred.pending ~= nil or cred.password == nil or

@@ -16,7 +16,7 @@ import time
 import hvac
 import requests
 
-from conftest import coffer_bin, ROOT
+from conftest import CRASH_PATTERNS, coffer_bin, ROOT
 
 
 def free_port():
@@ -84,6 +84,8 @@ class RealServer:
         rc = self.proc.returncode if self.proc else None
         self.proc = None
         self._log.close()
+        m = CRASH_PATTERNS.search(self.log())
+        assert m is None, "server log shows a crash:\n" + self.log()[-4000:]
         return rc
 
     def kill9(self):
