@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "barrier.h"
+#include "cidr.h"
 #include "db_pg.h"
 #include "lease.h"
 #include "log.h"
@@ -401,13 +402,31 @@ static void classify_write(struct request *req)
     router_mount_put(m);
 }
 
+/*
+ * A token bound to CIDR blocks (token_bound_cidrs) is only good from
+ * addresses inside one of them; a malformed block matches nothing.
+ */
+static bool address_allowed(const struct token *t, const char *addr)
+{
+    bool match = false;
+
+    if (t->bound_cidrs.n == 0)
+        return true;
+    for (size_t i = 0; i < t->bound_cidrs.n && !match; i++) {
+        if (cidr_match(t->bound_cidrs.v[i], addr, &match) != 0)
+            match = false;
+    }
+    return match;
+}
+
 /* Authenticates and authorises; on refusal resp holds the error. */
 static void authorise(struct request *req, struct response *resp)
 {
     struct token *t = token_lookup(req->client_token, false);
     struct errbuf why;
 
-    if (t == NULL) {
+    if (t == NULL || !address_allowed(t, req->remote_addr)) {
+        token_free(t);
         response_error(resp, 403, "permission denied");
         return;
     }

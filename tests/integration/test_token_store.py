@@ -184,3 +184,22 @@ def test_token_lease_not_renewable_through_sys(server):
                    json={"lease_id": "auth/token/create/" + keys[0]})
     assert r.status_code == 400
     server.req("POST", "auth/token/revoke", json={"token": a["client_token"]})
+
+
+def test_bound_cidrs_limit_where_a_token_works(server):
+    far = "far-" + uuid.uuid4().hex[:6]
+    near = "near-" + uuid.uuid4().hex[:6]
+    for name, cidrs in ((far, "10.0.0.0/8"), (near, "127.0.0.0/8")):
+        r = server.req("POST", "auth/token/roles/" + name,
+                       json={"token_bound_cidrs": cidrs})
+        assert r.status_code == 204, r.text
+    t_far = server.req("POST", "auth/token/create/" + far).json()["auth"][
+        "client_token"]
+    t_near = server.req("POST", "auth/token/create/" + near).json()["auth"][
+        "client_token"]
+    # The tests connect from 127.0.0.1.
+    r = server.req("GET", "auth/token/lookup-self", token=t_far)
+    assert r.status_code == 403
+    assert r.json() == {"errors": ["permission denied"]}
+    assert server.req("GET", "auth/token/lookup-self",
+                      token=t_near).status_code == 200
