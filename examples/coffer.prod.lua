@@ -62,3 +62,8 @@ disable_mlock     = false
 
 -- HTTP worker threads, each with its own Lua state. About one per core.
 workers           = 8
+
+-- Failed logins allowed per second and per client address before logins
+-- from that address get 429 (default 1/s with a burst of 10).
+login_rate_limit = 1
+login_rate_burst = 10

@@ -94,6 +94,10 @@ static const struct key_spec top_keys[] = {
     {"api_addr", V_URL, TOP(api_addr), false},
     {"disable_mlock", V_BOOL, TOP(disable_mlock), false},
     {"workers", V_WORKERS, TOP(workers), false},
+    /* Failed logins allowed per second and per client address, and the
+     * burst before 429s start (Coffer-specific; 1..1024). */
+    {"login_rate_limit", V_WORKERS, TOP(login_rate_limit), false},
+    {"login_rate_burst", V_WORKERS, TOP(login_rate_burst), false},
 };
 
 static const struct key_spec listener_keys[] = {

@@ -73,7 +73,9 @@ struct coffer_config {
     char *log_level;            /* NULL = unset; else a log_level_parse name */
     char *api_addr;             /* NULL = unset */
     bool disable_mlock;
-    unsigned int workers;       /* HTTP worker threads; 0 = unset */
+    unsigned int workers;
+    unsigned int login_rate_limit;  /* failed logins/s per address, 0 = unset */
+    unsigned int login_rate_burst;  /* 0 = unset */       /* HTTP worker threads; 0 = unset */
 };
 
 /*

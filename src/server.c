@@ -368,8 +368,10 @@ int server_main(int argc, char **argv)
                                                    : opts.plugin_dir;
     cfg.policy_dir = conf.policy_directory != NULL ? conf.policy_directory
                                                    : opts.policy_dir;
-    cfg.login_rate = opts.login_rate;
-    cfg.login_burst = opts.login_burst;
+    cfg.login_rate = opts.login_rate > 0 ? opts.login_rate
+                                         : (double)conf.login_rate_limit;
+    cfg.login_burst = opts.login_burst > 0 ? opts.login_burst
+                                           : (double)conf.login_rate_burst;
     cfg.physical = storage;
     cfg.lease_retry_base = opts.lease_retry_base;
     cfg.lease_retry_max = opts.lease_retry_max;

@@ -170,7 +170,9 @@ TEST(valid_every_key)
         "log_level         = \"debug\"\n"
         "api_addr          = \"https://coffer.example.com:8200\"\n"
         "disable_mlock     = true\n"
-        "workers           = 4\n";
+        "workers           = 4\n"
+        "login_rate_limit  = 5\n"
+        "login_rate_burst  = 20\n";
     struct coffer_config c;
     struct errbuf err;
 
@@ -192,6 +194,8 @@ TEST(valid_every_key)
     CHECK_STREQ(c.api_addr, "https://coffer.example.com:8200");
     CHECK(c.disable_mlock);
     CHECK_EQ_INT(c.workers, 4);
+    CHECK_EQ_INT(c.login_rate_limit, 5);
+    CHECK_EQ_INT(c.login_rate_burst, 20);
     config_release(&c);
     CHECK(c.path == NULL && c.listener.address == NULL);
 }
