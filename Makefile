@@ -56,7 +56,7 @@ $(BUILD)/obj/%.o: src/%.c
 
 # A unit test includes the .c file it tests, so it can reach static
 # functions; it links against every other object.
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) tests/unit/harness.h
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  TEST $@"
 	$(Q)$(CC) $(CFLAGS_ALL) -Isrc -Wno-unused-function -o $@ $< \

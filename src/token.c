@@ -1257,6 +1257,28 @@ static char *role_token_path(const char *name, const struct role *r)
     return path;
 }
 
+
+/*
+ * Mints the client token, stores the entry with its indexes and lease,
+ * and answers with Vault's auth block. 0, or -1 with resp set. The
+ * client token lives only as long as this call and the reply.
+ */
+static int issue(struct token *t, const char *custom_id,
+                 const struct mount *m, struct response *resp)
+{
+    char *client = mint(t, custom_id);
+    int rc = 0;
+
+    if (client == NULL || persist_new(t, m) != 0) {
+        response_error(resp, 500, "failed to create token");
+        rc = -1;
+    } else {
+        resp->auth = auth_block(t, client);
+    }
+    secure_free_str(client);
+    return rc;
+}
+
 /* role_name: NULL for plain create / create-orphan. */
 static void handle_create(struct request *req, struct response *resp,
                           bool orphan_path, const char *role_name)
@@ -1267,7 +1289,6 @@ static void handle_create(struct request *req, struct response *resp,
     struct token *t = new_entry();
     struct role r;
     bool have_role = false;
-    char *client = NULL;
     int rc;
 
     role_init(&r);
@@ -1320,16 +1341,11 @@ static void handle_create(struct request *req, struct response *resp,
     t->orphan = orphan_path || p.no_parent;
     if (!t->orphan)
         t->parent_hmac = xstrdup(parent->id_hmac);
-    client = mint(t, p.id);
-    if (client == NULL || persist_new(t, req->mount) != 0) {
-        response_error(resp, 500, "failed to create token");
+    if (issue(t, p.id, req->mount, resp) != 0)
         goto out;
-    }
-    resp->auth = auth_block(t, client);
     log_info("token: created accessor %s (%s) by accessor %s", t->accessor,
              t->display_name, parent->accessor);
 out:
-    secure_free_str(client);
     strvec_release(&p.policies);
     cJSON_Delete(p.meta);
     role_release(&r);
@@ -1637,7 +1653,6 @@ void token_create_identity(const struct mount *m, const char *path,
 {
     struct create_params p;
     struct token *t = new_entry();
-    char *client = NULL;
     int64_t max_ttl = 0;
 
     if (identity_params(identity, &p, &max_ttl, &t->bound_cidrs, resp) != 0)
@@ -1665,16 +1680,11 @@ void token_create_identity(const struct mount *m, const char *path,
     t->period = p.period;
     t->num_uses = p.num_uses;
     t->orphan = true;
-    client = mint(t, NULL);
-    if (client == NULL || persist_new(t, m) != 0) {
-        response_error(resp, 500, "failed to create token");
+    if (issue(t, NULL, m, resp) != 0)
         goto out;
-    }
-    resp->auth = auth_block(t, client);
     log_info("token: login on %s created accessor %s (%s)", m->path,
              t->accessor, t->display_name);
 out:
-    secure_free_str(client);
     strvec_release(&p.policies);
     cJSON_Delete(p.meta);
     token_free(t);

@@ -15,51 +15,13 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_capture.h"
 
 /* Nothing listens here: connections are refused at once. */
 #define DEAD_ADDR "-address=http://127.0.0.1:1"
 
 /* ---- helpers ---------------------------------------------------------- */
 
-/* What a command printed, and its exit code. */
-struct run {
-    int rc;
-    char *out;
-    char *err;
-};
-
-/* Points fd at a fresh temporary file; returns the saved fd or -1. */
-static int redirect(int fd, FILE **tmp)
-{
-    int saved = dup(fd);
-
-    *tmp = tmpfile();
-    if (saved < 0 || *tmp == NULL || dup2(fileno(*tmp), fd) < 0)
-        return -1;
-    return saved;
-}
-
-/* Restores fd and returns what was written to tmp (malloc'd). */
-static char *restore(int fd, int saved, FILE *tmp)
-{
-    char *text = NULL;
-    long n;
-
-    if (saved >= 0) {
-        dup2(saved, fd);
-        close(saved);
-    }
-    if (tmp == NULL)
-        return xstrdup("");
-    fseek(tmp, 0, SEEK_END);
-    n = ftell(tmp);
-    rewind(tmp);
-    text = xcalloc((size_t)(n > 0 ? n : 0) + 1, 1);
-    if (n > 0 && fread(text, 1, (size_t)n, tmp) != (size_t)n)
-        text[0] = '\0';
-    fclose(tmp);
-    return text;
-}
 
 /* Runs `coffer lease ARGS...` (NULL-terminated) and captures its output. */
 static void run_lease(struct run *r, const char *const *args)
@@ -84,16 +46,6 @@ static void run_lease(struct run *r, const char *const *args)
     r->out = restore(STDOUT_FILENO, so, tout);
 }
 
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static char *json_text(const cJSON *v)
-{
-    return v != NULL ? cJSON_PrintUnformatted(v) : xstrdup("null");
-}
 
 /* ---- requests --------------------------------------------------------- */
 

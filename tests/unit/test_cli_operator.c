@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_capture.h"
 
 /* Nothing listens here: connections are refused at once. */
 #define DEAD_ADDR "-address=http://127.0.0.1:1"
@@ -34,42 +35,6 @@
  * Helpers: capturing a run
  * ==================================================================== */
 
-struct run {
-    int rc;
-    char *out;
-    char *err;
-};
-
-static int redirect(int fd, FILE **tmp)
-{
-    int saved = dup(fd);
-
-    *tmp = tmpfile();
-    if (saved < 0 || *tmp == NULL || dup2(fileno(*tmp), fd) < 0)
-        return -1;
-    return saved;
-}
-
-static char *restore(int fd, int saved, FILE *tmp)
-{
-    char *text = NULL;
-    long n;
-
-    if (saved >= 0) {
-        dup2(saved, fd);
-        close(saved);
-    }
-    if (tmp == NULL)
-        return xstrdup("");
-    fseek(tmp, 0, SEEK_END);
-    n = ftell(tmp);
-    rewind(tmp);
-    text = xcalloc((size_t)(n > 0 ? n : 0) + 1, 1);
-    if (n > 0 && fread(text, 1, (size_t)n, tmp) != (size_t)n)
-        text[0] = '\0';
-    fclose(tmp);
-    return text;
-}
 
 /*
  * Runs `coffer operator ARGS...` (NULL-terminated), with `input` (or
@@ -109,16 +74,6 @@ static void run_op(struct run *r, const char *input, const char *const *args)
         fclose(tin);
 }
 
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static char *json_text(const cJSON *v)
-{
-    return v != NULL ? cJSON_PrintUnformatted(v) : xstrdup("null");
-}
 
 /* ====================================================================
  * Helpers: a scripted HTTP server
