@@ -1066,19 +1066,13 @@ static void api_list(const char *prefix, struct response *resp)
     size_t n = strlen(ID_PREFIX) + strlen(prefix) + 1;
     char *key = xmalloc(n);
     struct strvec keys;
-    cJSON *arr;
 
     snprintf(key, n, "%s%s", ID_PREFIX, prefix);
     strvec_init(&keys);
-    if (storage_list(store, key, &keys) != 0) {
+    if (storage_list(store, key, &keys) != 0)
         response_error(resp, 500, "listing leases failed");
-    } else if (keys.n > 0) {
-        arr = cJSON_CreateArray();
-        for (size_t i = 0; i < keys.n; i++)
-            cJSON_AddItemToArray(arr, cJSON_CreateString(keys.v[i]));
-        resp->data = cJSON_CreateObject();
-        cJSON_AddItemToObject(resp->data, "keys", arr);
-    }
+    else
+        response_keys(resp, &keys);
     strvec_release(&keys);
     free(key);
 }

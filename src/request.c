@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "json.h"
+#include "util.h"
 
 const char *req_op_name(enum req_op op)
 {
@@ -74,6 +75,19 @@ void response_error(struct response *r, int status, const char *fmt, ...)
     va_end(ap);
     response_empty_error(r, status);
     cJSON_AddItemToArray(r->errors, cJSON_CreateString(msg));
+}
+
+void response_keys(struct response *r, const struct strvec *keys)
+{
+    cJSON *arr;
+
+    if (keys->n == 0)
+        return;
+    arr = cJSON_CreateArray();
+    for (size_t i = 0; i < keys->n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(keys->v[i]));
+    r->data = cJSON_CreateObject();
+    cJSON_AddItemToObject(r->data, "keys", arr);
 }
 
 void response_warn(struct response *r, const char *fmt, ...)

@@ -84,6 +84,13 @@ void response_error(struct response *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sets the Vault "nothing here" reply: status with {"errors":[]}. */
 void response_empty_error(struct response *r, int status);
+/*
+ * Sets the reply of a LIST: data {"keys": [...]} copied from keys, or
+ * nothing when keys is empty (core then answers Vault's 404).
+ */
+struct strvec;
+void response_keys(struct response *r, const struct strvec *keys);
+
 /* Appends a warning string. */
 void response_warn(struct response *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

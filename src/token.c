@@ -1153,19 +1153,12 @@ static void handle_role(struct request *req, const char *name,
 static void handle_role_list(struct response *resp)
 {
     struct strvec keys;
-    cJSON *arr;
 
     strvec_init(&keys);
-    if (storage_list(store, "token/role/", &keys) != 0) {
+    if (storage_list(store, "token/role/", &keys) != 0)
         response_error(resp, 500, "failed to list roles");
-    } else if (keys.n > 0) {
-        strvec_sort(&keys);
-        arr = cJSON_CreateArray();
-        for (size_t i = 0; i < keys.n; i++)
-            cJSON_AddItemToArray(arr, cJSON_CreateString(keys.v[i]));
-        resp->data = cJSON_CreateObject();
-        cJSON_AddItemToObject(resp->data, "keys", arr);
-    }
+    else
+        response_keys(resp, &keys);
     strvec_release(&keys);
 }
 
@@ -1530,21 +1523,12 @@ static void handle_revoke(struct request *req, struct response *resp,
 static void handle_accessors(struct response *resp)
 {
     struct strvec keys;
-    cJSON *arr;
 
     strvec_init(&keys);
-    if (storage_list(store, "token/accessor/", &keys) != 0) {
+    if (storage_list(store, "token/accessor/", &keys) != 0)
         response_error(resp, 500, "failed to list accessors");
-        strvec_release(&keys);
-        return;
-    }
-    if (keys.n > 0) {
-        arr = cJSON_CreateArray();
-        for (size_t i = 0; i < keys.n; i++)
-            cJSON_AddItemToArray(arr, cJSON_CreateString(keys.v[i]));
-        resp->data = cJSON_CreateObject();
-        cJSON_AddItemToObject(resp->data, "keys", arr);
-    }
+    else
+        response_keys(resp, &keys);
     strvec_release(&keys);
 }
 
