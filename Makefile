@@ -31,7 +31,7 @@ else
 Q := @
 endif
 
-SRCS := $(wildcard src/*.c)
+SRCS := $(wildcard src/*.c src/cli/*.c)
 OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -55,12 +55,13 @@ $(BUILD)/obj/%.o: src/%.c
 	$(Q)$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 # A unit test includes the .c file it tests, so it can reach static
-# functions; it links against every other object.
+# functions; it links against every other object (file names are unique
+# across src/ and src/cli/, so %/ finds the one it includes).
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  TEST $@"
 	$(Q)$(CC) $(CFLAGS_ALL) -Isrc -Wno-unused-function -o $@ $< \
-	    $(filter-out $(BUILD)/obj/$(patsubst test_%,%,$*).o,$(LIB_OBJS)) $(LIBS)
+	    $(filter-out %/$(patsubst test_%,%,$*).o,$(LIB_OBJS)) $(LIBS)
 
 # C benchmarks include the .c file they measure, like unit tests.
 $(BUILD)/bench/%: tests/bench/%.c $(LIB_OBJS)
@@ -90,9 +91,9 @@ valgrind: $(UNIT_BINS)
 	$(Q)VALGRIND=1 sh tests/run-unit.sh $(UNIT_BINS)
 
 check-style:
-	$(Q)! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|gets)\s*\(' src/*.c
-	$(Q)! grep -nE '\blua_call\s*\(' src/*.c | grep -v 'src/luavm.c'
-	$(Q)! grep -nE '[^x](malloc|calloc|realloc)\s*\(' src/*.c | grep -vE 'src/(common|buf)\.c|luavm\.c|/\*'
+	$(Q)! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|gets)\s*\(' src/*.c src/cli/*.c
+	$(Q)! grep -nE '\blua_call\s*\(' src/*.c src/cli/*.c | grep -v 'src/luavm.c'
+	$(Q)! grep -nE '[^x](malloc|calloc|realloc)\s*\(' src/*.c src/cli/*.c | grep -vE 'src/(common|buf)\.c|luavm\.c|/\*'
 	@echo "check-style: ok"
 
 bench:

@@ -1,11 +1,11 @@
 /*
  * main.c - the coffer command: "server" runs the server, "version" prints
- * the version, everything else is a client command (cli.c).
+ * the version, everything else is a client command (cli/cli.c).
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 #include "common.h"
 #include "server.h"
 

@@ -4,7 +4,7 @@
  *
  * Expected strings are what the Vault CLI prints for the same input.
  */
-#include "../../src/cli.c"
+#include "../../src/cli/cli.c"
 #include "harness.h"
 
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * `token create` and `secrets enable` (the Go client's structs, field for
  * field).
  */
-#include "../../src/cli_cmds.c"
+#include "../../src/cli/cli_cmds.c"
 #include "harness.h"
 
 #include <stdio.h>

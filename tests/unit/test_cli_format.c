@@ -5,7 +5,7 @@
  *
  * Expected strings are what the Vault CLI prints for the same input.
  */
-#include "../../src/cli_format.c"
+#include "../../src/cli/cli_format.c"
 #include "harness.h"
 
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * Expected strings are what the Vault CLI prints or sends for the same
  * input.
  */
-#include "../../src/cli_http.c"
+#include "../../src/cli/cli_http.c"
 #include "harness.h"
 
 #include <stdio.h>

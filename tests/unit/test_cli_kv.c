@@ -2,7 +2,7 @@
  * test_cli_kv.c - unit tests for cli_kv.c: KV v2 path rewriting (Vault's
  * addPrefixToKVPath) and the -versions list of delete/undelete/destroy.
  */
-#include "../../src/cli_kv.c"
+#include "../../src/cli/cli_kv.c"
 #include "harness.h"
 
 #include <stdio.h>

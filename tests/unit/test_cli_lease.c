@@ -8,13 +8,13 @@
  * a closed port, so they need no server. Expected texts are the Vault
  * CLI's (command/lease_*.go).
  */
-#include "../../src/cli_lease.c"
+#include "../../src/cli/cli_lease.c"
 #include "harness.h"
 
 #include <stdio.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "../../src/cli/cli.h"
 #include "cli_capture.h"
 
 /* Nothing listens here: connections are refused at once. */

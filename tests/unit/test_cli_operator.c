@@ -12,7 +12,7 @@
  *   - transport errors point -address at a closed port.
  * Expected texts are the Vault CLI's (command/operator_*.go).
  */
-#include "../../src/cli_operator.c"
+#include "../../src/cli/cli_operator.c"
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "../../src/cli/cli.h"
 #include "cli_capture.h"
 
 /* Nothing listens here: connections are refused at once. */

@@ -35,8 +35,8 @@
 #include "cli_cmd.h"
 #include "cli_format.h"
 #include "cli_http.h"
-#include "common.h"
-#include "util.h"
+#include "../common.h"
+#include "../util.h"
 
 /* Printed on stderr before a forced revocation (Vault, wrapped at 78). */
 #define FORCE_WARNING                                                        \

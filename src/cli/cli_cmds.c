@@ -27,8 +27,8 @@
 #include "cli_cmd.h"
 #include "cli_format.h"
 #include "cli_http.h"
-#include "common.h"
-#include "util.h"
+#include "../common.h"
+#include "../util.h"
 
 /* ====================================================================
  * plumbing every command shares

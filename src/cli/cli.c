@@ -46,8 +46,8 @@
 #include "cli_cmd.h"
 #include "cli_format.h"
 #include "cli_http.h"
-#include "common.h"
-#include "util.h"
+#include "../common.h"
+#include "../util.h"
 
 /* ====================================================================
  * Options and flags

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common.h"
+#include "../common.h"
 
 /* ====================================================================
  * Output buffer

@@ -25,8 +25,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "buf.h"
-#include "util.h"
+#include "../buf.h"
+#include "../util.h"
 
 enum cli_format {
     CLI_FMT_TABLE = 1,

@@ -27,13 +27,13 @@
 
 #include <cjson/cJSON.h>
 
-#include "buf.h"
+#include "../buf.h"
 #include "cli_cmd.h"
 #include "cli_format.h"
 #include "cli_http.h"
-#include "common.h"
-#include "policy_hcl.h"
-#include "util.h"
+#include "../common.h"
+#include "../policy_hcl.h"
+#include "../util.h"
 
 #define POLICY_FILE_MAX ((size_t)4 * 1024 * 1024)
 

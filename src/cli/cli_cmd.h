@@ -27,7 +27,7 @@
 
 #include "cli_format.h"
 #include "cli_http.h"
-#include "util.h"
+#include "../util.h"
 
 /* Every flag any command takes; which ones a command allows is its list. */
 struct cli_opts {

@@ -35,10 +35,10 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
-#include "buf.h"
+#include "../buf.h"
 #include "cli_format.h"
-#include "common.h"
-#include "util.h"
+#include "../common.h"
+#include "../util.h"
 
 #define DEFAULT_ADDR "http://127.0.0.1:8200"
 #define HTTP_TIMEOUT_SECS 30L

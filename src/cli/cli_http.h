@@ -27,9 +27,9 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
-#include "buf.h"
+#include "../buf.h"
 #include "cli_format.h"
-#include "util.h"
+#include "../util.h"
 
 /* The server address, the token and TLS settings, plus one curl handle. */
 struct cli_client {

@@ -25,8 +25,8 @@
 #include "cli_cmd.h"
 #include "cli_format.h"
 #include "cli_http.h"
-#include "common.h"
-#include "util.h"
+#include "../common.h"
+#include "../util.h"
 
 
 /* ====================================================================

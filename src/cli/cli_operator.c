@@ -50,8 +50,8 @@
 #include "cli_cmd.h"
 #include "cli_format.h"
 #include "cli_http.h"
-#include "common.h"
-#include "util.h"
+#include "../common.h"
+#include "../util.h"
 
 /* Vault's defaults for a Shamir seal and for a recovery (auto-unseal). */
 #define DEF_KEY_SHARES 5
