@@ -14,11 +14,15 @@
  *   cli_kv.c      kv (with KV v2 path rewriting)
  *   cli_lease.c   lease lookup, renew, revoke, list
  *   cli_operator.c  operator init, unseal, seal
+ *   cli_policy.c  policy write, read, list, delete, fmt; token
+ *                 capabilities
+ *   cli_auth.c    auth enable, disable, list; login
  *   cli_format.c  how a response looks, byte for byte like Vault
  *
- * Owns here: the flag table (every flag of every command; each command
- * lists the ones it takes), the command tables' search, help, -format,
- * and the output helpers of cli_cmd.h.
+ * Owns here: the flag parser and the global flags (each command declares
+ * its own flags, bound to its own options struct, and calls cli__parse),
+ * the command tables' search, help, -format, and the output helpers of
+ * cli_cmd.h.
  *
  * Not owned: the server. Nothing in the CLI links to server subsystems;
  * it only uses common/buf/util helpers.
@@ -50,151 +54,33 @@
 #include "../util.h"
 
 /* ====================================================================
- * Options and flags
+ * Flags
  * ==================================================================== */
 
-enum flag_kind {
-    FK_BOOL = 1,
-    FK_STRING = 2,
-    FK_INT = 3,
-    FK_DURATION = 4, /* seconds; "system" is -1 as in Vault */
-    FK_LIST = 5,     /* repeatable string */
-    FK_MAP = 6,      /* repeatable "k=v" */
-};
-
-struct flag_spec {
-    const char *name;
-    const char *alias;
-    enum flag_kind kind;
-    size_t off;
-};
-
-#define OPT(f) offsetof(struct cli_opts, f)
-
-static const struct flag_spec flag_table[] = {
-    { "format", NULL, FK_STRING, OPT(format_flag) },
-    { "field", NULL, FK_STRING, OPT(field) },
-    { "address", NULL, FK_STRING, OPT(address) },
-    { "ca-cert", NULL, FK_STRING, OPT(ca_cert) },
-    { "tls-skip-verify", NULL, FK_BOOL, OPT(tls_skip_verify) },
-    { "detailed", NULL, FK_BOOL, OPT(detailed) },
-    { "method", NULL, FK_STRING, OPT(method) },
-    { "force", "f", FK_BOOL, OPT(force) },
-    { "mount", NULL, FK_STRING, OPT(mount) },
-    { "version", NULL, FK_INT, OPT(version) },
-    { "cas", NULL, FK_INT, OPT(cas) },
-    { "versions", NULL, FK_LIST, OPT(versions) },
-    { "path", NULL, FK_STRING, OPT(path) },
-    { "description", NULL, FK_STRING, OPT(description) },
-    { "default-lease-ttl", NULL, FK_DURATION, OPT(default_lease_ttl) },
-    { "max-lease-ttl", NULL, FK_DURATION, OPT(max_lease_ttl) },
-    { "options", NULL, FK_MAP, OPT(options) },
-    { "local", NULL, FK_BOOL, OPT(local) },
-    { "seal-wrap", NULL, FK_BOOL, OPT(seal_wrap) },
-    { "force-no-cache", NULL, FK_BOOL, OPT(force_no_cache) },
-    { "external-entropy-access", NULL, FK_BOOL,
-      OPT(external_entropy_access) },
-    { "plugin-name", NULL, FK_STRING, OPT(plugin_name) },
-    { "id", NULL, FK_STRING, OPT(id) },
-    { "display-name", NULL, FK_STRING, OPT(display_name) },
-    { "role", NULL, FK_STRING, OPT(role) },
-    { "type", NULL, FK_STRING, OPT(type) },
-    { "entity-alias", NULL, FK_STRING, OPT(entity_alias) },
-    { "mode", NULL, FK_STRING, OPT(mode) },
-    { "ttl", NULL, FK_DURATION, OPT(ttl) },
-    { "explicit-max-ttl", NULL, FK_DURATION, OPT(explicit_max_ttl) },
-    { "period", NULL, FK_DURATION, OPT(period) },
-    { "increment", "i", FK_DURATION, OPT(increment) },
-    { "use-limit", NULL, FK_INT, OPT(use_limit) },
-    { "renewable", NULL, FK_BOOL, OPT(renewable) },
-    { "orphan", NULL, FK_BOOL, OPT(orphan) },
-    { "no-default-policy", NULL, FK_BOOL, OPT(no_default_policy) },
-    { "accessor", NULL, FK_BOOL, OPT(accessor) },
-    { "self", NULL, FK_BOOL, OPT(self) },
-    { "metadata", NULL, FK_MAP, OPT(metadata) },
-    { "policy", NULL, FK_LIST, OPT(policies) },
-    { "prefix", NULL, FK_BOOL, OPT(prefix) },
-    { "sync", NULL, FK_BOOL, OPT(sync) },
-    { "key-shares", "n", FK_INT, OPT(key_shares) },
-    { "key-threshold", "t", FK_INT, OPT(key_threshold) },
-    { "status", NULL, FK_BOOL, OPT(status) },
-    { "reset", NULL, FK_BOOL, OPT(reset) },
-};
-
-/* cli_opts.seen has one bit per flag. */
-_Static_assert(ARRAY_LEN(flag_table) <= 64, "flag_table outgrew opts.seen");
-
-/* Flags every command takes (Vault's HTTP and output flag sets). */
-static const char *const global_flags[] = {
-    "format", "field", "address", "ca-cert", "tls-skip-verify", "detailed",
-    NULL,
-};
-
-void cli__opts_init(struct cli_opts *o)
+void cli__init(struct cli *ctx, const struct cli_command *cmd)
 {
-    memset(o, 0, sizeof(*o));
-    strvec_init(&o->versions);
-    strvec_init(&o->options);
-    strvec_init(&o->metadata);
-    strvec_init(&o->policies);
-    strvec_init(&o->args);
-    o->cas = -1;
-    o->renewable = true;
-    o->type = xstrdup("service");
-    o->format = CLI_FMT_TABLE;
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->cmd = cmd;
+    ctx->format = CLI_FMT_TABLE;
+    strvec_init(&ctx->args);
 }
 
-void cli__opts_release(struct cli_opts *o)
+void cli__release(struct cli *ctx)
 {
-    size_t i;
-
-    for (i = 0; i < ARRAY_LEN(flag_table); i++) {
-        char **sp = (char **)((char *)o + flag_table[i].off);
-        if (flag_table[i].kind == FK_STRING)
-            secure_free_str(*sp);
-        else if (flag_table[i].kind == FK_LIST || flag_table[i].kind == FK_MAP)
-            strvec_release((struct strvec *)(void *)sp);
-    }
-    strvec_release(&o->args);
-    memset(o, 0, sizeof(*o));
+    if (ctx->have_client)
+        cli__client_release(&ctx->client);
+    strvec_release(&ctx->args);
+    memset(ctx, 0, sizeof(*ctx));
 }
 
-bool cli__opt_seen(const struct cli_opts *o, const char *name)
+/* The flag -name (or its alias) in a table ended by CLI_FLAG_END. */
+static const struct cli_flag *find_flag(const struct cli_flag *table,
+                                        const char *name)
 {
-    size_t i;
-
-    for (i = 0; i < ARRAY_LEN(flag_table); i++) {
-        if (strcmp(flag_table[i].name, name) == 0)
-            return (o->seen & ((uint64_t)1 << i)) != 0;
-    }
-    return false;
-}
-
-static bool name_in(const char *const *list, const char *name)
-{
-    for (; list != NULL && *list != NULL; list++) {
-        if (strcmp(*list, name) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* The spec for -name if the command (or everyone) takes it, else NULL. */
-static const struct flag_spec *find_flag(const char *const *allowed,
-                                         const char *name, size_t *index)
-{
-    size_t i;
-    const struct flag_spec *f;
-
-    for (i = 0; i < ARRAY_LEN(flag_table); i++) {
-        f = &flag_table[i];
-        if (strcmp(f->name, name) != 0 &&
-            (f->alias == NULL || strcmp(f->alias, name) != 0))
-            continue;
-        if (!name_in(global_flags, f->name) && !name_in(allowed, f->name))
-            return NULL;
-        *index = i;
-        return f;
+    for (; table != NULL && table->name != NULL; table++) {
+        if (strcmp(table->name, name) == 0 ||
+            (table->alias != NULL && strcmp(table->alias, name) == 0))
+            return table;
     }
     return NULL;
 }
@@ -230,16 +116,16 @@ static int parse_go_int(const char *s, int64_t *out)
 }
 
 /* Stores one flag value; on a bad value writes Go's flag error to err. */
-static int set_flag(struct cli_opts *o, const struct flag_spec *f,
-                    const char *value, struct out *err)
+static int set_flag(const struct cli_flag *f, const char *value,
+                    struct out *err)
 {
-    void *target = (char *)o + f->off;
+    void *target = f->value;
     struct errbuf eb;
     bool b = false;
 
     errbuf_clear(&eb);
     switch (f->kind) {
-    case FK_BOOL:
+    case CLI_FLAG_BOOL:
         if (bool_parse(value, &b) != 0) {
             out_printf(err, "invalid boolean value \"%s\" for -%s: "
                        "strconv.ParseBool: parsing \"%s\": invalid syntax",
@@ -248,11 +134,10 @@ static int set_flag(struct cli_opts *o, const struct flag_spec *f,
         }
         *(bool *)target = b;
         return 0;
-    case FK_STRING:
-        secure_free_str(*(char **)target);
-        *(char **)target = xstrdup(value);
+    case CLI_FLAG_STRING:
+        *(const char **)target = value;
         return 0;
-    case FK_INT:
+    case CLI_FLAG_INT:
         if (parse_go_int(value, (int64_t *)target) != 0) {
             out_printf(err, "invalid value \"%s\" for flag -%s: "
                        "strconv.ParseInt: parsing \"%s\": invalid syntax",
@@ -260,7 +145,7 @@ static int set_flag(struct cli_opts *o, const struct flag_spec *f,
             return COFFER_EINVAL;
         }
         return 0;
-    case FK_DURATION:
+    case CLI_FLAG_DURATION:
         if (strcmp(value, "system") == 0) {
             *(int64_t *)target = -1;
             return 0;
@@ -271,7 +156,7 @@ static int set_flag(struct cli_opts *o, const struct flag_spec *f,
             return COFFER_EINVAL;
         }
         return 0;
-    case FK_MAP:
+    case CLI_FLAG_MAP:
         if (strchr(value, '=') == NULL) {
             out_printf(err, "invalid value \"%s\" for flag -%s: missing = "
                        "in KV pair: \"%s\"", value, f->name, value);
@@ -279,7 +164,7 @@ static int set_flag(struct cli_opts *o, const struct flag_spec *f,
         }
         strvec_push((struct strvec *)target, value);
         return 0;
-    case FK_LIST:
+    case CLI_FLAG_LIST:
     default:
         /* Vault trims each value of a repeatable string flag. */
         strvec_push_owned((struct strvec *)target, cli__trim_dup(value));
@@ -292,13 +177,14 @@ static int set_flag(struct cli_opts *o, const struct flag_spec *f,
  * a flag (and *i moved past any separate value), 0 when it should be a
  * positional argument, or a negative error with Go's message in err.
  */
-static int parse_one_flag(struct cli_opts *o, const char *const *allowed,
-                          int argc, char **argv, int *i, struct out *err)
+static int parse_one_flag(struct cli *ctx, const struct cli_flag *flags,
+                          const struct cli_flag *global, int argc,
+                          char **argv, int *i, struct out *err)
 {
     const char *arg = argv[*i], *name = arg + 1, *eq;
-    const struct flag_spec *f;
+    const struct cli_flag *f;
     char namebuf[64];
-    size_t index = 0, len;
+    size_t len;
 
     if (name[0] == '-')
         name++;
@@ -312,29 +198,29 @@ static int parse_one_flag(struct cli_opts *o, const char *const *allowed,
         len = sizeof(namebuf) - 1;
     memcpy(namebuf, name, len);
     namebuf[len] = '\0';
-    if (strcmp(namebuf, "h") == 0 || strcmp(namebuf, "help") == 0) {
-        o->help = true;
+    /* -h and -help were answered before parsing (wants_help). */
+    if (strcmp(namebuf, "h") == 0 || strcmp(namebuf, "help") == 0)
         return 1;
-    }
-    f = find_flag(allowed, namebuf, &index);
+    f = find_flag(global, namebuf);
+    if (f == NULL)
+        f = find_flag(flags, namebuf);
     if (f == NULL) {
         /* After a positional argument, an unknown "-x" is data (Vault). */
-        if (o->args.n > 0)
+        if (ctx->args.n > 0)
             return 0;
         out_printf(err, "flag provided but not defined: -%s", namebuf);
         return COFFER_EINVAL;
     }
-    o->seen |= (uint64_t)1 << index;
     if (eq != NULL)
-        return set_flag(o, f, eq + 1, err) == 0 ? 1 : COFFER_EINVAL;
-    if (f->kind == FK_BOOL)
-        return set_flag(o, f, "true", err) == 0 ? 1 : COFFER_EINVAL;
+        return set_flag(f, eq + 1, err) == 0 ? 1 : COFFER_EINVAL;
+    if (f->kind == CLI_FLAG_BOOL)
+        return set_flag(f, "true", err) == 0 ? 1 : COFFER_EINVAL;
     if (*i + 1 >= argc) {
         out_printf(err, "flag needs an argument: -%s", namebuf);
         return COFFER_EINVAL;
     }
     (*i)++;
-    return set_flag(o, f, argv[*i], err) == 0 ? 1 : COFFER_EINVAL;
+    return set_flag(f, argv[*i], err) == 0 ? 1 : COFFER_EINVAL;
 }
 
 /*
@@ -343,27 +229,73 @@ static int parse_one_flag(struct cli_opts *o, const char *const *allowed,
  * positional arguments, as Vault does for its global flags; "--" ends flag
  * parsing and "-" alone is positional (stdin for write).
  */
-int cli__parse_args(struct cli_opts *o, const char *const *allowed, int argc,
+int cli__parse_args(struct cli *ctx, const struct cli_flag *flags, int argc,
                     char **argv, struct out *err)
 {
+    /*
+     * The flags every command takes (Vault's HTTP and output flag sets).
+     * -detailed is one because every command has always accepted it;
+     * only `secrets list` reads it.
+     */
+    const struct cli_flag global[] = {
+        CLI_STRING("format", NULL, &ctx->g.format_flag),
+        CLI_STRING("field", NULL, &ctx->g.field),
+        CLI_STRING("address", NULL, &ctx->g.address),
+        CLI_STRING("ca-cert", NULL, &ctx->g.ca_cert),
+        CLI_BOOL("tls-skip-verify", NULL, &ctx->g.tls_skip_verify),
+        CLI_BOOL("detailed", NULL, &ctx->g.detailed),
+        CLI_FLAG_END,
+    };
     int i, rc;
 
     for (i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             for (i++; i < argc; i++)
-                strvec_push(&o->args, argv[i]);
+                strvec_push(&ctx->args, argv[i]);
             break;
         }
         if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            rc = parse_one_flag(o, allowed, argc, argv, &i, err);
+            rc = parse_one_flag(ctx, flags, global, argc, argv, &i, err);
             if (rc < 0)
                 return rc;
             if (rc == 1)
                 continue;
         }
-        strvec_push(&o->args, argv[i]);
+        strvec_push(&ctx->args, argv[i]);
     }
     return 0;
+}
+
+/* -format, then $COFFER_FORMAT / $VAULT_FORMAT, then "table". */
+static int resolve_format(struct cli *ctx)
+{
+    const char *f = ctx->g.format_flag;
+
+    if (f == NULL)
+        f = cli__env_first("COFFER_FORMAT", "VAULT_FORMAT");
+    if (f == NULL)
+        f = "table";
+    if (cli_format_parse(f, &ctx->format) != 0)
+        return cli__fail(1, "Invalid output format: %s", f);
+    if (ctx->format == CLI_FMT_RAW && (ctx->cmd == NULL || !ctx->cmd->raw_ok))
+        return cli__fail(1, "This command does not support the -format=raw "
+                            "option.");
+    return 0;
+}
+
+int cli__parse(struct cli *ctx, const struct cli_flag *flags, int argc,
+               char **argv)
+{
+    struct out err;
+    int rc;
+
+    out_init(&err);
+    if (cli__parse_args(ctx, flags, argc, argv, &err) != 0)
+        rc = cli__fail(1, "%s", err.b.ptr != NULL ? err.b.ptr : "");
+    else
+        rc = resolve_format(ctx);
+    out_release(&err);
+    return rc;
 }
 
 
@@ -417,7 +349,7 @@ void cli__structured(struct cli *ctx, struct out *o, const struct out *js)
     cJSON *v;
     size_t n;
 
-    if (ctx->o.format != CLI_FMT_YAML) {
+    if (ctx->format != CLI_FMT_YAML) {
         out_puts(o, js->b.ptr != NULL ? js->b.ptr : "null");
         out_putc(o, '\n');
         return;
@@ -443,7 +375,7 @@ int cli__print_secret(struct cli *ctx, const cJSON *secret)
 
     out_init(&o);
     out_init(&js);
-    if (ctx->o.format == CLI_FMT_TABLE) {
+    if (ctx->format == CLI_FMT_TABLE) {
         fmt_warnings(&o, secret);
         rc = cli__emit(stderr, &o);
         fmt_secret_table(&o, secret);
@@ -464,7 +396,7 @@ int cli__print_data(struct cli *ctx, const cJSON *data)
 
     out_init(&o);
     out_init(&js);
-    if (ctx->o.format == CLI_FMT_TABLE) {
+    if (ctx->format == CLI_FMT_TABLE) {
         if (cJSON_IsArray(data))
             fmt_list_table(&o, data);
         else
@@ -560,9 +492,9 @@ int cli__print_value(struct cli *ctx, const cJSON *val, const char *field)
         return cli__fail(1, "Field \"%s\" not present in secret", field);
     out_init(&o);
     out_init(&js);
-    if (ctx->o.format == CLI_FMT_TABLE || ctx->o.format == CLI_FMT_RAW) {
+    if (ctx->format == CLI_FMT_TABLE || ctx->format == CLI_FMT_RAW) {
         fmt_go_value(&o, val);
-    } else if (ctx->o.format == CLI_FMT_JSON) {
+    } else if (ctx->format == CLI_FMT_JSON) {
         fmt_json(&o, val, 0);
     } else {
         fmt_json(&js, val, 0);
@@ -583,8 +515,8 @@ int cli__print_field(struct cli *ctx, const cJSON *secret)
     cJSON *tmp = NULL;
     int rc;
 
-    rc = cli__print_value(ctx, raw_field(secret, ctx->o.field, &tmp),
-                          ctx->o.field);
+    rc = cli__print_value(ctx, raw_field(secret, ctx->g.field, &tmp),
+                          ctx->g.field);
     cJSON_Delete(tmp);
     return rc;
 }
@@ -592,7 +524,7 @@ int cli__print_field(struct cli *ctx, const cJSON *secret)
 /* Ends a command that got a response: -field, else the whole secret. */
 int cli__print_result(struct cli *ctx, const cJSON *secret)
 {
-    if (ctx->o.field != NULL)
+    if (ctx->g.field != NULL)
         return cli__print_field(ctx, secret);
     return cli__print_secret(ctx, secret);
 }
@@ -611,8 +543,8 @@ int cli__need_client(struct cli *ctx)
     if (ctx->have_client)
         return 0;
     out_init(&err);
-    if (cli__client_init(&ctx->client, ctx->o.address, ctx->o.ca_cert,
-                         ctx->o.tls_skip_verify, &err) != 0)
+    if (cli__client_init(&ctx->client, ctx->g.address, ctx->g.ca_cert,
+                         ctx->g.tls_skip_verify, &err) != 0)
         rc = cli__fail(2, "%s", err.b.ptr != NULL ? err.b.ptr : "");
     else
         ctx->have_client = true;
@@ -720,49 +652,18 @@ static bool wants_help(int argc, char **argv)
     return false;
 }
 
-/* -format, then $COFFER_FORMAT / $VAULT_FORMAT, then "table". */
-static int resolve_format(struct cli *ctx, const struct cli_command *cmd)
-{
-    const char *f = ctx->o.format_flag;
-
-    if (f == NULL)
-        f = cli__env_first("COFFER_FORMAT", "VAULT_FORMAT");
-    if (f == NULL)
-        f = "table";
-    if (cli_format_parse(f, &ctx->o.format) != 0)
-        return cli__fail(1, "Invalid output format: %s", f);
-    if (ctx->o.format == CLI_FMT_RAW && !cmd->raw_ok)
-        return cli__fail(1, "This command does not support the -format=raw "
-                            "option.");
-    return 0;
-}
-
 static int run_command(const struct cli_command *cmd, int argc, char **argv)
 {
     struct cli ctx;
-    struct out err;
     int rc;
 
-    memset(&ctx, 0, sizeof(ctx));
-    cli__opts_init(&ctx.o);
-    out_init(&err);
     if (wants_help(argc, argv)) {
         fputs(cmd->help, stdout);
-        rc = 0;
-        goto out;
+        return 0;
     }
-    if (cli__parse_args(&ctx.o, cmd->flags, argc, argv, &err) != 0) {
-        rc = cli__fail(1, "%s", err.b.ptr != NULL ? err.b.ptr : "");
-        goto out;
-    }
-    rc = resolve_format(&ctx, cmd);
-    if (rc == 0)
-        rc = cmd->run(&ctx);
-out:
-    if (ctx.have_client)
-        cli__client_release(&ctx.client);
-    cli__opts_release(&ctx.o);
-    out_release(&err);
+    cli__init(&ctx, cmd);
+    rc = cmd->run(&ctx, argc, argv);
+    cli__release(&ctx);
     return rc;
 }
 

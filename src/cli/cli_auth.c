@@ -15,23 +15,36 @@
 
 #include "cli_cmd.h"
 
-static int auth_enable(struct cli *ctx)
+/* auth enable's flags. */
+struct auth_enable_opts {
+    const char *path;        /* -path: where to mount (default TYPE) */
+    const char *description; /* -description */
+};
+
+static int cmd_auth_enable(struct cli *ctx, int argc, char **argv)
 {
+    struct auth_enable_opts o = { NULL, NULL };
+    const struct cli_flag flags[] = {
+        CLI_STRING("path", NULL, &o.path),
+        CLI_STRING("description", NULL, &o.description),
+        CLI_FLAG_END,
+    };
     char *path = NULL, *api = NULL;
     cJSON *body = NULL, *secret = NULL;
     const char *type;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    type = ctx->o.args.v[0];
-    path = cli__ensure_trailing_slash(ctx->o.path && ctx->o.path[0]
-                                          ? ctx->o.path : type);
+    type = ctx->args.v[0];
+    path = cli__ensure_trailing_slash(o.path && o.path[0] ? o.path : type);
     body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "type", type);
-    if (ctx->o.description != NULL)
-        cJSON_AddStringToObject(body, "description", ctx->o.description);
+    if (o.description != NULL)
+        cJSON_AddStringToObject(body, "description", o.description);
     api = cli__str_concat3("sys/auth/", path, "");
     rc = cli__call(ctx, "POST", api, NULL, body, CLI_CALL_RAW, &secret,
                    "Error enabling %s auth", type);
@@ -46,16 +59,18 @@ out:
     return rc;
 }
 
-static int auth_disable(struct cli *ctx)
+static int cmd_auth_disable(struct cli *ctx, int argc, char **argv)
 {
     char *path = NULL, *api = NULL;
     cJSON *secret = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    path = cli__ensure_trailing_slash(ctx->o.args.v[0]);
+    path = cli__ensure_trailing_slash(ctx->args.v[0]);
     api = cli__str_concat3("sys/auth/", path, "");
     rc = cli__call(ctx, "DELETE", api, NULL, NULL, CLI_CALL_RAW, &secret,
                    "Error disabling auth method at %s", path);
@@ -70,13 +85,15 @@ out:
     return rc;
 }
 
-static int auth_list(struct cli *ctx)
+static int cmd_auth_list(struct cli *ctx, int argc, char **argv)
 {
     cJSON *secret = NULL;
     const cJSON *data, *m;
     int rc;
 
-    rc = cli__begin(ctx, 0, 0);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
     rc = cli__call(ctx, "GET", "sys/auth", NULL, NULL, CLI_CALL_RAW, &secret,
@@ -84,7 +101,7 @@ static int auth_list(struct cli *ctx)
     if (rc != 0)
         goto out;
     data = cJSON_GetObjectItemCaseSensitive(secret, "data");
-    if (ctx->o.format != CLI_FMT_TABLE) {
+    if (ctx->format != CLI_FMT_TABLE) {
         rc = cli__print_data(ctx, data);
         goto out;
     }
@@ -129,34 +146,48 @@ static int store_token(const char *token)
 }
 
 /* The value of "key=value" among the arguments, or NULL. */
-static const char *kv_arg(const struct cli_opts *o, const char *key)
+static const char *kv_arg(const struct strvec *args, const char *key)
 {
     size_t n = strlen(key);
 
-    for (size_t i = 0; i < o->args.n; i++) {
-        if (strncmp(o->args.v[i], key, n) == 0 && o->args.v[i][n] == '=')
-            return o->args.v[i] + n + 1;
+    for (size_t i = 0; i < args->n; i++) {
+        if (strncmp(args->v[i], key, n) == 0 && args->v[i][n] == '=')
+            return args->v[i] + n + 1;
     }
     return NULL;
 }
 
-static int login(struct cli *ctx)
+/* login's flags. */
+struct login_opts {
+    const char *method; /* -method: token (when NULL) or userpass */
+    const char *path;   /* -path: the userpass mount (default userpass) */
+};
+
+static int cmd_login(struct cli *ctx, int argc, char **argv)
 {
-    const char *method = ctx->o.method ? ctx->o.method : "token";
-    const char *user, *pw, *tok;
+    struct login_opts o = { NULL, NULL };
+    const struct cli_flag flags[] = {
+        CLI_STRING("method", NULL, &o.method),
+        CLI_STRING("path", NULL, &o.path),
+        CLI_FLAG_END,
+    };
+    const char *method, *user, *pw, *tok;
     char *api = NULL, *mount = NULL;
     cJSON *body = NULL, *secret = NULL;
     const cJSON *auth, *ct;
     int rc;
 
-    rc = cli__need_client(ctx);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
+    method = o.method ? o.method : "token";
     if (strcmp(method, "token") == 0) {
-        rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+        rc = cli__arg_count_error(ctx->args.n, 1, 1);
         if (rc != 0)
             goto out;
-        tok = ctx->o.args.v[0];
+        tok = ctx->args.v[0];
         secure_free_str(ctx->client.token);
         ctx->client.token = xstrdup(tok);
         rc = cli__call(ctx, "GET", "auth/token/lookup-self", NULL, NULL,
@@ -164,15 +195,14 @@ static int login(struct cli *ctx)
         if (rc != 0)
             goto out;
     } else if (strcmp(method, "userpass") == 0) {
-        user = kv_arg(&ctx->o, "username");
-        pw = kv_arg(&ctx->o, "password");
+        user = kv_arg(&ctx->args, "username");
+        pw = kv_arg(&ctx->args, "password");
         if (user == NULL || pw == NULL) {
             rc = cli__fail(1, "Error: login -method=userpass needs "
                               "username=... password=...");
             goto out;
         }
-        mount = xstrdup(ctx->o.path && ctx->o.path[0] ? ctx->o.path
-                                                       : "userpass");
+        mount = xstrdup(o.path && o.path[0] ? o.path : "userpass");
         api = cli__str_concat3("auth/", mount, "/login/");
         {
             char *full = cli__str_concat3(api, user, "");
@@ -193,11 +223,11 @@ static int login(struct cli *ctx)
     }
     auth = cJSON_GetObjectItemCaseSensitive(secret, "auth");
     ct = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
-    tok = cJSON_IsString(ct) ? ct->valuestring : ctx->o.args.v[0];
+    tok = cJSON_IsString(ct) ? ct->valuestring : ctx->args.v[0];
     rc = store_token(tok);
     if (rc != 0)
         goto out;
-    if (ctx->o.format == CLI_FMT_TABLE && ctx->o.field == NULL)
+    if (ctx->format == CLI_FMT_TABLE && ctx->g.field == NULL)
         printf("Success! You are now authenticated. The token information "
                "displayed below\nis already stored in the token helper. You "
                "do NOT need to run\n\"coffer login\" again.\n\n");
@@ -209,10 +239,6 @@ out:
     free(mount);
     return rc;
 }
-
-static const char *const flags_enable[] = { "path", "description", NULL };
-static const char *const flags_none[] = { NULL };
-static const char *const flags_login[] = { "method", "path", NULL };
 
 static const char help_auth[] =
     "Usage: coffer auth enable [-path=P] TYPE\n"
@@ -227,11 +253,9 @@ static const char help_login[] =
     CLI_HELP_GLOBAL;
 
 const struct cli_command cli__auth_commands[] = {
-    { { "auth", "enable", NULL }, auth_enable, flags_enable, help_auth,
-      false },
-    { { "auth", "disable", NULL }, auth_disable, flags_none, help_auth,
-      false },
-    { { "auth", "list", NULL }, auth_list, flags_none, help_auth, false },
-    { { "login", NULL, NULL }, login, flags_login, help_login, false },
-    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+    { { "auth", "enable", NULL }, cmd_auth_enable, help_auth, false },
+    { { "auth", "disable", NULL }, cmd_auth_disable, help_auth, false },
+    { { "auth", "list", NULL }, cmd_auth_list, help_auth, false },
+    { { "login", NULL, NULL }, cmd_login, help_login, false },
+    { { NULL, NULL, NULL }, NULL, NULL, false },
 };

@@ -1,16 +1,18 @@
 /*
  * cli_cmd.h - what the command files of the CLI share (cli.c, cli_cmds.c,
- * cli_kv.c, cli_lease.c, cli_operator.c).
+ * cli_kv.c, cli_lease.c, cli_operator.c, cli_policy.c, cli_auth.c).
  *
  * Private to the cli*.c files; the public entry point is cli_main() in
- * cli.h. cli.c owns the flags, the dispatch and the output helpers below;
- * each command file owns its commands and exports them as a table of
- * `struct cli_command`, which cli.c searches.
+ * cli.h. cli.c owns the flag parser, the dispatch and the output helpers
+ * below; each command file owns its commands, with their options structs
+ * and flag tables, and exports them as a table of `struct cli_command`,
+ * which cli.c searches.
  *
- * A command is `int run(struct cli *ctx)`: it returns the process exit
- * code (0 success, 1 usage error, 2 error from the server or the network)
- * and prints its own output and errors. cli.c parses the flags into
- * ctx->o before, and releases ctx after.
+ * A command is `int run(struct cli *ctx, int argc, char **argv)`: it
+ * parses its own flags into its own options struct with cli__parse (the
+ * global ones land in ctx->g), returns the process exit code (0 success,
+ * 1 usage error, 2 error from the server or the network) and prints its
+ * own output and errors. cli.c answers -h before, and releases ctx after.
  *
  * Ownership: arguments are borrowed; cJSON responses stay the caller's.
  * The print functions write to stdout/stderr and never keep a pointer.
@@ -29,84 +31,86 @@
 #include "cli_http.h"
 #include "../util.h"
 
-/* Every flag any command takes; which ones a command allows is its list. */
-struct cli_opts {
-    /* global flags */
-    char *format_flag;
-    char *field;
-    char *address;
-    char *ca_cert;
-    bool tls_skip_verify;
-    bool detailed;
-    bool help;
-    /* write */
-    bool force;
-    /* kv */
-    char *mount;
-    int64_t version;
-    int64_t cas;
-    struct strvec versions;
-    /* secrets */
-    char *path;
-    char *description;
-    int64_t default_lease_ttl;
-    int64_t max_lease_ttl;
-    struct strvec options;
-    bool local;
-    bool seal_wrap;
-    bool force_no_cache;
-    bool external_entropy_access;
-    char *plugin_name;
-    /* token */
-    char *id;
-    char *display_name;
-    char *role;
-    char *type;
-    char *entity_alias;
-    char *mode;
-    char *method;               /* login -method */
-    int64_t ttl;
-    int64_t explicit_max_ttl;
-    int64_t period;
-    int64_t increment;
-    int64_t use_limit;
-    bool renewable;
-    bool orphan;
-    bool no_default_policy;
-    bool accessor;
-    bool self;
-    struct strvec metadata;
-    struct strvec policies;
-    /* lease */
-    bool prefix;
-    bool sync;
-    /* operator */
-    int64_t key_shares;
-    int64_t key_threshold;
-    bool status;
-    bool reset;
+/* The flags every command takes (Vault's HTTP and output flag sets). */
+struct cli_global {
+    const char *address;     /* -address */
+    const char *ca_cert;     /* -ca-cert */
+    bool tls_skip_verify;    /* -tls-skip-verify */
+    const char *format_flag; /* -format as given; see cli.format */
+    const char *field;       /* -field */
+    bool detailed;           /* -detailed; only `secrets list` reads it */
+};
 
-    uint64_t seen;              /* bit i: flag i of cli.c's table given */
-    enum cli_format format;
-    struct strvec args;         /* positional arguments */
+struct cli;
+
+/* A row of a command table; a row with run == NULL ends the table. */
+struct cli_command {
+    const char *words[3]; /* "kv", "metadata", "get"; unused words NULL */
+    /* argv: what follows the words; the command parses it (cli__parse). */
+    int (*run)(struct cli *ctx, int argc, char **argv);
+    const char *help;     /* printed for -h (stdout) */
+    bool raw_ok;          /* only `read` takes -format=raw */
 };
 
 /* One run of one command. */
 struct cli {
-    struct cli_opts o;
+    const struct cli_command *cmd; /* the command running */
+    struct cli_global g;
+    enum cli_format format;   /* -format resolved by cli__parse */
+    struct strvec args;       /* positional arguments */
     struct cli_client client; /* valid once cli__need_client returned 0 */
     bool have_client;
     bool stdin_used;          /* "-" may be read once per run */
 };
 
-/* A row of a command table; a row with run == NULL ends the table. */
-struct cli_command {
-    const char *words[3]; /* "kv", "metadata", "get"; unused words NULL */
-    int (*run)(struct cli *ctx);
-    const char *const *flags; /* the non-global flags it takes */
-    const char *help;         /* printed for -h (stdout) */
-    bool raw_ok;              /* only `read` takes -format=raw */
+/*
+ * A command's own flags: a table of struct cli_flag, each row bound to a
+ * member of the command's options struct, ended by CLI_FLAG_END (git's
+ * parse-options). The parser adds the global flags.
+ *
+ *     struct lease_renew_opts o = { 0 };
+ *     const struct cli_flag flags[] = {
+ *         CLI_DURATION("increment", "i", &o.increment),
+ *         CLI_FLAG_END,
+ *     };
+ *     rc = cli__parse(ctx, flags, argc, argv);
+ *
+ * What a flag stores: a string flag points into argv (borrowed, it lives
+ * as long as the process); list and map flags push copies into a struct
+ * strvec, which the command releases.
+ */
+enum cli_flag_kind {
+    CLI_FLAG_BOOL = 1,     /* bool */
+    CLI_FLAG_STRING = 2,   /* const char * */
+    CLI_FLAG_INT = 3,      /* int64_t, Go's strconv.ParseInt(s, 0, 64) */
+    CLI_FLAG_DURATION = 4, /* int64_t seconds; "system" is -1 as in Vault */
+    CLI_FLAG_LIST = 5,     /* struct strvec; repeatable, values trimmed */
+    CLI_FLAG_MAP = 6,      /* struct strvec of "k=v"; repeatable */
 };
+
+struct cli_flag {
+    const char *name;  /* "force" for -force */
+    const char *alias; /* one-letter form ("f"), or NULL */
+    enum cli_flag_kind kind;
+    void *value;       /* what kind says */
+};
+
+/* p as a void *, after checking at compile time that it is a T *. */
+#define CLI_FLAG_PTR_(T, p) ((void *)(1 ? (p) : (T *)NULL))
+
+#define CLI_BOOL(name, alias, p)                                             \
+    { name, alias, CLI_FLAG_BOOL, CLI_FLAG_PTR_(bool, p) }
+#define CLI_STRING(name, alias, p)                                           \
+    { name, alias, CLI_FLAG_STRING, CLI_FLAG_PTR_(const char *, p) }
+#define CLI_INT(name, alias, p)                                              \
+    { name, alias, CLI_FLAG_INT, CLI_FLAG_PTR_(int64_t, p) }
+#define CLI_DURATION(name, alias, p)                                         \
+    { name, alias, CLI_FLAG_DURATION, CLI_FLAG_PTR_(int64_t, p) }
+#define CLI_LIST(name, alias, p)                                             \
+    { name, alias, CLI_FLAG_LIST, CLI_FLAG_PTR_(struct strvec, p) }
+#define CLI_MAP(name, alias, p)                                              \
+    { name, alias, CLI_FLAG_MAP, CLI_FLAG_PTR_(struct strvec, p) }
+#define CLI_FLAG_END { NULL, NULL, CLI_FLAG_BOOL, NULL }
 
 /* The command tables of cli_cmds.c, cli_kv.c, cli_lease.c, cli_operator.c. */
 extern const struct cli_command cli__cmds_commands[];
@@ -137,21 +141,24 @@ extern const struct cli_command cli__auth_commands[];
     "\n"                                                                     \
     "The token comes from $COFFER_TOKEN, $VAULT_TOKEN or ~/.vault-token.\n"
 
-/* ---- options (cli.c) -------------------------------------------------- */
+/* ---- a run and its flags (cli.c) -------------------------------------- */
 
-/* Fills o with the defaults; release with cli__opts_release(). */
-void cli__opts_init(struct cli_opts *o);
-/* Frees (and wipes) every string o holds. */
-void cli__opts_release(struct cli_opts *o);
+/* Sets ctx up for one run of cmd (NULL in tests); see cli__release(). */
+void cli__init(struct cli *ctx, const struct cli_command *cmd);
+/* Frees the positional arguments and the client. */
+void cli__release(struct cli *ctx);
 /*
- * Parses flags and positional arguments with Go's flag syntax (-f, --f,
- * -f=v, -f v) for a command allowing the `allowed` flags (NULL-ended) and
- * the global ones. Returns 0, or COFFER_EINVAL with Go's flag error in err.
+ * The start of every command: parses argv with Go's flag syntax (-f, --f,
+ * -f=v, -f v) into the command's `flags` (NULL when it has none), the
+ * global ones into ctx->g and the positional arguments into ctx->args,
+ * then resolves -format into ctx->format. Returns 0, or 1 after printing
+ * Go's flag error or Vault's format error.
  */
-int cli__parse_args(struct cli_opts *o, const char *const *allowed,
-                    int argc, char **argv, struct out *err);
-/* True when flag -name was given on the command line. */
-bool cli__opt_seen(const struct cli_opts *o, const char *name);
+int cli__parse(struct cli *ctx, const struct cli_flag *flags, int argc,
+               char **argv);
+/* cli__parse without -format: 0, or COFFER_EINVAL with the error in err. */
+int cli__parse_args(struct cli *ctx, const struct cli_flag *flags, int argc,
+                    char **argv, struct out *err);
 
 /* ---- plumbing (cli.c) ------------------------------------------------- */
 

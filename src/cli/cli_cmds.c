@@ -3,14 +3,14 @@
  * secrets enable|disable|list|tune, token create|lookup|revoke|renew and
  * status.
  *
- * Owns: for each command, its arguments, the API path and body it sends
- * (the Go client's request structs, field for field), and what it prints;
- * also the plumbing every command file shares (cli__begin, cli__call) and
- * the endings that the kv commands share (cli__write_output,
- * cli__list_output, cli__delete_output).
+ * Owns: for each command, its options struct and flags, its arguments,
+ * the API path and body it sends (the Go client's request structs, field
+ * for field), and what it prints; also the plumbing every command file
+ * shares (cli__begin, cli__call) and the endings that the kv commands
+ * share (cli__write_output, cli__list_output, cli__delete_output).
  *
- * Not owned: flags and dispatch (cli.c), HTTP (cli_http.c), formatting
- * (cli_format.c).
+ * Not owned: flag parsing and dispatch (cli.c), HTTP (cli_http.c),
+ * formatting (cli_format.c).
  *
  * Entry point: the table cli__cmds_commands (cli_cmd.h).
  */
@@ -36,7 +36,7 @@
 
 int cli__begin(struct cli *ctx, size_t min, size_t max)
 {
-    int rc = cli__arg_count_error(ctx->o.args.n, min, max);
+    int rc = cli__arg_count_error(ctx->args.n, min, max);
 
     if (rc == 0)
         rc = cli__need_client(ctx);
@@ -112,9 +112,9 @@ static int path_and_query(struct cli *ctx, const char *what, char **path,
     rc = cli__need_client(ctx);
     if (rc != 0)
         return rc;
-    *path = cli__sanitize_path(ctx->o.args.v[0]);
+    *path = cli__sanitize_path(ctx->args.v[0]);
     out_init(&err);
-    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &params,
+    if (cli__args_to_json(&ctx->args, 1, &ctx->stdin_used, &params,
                           &err) != 0)
         rc = cli__fail(1, "Failed to parse %s data: %s", what, err.b.ptr);
     else if (params != NULL)
@@ -124,7 +124,7 @@ static int path_and_query(struct cli *ctx, const char *what, char **path,
     return rc;
 }
 
-static int cmd_read(struct cli *ctx)
+static int cmd_read(struct cli *ctx, int argc, char **argv)
 {
     char *path = NULL;
     cJSON *secret = NULL;
@@ -132,14 +132,17 @@ static int cmd_read(struct cli *ctx)
     int rc;
 
     buf_init(&query, 0);
-    if (ctx->o.args.n < 1) {
-        rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc != 0)
+        goto out;
+    if (ctx->args.n < 1) {
+        rc = cli__arg_count_error(ctx->args.n, 1, 1);
         goto out;
     }
     rc = path_and_query(ctx, "K=V", &path, &query);
     if (rc != 0)
         goto out;
-    if (ctx->o.format == CLI_FMT_RAW) {
+    if (ctx->format == CLI_FMT_RAW) {
         rc = read_raw(ctx, path, query.ptr);
         goto out;
     }
@@ -178,7 +181,7 @@ static int call_output(struct cli *ctx, const char *path, int call_rc,
         return rc;
     }
     if (secret == NULL) {
-        if (ctx->o.format == CLI_FMT_TABLE)
+        if (ctx->format == CLI_FMT_TABLE)
             printf("Success! %s: %s\n", done, path);
         return 0;
     }
@@ -192,24 +195,37 @@ int cli__write_output(struct cli *ctx, const char *path, int call_rc,
                        "Error writing data to", "Data written to");
 }
 
-static int cmd_write(struct cli *ctx)
+/* write's flags. */
+struct write_opts {
+    bool force; /* -force, -f: send the request even without data */
+};
+
+static int cmd_write(struct cli *ctx, int argc, char **argv)
 {
+    struct write_opts o = { false };
+    const struct cli_flag flags[] = {
+        CLI_BOOL("force", "f", &o.force),
+        CLI_FLAG_END,
+    };
     char *path = NULL;
     cJSON *data = NULL, *secret = NULL, *null_body = NULL;
     struct out err;
     int rc;
 
     out_init(&err);
-    if (ctx->o.args.n < 1) {
-        rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc != 0)
+        goto out;
+    if (ctx->args.n < 1) {
+        rc = cli__arg_count_error(ctx->args.n, 1, 1);
         goto out;
     }
-    if (ctx->o.args.n == 1 && !ctx->o.force) {
+    if (ctx->args.n == 1 && !o.force) {
         rc = cli__fail(1, "Must supply data or use -force");
         goto out;
     }
-    path = cli__sanitize_path(ctx->o.args.v[0]);
-    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &data,
+    path = cli__sanitize_path(ctx->args.v[0]);
+    if (cli__args_to_json(&ctx->args, 1, &ctx->stdin_used, &data,
                           &err) != 0) {
         rc = cli__fail(1, "Failed to parse K=V data: %s", err.b.ptr);
         goto out;
@@ -237,7 +253,7 @@ static int print_list(struct cli *ctx, const cJSON *secret)
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(secret, "data");
     struct out o;
 
-    if (ctx->o.format != CLI_FMT_TABLE)
+    if (ctx->format != CLI_FMT_TABLE)
         return cli__print_data(ctx,
                                cJSON_GetObjectItemCaseSensitive(data, "keys"));
     out_init(&o);
@@ -254,7 +270,7 @@ int cli__list_output(struct cli *ctx, const char *path, const cJSON *secret)
     const cJSON *keys = cJSON_GetObjectItemCaseSensitive(data, "keys");
     cJSON *empty = NULL;
 
-    if (ctx->o.format != CLI_FMT_TABLE &&
+    if (ctx->format != CLI_FMT_TABLE &&
         (secret == NULL || cli__json_is_nullish(data) ||
          !cJSON_IsArray(keys))) {
         empty = cJSON_CreateObject();
@@ -271,16 +287,18 @@ int cli__list_output(struct cli *ctx, const char *path, const cJSON *secret)
     return print_list(ctx, secret);
 }
 
-static int cmd_list(struct cli *ctx)
+static int cmd_list(struct cli *ctx, int argc, char **argv)
 {
     char *path = NULL;
     cJSON *secret = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    path = cli__sanitize_path(ctx->o.args.v[0]);
+    path = cli__sanitize_path(ctx->args.v[0]);
     rc = cli__call(ctx, "LIST", path, NULL, NULL, CLI_CALL_READ, &secret,
                    "Error listing %s", path);
     if (rc != 0)
@@ -300,7 +318,7 @@ int cli__delete_output(struct cli *ctx, const char *path, int call_rc,
                        "Data deleted (if it existed) at");
 }
 
-static int cmd_delete(struct cli *ctx)
+static int cmd_delete(struct cli *ctx, int argc, char **argv)
 {
     char *path = NULL;
     cJSON *secret = NULL;
@@ -310,7 +328,10 @@ static int cmd_delete(struct cli *ctx)
 
     buf_init(&query, 0);
     out_init(&err);
-    if (ctx->o.args.n < 1) {
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc != 0)
+        goto out;
+    if (ctx->args.n < 1) {
         rc = cli__fail(1, "Not enough arguments (expected at least 1, got 0)");
         goto out;
     }
@@ -345,34 +366,50 @@ static void go_duration(int64_t secs, char *out, size_t n)
 }
 
 /* The -options k=v flags (plus -version) as a JSON object, or JSON null. */
-static cJSON *options_json(const struct cli_opts *o)
+static cJSON *options_json(const struct strvec *options, int64_t version)
 {
     cJSON *obj;
     char *key, tmp[32];
     const char *eq;
     size_t i;
 
-    if (o->options.n == 0 && o->version <= 0)
+    if (options->n == 0 && version <= 0)
         return cJSON_CreateNull();
     obj = cJSON_CreateObject();
     COFFER_ASSERT(obj != NULL);
-    for (i = 0; i < o->options.n; i++) {
-        eq = strchr(o->options.v[i], '=');
-        key = xstrndup(o->options.v[i], (size_t)(eq - o->options.v[i]));
+    for (i = 0; i < options->n; i++) {
+        eq = strchr(options->v[i], '=');
+        key = xstrndup(options->v[i], (size_t)(eq - options->v[i]));
         cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
         cJSON_AddStringToObject(obj, key, eq + 1);
         free(key);
     }
-    if (o->version > 0) {
-        snprintf(tmp, sizeof(tmp), "%lld", (long long)o->version);
+    if (version > 0) {
+        snprintf(tmp, sizeof(tmp), "%lld", (long long)version);
         cJSON_DeleteItemFromObjectCaseSensitive(obj, "version");
         cJSON_AddStringToObject(obj, "version", tmp);
     }
     return obj;
 }
 
+/* secrets enable's flags. */
+struct secrets_enable_opts {
+    const char *path;           /* -path: where to mount (default TYPE) */
+    const char *description;    /* -description */
+    const char *plugin_name;    /* -plugin-name: TYPE for "plugin" */
+    int64_t default_lease_ttl;  /* -default-lease-ttl */
+    int64_t max_lease_ttl;      /* -max-lease-ttl */
+    struct strvec options;      /* -options k=v, repeatable */
+    int64_t version;            /* -version: options.version */
+    bool local;                 /* -local */
+    bool seal_wrap;             /* -seal-wrap */
+    bool force_no_cache;        /* -force-no-cache */
+    bool external_entropy_access; /* -external-entropy-access */
+};
+
 /* api.MountInput as `vault secrets enable` fills it. */
-static cJSON *mount_input(const struct cli_opts *o, const char *type)
+static cJSON *mount_input(const struct secrets_enable_opts *o,
+                          const char *type)
 {
     cJSON *body = cJSON_CreateObject(), *config;
     char tmp[64];
@@ -393,27 +430,47 @@ static cJSON *mount_input(const struct cli_opts *o, const char *type)
     cJSON_AddBoolToObject(body, "seal_wrap", o->seal_wrap);
     cJSON_AddBoolToObject(body, "external_entropy_access",
                           o->external_entropy_access);
-    cJSON_AddItemToObject(body, "options", options_json(o));
+    cJSON_AddItemToObject(body, "options",
+                          options_json(&o->options, o->version));
     return body;
 }
 
-static int secrets_enable(struct cli *ctx)
+static int cmd_secrets_enable(struct cli *ctx, int argc, char **argv)
 {
+    struct secrets_enable_opts o;
+    const struct cli_flag flags[] = {
+        CLI_STRING("description", NULL, &o.description),
+        CLI_STRING("path", NULL, &o.path),
+        CLI_DURATION("default-lease-ttl", NULL, &o.default_lease_ttl),
+        CLI_DURATION("max-lease-ttl", NULL, &o.max_lease_ttl),
+        CLI_MAP("options", NULL, &o.options),
+        CLI_BOOL("local", NULL, &o.local),
+        CLI_BOOL("seal-wrap", NULL, &o.seal_wrap),
+        CLI_BOOL("force-no-cache", NULL, &o.force_no_cache),
+        CLI_BOOL("external-entropy-access", NULL,
+                 &o.external_entropy_access),
+        CLI_STRING("plugin-name", NULL, &o.plugin_name),
+        CLI_INT("version", NULL, &o.version),
+        CLI_FLAG_END,
+    };
     const char *type, *raw_path;
     char *mount = NULL, *api_path = NULL;
     cJSON *body = NULL, *secret = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    memset(&o, 0, sizeof(o));
+    strvec_init(&o.options);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    type = ctx->o.args.v[0];
-    if (strcmp(type, "plugin") == 0 && ctx->o.plugin_name != NULL)
-        type = ctx->o.plugin_name;
-    raw_path = ctx->o.path != NULL && ctx->o.path[0] != '\0' ? ctx->o.path
-                                                             : type;
+    type = ctx->args.v[0];
+    if (strcmp(type, "plugin") == 0 && o.plugin_name != NULL)
+        type = o.plugin_name;
+    raw_path = o.path != NULL && o.path[0] != '\0' ? o.path : type;
     mount = cli__ensure_trailing_slash(raw_path);
-    body = mount_input(&ctx->o, type);
+    body = mount_input(&o, type);
     /* The Go client keeps the trailing '/': POST /v1/sys/mounts/kv/ */
     api_path = cli__str_concat3("sys/mounts/", mount, "");
     rc = cli__call(ctx, "POST", api_path, NULL, body, CLI_CALL_RAW, &secret,
@@ -426,19 +483,22 @@ out:
     cli__json_free_wiped(body);
     free(api_path);
     free(mount);
+    strvec_release(&o.options);
     return rc;
 }
 
-static int secrets_disable(struct cli *ctx)
+static int cmd_secrets_disable(struct cli *ctx, int argc, char **argv)
 {
     char *clean = NULL, *mount = NULL, *api_path = NULL;
     cJSON *secret = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    clean = cli__sanitize_path(ctx->o.args.v[0]);
+    clean = cli__sanitize_path(ctx->args.v[0]);
     mount = cli__ensure_trailing_slash(clean);
     api_path = cli__str_concat3("sys/mounts/", mount, "");
     rc = cli__call(ctx, "DELETE", api_path, NULL, NULL, CLI_CALL_RAW, &secret,
@@ -543,7 +603,7 @@ static void mount_rows(const cJSON *mounts, bool detailed,
     strvec_release(&paths);
 }
 
-static int secrets_list(struct cli *ctx)
+static int cmd_secrets_list(struct cli *ctx, int argc, char **argv)
 {
     cJSON *secret = NULL;
     const cJSON *mounts;
@@ -555,7 +615,9 @@ static int secrets_list(struct cli *ctx)
     out_init(&err);
     out_init(&o);
     out_init(&js);
-    rc = cli__begin(ctx, 0, 0);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
     rc = cli__call(ctx, "GET", "sys/mounts", NULL, NULL, CLI_CALL_RAW, &secret,
@@ -563,8 +625,8 @@ static int secrets_list(struct cli *ctx)
     if (rc != 0)
         goto out;
     mounts = cJSON_GetObjectItemCaseSensitive(secret, "data");
-    if (ctx->o.format == CLI_FMT_TABLE) {
-        mount_rows(mounts, ctx->o.detailed, &lines);
+    if (ctx->format == CLI_FMT_TABLE) {
+        mount_rows(mounts, ctx->g.detailed, &lines);
         fmt_table(&o, &lines, "|");
     } else {
         fmt_json_mounts(&js, mounts);
@@ -594,25 +656,48 @@ static void ttl_to_api(cJSON *obj, const char *key, int64_t secs)
     cJSON_AddStringToObject(obj, key, tmp);
 }
 
-static int secrets_tune(struct cli *ctx)
+/* secrets tune's flags. */
+struct secrets_tune_opts {
+    int64_t default_lease_ttl; /* -default-lease-ttl; 0 leaves it */
+    int64_t max_lease_ttl;     /* -max-lease-ttl; 0 leaves it */
+    const char *description;   /* -description; NULL leaves it */
+    struct strvec options;     /* -options k=v, repeatable */
+    int64_t version;           /* -version: options.version */
+};
+
+static int cmd_secrets_tune(struct cli *ctx, int argc, char **argv)
 {
+    struct secrets_tune_opts o;
+    const struct cli_flag flags[] = {
+        CLI_DURATION("default-lease-ttl", NULL, &o.default_lease_ttl),
+        CLI_DURATION("max-lease-ttl", NULL, &o.max_lease_ttl),
+        CLI_STRING("description", NULL, &o.description),
+        CLI_MAP("options", NULL, &o.options),
+        CLI_INT("version", NULL, &o.version),
+        CLI_FLAG_END,
+    };
     char *clean = NULL, *mount = NULL, *api_path = NULL;
     cJSON *body = NULL, *secret = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    memset(&o, 0, sizeof(o));
+    strvec_init(&o.options);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    clean = cli__sanitize_path(ctx->o.args.v[0]);
+    clean = cli__sanitize_path(ctx->args.v[0]);
     mount = cli__ensure_trailing_slash(clean);
     /* api.MountConfigInput: field order and omitempty as in the Go API. */
     body = cJSON_CreateObject();
     COFFER_ASSERT(body != NULL);
-    cJSON_AddItemToObject(body, "options", options_json(&ctx->o));
-    ttl_to_api(body, "default_lease_ttl", ctx->o.default_lease_ttl);
-    if (cli__opt_seen(&ctx->o, "description"))
-        cJSON_AddStringToObject(body, "description", ctx->o.description);
-    ttl_to_api(body, "max_lease_ttl", ctx->o.max_lease_ttl);
+    cJSON_AddItemToObject(body, "options",
+                          options_json(&o.options, o.version));
+    ttl_to_api(body, "default_lease_ttl", o.default_lease_ttl);
+    if (o.description != NULL) /* given, even as "" */
+        cJSON_AddStringToObject(body, "description", o.description);
+    ttl_to_api(body, "max_lease_ttl", o.max_lease_ttl);
     cJSON_AddBoolToObject(body, "force_no_cache", false);
     api_path = cli__str_concat3("sys/mounts/", mount, "tune");
     rc = cli__call(ctx, "POST", api_path, NULL, body, CLI_CALL_RAW, &secret,
@@ -626,6 +711,7 @@ out:
     free(api_path);
     free(mount);
     free(clean);
+    strvec_release(&o.options);
     return rc;
 }
 
@@ -662,9 +748,28 @@ static cJSON *kv_map(const struct strvec *pairs)
     return obj;
 }
 
+/* token create's flags. */
+struct token_create_opts {
+    const char *id;            /* -id: the token's value */
+    const char *display_name;  /* -display-name */
+    const char *role;          /* -role: create against a token role */
+    const char *type;          /* -type: service (when NULL) or batch */
+    const char *entity_alias;  /* -entity-alias */
+    int64_t ttl;               /* -ttl */
+    int64_t explicit_max_ttl;  /* -explicit-max-ttl */
+    int64_t period;            /* -period */
+    int64_t use_limit;         /* -use-limit */
+    bool renewable;            /* -renewable, true unless =false */
+    bool orphan;               /* -orphan */
+    bool no_default_policy;    /* -no-default-policy */
+    struct strvec metadata;    /* -metadata k=v, repeatable */
+    struct strvec policies;    /* -policy, repeatable */
+};
+
 /* api.TokenCreateRequest: its field order and omitempty rules. */
-static cJSON *token_create_body(const struct cli_opts *o)
+static cJSON *token_create_body(const struct token_create_opts *o)
 {
+    const char *type = o->type != NULL ? o->type : "service";
     cJSON *b = cJSON_CreateObject();
     char tmp[64];
 
@@ -690,25 +795,49 @@ static cJSON *token_create_body(const struct cli_opts *o)
     cJSON_AddNumberToObject(b, "num_uses", (double)o->use_limit);
     /* A batch token is never renewable; Vault's CLI forces that. */
     cJSON_AddBoolToObject(b, "renewable",
-                          o->renewable && strcmp(o->type, "batch") != 0);
-    cJSON_AddStringToObject(b, "type", o->type);
+                          o->renewable && strcmp(type, "batch") != 0);
+    cJSON_AddStringToObject(b, "type", type);
     cJSON_AddStringToObject(b, "entity_alias",
                             o->entity_alias != NULL ? o->entity_alias : "");
     return b;
 }
 
-static int token_create(struct cli *ctx)
+static int cmd_token_create(struct cli *ctx, int argc, char **argv)
 {
+    struct token_create_opts o;
+    const struct cli_flag flags[] = {
+        CLI_STRING("id", NULL, &o.id),
+        CLI_STRING("display-name", NULL, &o.display_name),
+        CLI_DURATION("ttl", NULL, &o.ttl),
+        CLI_DURATION("explicit-max-ttl", NULL, &o.explicit_max_ttl),
+        CLI_DURATION("period", NULL, &o.period),
+        CLI_BOOL("renewable", NULL, &o.renewable),
+        CLI_BOOL("orphan", NULL, &o.orphan),
+        CLI_BOOL("no-default-policy", NULL, &o.no_default_policy),
+        CLI_INT("use-limit", NULL, &o.use_limit),
+        CLI_STRING("role", NULL, &o.role),
+        CLI_STRING("type", NULL, &o.type),
+        CLI_MAP("metadata", NULL, &o.metadata),
+        CLI_LIST("policy", NULL, &o.policies),
+        CLI_STRING("entity-alias", NULL, &o.entity_alias),
+        CLI_FLAG_END,
+    };
     cJSON *body = NULL, *secret = NULL;
     char *path = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 0, 0);
+    memset(&o, 0, sizeof(o));
+    o.renewable = true;
+    strvec_init(&o.metadata);
+    strvec_init(&o.policies);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
-    body = token_create_body(&ctx->o);
-    if (ctx->o.role != NULL && ctx->o.role[0] != '\0')
-        path = cli__str_concat3("auth/token/create/", ctx->o.role, "");
+    body = token_create_body(&o);
+    if (o.role != NULL && o.role[0] != '\0')
+        path = cli__str_concat3("auth/token/create/", o.role, "");
     else
         path = xstrdup("auth/token/create");
     rc = cli__call(ctx, "POST", path, NULL, body, CLI_CALL_RAW, &secret,
@@ -720,20 +849,36 @@ out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
     free(path);
+    strvec_release(&o.metadata);
+    strvec_release(&o.policies);
     return rc;
 }
 
-static int token_lookup(struct cli *ctx)
+/* token lookup's flags. */
+struct token_lookup_opts {
+    bool accessor; /* -accessor: TOKEN is an accessor */
+};
+
+static int cmd_token_lookup(struct cli *ctx, int argc, char **argv)
 {
+    struct token_lookup_opts o = { false };
+    const struct cli_flag flags[] = {
+        CLI_BOOL("accessor", NULL, &o.accessor),
+        CLI_FLAG_END,
+    };
     const char *method = "POST", *path = "auth/token/lookup";
     cJSON *body = NULL, *secret = NULL;
     char *token = NULL;
     struct out err;
-    size_t n = ctx->o.args.n;
-    int rc = 0;
+    size_t n;
+    int rc;
 
     out_init(&err);
-    if (ctx->o.accessor && n != 1)
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc != 0)
+        goto out;
+    n = ctx->args.n;
+    if (o.accessor && n != 1)
         rc = cli__fail(1, "%s arguments with -accessor (expected 1, got %zu)",
                        n < 1 ? "Not enough" : "Too many", n);
     else if (n > 1)
@@ -742,11 +887,11 @@ static int token_lookup(struct cli *ctx)
         rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
-    token = cli__trim_dup(n == 1 ? ctx->o.args.v[0] : "");
+    token = cli__trim_dup(n == 1 ? ctx->args.v[0] : "");
     if (token[0] == '\0') {
         method = "GET";
         path = "auth/token/lookup-self";
-    } else if (ctx->o.accessor) {
+    } else if (o.accessor) {
         path = "auth/token/lookup-accessor";
         body = cli__one_member("accessor", token);
     } else {
@@ -766,11 +911,17 @@ out:
     return rc;
 }
 
+/* token revoke's flags. */
+struct token_revoke_opts {
+    bool accessor;    /* -accessor: TOKEN is an accessor */
+    bool self;        /* -self: the token in use */
+    const char *mode; /* -mode: "", orphan or path */
+};
+
 /* Vault's checks on the flag combinations of `token revoke`. */
-static int token_revoke_usage(const struct cli_opts *o)
+static int token_revoke_usage(const struct token_revoke_opts *o, size_t n)
 {
     const char *mode = o->mode != NULL ? o->mode : "";
-    size_t n = o->args.n;
 
     if (strcmp(mode, "") != 0 && strcmp(mode, "orphan") != 0 &&
         strcmp(mode, "path") != 0)
@@ -795,23 +946,32 @@ static int token_revoke_usage(const struct cli_opts *o)
     return 0;
 }
 
-static int token_revoke(struct cli *ctx)
+static int cmd_token_revoke(struct cli *ctx, int argc, char **argv)
 {
-    const char *mode = ctx->o.mode != NULL ? ctx->o.mode : "";
-    const char *method = "PUT";
+    struct token_revoke_opts o = { false, false, NULL };
+    const struct cli_flag flags[] = {
+        CLI_BOOL("accessor", NULL, &o.accessor),
+        CLI_BOOL("self", NULL, &o.self),
+        CLI_STRING("mode", NULL, &o.mode),
+        CLI_FLAG_END,
+    };
+    const char *mode, *method = "PUT";
     char *token = NULL, *path = NULL;
     cJSON *body = NULL, *secret = NULL;
     int rc;
 
-    rc = token_revoke_usage(&ctx->o);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = token_revoke_usage(&o, ctx->args.n);
     if (rc == 0)
         rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
-    token = cli__trim_dup(ctx->o.args.n > 0 ? ctx->o.args.v[0] : "");
-    if (ctx->o.self) {
+    mode = o.mode != NULL ? o.mode : "";
+    token = cli__trim_dup(ctx->args.n > 0 ? ctx->args.v[0] : "");
+    if (o.self) {
         path = xstrdup("auth/token/revoke-self");
-    } else if (ctx->o.accessor) {
+    } else if (o.accessor) {
         method = "POST";
         path = xstrdup("auth/token/revoke-accessor");
         body = cli__one_member("accessor", token);
@@ -837,20 +997,34 @@ out:
     return rc;
 }
 
-static int token_renew(struct cli *ctx)
+/* token renew's flags. */
+struct token_renew_opts {
+    bool accessor;     /* -accessor: TOKEN is an accessor */
+    int64_t increment; /* -increment, -i: the new TTL asked for */
+};
+
+static int cmd_token_renew(struct cli *ctx, int argc, char **argv)
 {
+    struct token_renew_opts o = { false, 0 };
+    const struct cli_flag flags[] = {
+        CLI_BOOL("accessor", NULL, &o.accessor),
+        CLI_DURATION("increment", "i", &o.increment),
+        CLI_FLAG_END,
+    };
     const char *method = "PUT", *path = "auth/token/renew-self";
     cJSON *body = NULL, *secret = NULL;
     char *token = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 0, 1);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 1);
     if (rc != 0)
         goto out;
-    token = cli__trim_dup(ctx->o.args.n == 1 ? ctx->o.args.v[0] : "");
+    token = cli__trim_dup(ctx->args.n == 1 ? ctx->args.v[0] : "");
     body = cJSON_CreateObject();
     COFFER_ASSERT(body != NULL);
-    if (token[0] != '\0' && ctx->o.accessor) {
+    if (token[0] != '\0' && o.accessor) {
         method = "POST";
         path = "auth/token/renew-accessor";
         cJSON_AddStringToObject(body, "accessor", token);
@@ -859,8 +1033,7 @@ static int token_renew(struct cli *ctx)
         cJSON_AddStringToObject(body, "token", token);
     }
     cJSON_AddNumberToObject(body, "increment",
-                            (double)(ctx->o.increment > 0 ? ctx->o.increment
-                                                          : 0));
+                            (double)(o.increment > 0 ? o.increment : 0));
     rc = cli__call(ctx, method, path, NULL, body, CLI_CALL_RAW, &secret,
                    "Error renewing token");
     if (rc != 0)
@@ -1019,7 +1192,7 @@ int cli__print_seal_status(struct cli *ctx, const cJSON *seal)
         rc = cli__report(&err, "Error checking leader status") - 1;
         goto out;
     }
-    if (ctx->o.format == CLI_FMT_TABLE) {
+    if (ctx->format == CLI_FMT_TABLE) {
         seal_rows(&lines, seal, leader);
         fmt_table(&o, &lines, "|");
     } else {
@@ -1036,14 +1209,16 @@ out:
     return rc;
 }
 
-static int cmd_status(struct cli *ctx)
+static int cmd_status(struct cli *ctx, int argc, char **argv)
 {
     cJSON *seal = NULL;
     struct out err;
     int rc;
 
     out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 0, 0);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__arg_count_error(ctx->args.n, 0, 0);
     if (rc == 0 && cli__need_client(ctx) != 0)
         rc = 1; /* 2 means "sealed" for this command */
     if (rc != 0)
@@ -1117,48 +1292,21 @@ static const char help_status[] =
     "  sealed and 1 on error.\n"
     CLI_HELP_GLOBAL;
 
-static const char *const flags_none[] = { NULL };
-static const char *const flags_write[] = { "force", NULL };
-static const char *const flags_enable[] = {
-    "description", "path", "default-lease-ttl", "max-lease-ttl", "options",
-    "local", "seal-wrap", "force-no-cache", "external-entropy-access",
-    "plugin-name", "version", NULL,
-};
-static const char *const flags_tune[] = {
-    "default-lease-ttl", "max-lease-ttl", "description", "options",
-    "version", NULL,
-};
-static const char *const flags_token_create[] = {
-    "id", "display-name", "ttl", "explicit-max-ttl", "period", "renewable",
-    "orphan", "no-default-policy", "use-limit", "role", "type", "metadata",
-    "policy", "entity-alias", NULL,
-};
-static const char *const flags_lookup[] = { "accessor", NULL };
-static const char *const flags_revoke[] = { "accessor", "self", "mode",
-                                            NULL };
-static const char *const flags_renew[] = { "accessor", "increment", NULL };
-
 const struct cli_command cli__cmds_commands[] = {
-    { { "read", NULL, NULL }, cmd_read, flags_none, help_read, true },
-    { { "write", NULL, NULL }, cmd_write, flags_write, help_write, false },
-    { { "list", NULL, NULL }, cmd_list, flags_none, help_list, false },
-    { { "delete", NULL, NULL }, cmd_delete, flags_none, help_delete, false },
-    { { "status", NULL, NULL }, cmd_status, flags_none, help_status, false },
-    { { "secrets", "enable", NULL }, secrets_enable, flags_enable,
-      help_secrets, false },
-    { { "secrets", "disable", NULL }, secrets_disable, flags_none,
-      help_secrets, false },
-    { { "secrets", "list", NULL }, secrets_list, flags_none, help_secrets,
+    { { "read", NULL, NULL }, cmd_read, help_read, true },
+    { { "write", NULL, NULL }, cmd_write, help_write, false },
+    { { "list", NULL, NULL }, cmd_list, help_list, false },
+    { { "delete", NULL, NULL }, cmd_delete, help_delete, false },
+    { { "status", NULL, NULL }, cmd_status, help_status, false },
+    { { "secrets", "enable", NULL }, cmd_secrets_enable, help_secrets,
       false },
-    { { "secrets", "tune", NULL }, secrets_tune, flags_tune, help_secrets,
+    { { "secrets", "disable", NULL }, cmd_secrets_disable, help_secrets,
       false },
-    { { "token", "create", NULL }, token_create, flags_token_create,
-      help_token, false },
-    { { "token", "lookup", NULL }, token_lookup, flags_lookup, help_token,
-      false },
-    { { "token", "revoke", NULL }, token_revoke, flags_revoke, help_token,
-      false },
-    { { "token", "renew", NULL }, token_renew, flags_renew, help_token,
-      false },
-    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+    { { "secrets", "list", NULL }, cmd_secrets_list, help_secrets, false },
+    { { "secrets", "tune", NULL }, cmd_secrets_tune, help_secrets, false },
+    { { "token", "create", NULL }, cmd_token_create, help_token, false },
+    { { "token", "lookup", NULL }, cmd_token_lookup, help_token, false },
+    { { "token", "revoke", NULL }, cmd_token_revoke, help_token, false },
+    { { "token", "renew", NULL }, cmd_token_renew, help_token, false },
+    { { NULL, NULL, NULL }, NULL, NULL, false },
 };

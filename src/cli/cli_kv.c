@@ -8,8 +8,8 @@
  * the v2 bodies ({"data":..., "options":{"cas":N}}, {"versions":[...]}),
  * and the "== Secret Path ==" / "==== Data ====" layout of the output.
  *
- * Not owned: flags and dispatch (cli.c), HTTP (cli_http.c), the endings
- * shared with write/list/delete (cli_cmds.c).
+ * Not owned: flag parsing and dispatch (cli.c), HTTP (cli_http.c), the
+ * endings shared with write/list/delete (cli_cmds.c).
  *
  * Entry point: the table cli__kv_commands (cli_cmd.h).
  */
@@ -77,6 +77,7 @@ struct kvloc {
     char *mount;   /* mount path as the server reports it, "" if unknown */
     char *partial; /* the secret path, joined to the mount for -mount v2 */
     bool v2;
+    bool by_mount; /* -mount was given (not empty) */
 };
 
 static void kvloc_release(struct kvloc *l)
@@ -125,21 +126,22 @@ static int kv_preflight(struct cli *ctx, const char *path, struct kvloc *l,
 }
 
 /*
- * Resolves the path argument of a kv command, with or without -mount.
- * trim_only keeps a trailing '/' (kv get only strips leading ones).
- * Returns 0, or 2 after printing the preflight error.
+ * Resolves the path argument of a kv command, with or without -mount
+ * (mount_flag, NULL when not given). trim_only keeps a trailing '/' (kv
+ * get only strips leading ones). Returns 0, or 2 after printing the
+ * preflight error.
  */
-static int kv_locate(struct cli *ctx, const char *arg, bool trim_only,
-                     struct kvloc *l)
+static int kv_locate(struct cli *ctx, const char *mount_flag,
+                     const char *arg, bool trim_only, struct kvloc *l)
 {
-    const char *mount_flag = ctx->o.mount;
     char *mount_clean = NULL, *joined;
     struct out err;
     int rc = 0;
 
     out_init(&err);
     memset(l, 0, sizeof(*l));
-    if (mount_flag != NULL && mount_flag[0] != '\0') {
+    l->by_mount = mount_flag != NULL && mount_flag[0] != '\0';
+    if (l->by_mount) {
         l->partial = cli__sanitize_path(arg);
         mount_clean = cli__sanitize_path(mount_flag);
         if (kv_preflight(ctx, mount_clean, l, &err) != 0) {
@@ -165,12 +167,11 @@ out:
 }
 
 /* The API path for a kv command: prefix inserted for v2, mount for -mount. */
-static char *kv_path(const struct cli *ctx, const struct kvloc *l,
-                     const char *prefix)
+static char *kv_path(const struct kvloc *l, const char *prefix)
 {
     if (l->v2)
         return kv_api_path(l->partial, l->mount, prefix);
-    if (ctx->o.mount != NULL && ctx->o.mount[0] != '\0')
+    if (l->by_mount)
         return cli__path_join(l->mount, l->partial, NULL);
     return xstrdup(l->partial);
 }
@@ -221,7 +222,7 @@ static int kv_get_field(struct cli *ctx, const char *full, bool v2,
 {
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(secret, "data");
     const cJSON *inner = cJSON_GetObjectItemCaseSensitive(data, "data");
-    const char *field = ctx->o.field;
+    const char *field = ctx->g.field;
 
     if (!v2)
         return cli__print_field(ctx, secret);
@@ -233,32 +234,45 @@ static int kv_get_field(struct cli *ctx, const char *full, bool v2,
                             field);
 }
 
-static int kv_get(struct cli *ctx)
+/* kv get's flags. */
+struct kv_get_opts {
+    const char *mount; /* -mount: PATH is relative to this mount */
+    int64_t version;   /* -version: a KV v2 version, 0 for the latest */
+};
+
+static int cmd_kv_get(struct cli *ctx, int argc, char **argv)
 {
-    struct kvloc l = { NULL, NULL, false };
+    struct kv_get_opts o = { NULL, 0 };
+    const struct cli_flag flags[] = {
+        CLI_STRING("mount", NULL, &o.mount),
+        CLI_INT("version", NULL, &o.version),
+        CLI_FLAG_END,
+    };
+    struct kvloc l = { NULL, NULL, false, false };
     char *full = NULL, query[48];
     cJSON *secret = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, flags, argc, argv);
     if (rc == 0)
-        rc = kv_locate(ctx, ctx->o.args.v[0], true, &l);
+        rc = cli__begin(ctx, 1, 1);
+    if (rc == 0)
+        rc = kv_locate(ctx, o.mount, ctx->args.v[0], true, &l);
     if (rc != 0)
         goto out;
-    full = kv_path(ctx, &l, "data");
+    full = kv_path(&l, "data");
     query[0] = '\0';
-    if (l.v2 && ctx->o.version > 0)
-        snprintf(query, sizeof(query), "version=%lld",
-                 (long long)ctx->o.version);
+    if (l.v2 && o.version > 0)
+        snprintf(query, sizeof(query), "version=%lld", (long long)o.version);
     rc = cli__call(ctx, "GET", full, query, NULL, CLI_CALL_READ, &secret,
                    "Error reading %s", full);
     if (rc != 0)
         goto out;
     if (secret == NULL)
         rc = cli__fail(2, "No value found at %s", full);
-    else if (ctx->o.field != NULL)
+    else if (ctx->g.field != NULL)
         rc = kv_get_field(ctx, full, l.v2, secret);
-    else if (ctx->o.format != CLI_FMT_TABLE)
+    else if (ctx->format != CLI_FMT_TABLE)
         rc = cli__print_secret(ctx, secret);
     else
         rc = kv_get_table(full, l.v2, secret);
@@ -270,7 +284,7 @@ out:
 }
 
 /* {"data": data, "options": {}} with options.cas from -cas (KV v2). */
-static cJSON *kv_v2_body(const struct cli_opts *o, cJSON *data)
+static cJSON *kv_v2_body(int64_t cas, cJSON *data)
 {
     cJSON *body = cJSON_CreateObject(), *opts;
 
@@ -278,8 +292,8 @@ static cJSON *kv_v2_body(const struct cli_opts *o, cJSON *data)
     cJSON_AddItemToObject(body, "data", data);
     opts = cJSON_AddObjectToObject(body, "options");
     COFFER_ASSERT(opts != NULL);
-    if (o->cas > -1)
-        cJSON_AddNumberToObject(opts, "cas", (double)o->cas);
+    if (cas > -1)
+        cJSON_AddNumberToObject(opts, "cas", (double)cas);
     return body;
 }
 
@@ -288,9 +302,9 @@ static int kv_put_output(struct cli *ctx, const char *full,
 {
     struct out o;
 
-    if (ctx->o.field != NULL)
+    if (ctx->g.field != NULL)
         return cli__print_field(ctx, secret);
-    if (ctx->o.format != CLI_FMT_TABLE)
+    if (ctx->format != CLI_FMT_TABLE)
         return cli__print_secret(ctx, secret);
     out_init(&o);
     output_path(&o, full, "Secret Path");
@@ -299,36 +313,51 @@ static int kv_put_output(struct cli *ctx, const char *full,
     return cli__emit(stdout, &o);
 }
 
-static int kv_put(struct cli *ctx)
+/* kv put's flags. */
+struct kv_put_opts {
+    const char *mount; /* -mount: PATH is relative to this mount */
+    int64_t cas;       /* -cas: check-and-set version, -1 for none */
+};
+
+static int cmd_kv_put(struct cli *ctx, int argc, char **argv)
 {
-    struct kvloc l = { NULL, NULL, false };
+    struct kv_put_opts o = { NULL, -1 };
+    const struct cli_flag flags[] = {
+        CLI_STRING("mount", NULL, &o.mount),
+        CLI_INT("cas", NULL, &o.cas),
+        CLI_FLAG_END,
+    };
+    struct kvloc l = { NULL, NULL, false, false };
     cJSON *data = NULL, *body = NULL, *secret = NULL;
     char *full = NULL;
     struct out err;
     int rc;
 
     out_init(&err);
-    if (ctx->o.args.n < 1) {
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc != 0)
+        goto out;
+    if (ctx->args.n < 1) {
         rc = cli__fail(1, "Not enough arguments (expected >1, got 0)");
         goto out;
     }
-    if (ctx->o.args.n == 1) {
+    if (ctx->args.n == 1) {
         rc = cli__fail(1, "Must supply data");
         goto out;
     }
     rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
-    if (cli__args_to_json(&ctx->o.args, 1, &ctx->stdin_used, &data,
+    if (cli__args_to_json(&ctx->args, 1, &ctx->stdin_used, &data,
                           &err) != 0) {
         rc = cli__fail(1, "Failed to parse K=V data: %s", err.b.ptr);
         goto out;
     }
-    rc = kv_locate(ctx, ctx->o.args.v[0], false, &l);
+    rc = kv_locate(ctx, o.mount, ctx->args.v[0], false, &l);
     if (rc != 0)
         goto out;
-    full = kv_path(ctx, &l, "data");
-    body = l.v2 ? kv_v2_body(&ctx->o, data) : data;
+    full = kv_path(&l, "data");
+    body = l.v2 ? kv_v2_body(o.cas, data) : data;
     data = NULL; /* owned by body now */
     rc = cli__api_call(&ctx->client, "PUT", full, NULL, body, CLI_CALL_WRITE,
                        &secret, NULL, &err);
@@ -346,27 +375,41 @@ out:
     return rc;
 }
 
-static int kv_list(struct cli *ctx)
+/* The flags of kv list and kv metadata get. */
+struct kv_mount_opts {
+    const char *mount; /* -mount: PATH is relative to this mount */
+};
+
+static int cmd_kv_list(struct cli *ctx, int argc, char **argv)
 {
-    struct kvloc l = { NULL, NULL, false };
-    bool has_mount = ctx->o.mount != NULL && ctx->o.mount[0] != '\0';
+    struct kv_mount_opts o = { NULL };
+    const struct cli_flag flags[] = {
+        CLI_STRING("mount", NULL, &o.mount),
+        CLI_FLAG_END,
+    };
+    struct kvloc l = { NULL, NULL, false, false };
+    bool has_mount;
     const char *arg = "";
     cJSON *secret = NULL;
     char *full = NULL;
-    int rc = 0;
+    int rc;
 
-    if (ctx->o.args.n != 1 && !(ctx->o.args.n == 0 && has_mount))
-        rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc != 0)
+        goto out;
+    has_mount = o.mount != NULL && o.mount[0] != '\0';
+    if (ctx->args.n != 1 && !(ctx->args.n == 0 && has_mount))
+        rc = cli__arg_count_error(ctx->args.n, 1, 1);
     if (rc == 0)
         rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
-    if (ctx->o.args.n == 1)
-        arg = ctx->o.args.v[0];
-    rc = kv_locate(ctx, arg, false, &l);
+    if (ctx->args.n == 1)
+        arg = ctx->args.v[0];
+    rc = kv_locate(ctx, o.mount, arg, false, &l);
     if (rc != 0)
         goto out;
-    full = kv_path(ctx, &l, "metadata");
+    full = kv_path(&l, "metadata");
     rc = cli__call(ctx, "LIST", full, NULL, NULL, CLI_CALL_READ, &secret,
                    "Error listing %s", full);
     if (rc != 0)
@@ -407,27 +450,42 @@ static cJSON *versions_json(const struct strvec *versions)
     return list;
 }
 
-static int kv_delete(struct cli *ctx)
+/* The flags of kv delete, undelete and destroy. */
+struct kv_versions_opts {
+    const char *mount;     /* -mount: PATH is relative to this mount */
+    struct strvec versions; /* -versions=1,2, repeatable */
+};
+
+static int cmd_kv_delete(struct cli *ctx, int argc, char **argv)
 {
-    struct kvloc l = { NULL, NULL, false };
+    struct kv_versions_opts o;
+    const struct cli_flag flags[] = {
+        CLI_STRING("mount", NULL, &o.mount),
+        CLI_LIST("versions", NULL, &o.versions),
+        CLI_FLAG_END,
+    };
+    struct kvloc l = { NULL, NULL, false, false };
     cJSON *secret = NULL, *body = NULL;
     char *full = NULL, *vpath = NULL;
     struct out err;
     int rc;
 
     out_init(&err);
-    rc = cli__begin(ctx, 1, 1);
+    o.mount = NULL;
+    strvec_init(&o.versions);
+    rc = cli__parse(ctx, flags, argc, argv);
     if (rc == 0)
-        rc = kv_locate(ctx, ctx->o.args.v[0], false, &l);
+        rc = cli__begin(ctx, 1, 1);
+    if (rc == 0)
+        rc = kv_locate(ctx, o.mount, ctx->args.v[0], false, &l);
     if (rc != 0)
         goto out;
-    full = kv_path(ctx, &l, "data");
-    if (l.v2 && ctx->o.versions.n > 0) {
+    full = kv_path(&l, "data");
+    if (l.v2 && o.versions.n > 0) {
         vpath = kv_api_path(l.partial, l.mount, "delete");
         body = cJSON_CreateObject();
         COFFER_ASSERT(body != NULL);
-        cJSON_AddItemToObject(body, "versions",
-                              versions_json(&ctx->o.versions));
+        cJSON_AddItemToObject(body, "versions", versions_json(&o.versions));
         rc = cli__api_call(&ctx->client, "PUT", vpath, NULL, body,
                            CLI_CALL_WRITE, &secret, NULL, &err);
     } else {
@@ -442,22 +500,33 @@ out:
     free(vpath);
     free(full);
     kvloc_release(&l);
+    strvec_release(&o.versions);
     return rc;
 }
 
 /* kv undelete and kv destroy: POST <mount>/<what>/<path> {"versions"}. */
-static int kv_versions_op(struct cli *ctx, const char *what,
-                          const char *title)
+static int kv_versions_op(struct cli *ctx, int argc, char **argv,
+                          const char *what, const char *title)
 {
-    struct kvloc l = { NULL, NULL, false };
+    struct kv_versions_opts o;
+    const struct cli_flag flags[] = {
+        CLI_STRING("mount", NULL, &o.mount),
+        CLI_LIST("versions", NULL, &o.versions),
+        CLI_FLAG_END,
+    };
+    struct kvloc l = { NULL, NULL, false, false };
     cJSON *secret = NULL, *body = NULL;
     char *vpath = NULL;
     struct out err;
     int rc;
 
     out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
-    if (rc == 0 && ctx->o.versions.n == 0)
+    o.mount = NULL;
+    strvec_init(&o.versions);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__arg_count_error(ctx->args.n, 1, 1);
+    if (rc == 0 && o.versions.n == 0)
         rc = cli__fail(1,
                        "No versions provided, use the \"-versions\" flag to "
                        "specify the version to %s.",
@@ -465,7 +534,7 @@ static int kv_versions_op(struct cli *ctx, const char *what,
     if (rc == 0)
         rc = cli__need_client(ctx);
     if (rc == 0)
-        rc = kv_locate(ctx, ctx->o.args.v[0], false, &l);
+        rc = kv_locate(ctx, o.mount, ctx->args.v[0], false, &l);
     if (rc != 0)
         goto out;
     if (!l.v2) {
@@ -475,7 +544,7 @@ static int kv_versions_op(struct cli *ctx, const char *what,
     vpath = kv_api_path(l.partial, l.mount, what);
     body = cJSON_CreateObject();
     COFFER_ASSERT(body != NULL);
-    cJSON_AddItemToObject(body, "versions", versions_json(&ctx->o.versions));
+    cJSON_AddItemToObject(body, "versions", versions_json(&o.versions));
     rc = cli__api_call(&ctx->client, "PUT", vpath, NULL, body, CLI_CALL_WRITE,
                        &secret, NULL, &err);
     rc = cli__write_output(ctx, vpath, rc, secret, &err);
@@ -485,17 +554,18 @@ out:
     out_release(&err);
     free(vpath);
     kvloc_release(&l);
+    strvec_release(&o.versions);
     return rc;
 }
 
-static int kv_undelete(struct cli *ctx)
+static int cmd_kv_undelete(struct cli *ctx, int argc, char **argv)
 {
-    return kv_versions_op(ctx, "undelete", "Undelete");
+    return kv_versions_op(ctx, argc, argv, "undelete", "Undelete");
 }
 
-static int kv_destroy(struct cli *ctx)
+static int cmd_kv_destroy(struct cli *ctx, int argc, char **argv)
 {
-    return kv_versions_op(ctx, "destroy", "Destroy");
+    return kv_versions_op(ctx, argc, argv, "destroy", "Destroy");
 }
 
 static int cmp_version_keys(const void *a, const void *b)
@@ -546,16 +616,23 @@ static int kv_metadata_table(struct cli *ctx, const char *full,
     return rc;
 }
 
-static int kv_metadata_get(struct cli *ctx)
+static int cmd_kv_metadata_get(struct cli *ctx, int argc, char **argv)
 {
-    struct kvloc l = { NULL, NULL, false };
+    struct kv_mount_opts o = { NULL };
+    const struct cli_flag flags[] = {
+        CLI_STRING("mount", NULL, &o.mount),
+        CLI_FLAG_END,
+    };
+    struct kvloc l = { NULL, NULL, false, false };
     cJSON *secret = NULL, *versions;
     char *full = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, flags, argc, argv);
     if (rc == 0)
-        rc = kv_locate(ctx, ctx->o.args.v[0], false, &l);
+        rc = cli__begin(ctx, 1, 1);
+    if (rc == 0)
+        rc = kv_locate(ctx, o.mount, ctx->args.v[0], false, &l);
     if (rc != 0)
         goto out;
     if (!l.v2) {
@@ -571,9 +648,9 @@ static int kv_metadata_get(struct cli *ctx)
         cJSON_GetObjectItemCaseSensitive(secret, "data"), "versions");
     if (secret == NULL)
         rc = cli__fail(2, "No value found at %s", full);
-    else if (ctx->o.field != NULL)
+    else if (ctx->g.field != NULL)
         rc = cli__print_field(ctx, secret);
-    else if (ctx->o.format != CLI_FMT_TABLE)
+    else if (ctx->format != CLI_FMT_TABLE)
         rc = cli__print_secret(ctx, secret);
     else if (!cli__json_is_nullish(versions))
         rc = kv_metadata_table(ctx, full, secret);
@@ -605,22 +682,13 @@ static const char help_kv[] =
     "  sys/internal/ui/mounts; version 2 paths get data/ or metadata/.\n"
     CLI_HELP_GLOBAL;
 
-static const char *const flags_kv_get[] = { "mount", "version", NULL };
-static const char *const flags_kv_put[] = { "mount", "cas", NULL };
-static const char *const flags_kv_mount[] = { "mount", NULL };
-static const char *const flags_kv_versions[] = { "mount", "versions", NULL };
-
 const struct cli_command cli__kv_commands[] = {
-    { { "kv", "get", NULL }, kv_get, flags_kv_get, help_kv, false },
-    { { "kv", "put", NULL }, kv_put, flags_kv_put, help_kv, false },
-    { { "kv", "list", NULL }, kv_list, flags_kv_mount, help_kv, false },
-    { { "kv", "delete", NULL }, kv_delete, flags_kv_versions, help_kv,
-      false },
-    { { "kv", "undelete", NULL }, kv_undelete, flags_kv_versions, help_kv,
-      false },
-    { { "kv", "destroy", NULL }, kv_destroy, flags_kv_versions, help_kv,
-      false },
-    { { "kv", "metadata", "get" }, kv_metadata_get, flags_kv_mount, help_kv,
-      false },
-    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+    { { "kv", "get", NULL }, cmd_kv_get, help_kv, false },
+    { { "kv", "put", NULL }, cmd_kv_put, help_kv, false },
+    { { "kv", "list", NULL }, cmd_kv_list, help_kv, false },
+    { { "kv", "delete", NULL }, cmd_kv_delete, help_kv, false },
+    { { "kv", "undelete", NULL }, cmd_kv_undelete, help_kv, false },
+    { { "kv", "destroy", NULL }, cmd_kv_destroy, help_kv, false },
+    { { "kv", "metadata", "get" }, cmd_kv_metadata_get, help_kv, false },
+    { { NULL, NULL, NULL }, NULL, NULL, false },
 };

@@ -18,8 +18,8 @@
  * id is kept out of the client's path cleaning). Like Vault's CLI,
  * revocation is asynchronous ({"sync": false}) unless -sync is given.
  *
- * Not owned: flags and dispatch (cli.c), HTTP (cli_http.c), formatting
- * (cli_format.c).
+ * Not owned: flag parsing and dispatch (cli.c), HTTP (cli_http.c),
+ * formatting (cli_format.c).
  *
  * Entry point: the table cli__lease_commands (cli_cmd.h).
  */
@@ -44,8 +44,20 @@
     "with secret engines!"
 
 /* ====================================================================
- * Request bodies and paths
+ * Options, request bodies and paths
  * ==================================================================== */
+
+/* lease renew's flags. */
+struct lease_renew_opts {
+    int64_t increment; /* -increment, -i: the new TTL asked for */
+};
+
+/* lease revoke's flags. */
+struct lease_revoke_opts {
+    bool prefix; /* -prefix: every lease under ID */
+    bool force;  /* -force, -f (with -prefix): delete even if revoking fails */
+    bool sync;   /* -sync: wait for the revocation */
+};
 
 /* {"increment": secs, "lease_id": id}, in Go's sorted map order. */
 static cJSON *renew_body(const char *id, int64_t increment)
@@ -64,8 +76,8 @@ static cJSON *renew_body(const char *id, int64_t increment)
  * the path (a new string) and sets *body to a new object, or to NULL for
  * -force, which takes no body.
  */
-static char *revoke_request(const struct cli_opts *o, const char *id,
-                            cJSON **body)
+static char *revoke_request(const struct lease_revoke_opts *o,
+                            const char *id, cJSON **body)
 {
     *body = NULL;
     if (o->force)
@@ -113,9 +125,10 @@ static bool prefix_is_empty(const char *id)
     return empty;
 }
 
-static int revoke_usage(const struct cli_opts *o)
+static int revoke_usage(const struct lease_revoke_opts *o,
+                        const struct strvec *args)
 {
-    int rc = cli__arg_count_error(o->args.n, 1, 1);
+    int rc = cli__arg_count_error(args->n, 1, 1);
     char *id = NULL;
 
     if (rc != 0)
@@ -123,7 +136,7 @@ static int revoke_usage(const struct cli_opts *o)
     if (o->force && !o->prefix)
         return cli__fail(1, "Specifying -force requires also specifying "
                             "-prefix");
-    id = cli__trim_dup(o->args.v[0]);
+    id = cli__trim_dup(args->v[0]);
     if (o->prefix && prefix_is_empty(id))
         rc = cli__fail(1, "Refusing to revoke with an empty prefix (\"%s\"): "
                           "it would revoke every lease", id);
@@ -135,18 +148,20 @@ static int revoke_usage(const struct cli_opts *o)
  * lease lookup | renew | revoke | list
  * ==================================================================== */
 
-static int lease_lookup(struct cli *ctx)
+static int cmd_lease_lookup(struct cli *ctx, int argc, char **argv)
 {
     cJSON *body = NULL, *secret = NULL;
     char *id = NULL;
     int rc;
 
-    rc = one_id_usage(ctx->o.args.n, "1");
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = one_id_usage(ctx->args.n, "1");
     if (rc == 0)
         rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
-    id = cli__trim_dup(ctx->o.args.v[0]);
+    id = cli__trim_dup(ctx->args.v[0]);
     body = cli__one_member("lease_id", id);
     rc = cli__call(ctx, "PUT", "sys/leases/lookup", NULL, body, CLI_CALL_RAW,
                    &secret, "error looking up lease id %s", id);
@@ -160,19 +175,26 @@ out:
     return rc;
 }
 
-static int lease_renew(struct cli *ctx)
+static int cmd_lease_renew(struct cli *ctx, int argc, char **argv)
 {
+    struct lease_renew_opts o = { 0 };
+    const struct cli_flag flags[] = {
+        CLI_DURATION("increment", "i", &o.increment),
+        CLI_FLAG_END,
+    };
     cJSON *body = NULL, *secret = NULL;
     char *id = NULL;
     int rc;
 
-    rc = one_id_usage(ctx->o.args.n, "1-2");
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = one_id_usage(ctx->args.n, "1-2");
     if (rc == 0)
         rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
-    id = cli__trim_dup(ctx->o.args.v[0]);
-    body = renew_body(id, ctx->o.increment);
+    id = cli__trim_dup(ctx->args.v[0]);
+    body = renew_body(id, o.increment);
     rc = cli__call(ctx, "PUT", "sys/leases/renew", NULL, body, CLI_CALL_RAW,
                    &secret, "Error renewing %s", id);
     if (rc != 0)
@@ -186,7 +208,8 @@ out:
 }
 
 /* The line Vault prints after a revocation went through. */
-static void revoke_success(const struct cli_opts *o, const char *id)
+static void revoke_success(const struct lease_revoke_opts *o,
+                           const char *id)
 {
     if (o->force)
         printf("Success! Force revoked any leases with prefix: %s\n", id);
@@ -210,26 +233,34 @@ static void force_warning(void)
     out_release(&o);
 }
 
-static int lease_revoke(struct cli *ctx)
+static int cmd_lease_revoke(struct cli *ctx, int argc, char **argv)
 {
-    const struct cli_opts *o = &ctx->o;
+    struct lease_revoke_opts o = { false, false, false };
+    const struct cli_flag flags[] = {
+        CLI_BOOL("prefix", NULL, &o.prefix),
+        CLI_BOOL("force", "f", &o.force),
+        CLI_BOOL("sync", NULL, &o.sync),
+        CLI_FLAG_END,
+    };
     cJSON *body = NULL, *secret = NULL;
     const char *what;
     char *id = NULL, *path = NULL;
     int rc;
 
-    rc = revoke_usage(o);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = revoke_usage(&o, &ctx->args);
     if (rc == 0)
         rc = cli__need_client(ctx);
     if (rc != 0)
         goto out;
-    id = cli__trim_dup(o->args.v[0]);
-    path = revoke_request(o, id, &body);
-    if (o->force)
+    id = cli__trim_dup(ctx->args.v[0]);
+    path = revoke_request(&o, id, &body);
+    if (o.force)
         force_warning();
-    if (o->force)
+    if (o.force)
         what = "Error force revoking leases with prefix";
-    else if (o->prefix)
+    else if (o.prefix)
         what = "Error revoking leases with prefix";
     else
         what = "Error revoking lease";
@@ -237,7 +268,7 @@ static int lease_revoke(struct cli *ctx)
                    "%s %s", what, id);
     if (rc != 0)
         goto out;
-    revoke_success(o, id);
+    revoke_success(&o, id);
 out:
     cli__json_free_wiped(secret);
     cli__json_free_wiped(body);
@@ -247,16 +278,18 @@ out:
 }
 
 /* `list sys/leases/lookup/PREFIX`, word for word. */
-static int lease_list(struct cli *ctx)
+static int cmd_lease_list(struct cli *ctx, int argc, char **argv)
 {
     char *prefix = NULL, *path = NULL;
     cJSON *secret = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    prefix = cli__sanitize_path(ctx->o.args.v[0]);
+    prefix = cli__sanitize_path(ctx->args.v[0]);
     path = cli__str_concat3("sys/leases/lookup/", prefix, "");
     rc = cli__call(ctx, "LIST", path, NULL, NULL, CLI_CALL_READ, &secret,
                    "Error listing %s", path);
@@ -289,18 +322,10 @@ static const char help_lease[] =
     "          Lists lease ids and folders under PREFIX (needs sudo).\n"
     CLI_HELP_GLOBAL;
 
-static const char *const flags_none[] = { NULL };
-static const char *const flags_renew[] = { "increment", NULL };
-static const char *const flags_revoke[] = { "prefix", "force", "sync",
-                                            NULL };
-
 const struct cli_command cli__lease_commands[] = {
-    { { "lease", "lookup", NULL }, lease_lookup, flags_none, help_lease,
-      false },
-    { { "lease", "renew", NULL }, lease_renew, flags_renew, help_lease,
-      false },
-    { { "lease", "revoke", NULL }, lease_revoke, flags_revoke, help_lease,
-      false },
-    { { "lease", "list", NULL }, lease_list, flags_none, help_lease, false },
-    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+    { { "lease", "lookup", NULL }, cmd_lease_lookup, help_lease, false },
+    { { "lease", "renew", NULL }, cmd_lease_renew, help_lease, false },
+    { { "lease", "revoke", NULL }, cmd_lease_revoke, help_lease, false },
+    { { "lease", "list", NULL }, cmd_lease_list, help_lease, false },
+    { { NULL, NULL, NULL }, NULL, NULL, false },
 };

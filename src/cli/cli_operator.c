@@ -27,8 +27,8 @@
  * and in /proc/PID/cmdline while the command runs; the help says so,
  * as Vault's does.
  *
- * Not owned: flags and dispatch (cli.c), HTTP (cli_http.c), the seal
- * status table (cli__print_seal_status in cli_cmds.c), formatting
+ * Not owned: flag parsing and dispatch (cli.c), HTTP (cli_http.c), the
+ * seal status table (cli__print_seal_status in cli_cmds.c), formatting
  * (cli_format.c).
  *
  * Entry point: the table cli__operator_commands (cli_cmd.h).
@@ -69,6 +69,13 @@
  * operator init: request and output
  * ==================================================================== */
 
+/* operator init's flags. */
+struct operator_init_opts {
+    int64_t key_shares;    /* -key-shares, -n; 0 for the default */
+    int64_t key_threshold; /* -key-threshold, -t; 0 for the default */
+    bool status;           /* -status: only ask whether it is */
+};
+
 /* What the command asks for (the numbers of Go's api.InitRequest). */
 struct init_req {
     int64_t secret_shares;
@@ -82,7 +89,8 @@ struct init_req {
  * keys, or recovery keys behind an auto-unseal seal. 0 means "not given"
  * (Go's zero int), so -key-shares=0 also gets the default.
  */
-static void init_defaults(struct init_req *req, const struct cli_opts *o,
+static void init_defaults(struct init_req *req,
+                          const struct operator_init_opts *o,
                           bool recovery_seal)
 {
     memset(req, 0, sizeof(*req));
@@ -306,7 +314,7 @@ static int init_status(struct cli *ctx)
     }
     inited = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp,
                                                            "initialized"));
-    if (ctx->o.format == CLI_FMT_TABLE) {
+    if (ctx->format == CLI_FMT_TABLE) {
         printf("%s\n", inited ? "Vault is initialized"
                               : "Vault is not initialized");
     } else {
@@ -332,7 +340,7 @@ static int init_output(struct cli *ctx, const struct init_req *req,
     struct out o;
     int rc;
 
-    if (ctx->o.format != CLI_FMT_TABLE) {
+    if (ctx->format != CLI_FMT_TABLE) {
         machine = machine_init(req, resp);
         rc = print_struct(ctx, machine);
         cli__json_free_wiped(machine);
@@ -343,15 +351,24 @@ static int init_output(struct cli *ctx, const struct init_req *req,
     return cli__emit(stdout, &o);
 }
 
-static int operator_init(struct cli *ctx)
+static int cmd_operator_init(struct cli *ctx, int argc, char **argv)
 {
+    struct operator_init_opts o = { 0, 0, false };
+    const struct cli_flag flags[] = {
+        CLI_INT("key-shares", "n", &o.key_shares),
+        CLI_INT("key-threshold", "t", &o.key_threshold),
+        CLI_BOOL("status", NULL, &o.status),
+        CLI_FLAG_END,
+    };
     cJSON *seal = NULL, *body = NULL, *resp = NULL;
     struct init_req req;
     struct out err;
     int rc;
 
     out_init(&err);
-    rc = cli__begin(ctx, 0, 0);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
     /* Vault asks first whether the seal uses recovery keys. */
@@ -360,11 +377,11 @@ static int operator_init(struct cli *ctx)
         rc = cli__fail(2, "%s", err.b.ptr != NULL ? err.b.ptr : "");
         goto out;
     }
-    if (ctx->o.status) {
+    if (o.status) {
         rc = init_status(ctx);
         goto out;
     }
-    init_defaults(&req, &ctx->o,
+    init_defaults(&req, &o,
                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
                       seal, "recovery_seal")));
     body = init_body(&req);
@@ -556,23 +573,35 @@ static void wipe_args(struct strvec *args)
         OPENSSL_cleanse(args->v[i], strlen(args->v[i]));
 }
 
-static int operator_unseal(struct cli *ctx)
+/* operator unseal's flags. */
+struct operator_unseal_opts {
+    bool reset; /* -reset: discard the keys entered so far */
+};
+
+static int cmd_operator_unseal(struct cli *ctx, int argc, char **argv)
 {
+    struct operator_unseal_opts o = { false };
+    const struct cli_flag flags[] = {
+        CLI_BOOL("reset", NULL, &o.reset),
+        CLI_FLAG_END,
+    };
     cJSON *body = NULL, *seal = NULL;
     char *key = NULL;
     const char *what = "Error unsealing";
-    int rc = 0;
+    int rc;
 
-    rc = cli__begin(ctx, 0, 1);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 1);
     if (rc != 0)
         goto out;
-    if (ctx->o.reset) {
+    if (o.reset) {
         what = "Error resetting unseal process";
         body = cJSON_CreateObject();
         COFFER_ASSERT(body != NULL);
         cJSON_AddTrueToObject(body, "reset");
     } else {
-        key = ctx->o.args.n == 1 ? cli__trim_dup(ctx->o.args.v[0])
+        key = ctx->args.n == 1 ? cli__trim_dup(ctx->args.v[0])
                                  : ask_key();
         if (key == NULL) {
             rc = 1;
@@ -587,19 +616,21 @@ static int operator_unseal(struct cli *ctx)
     /* Like Vault: 0 even while still sealed (progress 1/3). */
     rc = cli__print_seal_status(ctx, seal);
 out:
-    wipe_args(&ctx->o.args);
+    wipe_args(&ctx->args);
     cli__json_free_wiped(seal);
     cli__json_free_wiped(body);
     secure_free_str(key);
     return rc;
 }
 
-static int operator_seal(struct cli *ctx)
+static int cmd_operator_seal(struct cli *ctx, int argc, char **argv)
 {
     cJSON *secret = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 0, 0);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
     rc = cli__call(ctx, "PUT", "sys/seal", NULL, NULL, CLI_CALL_RAW, &secret,
@@ -634,17 +665,12 @@ static const char help_operator[] =
     "          unsealed again it answers every request with an error.\n"
     CLI_HELP_GLOBAL;
 
-static const char *const flags_init[] = { "key-shares", "key-threshold",
-                                          "status", NULL };
-static const char *const flags_unseal[] = { "reset", NULL };
-static const char *const flags_none[] = { NULL };
-
 const struct cli_command cli__operator_commands[] = {
-    { { "operator", "init", NULL }, operator_init, flags_init, help_operator,
+    { { "operator", "init", NULL }, cmd_operator_init, help_operator,
       false },
-    { { "operator", "unseal", NULL }, operator_unseal, flags_unseal,
-      help_operator, false },
-    { { "operator", "seal", NULL }, operator_seal, flags_none, help_operator,
+    { { "operator", "unseal", NULL }, cmd_operator_unseal, help_operator,
       false },
-    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+    { { "operator", "seal", NULL }, cmd_operator_seal, help_operator,
+      false },
+    { { NULL, NULL, NULL }, NULL, NULL, false },
 };

@@ -14,8 +14,8 @@
  *                              PUT sys/capabilities-self {"path"}, or
  *                              PUT sys/capabilities {"token","path"}
  *
- * Not owned: flags and dispatch (cli.c), HTTP (cli_http.c), formatting
- * (cli_format.c), the policy language (policy_hcl.c).
+ * Not owned: flag parsing and dispatch (cli.c), HTTP (cli_http.c),
+ * formatting (cli_format.c), the policy language (policy_hcl.c).
  *
  * Entry point: the table cli__policy_commands (cli_cmd.h).
  */
@@ -83,7 +83,7 @@ static char *acl_path(const char *name)
  * policy write | read | list | delete | fmt
  * ==================================================================== */
 
-static int policy_write_cmd(struct cli *ctx)
+static int cmd_policy_write(struct cli *ctx, int argc, char **argv)
 {
     cJSON *body = NULL, *secret = NULL;
     char *text = NULL, *path = NULL, *name = NULL;
@@ -91,11 +91,13 @@ static int policy_write_cmd(struct cli *ctx)
     int rc;
 
     out_init(&err);
-    rc = cli__begin(ctx, 2, 2);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 2, 2);
     if (rc != 0)
         goto out;
-    name = cli__trim_dup(ctx->o.args.v[0]);
-    text = read_text(ctx, ctx->o.args.v[1], &err);
+    name = cli__trim_dup(ctx->args.v[0]);
+    text = read_text(ctx, ctx->args.v[1], &err);
     if (text == NULL) {
         rc = cli__report(&err, "Error opening policy file");
         goto out;
@@ -117,17 +119,19 @@ out:
     return rc;
 }
 
-static int policy_read_cmd(struct cli *ctx)
+static int cmd_policy_read(struct cli *ctx, int argc, char **argv)
 {
     cJSON *secret = NULL;
     const cJSON *data;
     char *path = NULL, *name = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    name = cli__trim_dup(ctx->o.args.v[0]);
+    name = cli__trim_dup(ctx->args.v[0]);
     path = acl_path(name);
     rc = cli__call(ctx, "GET", path, NULL, NULL, CLI_CALL_READ, &secret,
                    "Error reading policy named %s", name);
@@ -138,7 +142,7 @@ static int policy_read_cmd(struct cli *ctx)
         rc = cli__fail(2, "No policy named: %s", name);
         goto out;
     }
-    if (ctx->o.format != CLI_FMT_TABLE) {
+    if (ctx->format != CLI_FMT_TABLE) {
         rc = cli__print_data(ctx, data);
     } else {
         const char *text = cli__str_member(data, "policy");
@@ -154,13 +158,15 @@ out:
     return rc;
 }
 
-static int policy_list_cmd(struct cli *ctx)
+static int cmd_policy_list(struct cli *ctx, int argc, char **argv)
 {
     cJSON *secret = NULL;
     const cJSON *keys, *k;
     int rc;
 
-    rc = cli__begin(ctx, 0, 0);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 0);
     if (rc != 0)
         goto out;
     rc = cli__call(ctx, "LIST", "sys/policies/acl", NULL, NULL, CLI_CALL_READ,
@@ -169,7 +175,7 @@ static int policy_list_cmd(struct cli *ctx)
         goto out;
     keys = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(secret, "data"), "keys");
-    if (ctx->o.format != CLI_FMT_TABLE) {
+    if (ctx->format != CLI_FMT_TABLE) {
         rc = cli__print_data(ctx, keys);
         goto out;
     }
@@ -182,16 +188,18 @@ out:
     return rc;
 }
 
-static int policy_delete_cmd(struct cli *ctx)
+static int cmd_policy_delete(struct cli *ctx, int argc, char **argv)
 {
     cJSON *secret = NULL;
     char *path = NULL, *name = NULL;
     int rc;
 
-    rc = cli__begin(ctx, 1, 1);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 1);
     if (rc != 0)
         goto out;
-    name = cli__trim_dup(ctx->o.args.v[0]);
+    name = cli__trim_dup(ctx->args.v[0]);
     path = acl_path(name);
     rc = cli__call(ctx, "DELETE", path, NULL, NULL, CLI_CALL_WRITE, &secret,
                    "Error deleting %s", name);
@@ -205,7 +213,7 @@ out:
     return rc;
 }
 
-static int policy_fmt_cmd(struct cli *ctx)
+static int cmd_policy_fmt(struct cli *ctx, int argc, char **argv)
 {
     const char *file;
     char *text = NULL, *formatted = NULL;
@@ -215,10 +223,12 @@ static int policy_fmt_cmd(struct cli *ctx)
     int rc;
 
     out_init(&err);
-    rc = cli__arg_count_error(ctx->o.args.n, 1, 1);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__arg_count_error(ctx->args.n, 1, 1);
     if (rc != 0)
         goto out;
-    file = ctx->o.args.v[0];
+    file = ctx->args.v[0];
     text = read_text(ctx, file, &err);
     if (text == NULL) {
         rc = cli__report(&err, "Error opening policy file");
@@ -254,19 +264,21 @@ out:
  * token capabilities
  * ==================================================================== */
 
-static int token_capabilities_cmd(struct cli *ctx)
+static int cmd_token_capabilities(struct cli *ctx, int argc, char **argv)
 {
     cJSON *body = NULL, *secret = NULL;
     const cJSON *caps, *c;
     const char *token = NULL, *path;
     int rc;
 
-    rc = cli__begin(ctx, 1, 2);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 1, 2);
     if (rc != 0)
         goto out;
-    if (ctx->o.args.n == 2)
-        token = ctx->o.args.v[0];
-    path = ctx->o.args.v[ctx->o.args.n - 1];
+    if (ctx->args.n == 2)
+        token = ctx->args.v[0];
+    path = ctx->args.v[ctx->args.n - 1];
     body = cli__one_member("path", path);
     if (token != NULL)
         cJSON_AddStringToObject(body, "token", token);
@@ -278,7 +290,7 @@ static int token_capabilities_cmd(struct cli *ctx)
         goto out;
     caps = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(secret, "data"), "capabilities");
-    if (ctx->o.format != CLI_FMT_TABLE) {
+    if (ctx->format != CLI_FMT_TABLE) {
         rc = cli__print_data(ctx, caps);
         goto out;
     }
@@ -317,20 +329,13 @@ static const char help_token_capabilities[] =
     "  TOKEN when given.\n"
     CLI_HELP_GLOBAL;
 
-static const char *const flags_none[] = { NULL };
-
 const struct cli_command cli__policy_commands[] = {
-    { { "policy", "write", NULL }, policy_write_cmd, flags_none, help_policy,
-      false },
-    { { "policy", "read", NULL }, policy_read_cmd, flags_none, help_policy,
-      false },
-    { { "policy", "list", NULL }, policy_list_cmd, flags_none, help_policy,
-      false },
-    { { "policy", "delete", NULL }, policy_delete_cmd, flags_none,
-      help_policy, false },
-    { { "policy", "fmt", NULL }, policy_fmt_cmd, flags_none, help_policy,
-      false },
-    { { "token", "capabilities", NULL }, token_capabilities_cmd, flags_none,
+    { { "policy", "write", NULL }, cmd_policy_write, help_policy, false },
+    { { "policy", "read", NULL }, cmd_policy_read, help_policy, false },
+    { { "policy", "list", NULL }, cmd_policy_list, help_policy, false },
+    { { "policy", "delete", NULL }, cmd_policy_delete, help_policy, false },
+    { { "policy", "fmt", NULL }, cmd_policy_fmt, help_policy, false },
+    { { "token", "capabilities", NULL }, cmd_token_capabilities,
       help_token_capabilities, false },
-    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
+    { { NULL, NULL, NULL }, NULL, NULL, false },
 };

@@ -1,6 +1,8 @@
 /*
  * test_cli.c - unit tests for cli.c: flag parsing (Go `flag` syntax as
- * the Vault CLI takes it), the command tables and -field lookup.
+ * the Vault CLI takes it), the command tables and -field lookup. Which
+ * flags each command takes is tested through the commands themselves
+ * (test_cli_lease.c, test_cli_operator.c).
  *
  * Expected strings are what the Vault CLI prints for the same input.
  */
@@ -8,20 +10,29 @@
 #include "harness.h"
 
 #include <stdio.h>
+#include <unistd.h>
+
+#include "cli_capture.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static const char *const no_flags[] = { NULL };
-
-/* Parses argv (NULL-terminated) for a command taking `allowed` flags. */
-static int parse(struct cli_opts *o, const char *const *allowed,
+/* Parses argv (NULL-terminated) into ctx (fresh) and the command's flags. */
+static int parse(struct cli *ctx, const struct cli_flag *flags,
                  const char **argv, struct out *err)
 {
     int argc = 0;
 
     while (argv[argc] != NULL)
         argc++;
-    return cli__parse_args(o, allowed, argc, (char **)argv, err);
+    cli__init(ctx, NULL);
+    out_init(err);
+    return cli__parse_args(ctx, flags, argc, (char **)argv, err);
+}
+
+static void parse_done(struct cli *ctx, struct out *err)
+{
+    cli__release(ctx);
+    out_release(err);
 }
 
 static const char *text(struct out *o)
@@ -41,170 +52,213 @@ static const struct cli_command *command(const char *w1, const char *w2,
     return find_command(argc, argv, used);
 }
 
+/* A command's options, as the tests below bind them. */
+struct test_opts {
+    bool force;
+    const char *mount;
+    int64_t cas;
+    int64_t ttl;
+    int64_t increment;
+    bool renewable;
+    struct strvec policies;
+    struct strvec metadata;
+    struct strvec options;
+};
+
+static void test_opts_init(struct test_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->cas = -1;
+    o->renewable = true;
+    strvec_init(&o->policies);
+    strvec_init(&o->metadata);
+    strvec_init(&o->options);
+}
+
+static void test_opts_release(struct test_opts *o)
+{
+    strvec_release(&o->policies);
+    strvec_release(&o->metadata);
+    strvec_release(&o->options);
+}
+
 /* ---- flags ------------------------------------------------------------ */
 
 TEST(flags_forms)
 {
-    static const char *const allowed[] = { "force", "mount", "cas", NULL };
     const char *argv[] = { "-force", "--mount", "secret", "-cas=3",
                            "path", "k=v", "-format=json", NULL };
-    struct cli_opts o;
+    struct test_opts o;
+    const struct cli_flag flags[] = {
+        CLI_BOOL("force", "f", &o.force),
+        CLI_STRING("mount", NULL, &o.mount),
+        CLI_INT("cas", NULL, &o.cas),
+        CLI_FLAG_END,
+    };
+    struct cli ctx;
     struct out err;
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK_EQ_INT(parse(&o, allowed, argv, &err), 0);
+    test_opts_init(&o);
+    CHECK_EQ_INT(parse(&ctx, flags, argv, &err), 0);
     CHECK(o.force);
     CHECK_STREQ(o.mount, "secret");
     CHECK_EQ_INT(o.cas, 3);
-    CHECK_STREQ(o.format_flag, "json"); /* global flag after positionals */
-    CHECK_EQ_INT(o.args.n, 2);
-    CHECK_STREQ(o.args.v[0], "path");
-    CHECK_STREQ(o.args.v[1], "k=v");
-    CHECK(cli__opt_seen(&o, "cas"));
-    CHECK(!cli__opt_seen(&o, "version"));
-    out_release(&err);
-    cli__opts_release(&o);
+    CHECK_STREQ(ctx.g.format_flag, "json"); /* global flag after args */
+    CHECK_EQ_INT(ctx.args.n, 2);
+    CHECK_STREQ(ctx.args.v[0], "path");
+    CHECK_STREQ(ctx.args.v[1], "k=v");
+    parse_done(&ctx, &err);
+    test_opts_release(&o);
 }
 
 TEST(flags_errors)
 {
-    static const char *const allowed[] = { "ttl", "renewable", NULL };
     const char *unknown[] = { "-nope", NULL };
     const char *missing[] = { "-ttl", NULL };
     const char *bad_dur[] = { "-ttl=abc", NULL };
     const char *bad_bool[] = { "-renewable=maybe", NULL };
-    struct cli_opts o;
+    const char *bad_int[] = { "-cas=x1", NULL };
+    struct test_opts o;
+    const struct cli_flag flags[] = {
+        CLI_DURATION("ttl", NULL, &o.ttl),
+        CLI_BOOL("renewable", NULL, &o.renewable),
+        CLI_INT("cas", NULL, &o.cas),
+        CLI_FLAG_END,
+    };
+    struct cli ctx;
     struct out err;
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK(parse(&o, allowed, unknown, &err) != 0);
+    test_opts_init(&o);
+    CHECK(parse(&ctx, flags, unknown, &err) != 0);
     CHECK_STREQ(text(&err), "flag provided but not defined: -nope");
-    cli__opts_release(&o);
-    out_release(&err);
+    parse_done(&ctx, &err);
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK(parse(&o, allowed, missing, &err) != 0);
+    CHECK(parse(&ctx, flags, missing, &err) != 0);
     CHECK_STREQ(text(&err), "flag needs an argument: -ttl");
-    cli__opts_release(&o);
-    out_release(&err);
+    parse_done(&ctx, &err);
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK(parse(&o, allowed, bad_dur, &err) != 0);
+    CHECK(parse(&ctx, flags, bad_dur, &err) != 0);
     CHECK(str_has_prefix(text(&err), "invalid value \"abc\" for flag -ttl: "));
-    cli__opts_release(&o);
-    out_release(&err);
+    parse_done(&ctx, &err);
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK(parse(&o, allowed, bad_bool, &err) != 0);
+    CHECK(parse(&ctx, flags, bad_bool, &err) != 0);
     CHECK_STREQ(text(&err), "invalid boolean value \"maybe\" for -renewable: "
                             "strconv.ParseBool: parsing \"maybe\": invalid "
                             "syntax");
-    cli__opts_release(&o);
-    out_release(&err);
+    parse_done(&ctx, &err);
+
+    CHECK(parse(&ctx, flags, bad_int, &err) != 0);
+    CHECK_STREQ(text(&err), "invalid value \"x1\" for flag -cas: "
+                            "strconv.ParseInt: parsing \"x1\": invalid "
+                            "syntax");
+    parse_done(&ctx, &err);
+    test_opts_release(&o);
 }
 
 TEST(flags_values)
 {
-    static const char *const allowed[] = { "ttl", "renewable", "policy",
-                                           "metadata", "increment", NULL };
     const char *argv[] = { "-ttl=1h30m", "-renewable=false", "-policy=a",
                            "-policy", " b ", "-metadata=k=v=w", "-i", "90",
                            "--", "-x", NULL };
-    struct cli_opts o;
+    struct test_opts o;
+    const struct cli_flag flags[] = {
+        CLI_DURATION("ttl", NULL, &o.ttl),
+        CLI_BOOL("renewable", NULL, &o.renewable),
+        CLI_LIST("policy", NULL, &o.policies),
+        CLI_MAP("metadata", NULL, &o.metadata),
+        CLI_DURATION("increment", "i", &o.increment),
+        CLI_FLAG_END,
+    };
+    struct cli ctx;
     struct out err;
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK_EQ_INT(parse(&o, allowed, argv, &err), 0);
+    test_opts_init(&o);
+    CHECK_EQ_INT(parse(&ctx, flags, argv, &err), 0);
     CHECK_EQ_INT(o.ttl, 5400);
     CHECK(!o.renewable);
     CHECK_EQ_INT(o.policies.n, 2);
     CHECK_STREQ(o.policies.v[1], "b");
     CHECK_STREQ(o.metadata.v[0], "k=v=w");
     CHECK_EQ_INT(o.increment, 90);
-    CHECK_EQ_INT(o.args.n, 1);
-    CHECK_STREQ(o.args.v[0], "-x");
-    out_release(&err);
-    cli__opts_release(&o);
+    CHECK_EQ_INT(ctx.args.n, 1);
+    CHECK_STREQ(ctx.args.v[0], "-x");
+    parse_done(&ctx, &err);
+    test_opts_release(&o);
+}
+
+TEST(flags_aliases)
+{
+    const char *argv[] = { "-f", "--i=system", NULL };
+    struct test_opts o;
+    const struct cli_flag flags[] = {
+        CLI_BOOL("force", "f", &o.force),
+        CLI_DURATION("increment", "i", &o.increment),
+        CLI_FLAG_END,
+    };
+    struct cli ctx;
+    struct out err;
+
+    test_opts_init(&o);
+    CHECK_EQ_INT(parse(&ctx, flags, argv, &err), 0);
+    CHECK(o.force);
+    CHECK_EQ_INT(o.increment, -1); /* "system", as in Vault */
+    parse_done(&ctx, &err);
+    test_opts_release(&o);
 }
 
 TEST(flags_unknown_after_positional_is_data)
 {
     const char *argv[] = { "secret/x", "-notaflag", "-", NULL };
-    struct cli_opts o;
+    struct cli ctx;
     struct out err;
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK_EQ_INT(parse(&o, no_flags, argv, &err), 0);
-    CHECK_EQ_INT(o.args.n, 3);
-    CHECK_STREQ(o.args.v[2], "-");
-    out_release(&err);
-    cli__opts_release(&o);
+    CHECK_EQ_INT(parse(&ctx, NULL, argv, &err), 0);
+    CHECK_EQ_INT(ctx.args.n, 3);
+    CHECK_STREQ(ctx.args.v[2], "-");
+    parse_done(&ctx, &err);
 }
 
 TEST(flags_map_needs_equals)
 {
     const char *argv[] = { "-options=version", NULL };
-    static const char *const allowed[] = { "options", NULL };
-    struct cli_opts o;
+    struct test_opts o;
+    const struct cli_flag flags[] = {
+        CLI_MAP("options", NULL, &o.options),
+        CLI_FLAG_END,
+    };
+    struct cli ctx;
     struct out err;
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK(parse(&o, allowed, argv, &err) != 0);
+    test_opts_init(&o);
+    CHECK(parse(&ctx, flags, argv, &err) != 0);
     CHECK_STREQ(text(&err), "invalid value \"version\" for flag -options: "
                             "missing = in KV pair: \"version\"");
-    out_release(&err);
-    cli__opts_release(&o);
+    parse_done(&ctx, &err);
+    test_opts_release(&o);
 }
 
-TEST(flags_lease)
+TEST(flags_global)
 {
-    const struct cli_command *revoke, *renew;
-    const char *rv[] = { "-prefix", "--force", "database/creds/ro",
-                         "-sync=false", NULL };
-    const char *rn[] = { "-increment=1h", "db/creds/ro/abc", NULL };
-    const char *alias[] = { "-i", "90", "db/creds/ro/abc", NULL };
-    const char *f[] = { "-f", "-prefix", "x", NULL };
-    struct cli_opts o;
+    const char *argv[] = { "-address", "http://h:1", "-ca-cert=/c",
+                           "-tls-skip-verify", "-field=ttl", "-detailed",
+                           "-help=x", NULL };
+    const char *own[] = { "-force", NULL };
+    struct cli ctx;
     struct out err;
-    int used = 0;
 
-    revoke = command("lease", "revoke", NULL, &used);
-    renew = command("lease", "renew", NULL, &used);
-    CHECK(revoke != NULL && renew != NULL);
-    if (revoke == NULL || renew == NULL)
-        return;
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK_EQ_INT(parse(&o, revoke->flags, rv, &err), 0);
-    CHECK(o.prefix && o.force && !o.sync);
-    CHECK_EQ_INT(o.args.n, 1);
-    CHECK_STREQ(o.args.v[0], "database/creds/ro");
-    cli__opts_release(&o);
+    /* A command without flags of its own still takes the global ones. */
+    CHECK_EQ_INT(parse(&ctx, NULL, argv, &err), 0);
+    CHECK_STREQ(ctx.g.address, "http://h:1");
+    CHECK_STREQ(ctx.g.ca_cert, "/c");
+    CHECK(ctx.g.tls_skip_verify);
+    CHECK_STREQ(ctx.g.field, "ttl");
+    CHECK(ctx.g.detailed);
+    CHECK_EQ_INT(ctx.args.n, 0);
+    parse_done(&ctx, &err);
 
-    cli__opts_init(&o);
-    CHECK_EQ_INT(parse(&o, revoke->flags, f, &err), 0);
-    CHECK(o.force && o.prefix && !o.sync); /* -f is -force, as in Vault */
-    cli__opts_release(&o);
-
-    cli__opts_init(&o);
-    CHECK_EQ_INT(parse(&o, renew->flags, rn, &err), 0);
-    CHECK_EQ_INT(o.increment, 3600);
-    CHECK_STREQ(o.args.v[0], "db/creds/ro/abc");
-    cli__opts_release(&o);
-
-    cli__opts_init(&o);
-    CHECK_EQ_INT(parse(&o, renew->flags, alias, &err), 0);
-    CHECK_EQ_INT(o.increment, 90);
-    cli__opts_release(&o);
-    out_release(&err);
+    CHECK(parse(&ctx, NULL, own, &err) != 0);
+    CHECK_STREQ(text(&err), "flag provided but not defined: -force");
+    parse_done(&ctx, &err);
 }
 
 /* ---- dispatch --------------------------------------------------------- */
@@ -243,41 +297,48 @@ TEST(dispatch_tables)
     CHECK(c != NULL && !c->raw_ok);
 }
 
-TEST(dispatch_flags_per_command)
+/* cli__parse for cmd with no flags of its own; *msg gets its stderr. */
+static int parse_for(const struct cli_command *cmd, const char *arg,
+                     char **msg)
 {
-    const char *prefix[] = { "-prefix", "x", NULL };
-    const char *incr[] = { "-increment=5m", "x", NULL };
-    const char *global[] = { "-format=json", "-field=ttl", "x", NULL };
-    const struct cli_command *lookup;
-    struct cli_opts o;
-    struct out err;
+    char *argv[2] = { (char *)arg, NULL };
+    struct cli ctx;
+    FILE *tmp = NULL;
+    int rc, saved;
+
+    fflush(stderr);
+    saved = redirect(STDERR_FILENO, &tmp);
+    cli__init(&ctx, cmd);
+    rc = cli__parse(&ctx, NULL, 1, argv);
+    if (rc == 0 && ctx.format != CLI_FMT_RAW)
+        rc = -1;
+    cli__release(&ctx);
+    fflush(stderr);
+    *msg = restore(STDERR_FILENO, saved, tmp);
+    return rc;
+}
+
+TEST(dispatch_format)
+{
+    const struct cli_command *read, *list;
+    char *msg;
     int used = 0;
 
-    lookup = command("lease", "lookup", NULL, &used);
-    CHECK(lookup != NULL);
-    if (lookup == NULL)
+    read = command("read", NULL, NULL, &used);
+    list = command("list", NULL, NULL, &used);
+    CHECK(read != NULL && list != NULL);
+    if (read == NULL || list == NULL)
         return;
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK(parse(&o, lookup->flags, prefix, &err) != 0);
-    CHECK_STREQ(text(&err), "flag provided but not defined: -prefix");
-    cli__opts_release(&o);
-    out_release(&err);
-
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK(parse(&o, lookup->flags, incr, &err) != 0);
-    CHECK_STREQ(text(&err), "flag provided but not defined: -increment");
-    cli__opts_release(&o);
-    out_release(&err);
-
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK_EQ_INT(parse(&o, lookup->flags, global, &err), 0);
-    CHECK_STREQ(o.format_flag, "json");
-    CHECK_STREQ(o.field, "ttl");
-    cli__opts_release(&o);
-    out_release(&err);
+    CHECK_EQ_INT(parse_for(read, "-format=raw", &msg), 0);
+    CHECK_STREQ(msg, "");
+    free(msg);
+    CHECK_EQ_INT(parse_for(list, "-format=raw", &msg), 1);
+    CHECK_STREQ(msg, "This command does not support the -format=raw "
+                     "option.\n");
+    free(msg);
+    CHECK_EQ_INT(parse_for(read, "-format=xml", &msg), 1);
+    CHECK_STREQ(msg, "Invalid output format: xml\n");
+    free(msg);
 }
 
 /* ---- -field ----------------------------------------------------------- */
@@ -309,10 +370,11 @@ int main(int argc, char **argv)
     RUN(flags_errors);
     RUN(flags_values);
     RUN(flags_unknown_after_positional_is_data);
+    RUN(flags_aliases);
     RUN(flags_map_needs_equals);
-    RUN(flags_lease);
+    RUN(flags_global);
     RUN(dispatch_tables);
-    RUN(dispatch_flags_per_command);
+    RUN(dispatch_format);
     RUN(raw_field_lookup);
     return HARNESS_DONE();
 }

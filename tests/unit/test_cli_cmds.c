@@ -8,17 +8,6 @@
 
 #include <stdio.h>
 
-/* Parses argv (NULL-terminated) for a command taking `allowed` flags. */
-static int parse(struct cli_opts *o, const char *const *allowed,
-                 const char **argv, struct out *err)
-{
-    int argc = 0;
-
-    while (argv[argc] != NULL)
-        argc++;
-    return cli__parse_args(o, allowed, argc, (char **)argv, err);
-}
-
 static char *json_text(const cJSON *v)
 {
     return cJSON_PrintUnformatted(v);
@@ -26,19 +15,22 @@ static char *json_text(const cJSON *v)
 
 TEST(request_bodies)
 {
-    const char *argv[] = { "-policy=dev", "-ttl=1h", "-type=batch",
-                           "-metadata=team=x", "-use-limit=2", NULL };
-    const char *mv[] = { "-options=version=1", "-version=2",
-                         "-default-lease-ttl=30m", NULL };
-    struct cli_opts o;
-    struct out err;
+    struct token_create_opts t;
+    struct secrets_enable_opts m;
     cJSON *b;
     char *s;
 
-    cli__opts_init(&o);
-    out_init(&err);
-    CHECK_EQ_INT(parse(&o, flags_token_create, argv, &err), 0);
-    b = token_create_body(&o);
+    /* -policy=dev -ttl=1h -type=batch -metadata=team=x -use-limit=2 */
+    memset(&t, 0, sizeof(t));
+    t.renewable = true;
+    strvec_init(&t.policies);
+    strvec_init(&t.metadata);
+    strvec_push(&t.policies, "dev");
+    t.ttl = 3600;
+    t.type = "batch";
+    strvec_push(&t.metadata, "team=x");
+    t.use_limit = 2;
+    b = token_create_body(&t);
     s = json_text(b);
     CHECK_STREQ(s, "{\"policies\":[\"dev\"],\"meta\":{\"team\":\"x\"},"
                    "\"ttl\":\"1h0m0s\",\"explicit_max_ttl\":\"0s\","
@@ -47,11 +39,25 @@ TEST(request_bodies)
                    "\"entity_alias\":\"\"}");
     cJSON_free(s);
     cJSON_Delete(b);
-    cli__opts_release(&o);
+    strvec_release(&t.policies);
+    strvec_release(&t.metadata);
 
-    cli__opts_init(&o);
-    CHECK_EQ_INT(parse(&o, flags_enable, mv, &err), 0);
-    b = mount_input(&o, "kv");
+    /* Without -type the token is a renewable service token. */
+    memset(&t, 0, sizeof(t));
+    t.renewable = true;
+    b = token_create_body(&t);
+    s = json_text(b);
+    CHECK(strstr(s, "\"renewable\":true,\"type\":\"service\"") != NULL);
+    cJSON_free(s);
+    cJSON_Delete(b);
+
+    /* -options=version=1 -version=2 -default-lease-ttl=30m */
+    memset(&m, 0, sizeof(m));
+    strvec_init(&m.options);
+    strvec_push(&m.options, "version=1");
+    m.version = 2;
+    m.default_lease_ttl = 1800;
+    b = mount_input(&m, "kv");
     s = json_text(b);
     CHECK_STREQ(s, "{\"type\":\"kv\",\"description\":\"\",\"config\":"
                    "{\"options\":null,\"default_lease_ttl\":\"30m0s\","
@@ -61,9 +67,7 @@ TEST(request_bodies)
                    "\"options\":{\"version\":\"2\"}}");
     cJSON_free(s);
     cJSON_Delete(b);
-    cli__opts_release(&o);
-
-    out_release(&err);
+    strvec_release(&m.options);
 }
 
 int main(int argc, char **argv)

@@ -31,43 +31,46 @@ TEST(paths_kv_v2)
 TEST(versions_list)
 {
     const char *argv[] = { "-versions=1, 2", "-versions=,3", NULL };
-    struct cli_opts o;
+    struct kv_versions_opts o;
+    const struct cli_flag flags[] = {
+        CLI_LIST("versions", NULL, &o.versions),
+        CLI_FLAG_END,
+    };
+    struct cli ctx;
     struct out err;
     cJSON *b;
     char *s;
 
-    cli__opts_init(&o);
+    o.mount = NULL;
+    strvec_init(&o.versions);
+    cli__init(&ctx, NULL);
     out_init(&err);
-    CHECK_EQ_INT(cli__parse_args(&o, flags_kv_versions, 2, (char **)argv,
-                                 &err), 0);
+    CHECK_EQ_INT(cli__parse_args(&ctx, flags, 2, (char **)argv, &err), 0);
     b = versions_json(&o.versions);
     s = cJSON_PrintUnformatted(b);
     CHECK_STREQ(s, "[\"1\",\"2\",\"3\"]");
     cJSON_free(s);
     cJSON_Delete(b);
-    cli__opts_release(&o);
+    strvec_release(&o.versions);
+    cli__release(&ctx);
     out_release(&err);
 }
 
 TEST(v2_body_cas)
 {
-    struct cli_opts o;
     cJSON *b;
     char *s;
 
-    cli__opts_init(&o);
-    b = kv_v2_body(&o, cJSON_CreateObject());
+    b = kv_v2_body(-1, cJSON_CreateObject()); /* no -cas */
     s = cJSON_PrintUnformatted(b);
     CHECK_STREQ(s, "{\"data\":{},\"options\":{}}");
     cJSON_free(s);
     cJSON_Delete(b);
-    o.cas = 0;
-    b = kv_v2_body(&o, cJSON_CreateObject());
+    b = kv_v2_body(0, cJSON_CreateObject());
     s = cJSON_PrintUnformatted(b);
     CHECK_STREQ(s, "{\"data\":{},\"options\":{\"cas\":0}}");
     cJSON_free(s);
     cJSON_Delete(b);
-    cli__opts_release(&o);
 }
 
 int main(int argc, char **argv)

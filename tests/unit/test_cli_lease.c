@@ -94,13 +94,12 @@ TEST(revoke_paths_and_bodies)
         { true, true, true, "sys/leases/revoke-force/db/creds/ro/a",
           "null" },
     };
-    struct cli_opts o;
+    struct lease_revoke_opts o;
     cJSON *body = NULL;
     char *path, *s;
     size_t i;
 
     for (i = 0; i < ARRAY_LEN(cases); i++) {
-        cli__opts_init(&o);
         o.prefix = cases[i].prefix;
         o.force = cases[i].force;
         o.sync = cases[i].sync;
@@ -111,7 +110,6 @@ TEST(revoke_paths_and_bodies)
         free(s);
         free(path);
         cJSON_Delete(body);
-        cli__opts_release(&o);
     }
 }
 
@@ -149,6 +147,15 @@ TEST(usage_errors)
         { { "list", NULL }, "Not enough arguments (expected 1, got 0)\n" },
         { { "lookup", "-prefix", "a", NULL },
           "flag provided but not defined: -prefix\n" },
+        { { "lookup", "-increment=5m", "a", NULL },
+          "flag provided but not defined: -increment\n" },
+        /* -f is -force and -i is -increment, as in Vault. */
+        { { "revoke", "-f", "db/creds", NULL },
+          "Specifying -force requires also specifying -prefix\n" },
+        { { "renew", "-i", NULL }, "flag needs an argument: -i\n" },
+        /* The global flags go with every command. */
+        { { "lookup", "-format=json", "-field=ttl", NULL },
+          "Missing ID!\n" },
         { { "renew", "-increment=soon", "a", NULL },
           "invalid value \"soon\" for flag -increment: time: invalid "
           "duration \"soon\"\n" },
@@ -250,14 +257,13 @@ TEST(revoke_messages)
         { true, true, true,
           "Success! Force revoked any leases with prefix: db/creds/ro/a\n" },
     };
-    struct cli_opts o;
+    struct lease_revoke_opts o;
     FILE *tmp = NULL;
     char *got;
     size_t i;
     int saved;
 
     for (i = 0; i < ARRAY_LEN(cases); i++) {
-        cli__opts_init(&o);
         o.prefix = cases[i].prefix;
         o.force = cases[i].force;
         o.sync = cases[i].sync;
@@ -268,7 +274,6 @@ TEST(revoke_messages)
         got = restore(STDOUT_FILENO, saved, tmp);
         CHECK_STREQ(got, cases[i].line);
         free(got);
-        cli__opts_release(&o);
     }
 }
 

@@ -298,14 +298,13 @@ TEST(init_defaults_and_body)
           "\"pgp_keys\":null,\"recovery_shares\":5,\"recovery_threshold\":3,"
           "\"recovery_pgp_keys\":null,\"root_token_pgp_key\":\"\"}" },
     };
-    struct cli_opts o;
+    struct operator_init_opts o = { 0, 0, false };
     struct init_req req;
     cJSON *b;
     char *s;
     size_t i;
 
     for (i = 0; i < ARRAY_LEN(cases); i++) {
-        cli__opts_init(&o);
         o.key_shares = cases[i].shares;
         o.key_threshold = cases[i].threshold;
         init_defaults(&req, &o, cases[i].recovery);
@@ -314,7 +313,6 @@ TEST(init_defaults_and_body)
         CHECK_STREQ(s, cases[i].body);
         free(s);
         cJSON_Delete(b);
-        cli__opts_release(&o);
     }
 }
 
