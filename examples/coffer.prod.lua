@@ -22,6 +22,19 @@ listener "tcp" {
   tls_cert_file    = etc .. "/tls/coffer.crt",   -- PEM; the full chain
   tls_key_file     = etc .. "/tls/coffer.key",   -- PEM, unencrypted
   max_request_size = 33554432,                   -- bytes (32 MiB, Vault's)
+
+  -- Against slow and greedy clients (Vault's names and defaults). The
+  -- read timeouts are totals from the start of a request: a client that
+  -- trickles a byte at a time cannot stretch them.
+  http_read_header_timeout = "10s",  -- request line and headers
+  http_read_timeout        = "30s",  -- the whole request, body included
+  http_idle_timeout        = "5m",   -- keep-alive with nothing sent
+  max_request_duration     = "90s",  -- then 500 "context deadline exceeded"
+
+  -- Open connections in total and per client address (Coffer's). Behind
+  -- a proxy or NAT every client shares one address: raise the second.
+  max_connections          = 4096,
+  max_connections_per_ip   = 512,
 }
 
 -- Exactly one storage block. sqlite is the embedded default: one file,
@@ -60,8 +73,10 @@ api_addr          = "https://coffer.example.com:8200"
 -- swapped. Only set true where mlock is impossible (some containers).
 disable_mlock     = false
 
--- HTTP worker threads, each with its own Lua state. About one per core.
-workers           = 8
+-- Request worker threads, each with its own Lua state (made on first use).
+-- Requests wait on databases here, not on the I/O threads: keep enough
+-- that the databases' own concurrency limits leave most workers free.
+workers           = 32
 
 -- Failed logins allowed per second and per client address before logins
 -- from that address get 429 (default 1/s with a burst of 10).

@@ -70,6 +70,7 @@ enum value_kind {
     V_BOOL,         /* true/false, 0/1 or "true"/"false" -> bool */
     V_WORKERS,      /* 1..CONFIG_MAX_WORKERS -> unsigned int */
     V_SIZE,         /* a positive integer -> size_t */
+    V_COUNT,        /* 1..CONFIG_MAX_CONNECTIONS -> unsigned int */
 };
 
 struct key_spec {
@@ -98,6 +99,12 @@ static const struct key_spec top_keys[] = {
      * burst before 429s start (Coffer-specific; 1..1024). */
     {"login_rate_limit", V_WORKERS, TOP(login_rate_limit), false},
     {"login_rate_burst", V_WORKERS, TOP(login_rate_burst), false},
+    /* How long a request may run; the listener's max_request_duration
+     * wins. Vault's name, and the short one as an alias. */
+    {"default_max_request_duration", V_DURATION,
+     TOP(default_max_request_duration), false},
+    {"max_request_duration", V_DURATION, TOP(default_max_request_duration),
+     false},
 };
 
 static const struct key_spec listener_keys[] = {
@@ -106,6 +113,13 @@ static const struct key_spec listener_keys[] = {
     {"tls_key_file", V_STRING, LST(tls_key_file), false},
     {"tls_disable", V_BOOL, LST(tls_disable), false},
     {"max_request_size", V_SIZE, LST(max_request_size), false},
+    {"max_request_duration", V_DURATION, LST(max_request_duration), false},
+    {"http_read_header_timeout", V_DURATION, LST(http_read_header_timeout),
+     false},
+    {"http_read_timeout", V_DURATION, LST(http_read_timeout), false},
+    {"http_idle_timeout", V_DURATION, LST(http_idle_timeout), false},
+    {"max_connections", V_COUNT, LST(max_connections), false},
+    {"max_connections_per_ip", V_COUNT, LST(max_connections_per_ip), false},
 };
 
 static const struct key_spec sqlite_keys[] = {
@@ -425,6 +439,10 @@ static void store_value(lua_State *L, int idx, const struct key_spec *spec,
     case V_SIZE:
         *(size_t *)field = (size_t)check_integer(L, idx, what, spec->name, 1,
                                                  LUA_MAXINTEGER);
+        break;
+    case V_COUNT:
+        *(unsigned int *)field = (unsigned int)check_integer(
+            L, idx, what, spec->name, 1, CONFIG_MAX_CONNECTIONS);
         break;
     }
 }
@@ -791,6 +809,24 @@ static void lua_error_to(lua_State *L, int status, const char *path,
         errbuf_set(err, "%s", msg);
 }
 
+/* The two top-level names of one setting may not both be given. */
+static bool duration_alias_twice(const struct load_ctx *ctx, const char *path,
+                                 struct errbuf *err)
+{
+    size_t a = (size_t)(find_key(top_keys, ARRAY_LEN(top_keys),
+                                 "default_max_request_duration") - top_keys);
+    size_t b = (size_t)(find_key(top_keys, ARRAY_LEN(top_keys),
+                                 "max_request_duration") - top_keys);
+
+    if (ctx->top_line[a] == 0 || ctx->top_line[b] == 0)
+        return false;
+    errbuf_set(err, "%s:%d: max_request_duration is set twice: as "
+                    "default_max_request_duration at line %d and as "
+                    "max_request_duration at line %d", path,
+               ctx->top_line[b], ctx->top_line[a], ctx->top_line[b]);
+    return true;
+}
+
 /* Whole-file rules, checked after the chunk ran. */
 static int check_whole(const struct load_ctx *ctx, const char *path,
                        struct errbuf *err)
@@ -820,6 +856,8 @@ static int check_whole(const struct load_ctx *ctx, const char *path,
                    path);
         return COFFER_EINVAL;
     }
+    if (duration_alias_twice(ctx, path, err))
+        return COFFER_EINVAL;
     if (c->default_lease_ttl > 0 && c->max_lease_ttl > 0 &&
         c->default_lease_ttl > c->max_lease_ttl) {
         duration_format_short(c->default_lease_ttl, d, sizeof(d));

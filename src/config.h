@@ -34,6 +34,7 @@
 #define CONFIG_DEFAULT_ADDRESS "127.0.0.1:8200"
 #define CONFIG_DEFAULT_MAX_REQUEST_SIZE ((size_t)32 * 1024 * 1024)
 #define CONFIG_MAX_WORKERS 1024
+#define CONFIG_MAX_CONNECTIONS 1000000
 
 enum config_storage {
     CONFIG_STORAGE_NONE = 0, /* only before a successful load */
@@ -53,6 +54,14 @@ struct config_listener {
     char *tls_key_file;
     bool tls_disable;
     size_t max_request_size; /* bytes; default 32 MiB */
+    /* Seconds; 0 = unset (the server's default). Vault's names. */
+    int64_t max_request_duration;     /* overrides the top-level default */
+    int64_t http_read_header_timeout; /* total for a request's headers */
+    int64_t http_read_timeout;        /* total for headers and body */
+    int64_t http_idle_timeout;        /* keep-alive with nothing sent */
+    /* Open connections in total and per client address; 0 = unset. */
+    unsigned int max_connections;
+    unsigned int max_connections_per_ip;
 };
 
 struct config_storage_settings {
@@ -73,9 +82,15 @@ struct coffer_config {
     char *log_level;            /* NULL = unset; else a log_level_parse name */
     char *api_addr;             /* NULL = unset */
     bool disable_mlock;
-    unsigned int workers;
+    unsigned int workers;           /* request worker threads; 0 = unset */
     unsigned int login_rate_limit;  /* failed logins/s per address, 0 = unset */
-    unsigned int login_rate_burst;  /* 0 = unset */       /* HTTP worker threads; 0 = unset */
+    unsigned int login_rate_burst;  /* 0 = unset */
+    /*
+     * Seconds a request may run (Vault's default_max_request_duration;
+     * max_request_duration is accepted at the top level too); 0 = unset.
+     * The listener's max_request_duration wins over it.
+     */
+    int64_t default_max_request_duration;
 };
 
 /*

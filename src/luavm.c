@@ -71,6 +71,7 @@ struct vm {
     size_t allocated; /* bytes the state holds now */
     size_t limit;     /* cap on allocated */
     double deadline;  /* time_mono() limit of the running call */
+    bool by_request;  /* the deadline is the request's, not the call's */
     bool timed_out;
     uint64_t gen;     /* call counter, stamps storage handles */
 };
@@ -140,22 +141,38 @@ static struct vm *vm_of(lua_State *L)
 static void vm_hook(lua_State *L, lua_Debug *ar)
 {
     struct vm *vm = vm_of(L);
-    char msg[64];
+    char msg[128];
 
     (void)ar;
     if (time_mono() < vm->deadline)
         return;
     vm->timed_out = true;
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
-    snprintf(msg, sizeof(msg), "script timed out after %.1f seconds",
-             g.call_timeout);
+    if (vm->by_request)
+        snprintf(msg, sizeof(msg), "context deadline exceeded (the "
+                                   "request ran longer than "
+                                   "max_request_duration)");
+    else
+        snprintf(msg, sizeof(msg), "script timed out after %.1f seconds",
+                 g.call_timeout);
     luaL_error(L, "%s", msg);
 }
 
-static void vm_arm(struct vm *vm, double budget)
+/*
+ * Arms the deadline of a call: budget seconds, or what is left of the
+ * request's max_request_duration if that is sooner (request.h), so a
+ * script that resumes after a long wait (a database call returning at
+ * its statement timeout) stops at the next check instead of running on.
+ * The clock is read once per VM_HOOK_COUNT instructions, as before.
+ */
+static void vm_arm(struct vm *vm, double budget, bool request_bound)
 {
+    int64_t left = request_bound ? request_budget_left_ms() : -1;
+    double now = time_mono();
+
     vm->timed_out = false;
-    vm->deadline = time_mono() + budget;
+    vm->by_request = left >= 0 && (double)left / 1000.0 < budget;
+    vm->deadline = now + (vm->by_request ? (double)left / 1000.0 : budget);
     lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, VM_HOOK_COUNT);
 }
 
@@ -894,7 +911,9 @@ static struct vm *vm_new(struct strvec *engines, struct errbuf *err)
     }
     lua_atpanic(vm->L, vm_panic);
     LUA_API_CTX(vm->L) = &ctx;
-    vm_arm(vm, g.call_timeout);
+    /* Building a state is the server's work, not the request's that
+       happens to need it first: it gets the plain call timeout. */
+    vm_arm(vm, g.call_timeout, false);
     lua_pushcfunction(vm->L, vm_msgh);
     lua_pushcfunction(vm->L, vm_bootstrap);
     lua_pushlightuserdata(vm->L, engines);
@@ -1417,7 +1436,7 @@ static int vm_protected(struct vm *vm, struct lua_api_ctx *ctx,
     strvec_init(&ctx->pending);
     ctx->lock_stripe = -1;
     LUA_API_CTX(vm->L) = ctx;
-    vm_arm(vm, g.call_timeout);
+    vm_arm(vm, g.call_timeout, true);
     lua_pushcfunction(vm->L, vm_msgh);
     lua_pushcfunction(vm->L, fn);
     lua_pushlightuserdata(vm->L, ud);
