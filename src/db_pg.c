@@ -32,11 +32,13 @@
  */
 #include "db_pg.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,11 +47,19 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "request.h"
 #include "util.h"
 
 #define DEFAULT_MAX_OPEN 4
 #define DEFAULT_IDLE_TIMEOUT 300.0
 #define DEFAULT_CONNECT_TIMEOUT 10.0
+#define DEFAULT_STATEMENT_TIMEOUT 30.0
+/* After a statement's deadline: how long the cancel may take to land. */
+#define CANCEL_GRACE 1.0
+/* A caller beyond max_waiting waits at most this long. */
+#define OVERFLOW_WAIT 0.5
+/* Cancel requests in flight at once (each a short-lived thread). */
+#define MAX_CANCELS 16
 #define REDACTED "xxxxx"
 
 struct db_pool;
@@ -70,20 +80,24 @@ struct db_pool {
      * only so that error messages can be scrubbed of them. Wiped on free.
      */
     char *conninfo;
-    char *password;      /* as libpq decodes it; NULL if none */
-    char *raw_password;  /* as written in a URL (maybe %-encoded); or NULL */
+    struct strvec secrets; /* longest first */
     char timeout_str[16]; /* libpq connect_timeout, whole seconds */
+    char options[96];     /* startup options: UTC, server statement_timeout */
     int max_open;
     int max_idle;
+    int max_waiting;
     double max_lifetime;  /* 0 = unlimited */
     double idle_timeout;
     double connect_timeout;
+    double statement_timeout;
 
     pthread_mutex_t mu;   /* guards everything below */
     pthread_cond_t cv;    /* a connection or a slot came free, or closed */
     struct db_conn *idle;
     int nidle;
     int nopen;            /* idle + lent + being opened */
+    int nwaiting;         /* callers blocked in pool_checkout */
+    double last_timeout;  /* time_mono() of the last call that timed out */
     int refs;             /* table + lent connections + acquirers */
     bool closed;          /* replaced or removed: no new lending */
     struct db_pool *next; /* table link, guarded by table_mu */
@@ -91,6 +105,426 @@ struct db_pool {
 
 static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct db_pool *table;
+
+/* =========================================================== secrets == */
+
+/*
+ * Where the passwords of a connection string are. Both forms libpq takes
+ * are scanned the way libpq reads them, but generously where the string is
+ * malformed: a password with an unescaped '@', '&' or space makes libpq
+ * quote the rest of it as a host, parameter or keyword in its error
+ * message, so the words that follow a password value belong to it until a
+ * real libpq keyword starts.
+ *
+ *   postgresql://user:PW@host:5432/db?sslmode=disable&password=PW
+ *                     ^^                                      ^^
+ *   host=h user=u password='P \' W' sslpassword=PW dbname='password=PW'
+ *                          ^^^^^^^^             ^^        ^^^^^^^^^^^^^
+ */
+struct secret_span {
+    size_t off, len; /* in the raw string */
+    char *decoded;   /* the value as libpq reads it, owned */
+};
+
+struct spans {
+    struct secret_span *v;
+    size_t n, cap;
+};
+
+static void spans_add(struct spans *s, size_t off, size_t len, char *decoded)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap == 0 ? 4 : s->cap * 2;
+        s->v = xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    s->v[s->n].off = off;
+    s->v[s->n].len = len;
+    s->v[s->n].decoded = decoded;
+    s->n++;
+}
+
+static void spans_release(struct spans *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        secure_free_str(s->v[i].decoded);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+static bool is_url_form(const char *s)
+{
+    return str_has_prefix(s, "postgresql://") ||
+           str_has_prefix(s, "postgres://");
+}
+
+static bool is_secret_key(const char *k, size_t n)
+{
+    return (n == 8 && strncmp(k, "password", 8) == 0) ||
+           (n == 11 && strncmp(k, "sslpassword", 11) == 0);
+}
+
+static PQconninfoOption *known_keys;
+static pthread_once_t known_keys_once = PTHREAD_ONCE_INIT;
+
+static void known_keys_load(void)
+{
+    known_keys = PQconndefaults();
+}
+
+/* True when the n bytes at k are a keyword libpq knows. */
+static bool is_libpq_key(const char *k, size_t n)
+{
+    pthread_once(&known_keys_once, known_keys_load);
+    for (PQconninfoOption *o = known_keys; o != NULL && o->keyword != NULL;
+         o++) {
+        if (strlen(o->keyword) == n && strncmp(o->keyword, k, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* True when s starts with "<libpq keyword>" then (spaces and) '='. */
+static bool starts_param(const char *s, bool spaces)
+{
+    size_t n = 0;
+
+    while (isalnum((unsigned char)s[n]) || s[n] == '_')
+        n++;
+    if (n == 0 || !is_libpq_key(s, n))
+        return false;
+    while (spaces && isspace((unsigned char)s[n]))
+        n++;
+    return s[n] == '=';
+}
+
+static int hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes n bytes (bad escapes are kept as written). */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1);
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && hex_digit(s[i + 1]) >= 0 &&
+            hex_digit(s[i + 2]) >= 0) {
+            out[o++] = (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Drops unescaped single quotes and resolves backslash escapes. */
+static char *kv_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1);
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 1 < n)
+            out[o++] = s[++i];
+        else if (s[i] != '\'')
+            out[o++] = s[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static void scan_url(const char *s, struct spans *out)
+{
+    const char *auth = strstr(s, "://") + 3;
+    const char *q = strchr(auth, '?');
+    const char *end = q != NULL ? q : auth + strlen(auth);
+    const char *at = NULL, *colon, *p, *v, *vend;
+    size_t klen;
+    char *key;
+    bool secret;
+
+    /* The last '@' before the query: an unescaped '@' in a password. */
+    for (p = auth; p < end; p++) {
+        if (*p == '@')
+            at = p;
+    }
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon != NULL)
+        spans_add(out, (size_t)(colon + 1 - s), (size_t)(at - colon - 1),
+                  pct_decode(colon + 1, (size_t)(at - colon - 1)));
+    for (p = q != NULL ? q + 1 : end; *p != '\0';) {
+        klen = strcspn(p, "=&");
+        if (p[klen] != '=') {
+            p += klen + (p[klen] == '&');
+            continue;
+        }
+        key = pct_decode(p, klen);
+        secret = is_secret_key(key, strlen(key));
+        free(key);
+        v = p + klen + 1;
+        vend = v + strcspn(v, "&");
+        while (secret && *vend == '&' && !starts_param(vend + 1, false))
+            vend += 1 + strcspn(vend + 1, "&");
+        if (secret)
+            spans_add(out, (size_t)(v - s), (size_t)(vend - v),
+                      pct_decode(v, (size_t)(vend - v)));
+        p = vend + (*vend == '&');
+    }
+}
+
+/* The end of one key/value value at p: quoted with escapes, or a word. */
+static const char *kv_value_end(const char *p)
+{
+    if (*p == '\'') {
+        for (p++; *p != '\0' && *p != '\''; p++) {
+            if (*p == '\\' && p[1] != '\0')
+                p++;
+        }
+        return *p != '\0' ? p + 1 : p;
+    }
+    for (; *p != '\0' && !isspace((unsigned char)*p); p++) {
+        if (*p == '\\' && p[1] != '\0')
+            p++;
+    }
+    return p;
+}
+
+static void scan_kv(const char *s, struct spans *out, bool nested);
+
+static void scan_kv_value(const char *s, const char *k, size_t klen,
+                          const char *v, struct spans *out, bool nested)
+{
+    const char *vend = kv_value_end(v), *w, *q;
+    struct spans inner = {0};
+    char *d;
+
+    if (is_secret_key(k, klen)) {
+        for (;;) {
+            for (w = vend; isspace((unsigned char)*w); w++)
+                ;
+            if (*w == '\0' || starts_param(w, true))
+                break;
+            q = kv_value_end(w);
+            vend = q;
+        }
+        spans_add(out, (size_t)(v - s), (size_t)(vend - v),
+                  kv_decode(v, (size_t)(vend - v)));
+    } else if (!nested && klen == 6 && strncmp(k, "dbname", 6) == 0) {
+        /* libpq never expands a nested dbname, but it is stored and read. */
+        d = kv_decode(v, (size_t)(vend - v));
+        if (is_url_form(d))
+            scan_url(d, &inner);
+        else if (strchr(d, '=') != NULL)
+            scan_kv(d, &inner, true);
+        if (inner.n > 0)
+            spans_add(out, (size_t)(v - s), (size_t)(vend - v), d);
+        else
+            secure_free_str(d);
+        spans_release(&inner);
+    }
+}
+
+static void scan_kv(const char *s, struct spans *out, bool nested)
+{
+    const char *p = s, *k;
+    size_t klen;
+
+    while (*p != '\0') {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '\0')
+            break;
+        k = p;
+        while (*p != '\0' && !isspace((unsigned char)*p) && *p != '=')
+            p++;
+        klen = (size_t)(p - k);
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p != '=')
+            continue; /* a stray word: libpq refuses the string */
+        p++;
+        while (isspace((unsigned char)*p))
+            p++;
+        scan_kv_value(s, k, klen, p, out, nested);
+        /* A secret's span may run past its first word: resume after it. */
+        if (out->n > 0 && s + out->v[out->n - 1].off == p)
+            p = s + out->v[out->n - 1].off + out->v[out->n - 1].len;
+        else
+            p = kv_value_end(p);
+    }
+}
+
+static void conninfo_spans(const char *s, struct spans *out)
+{
+    if (is_url_form(s))
+        scan_url(s, out);
+    else
+        scan_kv(s, out, false);
+}
+
+static bool span_is_literal(const struct secret_span *sp)
+{
+    return sp->len > 0 && strcmp(sp->decoded, "{{password}}") != 0;
+}
+
+char *db_redact_conninfo(const char *conninfo)
+{
+    struct spans sp = {0};
+    size_t n, o = 0, at = 0;
+    char *out;
+
+    if (conninfo == NULL)
+        return NULL;
+    conninfo_spans(conninfo, &sp);
+    n = strlen(conninfo) + sp.n * strlen(REDACTED) + 1;
+    out = xmalloc(n);
+    for (size_t i = 0; i < sp.n; i++) {
+        if (sp.v[i].off < at || !span_is_literal(&sp.v[i]))
+            continue;
+        memcpy(out + o, conninfo + at, sp.v[i].off - at);
+        o += sp.v[i].off - at;
+        memcpy(out + o, REDACTED, strlen(REDACTED));
+        o += strlen(REDACTED);
+        at = sp.v[i].off + sp.v[i].len;
+    }
+    memcpy(out + o, conninfo + at, strlen(conninfo) - at);
+    o += strlen(conninfo) - at;
+    out[o] = '\0';
+    spans_release(&sp);
+    return out;
+}
+
+bool db_conninfo_has_password(const char *conninfo)
+{
+    struct spans sp = {0};
+    bool found = false;
+
+    if (conninfo == NULL)
+        return false;
+    conninfo_spans(conninfo, &sp);
+    for (size_t i = 0; i < sp.n; i++)
+        found = found || span_is_literal(&sp.v[i]);
+    spans_release(&sp);
+    return found;
+}
+
+/* ---------------------------------------------------------- scrubbing -- */
+
+#define MIN_PIECE 3
+
+/*
+ * Adds s and, so that a fragment libpq quoted on its own is caught too,
+ * each of its words of at least MIN_PIECE bytes (split where a malformed
+ * string makes libpq split it).
+ */
+static void secrets_add(struct strvec *sv, const char *s, size_t n)
+{
+    size_t i = 0, w;
+
+    if (n == 0 || strcmp(s, "{{password}}") == 0)
+        return;
+    strvec_push_owned(sv, xstrndup(s, n));
+    while (i < n) {
+        w = 0;
+        while (i + w < n && strchr(" \t\r\n'\"\\&@:/?=,", s[i + w]) == NULL)
+            w++;
+        if (w >= MIN_PIECE && w < n)
+            strvec_push_owned(sv, xstrndup(s + i, w));
+        i += w + 1;
+    }
+}
+
+static int by_length_desc(const void *a, const void *b)
+{
+    size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+
+    return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+/* Fills sv with everything a message must never show for this config. */
+static void secrets_collect(struct strvec *sv, const char *conninfo,
+                            const char *const *extra, int nextra)
+{
+    struct spans sp = {0};
+
+    conninfo_spans(conninfo, &sp);
+    for (size_t i = 0; i < sp.n; i++) {
+        secrets_add(sv, conninfo + sp.v[i].off, sp.v[i].len);
+        secrets_add(sv, sp.v[i].decoded, strlen(sp.v[i].decoded));
+    }
+    for (int i = 0; extra != NULL && i < nextra; i++) {
+        if (extra[i] != NULL)
+            secrets_add(sv, extra[i], strlen(extra[i]));
+    }
+    spans_release(&sp);
+    if (sv->n > 1)
+        qsort(sv->v, sv->n, sizeof(char *), by_length_desc);
+}
+
+static void secrets_wipe(struct strvec *sv)
+{
+    for (size_t i = 0; i < sv->n; i++) {
+        secure_free_str(sv->v[i]);
+        sv->v[i] = NULL;
+    }
+    sv->n = 0;
+    strvec_release(sv);
+}
+
+/* Returns a new string: s with every needle replaced by repl. */
+static char *replace_all(char *s, const char *needle, const char *repl)
+{
+    size_t nl = strlen(needle), rl = strlen(repl), count = 0, o = 0;
+    const char *p;
+    char *out;
+
+    if (nl == 0)
+        return s;
+    for (p = strstr(s, needle); p != NULL; p = strstr(p + nl, needle))
+        count++;
+    if (count == 0)
+        return s;
+    out = xmalloc(strlen(s) - count * nl + count * rl + 1);
+    for (p = s; *p != '\0';) {
+        if (strncmp(p, needle, nl) == 0) {
+            memcpy(out + o, repl, rl);
+            o += rl;
+            p += nl;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+    secure_free_str(s);
+    return out;
+}
+
+/*
+ * Returns a new copy of text without the connection string or any of
+ * secrets (longest first). The caller frees it with secure_free_str.
+ */
+static char *scrub_text(const char *text, const char *conninfo,
+                        const struct strvec *secrets)
+{
+    char *s = xstrdup(text != NULL ? text : "");
+
+    if (conninfo != NULL && conninfo[0] != '\0')
+        s = replace_all(s, conninfo, "<connection string>");
+    for (size_t i = 0; secrets != NULL && i < secrets->n; i++)
+        s = replace_all(s, secrets->v[i], REDACTED);
+    return s;
+}
 
 /* ============================================================ errors == */
 
@@ -118,47 +552,16 @@ static void err_set(struct db_error *err, enum db_error_class klass,
     va_end(ap);
 }
 
+static void copy_libpq_message(char *dst, size_t n, const char *src);
+
 /*
- * Replaces every occurrence of secret in msg (a buffer of size n) by repl,
- * truncating if the result does not fit. The scratch copy is wiped: it may
- * hold pieces of the secret.
+ * Sets err to prefix + text, where text came from libpq or the server and
+ * may quote the connection string or a password: it is scrubbed whole,
+ * before it is cut to the size of the message.
  */
-static void redact(char *msg, size_t n, const char *secret, const char *repl)
-{
-    char out[sizeof(((struct db_error *)0)->message)];
-    size_t slen, rlen, o = 0;
-    const char *p = msg;
-
-    if (secret == NULL || secret[0] == '\0' || n > sizeof(out))
-        return;
-    slen = strlen(secret);
-    rlen = strlen(repl);
-    while (o + 1 < n && *p != '\0') {
-        if (strncmp(p, secret, slen) == 0) {
-            size_t k = rlen < n - 1 - o ? rlen : n - 1 - o;
-            memcpy(out + o, repl, k);
-            o += k;
-            p += slen;
-        } else {
-            out[o++] = *p++;
-        }
-    }
-    out[o] = '\0';
-    memcpy(msg, out, o + 1);
-    explicit_bzero(out, sizeof(out));
-}
-
-/* Scrubs the connection string and its passwords out of err->message. */
-static void err_scrub(struct db_error *err, const struct db_pool *p)
-{
-    if (p == NULL)
-        return;
-    redact(err->message, sizeof(err->message), p->conninfo,
-           "<connection string>");
-    redact(err->message, sizeof(err->message), p->raw_password, REDACTED);
-    redact(err->message, sizeof(err->message), p->password, REDACTED);
-}
-
+static void err_set_text(struct db_error *err, enum db_error_class klass,
+                         const char *sqlstate, const char *prefix,
+                         const char *text, const struct db_pool *p);
 /*
  * Copies a libpq message: drops the trailing newline libpq always adds and
  * joins the lines of multi-host attempts with "; ".
@@ -183,6 +586,21 @@ static void copy_libpq_message(char *dst, size_t n, const char *src)
     dst[o] = '\0';
 }
 
+static void err_set_text(struct db_error *err, enum db_error_class klass,
+                         const char *sqlstate, const char *prefix,
+                         const char *text, const struct db_pool *p)
+{
+    char *clean = scrub_text(text, p != NULL ? p->conninfo : NULL,
+                             p != NULL ? &p->secrets : NULL);
+    size_t used;
+
+    err_set(err, klass, sqlstate, "%s", prefix != NULL ? prefix : "");
+    used = strlen(err->message);
+    copy_libpq_message(err->message + used, sizeof(err->message) - used,
+                       clean);
+    secure_free_str(clean);
+}
+
 /*
  * Decides what a caller does with a failed statement, from its SQLSTATE.
  * An empty state means libpq itself gave up (no server answer).
@@ -197,6 +615,9 @@ static enum db_error_class classify_sqlstate(const char *state,
     if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
         strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0)
         return DB_ERR_UNREACHABLE;
+    /* statement_timeout on the server, or our cancel after the deadline. */
+    if (strcmp(state, "57014") == 0)
+        return DB_ERR_TIMEOUT;
     if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
         strcmp(state, "55P03") == 0)
         return DB_ERR_TRANSIENT;
@@ -228,6 +649,8 @@ static const struct {
     {"permission denied for database", "42501"},
 };
 
+static void conn_close(struct db_conn *c);
+
 static void classify_connect_failure(PGconn *pg, const struct db_pool *p,
                                      struct db_error *err)
 {
@@ -251,9 +674,7 @@ static void classify_connect_failure(PGconn *pg, const struct db_pool *p,
             state = "28000";
         }
     }
-    err_set(err, klass, state, "%s", "");
-    copy_libpq_message(err->message, sizeof(err->message), msg);
-    err_scrub(err, p);
+    err_set_text(err, klass, state, NULL, msg, p);
 }
 
 /* ======================================================= connections == */
@@ -276,24 +697,288 @@ static void notice_receiver(void *arg, const PGresult *res)
               msg != NULL ? msg : "");
 }
 
+/* ------------------------------------------------------- deadlines -- */
+
+/*
+ * The deadline (time_mono) of one wait of at most timeout seconds, capped
+ * by what is left of the request being served on this thread, if any.
+ */
+static double deadline_after(double timeout)
+{
+    int64_t left = request_budget_left_ms();
+
+    if (left >= 0 && (double)left / 1000.0 < timeout)
+        timeout = (double)left / 1000.0;
+    return time_mono() + timeout;
+}
+
+/* True when the current thread's request budget is what ran out. */
+static bool budget_spent(void)
+{
+    return request_budget_left_ms() == 0;
+}
+
+enum wait_result {
+    WAIT_READY = 1,
+    WAIT_TIMEOUT = 2,
+    WAIT_ERROR = 3,
+};
+
+/* Waits until pg's socket can be read (or written) or deadline passes. */
+static enum wait_result sock_wait(PGconn *pg, bool rd, bool wr,
+                                  double deadline)
+{
+    struct pollfd pfd;
+    double left;
+    int n;
+
+    for (;;) {
+        pfd.fd = PQsocket(pg);
+        pfd.events = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
+        pfd.revents = 0;
+        if (pfd.fd < 0)
+            return WAIT_ERROR;
+        left = deadline - time_mono();
+        if (left <= 0)
+            return WAIT_TIMEOUT;
+        n = poll(&pfd, 1, left > 60 ? 60000 : (int)ceil(left * 1000));
+        if (n > 0)
+            return WAIT_READY;
+        if (n < 0 && errno != EINTR)
+            return WAIT_ERROR;
+    }
+}
+
+/* ---------------------------------------------------------- cancel -- */
+
+/*
+ * PQcancel opens a new connection to the server and blocks until the
+ * server closes it, with no timeout of its own: against a hung network it
+ * could block a worker for minutes. So it runs on a short-lived detached
+ * thread, and the caller only waits CANCEL_GRACE for the statement's
+ * answer. Whoever finishes last frees the job.
+ */
+struct cancel_job {
+    PGcancel *cancel;
+    pthread_mutex_t mu;
+    int refs;
+};
+
+static atomic_int cancels_in_flight;
+
+static void cancel_job_unref(struct cancel_job *j)
+{
+    bool last;
+
+    pthread_mutex_lock(&j->mu);
+    last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (last) {
+        PQfreeCancel(j->cancel);
+        pthread_mutex_destroy(&j->mu);
+        free(j);
+    }
+}
+
+static void *cancel_main(void *arg)
+{
+    struct cancel_job *j = arg;
+    char msg[256];
+
+    if (PQcancel(j->cancel, msg, (int)sizeof(msg)) == 0)
+        log_debug("db: cancel request failed: %s", msg);
+    atomic_fetch_sub(&cancels_in_flight, 1);
+    cancel_job_unref(j);
+    return NULL;
+}
+
+/* Asks the server to cancel c's running statement; never blocks. */
+static void conn_send_cancel(struct db_conn *c)
+{
+    struct cancel_job *j;
+    pthread_attr_t attr;
+    pthread_t th;
+
+    if (atomic_fetch_add(&cancels_in_flight, 1) >= MAX_CANCELS) {
+        atomic_fetch_sub(&cancels_in_flight, 1);
+        return;
+    }
+    j = xcalloc(1, sizeof(*j));
+    j->cancel = PQgetCancel(c->pg);
+    j->refs = 2;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (j->cancel == NULL ||
+        pthread_create(&th, &attr, cancel_main, j) != 0) {
+        atomic_fetch_sub(&cancels_in_flight, 1);
+        j->refs = 1;
+    }
+    pthread_attr_destroy(&attr);
+    cancel_job_unref(j);
+}
+
+/* --------------------------------------------------------- round trip -- */
+
+static bool result_failed(const PGresult *r)
+{
+    switch (PQresultStatus(r)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+    case PGRES_EMPTY_QUERY:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/*
+ * Reads every result of the query in flight until deadline. Returns the
+ * one to report (the first failure, else the last result), or NULL with
+ * *timed_out set, or NULL when the link failed (PQerrorMessage says why).
+ * Never blocks past the deadline: PQgetResult is only called when libpq
+ * holds a whole result.
+ */
+static PGresult *collect_results(struct db_conn *c, double deadline,
+                                 bool *timed_out)
+{
+    PGresult *keep = NULL, *r;
+    enum wait_result w;
+    ExecStatusType st;
+
+    for (;;) {
+        while (PQisBusy(c->pg)) {
+            w = sock_wait(c->pg, true, false, deadline);
+            if (w == WAIT_TIMEOUT) {
+                *timed_out = true;
+                goto fail;
+            }
+            if (w == WAIT_ERROR ||
+                (PQconsumeInput(c->pg) == 0 &&
+                 PQstatus(c->pg) != CONNECTION_BAD))
+                goto fail;
+        }
+        r = PQgetResult(c->pg);
+        if (r == NULL)
+            break;
+        st = PQresultStatus(r);
+        if (keep != NULL && result_failed(keep)) {
+            PQclear(r);
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT ||
+            st == PGRES_COPY_BOTH)
+            break; /* no end in sight: exec_raw breaks the connection */
+    }
+    return keep;
+fail:
+    PQclear(keep);
+    return NULL;
+}
+
+/* Sends a query without blocking; false when libpq refused or the link
+ * failed (*timed_out tells a deadline apart). */
+static bool send_query(struct db_conn *c, const char *sql, int nparams,
+                       const char *const *params, bool script,
+                       double deadline, bool *timed_out)
+{
+    enum wait_result w;
+    int f;
+
+    if (script ? PQsendQuery(c->pg, sql) == 0
+               : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL,
+                                   NULL, 0) == 0)
+        return false;
+    while ((f = PQflush(c->pg)) == 1) {
+        w = sock_wait(c->pg, true, true, deadline);
+        if (w == WAIT_TIMEOUT)
+            *timed_out = true;
+        if (w != WAIT_READY || PQconsumeInput(c->pg) == 0)
+            return false;
+    }
+    return f == 0;
+}
+
+/*
+ * Runs one query with a deadline. On expiry the statement is cancelled
+ * and its answer awaited CANCEL_GRACE more: if it comes (an error, or a
+ * success that won the race) the connection stays usable and that answer
+ * is returned; if not, the connection is marked broken (closing it ends
+ * the session, and with it the statement and its transaction, as soon as
+ * the server notices). NULL with *timed_out, or NULL on a link failure.
+ */
+static PGresult *roundtrip(struct db_conn *c, const char *sql, int nparams,
+                           const char *const *params, bool script,
+                           double deadline, bool *timed_out)
+{
+    PGresult *r = NULL;
+
+    *timed_out = false;
+    if (!send_query(c, sql, nparams, params, script, deadline, timed_out)) {
+        c->broken = c->broken || *timed_out ||
+                    PQstatus(c->pg) != CONNECTION_OK;
+        return NULL;
+    }
+    r = collect_results(c, deadline, timed_out);
+    if (r != NULL || !*timed_out)
+        return r;
+    conn_send_cancel(c);
+    r = collect_results(c, time_mono() + CANCEL_GRACE, timed_out);
+    if (r == NULL) {
+        c->broken = true;
+        *timed_out = true;
+        return NULL;
+    }
+    /* The server answered in time after all: report what it said. */
+    *timed_out = result_failed(r) &&
+                 PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL &&
+                 strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "57014") == 0;
+    return r;
+}
+
+/* Fills err for a call that ran out of time after `limit` seconds. */
+static void timeout_error(struct db_conn *c, double limit,
+                          struct db_error *err)
+{
+    struct db_pool *p = c->pool;
+
+    pthread_mutex_lock(&p->mu);
+    p->last_timeout = time_mono();
+    pthread_mutex_unlock(&p->mu);
+    if (budget_spent())
+        err_set(err, DB_ERR_TIMEOUT, "57014",
+                "the request ran out of time (max_request_duration) while "
+                "waiting for the database; the statement was cancelled");
+    else
+        err_set(err, DB_ERR_TIMEOUT, "57014",
+                "the database did not answer within %gs "
+                "(statement_timeout); the statement was cancelled", limit);
+}
+
+/* ---------------------------------------------------------- connecting -- */
+
 /*
  * Makes sure the session runs in UTC. Normally the options we pass at
  * connect time already did it; a conninfo with its own "options" overrides
  * ours, so check what the server reports and SET it otherwise.
  */
-static int session_set_utc(PGconn *pg, struct db_error *err)
+static int session_set_utc(struct db_conn *c, double deadline,
+                           struct db_error *err)
 {
-    const char *tz = PQparameterStatus(pg, "TimeZone");
+    const char *tz = PQparameterStatus(c->pg, "TimeZone");
     PGresult *res = NULL;
+    bool timed_out = false;
     int rc = 0;
 
     if (tz != NULL && strcmp(tz, "UTC") == 0)
         return 0;
-    res = PQexec(pg, "SET TimeZone TO 'UTC'");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        err_set(err, DB_ERR_UNREACHABLE, "", "%s", "");
-        copy_libpq_message(err->message, sizeof(err->message),
-                           PQerrorMessage(pg));
+    res = roundtrip(c, "SET TimeZone TO 'UTC'", 0, NULL, true, deadline,
+                    &timed_out);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        err_set_text(err, timed_out ? DB_ERR_TIMEOUT : DB_ERR_UNREACHABLE, "",
+                     NULL, PQerrorMessage(c->pg), c->pool);
         rc = COFFER_EIO;
     }
     PQclear(res);
@@ -301,9 +986,40 @@ static int session_set_utc(PGconn *pg, struct db_error *err)
 }
 
 /*
- * Opens one connection for pool p. Blocks up to the connect timeout; call
- * it without holding any lock. Returns a new connection (not yet counted
- * anywhere, holding no pool reference) or NULL with err filled.
+ * Connects without blocking past deadline (libpq's own connect_timeout
+ * only applies to blocking connects, and never covers a server that
+ * accepts TCP and then says nothing). Returns the PGconn, in whatever
+ * state it reached; *timed_out tells a deadline from a refusal.
+ */
+static PGconn *connect_until(const char *const *keys, const char *const *vals,
+                             double deadline, bool *timed_out)
+{
+    PGconn *pg = PQconnectStartParams(keys, vals, 1);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    enum wait_result w;
+
+    *timed_out = false;
+    if (pg == NULL || PQstatus(pg) == CONNECTION_BAD)
+        return pg;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        w = sock_wait(pg, st == PGRES_POLLING_READING,
+                      st == PGRES_POLLING_WRITING, deadline);
+        if (w == WAIT_TIMEOUT) {
+            *timed_out = true;
+            break;
+        }
+        if (w == WAIT_ERROR)
+            break;
+        st = PQconnectPoll(pg);
+    }
+    return pg;
+}
+
+/*
+ * Opens one connection for pool p. Blocks until the connect timeout (or
+ * the request's budget) at most; call it without holding any lock.
+ * Returns a new connection (not yet counted anywhere, holding no pool
+ * reference) or NULL with err filled.
  */
 static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
 {
@@ -314,12 +1030,25 @@ static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
      */
     const char *keys[] = {"connect_timeout", "fallback_application_name",
                           "client_encoding", "options", "dbname", NULL};
-    const char *vals[] = {p->timeout_str, "coffer", "UTF8",
-                          "-c TimeZone=UTC", p->conninfo, NULL};
+    const char *vals[] = {p->timeout_str, "coffer", "UTF8", p->options,
+                          p->conninfo, NULL};
+    double limit = p->connect_timeout;
+    double deadline = deadline_after(limit);
     PGconn *pg = NULL;
     struct db_conn *c = NULL;
+    bool timed_out = false;
 
-    pg = PQconnectdbParams(keys, vals, 1);
+    pg = connect_until(keys, vals, deadline, &timed_out);
+    if (timed_out) {
+        if (budget_spent())
+            err_set(err, DB_ERR_TIMEOUT, "", "the request ran out of time "
+                    "(max_request_duration) while connecting to the "
+                    "database");
+        else
+            err_set(err, DB_ERR_TIMEOUT, "", "timed out after %gs "
+                    "connecting to the database (connect_timeout)", limit);
+        goto out;
+    }
     if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
         classify_connect_failure(pg, p, err);
         goto out;
@@ -327,16 +1056,19 @@ static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
     c = xcalloc(1, sizeof(*c));
     c->pool = p;
     c->created = time_mono();
+    c->pg = pg;
+    pg = NULL;
     /* c outlives pg, so it can be the receiver's argument. */
-    PQsetNoticeReceiver(pg, notice_receiver, c);
-    if (session_set_utc(pg, err) != 0) {
-        err_scrub(err, p);
-        free(c);
+    PQsetNoticeReceiver(c->pg, notice_receiver, c);
+    if (PQsetnonblocking(c->pg, 1) != 0 ||
+        session_set_utc(c, deadline, err) != 0) {
+        if (err->klass == DB_OK)
+            err_set(err, DB_ERR_INTERNAL, "", "cannot make the database "
+                    "connection non-blocking");
+        conn_close(c);
         c = NULL;
         goto out;
     }
-    c->pg = pg;
-    pg = NULL;
     log_debug("db: %s: opened a connection", p->key);
 out:
     if (pg != NULL)
@@ -399,52 +1131,21 @@ static bool conn_expired(const struct db_pool *p, const struct db_conn *c,
 /* ============================================================= pools == */
 
 /*
- * Finds the password in a URL as the user wrote it (postgresql://u:PW@h),
- * percent-encoding and all, because libpq's parse errors quote the raw
- * text. Returns a new string or NULL.
- */
-static char *url_raw_password(const char *conninfo)
-{
-    const char *p, *end, *colon;
-
-    if (!str_has_prefix(conninfo, "postgresql://") &&
-        !str_has_prefix(conninfo, "postgres://"))
-        return NULL;
-    p = strstr(conninfo, "://") + 3;
-    end = p + strcspn(p, "@/?");
-    if (*end != '@')
-        return NULL;
-    colon = memchr(p, ':', (size_t)(end - p));
-    if (colon == NULL || colon + 1 == end)
-        return NULL;
-    return xstrndup(colon + 1, (size_t)(end - colon - 1));
-}
-
-/*
- * Parses the conninfo now, so a malformed one is refused at configure
- * time, and keeps its password for scrubbing messages.
+ * Parses the conninfo now, so that a malformed one is refused at configure
+ * time. libpq's complaint quotes the string: it is scrubbed like any other.
  */
 static int pool_parse_conninfo(struct db_pool *p, struct db_error *err)
 {
-    PQconninfoOption *opts = NULL, *o;
+    PQconninfoOption *opts = NULL;
     char *errmsg = NULL;
     int rc = 0;
 
     opts = PQconninfoParse(p->conninfo, &errmsg);
     if (opts == NULL) {
-        err_set(err, DB_ERR_SQL, "", "invalid connection string: %s", "");
-        copy_libpq_message(err->message + strlen(err->message),
-                           sizeof(err->message) - strlen(err->message),
-                           errmsg != NULL ? errmsg : "out of memory");
+        err_set_text(err, DB_ERR_SQL, "", "invalid connection string: ",
+                     errmsg != NULL ? errmsg : "out of memory", p);
         rc = COFFER_EINVAL;
-        goto out;
     }
-    for (o = opts; o->keyword != NULL; o++) {
-        if (strcmp(o->keyword, "password") == 0 && o->val != NULL &&
-            o->val[0] != '\0')
-            p->password = xstrdup(o->val);
-    }
-out:
     /*
      * libpq's own copies may hold the password; PQconninfoFree does not
      * wipe. We cannot reach into them safely, so free promptly instead.
@@ -462,8 +1163,7 @@ static void pool_free(struct db_pool *p)
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     secure_free_str(p->conninfo);
-    secure_free_str(p->password);
-    secure_free_str(p->raw_password);
+    secrets_wipe(&p->secrets);
     free(p->key);
     free(p);
 }
@@ -477,15 +1177,30 @@ static void pool_init_limits(struct db_pool *p,
     p->max_idle = cfg->max_idle > 0 ? cfg->max_idle : p->max_open;
     if (p->max_idle > p->max_open)
         p->max_idle = p->max_open;
+    p->max_waiting = cfg->max_waiting > 0 ? cfg->max_waiting
+                     : p->max_open / 2 > 0 ? p->max_open / 2 : 1;
     p->max_lifetime = cfg->max_lifetime > 0 ? (double)cfg->max_lifetime : 0;
     p->idle_timeout = cfg->idle_timeout > 0 ? (double)cfg->idle_timeout
                                             : DEFAULT_IDLE_TIMEOUT;
     timeout = cfg->connect_timeout > 0 ? cfg->connect_timeout
                                        : DEFAULT_CONNECT_TIMEOUT;
+    if (timeout > 86400)
+        timeout = 86400;
     p->connect_timeout = timeout;
     /* libpq takes whole seconds (and treats 1 as 2). */
-    snprintf(p->timeout_str, sizeof(p->timeout_str), "%d",
-             timeout > 86400 ? 86400 : (int)ceil(timeout));
+    snprintf(p->timeout_str, sizeof(p->timeout_str), "%d", (int)ceil(timeout));
+    p->statement_timeout = cfg->statement_timeout > 0
+                               ? cfg->statement_timeout
+                               : DEFAULT_STATEMENT_TIMEOUT;
+    if (p->statement_timeout > 86400)
+        p->statement_timeout = 86400;
+    /*
+     * The server enforces the same limit by itself (a cancel may not get
+     * through); the client's deadline leaves it a moment to do so first.
+     */
+    snprintf(p->options, sizeof(p->options),
+             "-c TimeZone=UTC -c statement_timeout=%lld",
+             (long long)ceil(p->statement_timeout * 1000));
 }
 
 /* Creates a pool (refs = 1, the table's) or returns NULL with err set. */
@@ -498,7 +1213,8 @@ static struct db_pool *pool_new(const char *key,
 
     p->key = xstrdup(key);
     p->conninfo = xstrdup(cfg->conninfo);
-    p->raw_password = url_raw_password(cfg->conninfo);
+    strvec_init(&p->secrets);
+    secrets_collect(&p->secrets, cfg->conninfo, cfg->secrets, cfg->nsecrets);
     p->refs = 1;
     pool_init_limits(p, cfg);
     /* Waits use monotonic deadlines: wall-clock jumps must not matter. */
@@ -508,7 +1224,6 @@ static struct db_pool *pool_new(const char *key,
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&p->mu, NULL);
     if (pool_parse_conninfo(p, err) != 0) {
-        err_scrub(err, p);
         pool_free(p);
         return NULL;
     }
@@ -678,6 +1393,7 @@ enum checkout {
     CHECKOUT_OPEN = 2,    /* a slot was reserved: open a new connection */
     CHECKOUT_CLOSED = 3,  /* the pool was retired: look the key up again */
     CHECKOUT_TIMEOUT = 4,
+    CHECKOUT_BUSY = 5,    /* too many waiters already */
 };
 
 /*
@@ -710,16 +1426,49 @@ static struct db_conn *pool_pop_idle_locked(struct db_pool *p,
     return found;
 }
 
+/*
+ * Called locked by a caller about to wait. Up to max_waiting callers wait
+ * until the deadline; one more is either refused at once, when a call on
+ * this pool timed out recently (the database is stalled: waiting would
+ * only hold a worker thread), or waits OVERFLOW_WAIT at most (a healthy
+ * but busy pool frees a connection within milliseconds).
+ */
+enum admission {
+    ADMIT_WAIT = 1,     /* wait until the caller's deadline */
+    ADMIT_BRIEFLY = 2,  /* over max_waiting: wait OVERFLOW_WAIT at most */
+    ADMIT_REFUSE = 3,
+};
+
+static enum admission pool_admit_waiter_locked(struct db_pool *p,
+                                               double *deadline)
+{
+    double now = time_mono();
+
+    if (p->nwaiting < p->max_waiting)
+        return ADMIT_WAIT;
+    if (p->last_timeout > 0 && now - p->last_timeout < p->statement_timeout)
+        return ADMIT_REFUSE;
+    if (*deadline > now + OVERFLOW_WAIT)
+        *deadline = now + OVERFLOW_WAIT;
+    return ADMIT_BRIEFLY;
+}
+
+static void timespec_of(double t, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)t;
+    ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
+}
+
 static enum checkout pool_checkout(struct db_pool *p, double deadline,
                                    struct db_conn **out)
 {
     struct db_conn *dead = NULL;
     struct timespec ts;
     enum checkout r;
+    enum admission admitted = ADMIT_REFUSE;
+    bool waiting = false;
 
     *out = NULL;
-    ts.tv_sec = (time_t)deadline;
-    ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->closed) {
@@ -736,11 +1485,23 @@ static enum checkout pool_checkout(struct db_pool *p, double deadline,
             r = CHECKOUT_OPEN;
             break;
         }
+        if (!waiting) {
+            admitted = pool_admit_waiter_locked(p, &deadline);
+            if (admitted == ADMIT_REFUSE) {
+                r = CHECKOUT_BUSY;
+                break;
+            }
+            waiting = true;
+            p->nwaiting++;
+            timespec_of(deadline, &ts);
+        }
         if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
-            r = CHECKOUT_TIMEOUT;
+            r = admitted == ADMIT_BRIEFLY ? CHECKOUT_BUSY : CHECKOUT_TIMEOUT;
             break;
         }
     }
+    if (waiting)
+        p->nwaiting--;
     /* Slots freed by dropping dead connections may serve other waiters. */
     if (dead != NULL)
         pthread_cond_broadcast(&p->cv);
@@ -756,6 +1517,24 @@ static void pool_slot_free(struct db_pool *p)
     p->nopen--;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+static void checkout_error(struct db_pool *p, enum checkout r, double limit,
+                           struct db_error *err)
+{
+    if (r == CHECKOUT_BUSY) {
+        err_set(err, DB_ERR_BUSY, "", "the database is not keeping up: all "
+                "%d connections are in use and %d requests are already "
+                "waiting; try again later", p->max_open, p->max_waiting);
+    } else if (budget_spent()) {
+        err_set(err, DB_ERR_TIMEOUT, "", "the request ran out of time "
+                "(max_request_duration) while waiting for a database "
+                "connection");
+    } else {
+        err_set(err, DB_ERR_TIMEOUT, "", "timed out after %gs waiting for "
+                "a database connection (all %d are in use)", limit,
+                p->max_open);
+    }
 }
 
 struct db_conn *db_acquire(const char *key, struct db_error *err)
@@ -777,7 +1556,7 @@ struct db_conn *db_acquire(const char *key, struct db_error *err)
             break;
         }
         if (deadline == 0)
-            deadline = time_mono() + p->connect_timeout;
+            deadline = deadline_after(p->connect_timeout);
         r = pool_checkout(p, deadline, &c);
         if (r == CHECKOUT_CLOSED) {
             /* Replaced while we waited: the new pool serves us. */
@@ -785,9 +1564,8 @@ struct db_conn *db_acquire(const char *key, struct db_error *err)
             p = NULL;
             continue;
         }
-        if (r == CHECKOUT_TIMEOUT) {
-            err_set(err, DB_ERR_UNREACHABLE, "",
-                    "timed out waiting for a database connection");
+        if (r == CHECKOUT_TIMEOUT || r == CHECKOUT_BUSY) {
+            checkout_error(p, r, p->connect_timeout, err);
         } else if (r == CHECKOUT_OPEN) {
             c = conn_open(p, err);
             if (c == NULL)
@@ -914,33 +1692,44 @@ static void exec_failure(struct db_conn *c, const PGresult *r,
         r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     bool link_bad = PQstatus(c->pg) != CONNECTION_OK;
     enum db_error_class klass = classify_sqlstate(state, primary, link_bad);
+    char *joined = NULL;
 
-    err_set(err, klass, state, "%s", "");
-    if (primary != NULL)
-        snprintf(err->message, sizeof(err->message), "%s", primary);
-    else
-        copy_libpq_message(err->message, sizeof(err->message),
-                           r != NULL ? PQresultErrorMessage(r)
-                                     : PQerrorMessage(c->pg));
+    if (primary == NULL) {
+        joined = xstrdup(r != NULL ? PQresultErrorMessage(r)
+                                   : PQerrorMessage(c->pg));
+        primary = joined;
+    }
+    err_set_text(err, klass, state, NULL, primary, c->pool);
     if (err->message[0] == '\0')
         snprintf(err->message, sizeof(err->message),
                  "the database connection failed");
-    err_scrub(err, c->pool);
     if (klass == DB_ERR_UNREACHABLE)
         c->broken = true;
+    secure_free_str(joined);
+}
+
+/* The client-side deadline of a statement on this thread. */
+static double statement_deadline(const struct db_pool *p, double *limit)
+{
+    /* A moment past the server's own statement_timeout, so that it
+     * normally speaks first and the connection stays usable. */
+    *limit = p->statement_timeout;
+    return deadline_after(p->statement_timeout + 0.25);
 }
 
 /*
  * Runs one statement, or with script (and no parameters) a string of
- * statements in one round trip. Returns the successful (last) result (the
- * caller copies what it needs and PQclears it at once) or NULL with err
- * filled.
+ * statements in one round trip, within the statement deadline. Returns
+ * the successful (last) result (the caller copies what it needs and
+ * PQclears it at once) or NULL with err filled.
  */
 static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
                           const char *const *params, bool script,
                           struct db_error *err)
 {
     PGresult *r = NULL;
+    bool timed_out = false;
+    double limit, deadline;
 
     if (c == NULL || sql == NULL || nparams < 0 ||
         (nparams > 0 && params == NULL)) {
@@ -952,10 +1741,19 @@ static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
                 "the database connection was lost");
         return NULL;
     }
-    if (script)
-        r = PQexec(c->pg, sql);
-    else
-        r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    deadline = statement_deadline(c->pool, &limit);
+    r = roundtrip(c, sql, nparams, params, script, deadline, &timed_out);
+    if (timed_out) {
+        timeout_error(c, limit, err);
+        PQclear(r);
+        return NULL;
+    }
+    if (r == NULL) {
+        exec_failure(c, NULL, err);
+        c->broken = true;
+        err->klass = DB_ERR_UNREACHABLE;
+        return NULL;
+    }
     switch (PQresultStatus(r)) {
     case PGRES_COMMAND_OK:
     case PGRES_TUPLES_OK:
@@ -1046,6 +1844,7 @@ int db_commit(struct db_conn *c, struct db_error *err)
 void db_rollback(struct db_conn *c)
 {
     PGresult *r = NULL;
+    bool timed_out = false;
 
     if (c == NULL || c->broken || PQstatus(c->pg) != CONNECTION_OK) {
         if (c != NULL)
@@ -1054,11 +1853,46 @@ void db_rollback(struct db_conn *c)
     }
     if (PQtransactionStatus(c->pg) == PQTRANS_IDLE)
         return;
-    r = PQexec(c->pg, "ROLLBACK");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK ||
+    /*
+     * Not capped by the request budget: a ROLLBACK that cannot run closes
+     * the connection, which rolls back too, but costs a reconnect.
+     */
+    r = roundtrip(c, "ROLLBACK", 0, NULL, true,
+                  time_mono() + (c->pool->statement_timeout < 5
+                                     ? c->pool->statement_timeout : 5),
+                  &timed_out);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK ||
         PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         c->broken = true;
     PQclear(r);
+}
+
+char *db_escape(struct db_conn *c, const char *s, size_t n, bool literal,
+                struct db_error *err)
+{
+    struct db_error scratch;
+    char *q, *out = NULL;
+
+    if (err == NULL)
+        err = &scratch;
+    err_clear(err);
+    if (c == NULL || c->pg == NULL || s == NULL || memchr(s, '\0', n)) {
+        err_set(err, DB_ERR_SQL, "", "cannot quote a value holding a NUL "
+                "byte");
+        return NULL;
+    }
+    q = literal ? PQescapeLiteral(c->pg, s, n)
+                : PQescapeIdentifier(c->pg, s, n);
+    if (q == NULL) {
+        /* libpq's message names the problem, never the value. */
+        err_set_text(err, DB_ERR_SQL, "", "cannot quote a value: ",
+                     PQerrorMessage(c->pg), c->pool);
+        return NULL;
+    }
+    out = xstrdup(q);
+    explicit_bzero(q, strlen(q));
+    PQfreemem(q);
+    return out;
 }
 
 char *db_quote_ident(const char *name)

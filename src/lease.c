@@ -16,6 +16,15 @@
  *
  * `claims` holds the ids being revoked right now, so that a worker and an
  * API call never revoke the same lease at the same time.
+ *
+ * Lanes: at most half of the workers (at least one) revoke leases of one
+ * mount at a time. A job whose mount is at that cap is parked in the
+ * mount's lane, not in a worker, and goes back to the queue when one of
+ * the mount's revocations finishes. Every database call has a deadline
+ * (db_pg.c), so a stalled database holds at most its mount's share of the
+ * workers for at most its timeouts, while token leases and other mounts
+ * keep being revoked; the failures retry with backoff as usual. The
+ * expirer thread itself never calls an engine.
  */
 #include "lease.h"
 
@@ -75,6 +84,18 @@ static bool started;
 static pthread_t expirer;
 static pthread_t *workers;
 static unsigned int nworkers;
+
+/* One mount's revocations in progress and its parked jobs; under mu. */
+struct lane {
+    char *key;           /* mount uuid; "" for ids matching no mount */
+    unsigned int busy;
+    struct job *parked;  /* FIFO: [head, nparked) are waiting */
+    size_t head, nparked, cap;
+};
+
+static struct lane *lanes;
+static size_t nlanes, lanes_cap;
+static unsigned int lane_limit;
 
 static atomic_uint_fast64_t stat_revoked;
 static atomic_uint_fast64_t stat_failures;
@@ -397,9 +418,117 @@ static void process_batch_job(const char *id, struct batch *b)
     pthread_mutex_unlock(&mu);
 }
 
+/* ============================================================= lanes == */
+
+/* The lane key of a lease id: the uuid of the mount it belongs to. */
+static char *lane_key_of(const char *id)
+{
+    const struct mount *m = router_match(id);
+    char *key = xstrdup(m != NULL ? m->uuid : "");
+
+    router_mount_put(m);
+    return key;
+}
+
+/* Finds or adds the lane of key. Caller holds mu. */
+static struct lane *lane_get_locked(const char *key)
+{
+    for (size_t i = 0; i < nlanes; i++) {
+        if (strcmp(lanes[i].key, key) == 0)
+            return &lanes[i];
+    }
+    if (nlanes == lanes_cap) {
+        lanes_cap = lanes_cap == 0 ? 8 : lanes_cap * 2;
+        lanes = xrealloc(lanes, lanes_cap * sizeof(*lanes));
+    }
+    memset(&lanes[nlanes], 0, sizeof(lanes[nlanes]));
+    lanes[nlanes].key = xstrdup(key);
+    return &lanes[nlanes++];
+}
+
+/* Drops an idle, empty lane (mounts come and go). Caller holds mu. */
+static void lane_drop_if_idle_locked(struct lane *l)
+{
+    if (l->busy > 0 || l->head < l->nparked)
+        return;
+    free(l->key);
+    free(l->parked);
+    *l = lanes[--nlanes];
+}
+
+static void lane_park_locked(struct lane *l, struct job job)
+{
+    if (l->head > 0 && l->nparked == l->cap) {
+        memmove(l->parked, l->parked + l->head,
+                (l->nparked - l->head) * sizeof(*l->parked));
+        l->nparked -= l->head;
+        l->head = 0;
+    }
+    if (l->nparked == l->cap) {
+        l->cap = l->cap == 0 ? 16 : l->cap * 2;
+        l->parked = xrealloc(l->parked, l->cap * sizeof(*l->parked));
+    }
+    l->parked[l->nparked++] = job;
+}
+
+/*
+ * Takes a lane slot for job, or parks the job. Returns true when the
+ * caller should run it. Caller holds mu.
+ */
+static bool lane_enter_locked(const char *key, struct job job)
+{
+    struct lane *l = lane_get_locked(key);
+
+    if (l->busy >= lane_limit) {
+        lane_park_locked(l, job);
+        return false;
+    }
+    l->busy++;
+    return true;
+}
+
+/* Frees the slot and sends the lane's oldest parked job back to the queue. */
+static void lane_leave_locked(const char *key)
+{
+    struct lane *l = lane_get_locked(key);
+    struct job next;
+
+    COFFER_ASSERT(l->busy > 0);
+    l->busy--;
+    if (l->head < l->nparked) {
+        next = l->parked[l->head++];
+        if (l->head == l->nparked)
+            l->head = l->nparked = 0;
+        enqueue_locked(next.id, next.batch);
+    }
+    lane_drop_if_idle_locked(l);
+}
+
+static void lanes_release(void)
+{
+    for (size_t i = 0; i < nlanes; i++) {
+        for (size_t j = lanes[i].head; j < lanes[i].nparked; j++)
+            free(lanes[i].parked[j].id);
+        free(lanes[i].parked);
+        free(lanes[i].key);
+    }
+    free(lanes);
+    lanes = NULL;
+    nlanes = lanes_cap = 0;
+}
+
+static void run_job(struct job job)
+{
+    if (job.batch != NULL)
+        process_batch_job(job.id, job.batch);
+    else
+        process_due(job.id);
+}
+
 static void *worker_main(void *arg)
 {
     struct job job;
+    char *key;
 
     (void)arg;
     pthread_mutex_lock(&mu);
@@ -414,12 +543,18 @@ static void *worker_main(void *arg)
             queue_head = 0;
         }
         pthread_mutex_unlock(&mu);
-        if (job.batch != NULL)
-            process_batch_job(job.id, job.batch);
-        else
-            process_due(job.id);
+        key = lane_key_of(job.id); /* the router has its own locks */
+        pthread_mutex_lock(&mu);
+        if (!lane_enter_locked(key, job)) {
+            free(key);
+            continue; /* parked: it comes back when a slot frees */
+        }
+        pthread_mutex_unlock(&mu);
+        run_job(job);
         free(job.id);
         pthread_mutex_lock(&mu);
+        lane_leave_locked(key);
+        free(key);
     }
     pthread_mutex_unlock(&mu);
     return NULL;
@@ -523,6 +658,7 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
         conf.retry_max = 60;
     if (conf.irrevocable_after <= 0)
         conf.irrevocable_after = 6;
+    lane_limit = conf.workers / 2 > 0 ? conf.workers / 2 : 1;
     heap_init(&heap);
     strvec_init(&claims);
     stopping = false;
@@ -570,6 +706,7 @@ void lease_shutdown(void)
     free(queue);
     queue = NULL;
     queue_n = queue_cap = queue_head = 0;
+    lanes_release();
     strvec_release(&claims);
 }
 
@@ -624,6 +761,22 @@ int lease_create_pending(const struct mount *m, const char *request_path,
     }
     if (rc != 0) {
         errbuf_set(err, "storing the lease failed: %s", coffer_strerror(rc));
+        goto out;
+    }
+    /*
+     * Checked after the index entry is stored, not before: a revocation
+     * of the token that lists its leases after this point finds the
+     * entry, and one that listed them before has already removed the
+     * token, which this check sees. Either way no lease outlives it.
+     */
+    if (tkey != NULL && !token_exists_hmac(token_hmac)) {
+        struct storage_op undo[2] = {
+            {STORAGE_OP_DELETE, key, NULL, 0},
+            {STORAGE_OP_DELETE, tkey, NULL, 0},
+        };
+        storage_batch(store, undo, 2);
+        errbuf_set(err, "the token that asked for this lease was revoked");
+        rc = COFFER_EPERM;
         goto out;
     }
     *lease_id = id;
