@@ -502,25 +502,26 @@ static const struct acl_ent *acl_nonexact(const struct acl *a,
     return best;
 }
 
-/* The one rule that applies to path (VAULT_API 7.2), or NULL. */
+/*
+ * The one rule that applies to path (VAULT_API 7.2), or NULL. As in
+ * Vault 1.14's AllowOperation: the exact rule; for LIST also the exact
+ * rule without the trailing '/'; then the `*` and `+` rules against the
+ * full path. The glob and `+` rules are never tried on the path without
+ * its slash: "secret/metadata/private" would then match the glob
+ * "secret/metadata/" + '*' while the deny on "secret/metadata/private/"
+ * + '*' was never looked at, and a LIST would slip past it.
+ */
 static const struct acl_ent *acl_match(const struct acl *a, const char *path,
                                        bool list)
 {
     size_t n = strlen(path);
     const struct acl_ent *e = htab_get(&a->exact, fnv(path, n), path, n);
-    bool trailing = list && n > 0 && path[n - 1] == '/';
 
-    if (e != NULL)
-        return e;
-    if (trailing) {
+    if (e == NULL && list && n > 0 && path[n - 1] == '/')
         e = htab_get(&a->exact, fnv(path, n - 1), path, n - 1);
-        if (e != NULL)
-            return e;
-        e = acl_nonexact(a, path, n - 1);
-        if (e != NULL)
-            return e;
-    }
-    return acl_nonexact(a, path, n);
+    if (e == NULL)
+        e = acl_nonexact(a, path, n);
+    return e;
 }
 
 /* ========================================================= parameters == */
