@@ -70,14 +70,20 @@ struct barrier *core_barrier(void)
     return state.barrier;
 }
 
-struct token *core_lookup_token(const char *client_token)
+static bool address_allowed(const struct token *t, const char *addr);
+
+struct token *core_lookup_token(const struct request *req)
 {
     struct token *t = NULL;
 
     pthread_rwlock_rdlock(&state.lock);
     if (state.active)
-        t = token_lookup(client_token, false);
+        t = token_lookup(req->client_token, false);
     pthread_rwlock_unlock(&state.lock);
+    if (t != NULL && !address_allowed(t, req->remote_addr)) {
+        token_free(t);
+        t = NULL;
+    }
     return t;
 }
 
@@ -404,7 +410,8 @@ static void classify_write(struct request *req)
 
 /*
  * A token bound to CIDR blocks (token_bound_cidrs) is only good from
- * addresses inside one of them; a malformed block matches nothing.
+ * addresses inside one of them; a malformed block matches nothing, and
+ * no address (a caller outside any request) matches no block.
  */
 static bool address_allowed(const struct token *t, const char *addr)
 {
@@ -412,21 +419,41 @@ static bool address_allowed(const struct token *t, const char *addr)
 
     if (t->bound_cidrs.n == 0)
         return true;
-    for (size_t i = 0; i < t->bound_cidrs.n && !match; i++) {
+    for (size_t i = 0; addr != NULL && i < t->bound_cidrs.n && !match;
+         i++) {
         if (cidr_match(t->bound_cidrs.v[i], addr, &match) != 0)
             match = false;
     }
     return match;
 }
 
-/* Authenticates and authorises; on refusal resp holds the error. */
-static void authorise(struct request *req, struct response *resp)
+/*
+ * The one way a request's token is resolved: looked up, and refused from
+ * an address outside its CIDR bindings. NULL if there is none to use.
+ */
+static struct token *request_token(const struct request *req)
 {
     struct token *t = token_lookup(req->client_token, false);
+
+    if (t != NULL && !address_allowed(t, req->remote_addr)) {
+        token_free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+/*
+ * Authenticates and authorises; on refusal resp holds the error. A
+ * use-limited token's use is taken last, atomically with a fresh read of
+ * its entry, before the backend runs: of parallel requests on a token's
+ * last use exactly one gets through. A denied request takes no use.
+ */
+static void authorise(struct request *req, struct response *resp)
+{
+    struct token *t = request_token(req);
     struct errbuf why;
 
-    if (t == NULL || !address_allowed(t, req->remote_addr)) {
-        token_free(t);
+    if (t == NULL) {
         response_error(resp, 403, "permission denied");
         return;
     }
@@ -438,34 +465,51 @@ static void authorise(struct request *req, struct response *resp)
         response_error(resp, 403, "%s", multi_denied);
         return;
     }
-    token_use(t);
+    if (token_use(t) != 0)
+        response_error(resp, 403, "%s", multi_denied);
 }
 
 /*
- * Runs the pipeline. The token and mount it resolves stay in req (owned
- * by the caller, released after rendering, which needs the mount type).
+ * Token-optional paths (sys/internal/ui/mounts): without a token the
+ * backend answers for an anonymous caller; a token that is given must be
+ * one the caller may use here, CIDR bindings included (Vault refuses
+ * with permission denied). No use is taken, as in Vault.
  */
-static void run(struct request *req, struct response *resp)
+static int optional_token(struct request *req, struct response *resp)
 {
-    const struct mount *m;
+    if (req->client_token == NULL || req->client_token[0] == '\0')
+        return 0;
+    req->token = request_token(req);
+    if (req->token == NULL) {
+        response_error(resp, 403, "%s", multi_denied);
+        return -1;
+    }
+    return 0;
+}
 
-    if (req->op == OP_HEAD) {
-        response_empty_error(resp, 405);
-        return;
+/*
+ * The request took its token's last use: the token goes now, and with it
+ * every lease it obtained, this request's included. A leased secret is
+ * then not handed out (Vault's rule and message).
+ */
+static void finish_last_use(struct request *req, struct response *resp)
+{
+    token_finish_use(req->token);
+    if (resp->errors == NULL && resp->lease_id != NULL &&
+        resp->lease_id[0] != '\0') {
+        response_release(resp);
+        response_init(resp);
+        response_error(resp, 400, "Secret cannot be returned; token had one "
+                                  "use left, so leased credentials were "
+                                  "immediately revoked.");
     }
-    if (sys_is_token_optional(req->path)) {
-        req->token = token_lookup(req->client_token, false);
-        sys_handle(req, resp);
-        return;
-    }
-    if (auth_is_login(req)) { /* auth/<mount>/login...: no token needed */
-        auth_login(req, resp);
-        return;
-    }
-    authorise(req, resp);
-    if (resp->errors != NULL)
-        return;
-    m = router_match(req->path);
+}
+
+/* Routes an authorised request to its mount's backend. */
+static void route(struct request *req, struct response *resp)
+{
+    const struct mount *m = router_match(req->path);
+
     if (m == NULL) {
         response_error(resp, 404, "no handler for route \"%s\". route entry "
                                   "not found.", req->path);
@@ -478,6 +522,32 @@ static void run(struct request *req, struct response *resp)
         return;
     }
     dispatch(req, resp);
+}
+
+/*
+ * Runs the pipeline. The token and mount it resolves stay in req (owned
+ * by the caller, released after rendering, which needs the mount type).
+ */
+static void run(struct request *req, struct response *resp)
+{
+    if (req->op == OP_HEAD) {
+        response_empty_error(resp, 405);
+        return;
+    }
+    if (sys_is_token_optional(req->path)) {
+        if (optional_token(req, resp) == 0)
+            sys_handle(req, resp);
+        return;
+    }
+    if (auth_is_login(req)) { /* auth/<mount>/login...: no token needed */
+        auth_login(req, resp);
+        return;
+    }
+    authorise(req, resp);
+    if (resp->errors == NULL)
+        route(req, resp);
+    if (req->token != NULL && req->token->last_use)
+        finish_last_use(req, resp);
 }
 
 void core_handle(struct request *req, struct reply *out)
@@ -512,6 +582,7 @@ void core_handle(struct request *req, struct reply *out)
         render(req, &resp, out);
     } else {
         pthread_rwlock_rdlock(&state.lock);
+        request_budget_begin();
         if (state.active)
             run(req, &resp);
         else
@@ -521,6 +592,7 @@ void core_handle(struct request *req, struct reply *out)
         router_mount_put(req->mount);
         req->token = NULL;
         req->mount = NULL;
+        request_budget_end();
         pthread_rwlock_unlock(&state.lock);
     }
     log_debug("%s %s %s -> %d", req->id, req_op_name(req->op), req->path,

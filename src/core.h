@@ -58,9 +58,13 @@ int core_init_root_token(char **root_token, struct errbuf *err);
 struct barrier;
 struct barrier *core_barrier(void);
 
-/* Looks a token up if active (NULL otherwise); free with token_free. */
+/*
+ * Looks the request's token up if active, refusing it from an address
+ * outside its CIDR bindings (NULL either way); free with token_free. For
+ * the endpoints that run outside the state lock (sys_seal.c).
+ */
 struct token;
-struct token *core_lookup_token(const char *client_token);
+struct token *core_lookup_token(const struct request *req);
 
 /* A rendered reply. body is NULL for an empty body. */
 struct reply {

@@ -357,7 +357,7 @@ static void handle_seal(struct request *req, struct response *resp)
         response_error(resp, 503, "Vault is sealed");
         return;
     }
-    t = core_lookup_token(req->client_token);
+    t = core_lookup_token(req);
     if (t == NULL || !t->is_root) {
         token_free(t);
         response_error(resp, 403, "permission denied");

@@ -30,10 +30,44 @@
 #define TOKEN_PREFIX "hvs."
 #define HMAC_HEX_LEN 64
 
+/* num_uses of an entry whose last use was taken: revocation is pending. */
+#define USES_PENDING (-1)
+#define RENEW_STRIPES 32
+
 static struct storage *store;
 static unsigned char salt[32];
-/* Serialises read-modify-write of entries (num_uses, renew, revoke). */
+/*
+ * Serialises every read-modify-write of stored entries and of the parent
+ * index: a use, the write of a renewal, a revocation, a new entry under
+ * its parent. Whoever holds it re-reads the entry first, so nothing is
+ * written from a stale copy and a revoked entry is never written back.
+ * Never held while calling into lease.c: a revocation worker that holds
+ * a lease calls back into revoke_tree.
+ */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * Renewals of one token run one at a time from the entry to its lease, so
+ * the lease expires when the entry says. Striped by hmac; taken before
+ * write_lock and held across lease_extend (which never calls back here).
+ */
+static pthread_mutex_t renew_locks[RENEW_STRIPES];
+static pthread_once_t renew_once = PTHREAD_ONCE_INIT;
+
+static void renew_locks_init(void)
+{
+    for (size_t i = 0; i < RENEW_STRIPES; i++)
+        pthread_mutex_init(&renew_locks[i], NULL);
+}
+
+static pthread_mutex_t *renew_lock_for(const char *hmac)
+{
+    unsigned h = 0;
+
+    pthread_once(&renew_once, renew_locks_init);
+    for (const char *c = hmac; *c != '\0'; c++)
+        h = h * 31u + (unsigned char)*c;
+    return &renew_locks[h % RENEW_STRIPES];
+}
 
 /* ================================================================ keys == */
 
@@ -262,9 +296,28 @@ static int save_entry(const struct token *t)
 
 /* ======================================================= create, revoke == */
 
+static bool expired(const struct token *t)
+{
+    return t->expire_time != 0 && t->expire_time <= time_now().tv_sec;
+}
+
+/* True if the entry under hmac is stored, unexpired and usable. */
+static bool live_locked(const char *hmac)
+{
+    struct token *t = load_entry(hmac);
+    bool live = t != NULL && !expired(t) && t->num_uses >= 0;
+
+    token_free(t);
+    return live;
+}
+
 /*
  * Stores a new entry with its indexes in one batch: the entry, the
- * accessor pointing at it, and its place under its parent.
+ * accessor pointing at it, and its place under its parent. Under
+ * write_lock, so that the parent is live at that moment and a revocation
+ * of the parent either runs before (COFFER_ENOTFOUND: no child is made)
+ * or after (it finds the child in the index). COFFER_EEXIST if the id is
+ * taken (two creations with one custom id).
  */
 static int store_new_entry(const struct token *t)
 {
@@ -272,9 +325,17 @@ static int store_new_entry(const struct token *t)
     cJSON *o = entry_to_json(t);
     char *text = cJSON_PrintUnformatted(o);
     struct storage_op ops[3];
+    struct token *dup;
     size_t n = 0;
-    int rc;
+    int rc = 0;
 
+    pthread_mutex_lock(&write_lock);
+    dup = load_entry(t->id_hmac);
+    if (dup != NULL)
+        rc = COFFER_EEXIST;
+    else if (t->parent_hmac != NULL && !live_locked(t->parent_hmac))
+        rc = COFFER_ENOTFOUND;
+    token_free(dup);
     key_id(kid, sizeof(kid), t->id_hmac);
     key_accessor(kacc, sizeof(kacc), t->accessor);
     ops[n++] = (struct storage_op){STORAGE_OP_PUT, kid, text, strlen(text)};
@@ -284,7 +345,9 @@ static int store_new_entry(const struct token *t)
         key_child(kchild, sizeof(kchild), t->parent_hmac, t->id_hmac);
         ops[n++] = (struct storage_op){STORAGE_OP_PUT, kchild, "", 0};
     }
-    rc = storage_batch(store, ops, n);
+    if (rc == 0)
+        rc = storage_batch(store, ops, n);
+    pthread_mutex_unlock(&write_lock);
     cJSON_Delete(o);
     free(text);
     return rc;
@@ -469,42 +532,58 @@ int token_create_root(const char *id, char **client_token)
 
 /* ============================================================== lookup == */
 
+/*
+ * The usable entry under hmac: NULL when missing, pending revocation or
+ * expired (an expired one is revoked now rather than at the next sweep).
+ * Takes write_lock for that revocation: never call it holding the lock.
+ */
 static struct token *lookup_hmac(const char *hmac)
 {
     struct token *t = load_entry(hmac);
 
-    if (t != NULL && t->expire_time != 0 &&
-        t->expire_time <= time_now().tv_sec) {
-        /* Expired: revoke now rather than wait for a sweep. */
+    if (t != NULL && expired(t)) {
         revoke_tree(hmac);
+        token_free(t);
+        return NULL;
+    }
+    if (t != NULL && t->num_uses < 0) {
         token_free(t);
         return NULL;
     }
     return t;
 }
 
-void token_use(struct token *t)
+int token_use(struct token *t)
 {
     struct token *cur;
-    struct strvec done;
+    int rc = 0;
 
-    if (t->num_uses == 0)
-        return;
-
-    strvec_init(&done);
+    if (t->num_uses == 0 && !t->last_use)
+        return 0; /* unlimited: nothing to count */
     pthread_mutex_lock(&write_lock);
     cur = load_entry(t->id_hmac);
-    if (cur != NULL && cur->num_uses > 0) {
+    if (cur == NULL || cur->num_uses <= 0 || expired(cur)) {
+        /* Revoked, or another request took the last use first. */
+        rc = COFFER_ENOTFOUND;
+    } else {
         cur->num_uses--;
         if (cur->num_uses == 0)
-            revoke_tree_locked(cur->id_hmac, 0, &done);
-        else
-            save_entry(cur);
-        t->num_uses = cur->num_uses;
+            cur->num_uses = USES_PENDING;
+        rc = save_entry(cur);
+        if (rc == 0) {
+            t->last_use = cur->num_uses == USES_PENDING;
+            t->num_uses = t->last_use ? 0 : cur->num_uses;
+        }
     }
     token_free(cur);
     pthread_mutex_unlock(&write_lock);
-    revoke_leases(&done);
+    return rc;
+}
+
+void token_finish_use(const struct token *t)
+{
+    if (t != NULL && t->last_use)
+        revoke_tree(t->id_hmac);
 }
 
 struct token *token_lookup(const char *client_token, bool use)
@@ -517,34 +596,52 @@ struct token *token_lookup(const char *client_token, bool use)
         return NULL;
     token_hmac(client_token, hmac);
     t = lookup_hmac(hmac);
-    if (t != NULL && use && t->num_uses > 0)
-        token_use(t);
+    if (t != NULL && use && token_use(t) != 0) {
+        token_free(t);
+        t = NULL;
+    }
     return t;
 }
 
 bool token_exists_hmac(const char *hmac)
 {
-    struct token *t = lookup_hmac(hmac);
+    struct token *t = load_entry(hmac);
     bool found = t != NULL;
 
+    if (found && expired(t)) {
+        revoke_tree(hmac);
+        found = false;
+    }
     token_free(t);
+    return found;
+}
+
+/* The stored id named by an accessor into out; false if none. */
+static bool accessor_hmac(const char *accessor, char out[HMAC_HEX_LEN + 1])
+{
+    char key[128];
+    struct buf stored;
+    bool found = false;
+
+    if (strlen(accessor) > CRYPTO_ID_LEN + 8 || strchr(accessor, '/') != NULL)
+        return false;
+    key_accessor(key, sizeof(key), accessor);
+    buf_init(&stored, 1024);
+    if (storage_get(store, key, &stored) == 0 &&
+        stored.len == HMAC_HEX_LEN) {
+        memcpy(out, stored.ptr, HMAC_HEX_LEN);
+        out[HMAC_HEX_LEN] = '\0';
+        found = true;
+    }
+    buf_release(&stored);
     return found;
 }
 
 static struct token *lookup_accessor(const char *accessor)
 {
-    char key[128];
-    struct buf stored;
-    struct token *t = NULL;
+    char hmac[HMAC_HEX_LEN + 1];
 
-    if (strlen(accessor) > CRYPTO_ID_LEN + 8 || strchr(accessor, '/') != NULL)
-        return NULL;
-    key_accessor(key, sizeof(key), accessor);
-    buf_init(&stored, 1024);
-    if (storage_get(store, key, &stored) == 0 && stored.len == HMAC_HEX_LEN)
-        t = lookup_hmac(stored.ptr);
-    buf_release(&stored);
-    return t;
+    return accessor_hmac(accessor, hmac) ? lookup_hmac(hmac) : NULL;
 }
 
 struct token *token_lookup_accessor(const char *accessor)
@@ -693,55 +790,114 @@ static int parse_create(const cJSON *d, struct create_params *p,
     return 0;
 }
 
-/* Lower-cases, de-duplicates and sorts; root swallows everything else. */
-static void sanitize_policies(struct strvec *sv)
+/*
+ * Trims and lower-cases every name, drops empty ones, sorts and removes
+ * duplicates (Vault's policy list and glob list normalisation).
+ */
+static void normalise_names(struct strvec *sv)
 {
+    struct strvec kept;
+
+    strvec_init(&kept);
     for (size_t i = 0; i < sv->n; i++) {
-        for (char *c = sv->v[i]; *c; c++)
+        char *b = sv->v[i], *e = b + strlen(b);
+        while (*b != '\0' && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            *--e = '\0';
+        for (char *c = b; *c != '\0'; c++)
             *c = (char)tolower((unsigned char)*c);
+        if (*b != '\0')
+            strvec_push(&kept, b);
     }
+    strvec_release(sv);
+    *sv = kept;
     strvec_sort(sv);
     strvec_uniq(sv);
+}
+
+/* Vault's SanitizePolicies: normalised, and root swallows everything. */
+static void sanitize_policies(struct strvec *sv)
+{
+    normalise_names(sv);
     if (strvec_contains(sv, "root")) {
         strvec_release(sv);
         strvec_push(sv, "root");
     }
 }
 
-/* Applies Vault's rules for the child's policies. */
-static int choose_policies(const struct token *parent, bool sudo,
-                           struct create_params *p, struct strvec *out,
-                           struct response *resp)
+/* Appends src (and "default" if add_default) to out, then sanitises. */
+static void add_policies(struct strvec *out, const struct strvec *src,
+                         bool add_default)
 {
-    if (!p->policies_given) {
-        for (size_t i = 0; i < parent->policies.n; i++)
-            strvec_push(out, parent->policies.v[i]);
-        sanitize_policies(out);
-        return 0;
-    }
-    for (size_t i = 0; i < p->policies.n; i++) {
-        const char *pol = p->policies.v[i];
-        if (!sudo && strcmp(pol, "default") != 0 &&
-            !strvec_contains(&parent->policies, pol)) {
-            response_error(resp, 400, "child policies must be subset of "
-                                      "parent");
-            return -1;
-        }
-        strvec_push(out, pol);
-    }
-    if (!p->no_default_policy &&
-        (sudo || strvec_contains(&parent->policies, "default")))
+    for (size_t i = 0; i < src->n; i++)
+        strvec_push(out, src->v[i]);
+    if (add_default)
         strvec_push(out, "default");
     sanitize_policies(out);
-    if (strvec_contains(out, "root") && !parent->is_root) {
-        response_error(resp, 400, "root tokens may not be created without "
-                                  "parent token being root");
-        return -1;
-    }
-    return 0;
 }
 
-/* Vault's display name rule: "token-" + sanitised name. */
+static void remove_name(struct strvec *sv, const char *name)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < sv->n; i++) {
+        if (strcmp(sv->v[i], name) == 0)
+            free(sv->v[i]);
+        else
+            sv->v[j++] = sv->v[i];
+    }
+    sv->n = j;
+}
+
+/* The characters a display name keeps (ASCII, whatever the locale). */
+static bool display_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '-';
+}
+
+/*
+ * Bytes in the UTF-8 sequence that starts at c (1 when it is not a
+ * well-formed lead byte with its continuation bytes): Vault's rule works
+ * on characters, so "é" becomes one '-', not two.
+ */
+static size_t utf8_len(const unsigned char *c)
+{
+    size_t n = *c >= 0xf0 && *c <= 0xf4 ? 4
+               : *c >= 0xe0 && *c <= 0xef ? 3
+               : *c >= 0xc2 && *c <= 0xdf ? 2
+                                          : 1;
+
+    for (size_t i = 1; i < n; i++) {
+        if ((c[i] & 0xc0) != 0x80)
+            return 1;
+    }
+    return n;
+}
+
+/*
+ * Vault's display name rule, in place: every character outside
+ * [A-Za-z0-9-] becomes '-', then one trailing '-' is trimmed
+ * (strings.TrimSuffix). Display names reach database username templates:
+ * nothing else may get through.
+ */
+static void sanitize_display_name(char *name)
+{
+    const unsigned char *in = (const unsigned char *)name;
+    char *out = name;
+
+    while (*in != '\0') {
+        size_t n = utf8_len(in);
+        *out++ = n == 1 && display_char((char)*in) ? (char)*in : '-';
+        in += n;
+    }
+    *out = '\0';
+    if (out > name && out[-1] == '-')
+        out[-1] = '\0';
+}
+
+/* auth/token/create's display name: "token-<name>", or "token". */
 static char *make_display_name(const char *requested)
 {
     size_t n;
@@ -749,18 +905,10 @@ static char *make_display_name(const char *requested)
 
     if (requested == NULL || requested[0] == '\0')
         return xstrdup("token");
-    n = strlen(requested);
-    out = xmalloc(n + 7);
-    memcpy(out, "token-", 6);
-    for (size_t i = 0; i < n; i++) {
-        char c = requested[i];
-        out[6 + i] = (isalnum((unsigned char)c) || c == '-') ? c : '-';
-    }
-    out[6 + n] = '\0';
-    while (n > 0 && out[6 + n - 1] == '-')
-        out[6 + --n] = '\0';
-    if (n == 0)
-        out[5] = '\0';
+    n = strlen(requested) + 7;
+    out = xmalloc(n);
+    snprintf(out, n, "token-%s", requested);
+    sanitize_display_name(out);
     return out;
 }
 
@@ -793,16 +941,22 @@ static int choose_ttl(const struct token *parent, struct token *t,
     return 0;
 }
 
+/*
+ * What the caller may ask for at all. A use-limited parent makes no
+ * tokens, its last use included (a child would escape the count). With a
+ * role, no_parent is ignored (the role's orphan flag decides), as Vault
+ * does.
+ */
 static int check_create_rights(const struct token *parent, bool sudo,
-                               const struct create_params *p,
+                               bool have_role, const struct create_params *p,
                                struct response *resp)
 {
-    if (parent->num_uses > 0) {
+    if (parent->num_uses > 0 || parent->last_use) {
         response_error(resp, 400, "restricted use token cannot generate "
                                   "child tokens");
         return -1;
     }
-    if (p->no_parent && !sudo) {
+    if (p->no_parent && !have_role && !sudo) {
         response_error(resp, 400, "root or sudo privileges required to "
                                   "create orphan token");
         return -1;
@@ -836,9 +990,33 @@ static int check_create_rights(const struct token *parent, bool sudo,
 }
 
 /*
+ * Records the id of t's lease in its entry, re-read under write_lock:
+ * COFFER_ENOTFOUND if the token was revoked since it was stored (its
+ * parent went), in which case nothing is written back.
+ */
+static int record_lease_id(const struct token *t)
+{
+    struct token *cur;
+    int rc = COFFER_ENOTFOUND;
+
+    pthread_mutex_lock(&write_lock);
+    cur = load_entry(t->id_hmac);
+    if (cur != NULL) {
+        free(cur->lease_id);
+        cur->lease_id = xstrdup(t->lease_id);
+        rc = save_entry(cur);
+    }
+    token_free(cur);
+    pthread_mutex_unlock(&write_lock);
+    return rc;
+}
+
+/*
  * Stores a minted token, then its lease when it expires, so that the
  * expiration manager revokes it on time (VAULT_API 8.1). m is the mount
- * that issues it (auth/token/ or the login's auth mount).
+ * that issues it (auth/token/ or the login's auth mount). On failure
+ * nothing of the token is left: a revocation that raced with the
+ * creation also takes the lease registered meanwhile.
  */
 static int persist_new(struct token *t, const struct mount *m)
 {
@@ -850,13 +1028,15 @@ static int persist_new(struct token *t, const struct mount *m)
         return rc;
     if (t->explicit_max_ttl > 0 && t->explicit_max_ttl < max)
         max = t->explicit_max_ttl;
+    errbuf_clear(&err);
     rc = lease_register_token(m, t->path, t->id_hmac, t->ttl, max,
                               t->renewable, &t->lease_id, &err);
     if (rc == 0)
-        rc = save_entry(t);
+        rc = record_lease_id(t);
     if (rc != 0) {
-        log_error("token: registering the lease of accessor %s failed: %s",
-                  t->accessor, err.msg);
+        if (rc != COFFER_ENOTFOUND)
+            log_error("token: registering the lease of accessor %s failed: "
+                      "%s", t->accessor, err.msg);
         revoke_tree(t->id_hmac);
     }
     return rc;
@@ -867,6 +1047,8 @@ static int persist_new(struct token *t, const struct mount *m)
 struct role {
     struct strvec allowed;
     struct strvec disallowed;
+    struct strvec allowed_glob;    /* '*' patterns */
+    struct strvec disallowed_glob;
     struct strvec bound_cidrs;
     bool orphan;
     bool renewable;
@@ -883,6 +1065,8 @@ static void role_init(struct role *r)
     memset(r, 0, sizeof(*r));
     strvec_init(&r->allowed);
     strvec_init(&r->disallowed);
+    strvec_init(&r->allowed_glob);
+    strvec_init(&r->disallowed_glob);
     strvec_init(&r->bound_cidrs);
     r->renewable = true;
     r->path_suffix = xstrdup("");
@@ -893,6 +1077,8 @@ static void role_release(struct role *r)
 {
     strvec_release(&r->allowed);
     strvec_release(&r->disallowed);
+    strvec_release(&r->allowed_glob);
+    strvec_release(&r->disallowed_glob);
     strvec_release(&r->bound_cidrs);
     free(r->path_suffix);
     free(r->token_type);
@@ -943,6 +1129,10 @@ static int role_load(const char *name, struct role *r)
                          cJSON_GetObjectItemCaseSensitive(o, "allowed"));
         strvec_from_json(&r->disallowed,
                          cJSON_GetObjectItemCaseSensitive(o, "disallowed"));
+        strvec_from_json(&r->allowed_glob,
+                         cJSON_GetObjectItemCaseSensitive(o, "allowed_glob"));
+        strvec_from_json(&r->disallowed_glob, cJSON_GetObjectItemCaseSensitive(
+                                                  o, "disallowed_glob"));
         strvec_from_json(&r->bound_cidrs,
                          cJSON_GetObjectItemCaseSensitive(o, "bound_cidrs"));
         r->orphan = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "orphan"));
@@ -978,6 +1168,9 @@ static int role_save(const char *name, const struct role *r)
 
     cJSON_AddItemToObject(o, "allowed", policies_json(&r->allowed));
     cJSON_AddItemToObject(o, "disallowed", policies_json(&r->disallowed));
+    cJSON_AddItemToObject(o, "allowed_glob", policies_json(&r->allowed_glob));
+    cJSON_AddItemToObject(o, "disallowed_glob",
+                          policies_json(&r->disallowed_glob));
     cJSON_AddItemToObject(o, "bound_cidrs", policies_json(&r->bound_cidrs));
     cJSON_AddBoolToObject(o, "orphan", r->orphan);
     cJSON_AddBoolToObject(o, "renewable", r->renewable);
@@ -1013,8 +1206,12 @@ static int role_list_field(const cJSON *d, const char *name,
         strvec_release(out);
         *out = v;
         strvec_init(&v);
-        if (out != NULL && strcmp(name, "token_bound_cidrs") != 0)
+        /* As Vault stores them: the allowed list sanitised like any
+         * policy list, the others only normalised. */
+        if (strcmp(name, "allowed_policies") == 0)
             sanitize_policies(out);
+        else if (strcmp(name, "token_bound_cidrs") != 0)
+            normalise_names(out);
     }
     strvec_release(&v);
     return rc;
@@ -1045,6 +1242,10 @@ static int role_parse(const cJSON *d, struct role *r, struct response *resp)
     if (role_list_field(d, "allowed_policies", NULL, &r->allowed, resp) ||
         role_list_field(d, "disallowed_policies", NULL, &r->disallowed,
                         resp) ||
+        role_list_field(d, "allowed_policies_glob", NULL, &r->allowed_glob,
+                        resp) ||
+        role_list_field(d, "disallowed_policies_glob", NULL,
+                        &r->disallowed_glob, resp) ||
         role_list_field(d, "token_bound_cidrs", "bound_cidrs",
                         &r->bound_cidrs, resp) ||
         field_bool(d, "orphan", &r->orphan, &given, resp) ||
@@ -1091,8 +1292,10 @@ static cJSON *role_json(const char *name, const struct role *r)
     cJSON_AddItemToObject(d, "allowed_policies", policies_json(&r->allowed));
     cJSON_AddItemToObject(d, "disallowed_policies",
                           policies_json(&r->disallowed));
-    cJSON_AddItemToObject(d, "allowed_policies_glob", cJSON_CreateArray());
-    cJSON_AddItemToObject(d, "disallowed_policies_glob", cJSON_CreateArray());
+    cJSON_AddItemToObject(d, "allowed_policies_glob",
+                          policies_json(&r->allowed_glob));
+    cJSON_AddItemToObject(d, "disallowed_policies_glob",
+                          policies_json(&r->disallowed_glob));
     cJSON_AddItemToObject(d, "allowed_entity_aliases", cJSON_CreateArray());
     cJSON_AddBoolToObject(d, "orphan", r->orphan);
     cJSON_AddBoolToObject(d, "renewable", r->renewable);
@@ -1111,6 +1314,12 @@ static cJSON *role_json(const char *name, const struct role *r)
     return d;
 }
 
+/*
+ * Role writes are read-modify-write (an update keeps the fields it does
+ * not name): one at a time, so two updates never lose each other's.
+ */
+static pthread_mutex_t role_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void handle_role(struct request *req, const char *name,
                         struct response *resp)
 {
@@ -1122,6 +1331,7 @@ static void handle_role(struct request *req, const char *name,
         response_error(resp, 400, "invalid role name");
         return;
     }
+    pthread_mutex_lock(&role_lock);
     rc = role_load(name, &r);
     switch (req->op) {
     case OP_READ:
@@ -1147,6 +1357,7 @@ static void handle_role(struct request *req, const char *name,
                                   "operation\n\n");
         break;
     }
+    pthread_mutex_unlock(&role_lock);
     role_release(&r);
 }
 
@@ -1162,60 +1373,200 @@ static void handle_role_list(struct response *resp)
     strvec_release(&keys);
 }
 
-/* "a", "b" -> "a, b" into out (error messages). */
-static void join_list(const struct strvec *sv, char *out, size_t n)
+/* ============================================================ policies == */
+
+/* Policies no token may hold (Vault's non-assignable ones). */
+static const char *const unassignable[] = {"response-wrapping",
+                                           "control-group"};
+
+/* Vault's role globs: '*' matches any run of characters. */
+static bool glob_match(const char *pat, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+
+    while (*s != '\0') {
+        if (*pat == '*') {
+            star = pat++;
+            resume = s;
+        } else if (*pat == *s) {
+            pat++;
+            s++;
+        } else if (star != NULL) {
+            pat = star + 1;
+            s = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return *pat == '\0';
+}
+
+static bool glob_any(const struct strvec *globs, const char *s)
+{
+    for (size_t i = 0; i < globs->n; i++) {
+        if (glob_match(globs->v[i], s))
+            return true;
+    }
+    return false;
+}
+
+/* Go's %q of a []string, as Vault's messages print lists: ["a" "b"]. */
+static void quote_list(const struct strvec *sv, char *out, size_t n)
 {
     size_t used = 0;
 
-    out[0] = '\0';
-    for (size_t i = 0; i < sv->n && used < n; i++)
-        used += (size_t)snprintf(out + used, n - used, "%s%s",
-                                 i ? ", " : "", sv->v[i]);
+    out[used++] = '[';
+    for (size_t i = 0; i < sv->n && used + 4 < n; i++) {
+        if (i > 0)
+            out[used++] = ' ';
+        out[used++] = '"';
+        for (const char *c = sv->v[i]; *c != '\0' && used + 4 < n; c++) {
+            if (*c == '"' || *c == '\\')
+                out[used++] = '\\';
+            out[used++] = *c;
+        }
+        out[used++] = '"';
+    }
+    out[used++] = ']';
+    out[used] = '\0';
+}
+
+static bool role_limits_policies(const struct role *r)
+{
+    return r != NULL && (r->allowed.n > 0 || r->disallowed.n > 0 ||
+                         r->allowed_glob.n > 0 || r->disallowed_glob.n > 0);
+}
+
+static int refuse_unlisted(const struct strvec *final,
+                           const struct strvec *allowed,
+                           const struct role *r, struct response *resp)
+{
+    char a[512], b[512], c[512];
+
+    for (size_t i = 0; i < final->n; i++) {
+        if (!strvec_contains(allowed, final->v[i]) &&
+            !glob_any(&r->allowed_glob, final->v[i])) {
+            quote_list(final, a, sizeof(a));
+            quote_list(allowed, b, sizeof(b));
+            quote_list(&r->allowed_glob, c, sizeof(c));
+            response_error(resp, 400, "token policies (%s) must be subset "
+                                      "of the role's allowed policies (%s) "
+                                      "or glob policies (%s)", a, b, c);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /*
- * Vault's policy rules for create/<role>: requested policies (or, when
- * none, the role's allowed list, or else the parent's) must be within the
- * allowed list and outside the disallowed one; the parent-subset rule
- * does not apply.
+ * A role with allowed or disallowed lists (or globs) bounds the token
+ * instead of the parent: requested policies must be allowed (when there
+ * is an allowed list) and default to that list, else to the parent's;
+ * none may be disallowed. "default" joins unless the request, the role
+ * or the disallowed list says no.
  */
-static int choose_role_policies(const struct token *parent,
-                                const struct role *r,
-                                struct create_params *p, struct strvec *out,
-                                struct response *resp)
+static int role_policies(const struct token *parent, const struct role *r,
+                         const struct create_params *p, struct strvec *out,
+                         struct response *resp)
 {
-    const struct strvec *src = p->policies_given ? &p->policies
-                               : r->allowed.n > 0 ? &r->allowed
-                                                  : &parent->policies;
-    char a[512], b[512];
+    bool add_default = !p->no_default_policy && !r->no_default_policy &&
+                       !strvec_contains(&r->disallowed, "default") &&
+                       !glob_any(&r->disallowed_glob, "default");
+    struct strvec allowed;
+    int rc = 0;
 
-    for (size_t i = 0; i < src->n; i++)
-        strvec_push(out, src->v[i]);
-    sanitize_policies(out);
-    for (size_t i = 0; r->allowed.n > 0 && i < out->n; i++) {
-        if (strcmp(out->v[i], "default") != 0 &&
-            !strvec_contains(&r->allowed, out->v[i])) {
-            join_list(out, a, sizeof(a));
-            join_list(&r->allowed, b, sizeof(b));
-            response_error(resp, 400, "token policies ([%s]) must be subset "
-                                      "of the role's allowed policies ([%s]) "
-                                      "or glob policies ([])", a, b);
-            return -1;
+    strvec_init(&allowed);
+    if (p->policies.n > 0)
+        add_policies(out, &p->policies, add_default);
+    if (r->allowed.n > 0 || r->allowed_glob.n > 0) {
+        add_policies(&allowed, &r->allowed, add_default);
+        if (out->n == 0)
+            add_policies(out, &allowed, false);
+        else
+            rc = refuse_unlisted(out, &allowed, r, resp);
+    } else if (out->n == 0) {
+        add_policies(out, &parent->policies, add_default);
+    }
+    for (size_t i = 0; rc == 0 && i < out->n; i++) {
+        if (strvec_contains(&r->disallowed, out->v[i]) ||
+            glob_any(&r->disallowed_glob, out->v[i])) {
+            response_error(resp, 400, "token policy \"%s\" is disallowed by "
+                                      "this role", out->v[i]);
+            rc = -1;
         }
     }
-    for (size_t i = 0; i < out->n; i++) {
-        if (strvec_contains(&r->disallowed, out->v[i])) {
-            join_list(out, a, sizeof(a));
-            join_list(&r->disallowed, b, sizeof(b));
-            response_error(resp, 400, "token policies ([%s]) contains "
-                                      "disallowed policies ([%s])", a, b);
-            return -1;
+    strvec_release(&allowed);
+    return rc;
+}
+
+/*
+ * Without a limiting role the parent bounds the token: no policies asked
+ * for means the parent's; a caller without sudo may only ask for a subset
+ * of the parent's ("default" joins if the parent has it); sudo may ask
+ * for any ("default" joins).
+ */
+static int parent_policies(const struct token *parent, bool sudo,
+                           const struct create_params *p, struct strvec *out,
+                           struct response *resp)
+{
+    struct strvec held;
+    int rc = 0;
+
+    if (p->policies.n == 0) {
+        add_policies(out, &parent->policies, false);
+        return 0;
+    }
+    add_policies(out, &p->policies, false);
+    if (sudo) {
+        if (!p->no_default_policy)
+            strvec_push(out, "default");
+        sanitize_policies(out);
+        return 0;
+    }
+    strvec_init(&held);
+    add_policies(&held, &parent->policies, false);
+    for (size_t i = 0; rc == 0 && i < out->n; i++) {
+        if (!strvec_contains(&held, out->v[i])) {
+            response_error(resp, 400, "child policies must be subset of "
+                                      "parent");
+            rc = -1;
         }
     }
-    if (!p->no_default_policy && !r->no_default_policy &&
-        !strvec_contains(&r->disallowed, "default"))
+    if (rc == 0 && !p->no_default_policy &&
+        strvec_contains(&held, "default")) {
         strvec_push(out, "default");
-    sanitize_policies(out);
+        sanitize_policies(out);
+    }
+    strvec_release(&held);
+    return rc;
+}
+
+/*
+ * Vault's policy rules for every token made through auth/token/: the
+ * role's or the parent's bounds, then the rules no caller escapes (no
+ * unassignable policy, root only from a root parent).
+ */
+static int choose_policies(const struct token *parent, const struct role *r,
+                           bool sudo, const struct create_params *p,
+                           struct strvec *out, struct response *resp)
+{
+    int rc = role_limits_policies(r) ? role_policies(parent, r, p, out, resp)
+                                     : parent_policies(parent, sudo, p, out,
+                                                       resp);
+
+    if (rc != 0)
+        return rc;
+    if (p->no_default_policy)
+        remove_name(out, "default");
+    for (size_t i = 0; i < ARRAY_LEN(unassignable); i++) {
+        if (strvec_contains(out, unassignable[i])) {
+            response_error(resp, 400, "cannot assign policy \"%s\"",
+                           unassignable[i]);
+            return -1;
+        }
+    }
     if (strvec_contains(out, "root") && !parent->is_root) {
         response_error(resp, 400, "root tokens may not be created without "
                                   "parent token being root");
@@ -1224,20 +1575,58 @@ static int choose_role_policies(const struct token *parent,
     return 0;
 }
 
-/* Folds the role's limits into the request's parameters. */
-static void apply_role(const struct role *r, struct create_params *p)
+/*
+ * Folds the role's limits into the request's: the lesser period and
+ * explicit max TTL of the two (with Vault's warnings), the lower use
+ * count, renewable only if both say so.
+ */
+static void apply_role(const struct role *r, struct create_params *p,
+                       struct response *resp)
 {
-    if (r->period > 0)
-        p->period = r->period;
-    if (r->explicit_max_ttl > 0 &&
-        (p->explicit_max_ttl == 0 || r->explicit_max_ttl < p->explicit_max_ttl))
-        p->explicit_max_ttl = r->explicit_max_ttl;
+    if (r->period > 0) {
+        if (p->period > 0)
+            response_warn(resp, "Period specified both during creation "
+                                "call and in role; using the lesser value "
+                                "of %lld seconds",
+                          (long long)(r->period < p->period ? r->period
+                                                            : p->period));
+        if (p->period == 0 || r->period < p->period)
+            p->period = r->period;
+    }
+    if (r->explicit_max_ttl > 0) {
+        if (p->explicit_max_ttl > 0)
+            response_warn(resp, "Explicit max TTL specified both during "
+                                "creation call and in role; using the "
+                                "lesser value of %lld seconds",
+                          (long long)(r->explicit_max_ttl <
+                                              p->explicit_max_ttl
+                                          ? r->explicit_max_ttl
+                                          : p->explicit_max_ttl));
+        if (p->explicit_max_ttl == 0 ||
+            r->explicit_max_ttl < p->explicit_max_ttl)
+            p->explicit_max_ttl = r->explicit_max_ttl;
+    }
     if (!r->renewable)
         p->renewable = false;
     if (r->num_uses > 0 && (p->num_uses == 0 || p->num_uses > r->num_uses))
         p->num_uses = r->num_uses;
-    if (r->orphan)
-        p->no_parent = true;
+}
+
+/*
+ * Vault's CIDR bindings of a new token: a role's own list; else a child
+ * keeps its parent's, so that a bound token cannot shed its binding by
+ * making a child. Vault drops the binding of a non-expiring root token;
+ * Coffer keeps it (a binding is never lost silently).
+ */
+static void choose_bound_cidrs(const struct token *parent,
+                               const struct role *r, struct token *t)
+{
+    const struct strvec *src = r != NULL ? &r->bound_cidrs
+                               : !t->orphan ? &parent->bound_cidrs
+                                            : NULL;
+
+    for (size_t i = 0; src != NULL && i < src->n; i++)
+        strvec_push(&t->bound_cidrs, src->v[i]);
 }
 
 static char *role_token_path(const char *name, const struct role *r)
@@ -1260,16 +1649,19 @@ static int issue(struct token *t, const char *custom_id,
                  const struct mount *m, struct response *resp)
 {
     char *client = mint(t, custom_id);
-    int rc = 0;
+    int rc = client != NULL ? persist_new(t, m) : COFFER_EINTERNAL;
 
-    if (client == NULL || persist_new(t, m) != 0) {
+    if (rc == COFFER_ENOTFOUND)
+        response_error(resp, 400, "parent token not found");
+    else if (rc == COFFER_EEXIST)
+        response_error(resp, 400, "cannot create a token with a duplicate "
+                                  "ID");
+    else if (rc != 0)
         response_error(resp, 500, "failed to create token");
-        rc = -1;
-    } else {
+    else
         resp->auth = auth_block(t, client);
-    }
     secure_free_str(client);
-    return rc;
+    return rc == 0 ? 0 : -1;
 }
 
 /* role_name: NULL for plain create / create-orphan. */
@@ -1303,37 +1695,34 @@ static void handle_create(struct request *req, struct response *resp,
         }
         have_role = true;
     }
-    if (check_create_rights(parent, sudo, &p, resp) != 0)
+    if (check_create_rights(parent, sudo, have_role, &p, resp) != 0)
         goto out;
-    if (have_role) {
-        apply_role(&r, &p);
-        if (choose_role_policies(parent, &r, &p, &t->policies, resp) != 0)
-            goto out;
-    } else if (choose_policies(parent, sudo, &p, &t->policies, resp) != 0) {
+    if (have_role)
+        apply_role(&r, &p, resp);
+    if (choose_policies(parent, have_role ? &r : NULL, sudo, &p,
+                        &t->policies, resp) != 0)
         goto out;
-    }
     t->is_root = strvec_contains(&t->policies, "root");
     if (choose_ttl(parent, t, &p, resp) != 0)
         goto out;
     t->display_name = make_display_name(p.display_name);
+    t->orphan = orphan_path || (have_role ? r.orphan : p.no_parent);
+    if (!t->orphan)
+        t->parent_hmac = xstrdup(parent->id_hmac);
     if (have_role) {
         t->path = role_token_path(role_name, &r);
         t->role = xstrdup(role_name);
-        for (size_t i = 0; i < r.bound_cidrs.n; i++)
-            strvec_push(&t->bound_cidrs, r.bound_cidrs.v[i]);
     } else {
         t->path = xstrdup(orphan_path ? "auth/token/create-orphan"
                                       : "auth/token/create");
     }
+    choose_bound_cidrs(parent, have_role ? &r : NULL, t);
     t->meta = p.meta;
     p.meta = NULL;
     t->renewable = t->ttl == 0 ? false : p.renewable;
     t->explicit_max_ttl = p.explicit_max_ttl;
     t->period = p.period;
     t->num_uses = p.num_uses;
-    t->orphan = orphan_path || p.no_parent;
-    if (!t->orphan)
-        t->parent_hmac = xstrdup(parent->id_hmac);
     if (issue(t, p.id, req->mount, resp) != 0)
         goto out;
     log_info("token: created accessor %s (%s) by accessor %s", t->accessor,
@@ -1415,18 +1804,20 @@ static void handle_lookup(struct request *req, struct response *resp,
     token_free(t);
 }
 
-/* Renews per Vault: increment or the last TTL, capped by the max TTL. */
-static void renew(struct token *t, const cJSON *data, struct response *resp)
+/*
+ * Vault's renewal arithmetic on t: the increment or the last TTL (the
+ * period for periodic tokens), capped by the max TTL. 0, or -1 with resp
+ * set.
+ */
+static int renewed_ttl(struct token *t, int64_t increment,
+                       struct response *resp)
 {
-    int64_t increment = 0, max, now = time_now().tv_sec, limit, ttl;
-    bool given;
+    int64_t max, now = time_now().tv_sec, limit, ttl;
     char a[32], b[32];
 
-    if (field_duration(data, "increment", &increment, &given, resp) != 0)
-        return;
     if (!t->renewable || t->expire_time == 0) {
         response_error(resp, 400, "lease is not renewable");
-        return;
+        return -1;
     }
     max = t->max_ttl > 0 ? t->max_ttl : router_system_max_ttl;
     if (t->explicit_max_ttl > 0 && t->explicit_max_ttl < max)
@@ -1436,7 +1827,7 @@ static void renew(struct token *t, const cJSON *data, struct response *resp)
     if (t->period == 0 || t->explicit_max_ttl > 0) {
         if (now >= limit) {
             response_error(resp, 400, "past the max TTL, cannot renew");
-            return;
+            return -1;
         }
         if (now + ttl > limit) {
             duration_format_short(ttl, a, sizeof(a));
@@ -1450,70 +1841,131 @@ static void renew(struct token *t, const cJSON *data, struct response *resp)
     t->ttl = ttl;
     t->expire_time = now + ttl;
     t->last_renewal = now;
-    pthread_mutex_lock(&write_lock);
-    if (save_entry(t) != 0)
-        response_error(resp, 500, "failed to save the renewed token");
-    pthread_mutex_unlock(&write_lock);
-    /* The expiration manager revokes it at the new time, not the old. */
-    if (resp->errors == NULL && t->lease_id != NULL &&
-        lease_extend(t->lease_id, t->expire_time, t->ttl) != 0)
+    return 0;
+}
+
+/*
+ * Moves the token's lease to its new expiry (outside write_lock: see
+ * there). A revocation that slipped in between the entry's write and this
+ * call has already expired the lease; had this call moved it out again,
+ * the lease is expired once more.
+ */
+static void extend_lease(const struct token *t)
+{
+    struct token *cur;
+
+    if (lease_extend(t->lease_id, t->expire_time, t->ttl) != 0)
         log_warn("token: lease of accessor %s is missing; the token "
                  "still expires on lookup", t->accessor);
+    pthread_mutex_lock(&write_lock);
+    cur = load_entry(t->id_hmac);
+    pthread_mutex_unlock(&write_lock);
+    if (cur == NULL)
+        lease_revoke_token(t->id_hmac);
+    token_free(cur);
+}
+
+/*
+ * Renews the token stored under hmac. The entry is re-read and written
+ * under write_lock: a token revoked (or used up, or expired) since the
+ * caller looked it up is "not found" and never written back. The whole
+ * renewal holds the token's renewal stripe, so its lease ends up with the
+ * expiry of the last write. Returns the renewed entry, or NULL with resp
+ * set.
+ */
+static struct token *renew(const char *hmac, const cJSON *data,
+                           struct response *resp)
+{
+    pthread_mutex_t *serial = renew_lock_for(hmac);
+    struct token *t;
+    int64_t increment = 0;
+    bool given;
+
+    if (field_duration(data, "increment", &increment, &given, resp) != 0)
+        return NULL;
+    pthread_mutex_lock(serial);
+    pthread_mutex_lock(&write_lock);
+    t = load_entry(hmac);
+    if (t == NULL || t->num_uses < 0 || expired(t)) {
+        response_error(resp, 400, "token not found");
+    } else if (renewed_ttl(t, increment, resp) == 0 && save_entry(t) != 0) {
+        response_error(resp, 500, "failed to save the renewed token");
+    }
+    pthread_mutex_unlock(&write_lock);
+    if (resp->errors == NULL && t->lease_id != NULL)
+        extend_lease(t);
+    pthread_mutex_unlock(serial);
+    if (resp->errors != NULL) {
+        token_free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+/*
+ * The stored id a renew or revoke request names (a token, the caller's
+ * own, or an accessor) into out, and the client token named (NULL for an
+ * accessor) into *tok. False, with resp set if the request was
+ * malformed, when it names nothing.
+ */
+static bool target_hmac(struct request *req, bool self, bool by_accessor,
+                        char out[HMAC_HEX_LEN + 1], const char **tok,
+                        struct response *resp)
+{
+    const char *acc;
+
+    *tok = NULL;
+    if (by_accessor) {
+        acc = target_accessor(req, resp);
+        return acc != NULL && accessor_hmac(acc, out);
+    }
+    *tok = self ? req->client_token : target_token(req, false, resp);
+    if (*tok == NULL || (*tok)[0] == '\0' || strlen(*tok) > 512)
+        return false;
+    token_hmac(*tok, out);
+    return true;
 }
 
 static void handle_renew(struct request *req, struct response *resp,
                          bool self, bool by_accessor)
 {
-    const char *tok = NULL, *acc;
-    struct token *t = NULL;
+    char hmac[HMAC_HEX_LEN + 1];
+    const char *tok;
+    struct token *t;
 
-    if (by_accessor) {
-        acc = target_accessor(req, resp);
-        if (acc == NULL)
-            return;
-        t = lookup_accessor(acc);
-    } else {
-        tok = self ? req->client_token : target_token(req, false, resp);
-        if (tok == NULL)
-            return;
-        t = token_lookup(tok, false);
-    }
-    if (t == NULL) {
-        response_error(resp, 400, "token not found");
+    if (!target_hmac(req, self, by_accessor, hmac, &tok, resp)) {
+        if (resp->errors == NULL)
+            response_error(resp, 400, "token not found");
         return;
     }
-    renew(t, req->data, resp);
-    if (resp->errors == NULL)
-        resp->auth = auth_block(t, by_accessor ? "" : tok);
+    t = renew(hmac, req->data, resp);
+    if (t != NULL)
+        resp->auth = auth_block(t, tok != NULL ? tok : "");
     token_free(t);
 }
 
+/*
+ * Revokes what the request names, whatever state it is in (expired or
+ * pending revocation included): revoking an unknown token succeeds.
+ */
 static void handle_revoke(struct request *req, struct response *resp,
                           bool self, bool by_accessor, bool orphan)
 {
-    const char *tok = NULL, *acc;
-    struct token *t = NULL;
-    int rc;
+    char hmac[HMAC_HEX_LEN + 1];
+    const char *tok;
+    struct token *t;
+    int rc = 0;
 
     if (orphan && !policy_has_sudo(req->token, req->path)) {
         response_error(resp, 400, "root or sudo privileges required to "
                                   "revoke and orphan");
         return;
     }
-    if (by_accessor) {
-        acc = target_accessor(req, resp);
-        if (acc == NULL)
-            return;
-        t = lookup_accessor(acc);
-    } else {
-        tok = self ? req->client_token : target_token(req, false, resp);
-        if (tok == NULL)
-            return;
-        t = token_lookup(tok, false);
-    }
-    if (t == NULL)
-        return; /* revoking an unknown token succeeds */
-    rc = orphan ? revoke_orphan(t->id_hmac) : revoke_tree(t->id_hmac);
+    if (!target_hmac(req, self, by_accessor, hmac, &tok, resp))
+        return;
+    t = load_entry(hmac);
+    if (t != NULL)
+        rc = orphan ? revoke_orphan(hmac) : revoke_tree(hmac);
     if (rc != 0)
         response_error(resp, 500, "failed to revoke token: %s",
                        coffer_strerror(rc));
@@ -1534,7 +1986,13 @@ static void handle_accessors(struct response *resp)
 
 /* ============================================================= logins == */
 
-/* "<mount path without auth/, / -> ->" + name, trailing '-' trimmed. */
+/*
+ * "<mount path without auth/>" + name, sanitised like a token's display
+ * name ("userpass-alice"). Vault only turns '/' into '-' here; Coffer
+ * applies the full rule, because the name comes from whoever logs in and
+ * reaches database username templates ({{.DisplayName}}), where a quote
+ * or a semicolon must never arrive, whatever the auth method accepted.
+ */
 static char *login_display_name(const struct mount *m, const char *name)
 {
     const char *mp = str_has_prefix(m->path, "auth/") ? m->path + 5 : m->path;
@@ -1542,13 +2000,7 @@ static char *login_display_name(const struct mount *m, const char *name)
     char *out = xmalloc(n);
 
     snprintf(out, n, "%s%s", mp, name);
-    for (char *c = out; *c != '\0'; c++) {
-        if (*c == '/')
-            *c = '-';
-    }
-    n = strlen(out);
-    while (n > 0 && out[n - 1] == '-')
-        out[--n] = '\0';
+    sanitize_display_name(out);
     return out;
 }
 
@@ -1720,6 +2172,33 @@ static int list_plain(const char *prefix, struct strvec *out)
 }
 
 /*
+ * The accessor index entry at key: dropped when its token is gone;
+ * its token revoked when a crash left it pending revocation (its last
+ * use was taken, the revocation after that request never ran).
+ * True if the index entry was dropped.
+ */
+static bool tidy_accessor(const char *key)
+{
+    struct buf stored;
+    struct token *t = NULL;
+    bool dropped = false;
+
+    buf_init(&stored, 1024);
+    if (storage_get(store, key, &stored) == 0) {
+        t = load_entry(stored.ptr);
+        if (t != NULL && t->num_uses < 0)
+            revoke_tree(t->id_hmac);
+        if (t == NULL || !token_exists_hmac(stored.ptr)) {
+            storage_delete(store, key);
+            dropped = true;
+        }
+    }
+    token_free(t);
+    buf_release(&stored);
+    return dropped;
+}
+
+/*
  * auth/token/tidy: drops accessor and parent index entries whose token is
  * gone, and revokes children whose parent is gone (Vault does the same:
  * a child must not outlive a parent that was lost half-way).
@@ -1728,7 +2207,6 @@ static void handle_tidy(struct response *resp)
 {
     struct strvec keys, parents, children;
     char key[256];
-    struct buf stored;
     size_t dropped = 0, revoked = 0;
     int rc;
 
@@ -1737,13 +2215,8 @@ static void handle_tidy(struct response *resp)
     rc = list_plain("token/accessor/", &keys);
     for (size_t i = 0; rc == 0 && i < keys.n; i++) {
         key_accessor(key, sizeof(key), keys.v[i]);
-        buf_init(&stored, 1024);
-        if (storage_get(store, key, &stored) == 0 &&
-            !token_exists_hmac(stored.ptr)) {
-            storage_delete(store, key);
+        if (tidy_accessor(key))
             dropped++;
-        }
-        buf_release(&stored);
     }
     if (rc == 0)
         rc = list_plain("token/parent/", &parents);
