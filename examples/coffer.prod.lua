@@ -59,7 +59,9 @@ storage "sqlite" {
 default_lease_ttl = "168h"    -- one week
 max_lease_ttl     = "768h"    -- 32 days, Vault's default
 
--- Extra Lua engines and auth methods, and the policies loaded at start-up.
+-- Extra Lua engines and auth methods, and the Lua policies loaded at
+-- start-up (the only place Lua policies come from; examples/policies/ has
+-- one to start from).
 plugin_directory  = etc .. "/lua"
 policy_directory  = etc .. "/policies"
 
@@ -82,3 +84,15 @@ workers           = 32
 -- from that address get 429 (default 1/s with a burst of 10).
 login_rate_limit = 1
 login_rate_burst = 10
+
+-- Limits of the Lua runtime that runs the engines, auth methods and Lua
+-- policies (Coffer-specific). The defaults suit the bundled engines.
+-- lua_memory_limit: bytes one Lua state may allocate (default 64 MiB,
+--   4 MiB to 16 GiB); a script that needs more fails with "not enough memory".
+-- lua_call_timeout: how long one engine call may run (default "10s", 1s to
+--   1h); a request's own max_request_duration may end it sooner.
+-- lua_policy_budget: Lua instructions one policy check may run (default
+--   100000, 10000 to 1e9); a check that runs out denies the request.
+lua_memory_limit  = 64 * 1024 * 1024
+lua_call_timeout  = "10s"
+lua_policy_budget = 100000

@@ -35,6 +35,12 @@
 #define CONFIG_DEFAULT_MAX_REQUEST_SIZE ((size_t)32 * 1024 * 1024)
 #define CONFIG_MAX_WORKERS 1024
 #define CONFIG_MAX_CONNECTIONS 1000000
+/* Bounds of the Lua limits: below these the bundled engines cannot run. */
+#define CONFIG_LUA_MEMORY_MIN (4LL * 1024 * 1024)
+#define CONFIG_LUA_MEMORY_MAX (16LL * 1024 * 1024 * 1024)
+#define CONFIG_LUA_TIMEOUT_MAX 3600
+#define CONFIG_LUA_BUDGET_MIN 10000
+#define CONFIG_LUA_BUDGET_MAX 1000000000
 
 enum config_storage {
     CONFIG_STORAGE_NONE = 0, /* only before a successful load */
@@ -91,6 +97,15 @@ struct coffer_config {
      * The listener's max_request_duration wins over it.
      */
     int64_t default_max_request_duration;
+    /*
+     * The Lua runtime's limits; 0 = unset (the runtime's defaults: 64 MiB,
+     * 10 s, 100000 instructions). lua_memory_limit caps each Lua state,
+     * lua_call_timeout each engine call (a request's own deadline may
+     * end it sooner), lua_policy_budget each Lua policy check.
+     */
+    size_t lua_memory_limit;    /* bytes */
+    int64_t lua_call_timeout;   /* seconds */
+    uint64_t lua_policy_budget; /* instructions */
 };
 
 /*

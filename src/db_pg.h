@@ -40,6 +40,8 @@
  * ?password= and sslpassword=, key/value password=, quoted or not, and
  * anything a malformed string lets libpq mistake for another word) plus
  * the extra secrets a caller names is scrubbed from every message.
+ * Finding them, and db_redact_conninfo / db_conninfo_has_password for
+ * the engines, live in db_pg_conninfo.h, which this header includes.
  */
 #ifndef COFFER_DB_PG_H
 #define COFFER_DB_PG_H
@@ -49,6 +51,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "db_pg_conninfo.h"
 
 enum db_error_class {
     DB_OK = 0,
@@ -171,19 +174,5 @@ char *db_quote_ident(const char *name);
  */
 char *db_escape(struct db_conn *c, const char *s, size_t n, bool literal,
                 struct db_error *err);
-
-/*
- * Returns a copy of a connection string (URL or key/value) with every
- * password value replaced by "xxxxx": URL user-info, the password and
- * sslpassword query parameters, key/value password= and sslpassword=
- * (quoted or not, with escapes), and a dbname that is itself a
- * connection string holding one. Malformed input is redacted generously:
- * whatever libpq could read as part of the value goes. A templated value
- * ("{{password}}") is kept. The caller frees the result with
- * secure_free_str. NULL in, NULL out.
- */
-char *db_redact_conninfo(const char *conninfo);
-/* True when conninfo holds a literal (non-templated) password. */
-bool db_conninfo_has_password(const char *conninfo);
 
 #endif

@@ -231,17 +231,6 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes application/x-www-form-urlencoded text in place. */
 static void form_decode(char *s)
 {
@@ -250,8 +239,9 @@ static void form_decode(char *s)
     for (; *s != '\0'; s++) {
         if (*s == '+') {
             *out++ = ' ';
-        } else if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-            *out++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+        } else if (*s == '%' && hex_value(s[1]) >= 0 &&
+                   hex_value(s[2]) >= 0) {
+            *out++ = (char)(hex_value(s[1]) * 16 + hex_value(s[2]));
             s += 2;
         } else {
             *out++ = *s;
@@ -1142,39 +1132,27 @@ static int make_sockaddr(const char *address, struct sockaddr_storage *ss,
 static char *read_pem(const char *path, const char *what, size_t *n,
                       struct errbuf *err)
 {
-    FILE *f = fopen(path, "rb");
+    struct buf b;
+    struct file_error why;
     char *p = NULL;
-    size_t len = 0;
-    size_t r;
+    int rc;
 
-    if (f == NULL) {
-        errbuf_set(err, "cannot read the TLS %s file \"%s\": %s", what, path,
-                   strerror(errno));
-        return NULL;
-    }
-    p = xmalloc(HTTP_MAX_PEM_SIZE + 1);
-    do {
-        r = fread(p + len, 1, HTTP_MAX_PEM_SIZE + 1 - len, f);
-        len += r;
-    } while (r > 0 && len <= HTTP_MAX_PEM_SIZE);
-    if (ferror(f)) {
-        errbuf_set(err, "cannot read the TLS %s file \"%s\": %s", what, path,
-                   strerror(errno));
-    } else if (len > HTTP_MAX_PEM_SIZE) {
+    buf_init(&b, HTTP_MAX_PEM_SIZE);
+    rc = file_read(path, &b, &why);
+    if (rc == COFFER_ETOOBIG) {
         errbuf_set(err, "the TLS %s file \"%s\" is larger than %zu bytes",
                    what, path, HTTP_MAX_PEM_SIZE);
-    } else if (len == 0 || memchr(p, '\0', len) != NULL) {
+    } else if (rc != 0) {
+        errbuf_set(err, "cannot read the TLS %s file \"%s\": %s", what, path,
+                   strerror(why.errnum));
+    } else if (b.len == 0 || memchr(b.ptr, '\0', b.len) != NULL) {
         errbuf_set(err, "the TLS %s file \"%s\" is %s", what, path,
-                   len == 0 ? "empty" : "not PEM text");
+                   b.len == 0 ? "empty" : "not PEM text");
     } else {
-        p[len] = '\0';
-        *n = len;
-        fclose(f);
-        return p;
+        p = buf_detach(&b, n);
     }
-    secure_free(p, HTTP_MAX_PEM_SIZE + 1);
-    fclose(f);
-    return NULL;
+    buf_release(&b);
+    return p;
 }
 
 static int64_t secs_or(int64_t v, int64_t def)

@@ -130,6 +130,26 @@ void response_error(struct response *r, int status, const char *fmt, ...)
     cJSON_AddItemToArray(r->errors, cJSON_CreateString(msg));
 }
 
+char *multierror_text(const char *msg)
+{
+    size_t n = strlen(MULTIERROR_FMT) + strlen(msg) + 1;
+    char *out = xmalloc(n);
+
+    snprintf(out, n, MULTIERROR_FMT, msg);
+    return out;
+}
+
+void response_multierror(struct response *r, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    response_error(r, status, MULTIERROR_FMT, msg);
+}
+
 void response_keys(struct response *r, const struct strvec *keys)
 {
     cJSON *arr;

@@ -82,6 +82,19 @@ void response_release(struct response *r);
 /* Sets an error reply: status and one message. Replaces earlier errors. */
 void response_error(struct response *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * Sets an error reply in Vault's multi-error form, the text its
+ * go-multierror package prints for one error:
+ * "1 error occurred:\n\t* <message>\n\n". Clients (hvac, the vault CLI)
+ * match on it, so every "permission denied" / "unsupported operation"
+ * reply goes through here instead of spelling the frame out.
+ */
+void response_multierror(struct response *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* go-multierror's frame for one error, for formatters other than these. */
+#define MULTIERROR_FMT "1 error occurred:\n\t* %s\n\n"
+/* The same frame around msg, as a new string (xmalloc; caller frees). */
+char *multierror_text(const char *msg);
 /* Sets the Vault "nothing here" reply: status with {"errors":[]}. */
 void response_empty_error(struct response *r, int status);
 /*

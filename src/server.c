@@ -460,12 +460,7 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
                                   ? conf->listener.max_request_size
                                   : HTTP_DEFAULT_MAX_REQUEST_SIZE;
     settle_limits(o, &conf->listener, conf->default_max_request_duration);
-    if (conf->default_lease_ttl > 0)
-        router_system_default_ttl = conf->default_lease_ttl;
-    if (conf->max_lease_ttl > 0)
-        router_system_max_ttl = conf->max_lease_ttl;
-    if (router_system_default_ttl > router_system_max_ttl)
-        router_system_default_ttl = router_system_max_ttl;
+    router_set_system_ttls(conf->default_lease_ttl, conf->max_lease_ttl);
     return 0;
 }
 
@@ -522,6 +517,9 @@ int server_main(int argc, char **argv)
     cfg.lease_retry_base = opts.lease_retry_base;
     cfg.lease_retry_max = opts.lease_retry_max;
     cfg.tick_interval = opts.tick_interval;
+    cfg.lua_memory_limit = conf.lua_memory_limit;
+    cfg.lua_call_timeout = (double)conf.lua_call_timeout;
+    cfg.lua_policy_budget = conf.lua_policy_budget;
     core_up = true;
     if (core_init(&cfg, &root_token, &unseal_key, &err) != 0) {
         fprintf(stderr, "Error initializing core: %s\n", err.msg);

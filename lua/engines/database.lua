@@ -23,8 +23,9 @@ local plugins = {
   [require("dbplugin_postgresql").name] = require("dbplugin_postgresql"),
 }
 
+local multierror = require("framework").multierror
+
 local json = coffer.json
-local ME_FMT = "1 error occurred:\n\t* %s\n\n"
 
 local e = coffer.engine {
   name = "database",
@@ -33,8 +34,26 @@ local e = coffer.engine {
 
 -- ============================================================ helpers ==
 
+-- Raises status with Vault's multierror text of msg.
+local function raise_multierror(status, msg)
+  error(coffer.error { status = status, errors = { multierror(msg) } })
+end
+
 local function internal_error(msg)
-  error(coffer.error { status = 500, errors = { ME_FMT:format(msg) } })
+  raise_multierror(500, msg)
+end
+
+-- Copies into rec each field of spec that the request supplied (present
+-- and not JSON null: Vault's d.GetOk), converted; check(k), if given, runs
+-- before a field is copied and may raise. Returns rec.
+local function merge_supplied(rec, req, spec, check)
+  for k in pairs(spec) do
+    if req.raw[k] ~= nil and req.raw[k] ~= json.null then
+      if check ~= nil then check(k) end
+      rec[k] = req.data[k]
+    end
+  end
+  return rec
 end
 
 local function supported_plugins()
@@ -311,8 +330,8 @@ local function db_status(err)
 end
 
 local function db_error(prefix, err, secrets)
-  error(coffer.error { status = db_status(err), errors = {
-    ME_FMT:format(prefix .. scrub(db_message(err), secrets)) } })
+  raise_multierror(db_status(err),
+                   prefix .. scrub(db_message(err), secrets))
 end
 
 -- ============================================================ configs ==
@@ -353,11 +372,7 @@ local function validate_username_template(text)
 end
 
 local function merge_config(cfg, req)
-  for name in pairs(CONFIG_FIELDS) do
-    if req.raw[name] ~= nil and req.raw[name] ~= json.null then
-      cfg[name] = req.data[name]
-    end
-  end
+  merge_supplied(cfg, req, CONFIG_FIELDS)
   cfg.allowed_roles = cfg.allowed_roles or json.array()
   cfg.root_rotation_statements = cfg.root_rotation_statements or json.array()
   cfg.max_open_connections = cfg.max_open_connections or 4
@@ -573,12 +588,8 @@ local function write_role(req)
   if req.storage:get("static-role/" .. name) ~= nil then
     coffer.bad_request("Role and Static Role names must be unique")
   end
-  local role = req.storage:get_json("role/" .. name) or {}
-  for k in pairs(ROLE_FIELDS) do
-    if req.raw[k] ~= nil and req.raw[k] ~= json.null then
-      role[k] = req.data[k]
-    end
-  end
+  local role = merge_supplied(req.storage:get_json("role/" .. name) or {},
+                              req, ROLE_FIELDS)
   if role.db_name == nil or role.db_name == "" then
     coffer.bad_request("database name is required")
   end
@@ -812,15 +823,11 @@ local function write_static_role(req)
     coffer.bad_request("Role and Static Role names must be unique")
   end
   local old = req.storage:get_json("static-role/" .. name)
-  local srole = old or {}
-  for k in pairs(STATIC_FIELDS) do
-    if req.raw[k] ~= nil and req.raw[k] ~= json.null then
-      if k == "username" and old and old.username ~= req.data.username then
-        coffer.bad_request("cannot update static account username")
-      end
-      srole[k] = req.data[k]
+  local srole = merge_supplied(old or {}, req, STATIC_FIELDS, function(k)
+    if k == "username" and old and old.username ~= req.data.username then
+      coffer.bad_request("cannot update static account username")
     end
-  end
+  end)
   if srole.db_name == nil or srole.db_name == "" then
     coffer.bad_request("database name is a required field")
   end
@@ -847,8 +854,7 @@ local function write_static_role(req)
   if old == nil then
     local ok, err, status = rotate_static(req, name, srole)
     if not ok then
-      error(coffer.error { status = status or 500, errors = {
-        ME_FMT:format("error setting credentials: " .. err) } })
+      raise_multierror(status or 500, "error setting credentials: " .. err)
     end
   end
 end
@@ -923,8 +929,7 @@ e:path("rotate-role/:name", {
     end
     local ok, err, status = rotate_static(req, name, srole)
     if not ok then
-      error(coffer.error { status = status or 500, errors = {
-        ME_FMT:format("unable to rotate: " .. err) } })
+      raise_multierror(status or 500, "unable to rotate: " .. err)
     end
   end,
   help = "Rotate the password of a static role now.",

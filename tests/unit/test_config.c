@@ -179,7 +179,10 @@ TEST(valid_every_key)
         "disable_mlock     = true\n"
         "workers           = 4\n"
         "login_rate_limit  = 5\n"
-        "login_rate_burst  = 20\n";
+        "login_rate_burst  = 20\n"
+        "lua_memory_limit  = 128 * 1024 * 1024\n"
+        "lua_call_timeout  = \"30s\"\n"
+        "lua_policy_budget = 500000\n";
     struct coffer_config c;
     struct errbuf err;
 
@@ -210,6 +213,9 @@ TEST(valid_every_key)
     CHECK_EQ_INT(c.listener.max_connections, 2000);
     CHECK_EQ_INT(c.listener.max_connections_per_ip, 64);
     CHECK_EQ_INT(c.default_max_request_duration, 120);
+    CHECK_EQ_INT(c.lua_memory_limit, 128 * 1024 * 1024);
+    CHECK_EQ_INT(c.lua_call_timeout, 30);
+    CHECK_EQ_INT(c.lua_policy_budget, 500000);
     config_release(&c);
     CHECK(c.path == NULL && c.listener.address == NULL);
 }
@@ -248,6 +254,9 @@ TEST(valid_defaults_and_readback)
     CHECK(c.plugin_directory == NULL && c.log_level == NULL);
     CHECK_EQ_INT(c.workers, 0);
     CHECK(!c.disable_mlock);
+    /* Unset Lua limits are 0: the runtime's defaults apply. */
+    CHECK(c.lua_memory_limit == 0 && c.lua_call_timeout == 0 &&
+          c.lua_policy_budget == 0);
     config_release(&c);
 }
 
@@ -286,6 +295,24 @@ struct bad_case {
 #define INMEM "storage \"inmem\" {}\n"
 
 static const struct bad_case bad_cases[] = {
+    /* the Lua limits: types and ranges */
+    {INMEM PLAIN_LISTENER "lua_memory_limit = 1024\n",
+     ":3: lua_memory_limit: expected an integer from 4194304 to "
+     "17179869184, got 1024"},
+    {INMEM PLAIN_LISTENER "lua_memory_limit = \"64MiB\"\n",
+     ":3: lua_memory_limit: expected integer, got string"},
+    {INMEM PLAIN_LISTENER "lua_call_timeout = \"0s\"\n",
+     ":3: lua_call_timeout: must be from 1s to 3600s"},
+    {INMEM PLAIN_LISTENER "lua_call_timeout = \"2h\"\n",
+     ":3: lua_call_timeout: must be from 1s to 3600s"},
+    {INMEM PLAIN_LISTENER "lua_call_timeout = \"soon\"\n",
+     ":3: lua_call_timeout: invalid duration \"soon\""},
+    {INMEM PLAIN_LISTENER "lua_policy_budget = 10\n",
+     ":3: lua_policy_budget: expected an integer from 10000 to 1000000000, "
+     "got 10"},
+    {INMEM PLAIN_LISTENER "lua_policy_budget = 1.5\n",
+     ":3: lua_policy_budget: expected an integer from 10000 to 1000000000, "
+     "got 1.5"},
     /* unknown keys */
     {INMEM PLAIN_LISTENER "default_lease_tl = \"1h\"\n",
      ":3: unknown key \"default_lease_tl\""},

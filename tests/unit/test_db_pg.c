@@ -860,9 +860,9 @@ static char *scrub_as(const char *conninfo, const char *extra,
     char *out;
 
     strvec_init(&sv);
-    secrets_collect(&sv, conninfo, ex, extra != NULL ? 1 : 0);
-    out = scrub_text(msg, conninfo, &sv);
-    secrets_wipe(&sv);
+    db__secrets_collect(&sv, conninfo, ex, extra != NULL ? 1 : 0);
+    out = db__scrub_text(msg, conninfo, &sv);
+    db__secrets_wipe(&sv);
     return out;
 }
 

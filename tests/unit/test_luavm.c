@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "router.h"
 
 static struct storage *st;
 static char tmpdir[PATH_MAX];
@@ -281,6 +282,7 @@ TEST(broken_scripts_fail_init)
 TEST(kv1_write_read_list_delete)
 {
     struct response r;
+    int64_t sys_def, sys_max;
 
     run(&kv1, OP_UPDATE, "foo", "{\"foo\":\"bar\",\"ttl\":\"1h\",\"n\":"
                                 "12345678901}", &r);
@@ -296,7 +298,8 @@ TEST(kv1_write_read_list_delete)
     run(&kv1, OP_UPDATE, "dir/sub", "{\"a\":1}", &r);
     response_release(&r);
     run(&kv1, OP_READ, "dir/sub", NULL, &r);
-    CHECK_EQ_INT(r.lease_duration, router_system_default_ttl);
+    router_system_ttls(&sys_def, &sys_max);
+    CHECK_EQ_INT(r.lease_duration, sys_def);
     response_release(&r);
 
     run(&kv1, OP_LIST, "", NULL, &r);
