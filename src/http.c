@@ -259,14 +259,15 @@ static cJSON *parse_form(char *text)
     for (char *pair = strtok_r(text, "&", &save); pair != NULL;
          pair = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(pair, '=');
-        const char *val = "";
+        char none[1] = ""; /* "x" without '=': decoded in place like a value */
+        char *val = none;
         cJSON *old;
         if (eq != NULL) {
             *eq = '\0';
             val = eq + 1;
         }
         form_decode(pair);
-        form_decode((char *)val);
+        form_decode(val);
         old = cJSON_GetObjectItemCaseSensitive(o, pair);
         if (old != NULL && cJSON_IsString(old)) {
             size_t n = strlen(old->valuestring) + strlen(val) + 2;

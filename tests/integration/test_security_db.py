@@ -127,6 +127,31 @@ def test_any_template_output_is_checked(srv, pg, mount, template):
     assert pg.query("SELECT to_regclass('locked_tbl')")[0][0] is not None
 
 
+@pytest.mark.parametrize("template", [
+    "{{random -1}}", "{{random 5000}}", "{{random 4097}}",
+])
+def test_bad_template_arguments_are_a_400_at_write(srv, pg, mount, template):
+    # Found by tests/fuzz/fuzz_template.c: these raised plain Lua errors,
+    # so the config write answered 500 instead of a 400 naming the problem.
+    r = config(srv, pg, mount, "b" + uuid.uuid4().hex[:6],
+               username_template=template)
+    assert r.status_code == 400, r.text
+    assert "invalid username template" in r.json()["errors"][0], r.text
+
+
+def test_timestamp_layouts_work_in_username_templates(srv, pg, mount):
+    # Found by the same fuzzer: every timestamp layout raised.
+    name = "ts" + uuid.uuid4().hex[:6]
+    r = config(srv, pg, mount, name, username_template=(
+        '{{.RoleName}}-{{timestamp "20060102"}}-{{random 6}}'))
+    assert r.status_code in (200, 204), r.text
+    role(srv, mount, name, name)
+    r = srv.req("GET", "%s/creds/%s" % (mount, name))
+    assert r.status_code == 200, r.text
+    user = r.json()["data"]["username"]
+    assert user.startswith(name + "-" + time.strftime("%Y%m%d", time.gmtime())), user
+
+
 def test_token_display_name_cannot_inject(srv, pg, mount):
     assert config(srv, pg, mount, "disp",
                   username_template="{{.DisplayName}}-{{random 6}}"

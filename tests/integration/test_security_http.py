@@ -378,3 +378,17 @@ def test_wrap_ttl_with_curl(server):
     # The status endpoints are not logical requests and ignore it.
     r = server.req("GET", "sys/health", headers={"X-Vault-Wrap-TTL": "5m"})
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize("body", [b"a=b&x", b"x", b"&&=&x&", b"%zz=%&k"])
+def test_form_pairs_without_equals_do_not_crash_the_server(server, body):
+    # Found by tests/fuzz/fuzz_http.c: a pair without '=' was decoded in
+    # place in a string literal, a crash any client could trigger without
+    # a token. The server must answer and stay up (conftest checks it).
+    r = raw_request(server.addr, "PUT", "/v1/secret/form-probe",
+                    headers={"Content-Type":
+                             "application/x-www-form-urlencoded"},
+                    body=body)
+    assert r.status_code in (204, 400, 403), r
+    h = requests.get(server.addr + "/v1/sys/health", timeout=5)
+    assert h.status_code == 200
