@@ -22,6 +22,19 @@ listener "tcp" {
   tls_cert_file    = etc .. "/tls/coffer.crt",   -- PEM; the full chain
   tls_key_file     = etc .. "/tls/coffer.key",   -- PEM, unencrypted
   max_request_size = 33554432,                   -- bytes (32 MiB, Vault's)
+
+  -- Against slow and greedy clients (Vault's names and defaults). The
+  -- read timeouts are totals from the start of a request: a client that
+  -- trickles a byte at a time cannot stretch them.
+  http_read_header_timeout = "10s",  -- request line and headers
+  http_read_timeout        = "30s",  -- the whole request, body included
+  http_idle_timeout        = "5m",   -- keep-alive with nothing sent
+  max_request_duration     = "90s",  -- then 500 "context deadline exceeded"
+
+  -- Open connections in total and per client address (Coffer's). Behind
+  -- a proxy or NAT every client shares one address: raise the second.
+  max_connections          = 4096,
+  max_connections_per_ip   = 512,
 }
 
 -- Exactly one storage block. sqlite is the embedded default: one file,
@@ -46,7 +59,9 @@ storage "sqlite" {
 default_lease_ttl = "168h"    -- one week
 max_lease_ttl     = "768h"    -- 32 days, Vault's default
 
--- Extra Lua engines and auth methods, and the policies loaded at start-up.
+-- Extra Lua engines and auth methods, and the Lua policies loaded at
+-- start-up (the only place Lua policies come from; examples/policies/ has
+-- one to start from).
 plugin_directory  = etc .. "/lua"
 policy_directory  = etc .. "/policies"
 
@@ -60,10 +75,24 @@ api_addr          = "https://coffer.example.com:8200"
 -- swapped. Only set true where mlock is impossible (some containers).
 disable_mlock     = false
 
--- HTTP worker threads, each with its own Lua state. About one per core.
-workers           = 8
+-- Request worker threads, each with its own Lua state (made on first use).
+-- Requests wait on databases here, not on the I/O threads: keep enough
+-- that the databases' own concurrency limits leave most workers free.
+workers           = 32
 
 -- Failed logins allowed per second and per client address before logins
 -- from that address get 429 (default 1/s with a burst of 10).
 login_rate_limit = 1
 login_rate_burst = 10
+
+-- Limits of the Lua runtime that runs the engines, auth methods and Lua
+-- policies (Coffer-specific). The defaults suit the bundled engines.
+-- lua_memory_limit: bytes one Lua state may allocate (default 64 MiB,
+--   4 MiB to 16 GiB); a script that needs more fails with "not enough memory".
+-- lua_call_timeout: how long one engine call may run (default "10s", 1s to
+--   1h); a request's own max_request_duration may end it sooner.
+-- lua_policy_budget: Lua instructions one policy check may run (default
+--   100000, 10000 to 1e9); a check that runs out denies the request.
+lua_memory_limit  = 64 * 1024 * 1024
+lua_call_timeout  = "10s"
+lua_policy_budget = 100000

@@ -59,7 +59,11 @@ void auth_login(struct request *req, struct response *resp)
     const char *addr = req->remote_addr;
     cJSON *identity;
 
-    if (!ratelimit_check(limiter, addr, time_mono())) {
+    /*
+     * Pay before the attempt runs, so that concurrent attempts cannot all
+     * pass a check made before any of them failed; a success refunds.
+     */
+    if (!ratelimit_take(limiter, addr, time_mono())) {
         log_warn("auth: login rate limit reached for %s on %s", addr,
                  m->path);
         response_error(resp, 429, "request path \"%s\": rate limit quota "
@@ -68,10 +72,9 @@ void auth_login(struct request *req, struct response *resp)
     }
     req->rel_path = req->path + strlen(m->path);
     luavm_handle_login(m, req, resp);
-    if (resp->errors != NULL) {
-        ratelimit_charge(limiter, addr, time_mono());
-        return;
-    }
+    if (resp->errors != NULL)
+        return; /* a failure keeps its token spent */
+    ratelimit_refund(limiter, addr, time_mono());
     identity = resp->auth;
     resp->auth = NULL;
     if (identity == NULL) {

@@ -3,9 +3,11 @@
  *
  * A request to auth/<mount>/<login path> (as the method declared with
  * a:login, see lua/coffer/framework.lua) skips token authentication and
- * ACL checks. It is rate-limited per client address (failed logins cost a
- * token of the address's bucket; an empty bucket answers 429 with Vault's
- * words), runs in the method's Lua handler, and the identity the handler
+ * ACL checks. It is rate-limited per client address (every attempt takes
+ * a token of the address's bucket before it runs and a success gives it
+ * back, so failures cost one each even when they run concurrently; an
+ * empty bucket answers 429 with Vault's words), runs in the method's Lua
+ * handler, and the identity the handler
  * returns becomes a token (token_create_identity) and Vault's auth block.
  */
 #ifndef COFFER_AUTH_H

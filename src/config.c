@@ -47,6 +47,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "buf.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -70,6 +71,10 @@ enum value_kind {
     V_BOOL,         /* true/false, 0/1 or "true"/"false" -> bool */
     V_WORKERS,      /* 1..CONFIG_MAX_WORKERS -> unsigned int */
     V_SIZE,         /* a positive integer -> size_t */
+    V_COUNT,        /* 1..CONFIG_MAX_CONNECTIONS -> unsigned int */
+    V_LUA_MEMORY,   /* bytes, CONFIG_LUA_MEMORY_MIN..MAX -> size_t */
+    V_LUA_TIMEOUT,  /* a duration, 1s..CONFIG_LUA_TIMEOUT_MAX -> int64_t */
+    V_LUA_BUDGET,   /* instructions, CONFIG_LUA_BUDGET_MIN..MAX -> uint64_t */
 };
 
 struct key_spec {
@@ -98,6 +103,17 @@ static const struct key_spec top_keys[] = {
      * burst before 429s start (Coffer-specific; 1..1024). */
     {"login_rate_limit", V_WORKERS, TOP(login_rate_limit), false},
     {"login_rate_burst", V_WORKERS, TOP(login_rate_burst), false},
+    /* How long a request may run; the listener's max_request_duration
+     * wins. Vault's name, and the short one as an alias. */
+    {"default_max_request_duration", V_DURATION,
+     TOP(default_max_request_duration), false},
+    {"max_request_duration", V_DURATION, TOP(default_max_request_duration),
+     false},
+    /* The Lua runtime's limits (Coffer-specific): memory per Lua state,
+     * time per engine call, instructions per Lua policy check. */
+    {"lua_memory_limit", V_LUA_MEMORY, TOP(lua_memory_limit), false},
+    {"lua_call_timeout", V_LUA_TIMEOUT, TOP(lua_call_timeout), false},
+    {"lua_policy_budget", V_LUA_BUDGET, TOP(lua_policy_budget), false},
 };
 
 static const struct key_spec listener_keys[] = {
@@ -106,6 +122,13 @@ static const struct key_spec listener_keys[] = {
     {"tls_key_file", V_STRING, LST(tls_key_file), false},
     {"tls_disable", V_BOOL, LST(tls_disable), false},
     {"max_request_size", V_SIZE, LST(max_request_size), false},
+    {"max_request_duration", V_DURATION, LST(max_request_duration), false},
+    {"http_read_header_timeout", V_DURATION, LST(http_read_header_timeout),
+     false},
+    {"http_read_timeout", V_DURATION, LST(http_read_timeout), false},
+    {"http_idle_timeout", V_DURATION, LST(http_idle_timeout), false},
+    {"max_connections", V_COUNT, LST(max_connections), false},
+    {"max_connections_per_ip", V_COUNT, LST(max_connections_per_ip), false},
 };
 
 static const struct key_spec sqlite_keys[] = {
@@ -426,6 +449,27 @@ static void store_value(lua_State *L, int idx, const struct key_spec *spec,
         *(size_t *)field = (size_t)check_integer(L, idx, what, spec->name, 1,
                                                  LUA_MAXINTEGER);
         break;
+    case V_COUNT:
+        *(unsigned int *)field = (unsigned int)check_integer(
+            L, idx, what, spec->name, 1, CONFIG_MAX_CONNECTIONS);
+        break;
+    case V_LUA_MEMORY:
+        *(size_t *)field = (size_t)check_integer(
+            L, idx, what, spec->name, CONFIG_LUA_MEMORY_MIN,
+            CONFIG_LUA_MEMORY_MAX);
+        break;
+    case V_LUA_TIMEOUT:
+        check_duration(L, idx, what, spec->name, (int64_t *)field);
+        if (*(int64_t *)field < 1 ||
+            *(int64_t *)field > CONFIG_LUA_TIMEOUT_MAX)
+            raise_at(L, 1, "%s%s: must be from 1s to %ds", what, spec->name,
+                     CONFIG_LUA_TIMEOUT_MAX);
+        break;
+    case V_LUA_BUDGET:
+        *(uint64_t *)field = (uint64_t)check_integer(
+            L, idx, what, spec->name, CONFIG_LUA_BUDGET_MIN,
+            CONFIG_LUA_BUDGET_MAX);
+        break;
     }
 }
 
@@ -712,67 +756,30 @@ static int config_setup(lua_State *L)
 /* ============================================================ loading == */
 
 /*
- * Reads the whole file into a new NUL-terminated buffer (*len bytes).
- * The caller frees it with secure_free(buf, len + 1).
+ * Reads the configuration file into file (buf_init'ed by the caller with
+ * the size ceiling). Only regular files: a directory or a FIFO given by
+ * mistake should fail with a clear message, not hang or read garbage.
  */
-static int read_file(const char *path, char **buf, size_t *len,
-                     struct errbuf *err)
+static int read_config_file(const char *path, struct buf *file,
+                            struct errbuf *err)
 {
+    struct file_error why;
     struct stat st;
-    char *p = NULL;
-    size_t n = 0;
-    ssize_t r;
-    int fd;
-    int rc = COFFER_EIO;
+    int rc;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        errbuf_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        errbuf_set(err, "%s: not a regular file", path);
         return COFFER_EIO;
     }
-    if (fstat(fd, &st) != 0) {
-        errbuf_set(err, "%s: cannot stat: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        errbuf_set(err, "%s: not a regular file", path);
-        goto out;
-    }
-    if ((size_t)st.st_size > CONFIG_MAX_FILE_SIZE) {
+    rc = file_read(path, file, &why);
+    if (rc == COFFER_ETOOBIG)
         errbuf_set(err, "%s: larger than %zu bytes; not a configuration "
                         "file?", path, CONFIG_MAX_FILE_SIZE);
-        rc = COFFER_ETOOBIG;
-        goto out;
-    }
-    p = xmalloc(CONFIG_MAX_FILE_SIZE + 1);
-    for (;;) {
-        r = read(fd, p + n, CONFIG_MAX_FILE_SIZE + 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            errbuf_set(err, "%s: cannot read: %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n > CONFIG_MAX_FILE_SIZE) {
-            errbuf_set(err, "%s: larger than %zu bytes; not a "
-                            "configuration file?", path,
-                       CONFIG_MAX_FILE_SIZE);
-            rc = COFFER_ETOOBIG;
-            goto out;
-        }
-    }
-    p[n] = '\0';
-    *buf = p;
-    *len = n;
-    p = NULL;
-    rc = 0;
-out:
-    secure_free(p, CONFIG_MAX_FILE_SIZE + 1);
-    close(fd);
-    return rc;
+    else if (rc != 0)
+        errbuf_set(err, "%s: cannot %s: %s", path, why.op,
+                   strerror(why.errnum));
+    /* One code for every unreadable file, as config_load promises. */
+    return rc == COFFER_ENOTFOUND ? COFFER_EIO : rc;
 }
 
 /* Copies the error on top of the stack into err. */
@@ -789,6 +796,24 @@ static void lua_error_to(lua_State *L, int status, const char *path,
                    luaL_typename(L, -1));
     else
         errbuf_set(err, "%s", msg);
+}
+
+/* The two top-level names of one setting may not both be given. */
+static bool duration_alias_twice(const struct load_ctx *ctx, const char *path,
+                                 struct errbuf *err)
+{
+    size_t a = (size_t)(find_key(top_keys, ARRAY_LEN(top_keys),
+                                 "default_max_request_duration") - top_keys);
+    size_t b = (size_t)(find_key(top_keys, ARRAY_LEN(top_keys),
+                                 "max_request_duration") - top_keys);
+
+    if (ctx->top_line[a] == 0 || ctx->top_line[b] == 0)
+        return false;
+    errbuf_set(err, "%s:%d: max_request_duration is set twice: as "
+                    "default_max_request_duration at line %d and as "
+                    "max_request_duration at line %d", path,
+               ctx->top_line[b], ctx->top_line[a], ctx->top_line[b]);
+    return true;
 }
 
 /* Whole-file rules, checked after the chunk ran. */
@@ -820,6 +845,8 @@ static int check_whole(const struct load_ctx *ctx, const char *path,
                    path);
         return COFFER_EINVAL;
     }
+    if (duration_alias_twice(ctx, path, err))
+        return COFFER_EINVAL;
     if (c->default_lease_ttl > 0 && c->max_lease_ttl > 0 &&
         c->default_lease_ttl > c->max_lease_ttl) {
         duration_format_short(c->default_lease_ttl, d, sizeof(d));
@@ -894,20 +921,21 @@ int config_load(const char *path, struct coffer_config *out,
                 struct errbuf *err)
 {
     struct load_ctx ctx;
-    char *buf = NULL;
-    size_t len = 0;
+    struct buf file;
     int rc;
 
     memset(out, 0, sizeof(*out));
     memset(&ctx, 0, sizeof(ctx));
     ctx.out = out;
-    rc = read_file(path, &buf, &len, err);
+    buf_init(&file, CONFIG_MAX_FILE_SIZE);
+    rc = read_config_file(path, &file, err);
     if (rc != 0)
         goto out;
     out->path = xstrdup(path);
-    rc = run_chunk(&ctx, path, buf, len, err);
+    rc = run_chunk(&ctx, path, file.ptr != NULL ? file.ptr : "", file.len,
+                   err);
 out:
-    secure_free(buf, len + 1);
+    buf_release(&file);
     if (rc != 0)
         config_release(out);
     return rc;

@@ -34,6 +34,13 @@
 #define CONFIG_DEFAULT_ADDRESS "127.0.0.1:8200"
 #define CONFIG_DEFAULT_MAX_REQUEST_SIZE ((size_t)32 * 1024 * 1024)
 #define CONFIG_MAX_WORKERS 1024
+#define CONFIG_MAX_CONNECTIONS 1000000
+/* Bounds of the Lua limits: below these the bundled engines cannot run. */
+#define CONFIG_LUA_MEMORY_MIN (4LL * 1024 * 1024)
+#define CONFIG_LUA_MEMORY_MAX (16LL * 1024 * 1024 * 1024)
+#define CONFIG_LUA_TIMEOUT_MAX 3600
+#define CONFIG_LUA_BUDGET_MIN 10000
+#define CONFIG_LUA_BUDGET_MAX 1000000000
 
 enum config_storage {
     CONFIG_STORAGE_NONE = 0, /* only before a successful load */
@@ -53,6 +60,14 @@ struct config_listener {
     char *tls_key_file;
     bool tls_disable;
     size_t max_request_size; /* bytes; default 32 MiB */
+    /* Seconds; 0 = unset (the server's default). Vault's names. */
+    int64_t max_request_duration;     /* overrides the top-level default */
+    int64_t http_read_header_timeout; /* total for a request's headers */
+    int64_t http_read_timeout;        /* total for headers and body */
+    int64_t http_idle_timeout;        /* keep-alive with nothing sent */
+    /* Open connections in total and per client address; 0 = unset. */
+    unsigned int max_connections;
+    unsigned int max_connections_per_ip;
 };
 
 struct config_storage_settings {
@@ -73,9 +88,24 @@ struct coffer_config {
     char *log_level;            /* NULL = unset; else a log_level_parse name */
     char *api_addr;             /* NULL = unset */
     bool disable_mlock;
-    unsigned int workers;
+    unsigned int workers;           /* request worker threads; 0 = unset */
     unsigned int login_rate_limit;  /* failed logins/s per address, 0 = unset */
-    unsigned int login_rate_burst;  /* 0 = unset */       /* HTTP worker threads; 0 = unset */
+    unsigned int login_rate_burst;  /* 0 = unset */
+    /*
+     * Seconds a request may run (Vault's default_max_request_duration;
+     * max_request_duration is accepted at the top level too); 0 = unset.
+     * The listener's max_request_duration wins over it.
+     */
+    int64_t default_max_request_duration;
+    /*
+     * The Lua runtime's limits; 0 = unset (the runtime's defaults: 64 MiB,
+     * 10 s, 100000 instructions). lua_memory_limit caps each Lua state,
+     * lua_call_timeout each engine call (a request's own deadline may
+     * end it sooner), lua_policy_budget each Lua policy check.
+     */
+    size_t lua_memory_limit;    /* bytes */
+    int64_t lua_call_timeout;   /* seconds */
+    uint64_t lua_policy_budget; /* instructions */
 };
 
 /*

@@ -8,230 +8,86 @@
  *   5. backend: sys/ and auth/token/ in C, everything else in Lua
  *   6. render: Vault's envelope, 204, or {"errors": [...]}
  *
- * Owns the order of those steps and the envelope rules; owns no state of
- * its own beyond start-up and shutdown of the subsystems.
+ * Owns the order of those steps and the envelope rules, and wires the
+ * subsystems together at start-up (core_init). Owns no state: whether
+ * the server is sealed, and the lock a request holds while it runs, are
+ * lifecycle.c's.
  */
 #include "core.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "auth.h"
 #include "barrier.h"
-#include "cidr.h"
-#include "db_pg.h"
-#include "lease.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "luavm.h"
+#include "luavm_policy.h"
 #include "policy.h"
 #include "router.h"
-#include "seal.h"
 #include "storage.h"
 #include "sys.h"
 #include "sys_seal.h"
-#include "ticker.h"
 #include "token.h"
-
-static const char multi_denied[] = "1 error occurred:\n\t* permission "
-                                   "denied\n\n";
 
 /* ========================================================= start, stop == */
 
-/*
- * Server state. Requests hold `lock` for reading while they run; sealing,
- * unsealing and shutdown take it for writing, so subsystems never go away
- * under a request. `active` is only written under the write lock.
- */
-static struct {
-    pthread_rwlock_t lock;
-    struct core_config cfg;
-    struct barrier *barrier;
-    bool active;
-} state = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+/* Router and ACL learn what the Lua runtime provides through hooks. */
+static bool lua_type_exists(enum mount_class klass, const char *type)
+{
+    return klass == MOUNT_AUTH ? luavm_auth_exists(type)
+                               : luavm_engine_exists(type);
+}
 
-/* Leases reach their engines through the Lua runtime. */
-static const struct lease_ops engine_lease_ops = {
-    .revoke = luavm_lease_revoke,
-    .renew = luavm_lease_renew,
+static const struct policy_lua_provider lua_policies = {
+    .list = luavm_policy_list,
+    .check = luavm_policy_check,
 };
-
-/* A token's own lease revokes the token tree (token.c). */
-static const struct lease_ops token_lease_ops = {
-    .revoke = token_lease_revoke,
-    .renew = token_lease_renew,
-};
-
-struct barrier *core_barrier(void)
-{
-    return state.barrier;
-}
-
-struct token *core_lookup_token(const char *client_token)
-{
-    struct token *t = NULL;
-
-    pthread_rwlock_rdlock(&state.lock);
-    if (state.active)
-        t = token_lookup(client_token, false);
-    pthread_rwlock_unlock(&state.lock);
-    return t;
-}
-
-bool core_is_active(void)
-{
-    bool active;
-
-    pthread_rwlock_rdlock(&state.lock);
-    active = state.active;
-    pthread_rwlock_unlock(&state.lock);
-    return active;
-}
-
-/* Starts what needs the unsealed barrier. Caller holds the write lock. */
-static int activate_locked(struct errbuf *err)
-{
-    struct storage *logical = barrier_storage(state.barrier);
-    struct lease_config lcfg = {
-        .ops = &engine_lease_ops,
-        .token_ops = &token_lease_ops,
-        .workers = state.cfg.lease_workers,
-        .retry_base = state.cfg.lease_retry_base,
-        .retry_max = state.cfg.lease_retry_max,
-    };
-    int rc;
-
-    if (state.active)
-        return 0;
-    rc = token_store_init(logical);
-    if (rc != 0) {
-        errbuf_set(err, "token store: %s", coffer_strerror(rc));
-        return rc;
-    }
-    rc = router_init(logical, state.cfg.dev_mode, err);
-    if (rc == 0)
-        rc = policy_init(logical, err);
-    if (rc == 0)
-        rc = lease_init(logical, &lcfg, err);
-    if (rc == 0)
-        rc = ticker_start(state.cfg.tick_interval, err);
-    if (rc != 0) {
-        lease_shutdown();
-        policy_shutdown();
-        router_shutdown();
-        token_store_shutdown();
-        return rc;
-    }
-    state.active = true;
-    log_info("core: active");
-    return 0;
-}
-
-static void deactivate_locked(void)
-{
-    if (!state.active)
-        return;
-    ticker_stop();
-    lease_shutdown();
-    policy_shutdown();
-    router_shutdown();
-    token_store_shutdown();
-    /* Sealed means no live credentials either: database connections made
-     * with a config's root password are closed, and reopened on demand. */
-    db_shutdown();
-    state.active = false;
-    log_info("core: standing by (sealed)");
-}
-
-int core_activate(struct errbuf *err)
-{
-    int rc;
-
-    pthread_rwlock_wrlock(&state.lock);
-    rc = activate_locked(err);
-    pthread_rwlock_unlock(&state.lock);
-    return rc;
-}
-
-void core_deactivate(void)
-{
-    pthread_rwlock_wrlock(&state.lock);
-    deactivate_locked();
-    pthread_rwlock_unlock(&state.lock);
-}
-
-int core_init_root_token(char **root_token, struct errbuf *err)
-{
-    struct storage *logical = barrier_storage(state.barrier);
-    int rc = token_store_init(logical);
-
-    if (rc == 0)
-        rc = router_init(logical, state.cfg.dev_mode, err);
-    if (rc == 0)
-        rc = token_create_root(state.cfg.dev_root_token_id, root_token);
-    if (rc != 0 && err->msg[0] == '\0')
-        errbuf_set(err, "creating the root token failed: %s",
-                   coffer_strerror(rc));
-    router_shutdown();
-    token_store_shutdown();
-    return rc;
-}
-
-/* Dev mode: one share, unsealed at once, secret/ mounted, root token. */
-static int dev_bootstrap(char **root_token, char **unseal_key,
-                         struct errbuf *err)
-{
-    uint8_t *share = NULL;
-    char b64[2 * SEAL_SHARE_LEN + 4];
-    int rc = seal_init(1, 1, &share, err);
-
-    if (rc == 0)
-        rc = core_init_root_token(root_token, err);
-    if (rc == 0)
-        rc = core_activate(err);
-    if (rc == 0) {
-        EVP_EncodeBlock((unsigned char *)b64, share, SEAL_SHARE_LEN);
-        *unseal_key = xstrdup(b64);
-    }
-    crypto_wipe(b64, sizeof(b64));
-    secure_free(share, SEAL_SHARE_LEN);
-    return rc;
-}
 
 int core_init(const struct core_config *cfg, char **root_token,
               char **unseal_key, struct errbuf *err)
 {
+    struct lifecycle_config life = {
+        .dev_mode = cfg->dev_mode,
+        .dev_root_token_id = cfg->dev_root_token_id,
+        .physical = cfg->physical,
+        .lease_workers = cfg->lease_workers,
+        .lease_retry_base = cfg->lease_retry_base,
+        .lease_retry_max = cfg->lease_retry_max,
+        .tick_interval = cfg->tick_interval,
+    };
     struct luavm_config lcfg = {.lua_dir = cfg->lua_dir,
                                 .plugin_dir = cfg->plugin_dir,
-                                .policy_dir = cfg->policy_dir};
+                                .memory_limit = cfg->lua_memory_limit,
+                                .call_timeout = cfg->lua_call_timeout,
+                                .bootstrap_step = luavm_policy_bootstrap};
     int rc;
 
     *root_token = NULL;
     *unseal_key = NULL;
-    state.cfg = *cfg;
-    state.barrier = barrier_new(cfg->physical);
-    seal_setup(state.barrier, cfg->physical);
-    lcfg.storage = barrier_storage(state.barrier);
+    lifecycle_setup(&life);
+    lcfg.storage = barrier_storage(lifecycle_barrier());
+    luavm_policy_configure(cfg->policy_dir, cfg->lua_policy_budget);
     rc = luavm_global_init(&lcfg, err);
     if (rc != 0)
         return rc;
+    router_set_type_check(lua_type_exists);
+    policy_set_lua_provider(&lua_policies);
     auth_configure(cfg->login_rate, cfg->login_burst);
     sys_set_storage_type(cfg->physical->backend->name);
     if (cfg->dev_mode)
-        rc = dev_bootstrap(root_token, unseal_key, err);
+        rc = lifecycle_dev_bootstrap(root_token, unseal_key, err);
     return rc;
 }
 
 void core_shutdown(void)
 {
-    core_deactivate();
-    barrier_free(state.barrier);
-    state.barrier = NULL;
+    lifecycle_teardown();
     luavm_thread_release();
     luavm_global_shutdown();
+    luavm_policy_release();
     auth_shutdown();
 }
 
@@ -403,30 +259,17 @@ static void classify_write(struct request *req)
 }
 
 /*
- * A token bound to CIDR blocks (token_bound_cidrs) is only good from
- * addresses inside one of them; a malformed block matches nothing.
+ * Authenticates and authorises; on refusal resp holds the error. A
+ * use-limited token's use is taken last, atomically with a fresh read of
+ * its entry, before the backend runs: of parallel requests on a token's
+ * last use exactly one gets through. A denied request takes no use.
  */
-static bool address_allowed(const struct token *t, const char *addr)
-{
-    bool match = false;
-
-    if (t->bound_cidrs.n == 0)
-        return true;
-    for (size_t i = 0; i < t->bound_cidrs.n && !match; i++) {
-        if (cidr_match(t->bound_cidrs.v[i], addr, &match) != 0)
-            match = false;
-    }
-    return match;
-}
-
-/* Authenticates and authorises; on refusal resp holds the error. */
 static void authorise(struct request *req, struct response *resp)
 {
-    struct token *t = token_lookup(req->client_token, false);
+    struct token *t = lifecycle_request_token(req);
     struct errbuf why;
 
-    if (t == NULL || !address_allowed(t, req->remote_addr)) {
-        token_free(t);
+    if (t == NULL) {
         response_error(resp, 403, "permission denied");
         return;
     }
@@ -435,37 +278,54 @@ static void authorise(struct request *req, struct response *resp)
     if (policy_check(t, req, &why) != 0) {
         log_debug("policy: %s %s denied: %s", req_op_name(req->op),
                   req->path, why.msg);
-        response_error(resp, 403, "%s", multi_denied);
+        response_multierror(resp, 403, "permission denied");
         return;
     }
-    token_use(t);
+    if (token_use(t) != 0)
+        response_multierror(resp, 403, "permission denied");
 }
 
 /*
- * Runs the pipeline. The token and mount it resolves stay in req (owned
- * by the caller, released after rendering, which needs the mount type).
+ * Token-optional paths (sys/internal/ui/mounts): without a token the
+ * backend answers for an anonymous caller; a token that is given must be
+ * one the caller may use here, CIDR bindings included (Vault refuses
+ * with permission denied). No use is taken, as in Vault.
  */
-static void run(struct request *req, struct response *resp)
+static int optional_token(struct request *req, struct response *resp)
 {
-    const struct mount *m;
+    if (req->client_token == NULL || req->client_token[0] == '\0')
+        return 0;
+    req->token = lifecycle_request_token(req);
+    if (req->token == NULL) {
+        response_multierror(resp, 403, "permission denied");
+        return -1;
+    }
+    return 0;
+}
 
-    if (req->op == OP_HEAD) {
-        response_empty_error(resp, 405);
-        return;
+/*
+ * The request took its token's last use: the token goes now, and with it
+ * every lease it obtained, this request's included. A leased secret is
+ * then not handed out (Vault's rule and message).
+ */
+static void finish_last_use(struct request *req, struct response *resp)
+{
+    token_finish_use(req->token);
+    if (resp->errors == NULL && resp->lease_id != NULL &&
+        resp->lease_id[0] != '\0') {
+        response_release(resp);
+        response_init(resp);
+        response_error(resp, 400, "Secret cannot be returned; token had one "
+                                  "use left, so leased credentials were "
+                                  "immediately revoked.");
     }
-    if (sys_is_token_optional(req->path)) {
-        req->token = token_lookup(req->client_token, false);
-        sys_handle(req, resp);
-        return;
-    }
-    if (auth_is_login(req)) { /* auth/<mount>/login...: no token needed */
-        auth_login(req, resp);
-        return;
-    }
-    authorise(req, resp);
-    if (resp->errors != NULL)
-        return;
-    m = router_match(req->path);
+}
+
+/* Routes an authorised request to its mount's backend. */
+static void route(struct request *req, struct response *resp)
+{
+    const struct mount *m = router_match(req->path);
+
     if (m == NULL) {
         response_error(resp, 404, "no handler for route \"%s\". route entry "
                                   "not found.", req->path);
@@ -478,6 +338,32 @@ static void run(struct request *req, struct response *resp)
         return;
     }
     dispatch(req, resp);
+}
+
+/*
+ * Runs the pipeline. The token and mount it resolves stay in req (owned
+ * by the caller, released after rendering, which needs the mount type).
+ */
+static void run(struct request *req, struct response *resp)
+{
+    if (req->op == OP_HEAD) {
+        response_empty_error(resp, 405);
+        return;
+    }
+    if (sys_is_token_optional(req->path)) {
+        if (optional_token(req, resp) == 0)
+            sys_handle(req, resp);
+        return;
+    }
+    if (auth_is_login(req)) { /* auth/<mount>/login...: no token needed */
+        auth_login(req, resp);
+        return;
+    }
+    authorise(req, resp);
+    if (resp->errors == NULL)
+        route(req, resp);
+    if (req->token != NULL && req->token->last_use)
+        finish_last_use(req, resp);
 }
 
 void core_handle(struct request *req, struct reply *out)
@@ -511,8 +397,10 @@ void core_handle(struct request *req, struct reply *out)
         sys_seal_handle(req, &resp);
         render(req, &resp, out);
     } else {
-        pthread_rwlock_rdlock(&state.lock);
-        if (state.active)
+        bool active = lifecycle_enter();
+
+        request_budget_begin();
+        if (active)
             run(req, &resp);
         else
             response_error(&resp, 503, "Vault is sealed");
@@ -521,7 +409,8 @@ void core_handle(struct request *req, struct reply *out)
         router_mount_put(req->mount);
         req->token = NULL;
         req->mount = NULL;
-        pthread_rwlock_unlock(&state.lock);
+        request_budget_end();
+        lifecycle_leave();
     }
     log_debug("%s %s %s -> %d", req->id, req_op_name(req->op), req->path,
               out->status);

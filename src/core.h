@@ -1,15 +1,17 @@
 /*
- * core.h - the request pipeline and the server's shared state.
+ * core.h - the request pipeline, and the start-up that wires it.
  *
  * core_handle takes a parsed request through authentication, the policy
  * check, the router and a backend, and renders Vault's JSON reply. It is
- * called concurrently from every HTTP worker thread.
+ * called concurrently from every HTTP worker thread, each request inside
+ * the state lock of lifecycle.h (the seal endpoints outside it).
  */
 #ifndef COFFER_CORE_H
 #define COFFER_CORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common.h"
 #include "request.h"
@@ -29,38 +31,24 @@ struct core_config {
     double lease_retry_base;       /* seconds, 0 = default */
     double lease_retry_max;        /* seconds, 0 = default */
     double tick_interval;          /* periodic engine work, 0 = 5 s */
+    /* The Lua runtime's limits (config.h); 0 = the runtime's defaults. */
+    size_t lua_memory_limit;       /* bytes per Lua state */
+    double lua_call_timeout;       /* seconds per engine call */
+    uint64_t lua_policy_budget;    /* instructions per Lua policy check */
 };
 
 /*
  * Brings the server up sealed: Lua scripts validated, the barrier over
- * the physical storage. In dev mode it also initialises with one key
+ * the physical storage (lifecycle.c), the router's and the ACL's hooks
+ * into the Lua runtime set. In dev mode it also initialises with one key
  * share, unseals, mounts secret/ and creates the root token: *root_token
  * and *unseal_key (base64) are then new strings the caller frees with
  * secure_free_str. 0 or COFFER_E* with words in err.
  */
 int core_init(const struct core_config *cfg, char **root_token,
               char **unseal_key, struct errbuf *err);
+/* Stops everything core_init started; after the HTTP workers stopped. */
 void core_shutdown(void);
-
-/* True while unsealed with every subsystem running. */
-bool core_is_active(void);
-
-/*
- * For the seal endpoints (sys_seal.c): bring the subsystems that need an
- * unsealed barrier up or down. Both take the state lock for writing, so
- * they wait for requests in flight and hold new ones off.
- */
-int core_activate(struct errbuf *err);
-void core_deactivate(void);
-/* Creates the root token of a fresh init (barrier unsealed, inactive). */
-int core_init_root_token(char **root_token, struct errbuf *err);
-
-struct barrier;
-struct barrier *core_barrier(void);
-
-/* Looks a token up if active (NULL otherwise); free with token_free. */
-struct token;
-struct token *core_lookup_token(const char *client_token);
 
 /* A rendered reply. body is NULL for an empty body. */
 struct reply {

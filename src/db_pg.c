@@ -37,6 +37,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,13 +45,21 @@
 
 #include <libpq-fe.h>
 
+#include "db_pg_conninfo.h"
 #include "log.h"
+#include "request.h"
 #include "util.h"
 
 #define DEFAULT_MAX_OPEN 4
 #define DEFAULT_IDLE_TIMEOUT 300.0
 #define DEFAULT_CONNECT_TIMEOUT 10.0
-#define REDACTED "xxxxx"
+#define DEFAULT_STATEMENT_TIMEOUT 30.0
+/* After a statement's deadline: how long the cancel may take to land. */
+#define CANCEL_GRACE 1.0
+/* A caller beyond max_waiting waits at most this long. */
+#define OVERFLOW_WAIT 0.5
+/* Cancel requests in flight at once (each a short-lived thread). */
+#define MAX_CANCELS 16
 
 struct db_pool;
 
@@ -70,20 +79,24 @@ struct db_pool {
      * only so that error messages can be scrubbed of them. Wiped on free.
      */
     char *conninfo;
-    char *password;      /* as libpq decodes it; NULL if none */
-    char *raw_password;  /* as written in a URL (maybe %-encoded); or NULL */
+    struct strvec secrets; /* longest first */
     char timeout_str[16]; /* libpq connect_timeout, whole seconds */
+    char options[96];     /* startup options: UTC, server statement_timeout */
     int max_open;
     int max_idle;
+    int max_waiting;
     double max_lifetime;  /* 0 = unlimited */
     double idle_timeout;
     double connect_timeout;
+    double statement_timeout;
 
     pthread_mutex_t mu;   /* guards everything below */
     pthread_cond_t cv;    /* a connection or a slot came free, or closed */
     struct db_conn *idle;
     int nidle;
     int nopen;            /* idle + lent + being opened */
+    int nwaiting;         /* callers blocked in pool_checkout */
+    double last_timeout;  /* time_mono() of the last call that timed out */
     int refs;             /* table + lent connections + acquirers */
     bool closed;          /* replaced or removed: no new lending */
     struct db_pool *next; /* table link, guarded by table_mu */
@@ -118,47 +131,16 @@ static void err_set(struct db_error *err, enum db_error_class klass,
     va_end(ap);
 }
 
+static void copy_libpq_message(char *dst, size_t n, const char *src);
+
 /*
- * Replaces every occurrence of secret in msg (a buffer of size n) by repl,
- * truncating if the result does not fit. The scratch copy is wiped: it may
- * hold pieces of the secret.
+ * Sets err to prefix + text, where text came from libpq or the server and
+ * may quote the connection string or a password: it is scrubbed whole,
+ * before it is cut to the size of the message.
  */
-static void redact(char *msg, size_t n, const char *secret, const char *repl)
-{
-    char out[sizeof(((struct db_error *)0)->message)];
-    size_t slen, rlen, o = 0;
-    const char *p = msg;
-
-    if (secret == NULL || secret[0] == '\0' || n > sizeof(out))
-        return;
-    slen = strlen(secret);
-    rlen = strlen(repl);
-    while (o + 1 < n && *p != '\0') {
-        if (strncmp(p, secret, slen) == 0) {
-            size_t k = rlen < n - 1 - o ? rlen : n - 1 - o;
-            memcpy(out + o, repl, k);
-            o += k;
-            p += slen;
-        } else {
-            out[o++] = *p++;
-        }
-    }
-    out[o] = '\0';
-    memcpy(msg, out, o + 1);
-    explicit_bzero(out, sizeof(out));
-}
-
-/* Scrubs the connection string and its passwords out of err->message. */
-static void err_scrub(struct db_error *err, const struct db_pool *p)
-{
-    if (p == NULL)
-        return;
-    redact(err->message, sizeof(err->message), p->conninfo,
-           "<connection string>");
-    redact(err->message, sizeof(err->message), p->raw_password, REDACTED);
-    redact(err->message, sizeof(err->message), p->password, REDACTED);
-}
-
+static void err_set_text(struct db_error *err, enum db_error_class klass,
+                         const char *sqlstate, const char *prefix,
+                         const char *text, const struct db_pool *p);
 /*
  * Copies a libpq message: drops the trailing newline libpq always adds and
  * joins the lines of multi-host attempts with "; ".
@@ -183,6 +165,21 @@ static void copy_libpq_message(char *dst, size_t n, const char *src)
     dst[o] = '\0';
 }
 
+static void err_set_text(struct db_error *err, enum db_error_class klass,
+                         const char *sqlstate, const char *prefix,
+                         const char *text, const struct db_pool *p)
+{
+    char *clean = db__scrub_text(text, p != NULL ? p->conninfo : NULL,
+                             p != NULL ? &p->secrets : NULL);
+    size_t used;
+
+    err_set(err, klass, sqlstate, "%s", prefix != NULL ? prefix : "");
+    used = strlen(err->message);
+    copy_libpq_message(err->message + used, sizeof(err->message) - used,
+                       clean);
+    secure_free_str(clean);
+}
+
 /*
  * Decides what a caller does with a failed statement, from its SQLSTATE.
  * An empty state means libpq itself gave up (no server answer).
@@ -197,6 +194,9 @@ static enum db_error_class classify_sqlstate(const char *state,
     if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
         strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0)
         return DB_ERR_UNREACHABLE;
+    /* statement_timeout on the server, or our cancel after the deadline. */
+    if (strcmp(state, "57014") == 0)
+        return DB_ERR_TIMEOUT;
     if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
         strcmp(state, "55P03") == 0)
         return DB_ERR_TRANSIENT;
@@ -228,6 +228,8 @@ static const struct {
     {"permission denied for database", "42501"},
 };
 
+static void conn_close(struct db_conn *c);
+
 static void classify_connect_failure(PGconn *pg, const struct db_pool *p,
                                      struct db_error *err)
 {
@@ -251,9 +253,7 @@ static void classify_connect_failure(PGconn *pg, const struct db_pool *p,
             state = "28000";
         }
     }
-    err_set(err, klass, state, "%s", "");
-    copy_libpq_message(err->message, sizeof(err->message), msg);
-    err_scrub(err, p);
+    err_set_text(err, klass, state, NULL, msg, p);
 }
 
 /* ======================================================= connections == */
@@ -276,24 +276,288 @@ static void notice_receiver(void *arg, const PGresult *res)
               msg != NULL ? msg : "");
 }
 
+/* ------------------------------------------------------- deadlines -- */
+
+/*
+ * The deadline (time_mono) of one wait of at most timeout seconds, capped
+ * by what is left of the request being served on this thread, if any.
+ */
+static double deadline_after(double timeout)
+{
+    int64_t left = request_budget_left_ms();
+
+    if (left >= 0 && (double)left / 1000.0 < timeout)
+        timeout = (double)left / 1000.0;
+    return time_mono() + timeout;
+}
+
+/* True when the current thread's request budget is what ran out. */
+static bool budget_spent(void)
+{
+    return request_budget_left_ms() == 0;
+}
+
+enum wait_result {
+    WAIT_READY = 1,
+    WAIT_TIMEOUT = 2,
+    WAIT_ERROR = 3,
+};
+
+/* Waits until pg's socket can be read (or written) or deadline passes. */
+static enum wait_result sock_wait(PGconn *pg, bool rd, bool wr,
+                                  double deadline)
+{
+    struct pollfd pfd;
+    double left;
+    int n;
+
+    for (;;) {
+        pfd.fd = PQsocket(pg);
+        pfd.events = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
+        pfd.revents = 0;
+        if (pfd.fd < 0)
+            return WAIT_ERROR;
+        left = deadline - time_mono();
+        if (left <= 0)
+            return WAIT_TIMEOUT;
+        n = poll(&pfd, 1, left > 60 ? 60000 : (int)ceil(left * 1000));
+        if (n > 0)
+            return WAIT_READY;
+        if (n < 0 && errno != EINTR)
+            return WAIT_ERROR;
+    }
+}
+
+/* ---------------------------------------------------------- cancel -- */
+
+/*
+ * PQcancel opens a new connection to the server and blocks until the
+ * server closes it, with no timeout of its own: against a hung network it
+ * could block a worker for minutes. So it runs on a short-lived detached
+ * thread, and the caller only waits CANCEL_GRACE for the statement's
+ * answer. Whoever finishes last frees the job.
+ */
+struct cancel_job {
+    PGcancel *cancel;
+    pthread_mutex_t mu;
+    int refs;
+};
+
+static atomic_int cancels_in_flight;
+
+static void cancel_job_unref(struct cancel_job *j)
+{
+    bool last;
+
+    pthread_mutex_lock(&j->mu);
+    last = --j->refs == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (last) {
+        PQfreeCancel(j->cancel);
+        pthread_mutex_destroy(&j->mu);
+        free(j);
+    }
+}
+
+static void *cancel_main(void *arg)
+{
+    struct cancel_job *j = arg;
+    char msg[256];
+
+    if (PQcancel(j->cancel, msg, (int)sizeof(msg)) == 0)
+        log_debug("db: cancel request failed: %s", msg);
+    atomic_fetch_sub(&cancels_in_flight, 1);
+    cancel_job_unref(j);
+    return NULL;
+}
+
+/* Asks the server to cancel c's running statement; never blocks. */
+static void conn_send_cancel(struct db_conn *c)
+{
+    struct cancel_job *j;
+    pthread_attr_t attr;
+    pthread_t th;
+
+    if (atomic_fetch_add(&cancels_in_flight, 1) >= MAX_CANCELS) {
+        atomic_fetch_sub(&cancels_in_flight, 1);
+        return;
+    }
+    j = xcalloc(1, sizeof(*j));
+    j->cancel = PQgetCancel(c->pg);
+    j->refs = 2;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (j->cancel == NULL ||
+        pthread_create(&th, &attr, cancel_main, j) != 0) {
+        atomic_fetch_sub(&cancels_in_flight, 1);
+        j->refs = 1;
+    }
+    pthread_attr_destroy(&attr);
+    cancel_job_unref(j);
+}
+
+/* --------------------------------------------------------- round trip -- */
+
+static bool result_failed(const PGresult *r)
+{
+    switch (PQresultStatus(r)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+    case PGRES_EMPTY_QUERY:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/*
+ * Reads every result of the query in flight until deadline. Returns the
+ * one to report (the first failure, else the last result), or NULL with
+ * *timed_out set, or NULL when the link failed (PQerrorMessage says why).
+ * Never blocks past the deadline: PQgetResult is only called when libpq
+ * holds a whole result.
+ */
+static PGresult *collect_results(struct db_conn *c, double deadline,
+                                 bool *timed_out)
+{
+    PGresult *keep = NULL, *r;
+    enum wait_result w;
+    ExecStatusType st;
+
+    for (;;) {
+        while (PQisBusy(c->pg)) {
+            w = sock_wait(c->pg, true, false, deadline);
+            if (w == WAIT_TIMEOUT) {
+                *timed_out = true;
+                goto fail;
+            }
+            if (w == WAIT_ERROR ||
+                (PQconsumeInput(c->pg) == 0 &&
+                 PQstatus(c->pg) != CONNECTION_BAD))
+                goto fail;
+        }
+        r = PQgetResult(c->pg);
+        if (r == NULL)
+            break;
+        st = PQresultStatus(r);
+        if (keep != NULL && result_failed(keep)) {
+            PQclear(r);
+        } else {
+            PQclear(keep);
+            keep = r;
+        }
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT ||
+            st == PGRES_COPY_BOTH)
+            break; /* no end in sight: exec_raw breaks the connection */
+    }
+    return keep;
+fail:
+    PQclear(keep);
+    return NULL;
+}
+
+/* Sends a query without blocking; false when libpq refused or the link
+ * failed (*timed_out tells a deadline apart). */
+static bool send_query(struct db_conn *c, const char *sql, int nparams,
+                       const char *const *params, bool script,
+                       double deadline, bool *timed_out)
+{
+    enum wait_result w;
+    int f;
+
+    if (script ? PQsendQuery(c->pg, sql) == 0
+               : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL,
+                                   NULL, 0) == 0)
+        return false;
+    while ((f = PQflush(c->pg)) == 1) {
+        w = sock_wait(c->pg, true, true, deadline);
+        if (w == WAIT_TIMEOUT)
+            *timed_out = true;
+        if (w != WAIT_READY || PQconsumeInput(c->pg) == 0)
+            return false;
+    }
+    return f == 0;
+}
+
+/*
+ * Runs one query with a deadline. On expiry the statement is cancelled
+ * and its answer awaited CANCEL_GRACE more: if it comes (an error, or a
+ * success that won the race) the connection stays usable and that answer
+ * is returned; if not, the connection is marked broken (closing it ends
+ * the session, and with it the statement and its transaction, as soon as
+ * the server notices). NULL with *timed_out, or NULL on a link failure.
+ */
+static PGresult *roundtrip(struct db_conn *c, const char *sql, int nparams,
+                           const char *const *params, bool script,
+                           double deadline, bool *timed_out)
+{
+    PGresult *r = NULL;
+
+    *timed_out = false;
+    if (!send_query(c, sql, nparams, params, script, deadline, timed_out)) {
+        c->broken = c->broken || *timed_out ||
+                    PQstatus(c->pg) != CONNECTION_OK;
+        return NULL;
+    }
+    r = collect_results(c, deadline, timed_out);
+    if (r != NULL || !*timed_out)
+        return r;
+    conn_send_cancel(c);
+    r = collect_results(c, time_mono() + CANCEL_GRACE, timed_out);
+    if (r == NULL) {
+        c->broken = true;
+        *timed_out = true;
+        return NULL;
+    }
+    /* The server answered in time after all: report what it said. */
+    *timed_out = result_failed(r) &&
+                 PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL &&
+                 strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "57014") == 0;
+    return r;
+}
+
+/* Fills err for a call that ran out of time after `limit` seconds. */
+static void timeout_error(struct db_conn *c, double limit,
+                          struct db_error *err)
+{
+    struct db_pool *p = c->pool;
+
+    pthread_mutex_lock(&p->mu);
+    p->last_timeout = time_mono();
+    pthread_mutex_unlock(&p->mu);
+    if (budget_spent())
+        err_set(err, DB_ERR_TIMEOUT, "57014",
+                "the request ran out of time (max_request_duration) while "
+                "waiting for the database; the statement was cancelled");
+    else
+        err_set(err, DB_ERR_TIMEOUT, "57014",
+                "the database did not answer within %gs "
+                "(statement_timeout); the statement was cancelled", limit);
+}
+
+/* ---------------------------------------------------------- connecting -- */
+
 /*
  * Makes sure the session runs in UTC. Normally the options we pass at
  * connect time already did it; a conninfo with its own "options" overrides
  * ours, so check what the server reports and SET it otherwise.
  */
-static int session_set_utc(PGconn *pg, struct db_error *err)
+static int session_set_utc(struct db_conn *c, double deadline,
+                           struct db_error *err)
 {
-    const char *tz = PQparameterStatus(pg, "TimeZone");
+    const char *tz = PQparameterStatus(c->pg, "TimeZone");
     PGresult *res = NULL;
+    bool timed_out = false;
     int rc = 0;
 
     if (tz != NULL && strcmp(tz, "UTC") == 0)
         return 0;
-    res = PQexec(pg, "SET TimeZone TO 'UTC'");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        err_set(err, DB_ERR_UNREACHABLE, "", "%s", "");
-        copy_libpq_message(err->message, sizeof(err->message),
-                           PQerrorMessage(pg));
+    res = roundtrip(c, "SET TimeZone TO 'UTC'", 0, NULL, true, deadline,
+                    &timed_out);
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        err_set_text(err, timed_out ? DB_ERR_TIMEOUT : DB_ERR_UNREACHABLE, "",
+                     NULL, PQerrorMessage(c->pg), c->pool);
         rc = COFFER_EIO;
     }
     PQclear(res);
@@ -301,9 +565,40 @@ static int session_set_utc(PGconn *pg, struct db_error *err)
 }
 
 /*
- * Opens one connection for pool p. Blocks up to the connect timeout; call
- * it without holding any lock. Returns a new connection (not yet counted
- * anywhere, holding no pool reference) or NULL with err filled.
+ * Connects without blocking past deadline (libpq's own connect_timeout
+ * only applies to blocking connects, and never covers a server that
+ * accepts TCP and then says nothing). Returns the PGconn, in whatever
+ * state it reached; *timed_out tells a deadline from a refusal.
+ */
+static PGconn *connect_until(const char *const *keys, const char *const *vals,
+                             double deadline, bool *timed_out)
+{
+    PGconn *pg = PQconnectStartParams(keys, vals, 1);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    enum wait_result w;
+
+    *timed_out = false;
+    if (pg == NULL || PQstatus(pg) == CONNECTION_BAD)
+        return pg;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        w = sock_wait(pg, st == PGRES_POLLING_READING,
+                      st == PGRES_POLLING_WRITING, deadline);
+        if (w == WAIT_TIMEOUT) {
+            *timed_out = true;
+            break;
+        }
+        if (w == WAIT_ERROR)
+            break;
+        st = PQconnectPoll(pg);
+    }
+    return pg;
+}
+
+/*
+ * Opens one connection for pool p. Blocks until the connect timeout (or
+ * the request's budget) at most; call it without holding any lock.
+ * Returns a new connection (not yet counted anywhere, holding no pool
+ * reference) or NULL with err filled.
  */
 static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
 {
@@ -314,12 +609,25 @@ static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
      */
     const char *keys[] = {"connect_timeout", "fallback_application_name",
                           "client_encoding", "options", "dbname", NULL};
-    const char *vals[] = {p->timeout_str, "coffer", "UTF8",
-                          "-c TimeZone=UTC", p->conninfo, NULL};
+    const char *vals[] = {p->timeout_str, "coffer", "UTF8", p->options,
+                          p->conninfo, NULL};
+    double limit = p->connect_timeout;
+    double deadline = deadline_after(limit);
     PGconn *pg = NULL;
     struct db_conn *c = NULL;
+    bool timed_out = false;
 
-    pg = PQconnectdbParams(keys, vals, 1);
+    pg = connect_until(keys, vals, deadline, &timed_out);
+    if (timed_out) {
+        if (budget_spent())
+            err_set(err, DB_ERR_TIMEOUT, "", "the request ran out of time "
+                    "(max_request_duration) while connecting to the "
+                    "database");
+        else
+            err_set(err, DB_ERR_TIMEOUT, "", "timed out after %gs "
+                    "connecting to the database (connect_timeout)", limit);
+        goto out;
+    }
     if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
         classify_connect_failure(pg, p, err);
         goto out;
@@ -327,16 +635,19 @@ static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
     c = xcalloc(1, sizeof(*c));
     c->pool = p;
     c->created = time_mono();
+    c->pg = pg;
+    pg = NULL;
     /* c outlives pg, so it can be the receiver's argument. */
-    PQsetNoticeReceiver(pg, notice_receiver, c);
-    if (session_set_utc(pg, err) != 0) {
-        err_scrub(err, p);
-        free(c);
+    PQsetNoticeReceiver(c->pg, notice_receiver, c);
+    if (PQsetnonblocking(c->pg, 1) != 0 ||
+        session_set_utc(c, deadline, err) != 0) {
+        if (err->klass == DB_OK)
+            err_set(err, DB_ERR_INTERNAL, "", "cannot make the database "
+                    "connection non-blocking");
+        conn_close(c);
         c = NULL;
         goto out;
     }
-    c->pg = pg;
-    pg = NULL;
     log_debug("db: %s: opened a connection", p->key);
 out:
     if (pg != NULL)
@@ -399,52 +710,21 @@ static bool conn_expired(const struct db_pool *p, const struct db_conn *c,
 /* ============================================================= pools == */
 
 /*
- * Finds the password in a URL as the user wrote it (postgresql://u:PW@h),
- * percent-encoding and all, because libpq's parse errors quote the raw
- * text. Returns a new string or NULL.
- */
-static char *url_raw_password(const char *conninfo)
-{
-    const char *p, *end, *colon;
-
-    if (!str_has_prefix(conninfo, "postgresql://") &&
-        !str_has_prefix(conninfo, "postgres://"))
-        return NULL;
-    p = strstr(conninfo, "://") + 3;
-    end = p + strcspn(p, "@/?");
-    if (*end != '@')
-        return NULL;
-    colon = memchr(p, ':', (size_t)(end - p));
-    if (colon == NULL || colon + 1 == end)
-        return NULL;
-    return xstrndup(colon + 1, (size_t)(end - colon - 1));
-}
-
-/*
- * Parses the conninfo now, so a malformed one is refused at configure
- * time, and keeps its password for scrubbing messages.
+ * Parses the conninfo now, so that a malformed one is refused at configure
+ * time. libpq's complaint quotes the string: it is scrubbed like any other.
  */
 static int pool_parse_conninfo(struct db_pool *p, struct db_error *err)
 {
-    PQconninfoOption *opts = NULL, *o;
+    PQconninfoOption *opts = NULL;
     char *errmsg = NULL;
     int rc = 0;
 
     opts = PQconninfoParse(p->conninfo, &errmsg);
     if (opts == NULL) {
-        err_set(err, DB_ERR_SQL, "", "invalid connection string: %s", "");
-        copy_libpq_message(err->message + strlen(err->message),
-                           sizeof(err->message) - strlen(err->message),
-                           errmsg != NULL ? errmsg : "out of memory");
+        err_set_text(err, DB_ERR_SQL, "", "invalid connection string: ",
+                     errmsg != NULL ? errmsg : "out of memory", p);
         rc = COFFER_EINVAL;
-        goto out;
     }
-    for (o = opts; o->keyword != NULL; o++) {
-        if (strcmp(o->keyword, "password") == 0 && o->val != NULL &&
-            o->val[0] != '\0')
-            p->password = xstrdup(o->val);
-    }
-out:
     /*
      * libpq's own copies may hold the password; PQconninfoFree does not
      * wipe. We cannot reach into them safely, so free promptly instead.
@@ -462,8 +742,7 @@ static void pool_free(struct db_pool *p)
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     secure_free_str(p->conninfo);
-    secure_free_str(p->password);
-    secure_free_str(p->raw_password);
+    db__secrets_wipe(&p->secrets);
     free(p->key);
     free(p);
 }
@@ -477,15 +756,30 @@ static void pool_init_limits(struct db_pool *p,
     p->max_idle = cfg->max_idle > 0 ? cfg->max_idle : p->max_open;
     if (p->max_idle > p->max_open)
         p->max_idle = p->max_open;
+    p->max_waiting = cfg->max_waiting > 0 ? cfg->max_waiting
+                     : p->max_open / 2 > 0 ? p->max_open / 2 : 1;
     p->max_lifetime = cfg->max_lifetime > 0 ? (double)cfg->max_lifetime : 0;
     p->idle_timeout = cfg->idle_timeout > 0 ? (double)cfg->idle_timeout
                                             : DEFAULT_IDLE_TIMEOUT;
     timeout = cfg->connect_timeout > 0 ? cfg->connect_timeout
                                        : DEFAULT_CONNECT_TIMEOUT;
+    if (timeout > 86400)
+        timeout = 86400;
     p->connect_timeout = timeout;
     /* libpq takes whole seconds (and treats 1 as 2). */
-    snprintf(p->timeout_str, sizeof(p->timeout_str), "%d",
-             timeout > 86400 ? 86400 : (int)ceil(timeout));
+    snprintf(p->timeout_str, sizeof(p->timeout_str), "%d", (int)ceil(timeout));
+    p->statement_timeout = cfg->statement_timeout > 0
+                               ? cfg->statement_timeout
+                               : DEFAULT_STATEMENT_TIMEOUT;
+    if (p->statement_timeout > 86400)
+        p->statement_timeout = 86400;
+    /*
+     * The server enforces the same limit by itself (a cancel may not get
+     * through); the client's deadline leaves it a moment to do so first.
+     */
+    snprintf(p->options, sizeof(p->options),
+             "-c TimeZone=UTC -c statement_timeout=%lld",
+             (long long)ceil(p->statement_timeout * 1000));
 }
 
 /* Creates a pool (refs = 1, the table's) or returns NULL with err set. */
@@ -498,7 +792,9 @@ static struct db_pool *pool_new(const char *key,
 
     p->key = xstrdup(key);
     p->conninfo = xstrdup(cfg->conninfo);
-    p->raw_password = url_raw_password(cfg->conninfo);
+    strvec_init(&p->secrets);
+    db__secrets_collect(&p->secrets, cfg->conninfo, cfg->secrets,
+                        cfg->nsecrets);
     p->refs = 1;
     pool_init_limits(p, cfg);
     /* Waits use monotonic deadlines: wall-clock jumps must not matter. */
@@ -508,7 +804,6 @@ static struct db_pool *pool_new(const char *key,
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&p->mu, NULL);
     if (pool_parse_conninfo(p, err) != 0) {
-        err_scrub(err, p);
         pool_free(p);
         return NULL;
     }
@@ -678,6 +973,7 @@ enum checkout {
     CHECKOUT_OPEN = 2,    /* a slot was reserved: open a new connection */
     CHECKOUT_CLOSED = 3,  /* the pool was retired: look the key up again */
     CHECKOUT_TIMEOUT = 4,
+    CHECKOUT_BUSY = 5,    /* too many waiters already */
 };
 
 /*
@@ -710,16 +1006,49 @@ static struct db_conn *pool_pop_idle_locked(struct db_pool *p,
     return found;
 }
 
+/*
+ * Called locked by a caller about to wait. Up to max_waiting callers wait
+ * until the deadline; one more is either refused at once, when a call on
+ * this pool timed out recently (the database is stalled: waiting would
+ * only hold a worker thread), or waits OVERFLOW_WAIT at most (a healthy
+ * but busy pool frees a connection within milliseconds).
+ */
+enum admission {
+    ADMIT_WAIT = 1,     /* wait until the caller's deadline */
+    ADMIT_BRIEFLY = 2,  /* over max_waiting: wait OVERFLOW_WAIT at most */
+    ADMIT_REFUSE = 3,
+};
+
+static enum admission pool_admit_waiter_locked(struct db_pool *p,
+                                               double *deadline)
+{
+    double now = time_mono();
+
+    if (p->nwaiting < p->max_waiting)
+        return ADMIT_WAIT;
+    if (p->last_timeout > 0 && now - p->last_timeout < p->statement_timeout)
+        return ADMIT_REFUSE;
+    if (*deadline > now + OVERFLOW_WAIT)
+        *deadline = now + OVERFLOW_WAIT;
+    return ADMIT_BRIEFLY;
+}
+
+static void timespec_of(double t, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)t;
+    ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
+}
+
 static enum checkout pool_checkout(struct db_pool *p, double deadline,
                                    struct db_conn **out)
 {
     struct db_conn *dead = NULL;
     struct timespec ts;
     enum checkout r;
+    enum admission admitted = ADMIT_REFUSE;
+    bool waiting = false;
 
     *out = NULL;
-    ts.tv_sec = (time_t)deadline;
-    ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->closed) {
@@ -736,11 +1065,23 @@ static enum checkout pool_checkout(struct db_pool *p, double deadline,
             r = CHECKOUT_OPEN;
             break;
         }
+        if (!waiting) {
+            admitted = pool_admit_waiter_locked(p, &deadline);
+            if (admitted == ADMIT_REFUSE) {
+                r = CHECKOUT_BUSY;
+                break;
+            }
+            waiting = true;
+            p->nwaiting++;
+            timespec_of(deadline, &ts);
+        }
         if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
-            r = CHECKOUT_TIMEOUT;
+            r = admitted == ADMIT_BRIEFLY ? CHECKOUT_BUSY : CHECKOUT_TIMEOUT;
             break;
         }
     }
+    if (waiting)
+        p->nwaiting--;
     /* Slots freed by dropping dead connections may serve other waiters. */
     if (dead != NULL)
         pthread_cond_broadcast(&p->cv);
@@ -756,6 +1097,24 @@ static void pool_slot_free(struct db_pool *p)
     p->nopen--;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+static void checkout_error(struct db_pool *p, enum checkout r, double limit,
+                           struct db_error *err)
+{
+    if (r == CHECKOUT_BUSY) {
+        err_set(err, DB_ERR_BUSY, "", "the database is not keeping up: all "
+                "%d connections are in use and %d requests are already "
+                "waiting; try again later", p->max_open, p->max_waiting);
+    } else if (budget_spent()) {
+        err_set(err, DB_ERR_TIMEOUT, "", "the request ran out of time "
+                "(max_request_duration) while waiting for a database "
+                "connection");
+    } else {
+        err_set(err, DB_ERR_TIMEOUT, "", "timed out after %gs waiting for "
+                "a database connection (all %d are in use)", limit,
+                p->max_open);
+    }
 }
 
 struct db_conn *db_acquire(const char *key, struct db_error *err)
@@ -777,7 +1136,7 @@ struct db_conn *db_acquire(const char *key, struct db_error *err)
             break;
         }
         if (deadline == 0)
-            deadline = time_mono() + p->connect_timeout;
+            deadline = deadline_after(p->connect_timeout);
         r = pool_checkout(p, deadline, &c);
         if (r == CHECKOUT_CLOSED) {
             /* Replaced while we waited: the new pool serves us. */
@@ -785,9 +1144,8 @@ struct db_conn *db_acquire(const char *key, struct db_error *err)
             p = NULL;
             continue;
         }
-        if (r == CHECKOUT_TIMEOUT) {
-            err_set(err, DB_ERR_UNREACHABLE, "",
-                    "timed out waiting for a database connection");
+        if (r == CHECKOUT_TIMEOUT || r == CHECKOUT_BUSY) {
+            checkout_error(p, r, p->connect_timeout, err);
         } else if (r == CHECKOUT_OPEN) {
             c = conn_open(p, err);
             if (c == NULL)
@@ -914,33 +1272,44 @@ static void exec_failure(struct db_conn *c, const PGresult *r,
         r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     bool link_bad = PQstatus(c->pg) != CONNECTION_OK;
     enum db_error_class klass = classify_sqlstate(state, primary, link_bad);
+    char *joined = NULL;
 
-    err_set(err, klass, state, "%s", "");
-    if (primary != NULL)
-        snprintf(err->message, sizeof(err->message), "%s", primary);
-    else
-        copy_libpq_message(err->message, sizeof(err->message),
-                           r != NULL ? PQresultErrorMessage(r)
-                                     : PQerrorMessage(c->pg));
+    if (primary == NULL) {
+        joined = xstrdup(r != NULL ? PQresultErrorMessage(r)
+                                   : PQerrorMessage(c->pg));
+        primary = joined;
+    }
+    err_set_text(err, klass, state, NULL, primary, c->pool);
     if (err->message[0] == '\0')
         snprintf(err->message, sizeof(err->message),
                  "the database connection failed");
-    err_scrub(err, c->pool);
     if (klass == DB_ERR_UNREACHABLE)
         c->broken = true;
+    secure_free_str(joined);
+}
+
+/* The client-side deadline of a statement on this thread. */
+static double statement_deadline(const struct db_pool *p, double *limit)
+{
+    /* A moment past the server's own statement_timeout, so that it
+     * normally speaks first and the connection stays usable. */
+    *limit = p->statement_timeout;
+    return deadline_after(p->statement_timeout + 0.25);
 }
 
 /*
  * Runs one statement, or with script (and no parameters) a string of
- * statements in one round trip. Returns the successful (last) result (the
- * caller copies what it needs and PQclears it at once) or NULL with err
- * filled.
+ * statements in one round trip, within the statement deadline. Returns
+ * the successful (last) result (the caller copies what it needs and
+ * PQclears it at once) or NULL with err filled.
  */
 static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
                           const char *const *params, bool script,
                           struct db_error *err)
 {
     PGresult *r = NULL;
+    bool timed_out = false;
+    double limit, deadline;
 
     if (c == NULL || sql == NULL || nparams < 0 ||
         (nparams > 0 && params == NULL)) {
@@ -952,10 +1321,19 @@ static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
                 "the database connection was lost");
         return NULL;
     }
-    if (script)
-        r = PQexec(c->pg, sql);
-    else
-        r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    deadline = statement_deadline(c->pool, &limit);
+    r = roundtrip(c, sql, nparams, params, script, deadline, &timed_out);
+    if (timed_out) {
+        timeout_error(c, limit, err);
+        PQclear(r);
+        return NULL;
+    }
+    if (r == NULL) {
+        exec_failure(c, NULL, err);
+        c->broken = true;
+        err->klass = DB_ERR_UNREACHABLE;
+        return NULL;
+    }
     switch (PQresultStatus(r)) {
     case PGRES_COMMAND_OK:
     case PGRES_TUPLES_OK:
@@ -1046,6 +1424,7 @@ int db_commit(struct db_conn *c, struct db_error *err)
 void db_rollback(struct db_conn *c)
 {
     PGresult *r = NULL;
+    bool timed_out = false;
 
     if (c == NULL || c->broken || PQstatus(c->pg) != CONNECTION_OK) {
         if (c != NULL)
@@ -1054,11 +1433,46 @@ void db_rollback(struct db_conn *c)
     }
     if (PQtransactionStatus(c->pg) == PQTRANS_IDLE)
         return;
-    r = PQexec(c->pg, "ROLLBACK");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK ||
+    /*
+     * Not capped by the request budget: a ROLLBACK that cannot run closes
+     * the connection, which rolls back too, but costs a reconnect.
+     */
+    r = roundtrip(c, "ROLLBACK", 0, NULL, true,
+                  time_mono() + (c->pool->statement_timeout < 5
+                                     ? c->pool->statement_timeout : 5),
+                  &timed_out);
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK ||
         PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         c->broken = true;
     PQclear(r);
+}
+
+char *db_escape(struct db_conn *c, const char *s, size_t n, bool literal,
+                struct db_error *err)
+{
+    struct db_error scratch;
+    char *q, *out = NULL;
+
+    if (err == NULL)
+        err = &scratch;
+    err_clear(err);
+    if (c == NULL || c->pg == NULL || s == NULL || memchr(s, '\0', n)) {
+        err_set(err, DB_ERR_SQL, "", "cannot quote a value holding a NUL "
+                "byte");
+        return NULL;
+    }
+    q = literal ? PQescapeLiteral(c->pg, s, n)
+                : PQescapeIdentifier(c->pg, s, n);
+    if (q == NULL) {
+        /* libpq's message names the problem, never the value. */
+        err_set_text(err, DB_ERR_SQL, "", "cannot quote a value: ",
+                     PQerrorMessage(c->pg), c->pool);
+        return NULL;
+    }
+    out = xstrdup(q);
+    explicit_bzero(q, strlen(q));
+    PQfreemem(q);
+    return out;
 }
 
 char *db_quote_ident(const char *name)

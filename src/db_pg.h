@@ -23,6 +23,25 @@
  *
  * Connection failures carry no SQLSTATE in libpq: they are classified from
  * the server's (English) wording; an unrecognised one is UNREACHABLE.
+ *
+ * Time limits. No call waits without a deadline: connecting (connect_timeout,
+ * non-blocking connect), running a statement (statement_timeout, sent
+ * without blocking and polled; on expiry the statement is cancelled with
+ * PQcancel and the connection is dropped unless the server confirms the
+ * cancel at once; the same timeout is also the session's server-side
+ * statement_timeout), and waiting for a pooled connection. On a thread
+ * serving a request every deadline is also capped by the request's
+ * remaining budget (request_budget_left_ms). At most max_open calls run and
+ * max_waiting wait per pool; a caller beyond that waits briefly and fails
+ * with DB_ERR_BUSY, at once when the pool timed out recently, so one stalled
+ * database cannot hold every worker thread of the server.
+ *
+ * Secrets. Every password found in the connection string (URL user-info,
+ * ?password= and sslpassword=, key/value password=, quoted or not, and
+ * anything a malformed string lets libpq mistake for another word) plus
+ * the extra secrets a caller names is scrubbed from every message.
+ * Finding them, and db_redact_conninfo / db_conninfo_has_password for
+ * the engines, live in db_pg_conninfo.h, which this header includes.
  */
 #ifndef COFFER_DB_PG_H
 #define COFFER_DB_PG_H
@@ -32,6 +51,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "db_pg_conninfo.h"
 
 enum db_error_class {
     DB_OK = 0,
@@ -40,6 +60,8 @@ enum db_error_class {
     DB_ERR_AUTH = 3,        /* bad password, no such role/database */
     DB_ERR_SQL = 4,         /* syntax, permission, constraint: caller's fault */
     DB_ERR_INTERNAL = 5,
+    DB_ERR_TIMEOUT = 6,     /* a deadline passed; the call was cancelled */
+    DB_ERR_BUSY = 7,        /* too many callers already wait on this pool */
 };
 
 struct db_error {
@@ -54,7 +76,12 @@ struct db_pool_config {
     int max_idle;              /* default = max_open, capped to it */
     int64_t max_lifetime;      /* seconds, 0 = unlimited */
     int64_t idle_timeout;      /* seconds an idle connection is kept, 0 = 300 */
-    double connect_timeout;    /* seconds, 0 = 10 */
+    double connect_timeout;    /* seconds, 0 = 10; also the pool wait */
+    double statement_timeout;  /* seconds, 0 = 30 */
+    int max_waiting;           /* callers waiting for a connection,
+                                  0 = max_open / 2 (at least 1) */
+    const char *const *secrets; /* more strings to scrub from messages */
+    int nsecrets;
 };
 
 /* A result: rows of text cells (NULL for SQL NULL). */
@@ -85,8 +112,11 @@ bool db_pool_exists(const char *key);
 void db_shutdown(void);
 
 /*
- * Borrows a connection, waiting up to the connect timeout when all are lent
- * (then DB_ERR_UNREACHABLE "timed out waiting for a database connection").
+ * Borrows a connection, waiting up to the connect timeout (capped by the
+ * request's budget) when all are lent: then DB_ERR_TIMEOUT "timed out
+ * after Ns waiting for a database connection (all N are in use)"; or
+ * DB_ERR_BUSY at once (or after a brief wait) when max_waiting callers
+ * already wait. Blocks up to the connect timeout when it opens one.
  * Returns NULL with err filled on failure; an unknown key is
  * DB_ERR_INTERNAL. The caller gives it back with db_release.
  */
@@ -134,5 +164,15 @@ void db_rollback(struct db_conn *c);
  * string the caller frees, or NULL for a NULL name.
  */
 char *db_quote_ident(const char *name);
+
+/*
+ * Quotes s (n bytes) for SQL by the server's own rules, through libpq's
+ * PQescapeLiteral (literal) or PQescapeIdentifier, which know the
+ * session's encoding and standard_conforming_strings. Returns a new string
+ * the caller frees with secure_free_str, or NULL with err filled (bytes
+ * that are not valid in the client encoding, an embedded NUL).
+ */
+char *db_escape(struct db_conn *c, const char *s, size_t n, bool literal,
+                struct db_error *err);
 
 #endif

@@ -1,10 +1,30 @@
 /*
- * http.c - the HTTP side: libmicrohttpd in thread-pool mode.
+ * http.c - the HTTP side: libmicrohttpd for I/O, request workers for work.
  *
- * Each request gets a struct conn_ctx on the first access-handler call.
- * The body is collected into a buffer with the listener's ceiling; once
- * the body is complete the request is parsed (method, path, token, JSON
- * body or query arguments), run through core_handle, and answered.
+ * libmicrohttpd runs a small pool of I/O threads that only read requests
+ * and write replies. Once a request's headers and body are in, the
+ * connection is suspended and the request handed to a lane of request
+ * workers; the worker runs core_handle, stores the reply and resumes the
+ * connection, and the next access-handler call queues the reply. A
+ * backend that waits (a database, a lock) holds one worker, never an I/O
+ * thread, so it cannot stall the other connections of that thread. The
+ * unauthenticated status endpoints (sys/health, sys/seal-status,
+ * sys/leader) have a lane of their own: they answer even when every
+ * request worker is busy.
+ *
+ * Per request, a struct conn_ctx is made in the URI callback (the first
+ * thing libmicrohttpd tells us about a request) and freed when both the
+ * connection side (on_completed) and a worker are done with it.
+ *
+ * Per connection, a struct conn_rec (libmicrohttpd's socket context)
+ * carries a read deadline: a total for the headers of a request
+ * (read_header_timeout) and for its body (read_timeout), and an idle
+ * limit between keep-alive requests. libmicrohttpd's own timeout is an
+ * idle timeout that every byte resets, so a client trickling one byte a
+ * second would hold a connection forever; the sweeper thread shuts such
+ * a connection down once its deadline passes. The sweeper also answers
+ * a request that outlives max_request_duration with an error and frees
+ * the connection; the worker drops its late reply when it gets back.
  *
  * The reply is queued only on a later call than the first: libmicrohttpd
  * 0.9.75 marks a response queued on the first call "Connection: close",
@@ -16,6 +36,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,18 +52,121 @@
 #include "json.h"
 #include "log.h"
 #include "request.h"
+#include "sys_seal.h"
 #include "util.h"
+
+/* How often the sweeper looks for expired reads and requests. */
+#define HTTP_SWEEP_MS 100
+/*
+ * libmicrohttpd's per-connection memory pool: the read buffer, the header
+ * records and the reply headers. 64 KiB holds any header a Vault client
+ * sends; larger headers get libmicrohttpd's own 431.
+ */
+#define HTTP_CONNECTION_MEMORY ((size_t)64 * 1024)
+
+/* Where a connection is in its current exchange (conn_rec.phase). */
+enum conn_phase {
+    PH_FIRST = 0, /* accepted, first request line not complete */
+    PH_HEADERS,   /* request line in, headers arriving */
+    PH_BODY,      /* headers in, body arriving */
+    PH_BUSY,      /* request complete: running or being answered */
+    PH_IDLE,      /* keep-alive, between requests */
+};
+
+struct conn_rec {
+    struct conn_rec *prev, *next; /* http_server.conns, under mu */
+    MHD_socket fd;
+    /* Written only by the connection's I/O thread; the sweeper reads
+       the deadline, so it is atomic rather than under mu. */
+    enum conn_phase phase;
+    int64_t start;             /* ms: when the current request began */
+    _Atomic int64_t deadline;  /* ms: shut down after; 0 = none */
+    bool shut;                 /* the sweeper has shut it down (mu) */
+};
+
+/* A request's life once it is handed off (conn_ctx.state, under mu). */
+enum req_state {
+    RS_READING = 0, /* still on the I/O thread */
+    RS_QUEUED,      /* in a lane, not picked up */
+    RS_RUNNING,     /* a worker runs it */
+    RS_DONE,        /* ctx->out holds the reply; the connection resumed */
+};
+
+struct conn_ctx {
+    struct http_server *srv;
+    struct MHD_Connection *c;
+    struct conn_rec *rec;  /* NULL if libmicrohttpd gave none */
+    atomic_int refs;       /* the connection's, plus a lane's once queued */
+    enum req_state state;
+    bool headers_seen;     /* the first access-handler call happened */
+    bool too_big;
+    bool too_many_params;
+    bool uri_too_long;
+    size_t nparams;
+    struct buf body;
+    struct request req;
+    struct reply out;
+    char what[96];         /* "GET path", for the log (the worker may
+                              reallocate req.path while it runs) */
+    int64_t handed_off;    /* ms */
+    int64_t deadline;      /* ms: max_request_duration runs out */
+    struct conn_ctx *qnext;          /* lane queue */
+    struct conn_ctx *iprev, *inext;  /* http_server.inflight, under mu */
+};
+
+/*
+ * A request worker. Idle workers wait on their own condition variable in
+ * a stack, and a new request goes to the one that went idle last: under
+ * light load the same few threads (and their warm Lua states and caches)
+ * serve everything instead of all of them in turn.
+ */
+struct worker {
+    struct lane *lane;
+    pthread_t thread;
+    pthread_cond_t cv;
+    struct conn_ctx *job;     /* handed over directly, under lane->mu */
+    struct worker *next_idle;
+};
+
+struct lane {
+    struct http_server *srv;
+    const char *name;
+    pthread_mutex_t mu;
+    struct conn_ctx *head, *tail; /* requests no worker was free for */
+    struct worker *idle;          /* stack of idle workers */
+    bool stop;
+    unsigned int n;
+    unsigned int started;
+    struct worker *workers;
+};
 
 struct http_server {
     struct MHD_Daemon *daemon;
     size_t max_request_size;
+    int64_t read_header_ms;
+    int64_t read_ms;
+    int64_t idle_ms;
     atomic_int in_flight; /* requests begun and not yet completed */
+
+    pthread_mutex_t mu;   /* conns, inflight, every ctx->state, closing */
+    struct conn_rec *conns;
+    struct conn_ctx *inflight;
+    bool closing;         /* shutting down: no more hand-offs */
+
+    struct lane work;     /* everything else */
+    struct lane status;   /* sys/health, sys/seal-status, sys/leader */
+
+    pthread_t sweeper;
+    bool sweeper_started;
+    pthread_mutex_t sweep_mu;
+    pthread_cond_t sweep_cv;
+    bool sweep_stop;
 };
 
-struct conn_ctx {
-    struct buf body;
-    bool too_big;
-};
+static int64_t mono_ms(void)
+{
+    return (int64_t)(time_mono() * 1000.0);
+}
 
 /* ========================================================== addresses == */
 
@@ -107,17 +231,6 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes application/x-www-form-urlencoded text in place. */
 static void form_decode(char *s)
 {
@@ -126,8 +239,9 @@ static void form_decode(char *s)
     for (; *s != '\0'; s++) {
         if (*s == '+') {
             *out++ = ' ';
-        } else if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-            *out++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+        } else if (*s == '%' && hex_value(s[1]) >= 0 &&
+                   hex_value(s[2]) >= 0) {
+            *out++ = (char)(hex_value(s[1]) * 16 + hex_value(s[2]));
             s += 2;
         } else {
             *out++ = *s;
@@ -145,14 +259,15 @@ static cJSON *parse_form(char *text)
     for (char *pair = strtok_r(text, "&", &save); pair != NULL;
          pair = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(pair, '=');
-        const char *val = "";
+        char none[1] = ""; /* "x" without '=': decoded in place like a value */
+        char *val = none;
         cJSON *old;
         if (eq != NULL) {
             *eq = '\0';
             val = eq + 1;
         }
         form_decode(pair);
-        form_decode((char *)val);
+        form_decode(val);
         old = cJSON_GetObjectItemCaseSensitive(o, pair);
         if (old != NULL && cJSON_IsString(old)) {
             size_t n = strlen(old->valuestring) + strlen(val) + 2;
@@ -339,112 +454,119 @@ static enum MHD_Result send_reply(struct MHD_Connection *c,
     return ret;
 }
 
+/* ========================================================== requests == */
+
+static void ctx_put(struct conn_ctx *ctx)
+{
+    if (atomic_fetch_sub(&ctx->refs, 1) != 1)
+        return;
+    buf_release(&ctx->body);
+    request_release(&ctx->req);
+    reply_release(&ctx->out);
+    free(ctx);
+}
+
+/* Caller holds srv->mu. */
+static void inflight_unlink(struct http_server *srv, struct conn_ctx *ctx)
+{
+    if (ctx->iprev != NULL)
+        ctx->iprev->inext = ctx->inext;
+    else
+        srv->inflight = ctx->inext;
+    if (ctx->inext != NULL)
+        ctx->inext->iprev = ctx->iprev;
+    ctx->iprev = ctx->inext = NULL;
+}
+
 /*
- * Builds the request from the connection. Returns 0, or fills out with
- * the refusal (bad method, bad body) and returns -1.
+ * Sets the read deadline of the connection for phase. Runs on the
+ * connection's I/O thread only (libmicrohttpd callbacks).
  */
-static int build_request(struct MHD_Connection *c, const char *url,
-                         const char *method, struct conn_ctx *ctx,
-                         struct request *req, struct reply *out)
+static void rec_enter(struct http_server *srv, struct conn_rec *rec,
+                      enum conn_phase phase)
 {
-    struct args_ctx args = {0};
-    const char *ct;
+    int64_t now;
 
-    if (method_op(method, &req->op) != 0) {
-        core_error_reply(out, 405, NULL);
-        return -1;
-    }
-    if (ctx->too_big) {
-        core_error_reply(out, 413, "error parsing JSON");
-        return -1;
-    }
-    req->path = xstrdup(url + strlen("/v1/"));
-    req->client_token = extract_token(c);
-    ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    req->content_type = ct ? xstrdup(ct) : NULL;
-    remote_addr(c, req->remote_addr, sizeof(req->remote_addr));
-    if (req->op == OP_PATCH &&
-        (ct == NULL ||
-         strncmp(ct, "application/merge-patch+json", 28) != 0)) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "PATCH requires Content-Type of "
-                                   "application/merge-patch+json, provided "
-                                   "%.200s", ct ? ct : "");
-        core_error_reply(out, 415, msg);
-        return -1;
-    }
-    if (req->op == OP_UPDATE || req->op == OP_PATCH) {
-        if (parse_body(req, &ctx->body) != 0) {
-            core_error_reply(out, 400, "error parsing JSON");
-            return -1;
+    if (rec == NULL)
+        return;
+    switch (phase) {
+    case PH_HEADERS:
+        /* A fresh connection's clock started at accept. */
+        if (rec->phase != PH_FIRST) {
+            now = mono_ms();
+            rec->start = now;
+            atomic_store(&rec->deadline, now + srv->read_header_ms);
         }
-        return 0;
+        break;
+    case PH_BODY:
+        atomic_store(&rec->deadline, rec->start + srv->read_ms);
+        break;
+    case PH_BUSY:
+        atomic_store(&rec->deadline, 0);
+        break;
+    case PH_IDLE:
+        atomic_store(&rec->deadline, mono_ms() + srv->idle_ms);
+        break;
+    case PH_FIRST:
+        rec->start = mono_ms();
+        atomic_store(&rec->deadline, rec->start + srv->read_header_ms);
+        break;
     }
-    args.data = cJSON_CreateObject();
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
-    req->data = args.data;
-    if (args.list_bad) {
-        core_error_reply(out, 400, NULL);
-        return -1;
-    }
-    if (req->op == OP_READ && args.list)
-        req->op = OP_LIST;
-    return 0;
+    rec->phase = phase;
 }
 
-static void serve(struct MHD_Connection *c, const char *url,
-                  const char *method, struct conn_ctx *ctx, struct reply *out)
+/* Number of query parameters in uri (libmicrohttpd splits on '&'). */
+static size_t count_params(const char *uri)
 {
-    struct request req;
-    char *clean;
+    const char *q = strchr(uri, '?');
+    size_t n = 0;
 
-    request_init(&req);
-    if (strncmp(url, "/v1/", 4) != 0) {
-        core_error_reply(out, 404, NULL);
-        return;
-    }
-    clean = clean_path(url);
-    if (clean != NULL) {
-        out->status = 301;
-        out->location = clean;
-        return;
-    }
-    if (build_request(c, url, method, ctx, &req, out) == 0)
-        core_handle(&req, out);
-    request_release(&req);
+    if (q == NULL || q[1] == '\0')
+        return 0;
+    for (n = 1, q++; *q != '\0'; q++)
+        n += *q == '&';
+    return n;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
-                                  const char *url, const char *method,
-                                  const char *version,
-                                  const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls)
+/*
+ * The URI callback: libmicrohttpd calls it once per request, when the
+ * request line is in and before it parses the query. Its return value is
+ * the *con_cls of the access handler and of on_completed.
+ *
+ * A query with too many parameters is cut off here. libmicrohttpd 0.9.x
+ * stores each parameter in the connection's memory pool; when the pool
+ * runs out it means to answer 431 but leaves the connection hanging until
+ * its timeout instead (a minute or two per request). It located the '?'
+ * before calling us and parses the text after it, which lives in its
+ * writable read buffer: ending that text at the '?' leaves nothing to
+ * parse, and the access handler answers 400 from the count taken here.
+ * A long target is cut the same way (414): a few hundred parameters with
+ * long values exhaust the pool as surely as thousands of short ones.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
     struct http_server *srv = cls;
-    struct conn_ctx *ctx = *con_cls;
-    struct reply out;
-    enum MHD_Result ret;
+    struct conn_ctx *ctx = xcalloc(1, sizeof(*ctx));
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
-    (void)version;
-    if (ctx == NULL) {
-        ctx = xcalloc(1, sizeof(*ctx));
-        buf_init(&ctx->body, srv->max_request_size);
-        *con_cls = ctx;
-        atomic_fetch_add(&srv->in_flight, 1);
-        return MHD_YES;
+    ctx->srv = srv;
+    ctx->c = c;
+    atomic_init(&ctx->refs, 1);
+    buf_init(&ctx->body, srv->max_request_size);
+    request_init(&ctx->req);
+    ctx->rec = ci != NULL ? ci->socket_context : NULL;
+    ctx->nparams = count_params(uri);
+    ctx->too_many_params = ctx->nparams > HTTP_MAX_QUERY_PARAMS;
+    ctx->uri_too_long = strlen(uri) > HTTP_MAX_URI_LENGTH;
+    if (ctx->too_many_params || ctx->uri_too_long) {
+        char *q = strchr((char *)uri, '?');
+        if (q != NULL)
+            q[1] = '\0';
     }
-    if (*upload_data_size > 0) {
-        if (!ctx->too_big &&
-            buf_append(&ctx->body, upload_data, *upload_data_size) != 0)
-            ctx->too_big = true; /* keep reading, answer 413 at the end */
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    memset(&out, 0, sizeof(out));
-    serve(c, url, method, ctx, &out);
-    ret = send_reply(c, &out);
-    reply_release(&out);
-    return ret;
+    rec_enter(srv, ctx->rec, PH_HEADERS);
+    atomic_fetch_add(&srv->in_flight, 1);
+    return ctx;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -457,10 +579,504 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     if (ctx == NULL)
         return;
-    buf_release(&ctx->body);
-    free(ctx);
     *con_cls = NULL;
+    rec_enter(srv, ctx->rec, PH_IDLE);
+    ctx_put(ctx);
     atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *srv = cls;
+    struct conn_rec *rec = *socket_context;
+    const union MHD_ConnectionInfo *ci;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        rec = xcalloc(1, sizeof(*rec));
+        rec->fd = ci != NULL ? ci->connect_fd : MHD_INVALID_SOCKET;
+        rec_enter(srv, rec, PH_FIRST);
+        pthread_mutex_lock(&srv->mu);
+        rec->next = srv->conns;
+        if (srv->conns != NULL)
+            srv->conns->prev = rec;
+        srv->conns = rec;
+        pthread_mutex_unlock(&srv->mu);
+        *socket_context = rec;
+        return;
+    }
+    if (rec == NULL)
+        return;
+    /* libmicrohttpd closes the socket only after this returns, so the
+       sweeper (which holds mu) never shuts down a reused descriptor. */
+    pthread_mutex_lock(&srv->mu);
+    if (rec->prev != NULL)
+        rec->prev->next = rec->next;
+    else
+        srv->conns = rec->next;
+    if (rec->next != NULL)
+        rec->next->prev = rec->prev;
+    pthread_mutex_unlock(&srv->mu);
+    free(rec);
+    *socket_context = NULL;
+}
+
+/* ============================================================= lanes == */
+
+static void lane_push(struct lane *l, struct conn_ctx *ctx)
+{
+    struct worker *w;
+
+    pthread_mutex_lock(&l->mu);
+    w = l->idle;
+    if (w != NULL) {
+        l->idle = w->next_idle;
+        w->job = ctx;
+    } else {
+        ctx->qnext = NULL;
+        if (l->tail != NULL)
+            l->tail->qnext = ctx;
+        else
+            l->head = ctx;
+        l->tail = ctx;
+    }
+    pthread_mutex_unlock(&l->mu);
+    /* After the unlock, so the worker does not wake into a held lock;
+       it sees w->job set whenever it wakes. */
+    if (w != NULL)
+        pthread_cond_signal(&w->cv);
+}
+
+/* The next request for w, or NULL once the lane stops and is empty. */
+static struct conn_ctx *lane_pop(struct worker *w)
+{
+    struct lane *l = w->lane;
+    struct conn_ctx *ctx;
+
+    pthread_mutex_lock(&l->mu);
+    ctx = l->head;
+    if (ctx != NULL) {
+        l->head = ctx->qnext;
+        if (l->head == NULL)
+            l->tail = NULL;
+    } else if (!l->stop) {
+        w->job = NULL;
+        w->next_idle = l->idle;
+        l->idle = w;
+        while (w->job == NULL && !l->stop)
+            pthread_cond_wait(&w->cv, &l->mu);
+        ctx = w->job;
+        w->job = NULL;
+        /* On stop the worker is still on the stack; nobody pops it. */
+    }
+    pthread_mutex_unlock(&l->mu);
+    return ctx;
+}
+
+static void deadline_reply(struct reply *out)
+{
+    /* Vault: the request context's error, status 500. */
+    core_error_reply(out, 500, "context deadline exceeded");
+}
+
+/* Runs a request on a worker: parse the body, then the pipeline. */
+static void run_request(struct conn_ctx *ctx, struct reply *out)
+{
+    struct request *req = &ctx->req;
+
+    if ((req->op == OP_UPDATE || req->op == OP_PATCH) &&
+        parse_body(req, &ctx->body) != 0) {
+        core_error_reply(out, 400, "error parsing JSON");
+        return;
+    }
+    buf_release(&ctx->body); /* request bodies carry secrets */
+    request_budget_set_origin(ctx->handed_off);
+    core_handle(req, out);
+    request_budget_set_origin(0); /* paths that open no budget leave it */
+    if (mono_ms() >= ctx->deadline) {
+        reply_release(out);
+        deadline_reply(out);
+    }
+}
+
+/* Takes a queued request for this worker; false if it was given up. */
+static bool claim(struct http_server *srv, struct conn_ctx *ctx)
+{
+    bool mine;
+
+    pthread_mutex_lock(&srv->mu);
+    mine = ctx->state == RS_QUEUED;
+    if (mine)
+        ctx->state = RS_RUNNING;
+    pthread_mutex_unlock(&srv->mu);
+    return mine;
+}
+
+/*
+ * Hands the reply to the connection and resumes it, unless the sweeper
+ * answered first (the deadline passed): then the reply is dropped.
+ */
+static void finish(struct http_server *srv, struct conn_ctx *ctx,
+                   struct reply *out)
+{
+    bool mine;
+
+    pthread_mutex_lock(&srv->mu);
+    mine = ctx->state == RS_RUNNING;
+    if (mine) {
+        ctx->state = RS_DONE;
+        ctx->out = *out;
+        inflight_unlink(srv, ctx);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    if (mine)
+        MHD_resume_connection(ctx->c);
+    else
+        reply_release(out);
+}
+
+static void *lane_main(void *arg)
+{
+    struct worker *w = arg;
+    struct lane *l = w->lane;
+    struct conn_ctx *ctx;
+    struct reply out;
+
+    while ((ctx = lane_pop(w)) != NULL) {
+        if (claim(l->srv, ctx)) {
+            memset(&out, 0, sizeof(out));
+            run_request(ctx, &out);
+            finish(l->srv, ctx, &out);
+        }
+        ctx_put(ctx);
+    }
+    return NULL;
+}
+
+static int lane_start(struct http_server *srv, struct lane *l,
+                      const char *name, unsigned int n, struct errbuf *err)
+{
+    int rc;
+
+    l->srv = srv;
+    l->name = name;
+    l->n = n;
+    pthread_mutex_init(&l->mu, NULL);
+    l->workers = xcalloc(n, sizeof(*l->workers));
+    for (l->started = 0; l->started < n; l->started++) {
+        struct worker *w = &l->workers[l->started];
+        w->lane = l;
+        pthread_cond_init(&w->cv, NULL);
+        rc = pthread_create(&w->thread, NULL, lane_main, w);
+        if (rc != 0) {
+            pthread_cond_destroy(&w->cv);
+            errbuf_set(err, "cannot start %s worker %u: %s", name,
+                       l->started + 1, strerror(rc));
+            return COFFER_EINTERNAL;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Lets the workers finish what is queued, then joins them. A request a
+ * worker was handed and has not finished yet keeps its join waiting.
+ */
+static void lane_stop(struct lane *l)
+{
+    if (l->workers == NULL)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    for (unsigned int i = 0; i < l->started; i++)
+        pthread_cond_signal(&l->workers[i].cv);
+    pthread_mutex_unlock(&l->mu);
+    for (unsigned int i = 0; i < l->started; i++) {
+        pthread_join(l->workers[i].thread, NULL);
+        pthread_cond_destroy(&l->workers[i].cv);
+    }
+    free(l->workers);
+    l->workers = NULL;
+    pthread_mutex_destroy(&l->mu);
+}
+
+/* ============================================================ sweeper == */
+
+/*
+ * Answers every in-flight request that is_due() picks with reply_fn's
+ * reply and resumes its connection; the worker's reply, if one comes,
+ * is dropped. all: every request, for shutdown.
+ */
+static void give_up(struct http_server *srv, int64_t now, bool all,
+                    int status, const char *msg)
+{
+    struct conn_ctx *due = NULL, *ctx, *next;
+
+    pthread_mutex_lock(&srv->mu);
+    if (all)
+        srv->closing = true;
+    for (ctx = srv->inflight; ctx != NULL; ctx = next) {
+        next = ctx->inext;
+        if (!all && now < ctx->deadline)
+            continue;
+        inflight_unlink(srv, ctx);
+        ctx->state = RS_DONE;
+        core_error_reply(&ctx->out, status, msg);
+        atomic_fetch_add(&ctx->refs, 1);
+        ctx->inext = due;
+        due = ctx;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    for (ctx = due; ctx != NULL; ctx = next) {
+        next = ctx->inext;
+        ctx->inext = NULL;
+        log_warn("http: %s: %s", ctx->what, msg);
+        MHD_resume_connection(ctx->c);
+        ctx_put(ctx);
+    }
+}
+
+/* Shuts down connections whose read deadline passed. */
+static void shut_slow_readers(struct http_server *srv, int64_t now)
+{
+    pthread_mutex_lock(&srv->mu);
+    for (struct conn_rec *r = srv->conns; r != NULL; r = r->next) {
+        int64_t deadline = atomic_load(&r->deadline);
+        if (deadline == 0 || now < deadline || r->shut ||
+            r->fd == MHD_INVALID_SOCKET)
+            continue;
+        /* libmicrohttpd sees the end of the stream and closes it. */
+        shutdown(r->fd, SHUT_RDWR);
+        r->shut = true;
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+static void *sweeper_main(void *arg)
+{
+    struct http_server *srv = arg;
+    struct timespec ts;
+
+    pthread_mutex_lock(&srv->sweep_mu);
+    while (!srv->sweep_stop) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += HTTP_SWEEP_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->sweep_cv, &srv->sweep_mu, &ts);
+        if (srv->sweep_stop)
+            break;
+        pthread_mutex_unlock(&srv->sweep_mu);
+        shut_slow_readers(srv, mono_ms());
+        give_up(srv, mono_ms(), false, 500, "context deadline exceeded");
+        pthread_mutex_lock(&srv->sweep_mu);
+    }
+    pthread_mutex_unlock(&srv->sweep_mu);
+    return NULL;
+}
+
+/*
+ * X-Vault-Wrap-TTL asks for response wrapping, which Coffer does not do
+ * yet: answering in plaintext would hand the secret to whoever holds the
+ * reply, which the client asked to prevent. Vault's header rules: a
+ * duration or seconds, "0" means no wrapping. Returns 0 or fills out.
+ */
+static int check_wrap(struct MHD_Connection *c, struct reply *out)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                "X-Vault-Wrap-TTL");
+    struct errbuf err = {{0}};
+    char msg[300];
+    int64_t ttl;
+
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    while (isspace((unsigned char)*v))
+        v++;
+    if (*v == '-') {
+        core_error_reply(out, 400, "error parsing X-Vault-Wrap-TTL header: "
+                                   "requested wrap ttl cannot be negative");
+        return -1;
+    }
+    if (duration_parse(v, &ttl, &err) != 0) {
+        snprintf(msg, sizeof(msg), "error parsing X-Vault-Wrap-TTL header: "
+                                   "%.200s", err.msg);
+        core_error_reply(out, 400, msg);
+        return -1;
+    }
+    if (ttl == 0)
+        return 0;
+    core_error_reply(out, 400, "response wrapping is not supported by this "
+                               "server: send the request without "
+                               "X-Vault-Wrap-TTL");
+    return -1;
+}
+
+/* The cheap unauthenticated status reads get their own lane. */
+static bool is_status(const struct request *req)
+{
+    return (req->op == OP_READ || req->op == OP_HEAD) &&
+           (strcmp(req->path, "sys/health") == 0 ||
+            strcmp(req->path, "sys/seal-status") == 0 ||
+            strcmp(req->path, "sys/leader") == 0);
+}
+
+/*
+ * Builds the request from the connection on the I/O thread (everything
+ * that needs libmicrohttpd; the body is parsed by the worker). Returns 0,
+ * or fills out with the refusal and returns -1.
+ */
+static int build_request(struct MHD_Connection *c, const char *url,
+                         const char *method, struct conn_ctx *ctx,
+                         struct reply *out)
+{
+    struct request *req = &ctx->req;
+    struct args_ctx args = {0};
+    const char *ct;
+    char *clean;
+    char msg[300];
+
+    if (ctx->uri_too_long) {
+        snprintf(msg, sizeof(msg), "request URI too long: more than %zu "
+                                   "bytes", HTTP_MAX_URI_LENGTH);
+        core_error_reply(out, 414, msg);
+        return -1;
+    }
+    if (ctx->too_many_params) {
+        snprintf(msg, sizeof(msg), "too many query parameters: %zu (at "
+                                   "most %d)", ctx->nparams,
+                 HTTP_MAX_QUERY_PARAMS);
+        core_error_reply(out, 400, msg);
+        return -1;
+    }
+    if (strncmp(url, "/v1/", 4) != 0) {
+        core_error_reply(out, 404, NULL);
+        return -1;
+    }
+    clean = clean_path(url);
+    if (clean != NULL) {
+        out->status = 301;
+        out->location = clean;
+        return -1;
+    }
+    if (method_op(method, &req->op) != 0) {
+        core_error_reply(out, 405, NULL);
+        return -1;
+    }
+    if (ctx->too_big) {
+        core_error_reply(out, 413, "error parsing JSON");
+        return -1;
+    }
+    req->path = xstrdup(url + strlen("/v1/"));
+    if (!sys_seal_handles(req->path) && check_wrap(c, out) != 0)
+        return -1;
+    req->client_token = extract_token(c);
+    ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    req->content_type = ct ? xstrdup(ct) : NULL;
+    remote_addr(c, req->remote_addr, sizeof(req->remote_addr));
+    if (req->op == OP_PATCH &&
+        (ct == NULL ||
+         strncmp(ct, "application/merge-patch+json", 28) != 0)) {
+        snprintf(msg, sizeof(msg), "PATCH requires Content-Type of "
+                                   "application/merge-patch+json, provided "
+                                   "%.200s", ct ? ct : "");
+        core_error_reply(out, 415, msg);
+        return -1;
+    }
+    if (req->op == OP_UPDATE || req->op == OP_PATCH)
+        return 0;
+    args.data = cJSON_CreateObject();
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
+    req->data = args.data;
+    if (args.list_bad) {
+        core_error_reply(out, 400, NULL);
+        return -1;
+    }
+    if (req->op == OP_READ && args.list)
+        req->op = OP_LIST;
+    return 0;
+}
+
+/*
+ * Suspends the connection and queues the request on its lane. While the
+ * server shuts down it answers 503 instead (a suspended connection must
+ * not outlive the daemon).
+ */
+static void hand_off(struct http_server *srv, struct conn_ctx *ctx)
+{
+    struct lane *l = is_status(&ctx->req) ? &srv->status : &srv->work;
+    bool closing;
+
+    snprintf(ctx->what, sizeof(ctx->what), "%s %s",
+             req_op_name(ctx->req.op), ctx->req.path);
+    /* Suspend first: the worker may resume before we return. */
+    MHD_suspend_connection(ctx->c);
+    ctx->handed_off = mono_ms();
+    ctx->deadline = ctx->handed_off + request_budget_configured_ms();
+    pthread_mutex_lock(&srv->mu);
+    closing = srv->closing;
+    if (closing) {
+        ctx->state = RS_DONE;
+        core_error_reply(&ctx->out, 503, "server is shutting down");
+    } else {
+        ctx->state = RS_QUEUED;
+        ctx->inext = srv->inflight;
+        if (srv->inflight != NULL)
+            srv->inflight->iprev = ctx;
+        srv->inflight = ctx;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    if (closing) {
+        MHD_resume_connection(ctx->c);
+        return;
+    }
+    atomic_fetch_add(&ctx->refs, 1); /* the lane's */
+    lane_push(l, ctx);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version,
+                                  const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct http_server *srv = cls;
+    struct conn_ctx *ctx = *con_cls;
+    enum req_state state;
+
+    (void)version;
+    if (ctx == NULL)
+        return MHD_NO; /* on_uri always runs first */
+    if (!ctx->headers_seen) {
+        ctx->headers_seen = true;
+        rec_enter(srv, ctx->rec, PH_BODY);
+        return MHD_YES; /* never queue on the first call (0.9.75) */
+    }
+    if (*upload_data_size > 0) {
+        if (!ctx->too_big &&
+            buf_append(&ctx->body, upload_data, *upload_data_size) != 0)
+            ctx->too_big = true; /* keep reading, answer 413 at the end */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&srv->mu);
+    state = ctx->state;
+    pthread_mutex_unlock(&srv->mu);
+    if (state == RS_DONE)
+        return send_reply(c, &ctx->out);
+    if (state != RS_READING)
+        return MHD_YES; /* not ours to answer yet */
+    rec_enter(srv, ctx->rec, PH_BUSY);
+    if (build_request(c, url, method, ctx, &ctx->out) != 0) {
+        ctx->state = RS_DONE;
+        return send_reply(c, &ctx->out);
+    }
+    hand_off(srv, ctx);
+    return MHD_YES;
 }
 
 static void on_mhd_error(void *cls, const char *fmt, va_list ap)
@@ -517,39 +1133,78 @@ static int make_sockaddr(const char *address, struct sockaddr_storage *ss,
 static char *read_pem(const char *path, const char *what, size_t *n,
                       struct errbuf *err)
 {
-    FILE *f = fopen(path, "rb");
+    struct buf b;
+    struct file_error why;
     char *p = NULL;
-    size_t len = 0;
-    size_t r;
+    int rc;
 
-    if (f == NULL) {
-        errbuf_set(err, "cannot read the TLS %s file \"%s\": %s", what, path,
-                   strerror(errno));
-        return NULL;
-    }
-    p = xmalloc(HTTP_MAX_PEM_SIZE + 1);
-    do {
-        r = fread(p + len, 1, HTTP_MAX_PEM_SIZE + 1 - len, f);
-        len += r;
-    } while (r > 0 && len <= HTTP_MAX_PEM_SIZE);
-    if (ferror(f)) {
-        errbuf_set(err, "cannot read the TLS %s file \"%s\": %s", what, path,
-                   strerror(errno));
-    } else if (len > HTTP_MAX_PEM_SIZE) {
+    buf_init(&b, HTTP_MAX_PEM_SIZE);
+    rc = file_read(path, &b, &why);
+    if (rc == COFFER_ETOOBIG) {
         errbuf_set(err, "the TLS %s file \"%s\" is larger than %zu bytes",
                    what, path, HTTP_MAX_PEM_SIZE);
-    } else if (len == 0 || memchr(p, '\0', len) != NULL) {
+    } else if (rc != 0) {
+        errbuf_set(err, "cannot read the TLS %s file \"%s\": %s", what, path,
+                   strerror(why.errnum));
+    } else if (b.len == 0 || memchr(b.ptr, '\0', b.len) != NULL) {
         errbuf_set(err, "the TLS %s file \"%s\" is %s", what, path,
-                   len == 0 ? "empty" : "not PEM text");
+                   b.len == 0 ? "empty" : "not PEM text");
     } else {
-        p[len] = '\0';
-        *n = len;
-        fclose(f);
-        return p;
+        p = buf_detach(&b, n);
     }
-    secure_free(p, HTTP_MAX_PEM_SIZE + 1);
-    fclose(f);
-    return NULL;
+    buf_release(&b);
+    return p;
+}
+
+static int64_t secs_or(int64_t v, int64_t def)
+{
+    return (v > 0 ? v : def) * 1000;
+}
+
+static int start_workers(struct http_server *srv,
+                         const struct http_config *cfg, struct errbuf *err)
+{
+    int rc;
+
+    rc = lane_start(srv, &srv->work, "request",
+                    cfg->threads ? cfg->threads : HTTP_DEFAULT_THREADS, err);
+    if (rc == 0)
+        rc = lane_start(srv, &srv->status, "status", 2, err);
+    if (rc == 0) {
+        rc = pthread_create(&srv->sweeper, NULL, sweeper_main, srv);
+        if (rc != 0) {
+            errbuf_set(err, "cannot start the HTTP sweeper: %s",
+                       strerror(rc));
+            rc = COFFER_EINTERNAL;
+        } else {
+            srv->sweeper_started = true;
+        }
+    }
+    return rc;
+}
+
+static void stop_sweeper(struct http_server *srv)
+{
+    if (!srv->sweeper_started)
+        return;
+    pthread_mutex_lock(&srv->sweep_mu);
+    srv->sweep_stop = true;
+    pthread_cond_signal(&srv->sweep_cv);
+    pthread_mutex_unlock(&srv->sweep_mu);
+    pthread_join(srv->sweeper, NULL);
+    srv->sweeper_started = false;
+}
+
+/* Frees a server whose daemon is stopped (or never started). */
+static void free_server(struct http_server *srv)
+{
+    stop_sweeper(srv);
+    lane_stop(&srv->status);
+    lane_stop(&srv->work);
+    pthread_mutex_destroy(&srv->mu);
+    pthread_mutex_destroy(&srv->sweep_mu);
+    pthread_cond_destroy(&srv->sweep_cv);
+    free(srv);
 }
 
 /*
@@ -566,7 +1221,8 @@ struct http_server *http_start(const struct http_config *cfg,
     struct http_server *srv = xcalloc(1, sizeof(*srv));
     struct sockaddr_storage ss;
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
-                         MHD_USE_ERROR_LOG | MHD_USE_ITC;
+                         MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                         MHD_ALLOW_SUSPEND_RESUME;
     bool tls = cfg->tls_cert_file != NULL || cfg->tls_key_file != NULL;
     char *cert = NULL;
     char *key = NULL;
@@ -574,10 +1230,16 @@ struct http_server *http_start(const struct http_config *cfg,
     struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
 
     atomic_init(&srv->in_flight, 0);
-
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_mutex_init(&srv->sweep_mu, NULL);
+    pthread_cond_init(&srv->sweep_cv, NULL);
     srv->max_request_size = cfg->max_request_size
                                 ? cfg->max_request_size
                                 : HTTP_DEFAULT_MAX_REQUEST_SIZE;
+    srv->read_header_ms = secs_or(cfg->read_header_timeout,
+                                  HTTP_DEFAULT_READ_HEADER_TIMEOUT);
+    srv->read_ms = secs_or(cfg->read_timeout, HTTP_DEFAULT_READ_TIMEOUT);
+    srv->idle_ms = secs_or(cfg->idle_timeout, HTTP_DEFAULT_IDLE_TIMEOUT);
     if (make_sockaddr(cfg->address, &ss, &flags, err) != 0)
         goto fail;
     if (tls) {
@@ -602,14 +1264,27 @@ struct http_server *http_start(const struct http_config *cfg,
                                               key};
         tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     }
+    if (start_workers(srv, cfg, err) != 0)
+        goto fail;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_error, srv, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)(cfg->threads ? cfg->threads : HTTP_DEFAULT_THREADS),
+        (unsigned int)(cfg->io_threads ? cfg->io_threads
+                                       : HTTP_DEFAULT_IO_THREADS),
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_ARRAY,
-        tls_opts, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)(srv->idle_ms / 1000),
+        MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)(cfg->max_connections ? cfg->max_connections
+                                            : HTTP_DEFAULT_MAX_CONNECTIONS),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)(cfg->max_connections_per_ip
+                           ? cfg->max_connections_per_ip
+                           : HTTP_DEFAULT_MAX_CONNECTIONS_PER_IP),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONNECTION_MEMORY,
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         if (tls)
             errbuf_set(err, "cannot start the TLS listener on %s: the "
@@ -628,7 +1303,7 @@ struct http_server *http_start(const struct http_config *cfg,
 fail:
     secure_free(key, key_len + 1);
     free(cert);
-    free(srv);
+    free_server(srv);
     return NULL;
 }
 
@@ -636,28 +1311,38 @@ fail:
  * Graceful stop, like Go's http.Server.Shutdown: stop accepting, let the
  * requests already begun (even mid-upload) finish, then close the idle
  * keep-alive connections by stopping the daemon. A request still running
- * after HTTP_DRAIN_SECONDS is cut off rather than holding shutdown hostage.
+ * after HTTP_DRAIN_SECONDS gets a 503 rather than holding shutdown
+ * hostage; its worker is joined when what it waits on returns.
  */
 #define HTTP_DRAIN_SECONDS 30
 
-void http_stop(struct http_server *srv)
+static void wait_drained(struct http_server *srv, double seconds)
 {
-    MHD_socket listen_fd;
-    double deadline;
+    double deadline = time_mono() + seconds;
 
-    if (srv == NULL)
-        return;
-    listen_fd = MHD_quiesce_daemon(srv->daemon);
-    deadline = time_mono() + HTTP_DRAIN_SECONDS;
     while (atomic_load(&srv->in_flight) > 0 && time_mono() < deadline) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+}
+
+void http_stop(struct http_server *srv)
+{
+    MHD_socket listen_fd;
+
+    if (srv == NULL)
+        return;
+    listen_fd = MHD_quiesce_daemon(srv->daemon);
+    wait_drained(srv, HTTP_DRAIN_SECONDS);
     if (atomic_load(&srv->in_flight) > 0)
         log_warn("http: %d requests still running after %ds; closing them",
                  atomic_load(&srv->in_flight), HTTP_DRAIN_SECONDS);
+    /* No connection may stay suspended past MHD_stop_daemon. */
+    give_up(srv, 0, true, 503, "server is shutting down");
+    wait_drained(srv, 1);
+    stop_sweeper(srv);
     MHD_stop_daemon(srv->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
-    free(srv);
+    free_server(srv);
 }

@@ -6,8 +6,8 @@
  * the cJSON tree directly; strings are decoded in two passes (measure,
  * then write) so each costs one allocation of the exact size.
  *
- * Chapters: helpers; strings; numbers; values; entry point; comparing
- * numbers.
+ * Chapters: helpers (wiping); members; strings; numbers; values; entry
+ * point; comparing numbers.
  */
 #include "json.h"
 
@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "util.h"
 
 struct parser {
     const char *start;
@@ -47,27 +48,61 @@ static void skip_space(struct parser *ps)
         ps->p++;
 }
 
+static void wipe_tree(cJSON *item);
+
+/* Wipes item's own value and key, then its children. */
+static void wipe_item(cJSON *item)
+{
+    if (item->valuestring != NULL)
+        crypto_wipe(item->valuestring, strlen(item->valuestring));
+    if (item->string != NULL)
+        crypto_wipe(item->string, strlen(item->string));
+    wipe_tree(item->child);
+}
+
+/* Wipes item and every sibling after it. */
 static void wipe_tree(cJSON *item)
 {
-    for (; item != NULL; item = item->next) {
-        if (item->valuestring != NULL)
-            crypto_wipe(item->valuestring, strlen(item->valuestring));
-        if (item->string != NULL)
-            crypto_wipe(item->string, strlen(item->string));
-        wipe_tree(item->child);
-    }
+    for (; item != NULL; item = item->next)
+        wipe_item(item);
 }
 
 void json_delete_wiped(cJSON *item)
 {
     if (item == NULL)
         return;
-    if (item->valuestring != NULL)
-        crypto_wipe(item->valuestring, strlen(item->valuestring));
-    if (item->string != NULL)
-        crypto_wipe(item->string, strlen(item->string));
-    wipe_tree(item->child);
+    wipe_item(item);
     cJSON_Delete(item);
+}
+
+/* ============================================================ members == */
+
+const char *json_get_str(const cJSON *obj, const char *key, const char *def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    return cJSON_IsString(v) ? v->valuestring : def;
+}
+
+int64_t json_get_int(const cJSON *obj, const char *key, int64_t def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    if (!cJSON_IsNumber(v))
+        return def;
+    /* Converting an out-of-range double is undefined: clamp first. */
+    if (v->valuedouble >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (v->valuedouble <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)v->valuedouble;
+}
+
+bool json_get_bool(const cJSON *obj, const char *key, bool def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
 }
 
 /* ============================================================ strings == */
@@ -79,16 +114,10 @@ static int hex4(const char *p, const char *end)
     if (end - p < 4)
         return -1;
     for (i = 0; i < 4; i++) {
-        c = (unsigned char)p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= c - '0';
-        else if (c >= 'a' && c <= 'f')
-            v |= c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            v |= c - 'A' + 10;
-        else
+        c = hex_value((unsigned char)p[i]);
+        if (c < 0)
             return -1;
+        v = v << 4 | c;
     }
     return v;
 }
@@ -133,28 +162,9 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
 /* Writes code point cp as UTF-8 at out (if not NULL); returns its size. */
 static size_t put_utf8(char *out, uint32_t cp)
 {
-    unsigned char b[4];
-    size_t n;
+    char b[UTF8_MAX];
+    size_t n = utf8_encode(cp, b);
 
-    if (cp < 0x80) {
-        b[0] = (unsigned char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (unsigned char)(0xC0 | (cp >> 6));
-        b[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (unsigned char)(0xE0 | (cp >> 12));
-        b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (unsigned char)(0xF0 | (cp >> 18));
-        b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (unsigned char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
     if (out != NULL)
         memcpy(out, b, n);
     return n;

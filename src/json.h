@@ -2,9 +2,11 @@
  * json.h - a strict JSON reader that keeps numbers exact.
  *
  * Owns: turning JSON text (request bodies, stored values, the text given
- * to coffer.json.decode) into cJSON trees, and the rules for JSON number
- * literals. Does not own printing (cJSON_Print* does that) or the Lua
- * conversion (lua_api.c).
+ * to coffer.json.decode) into cJSON trees, the rules for JSON number
+ * literals, and the two helpers every C file shares for cJSON trees:
+ * wipe-and-free (json_delete_wiped) and typed member getters
+ * (json_get_*). Does not own printing (cJSON_Print* does that) or the Lua
+ * conversion (lua_json.c).
  *
  * Why not cJSON_Parse: cJSON turns every number into a double, while
  * Vault decodes with Go's json.Number and gives back what the client
@@ -40,12 +42,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
 #include "common.h"
 
-/* Nesting limit for request bodies; matches LUA_API_JSON_MAX_DEPTH. */
+/* Nesting limit for request bodies; matches LUA_JSON_MAX_DEPTH. */
 #define JSON_MAX_DEPTH 128
 
 /* The parser recurses once per level, so max_depth is clamped to this. */
@@ -91,7 +94,24 @@ cJSON *json_number_new(const char *lit, size_t len);
  */
 int json_number_cmp(const char *a, size_t alen, const char *b, size_t blen);
 
-/* Wipes every string of the tree (values may be secrets), then frees it. */
+/*
+ * Wipes every string of the tree, keys included (values may be secrets,
+ * and a map's keys may be too), then frees it. NULL is fine. The one
+ * wipe-and-free for cJSON trees: use it rather than a local copy.
+ */
 void json_delete_wiped(cJSON *item);
+
+/*
+ * Member getters: the member key of obj (case-sensitive, as everywhere in
+ * Coffer) when it has the wanted type, else def. obj may be NULL or not
+ * an object. Nothing is copied: a string is borrowed from the tree.
+ *
+ * json_get_int truncates a cJSON_Number toward zero and clamps it to the
+ * int64 range; a cJSON_Raw literal (json_parse's exact big numbers) is
+ * not a number here and gives def.
+ */
+const char *json_get_str(const cJSON *obj, const char *key, const char *def);
+int64_t json_get_int(const cJSON *obj, const char *key, int64_t def);
+bool json_get_bool(const cJSON *obj, const char *key, bool def);
 
 #endif

@@ -16,6 +16,15 @@
  *
  * `claims` holds the ids being revoked right now, so that a worker and an
  * API call never revoke the same lease at the same time.
+ *
+ * Lanes: at most half of the workers (at least one) revoke leases of one
+ * mount at a time. A job whose mount is at that cap is parked in the
+ * mount's lane, not in a worker, and goes back to the queue when one of
+ * the mount's revocations finishes. Every database call has a deadline
+ * (db_pg.c), so a stalled database holds at most its mount's share of the
+ * workers for at most its timeouts, while token leases and other mounts
+ * keep being revoked; the failures retry with backoff as usual. The
+ * expirer thread itself never calls an engine.
  */
 #include "lease.h"
 
@@ -27,14 +36,12 @@
 #include <string.h>
 
 #include "crypto.h"
-#include "fields.h"
 #include "heap.h"
+#include "json.h"
 #include "log.h"
 #include "mount.h"
-#include "policy.h"
 #include "router.h"
 #include "storage.h"
-#include "token.h"
 #include "util.h"
 
 #define ID_PREFIX "sys/expire/id/"
@@ -76,19 +83,22 @@ static pthread_t expirer;
 static pthread_t *workers;
 static unsigned int nworkers;
 
+/* One mount's revocations in progress and its parked jobs; under mu. */
+struct lane {
+    char *key;           /* mount uuid; "" for ids matching no mount */
+    unsigned int busy;
+    struct job *parked;  /* FIFO: [head, nparked) are waiting */
+    size_t head, nparked, cap;
+};
+
+static struct lane *lanes;
+static size_t nlanes, lanes_cap;
+static unsigned int lane_limit;
+
 static atomic_uint_fast64_t stat_revoked;
 static atomic_uint_fast64_t stat_failures;
 static atomic_uint_fast64_t stat_irrevocable;
 static atomic_bool tidy_requested;
-/*
- * The lease this thread is revoking right now. Revoking a token lease
- * revokes the token, which asks lease_revoke_token to expire the token's
- * leases, this one included: expire_now skips it instead of waiting for
- * the claim this thread already holds.
- */
-static _Thread_local const char *revoking_id;
-
-static void format_ms(int64_t ms, char *out, size_t n);
 
 /* ============================================================ helpers == */
 
@@ -97,6 +107,19 @@ static int64_t now_ms(void)
     struct timespec ts = time_now();
 
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void format_ms(int64_t ms, char *out, size_t n)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+
+    time_format_rfc3339(ts, out, n);
+}
+
+/* True when token_hmac names a live token (lease_config.token_alive). */
+static bool token_alive(const char *token_hmac)
+{
+    return conf.token_alive == NULL || conf.token_alive(token_hmac);
 }
 
 static char *record_key(const char *id)
@@ -119,20 +142,6 @@ static char *token_index_key(const char *token_hmac, const char *id)
     crypto_hex(digest, sizeof(digest), hex);
     snprintf(k, n, "%s%s/%s", TOKEN_PREFIX, token_hmac, hex);
     return k;
-}
-
-static const char *rec_str(const cJSON *rec, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, key);
-
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static int64_t rec_int(const cJSON *rec, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, key);
-
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
 }
 
 static void rec_set_num(cJSON *rec, const char *key, double v)
@@ -180,7 +189,7 @@ static cJSON *load_record(const char *id)
 
 static int save_record(const cJSON *rec)
 {
-    char *key = record_key(rec_str(rec, "id"));
+    char *key = record_key(json_get_str(rec, "id", ""));
     char *text = cJSON_PrintUnformatted(rec);
     int rc = storage_put(store, key, text, strlen(text));
 
@@ -192,8 +201,8 @@ static int save_record(const cJSON *rec)
 /* Deletes the record and its token index entry in one batch. */
 static int delete_record(const cJSON *rec)
 {
-    const char *id = rec_str(rec, "id");
-    const char *tok = rec_str(rec, "token");
+    const char *id = json_get_str(rec, "id", "");
+    const char *tok = json_get_str(rec, "token", "");
     char *key = record_key(id);
     char *tkey = tok[0] ? token_index_key(tok, id) : NULL;
     struct storage_op ops[2] = {
@@ -211,7 +220,7 @@ static int delete_record(const cJSON *rec)
 static const struct lease_ops *ops_for(const cJSON *rec)
 {
     if (conf.token_ops != NULL &&
-        strcmp(rec_str(rec, "secret_type"), "token") == 0)
+        strcmp(json_get_str(rec, "secret_type", ""), "token") == 0)
         return conf.token_ops;
     return conf.ops;
 }
@@ -219,9 +228,9 @@ static const struct lease_ops *ops_for(const cJSON *rec)
 /* The mount that issued the lease, if it is still the same mount. */
 static const struct mount *lease_mount(const cJSON *rec)
 {
-    const struct mount *m = router_match(rec_str(rec, "path"));
+    const struct mount *m = router_match(json_get_str(rec, "path", ""));
 
-    if (m != NULL && strcmp(m->uuid, rec_str(rec, "mount_uuid")) != 0) {
+    if (m != NULL && strcmp(m->uuid, json_get_str(rec, "mount_uuid", "")) != 0) {
         router_mount_put(m);
         m = NULL;
     }
@@ -273,8 +282,7 @@ static int revoke_record(const cJSON *rec, bool force, struct errbuf *err)
 {
     const struct mount *m = lease_mount(rec);
     const struct lease_ops *ops = ops_for(rec);
-    const char *id = rec_str(rec, "id");
-    const char *outer = revoking_id;
+    const char *id = json_get_str(rec, "id", "");
     int rc = 0;
 
     errbuf_clear(err);
@@ -282,9 +290,11 @@ static int revoke_record(const cJSON *rec, bool force, struct errbuf *err)
         log_warn("lease: %s belongs to a mount that no longer exists; "
                  "dropping its record", id);
     } else if (ops != NULL && ops->revoke != NULL) {
-        revoking_id = id;
+        /*
+         * Claim held: a token lease's revoke comes back through
+         * lease_revoke_token with this id as revoking_lease_id.
+         */
         rc = ops->revoke(m, rec, err);
-        revoking_id = outer;
     }
     router_mount_put(m);
     if (rc != 0 && !force)
@@ -320,9 +330,9 @@ static double backoff_seconds(int attempts)
 /* Records a failed attempt and schedules the next one. */
 static void note_failure(cJSON *rec, const char *why)
 {
-    int attempts = (int)rec_int(rec, "attempts") + 1;
+    int attempts = (int)json_get_int(rec, "attempts", 0) + 1;
     double delay = backoff_seconds(attempts);
-    const char *id = rec_str(rec, "id");
+    const char *id = json_get_str(rec, "id", "");
 
     atomic_fetch_add(&stat_failures, 1);
     rec_set_num(rec, "attempts", attempts);
@@ -349,8 +359,8 @@ static void process_due(const char *id)
     rec = load_record(id);
     if (rec == NULL)
         goto out;
-    expire = rec_int(rec, "expire_ms");
-    if (strcmp(rec_str(rec, "state"), "active") == 0 && expire > now_ms()) {
+    expire = json_get_int(rec, "expire_ms", 0);
+    if (strcmp(json_get_str(rec, "state", ""), "active") == 0 && expire > now_ms()) {
         schedule(id, expire); /* renewed since it was queued */
         goto out;
     }
@@ -397,9 +407,117 @@ static void process_batch_job(const char *id, struct batch *b)
     pthread_mutex_unlock(&mu);
 }
 
+/* ============================================================= lanes == */
+
+/* The lane key of a lease id: the uuid of the mount it belongs to. */
+static char *lane_key_of(const char *id)
+{
+    const struct mount *m = router_match(id);
+    char *key = xstrdup(m != NULL ? m->uuid : "");
+
+    router_mount_put(m);
+    return key;
+}
+
+/* Finds or adds the lane of key. Caller holds mu. */
+static struct lane *lane_get_locked(const char *key)
+{
+    for (size_t i = 0; i < nlanes; i++) {
+        if (strcmp(lanes[i].key, key) == 0)
+            return &lanes[i];
+    }
+    if (nlanes == lanes_cap) {
+        lanes_cap = lanes_cap == 0 ? 8 : lanes_cap * 2;
+        lanes = xrealloc(lanes, lanes_cap * sizeof(*lanes));
+    }
+    memset(&lanes[nlanes], 0, sizeof(lanes[nlanes]));
+    lanes[nlanes].key = xstrdup(key);
+    return &lanes[nlanes++];
+}
+
+/* Drops an idle, empty lane (mounts come and go). Caller holds mu. */
+static void lane_drop_if_idle_locked(struct lane *l)
+{
+    if (l->busy > 0 || l->head < l->nparked)
+        return;
+    free(l->key);
+    free(l->parked);
+    *l = lanes[--nlanes];
+}
+
+static void lane_park_locked(struct lane *l, struct job job)
+{
+    if (l->head > 0 && l->nparked == l->cap) {
+        memmove(l->parked, l->parked + l->head,
+                (l->nparked - l->head) * sizeof(*l->parked));
+        l->nparked -= l->head;
+        l->head = 0;
+    }
+    if (l->nparked == l->cap) {
+        l->cap = l->cap == 0 ? 16 : l->cap * 2;
+        l->parked = xrealloc(l->parked, l->cap * sizeof(*l->parked));
+    }
+    l->parked[l->nparked++] = job;
+}
+
+/*
+ * Takes a lane slot for job, or parks the job. Returns true when the
+ * caller should run it. Caller holds mu.
+ */
+static bool lane_enter_locked(const char *key, struct job job)
+{
+    struct lane *l = lane_get_locked(key);
+
+    if (l->busy >= lane_limit) {
+        lane_park_locked(l, job);
+        return false;
+    }
+    l->busy++;
+    return true;
+}
+
+/* Frees the slot and sends the lane's oldest parked job back to the queue. */
+static void lane_leave_locked(const char *key)
+{
+    struct lane *l = lane_get_locked(key);
+    struct job next;
+
+    COFFER_ASSERT(l->busy > 0);
+    l->busy--;
+    if (l->head < l->nparked) {
+        next = l->parked[l->head++];
+        if (l->head == l->nparked)
+            l->head = l->nparked = 0;
+        enqueue_locked(next.id, next.batch);
+    }
+    lane_drop_if_idle_locked(l);
+}
+
+static void lanes_release(void)
+{
+    for (size_t i = 0; i < nlanes; i++) {
+        for (size_t j = lanes[i].head; j < lanes[i].nparked; j++)
+            free(lanes[i].parked[j].id);
+        free(lanes[i].parked);
+        free(lanes[i].key);
+    }
+    free(lanes);
+    lanes = NULL;
+    nlanes = lanes_cap = 0;
+}
+
+static void run_job(struct job job)
+{
+    if (job.batch != NULL)
+        process_batch_job(job.id, job.batch);
+    else
+        process_due(job.id);
+}
+
 static void *worker_main(void *arg)
 {
     struct job job;
+    char *key;
 
     (void)arg;
     pthread_mutex_lock(&mu);
@@ -414,12 +532,18 @@ static void *worker_main(void *arg)
             queue_head = 0;
         }
         pthread_mutex_unlock(&mu);
-        if (job.batch != NULL)
-            process_batch_job(job.id, job.batch);
-        else
-            process_due(job.id);
+        key = lane_key_of(job.id); /* the router has its own locks */
+        pthread_mutex_lock(&mu);
+        if (!lane_enter_locked(key, job)) {
+            free(key);
+            continue; /* parked: it comes back when a slot frees */
+        }
+        pthread_mutex_unlock(&mu);
+        run_job(job);
         free(job.id);
         pthread_mutex_lock(&mu);
+        lane_leave_locked(key);
+        free(key);
     }
     pthread_mutex_unlock(&mu);
     return NULL;
@@ -452,8 +576,10 @@ static void *expirer_main(void *arg)
 
 /* ============================================================ restore == */
 
-/* Calls fn for every lease id under prefix (a storage key prefix). */
-static int walk_ids(const char *prefix, void (*fn)(const char *id))
+typedef void (*id_visit_fn)(void *arg, const char *id);
+
+/* Calls fn(arg, id) for every lease id under prefix (a storage key prefix). */
+static int walk_ids(const char *prefix, id_visit_fn fn, void *arg)
 {
     struct strvec keys;
     int rc;
@@ -465,9 +591,9 @@ static int walk_ids(const char *prefix, void (*fn)(const char *id))
         char *full = xmalloc(n);
         snprintf(full, n, "%s%s", prefix, keys.v[i]);
         if (str_has_suffix(full, "/"))
-            rc = walk_ids(full, fn);
+            rc = walk_ids(full, fn, arg);
         else
-            fn(full + strlen(ID_PREFIX));
+            fn(arg, full + strlen(ID_PREFIX));
         free(full);
     }
     strvec_release(&keys);
@@ -494,8 +620,8 @@ static int restore_one(void *arg, const char *key, const void *value,
         cJSON_Delete(rec);
         return 0;
     }
-    if (strcmp(rec_str(rec, "state"), "active") == 0)
-        when = rec_int(rec, "expire_ms");
+    if (strcmp(json_get_str(rec, "state", ""), "active") == 0)
+        when = json_get_int(rec, "expire_ms", 0);
     else
         log_warn("lease: %s was still pending at start-up; revoking it", id);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable")))
@@ -523,6 +649,7 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
         conf.retry_max = 60;
     if (conf.irrevocable_after <= 0)
         conf.irrevocable_after = 6;
+    lane_limit = conf.workers / 2 > 0 ? conf.workers / 2 : 1;
     heap_init(&heap);
     strvec_init(&claims);
     stopping = false;
@@ -570,70 +697,143 @@ void lease_shutdown(void)
     free(queue);
     queue = NULL;
     queue_n = queue_cap = queue_head = 0;
+    lanes_release();
     strvec_release(&claims);
 }
 
 /* ============================================================ issuance == */
+
+/*
+ * Everything a new lease record is built from. A pending lease (an engine
+ * is about to create something) has no TTL yet; a token lease is active
+ * from the start and carries its TTL, max TTL and renewability.
+ */
+struct lease_spec {
+    const char *id;
+    const struct mount *mount;
+    const char *path;          /* request path the lease was issued on */
+    const char *secret_type;
+    cJSON *internal;           /* taken over by the record */
+    const char *token_hmac;    /* the token that asked; "" = none */
+    struct timespec issued;
+    int64_t expire_ms;
+    bool active;               /* else pending */
+    int64_t ttl, max_ttl;      /* only for active records */
+    bool renewable;
+};
+
+/* The one builder of lease records (lease.h lists the fields). */
+static cJSON *build_record(const struct lease_spec *s)
+{
+    cJSON *rec = cJSON_CreateObject();
+    char when[64];
+
+    time_format_rfc3339(s->issued, when, sizeof(when));
+    cJSON_AddStringToObject(rec, "id", s->id);
+    cJSON_AddStringToObject(rec, "path", s->path);
+    cJSON_AddStringToObject(rec, "mount_path", s->mount->path);
+    cJSON_AddStringToObject(rec, "mount_uuid", s->mount->uuid);
+    cJSON_AddStringToObject(rec, "secret_type", s->secret_type);
+    cJSON_AddItemToObject(rec, "internal", s->internal);
+    cJSON_AddStringToObject(rec, "token", s->token_hmac);
+    cJSON_AddStringToObject(rec, "issue_time", when);
+    cJSON_AddNumberToObject(rec, "issue_ms",
+                            (double)s->issued.tv_sec * 1000 +
+                                s->issued.tv_nsec / 1000000);
+    cJSON_AddNumberToObject(rec, "expire_ms", (double)s->expire_ms);
+    if (s->active) {
+        cJSON_AddNumberToObject(rec, "ttl", (double)s->ttl);
+        cJSON_AddNumberToObject(rec, "max_ttl", (double)s->max_ttl);
+        cJSON_AddBoolToObject(rec, "renewable", s->renewable);
+    }
+    cJSON_AddStringToObject(rec, "state", s->active ? "active" : "pending");
+    return rec;
+}
+
+/* Stores a new record and, when it has a token, its index entry, at once. */
+static int store_new_record(const cJSON *rec, struct errbuf *err)
+{
+    const char *id = json_get_str(rec, "id", "");
+    const char *tok = json_get_str(rec, "token", "");
+    char *key = record_key(id);
+    char *tkey = tok[0] ? token_index_key(tok, id) : NULL;
+    char *text = cJSON_PrintUnformatted(rec);
+    struct storage_op ops[2] = {
+        {STORAGE_OP_PUT, key, text, strlen(text)},
+        {STORAGE_OP_PUT, tkey, id, strlen(id)},
+    };
+    int rc = storage_batch(store, ops, tkey ? 2 : 1);
+
+    if (rc != 0)
+        errbuf_set(err, "storing the %slease failed: %s",
+                   strcmp(json_get_str(rec, "secret_type", ""), "token") == 0
+                       ? "token " : "",
+                   coffer_strerror(rc));
+    secure_free_str(text);
+    free(key);
+    free(tkey);
+    return rc;
+}
+
+/* "<path>/<suffix>", without doubling a trailing slash. */
+static char *lease_id_join(const char *path, const char *suffix)
+{
+    size_t n = strlen(path) + strlen(suffix) + 2;
+    char *id = xmalloc(n);
+
+    snprintf(id, n, "%s%s%s", path, str_has_suffix(path, "/") ? "" : "/",
+             suffix);
+    return id;
+}
 
 int lease_create_pending(const struct mount *m, const char *request_path,
                          const char *secret_type, const cJSON *internal,
                          const char *token_hmac, char **lease_id,
                          struct errbuf *err)
 {
-    char suffix[CRYPTO_ID_LEN + 1], when[64];
-    size_t n = strlen(request_path) + CRYPTO_ID_LEN + 2;
-    char *id = xmalloc(n), *key = NULL, *tkey = NULL, *text = NULL;
-    cJSON *rec = cJSON_CreateObject();
-    struct timespec now = time_now();
+    char suffix[CRYPTO_ID_LEN + 1], *id;
+    struct lease_spec spec = {
+        .mount = m,
+        .path = request_path,
+        .secret_type = secret_type,
+        .token_hmac = token_hmac ? token_hmac : "",
+        .issued = time_now(),
+    };
+    cJSON *rec = NULL;
     int rc;
 
     *lease_id = NULL;
     rc = crypto_random_base62(suffix, CRYPTO_ID_LEN);
     if (rc != 0) {
         errbuf_set(err, "random number generator failed");
-        goto out;
+        return rc;
     }
-    snprintf(id, n, "%s%s%s", request_path,
-             str_has_suffix(request_path, "/") ? "" : "/", suffix);
-    time_format_rfc3339(now, when, sizeof(when));
-    cJSON_AddStringToObject(rec, "id", id);
-    cJSON_AddStringToObject(rec, "path", request_path);
-    cJSON_AddStringToObject(rec, "mount_path", m->path);
-    cJSON_AddStringToObject(rec, "mount_uuid", m->uuid);
-    cJSON_AddStringToObject(rec, "secret_type", secret_type);
-    cJSON_AddItemToObject(rec, "internal",
-                          internal ? cJSON_Duplicate(internal, 1)
-                                   : cJSON_CreateObject());
-    cJSON_AddStringToObject(rec, "token", token_hmac ? token_hmac : "");
-    cJSON_AddStringToObject(rec, "issue_time", when);
-    cJSON_AddNumberToObject(rec, "issue_ms",
-                            (double)now.tv_sec * 1000 + now.tv_nsec / 1000000);
-    cJSON_AddNumberToObject(rec, "expire_ms",
-                            (double)(now_ms() + PENDING_GRACE_MS));
-    cJSON_AddStringToObject(rec, "state", "pending");
-    key = record_key(id);
-    text = cJSON_PrintUnformatted(rec);
-    tkey = token_hmac && token_hmac[0] ? token_index_key(token_hmac, id)
-                                       : NULL;
-    {
-        struct storage_op ops[2] = {
-            {STORAGE_OP_PUT, key, text, strlen(text)},
-            {STORAGE_OP_PUT, tkey, id, strlen(id)},
-        };
-        rc = storage_batch(store, ops, tkey ? 2 : 1);
+    id = lease_id_join(request_path, suffix);
+    spec.id = id;
+    spec.internal = internal ? cJSON_Duplicate(internal, 1)
+                             : cJSON_CreateObject();
+    /* Revoked at start-up if Coffer stops before lease_activate. */
+    spec.expire_ms = now_ms() + PENDING_GRACE_MS;
+    rec = build_record(&spec);
+    rc = store_new_record(rec, err);
+    /*
+     * Checked after the index entry is stored, not before: a revocation
+     * of the token that lists its leases after this point finds the
+     * entry, and one that listed them before has already removed the
+     * token, which this check sees. Either way no lease outlives it.
+     */
+    if (rc == 0 && spec.token_hmac[0] && !token_alive(spec.token_hmac)) {
+        if (delete_record(rec) != 0)
+            log_error("lease: cannot drop %s of a revoked token", spec.id);
+        errbuf_set(err, "the token that asked for this lease was revoked");
+        rc = COFFER_EPERM;
     }
-    if (rc != 0) {
-        errbuf_set(err, "storing the lease failed: %s", coffer_strerror(rc));
-        goto out;
+    if (rc == 0) {
+        *lease_id = id;
+        id = NULL;
     }
-    *lease_id = id;
-    id = NULL;
-out:
-    secure_free_str(text);
-    free(key);
-    free(tkey);
-    free(id);
     cJSON_Delete(rec);
+    free(id);
     return rc;
 }
 
@@ -641,57 +841,37 @@ int lease_register_token(const struct mount *m, const char *path,
                          const char *token_hmac, int64_t ttl, int64_t max_ttl,
                          bool renewable, char **lease_id, struct errbuf *err)
 {
-    size_t n = strlen(path) + strlen(token_hmac) + 2;
-    char *id = xmalloc(n), *key = NULL, *tkey = NULL, *text = NULL;
-    cJSON *rec = cJSON_CreateObject(), *internal = cJSON_CreateObject();
-    struct timespec now = time_now();
-    int64_t issue = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    char when[64];
+    struct lease_spec spec = {
+        .mount = m,
+        .path = path,
+        .secret_type = "token",
+        .internal = cJSON_CreateObject(),
+        .token_hmac = token_hmac,
+        .issued = time_now(),
+        .active = true,
+        .ttl = ttl,
+        .max_ttl = max_ttl,
+        .renewable = renewable,
+    };
+    /* The token's hmac is the suffix: one lease per token, found by it. */
+    char *id = lease_id_join(path, token_hmac);
+    cJSON *rec;
     int rc;
 
     *lease_id = NULL;
-    snprintf(id, n, "%s%s%s", path, str_has_suffix(path, "/") ? "" : "/",
-             token_hmac);
-    time_format_rfc3339(now, when, sizeof(when));
-    cJSON_AddStringToObject(internal, "token", token_hmac);
-    cJSON_AddStringToObject(rec, "id", id);
-    cJSON_AddStringToObject(rec, "path", path);
-    cJSON_AddStringToObject(rec, "mount_path", m->path);
-    cJSON_AddStringToObject(rec, "mount_uuid", m->uuid);
-    cJSON_AddStringToObject(rec, "secret_type", "token");
-    cJSON_AddItemToObject(rec, "internal", internal);
-    cJSON_AddStringToObject(rec, "token", token_hmac);
-    cJSON_AddStringToObject(rec, "issue_time", when);
-    cJSON_AddNumberToObject(rec, "issue_ms", (double)issue);
-    cJSON_AddNumberToObject(rec, "expire_ms", (double)(issue + ttl * 1000));
-    cJSON_AddNumberToObject(rec, "ttl", (double)ttl);
-    cJSON_AddNumberToObject(rec, "max_ttl", (double)max_ttl);
-    cJSON_AddBoolToObject(rec, "renewable", renewable);
-    cJSON_AddStringToObject(rec, "state", "active");
-    key = record_key(id);
-    text = cJSON_PrintUnformatted(rec);
-    tkey = token_index_key(token_hmac, id);
-    {
-        struct storage_op ops[2] = {
-            {STORAGE_OP_PUT, key, text, strlen(text)},
-            {STORAGE_OP_PUT, tkey, id, strlen(id)},
-        };
-        rc = storage_batch(store, ops, 2);
+    spec.id = id;
+    spec.expire_ms = (int64_t)spec.issued.tv_sec * 1000 +
+                     spec.issued.tv_nsec / 1000000 + ttl * 1000;
+    cJSON_AddStringToObject(spec.internal, "token", token_hmac);
+    rec = build_record(&spec);
+    rc = store_new_record(rec, err);
+    if (rc == 0) {
+        schedule(id, spec.expire_ms);
+        *lease_id = id;
+        id = NULL;
     }
-    if (rc != 0) {
-        errbuf_set(err, "storing the token lease failed: %s",
-                   coffer_strerror(rc));
-        goto out;
-    }
-    schedule(id, issue + ttl * 1000);
-    *lease_id = id;
-    id = NULL;
-out:
-    secure_free_str(text);
-    free(key);
-    free(tkey);
-    free(id);
     cJSON_Delete(rec);
+    free(id);
     return rc;
 }
 
@@ -717,22 +897,6 @@ int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl)
     return rc;
 }
 
-void lease_resolve_ttl(const struct mount *m, int64_t ttl, int64_t max_ttl,
-                       int64_t *out_ttl, int64_t *out_max)
-{
-    int64_t mdef, mmax, max, t;
-
-    router_mount_ttls(m, &mdef, &mmax);
-    max = mmax;
-    if (max_ttl > 0 && max_ttl < max)
-        max = max_ttl;
-    t = ttl > 0 ? ttl : mdef;
-    if (t > max)
-        t = max;
-    *out_ttl = t;
-    *out_max = max;
-}
-
 int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
                    int64_t max_ttl, bool renewable, int64_t *granted,
                    struct errbuf *err)
@@ -741,12 +905,12 @@ int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
     int64_t max, t, issue;
     int rc = COFFER_ENOTFOUND;
 
-    if (rec == NULL || strcmp(rec_str(rec, "state"), "pending") != 0) {
+    if (rec == NULL || strcmp(json_get_str(rec, "state", ""), "pending") != 0) {
         errbuf_set(err, "lease %s is not pending", lease_id);
         goto out;
     }
-    lease_resolve_ttl(m, ttl, max_ttl, &t, &max);
-    issue = rec_int(rec, "issue_ms");
+    mount_resolve_ttl(m, ttl, max_ttl, &t, &max);
+    issue = json_get_int(rec, "issue_ms", 0);
     rec_set_str(rec, "state", "active");
     /* Renewals without an increment get the TTL the lease started with. */
     rec_set_num(rec, "ttl", (double)t);
@@ -792,14 +956,14 @@ void lease_abort(const char *lease_id)
 
 /* =============================================== prefix, token, lookup == */
 
-static _Thread_local struct batch *current_batch;
-
 /* walk_ids callback: hands one lease of a bulk revocation to the workers. */
-static void enqueue_batch_job(const char *id)
+static void enqueue_batch_job(void *arg, const char *id)
 {
+    struct batch *b = arg;
+
     pthread_mutex_lock(&mu);
-    current_batch->pending++;
-    enqueue_locked(xstrdup(id), current_batch);
+    b->pending++;
+    enqueue_locked(xstrdup(id), b);
     pthread_mutex_unlock(&mu);
 }
 
@@ -811,15 +975,13 @@ int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err)
     cJSON *exact = load_record(prefix);
     int rc = 0;
 
-    current_batch = &b;
     if (exact != NULL) {
-        enqueue_batch_job(prefix);
+        enqueue_batch_job(&b, prefix);
     } else {
         snprintf(key, n, "%s%s%s", ID_PREFIX, prefix,
                  prefix[0] == '\0' || str_has_suffix(prefix, "/") ? "" : "/");
-        rc = walk_ids(key, enqueue_batch_job);
+        rc = walk_ids(key, enqueue_batch_job, &b);
     }
-    current_batch = NULL;
     /* Wait for what was queued even if listing failed half-way. */
     pthread_mutex_lock(&mu);
     while (b.pending > 0)
@@ -844,8 +1006,6 @@ static void expire_now(const char *id)
 {
     cJSON *rec;
 
-    if (revoking_id != NULL && strcmp(revoking_id, id) == 0)
-        return; /* being revoked by this very thread */
     claim(id);
     rec = load_record(id);
     if (rec != NULL) {
@@ -858,8 +1018,13 @@ static void expire_now(const char *id)
     unclaim(id);
 }
 
+void lease_revoke_async(const char *lease_id)
+{
+    expire_now(lease_id);
+}
+
 /* Token revocation does not wait for the engines: see expire_now. */
-void lease_revoke_token(const char *token_hmac)
+void lease_revoke_token(const char *token_hmac, const char *revoking_lease_id)
 {
     size_t n = strlen(TOKEN_PREFIX) + strlen(token_hmac) + 2;
     char *prefix = xmalloc(n);
@@ -874,7 +1039,14 @@ void lease_revoke_token(const char *token_hmac)
             struct buf id;
             snprintf(k, kn, "%s%s", prefix, keys.v[i]);
             buf_init(&id, 4096);
-            if (storage_get(store, k, &id) == 0)
+            /*
+             * The lease whose revocation revokes this token is claimed by
+             * our caller already: waiting for that claim would deadlock,
+             * and it is being revoked anyway.
+             */
+            if (storage_get(store, k, &id) == 0 &&
+                (revoking_lease_id == NULL ||
+                 strcmp(id.ptr, revoking_lease_id) != 0))
                 expire_now(id.ptr);
             buf_release(&id);
             free(k);
@@ -890,16 +1062,14 @@ struct count_run {
     size_t count;
 };
 
-static _Thread_local struct count_run *current_count;
-
-static void count_one(const char *id)
+static void count_one(void *arg, const char *id)
 {
+    struct count_run *run = arg;
     cJSON *rec = load_record(id);
     const cJSON *internal = cJSON_GetObjectItemCaseSensitive(rec, "internal");
 
-    if (strcmp(rec_str(internal, current_count->key),
-               current_count->value) == 0)
-        current_count->count++;
+    if (strcmp(json_get_str(internal, run->key, ""), run->value) == 0)
+        run->count++;
     cJSON_Delete(rec);
 }
 
@@ -912,9 +1082,7 @@ int lease_count_matching(const char *prefix, const char *key,
     int rc;
 
     snprintf(full, n, "%s%s", ID_PREFIX, prefix);
-    current_count = &run;
-    rc = walk_ids(full, count_one);
-    current_count = NULL;
+    rc = walk_ids(full, count_one, &run);
     free(full);
     *count = run.count;
     return rc;
@@ -932,7 +1100,7 @@ static void tidy_token(const char *hmac, struct tidy_counts *n)
 {
     size_t plen = strlen(TOKEN_PREFIX) + strlen(hmac) + 2;
     char *prefix = xmalloc(plen);
-    bool token_alive = token_exists_hmac(hmac);
+    bool alive = token_alive(hmac);
     struct strvec keys;
 
     snprintf(prefix, plen, "%s%s/", TOKEN_PREFIX, hmac);
@@ -950,7 +1118,7 @@ static void tidy_token(const char *hmac, struct tidy_counts *n)
             if (rec == NULL) {
                 storage_delete(store, k);
                 n->dangling++;
-            } else if (!token_alive) {
+            } else if (!alive) {
                 expire_now(id.ptr);
                 n->orphaned++;
             }
@@ -996,25 +1164,19 @@ void lease_get_stats(struct lease_stats *out)
     out->irrevocable = atomic_load(&stat_irrevocable);
 }
 
-/* ================================================================= API == */
+/* ====================================================== sys/leases views == */
 
-static void format_ms(int64_t ms, char *out, size_t n)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-
-    time_format_rfc3339(ts, out, n);
-}
-
+/* The record as sys/leases/lookup shows it. */
 static cJSON *lookup_json(const cJSON *rec)
 {
     cJSON *d = cJSON_CreateObject();
     const cJSON *last = cJSON_GetObjectItemCaseSensitive(rec, "last_renewal");
-    int64_t expire = rec_int(rec, "expire_ms"), left;
+    int64_t expire = json_get_int(rec, "expire_ms", 0), left;
     char when[64];
 
     left = (expire - now_ms()) / 1000;
-    cJSON_AddStringToObject(d, "id", rec_str(rec, "id"));
-    cJSON_AddStringToObject(d, "issue_time", rec_str(rec, "issue_time"));
+    cJSON_AddStringToObject(d, "id", json_get_str(rec, "id", ""));
+    cJSON_AddStringToObject(d, "issue_time", json_get_str(rec, "issue_time", ""));
     format_ms(expire, when, sizeof(when));
     cJSON_AddStringToObject(d, "expire_time", when);
     if (cJSON_IsString(last))
@@ -1028,212 +1190,31 @@ static cJSON *lookup_json(const cJSON *rec)
     return d;
 }
 
-/* The lease id from the URL suffix or the lease_id (or url_lease_id) field. */
-static const char *lease_id_arg(struct request *req, const char *suffix,
-                                struct response *resp)
+cJSON *lease_lookup(const char *lease_id)
 {
-    const char *id = NULL;
+    cJSON *rec = load_record(lease_id);
+    cJSON *d = rec != NULL ? lookup_json(rec) : NULL;
 
-    if (suffix != NULL && suffix[0] != '\0')
-        return suffix;
-    if (field_string(req->data, "lease_id", &id, resp) != 0)
-        return NULL;
-    if (id == NULL || id[0] == '\0') {
-        response_error(resp, 400, "lease_id must be specified");
-        return NULL;
-    }
-    return id;
-}
-
-static void api_lookup(struct request *req, struct response *resp)
-{
-    const char *id = lease_id_arg(req, NULL, resp);
-    cJSON *rec;
-
-    if (id == NULL)
-        return;
-    rec = load_record(id);
-    if (rec == NULL) {
-        response_error(resp, 400, "invalid lease");
-        return;
-    }
-    resp->data = lookup_json(rec);
     cJSON_Delete(rec);
+    return d;
 }
 
-static void api_list(const char *prefix, struct response *resp)
+int lease_list(const char *prefix, struct strvec *keys)
 {
     size_t n = strlen(ID_PREFIX) + strlen(prefix) + 1;
     char *key = xmalloc(n);
-    struct strvec keys;
+    int rc;
 
     snprintf(key, n, "%s%s", ID_PREFIX, prefix);
-    strvec_init(&keys);
-    if (storage_list(store, key, &keys) != 0)
-        response_error(resp, 500, "listing leases failed");
-    else
-        response_keys(resp, &keys);
-    strvec_release(&keys);
+    rc = storage_list(store, key, keys);
     free(key);
+    return rc;
 }
 
-/* Computes the renewed TTL per Vault's rules; -1 with resp set on refusal. */
-static int64_t renew_ttl(const cJSON *rec, int64_t increment,
-                         struct response *resp)
+/* walk_ids callback: appends the lease to the array arg if irrevocable. */
+static void collect_irrevocable(void *arg, const char *id)
 {
-    int64_t now = now_ms(), ttl, limit;
-    int64_t max = rec_int(rec, "max_ttl");
-    char a[32], b[32];
-
-    ttl = increment > 0 ? increment : rec_int(rec, "ttl");
-    limit = rec_int(rec, "issue_ms") + max * 1000;
-    if (now >= limit) {
-        response_error(resp, 400, "past the max TTL, cannot renew");
-        return -1;
-    }
-    if (now + ttl * 1000 > limit) {
-        duration_format_short(ttl, a, sizeof(a));
-        duration_format_short(max, b, sizeof(b));
-        response_warn(resp, "TTL of \"%s\" exceeded the effective max_ttl of "
-                            "\"%s\"; TTL value is capped accordingly", a, b);
-        ttl = (limit - now) / 1000;
-    }
-    return ttl;
-}
-
-/* Checks that rec may be renewed; false with resp set otherwise. */
-static bool renewable_now(const cJSON *rec, struct response *resp)
-{
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable"))) {
-        response_error(resp, 400, "lease is expired and has failed previous "
-                                  "revocation attempts");
-        return false;
-    }
-    if (strcmp(rec_str(rec, "state"), "active") != 0 ||
-        rec_int(rec, "expire_ms") <= now_ms()) {
-        response_error(resp, 400, "lease expired");
-        return false;
-    }
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "renewable"))) {
-        response_error(resp, 400, "lease is not renewable");
-        return false;
-    }
-    return true;
-}
-
-static void renew_record(cJSON *rec, int64_t increment, struct response *resp)
-{
-    const struct mount *m = NULL;
-    struct errbuf err;
-    int64_t ttl, expire;
-    char when[64];
-
-    if (!renewable_now(rec, resp))
-        return;
-    ttl = renew_ttl(rec, increment, resp);
-    if (ttl < 0)
-        return;
-    expire = now_ms() + ttl * 1000;
-    m = lease_mount(rec);
-    errbuf_clear(&err);
-    if (m != NULL && ops_for(rec) && ops_for(rec)->renew &&
-        ops_for(rec)->renew(m, rec, expire / 1000, &err) != 0) {
-        response_error(resp, 400, "failed to renew entry: %s", err.msg);
-        goto out;
-    }
-    format_ms(now_ms(), when, sizeof(when));
-    rec_set_num(rec, "expire_ms", (double)expire);
-    rec_set_str(rec, "last_renewal", when);
-    if (save_record(rec) != 0) {
-        response_error(resp, 500, "saving the renewed lease failed");
-        goto out;
-    }
-    resp->lease_id = xstrdup(rec_str(rec, "id"));
-    resp->lease_duration = ttl;
-    resp->renewable = true;
-out:
-    router_mount_put(m);
-}
-
-static void api_renew(struct request *req, const char *suffix,
-                      struct response *resp)
-{
-    const char *id = lease_id_arg(req, suffix, resp);
-    int64_t increment = 0;
-    bool given;
-    cJSON *rec;
-
-    if (id == NULL ||
-        field_duration(req->data, "increment", &increment, &given, resp) != 0)
-        return;
-    if (str_has_prefix(id, "auth/")) {
-        response_error(resp, 400, "tokens cannot be renewed through this "
-                                  "endpoint");
-        return;
-    }
-    claim(id);
-    rec = load_record(id);
-    if (rec == NULL)
-        response_error(resp, 400, "lease not found");
-    else
-        renew_record(rec, increment, resp);
-    cJSON_Delete(rec);
-    unclaim(id);
-}
-
-static void api_revoke(struct request *req, const char *suffix,
-                       struct response *resp)
-{
-    const char *id = lease_id_arg(req, suffix, resp);
-    bool sync = true, given;
-    struct errbuf err;
-
-    if (id == NULL ||
-        field_bool(req->data, "sync", &sync, &given, resp) != 0)
-        return;
-    if (!sync) {
-        expire_now(id);
-        resp->status = 202;
-        resp->no_body = true;
-        return;
-    }
-    if (lease_revoke(id, &err) != 0)
-        response_error(resp, 400, "failed to revoke entry: err: %s", err.msg);
-}
-
-static void api_revoke_prefix(struct request *req, const char *prefix,
-                              bool force, struct response *resp)
-{
-    bool sync = true, given;
-    struct errbuf err;
-
-    if (!policy_has_sudo(req->token, req->path)) {
-        response_error(resp, 403, "1 error occurred:\n\t* permission "
-                                  "denied\n\n");
-        return;
-    }
-    /* An empty prefix would mean every lease: Vault has no such route. */
-    if (prefix[0] == '\0' || strcmp(prefix, "/") == 0) {
-        response_error(resp, 404, "1 error occurred:\n\t* unsupported "
-                                  "path\n\n");
-        return;
-    }
-    if (field_bool(req->data, "sync", &sync, &given, resp) != 0)
-        return;
-    if (lease_revoke_prefix(prefix, force, &err) != 0) {
-        response_error(resp, 400, "failed to revoke prefix: %s", err.msg);
-        return;
-    }
-    if (!sync) {
-        resp->status = 202;
-        resp->no_body = true;
-    }
-}
-
-static _Thread_local cJSON *irrevocable_out;
-
-static void collect_irrevocable(const char *id)
-{
+    cJSON *out = arg;
     cJSON *rec = load_record(id);
     cJSON *o;
     char when[64];
@@ -1242,86 +1223,126 @@ static void collect_irrevocable(const char *id)
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable"))) {
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "lease_id", id);
-        cJSON_AddStringToObject(o, "mount_id", rec_str(rec, "mount_uuid"));
-        cJSON_AddStringToObject(o, "error", rec_str(rec, "last_error"));
-        format_ms(rec_int(rec, "expire_ms"), when, sizeof(when));
+        cJSON_AddStringToObject(o, "mount_id", json_get_str(rec, "mount_uuid", ""));
+        cJSON_AddStringToObject(o, "error", json_get_str(rec, "last_error", ""));
+        format_ms(json_get_int(rec, "expire_ms", 0), when, sizeof(when));
         cJSON_AddStringToObject(o, "expire_time", when);
-        cJSON_AddItemToArray(irrevocable_out, o);
+        cJSON_AddItemToArray(out, o);
     }
     cJSON_Delete(rec);
 }
 
-static void api_irrevocable(struct request *req, bool count_only,
-                            struct response *resp)
+cJSON *lease_irrevocable(void)
 {
     cJSON *list = cJSON_CreateArray();
 
-    if (!policy_has_sudo(req->token, req->path)) {
-        cJSON_Delete(list);
-        response_error(resp, 403, "1 error occurred:\n\t* permission "
-                                  "denied\n\n");
-        return;
+    walk_ids(ID_PREFIX, collect_irrevocable, list);
+    return list;
+}
+
+void lease_request_tidy(void)
+{
+    atomic_store(&tidy_requested, true);
+}
+
+/* ============================================================= renewal == */
+
+/* Checks that rec may be renewed; COFFER_EINVAL with Vault's words if not. */
+static int renewable_now(const cJSON *rec, struct errbuf *err)
+{
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable"))) {
+        errbuf_set(err, "lease is expired and has failed previous "
+                        "revocation attempts");
+        return COFFER_EINVAL;
     }
-    irrevocable_out = list;
-    walk_ids(ID_PREFIX, collect_irrevocable);
-    irrevocable_out = NULL;
-    resp->data = cJSON_CreateObject();
-    cJSON_AddNumberToObject(resp->data, "lease_count",
-                            cJSON_GetArraySize(list));
-    if (count_only)
-        cJSON_Delete(list);
-    else
-        cJSON_AddItemToObject(resp->data, "leases", list);
+    if (strcmp(json_get_str(rec, "state", ""), "active") != 0 ||
+        json_get_int(rec, "expire_ms", 0) <= now_ms()) {
+        errbuf_set(err, "lease expired");
+        return COFFER_EINVAL;
+    }
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "renewable"))) {
+        errbuf_set(err, "lease is not renewable");
+        return COFFER_EINVAL;
+    }
+    return 0;
 }
 
-/* Matches "name" or "name/<suffix>"; returns the suffix or NULL. */
-static const char *route(const char *rel, const char *name)
+/*
+ * The renewed TTL per Vault's rules: the increment (or the TTL the lease
+ * was granted), capped so the lease never outlives issue + max_ttl.
+ */
+static int renew_ttl(const cJSON *rec, int64_t increment,
+                     struct lease_renewal *out, struct errbuf *err)
 {
-    size_t n = strlen(name);
+    int64_t now = now_ms(), ttl, limit;
+    int64_t max = json_get_int(rec, "max_ttl", 0);
 
-    if (strncmp(rel, name, n) != 0)
-        return NULL;
-    if (rel[n] == '\0')
-        return rel + n;
-    return rel[n] == '/' ? rel + n + 1 : NULL;
+    ttl = increment > 0 ? increment : json_get_int(rec, "ttl", 0);
+    limit = json_get_int(rec, "issue_ms", 0) + max * 1000;
+    if (now >= limit) {
+        errbuf_set(err, "past the max TTL, cannot renew");
+        return COFFER_EINVAL;
+    }
+    out->max_ttl = max;
+    out->capped_from = 0;
+    if (now + ttl * 1000 > limit) {
+        out->capped_from = ttl;
+        ttl = (limit - now) / 1000;
+    }
+    out->ttl = ttl;
+    return 0;
 }
 
-void lease_handle(struct request *req, const char *rel,
-                  struct response *resp)
+/* Renews rec through its engine and stores the new expiry. */
+static int renew_record(cJSON *rec, int64_t increment,
+                        struct lease_renewal *out, struct errbuf *err)
 {
-    const char *s;
-    bool write = req->op == OP_UPDATE || req->op == OP_CREATE;
+    const struct lease_ops *ops = ops_for(rec);
+    const struct mount *m = NULL;
+    int64_t expire;
+    char when[64];
+    int rc;
 
-    if (str_has_prefix(rel, "leases/"))
-        rel += strlen("leases/");
-    else if (strcmp(rel, "leases") == 0)
-        rel = "";
-    if (rel[0] == '\0' || strcmp(rel, "count") == 0) {
-        api_irrevocable(req, rel[0] != '\0', resp);
-    } else if ((s = route(rel, "lookup")) != NULL && req->op == OP_LIST) {
-        if (!policy_has_sudo(req->token, req->path))
-            response_error(resp, 403, "1 error occurred:\n\t* permission "
-                                      "denied\n\n");
-        else
-            api_list(s, resp);
-    } else if (strcmp(rel, "lookup") == 0 && write) {
-        api_lookup(req, resp);
-    } else if ((s = route(rel, "renew")) != NULL && write) {
-        api_renew(req, s, resp);
-    } else if ((s = route(rel, "revoke")) != NULL && write) {
-        api_revoke(req, s, resp);
-    } else if ((s = route(rel, "revoke-prefix")) != NULL && write) {
-        api_revoke_prefix(req, s, false, resp);
-    } else if ((s = route(rel, "revoke-force")) != NULL && write) {
-        api_revoke_prefix(req, s, true, resp);
-    } else if (strcmp(rel, "tidy") == 0 && write) {
-        atomic_store(&tidy_requested, true);
-        resp->status = 202;
-        response_warn(resp, "Tidy operation successfully started. Any "
-                            "information from the operation will be printed "
-                            "to Vault's server logs.");
+    rc = renewable_now(rec, err);
+    if (rc == 0)
+        rc = renew_ttl(rec, increment, out, err);
+    if (rc != 0)
+        return rc;
+    expire = now_ms() + out->ttl * 1000;
+    m = lease_mount(rec);
+    if (m != NULL && ops != NULL && ops->renew != NULL &&
+        ops->renew(m, rec, expire / 1000, err) != 0) {
+        rc = COFFER_EIO;
+        goto out;
+    }
+    format_ms(now_ms(), when, sizeof(when));
+    rec_set_num(rec, "expire_ms", (double)expire);
+    rec_set_str(rec, "last_renewal", when);
+    if (save_record(rec) != 0) {
+        errbuf_set(err, "saving the renewed lease failed");
+        rc = COFFER_EINTERNAL;
+    }
+out:
+    router_mount_put(m);
+    return rc;
+}
+
+int lease_renew(const char *lease_id, int64_t increment,
+                struct lease_renewal *out, struct errbuf *err)
+{
+    cJSON *rec;
+    int rc;
+
+    errbuf_clear(err);
+    claim(lease_id);
+    rec = load_record(lease_id);
+    if (rec == NULL) {
+        errbuf_set(err, "lease not found");
+        rc = COFFER_ENOTFOUND;
     } else {
-        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
-                                  "operation\n\n");
+        rc = renew_record(rec, increment, out, err);
     }
+    cJSON_Delete(rec);
+    unclaim(lease_id);
+    return rc;
 }

@@ -23,8 +23,10 @@
  * `irrevocable_after` failures the lease is also flagged irrevocable so it
  * shows in sys/leases?type=irrevocable and the counters.
  *
- * The engine side (revoke, renew) is reached through struct lease_ops, so
- * this file does not know about Lua.
+ * The engine side (revoke, renew) is reached through struct lease_ops, and
+ * the token store through lease_config.token_ops and token_alive, so this
+ * file knows neither Lua nor tokens: lease sits below both and they call
+ * down into it. The HTTP side (sys/leases/...) is sys_leases.c.
  */
 #ifndef COFFER_LEASE_H
 #define COFFER_LEASE_H
@@ -35,7 +37,6 @@
 #include <cjson/cJSON.h>
 
 #include "common.h"
-#include "request.h"
 
 struct mount;
 struct storage;
@@ -60,6 +61,12 @@ struct lease_config {
      * go here instead of ops: token.c revokes the token tree. NULL = ops.
      */
     const struct lease_ops *token_ops;
+    /*
+     * Whether the token with this hmac still exists (token.c). Asked when
+     * a lease is recorded for a token and by tidy. NULL = every token
+     * counts as alive.
+     */
+    bool (*token_alive)(const char *token_hmac);
     unsigned int workers;     /* revocation workers, default 8 */
     double retry_base;        /* seconds before the first retry, default 1 */
     double retry_max;         /* backoff cap in seconds, default 60 */
@@ -92,15 +99,6 @@ int lease_create_pending(const struct mount *m, const char *request_path,
 int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
                    int64_t max_ttl, bool renewable, int64_t *granted,
                    struct errbuf *err);
-
-/*
- * The TTL a lease gets: ttl (or the mount's default when 0), capped by
- * max_ttl (when > 0), the mount's max and the system max. *out_max is the
- * effective maximum. Pure; used by lease_activate and by engines that need
- * the expiry before they create anything (PostgreSQL's VALID UNTIL).
- */
-void lease_resolve_ttl(const struct mount *m, int64_t ttl, int64_t max_ttl,
-                       int64_t *out_ttl, int64_t *out_max);
 
 /*
  * Counts leases under prefix whose internal[key] equals value (a database
@@ -143,15 +141,52 @@ void lease_abort(const char *lease_id);
  */
 int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err);
 
-/* Schedules every lease obtained with this token for revocation now. */
-void lease_revoke_token(const char *token_hmac);
-
-/* Handles sys/leases/..., sys/renew, sys/revoke, sys/revoke-prefix... */
-void lease_handle(struct request *req, const char *rel,
-                  struct response *resp);
+/*
+ * Schedules every lease obtained with this token for revocation now.
+ * revoking_lease_id is the lease whose revocation is revoking the token
+ * (token_ops->revoke passes record.id), NULL otherwise: that lease is
+ * skipped, since its revoker holds it and is deleting it anyway.
+ */
+void lease_revoke_token(const char *token_hmac, const char *revoking_lease_id);
 
 /*
- * Runs a tidy pass if one was requested through sys/leases/tidy: drops
+ * Revokes a lease in the background: its expiry is set to now, durably,
+ * and the expiration manager does the rest (sys/leases/revoke sync=false).
+ */
+void lease_revoke_async(const char *lease_id);
+
+/* ---- what sys/leases/... (sys_leases.c) reads and does ---- */
+
+/* Vault's lookup data of a lease ({id, issue_time, ...}), or NULL. */
+cJSON *lease_lookup(const char *lease_id);
+
+/* Appends the names under lease-id prefix prefix (one level) to keys. */
+struct strvec;
+int lease_list(const char *prefix, struct strvec *keys);
+
+/* Every irrevocable lease: [{lease_id, mount_id, error, expire_time}]. */
+cJSON *lease_irrevocable(void);
+
+/*
+ * Renews a lease by increment seconds (0 = the TTL it was granted),
+ * through its engine. Returns 0 with *out filled, or:
+ *   COFFER_ENOTFOUND, COFFER_EINVAL  refused; err has Vault's words
+ *   COFFER_EIO                       the engine failed; err has its words
+ *   COFFER_EINTERNAL                 the new expiry could not be stored
+ */
+struct lease_renewal {
+    int64_t ttl;         /* granted, seconds */
+    int64_t max_ttl;     /* the lease's maximum */
+    int64_t capped_from; /* the TTL asked for when max_ttl cut it, else 0 */
+};
+int lease_renew(const char *lease_id, int64_t increment,
+                struct lease_renewal *out, struct errbuf *err);
+
+/* Asks lease_tick for a tidy pass (sys/leases/tidy). */
+void lease_request_tidy(void);
+
+/*
+ * Runs a tidy pass if one was requested (lease_request_tidy): drops
  * token index entries whose lease is gone and revokes leases whose token
  * no longer exists. Called from the periodic-work thread.
  */

@@ -39,6 +39,8 @@ static const char *class_name(enum db_error_class k)
     case DB_ERR_AUTH: return "auth";
     case DB_ERR_SQL: return "sql";
     case DB_ERR_INTERNAL: return "internal";
+    case DB_ERR_TIMEOUT: return "timeout";
+    case DB_ERR_BUSY: return "busy";
     }
     return "internal";
 }
@@ -77,11 +79,50 @@ static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
     return v;
 }
 
+static double opt_num_field(lua_State *L, int idx, const char *name)
+{
+    double v;
+    int isnum;
+
+    lua_getfield(L, idx, name);
+    v = lua_isnil(L, -1) ? 0 : (double)lua_tonumberx(L, -1, &isnum);
+    if (!lua_isnil(L, -1) && !isnum)
+        luaL_error(L, "db config field '%s' must be a number", name);
+    lua_pop(L, 1);
+    return v;
+}
+
+#define MAX_SECRETS 8
+
+/*
+ * Collects cfg.secrets (a sequence of strings) into out, pointing into
+ * the Lua strings, which stay on the stack until return. [-0, +n, e]
+ */
+static int collect_secrets(lua_State *L, int idx, const char **out)
+{
+    int n = 0;
+
+    lua_getfield(L, idx, "secrets");
+    if (lua_istable(L, -1)) {
+        int t = lua_gettop(L);
+        for (int i = 1; i <= MAX_SECRETS; i++) {
+            lua_rawgeti(L, t, i);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                break;
+            }
+            out[n++] = lua_tostring(L, -1); /* stays on the stack */
+        }
+    }
+    return n;
+}
+
 /* coffer.db.configure(key, cfg, verify) [-0, +1|2, e] */
 static int l_db_configure(lua_State *L)
 {
     const char *key = luaL_checkstring(L, 1);
     struct db_pool_config cfg = {0};
+    const char *secrets[MAX_SECRETS];
     struct db_error err;
     bool verify;
 
@@ -91,13 +132,71 @@ static int l_db_configure(lua_State *L)
     cfg.conninfo = luaL_checkstring(L, -1); /* stays on the stack */
     cfg.max_open = (int)opt_int_field(L, 2, "max_open", 0);
     cfg.max_idle = (int)opt_int_field(L, 2, "max_idle", 0);
+    cfg.max_waiting = (int)opt_int_field(L, 2, "max_waiting", 0);
     cfg.max_lifetime = opt_int_field(L, 2, "max_lifetime", 0);
     cfg.idle_timeout = opt_int_field(L, 2, "idle_timeout", 0);
-    cfg.connect_timeout = (double)opt_int_field(L, 2, "connect_timeout", 0);
+    cfg.connect_timeout = opt_num_field(L, 2, "connect_timeout");
+    cfg.statement_timeout = opt_num_field(L, 2, "statement_timeout");
+    luaL_checkstack(L, MAX_SECRETS + 4, "db config secrets");
+    cfg.nsecrets = collect_secrets(L, 2, secrets);
+    cfg.secrets = secrets;
     if (db_pool_configure(key, &cfg, verify, &err) != 0)
         return push_db_error(L, &err);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/*
+ * A box owning one C string that holds a secret: its __gc wipes and frees
+ * it, so a memory error while the string is pushed cannot leak it.
+ */
+#define SECRET_MT "coffer.dbsecret"
+
+struct secret_box {
+    char *s;
+};
+
+static int l_secret_gc(lua_State *L)
+{
+    struct secret_box *box = luaL_checkudata(L, 1, SECRET_MT);
+
+    secure_free_str(box->s);
+    box->s = NULL;
+    return 0;
+}
+
+/* Pushes an empty box. [-0, +1, m] */
+static struct secret_box *push_secret_box(lua_State *L)
+{
+    struct secret_box *box = lua_newuserdatauv(L, sizeof(*box), 0);
+
+    box->s = NULL;
+    luaL_setmetatable(L, SECRET_MT);
+    return box;
+}
+
+/* Pushes the boxed string, then wipes it and drops the box. [-1, +1, m] */
+static void push_boxed_string(lua_State *L, struct secret_box *box)
+{
+    lua_pushstring(L, box->s);
+    secure_free_str(box->s);
+    box->s = NULL;
+    lua_remove(L, -2);
+}
+
+/*
+ * coffer.db.redact_conninfo(s) -> s with its passwords as "xxxxx", and
+ * whether it held a literal one. [-0, +2, m]
+ */
+static int l_db_redact_conninfo(lua_State *L)
+{
+    const char *s = luaL_checkstring(L, 1);
+    struct secret_box *box = push_secret_box(L);
+
+    box->s = db_redact_conninfo(s);
+    push_boxed_string(L, box);
+    lua_pushboolean(L, db_conninfo_has_password(s));
+    return 2;
 }
 
 /* coffer.db.remove(key) [-0, +0, e] */
@@ -306,6 +405,36 @@ static int tx_reply(lua_State *L, int rc, const struct db_error *err)
     return 1;
 }
 
+/*
+ * conn:quote_ident(s) / conn:quote_literal(s): s quoted by the server's
+ * own rules (PQescapeIdentifier / PQescapeLiteral), or nil, err.
+ * [-0, +1|2, e]
+ */
+static int conn_escape(lua_State *L, bool literal)
+{
+    struct conn_ud *ud = check_conn(L);
+    size_t n;
+    const char *v = luaL_checklstring(L, 2, &n);
+    struct secret_box *box = push_secret_box(L);
+    struct db_error err;
+
+    box->s = db_escape(ud->conn, v, n, literal, &err);
+    if (box->s == NULL)
+        return push_db_error(L, &err);
+    push_boxed_string(L, box);
+    return 1;
+}
+
+static int l_conn_quote_ident(lua_State *L)
+{
+    return conn_escape(L, false);
+}
+
+static int l_conn_quote_literal(lua_State *L)
+{
+    return conn_escape(L, true);
+}
+
 /* conn:begin() [-0, +1|2, e] */
 static int l_conn_begin(lua_State *L)
 {
@@ -336,6 +465,8 @@ static int l_conn_rollback(lua_State *L)
 static const luaL_Reg conn_methods[] = {
     {"exec", l_conn_exec},         {"exec_script", l_conn_exec_script},
     {"begin", l_conn_begin},
+    {"quote_ident", l_conn_quote_ident},
+    {"quote_literal", l_conn_quote_literal},
     {"commit", l_conn_commit},     {"rollback", l_conn_rollback},
     {"release", l_conn_release},   {NULL, NULL},
 };
@@ -350,7 +481,9 @@ static const luaL_Reg conn_metamethods[] = {
 static const luaL_Reg db_functions[] = {
     {"configure", l_db_configure}, {"remove", l_db_remove},
     {"exists", l_db_exists},       {"quote_ident", l_db_quote_ident},
-    {"acquire", l_db_acquire},     {NULL, NULL},
+    {"acquire", l_db_acquire},
+    {"redact_conninfo", l_db_redact_conninfo},
+    {NULL, NULL},
 };
 
 void lua_db_open(lua_State *L)
@@ -366,6 +499,12 @@ void lua_db_open(lua_State *L)
     lua_pushcfunction(L, l_result_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_result_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, SECRET_MT);
+    lua_pushcfunction(L, l_secret_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_secret_gc);
     lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
     luaL_newlib(L, db_functions);

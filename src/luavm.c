@@ -5,7 +5,9 @@
  * it), the capped allocator, the sandbox (which libraries, which globals),
  * the script loader and `require`, the deadline hook, and the one call
  * protocol luavm_handle() uses. Does not own the `coffer` module
- * (lua_api.c) or the engine DSL (lua/coffer/framework.lua).
+ * (lua_api.c, lua_json.c), the engine DSL (lua/coffer/framework.lua) or
+ * Lua policies (luavm_policy.c, which shares this file's internals
+ * through luavm_int.h and runs as the bootstrap's last step).
  *
  * A state's life:
  *
@@ -18,6 +20,7 @@
  *     coffer.engine = framework.engine
  *     freeze G                      nested tables become read-only proxies
  *     run lua/engines/<x>.lua, lua/auth/<x>.lua (registration flag set)
+ *     cfg.bootstrap_step            Lua policies (luavm_policy.c)
  *   luavm_handle: pcall(vm_run)     build req, framework.dispatch(type, req),
  *                                   convert the returned table
  *
@@ -42,21 +45,18 @@
 #include "lease.h"
 #include "log.h"
 #include "lua_api.h"
+#include "lua_json.h"
+#include "luavm_int.h"
 #include "mount.h"
-#include "router.h"
 #include "storage.h"
 #include "token.h"
 #include "util.h"
 
 #define VM_DEFAULT_MEMORY ((size_t)64 * 1024 * 1024)
 #define VM_DEFAULT_TIMEOUT 10.0
-/*
- * Instructions between deadline checks. HAProxy measured 1,000-10,000 as
- * the useful range; one time_mono() per 10,000 instructions costs well
- * under 1% of a request here.
- */
-#define VM_HOOK_COUNT 10000
 #define VM_MAX_SCRIPT ((size_t)4 * 1024 * 1024)
+/* Old name, for tests/fuzz/fuzz_template.c (includes this file). */
+#define VM_HOOK_COUNT LUAVM_HOOK_COUNT
 #define VM_NAMES_MT "coffer.vm.names"
 
 /* Registry keys: addresses of these statics. */
@@ -66,19 +66,11 @@ static char key_modules;   /* require cache: name -> value (false = loading) */
 static char key_dispatch;  /* framework.dispatch */
 static char key_framework; /* the framework module table */
 
-struct vm {
-    lua_State *L;
-    size_t allocated; /* bytes the state holds now */
-    size_t limit;     /* cap on allocated */
-    double deadline;  /* time_mono() limit of the running call */
-    bool timed_out;
-    uint64_t gen;     /* call counter, stamps storage handles */
-};
-
 static struct {
     bool ready;
     char *lua_dir;
     char *plugin_dir; /* NULL = none */
+    luavm_bootstrap_fn bootstrap_step; /* NULL = none */
     struct storage *storage;
     size_t memory_limit;
     double call_timeout;
@@ -124,7 +116,7 @@ static int vm_panic(lua_State *L)
     return 0;
 }
 
-static struct vm *vm_of(lua_State *L)
+struct vm *luavm__of(lua_State *L)
 {
     void *ud = NULL;
 
@@ -137,32 +129,48 @@ static struct vm *vm_of(lua_State *L)
  * itself to fire on every instruction so a pcall in the script cannot
  * swallow the timeout (Redis luaMaskCountHook).
  */
-static void vm_hook(lua_State *L, lua_Debug *ar)
+void luavm__hook(lua_State *L, lua_Debug *ar)
 {
-    struct vm *vm = vm_of(L);
-    char msg[64];
+    struct vm *vm = luavm__of(L);
+    char msg[128];
 
     (void)ar;
     if (time_mono() < vm->deadline)
         return;
     vm->timed_out = true;
-    lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1);
-    snprintf(msg, sizeof(msg), "script timed out after %.1f seconds",
-             g.call_timeout);
+    lua_sethook(L, luavm__hook, LUA_MASKCOUNT, 1);
+    if (vm->by_request)
+        snprintf(msg, sizeof(msg), "context deadline exceeded (the "
+                                   "request ran longer than "
+                                   "max_request_duration)");
+    else
+        snprintf(msg, sizeof(msg), "script timed out after %.1f seconds",
+                 g.call_timeout);
     luaL_error(L, "%s", msg);
 }
 
-static void vm_arm(struct vm *vm, double budget)
+/*
+ * Arms the deadline of a call: budget seconds, or what is left of the
+ * request's max_request_duration if that is sooner (request.h), so a
+ * script that resumes after a long wait (a database call returning at
+ * its statement timeout) stops at the next check instead of running on.
+ * The clock is read once per LUAVM_HOOK_COUNT instructions, as before.
+ */
+static void vm_arm(struct vm *vm, double budget, bool request_bound)
 {
+    int64_t left = request_bound ? request_budget_left_ms() : -1;
+    double now = time_mono();
+
     vm->timed_out = false;
-    vm->deadline = time_mono() + budget;
-    lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, VM_HOOK_COUNT);
+    vm->by_request = left >= 0 && (double)left / 1000.0 < budget;
+    vm->deadline = now + (vm->by_request ? (double)left / 1000.0 : budget);
+    lua_sethook(vm->L, luavm__hook, LUA_MASKCOUNT, LUAVM_HOOK_COUNT);
 }
 
 static void vm_disarm(struct vm *vm)
 {
     vm->deadline = INFINITY;
-    lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, VM_HOOK_COUNT);
+    lua_sethook(vm->L, luavm__hook, LUA_MASKCOUNT, LUAVM_HOOK_COUNT);
 }
 
 /*
@@ -319,30 +327,15 @@ static int l_vm_print(lua_State *L)
 /* Reads path into b. 0, or a COFFER_E* code with errno-style words. */
 static int read_file(const char *path, struct buf *b, struct errbuf *err)
 {
-    char chunk[8192];
-    size_t n;
-    FILE *f = fopen(path, "rb");
-    int rc = 0;
+    struct file_error why;
+    int rc = file_read(path, b, &why);
 
-    if (f == NULL) {
-        errbuf_set(err, "cannot open %s: %s", path, strerror(errno));
-        return errno == ENOENT ? COFFER_ENOTFOUND : COFFER_EIO;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (buf_append(b, chunk, n) != 0) {
-            errbuf_set(err, "%s: script too large", path);
-            rc = COFFER_ETOOBIG;
-            break;
-        }
-    }
-    if (rc == 0 && ferror(f)) {
+    if (rc == COFFER_ETOOBIG)
+        errbuf_set(err, "%s: script too large", path);
+    else if (rc != 0 && strcmp(why.op, "open") == 0)
+        errbuf_set(err, "cannot open %s: %s", path, strerror(why.errnum));
+    else if (rc != 0)
         errbuf_set(err, "cannot read %s", path);
-        rc = COFFER_EIO;
-    }
-    if (fclose(f) != 0 && rc == 0) {
-        errbuf_set(err, "cannot read %s", path);
-        rc = COFFER_EIO;
-    }
     return rc;
 }
 
@@ -352,8 +345,8 @@ static int read_file(const char *path, struct buf *b, struct errbuf *err)
  * Returns false (nothing pushed) only if the file does not exist and
  * missing_ok. [-0, +(0|1), e]
  */
-static bool vm_load_path(lua_State *L, const char *root, const char *rel,
-                         bool missing_ok)
+bool luavm__load_path(lua_State *L, const char *root, const char *rel,
+                      bool missing_ok)
 {
     struct errbuf err;
     struct buf b;
@@ -382,10 +375,10 @@ static bool vm_load_path(lua_State *L, const char *root, const char *rel,
     return true;
 }
 
-/* vm_load_path under <lua_dir>. [-0, +(0|1), e] */
+/* luavm__load_path under <lua_dir>. [-0, +(0|1), e] */
 static bool vm_load_file(lua_State *L, const char *rel, bool missing_ok)
 {
-    return vm_load_path(L, g.lua_dir, rel, missing_ok);
+    return luavm__load_path(L, g.lua_dir, rel, missing_ok);
 }
 
 /* Module names are plain identifiers: no dots, slashes or "..". */
@@ -449,8 +442,8 @@ static int l_vm_names_gc(lua_State *L)
  * Pushes a collectable vector of the *.lua names in <lua_dir>/<dir>,
  * sorted. A missing directory gives an empty vector. [-0, +1, e]
  */
-static struct strvec *list_scripts_in(lua_State *L, const char *root,
-                                      const char *dir)
+struct strvec *luavm__list_scripts(lua_State *L, const char *root,
+                                   const char *dir)
 {
     struct strvec *sv = lua_newuserdatauv(L, sizeof(*sv), 0);
     const char *path;
@@ -479,18 +472,18 @@ static struct strvec *list_scripts_in(lua_State *L, const char *root,
 
 static struct strvec *list_scripts(lua_State *L, const char *dir)
 {
-    return list_scripts_in(L, g.lua_dir, dir);
+    return luavm__list_scripts(L, g.lua_dir, dir);
 }
 
 /* Runs every script of <root>/<dir> in name order. [-0, +0, e] */
 static void run_scripts_in(lua_State *L, const char *root, const char *dir)
 {
-    struct strvec *sv = list_scripts_in(L, root, dir);
+    struct strvec *sv = luavm__list_scripts(L, root, dir);
     size_t i;
 
     for (i = 0; i < sv->n; i++) {
         lua_pushfstring(L, "%s/%s", dir, sv->v[i]);
-        vm_load_path(L, root, lua_tostring(L, -1), false);
+        luavm__load_path(L, root, lua_tostring(L, -1), false);
         lua_remove(L, -2);
         lua_call(L, 0, 0);
     }
@@ -688,129 +681,6 @@ static void collect_auths(lua_State *L)
     strvec_sort(&g.auths);
 }
 
-/* ========================================================= policies == */
-
-/*
- * Lua policies: policies/<x>.lua next to lua_dir, then the config's
- * policy_directory. Each file returns
- *   { name = "...", paths = { [pattern] = {capabilities = {...}} },
- *     check = function(req) ... end }
- * Every state keeps name -> check in the registry (key_policies); the
- * scratch bootstrap also copies name, paths and whether a check exists
- * into pg.list for policy.c, which compiles the paths like HCL rules.
- */
-static char key_policies;
-
-static struct {
-    char *dir;    /* policy_directory, or NULL */
-    cJSON *list;  /* [{name, paths, check, file}] from the scratch state */
-} pg;
-
-/* Loads every policy script of <root>; collect fills pg.list. [-0,+0,e] */
-static void load_policy_dir(lua_State *L, const char *root, bool collect)
-{
-    struct strvec *sv = list_scripts_in(L, root, ".");
-    int reg;
-    size_t i;
-
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_policies);
-    reg = lua_gettop(L);
-    for (i = 0; i < sv->n; i++) {
-        const char *file = lua_pushfstring(L, "%s/%s", root, sv->v[i]);
-        int t;
-
-        vm_load_path(L, root, sv->v[i], false);
-        lua_call(L, 0, 1);
-        t = lua_gettop(L);
-        if (!lua_istable(L, t))
-            luaL_error(L, "%s: a policy script must return a table", file);
-        if (lua_getfield(L, t, "name") == LUA_TNIL) {
-            lua_pop(L, 1);
-            lua_pushlstring(L, sv->v[i], strlen(sv->v[i]) - 4);
-        } else if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0) {
-            luaL_error(L, "%s: policy name must be a non-empty string",
-                       file);
-        }
-        if (lua_rawget(L, reg) == LUA_TNIL) /* reg[name] */
-            lua_pop(L, 1);
-        else
-            luaL_error(L, "%s: a Lua policy with this name already exists",
-                       file);
-        lua_getfield(L, t, "name");
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushlstring(L, sv->v[i], strlen(sv->v[i]) - 4);
-        }
-        lua_getfield(L, t, "check");
-        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
-            luaL_error(L, "%s: check must be a function", file);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushboolean(L, 0);
-        }
-        lua_rawset(L, reg); /* reg[name] = check or false */
-        if (collect) {
-            cJSON *paths = NULL, *e = cJSON_CreateObject();
-            lua_getfield(L, t, "name");
-            cJSON_AddStringToObject(e, "name", lua_isstring(L, -1)
-                                                   ? lua_tostring(L, -1)
-                                                   : "");
-            if (!lua_isstring(L, -1)) {
-                cJSON_Delete(e);
-                e = cJSON_CreateObject();
-                lua_pushlstring(L, sv->v[i], strlen(sv->v[i]) - 4);
-                cJSON_AddStringToObject(e, "name", lua_tostring(L, -1));
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-            cJSON_AddStringToObject(e, "file", file);
-            lua_getfield(L, t, "check");
-            cJSON_AddBoolToObject(e, "check", lua_isfunction(L, -1));
-            lua_pop(L, 1);
-            cJSON_AddItemToArray(pg.list, e); /* owned before any raise */
-            if (lua_getfield(L, t, "paths") != LUA_TNIL) {
-                if (!lua_istable(L, -1))
-                    luaL_error(L, "%s: paths must be a table", file);
-                lua_api_to_json(L, -1, &paths);
-                cJSON_AddItemToObject(e, "paths", paths);
-            }
-            lua_pop(L, 1);
-        }
-        lua_settop(L, reg);
-    }
-    lua_pop(L, 2); /* reg, sv */
-}
-
-/* The policy step of the bootstrap. [-0, +0, e] */
-static void load_policies(lua_State *L, bool collect)
-{
-    const char *builtin = lua_pushfstring(L, "%s/../policies", g.lua_dir);
-
-    lua_newtable(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_policies);
-    if (collect) {
-        cJSON_Delete(pg.list);
-        pg.list = cJSON_CreateArray();
-    }
-    load_policy_dir(L, builtin, collect);
-    if (pg.dir != NULL)
-        load_policy_dir(L, pg.dir, collect);
-    lua_pop(L, 1);
-}
-
-static void policies_release(void)
-{
-    cJSON_Delete(pg.list);
-    pg.list = NULL;
-    free(pg.dir);
-    pg.dir = NULL;
-}
-
-const cJSON *luavm_policies(void)
-{
-    return pg.list;
-}
-
 /*
  * The whole bootstrap, run under lua_pcall (lua.c pmain). Argument 1 is a
  * light userdata: the strvec to fill with engine names, or NULL.
@@ -839,7 +709,8 @@ static int vm_bootstrap(lua_State *L)
     /* The operator's own engines and auth methods (plugin_directory). */
     if (g.plugin_dir != NULL)
         run_scripts_in(L, g.plugin_dir, ".");
-    load_policies(L, engines != NULL);
+    if (g.bootstrap_step != NULL)
+        g.bootstrap_step(L, engines != NULL);
     if (engines != NULL) {
         collect_engines(L, engines);
         collect_auths(L);
@@ -894,7 +765,9 @@ static struct vm *vm_new(struct strvec *engines, struct errbuf *err)
     }
     lua_atpanic(vm->L, vm_panic);
     LUA_API_CTX(vm->L) = &ctx;
-    vm_arm(vm, g.call_timeout);
+    /* Building a state is the server's work, not the request's that
+       happens to need it first: it gets the plain call timeout. */
+    vm_arm(vm, g.call_timeout, false);
     lua_pushcfunction(vm->L, vm_msgh);
     lua_pushcfunction(vm->L, vm_bootstrap);
     lua_pushlightuserdata(vm->L, engines);
@@ -914,11 +787,14 @@ static struct vm *vm_new(struct strvec *engines, struct errbuf *err)
 }
 
 /* The calling thread's state, created on first use; NULL if that fails. */
-static struct vm *vm_get(void)
+struct vm *luavm__get(void)
 {
     struct errbuf err;
-    struct vm *vm = pthread_getspecific(g.key);
+    struct vm *vm;
 
+    if (!g.ready)
+        return NULL;
+    vm = pthread_getspecific(g.key);
     if (vm != NULL)
         return vm;
     vm = vm_new(NULL, &err);
@@ -934,6 +810,18 @@ static struct vm *vm_get(void)
     return vm;
 }
 
+/* Frees what luavm_global_init copied or collected. */
+static void globals_release(void)
+{
+    strvec_release(&g.engines);
+    strvec_release(&g.auths);
+    strvec_release(&g.logins);
+    free(g.lua_dir);
+    g.lua_dir = NULL;
+    free(g.plugin_dir);
+    g.plugin_dir = NULL;
+}
+
 int luavm_global_init(const struct luavm_config *cfg, struct errbuf *err)
 {
     struct vm *vm;
@@ -945,7 +833,7 @@ int luavm_global_init(const struct luavm_config *cfg, struct errbuf *err)
     }
     g.lua_dir = xstrdup(cfg->lua_dir != NULL ? cfg->lua_dir : "lua");
     g.plugin_dir = cfg->plugin_dir != NULL ? xstrdup(cfg->plugin_dir) : NULL;
-    pg.dir = cfg->policy_dir != NULL ? xstrdup(cfg->policy_dir) : NULL;
+    g.bootstrap_step = cfg->bootstrap_step;
     g.storage = cfg->storage;
     g.memory_limit = cfg->memory_limit != 0 ? cfg->memory_limit
                                             : VM_DEFAULT_MEMORY;
@@ -969,14 +857,7 @@ int luavm_global_init(const struct luavm_config *cfg, struct errbuf *err)
     g.ready = true;
     return 0;
 fail:
-    policies_release();
-    strvec_release(&g.engines);
-    strvec_release(&g.auths);
-    strvec_release(&g.logins);
-    free(g.lua_dir);
-    g.lua_dir = NULL;
-    free(g.plugin_dir);
-    g.plugin_dir = NULL;
+    globals_release();
     return rc;
 }
 
@@ -999,14 +880,7 @@ void luavm_global_shutdown(void)
         return;
     luavm_thread_release();
     pthread_key_delete(g.key);
-    policies_release();
-    strvec_release(&g.engines);
-    strvec_release(&g.auths);
-    strvec_release(&g.logins);
-    free(g.lua_dir);
-    g.lua_dir = NULL;
-    free(g.plugin_dir);
-    g.plugin_dir = NULL;
+    globals_release();
     g.ready = false;
 }
 
@@ -1078,23 +952,23 @@ static void vm_call_release(struct vm_call *call)
     call->lease_id = NULL;
 }
 
-static void set_str(lua_State *L, const char *k, const char *v)
+void luavm__set_str(lua_State *L, const char *k, const char *v)
 {
     lua_pushstring(L, v != NULL ? v : "");
     lua_setfield(L, -2, k);
 }
 
-static void set_int(lua_State *L, const char *k, int64_t v)
+void luavm__set_int(lua_State *L, const char *k, int64_t v)
 {
     lua_pushinteger(L, (lua_Integer)v);
     lua_setfield(L, -2, k);
 }
 
 /* Pushes a JSON object (or an empty table for NULL). [-0, +1, e] */
-static void push_object(lua_State *L, const cJSON *obj)
+void luavm__push_object(lua_State *L, const cJSON *obj)
 {
     if (obj != NULL && cJSON_IsObject(obj))
-        lua_api_push_json(L, obj);
+        lua_json_push(L, obj);
     else
         lua_newtable(L);
 }
@@ -1104,39 +978,39 @@ static void push_mount(lua_State *L, const struct mount *m)
 {
     int64_t def = 0, max = 0;
 
-    router_mount_ttls(m, &def, &max);
+    mount_resolve_ttl(m, 0, 0, &def, &max);
     lua_createtable(L, 0, 9);
-    set_str(L, "path", m->path);
-    set_str(L, "type", m->type);
-    set_str(L, "uuid", m->uuid);
-    set_str(L, "accessor", m->accessor);
-    set_str(L, "description", m->description);
-    push_object(L, m->options);
+    luavm__set_str(L, "path", m->path);
+    luavm__set_str(L, "type", m->type);
+    luavm__set_str(L, "uuid", m->uuid);
+    luavm__set_str(L, "accessor", m->accessor);
+    luavm__set_str(L, "description", m->description);
+    luavm__push_object(L, m->options);
     lua_setfield(L, -2, "options");
-    set_int(L, "default_lease_ttl", def);
-    set_int(L, "max_lease_ttl", max);
+    luavm__set_int(L, "default_lease_ttl", def);
+    luavm__set_int(L, "max_lease_ttl", max);
     lua_pushboolean(L, m->local);
     lua_setfield(L, -2, "local");
 }
 
 /* req.token [-0, +1, e] */
-static void push_token(lua_State *L, const struct token *t)
+void luavm__push_token(lua_State *L, const struct token *t)
 {
     size_t i;
 
     lua_createtable(L, 0, 6);
-    set_str(L, "display_name", t->display_name);
-    set_str(L, "accessor", t->accessor);
-    set_str(L, "entity_id", t->entity_id);
-    set_str(L, "type", t->type);
+    luavm__set_str(L, "display_name", t->display_name);
+    luavm__set_str(L, "accessor", t->accessor);
+    luavm__set_str(L, "entity_id", t->entity_id);
+    luavm__set_str(L, "type", t->type);
     lua_createtable(L, (int)t->policies.n, 0);
     for (i = 0; i < t->policies.n; i++) {
         lua_pushstring(L, t->policies.v[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    lua_api_mark_array(L, -1);
+    lua_json_mark_array(L, -1);
     lua_setfield(L, -2, "policies");
-    push_object(L, t->meta);
+    luavm__push_object(L, t->meta);
     lua_setfield(L, -2, "meta");
 }
 
@@ -1153,16 +1027,16 @@ static void push_request(lua_State *L, const struct vm_call *call)
     const struct mount *m = call->m;
 
     lua_createtable(L, 0, 8);
-    set_str(L, "id", req->id);
-    set_str(L, "operation", req_op_name(req->op));
-    set_str(L, "path", req->rel_path);
-    set_str(L, "client_addr", req->remote_addr);
-    push_object(L, req->data);
+    luavm__set_str(L, "id", req->id);
+    luavm__set_str(L, "operation", req_op_name(req->op));
+    luavm__set_str(L, "path", req->rel_path);
+    luavm__set_str(L, "client_addr", req->remote_addr);
+    luavm__push_object(L, req->data);
     lua_setfield(L, -2, "data");
     push_mount(L, m);
     lua_setfield(L, -2, "mount");
     if (req->token != NULL) {
-        push_token(L, req->token);
+        luavm__push_token(L, req->token);
         lua_setfield(L, -2, "token");
     }
     lua_api_push_storage(L, m->storage_prefix, LUA_API_CTX(L)->gen);
@@ -1180,7 +1054,7 @@ static void push_request(lua_State *L, const struct vm_call *call)
 static void stage_json(lua_State *L, int idx, const char *k, cJSON **out)
 {
     if (lua_getfield(L, idx, k) != LUA_TNIL)
-        lua_api_to_json(L, -1, out);
+        lua_json_to(L, -1, out);
     lua_pop(L, 1);
 }
 
@@ -1232,9 +1106,7 @@ static void check_response_keys(lua_State *L, int idx)
 /*
  * Converts what the engine returned: nil (nothing set), or a table with
  * data, warnings, status, lease_duration, renewable, raw, auth, no_body,
- * lease_id.
- * Anything
- * else raises, which becomes a 500. [-0, +0, e]
+ * lease_id. Anything else raises, which becomes a 500. [-0, +0, e]
  */
 static void stage_response(lua_State *L, int idx, struct vm_call *call)
 {
@@ -1280,7 +1152,6 @@ static void stage_response(lua_State *L, int idx, struct vm_call *call)
     stage_warnings(L, idx, call);
 }
 
-/* Runs one request under lua_pcall. Argument 1: the struct vm_call. */
 /*
  * Under lua_pcall: framework.exists(type, req); stores the answer in
  * call->status (1 exists, 0 missing, -1 no check). [-0, +0, e]
@@ -1298,7 +1169,7 @@ static int vm_run_exists(lua_State *L)
     return 0;
 }
 
-
+/* Runs one request under lua_pcall. Argument 1: the struct vm_call. */
 static int vm_run(lua_State *L)
 {
     struct vm_call *call = lua_touserdata(L, 1);
@@ -1407,8 +1278,8 @@ static void vm_fail(struct vm *vm, struct vm_call *call, int status,
  * object (if any) at the top; returns the lua_pcall status. The caller
  * restores the stack to *base afterwards.
  */
-static int vm_protected(struct vm *vm, struct lua_api_ctx *ctx,
-                        lua_CFunction fn, void *ud, int *base)
+int luavm__protected(struct vm *vm, struct lua_api_ctx *ctx,
+                     lua_CFunction fn, void *ud, int *base)
 {
     int status;
 
@@ -1417,7 +1288,7 @@ static int vm_protected(struct vm *vm, struct lua_api_ctx *ctx,
     strvec_init(&ctx->pending);
     ctx->lock_stripe = -1;
     LUA_API_CTX(vm->L) = ctx;
-    vm_arm(vm, g.call_timeout);
+    vm_arm(vm, g.call_timeout, true);
     lua_pushcfunction(vm->L, vm_msgh);
     lua_pushcfunction(vm->L, fn);
     lua_pushlightuserdata(vm->L, ud);
@@ -1427,7 +1298,7 @@ static int vm_protected(struct vm *vm, struct lua_api_ctx *ctx,
 }
 
 /* Ends a call: aborts leases left pending, clears the context. */
-static void vm_unprotect(struct vm *vm, struct lua_api_ctx *ctx, int base)
+void luavm__unprotect(struct vm *vm, struct lua_api_ctx *ctx, int base)
 {
     size_t i;
 
@@ -1447,38 +1318,38 @@ static void handle(const struct mount *m, struct request *req,
 {
     struct vm_call call = {.m = m, .req = req, .login = login};
     struct lua_api_ctx ctx = {.storage = g.storage, .mount = m, .req = req};
-    struct vm *vm = g.ready ? vm_get() : NULL;
+    struct vm *vm = luavm__get();
     int base, status;
 
     if (vm == NULL || !lua_checkstack(vm->L, 8)) {
         response_error(resp, 500, "internal error");
         return;
     }
-    status = vm_protected(vm, &ctx, vm_run, &call, &base);
+    status = luavm__protected(vm, &ctx, vm_run, &call, &base);
     if (status == LUA_OK)
         vm_apply(&call, resp);
     else
         vm_fail(vm, &call, status, resp);
     vm_call_release(&call);
-    vm_unprotect(vm, &ctx, base);
+    luavm__unprotect(vm, &ctx, base);
 }
 
 int luavm_exists(const struct mount *m, struct request *req)
 {
     struct vm_call call = {.m = m, .req = req, .status = -1};
     struct lua_api_ctx ctx = {.storage = g.storage, .mount = m, .req = req};
-    struct vm *vm = g.ready ? vm_get() : NULL;
+    struct vm *vm = luavm__get();
     int base, status;
 
     if (vm == NULL || !lua_checkstack(vm->L, 8))
         return -1;
-    status = vm_protected(vm, &ctx, vm_run_exists, &call, &base);
+    status = luavm__protected(vm, &ctx, vm_run_exists, &call, &base);
     if (status != LUA_OK) {
         log_warn("lua: existence check for %s failed; treating the write "
                  "as an update", req->path);
         call.status = -1;
     }
-    vm_unprotect(vm, &ctx, base);
+    luavm__unprotect(vm, &ctx, base);
     return call.status;
 }
 
@@ -1516,7 +1387,7 @@ static int vm_run_lease(lua_State *L)
     lua_getfield(L, -1, "lease_call");
     lua_pushstring(L, c->m->type);
     lua_pushstring(L, c->action);
-    push_object(L, c->record);
+    luavm__push_object(L, c->record);
     push_mount(L, c->m);
     lua_setfield(L, -2, "mount");
     lua_api_push_storage(L, c->m->storage_prefix, LUA_API_CTX(L)->gen);
@@ -1558,7 +1429,7 @@ static int vm_lease(const struct mount *m, const cJSON *record,
     struct vm_lease_call call = {.m = m, .record = record, .action = action,
                                  .expire = expire};
     struct lua_api_ctx ctx = {.storage = g.storage, .mount = m};
-    struct vm *vm = g.ready ? vm_get() : NULL;
+    struct vm *vm = luavm__get();
     int base, status;
 
     errbuf_clear(err);
@@ -1566,10 +1437,10 @@ static int vm_lease(const struct mount *m, const cJSON *record,
         errbuf_set(err, "no Lua state for this thread");
         return COFFER_EINTERNAL;
     }
-    status = vm_protected(vm, &ctx, vm_run_lease, &call, &base);
+    status = luavm__protected(vm, &ctx, vm_run_lease, &call, &base);
     if (status != LUA_OK)
         lease_error_words(vm, err);
-    vm_unprotect(vm, &ctx, base);
+    luavm__unprotect(vm, &ctx, base);
     return status == LUA_OK ? 0 : COFFER_EIO;
 }
 
@@ -1610,120 +1481,18 @@ static int vm_run_periodic(lua_State *L)
 void luavm_periodic(const struct mount *m)
 {
     struct lua_api_ctx ctx = {.storage = g.storage, .mount = m};
-    struct vm *vm = g.ready ? vm_get() : NULL;
+    struct vm *vm = luavm__get();
     const char *msg;
     int base;
 
     if (vm == NULL || !lua_checkstack(vm->L, 8))
         return;
-    if (vm_protected(vm, &ctx, vm_run_periodic, (void *)m, &base) !=
+    if (luavm__protected(vm, &ctx, vm_run_periodic, (void *)m, &base) !=
         LUA_OK) {
         msg = lua_api_is_error(vm->L, -1) ? "a typed error"
                                           : lua_tostring(vm->L, -1);
         log_error("lua: periodic function of %s failed: %s", m->path,
                   msg != NULL ? msg : "(non-string error)");
     }
-    vm_unprotect(vm, &ctx, base);
-}
-
-/* ====================================================== policy checks == */
-
-/*
- * Policy check functions get an instruction budget instead of the
- * engines' wall-clock deadline: a check is a few comparisons, and a
- * budget is deterministic. The hook fires once the budget is spent and
- * then on every instruction, so a pcall in the check cannot absorb it.
- */
-#define VM_POLICY_BUDGET 100000
-
-struct vm_check {
-    const char *name;
-    const struct request *req;
-    const struct token *t;
-    bool allowed;
-    char reason[200];
-};
-
-static void vm_budget_hook(lua_State *L, lua_Debug *ar)
-{
-    struct vm *vm = vm_of(L);
-
-    (void)ar;
-    vm->timed_out = true;
-    lua_sethook(L, vm_budget_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, "policy check exceeded %d instructions", VM_POLICY_BUDGET);
-}
-
-/*
- * Under lua_pcall: check(req) with
- *   req = {path, operation, data, client_addr, time, token = {...}}
- * The result must be a boolean; false may come with a reason string.
- */
-static int vm_run_check(lua_State *L)
-{
-    struct vm_check *c = lua_touserdata(L, 1);
-    const struct request *req = c->req;
-
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_policies);
-    if (lua_getfield(L, -1, c->name) != LUA_TFUNCTION)
-        return luaL_error(L, "policy %s has no check function", c->name);
-    lua_createtable(L, 0, 6);
-    set_str(L, "path", req->path);
-    set_str(L, "operation", req_op_name(req->op));
-    set_str(L, "client_addr", req->remote_addr);
-    set_int(L, "time", (int64_t)time_now().tv_sec);
-    push_object(L, req->data);
-    lua_setfield(L, -2, "data");
-    if (c->t != NULL) {
-        push_token(L, c->t);
-        lua_setfield(L, -2, "token");
-    }
-    lua_sethook(L, vm_budget_hook, LUA_MASKCOUNT, VM_POLICY_BUDGET);
-    lua_call(L, 1, 2);
-    lua_sethook(L, vm_hook, LUA_MASKCOUNT, VM_HOOK_COUNT);
-    if (!lua_isboolean(L, -2))
-        return luaL_error(L, "check returned a %s; expected a boolean",
-                          luaL_typename(L, -2));
-    c->allowed = lua_toboolean(L, -2);
-    if (!c->allowed && lua_type(L, -1) == LUA_TSTRING)
-        snprintf(c->reason, sizeof(c->reason), "%s", lua_tostring(L, -1));
-    return 0;
-}
-
-int luavm_policy_check(const char *name, const struct request *req,
-                       const struct token *t, struct errbuf *why)
-{
-    struct vm_check c = {.name = name, .req = req, .t = t};
-    struct lua_api_ctx ctx = {.req = req};
-    struct vm *vm = g.ready ? vm_get() : NULL;
-    const char *msg;
-    int base, status;
-
-    if (vm == NULL || !lua_checkstack(vm->L, 8)) {
-        errbuf_set(why, "policy %s: no Lua state", name);
-        log_error("policy: check of %s denied: no Lua state", name);
-        return COFFER_EINTERNAL;
-    }
-    status = vm_protected(vm, &ctx, vm_run_check, &c, &base);
-    if (status != LUA_OK) {
-        msg = lua_api_is_error(vm->L, -1) ? "a typed error"
-                                          : lua_tostring(vm->L, -1);
-        errbuf_set(why, "policy %s: check failed", name);
-        log_error("policy: check of %s failed, denying %s %s: %s%.*s", name,
-                  req_op_name(req->op), req->path,
-                  vm->timed_out ? "(budget) " : "",
-                  msg != NULL ? (int)strcspn(msg, "\n") : 18,
-                  msg != NULL ? msg : "(non-string error)");
-        vm_unprotect(vm, &ctx, base);
-        return COFFER_EINTERNAL;
-    }
-    vm_unprotect(vm, &ctx, base);
-    if (!c.allowed) {
-        errbuf_set(why, "policy %s: %s", name,
-                   c.reason[0] != '\0' ? c.reason : "check returned false");
-        log_info("policy: %s denied %s %s: %s", name, req_op_name(req->op),
-                 req->path, c.reason[0] != '\0' ? c.reason : "(no reason)");
-        return COFFER_EPERM;
-    }
-    return 0;
+    luavm__unprotect(vm, &ctx, base);
 }

@@ -7,8 +7,10 @@
  * bootstrap once in a scratch state, so a broken script stops the server at
  * start-up with "file:line: message" rather than on the first request.
  *
- * Scripts come from every .lua file in <lua_dir>/coffer/ (the framework), then
- * every .lua file in <lua_dir>/engines/ (secret engines), then extra directories.
+ * Scripts come from every .lua file in <lua_dir>/coffer/ (the framework),
+ * then <lua_dir>/engines/ (secret engines) and <lua_dir>/auth/ (auth
+ * methods), then the plugin directory, then the config's bootstrap step
+ * (Lua policies, luavm_policy.h).
  */
 #ifndef COFFER_LUAVM_H
 #define COFFER_LUAVM_H
@@ -21,16 +23,25 @@
 #include "common.h"
 #include "request.h"
 
+struct lua_State;
 struct mount;
 struct storage;
+
+/*
+ * A last step of every state's bootstrap, run protected after the
+ * engines and auth methods loaded (Lua policies: luavm_policy.h).
+ * scratch is true for the one state luavm_global_init validates with.
+ * May raise; the state is then refused. [-0, +0, e]
+ */
+typedef void (*luavm_bootstrap_fn)(struct lua_State *L, bool scratch);
 
 struct luavm_config {
     const char *lua_dir;         /* directory holding coffer/ and engines/ */
     const char *plugin_dir;      /* extra engines/auth methods, or NULL */
-    const char *policy_dir;      /* extra Lua policies, or NULL */
     struct storage *storage;     /* borrowed; outlives every state */
     size_t memory_limit;         /* bytes per state, 0 = default */
     double call_timeout;         /* seconds per engine call, 0 = default */
+    luavm_bootstrap_fn bootstrap_step; /* or NULL */
 };
 
 /*
@@ -53,7 +64,8 @@ bool luavm_auth_exists(const char *type);
  * True if rel (a path relative to an auth mount of this type) is one of
  * the method's login paths, which need no token: the patterns its
  * a:login(...) routes declared: "login" exactly, or "login/" followed
- * by anything when the pattern has a capture (stored as a trailing '*'). Pure lookup in what the scratch bootstrap recorded.
+ * by anything when the pattern has a capture (stored as a trailing '*').
+ * Pure lookup in what the scratch bootstrap recorded.
  */
 bool luavm_auth_is_login(const char *type, const char *rel);
 
@@ -103,22 +115,5 @@ void luavm_periodic(const struct mount *m);
  * theirs closed automatically; this is for the main thread.
  */
 void luavm_thread_release(void);
-
-/*
- * Lua policies found at start-up (policies/ next to lua_dir, then
- * policy_dir): an array of {name, file, check (bool), paths (object)}.
- * NULL before luavm_global_init. Owned by luavm.
- */
-const cJSON *luavm_policies(void);
-
-/*
- * Runs the check function of Lua policy `name` for req (t is the token)
- * in the calling thread's state, under a small instruction budget.
- * 0 = allow; COFFER_EPERM = the check said no (reason in why);
- * COFFER_EINTERNAL = it failed (error, budget, non-boolean): deny.
- */
-struct token;
-int luavm_policy_check(const char *name, const struct request *req,
-                       const struct token *t, struct errbuf *why);
 
 #endif

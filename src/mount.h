@@ -44,4 +44,15 @@ struct mount {
     atomic_int refs;      /* the table's reference plus one per request */
 };
 
+/*
+ * The TTL of a lease or token issued on mount m, the one place TTLs are
+ * resolved: ttl (or the mount's default when 0), capped by max_ttl (when
+ * > 0), the mount's max and the system max. A mount's 0 means the system
+ * value (router_set_system_ttls). *out_max is the effective maximum.
+ * With ttl = max_ttl = 0 the results are the mount's effective default
+ * and maximum. Pure apart from reading the system values (router.c).
+ */
+void mount_resolve_ttl(const struct mount *m, int64_t ttl, int64_t max_ttl,
+                       int64_t *out_ttl, int64_t *out_max);
+
 #endif

@@ -5,7 +5,8 @@
  * activation and in the barrier under sys/policy/<name>), the merged ACL
  * per token policy set and its cache, and the evaluation rules. Does not
  * own the policy language (policy_hcl.c), the HTTP endpoints
- * (sys_policy.c) or running Lua check functions (luavm.c).
+ * (sys_policy.c) or Lua policies: their list and check functions come
+ * from a provider set at start-up (struct policy_lua_provider).
  *
  * A merged ACL, built once per policy set and generation:
  *
@@ -36,7 +37,6 @@
 #include "buf.h"
 #include "json.h"
 #include "log.h"
-#include "luavm.h"
 #include "policy_hcl.h"
 #include "storage.h"
 #include "token.h"
@@ -502,25 +502,26 @@ static const struct acl_ent *acl_nonexact(const struct acl *a,
     return best;
 }
 
-/* The one rule that applies to path (VAULT_API 7.2), or NULL. */
+/*
+ * The one rule that applies to path (VAULT_API 7.2), or NULL. As in
+ * Vault 1.14's AllowOperation: the exact rule; for LIST also the exact
+ * rule without the trailing '/'; then the `*` and `+` rules against the
+ * full path. The glob and `+` rules are never tried on the path without
+ * its slash: "secret/metadata/private" would then match the glob
+ * "secret/metadata/" + '*' while the deny on "secret/metadata/private/"
+ * + '*' was never looked at, and a LIST would slip past it.
+ */
 static const struct acl_ent *acl_match(const struct acl *a, const char *path,
                                        bool list)
 {
     size_t n = strlen(path);
     const struct acl_ent *e = htab_get(&a->exact, fnv(path, n), path, n);
-    bool trailing = list && n > 0 && path[n - 1] == '/';
 
-    if (e != NULL)
-        return e;
-    if (trailing) {
+    if (e == NULL && list && n > 0 && path[n - 1] == '/')
         e = htab_get(&a->exact, fnv(path, n - 1), path, n - 1);
-        if (e != NULL)
-            return e;
-        e = acl_nonexact(a, path, n - 1);
-        if (e != NULL)
-            return e;
-    }
-    return acl_nonexact(a, path, n);
+    if (e == NULL)
+        e = acl_nonexact(a, path, n);
+    return e;
 }
 
 /* ========================================================= parameters == */
@@ -984,10 +985,18 @@ static int load_one(const char *name, struct errbuf *err)
     return 0;
 }
 
-/* Compiles the Lua policies luavm collected at start-up. Write lock. */
+static const struct policy_lua_provider *lua_provider;
+
+void policy_set_lua_provider(const struct policy_lua_provider *p)
+{
+    lua_provider = p;
+}
+
+/* Compiles the Lua policies the provider found at start-up. Write lock. */
 static int load_lua(struct errbuf *err)
 {
-    const cJSON *list = luavm_policies(), *e;
+    const cJSON *list = lua_provider != NULL ? lua_provider->list() : NULL;
+    const cJSON *e;
 
     cJSON_ArrayForEach(e, list) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
@@ -1240,7 +1249,9 @@ int policy_check(const struct token *t, const struct request *req,
     }
     rc = acl_check(a, req->path, req->op, req->data, why);
     for (size_t i = 0; rc == 0 && i < a->checks.n; i++) {
-        rc = luavm_policy_check(a->checks.v[i], req, t, why);
+        rc = lua_provider != NULL
+                 ? lua_provider->check(a->checks.v[i], req, t, why)
+                 : COFFER_EINTERNAL;
         if (rc != 0)
             rc = COFFER_EPERM;
     }

@@ -28,11 +28,29 @@
 struct storage;
 struct token;
 
-/* ---- lifecycle (core.c, when the barrier is unsealed) ----------------- */
+/* ---- lifecycle (lifecycle.c, when the barrier is unsealed) ----------- */
+
+/*
+ * Where Lua policies come from (the Lua runtime, set by core.c at
+ * start-up, before policy_init). list: the policies found at start-up,
+ * an array of {name, file, check (bool), paths (object)}, owned by the
+ * provider. check: runs policy `name`'s check function for req (t is the
+ * token); 0 = allow, COFFER_EPERM = the check said no (reason in why),
+ * anything else = it failed: deny. Without a provider there are no Lua
+ * policies.
+ */
+struct policy_lua_provider {
+    const cJSON *(*list)(void);
+    int (*check)(const char *name, const struct request *req,
+                 const struct token *t, struct errbuf *why);
+};
+/* p is borrowed and must outlive the server (a static table). */
+void policy_set_lua_provider(const struct policy_lua_provider *p);
+
 
 /*
  * Loads every stored policy, writes `default` if missing and compiles the
- * Lua policies luavm found. 0, or COFFER_E* with words in err.
+ * Lua policies the provider lists. 0, or COFFER_E* with words in err.
  */
 int policy_init(struct storage *logical, struct errbuf *err);
 void policy_shutdown(void);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "util.h"
 
 #define HV_MAX_DEPTH 32
 #define POLICY_TEXT_MAX ((size_t)4 * 1024 * 1024)
@@ -134,45 +135,6 @@ static void skip_space(struct lex *lx)
     }
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Appends code point cp as UTF-8. */
-static void put_utf8(struct buf *b, unsigned cp)
-{
-    char u[4];
-    size_t n;
-
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xc0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3f));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xe0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[2] = (char)(0x80 | (cp & 0x3f));
-        n = 3;
-    } else {
-        u[0] = (char)(0xf0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        u[3] = (char)(0x80 | (cp & 0x3f));
-        n = 4;
-    }
-    buf_append(b, u, n);
-}
-
 static int lex_string(struct lex *lx)
 {
     lx->p++; /* opening quote */
@@ -195,15 +157,17 @@ static int lex_string(struct lex *lx)
         case 'f': buf_append(&lx->text, "\f", 1); break;
         case '"': case '\\': case '/': buf_append(&lx->text, &c, 1); break;
         case 'u': {
+            char u8[UTF8_MAX];
             unsigned cp = 0;
             for (int i = 0; i < 4; i++) {
-                int h = lx->p < lx->end ? hexval(*lx->p) : -1;
+                int h = lx->p < lx->end ? hex_value((unsigned char)*lx->p)
+                                        : -1;
                 if (h < 0)
                     return lex_fail(lx, lx->line, "invalid \\u escape");
                 cp = cp * 16 + (unsigned)h;
                 lx->p++;
             }
-            put_utf8(&lx->text, cp);
+            buf_append(&lx->text, u8, utf8_encode(cp, u8));
             break;
         }
         default:
@@ -1024,7 +988,10 @@ char *policy_format(const char *text, struct errbuf *err)
 
     if (root == NULL)
         return NULL;
-    buf_init(&b, POLICY_TEXT_MAX * 2);
+    /* No ceiling: a ceiling met half-way would silently drop the front of
+       the text (buf.h). The output is bounded by the input anyway: at
+       most ~70 bytes per input token at HV_MAX_DEPTH indentation. */
+    buf_init(&b, SIZE_MAX);
     /* JSON-style documents read as one object: format its body. */
     fmt_body(&b, root, 0);
     hv_free(root);
@@ -1071,7 +1038,7 @@ char *policy_render(const struct policy *p)
     struct buf b;
     char *out;
 
-    buf_init(&b, POLICY_TEXT_MAX * 2);
+    buf_init(&b, SIZE_MAX); /* no ceiling: see policy_format */
     for (size_t i = 0; i < p->n; i++) {
         const struct policy_rule *r = &p->rules[i];
         struct strvec caps;
@@ -1081,7 +1048,17 @@ char *policy_render(const struct policy *p)
         if (i > 0)
             buf_append(&b, "\n", 1);
         buf_append_str(&b, "path ");
-        fmt_string(&b, r->path);
+        if (r->path[0] == '/') {
+            /* Parsing strips one leading '/' (as Vault does); write it
+               back so the text means this rule, not a wider one. */
+            char *slashed = xmalloc(strlen(r->path) + 2);
+            slashed[0] = '/';
+            memcpy(slashed + 1, r->path, strlen(r->path) + 1);
+            fmt_string(&b, slashed);
+            free(slashed);
+        } else {
+            fmt_string(&b, r->path);
+        }
         buf_append_str(&b, " {\n  capabilities = [");
         for (size_t k = 0; k < caps.n; k++)
             buf_appendf(&b, "%s\"%s\"", k > 0 ? ", " : "", caps.v[k]);

@@ -3,6 +3,9 @@
  *
  * A small chained hash table; the whole table sits behind one mutex
  * because a login costs a PBKDF2 run, which dwarfs any contention here.
+ * Taking a token is one step under that mutex (look and pay together):
+ * a separate look and a later pay let every concurrent attempt see the
+ * same full bucket, so 64 parallel guesses got far past a burst of 10.
  */
 #include "ratelimit.h"
 
@@ -135,7 +138,7 @@ static struct entry *find_locked(struct ratelimit *rl, const char *key,
     return e;
 }
 
-bool ratelimit_check(struct ratelimit *rl, const char *key, double now)
+bool ratelimit_take(struct ratelimit *rl, const char *key, double now)
 {
     struct entry *e;
     bool ok;
@@ -143,23 +146,28 @@ bool ratelimit_check(struct ratelimit *rl, const char *key, double now)
     if (rl == NULL || rl->rate <= 0)
         return true;
     pthread_mutex_lock(&rl->mu);
-    e = find_locked(rl, key, now, false);
-    ok = e == NULL || e->tokens >= 1.0;
+    e = find_locked(rl, key, now, true);
+    ok = e->tokens >= 1.0;
+    if (ok)
+        e->tokens -= 1.0;
     pthread_mutex_unlock(&rl->mu);
     return ok;
 }
 
-void ratelimit_charge(struct ratelimit *rl, const char *key, double now)
+void ratelimit_refund(struct ratelimit *rl, const char *key, double now)
 {
     struct entry *e;
 
     if (rl == NULL || rl->rate <= 0)
         return;
     pthread_mutex_lock(&rl->mu);
-    e = find_locked(rl, key, now, true);
-    e->tokens -= 1.0;
-    if (e->tokens < 0)
-        e->tokens = 0;
+    /* Evicted meanwhile: the bucket came back full, nothing to return. */
+    e = find_locked(rl, key, now, false);
+    if (e != NULL) {
+        e->tokens += 1.0;
+        if (e->tokens > rl->burst)
+            e->tokens = rl->burst;
+    }
     pthread_mutex_unlock(&rl->mu);
 }
 

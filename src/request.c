@@ -5,6 +5,7 @@
 #include "request.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,58 @@ const char *req_op_name(enum req_op op)
     }
     return "unknown";
 }
+
+/* ---------------------------------------------------- time budget ---- */
+
+static _Atomic int64_t budget_ms = REQUEST_MAX_DURATION_DEFAULT_MS;
+/* Monotonic deadline in ms of this thread's request; 0 = none open. */
+static _Thread_local int64_t budget_deadline;
+/* Start of the next budget on this thread; 0 = now. */
+static _Thread_local int64_t budget_origin;
+
+static int64_t mono_ms(void)
+{
+    return (int64_t)(time_mono() * 1000.0);
+}
+
+void request_budget_configure(int64_t ms)
+{
+    budget_ms = ms > 0 ? ms : REQUEST_MAX_DURATION_DEFAULT_MS;
+}
+
+int64_t request_budget_configured_ms(void)
+{
+    return budget_ms;
+}
+
+void request_budget_begin(void)
+{
+    budget_deadline = (budget_origin > 0 ? budget_origin : mono_ms()) +
+                      budget_ms;
+    budget_origin = 0;
+}
+
+void request_budget_set_origin(int64_t origin_ms)
+{
+    budget_origin = origin_ms;
+}
+
+void request_budget_end(void)
+{
+    budget_deadline = 0;
+}
+
+int64_t request_budget_left_ms(void)
+{
+    int64_t left;
+
+    if (budget_deadline == 0)
+        return -1;
+    left = budget_deadline - mono_ms();
+    return left > 0 ? left : 0;
+}
+
+/* ------------------------------------------------------- lifecycle ---- */
 
 void request_init(struct request *r)
 {
@@ -75,6 +128,26 @@ void response_error(struct response *r, int status, const char *fmt, ...)
     va_end(ap);
     response_empty_error(r, status);
     cJSON_AddItemToArray(r->errors, cJSON_CreateString(msg));
+}
+
+char *multierror_text(const char *msg)
+{
+    size_t n = strlen(MULTIERROR_FMT) + strlen(msg) + 1;
+    char *out = xmalloc(n);
+
+    snprintf(out, n, MULTIERROR_FMT, msg);
+    return out;
+}
+
+void response_multierror(struct response *r, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    response_error(r, status, MULTIERROR_FMT, msg);
 }
 
 void response_keys(struct response *r, const struct strvec *keys)

@@ -82,6 +82,19 @@ void response_release(struct response *r);
 /* Sets an error reply: status and one message. Replaces earlier errors. */
 void response_error(struct response *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/*
+ * Sets an error reply in Vault's multi-error form, the text its
+ * go-multierror package prints for one error:
+ * "1 error occurred:\n\t* <message>\n\n". Clients (hvac, the vault CLI)
+ * match on it, so every "permission denied" / "unsupported operation"
+ * reply goes through here instead of spelling the frame out.
+ */
+void response_multierror(struct response *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* go-multierror's frame for one error, for formatters other than these. */
+#define MULTIERROR_FMT "1 error occurred:\n\t* %s\n\n"
+/* The same frame around msg, as a new string (xmalloc; caller frees). */
+char *multierror_text(const char *msg);
 /* Sets the Vault "nothing here" reply: status with {"errors":[]}. */
 void response_empty_error(struct response *r, int status);
 /*
@@ -94,5 +107,34 @@ void response_keys(struct response *r, const struct strvec *keys);
 /* Appends a warning string. */
 void response_warn(struct response *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * The request time budget (Vault's max_request_duration). core.c opens a
+ * budget on the worker thread before a request runs and closes it after;
+ * anything that waits on the outside world (database calls, outbound
+ * HTTP, Lua's deadline) asks how much is left and never waits longer.
+ * Threads with no open budget (expiration workers, the ticker) get -1 and
+ * use their own timeouts.
+ */
+#define REQUEST_MAX_DURATION_DEFAULT_MS (90 * 1000)
+
+/* Sets the budget every request gets; ms <= 0 restores the default. */
+void request_budget_configure(int64_t ms);
+int64_t request_budget_configured_ms(void);
+/*
+ * Opens this thread's budget: the configured duration from the origin
+ * set with request_budget_set_origin (once), else from now.
+ */
+void request_budget_begin(void);
+/*
+ * Makes the next request_budget_begin on this thread count from
+ * origin_ms (time_mono() in milliseconds, truncated): http.c sets it to
+ * when the request was complete, so time spent waiting for a worker is
+ * part of the budget.
+ */
+void request_budget_set_origin(int64_t origin_ms);
+void request_budget_end(void);
+/* Milliseconds left (0 once spent), or -1 when no budget is open here. */
+int64_t request_budget_left_ms(void);
 
 #endif

@@ -17,15 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "log.h"
-#include "luavm.h"
 #include "storage.h"
 #include "util.h"
 
 #define MOUNTS_KEY "core/mounts"
 
-int64_t router_system_default_ttl = 768 * 3600;
-int64_t router_system_max_ttl = 768 * 3600;
+/* The system TTLs; written once at start-up, read by every request. */
+static _Atomic int64_t system_default_ttl = ROUTER_SYSTEM_TTL_DEFAULT;
+static _Atomic int64_t system_max_ttl = ROUTER_SYSTEM_TTL_DEFAULT;
 
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct mount **table;
@@ -97,38 +98,24 @@ static cJSON *mount_to_storage_json(const struct mount *m)
     return o;
 }
 
-static const char *json_str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static int64_t json_int(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
-}
-
 static struct mount *mount_from_storage_json(const cJSON *o)
 {
     struct mount *m = xcalloc(1, sizeof(*m));
     const cJSON *opts = cJSON_GetObjectItemCaseSensitive(o, "options");
 
-    m->path = xstrdup(json_str(o, "path"));
-    m->type = xstrdup(json_str(o, "type"));
-    m->description = xstrdup(json_str(o, "description"));
-    snprintf(m->uuid, sizeof(m->uuid), "%s", json_str(o, "uuid"));
-    snprintf(m->accessor, sizeof(m->accessor), "%s", json_str(o, "accessor"));
-    m->klass = (enum mount_class)json_int(o, "class");
-    m->impl = (enum mount_impl)json_int(o, "impl");
-    m->default_lease_ttl = json_int(o, "default_lease_ttl");
-    m->max_lease_ttl = json_int(o, "max_lease_ttl");
+    m->path = xstrdup(json_get_str(o, "path", ""));
+    m->type = xstrdup(json_get_str(o, "type", ""));
+    m->description = xstrdup(json_get_str(o, "description", ""));
+    snprintf(m->uuid, sizeof(m->uuid), "%s", json_get_str(o, "uuid", ""));
+    snprintf(m->accessor, sizeof(m->accessor), "%s", json_get_str(o, "accessor", ""));
+    m->klass = (enum mount_class)json_get_int(o, "class", 0);
+    m->impl = (enum mount_impl)json_get_int(o, "impl", 0);
+    m->default_lease_ttl = json_get_int(o, "default_lease_ttl", 0);
+    m->max_lease_ttl = json_get_int(o, "max_lease_ttl", 0);
     m->local = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "local"));
     m->seal_wrap =
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "seal_wrap"));
-    m->storage_prefix = xstrdup(json_str(o, "storage_prefix"));
+    m->storage_prefix = xstrdup(json_get_str(o, "storage_prefix", ""));
     m->options = cJSON_IsObject(opts) ? cJSON_Duplicate(opts, 1) : NULL;
     atomic_init(&m->refs, 1);
     return m;
@@ -192,19 +179,39 @@ const struct mount **router_snapshot(size_t *n)
     return out;
 }
 
-void router_mount_ttls(const struct mount *m, int64_t *default_ttl,
-                       int64_t *max_ttl)
+void router_set_system_ttls(int64_t default_ttl, int64_t max_ttl)
+{
+    if (default_ttl > 0)
+        system_default_ttl = default_ttl;
+    if (max_ttl > 0)
+        system_max_ttl = max_ttl;
+    if (system_default_ttl > system_max_ttl)
+        system_default_ttl = system_max_ttl;
+}
+
+void router_system_ttls(int64_t *default_ttl, int64_t *max_ttl)
+{
+    *default_ttl = system_default_ttl;
+    *max_ttl = system_max_ttl;
+}
+
+void mount_resolve_ttl(const struct mount *m, int64_t ttl, int64_t max_ttl,
+                       int64_t *out_ttl, int64_t *out_max)
 {
     int64_t def = m->default_lease_ttl, max = m->max_lease_ttl;
 
     if (max == 0)
-        max = router_system_max_ttl;
+        max = system_max_ttl;
     if (def == 0)
-        def = router_system_default_ttl;
+        def = system_default_ttl;
     if (def > max)
         def = max;
-    *default_ttl = def;
-    *max_ttl = max;
+    if (max_ttl > 0 && max_ttl < max)
+        max = max_ttl;
+    if (ttl <= 0)
+        ttl = def;
+    *out_ttl = ttl > max ? max : ttl;
+    *out_max = max;
 }
 
 /* Caller holds a lock. Index of the mount with exactly this path, or -1. */
@@ -304,10 +311,10 @@ static int check_ttls(int64_t def, int64_t max, struct errbuf *err)
                         "lease TTL");
         return COFFER_EINVAL;
     }
-    if (def > router_system_max_ttl && max == 0) {
+    if (def > system_max_ttl && max == 0) {
         errbuf_set(err, "given default lease TTL greater than system max "
                         "lease TTL of %lld",
-                   (long long)router_system_max_ttl);
+                   (long long)system_max_ttl);
         return COFFER_EINVAL;
     }
     return 0;
@@ -346,6 +353,18 @@ static int parse_options(const cJSON *v, cJSON **out, struct errbuf *err)
     return 0;
 }
 
+static router_type_check_fn type_check;
+
+void router_set_type_check(router_type_check_fn fn)
+{
+    type_check = fn;
+}
+
+static bool type_exists(enum mount_class klass, const char *type)
+{
+    return type_check != NULL && type_check(klass, type);
+}
+
 /*
  * Resolves the requested type into the stored type and implementation.
  * kv-v1/kv-v2 are aliases that set options.version; generic is kv.
@@ -364,7 +383,7 @@ static int resolve_type(enum mount_class klass, const char *type,
                             "instantiated");
             return COFFER_EINVAL;
         }
-        if (luavm_auth_exists(type)) { /* a Lua auth method */
+        if (type_exists(MOUNT_AUTH, type)) { /* a Lua auth method */
             m->type = xstrdup(type);
             m->impl = MOUNT_IMPL_LUA;
             return 0;
@@ -390,7 +409,7 @@ static int resolve_type(enum mount_class klass, const char *type,
                    v->valuestring);
         return COFFER_EINVAL;
     }
-    if (!luavm_engine_exists(type)) {
+    if (!type_exists(MOUNT_SECRET, type)) {
         errbuf_set(err, "unknown backend type: \"%s\"", type);
         return COFFER_EINVAL;
     }
@@ -601,8 +620,8 @@ static int apply_tune(struct mount *m, const cJSON *body, struct errbuf *err)
         parse_options(cJSON_GetObjectItemCaseSensitive(body, "options"),
                       &options, err) != 0)
         return COFFER_EINVAL;
-    eff_def = def ? def : router_system_default_ttl;
-    eff_max = max ? max : router_system_max_ttl;
+    eff_def = def ? def : system_default_ttl;
+    eff_max = max ? max : system_max_ttl;
     if (eff_max < eff_def) {
         errbuf_set(err, "backend max lease TTL of %lld would be less than "
                         "backend default lease TTL of %lld",

@@ -19,9 +19,24 @@
 
 struct storage;
 
-/* System-wide TTL defaults in seconds (768h unless configured). */
-extern int64_t router_system_default_ttl;
-extern int64_t router_system_max_ttl;
+/*
+ * System-wide TTLs in seconds, 768h each unless configured. server.c sets
+ * them from the config file before the server starts; 0 keeps a value;
+ * the default is capped by the max.
+ */
+#define ROUTER_SYSTEM_TTL_DEFAULT (768 * 3600)
+void router_set_system_ttls(int64_t default_ttl, int64_t max_ttl);
+void router_system_ttls(int64_t *default_ttl, int64_t *max_ttl);
+
+/*
+ * Which mount types exist beyond the built-in ones: asked when a mount is
+ * enabled (klass MOUNT_AUTH: auth methods, MOUNT_SECRET: secret engines).
+ * Set once before router_init by whoever starts the server (core.c asks
+ * the Lua runtime); unset, no other type exists.
+ */
+typedef bool (*router_type_check_fn)(enum mount_class klass,
+                                     const char *type);
+void router_set_type_check(router_type_check_fn fn);
 
 /* Loads the table from storage, or creates the built-in mounts. */
 int router_init(struct storage *s, bool dev_mode, struct errbuf *err);
@@ -40,10 +55,6 @@ void router_mount_put(const struct mount *m);
  * the caller drops each with router_mount_put and frees the array.
  */
 const struct mount **router_snapshot(size_t *n);
-
-/* Effective TTLs of a mount: its own values, or the system defaults. */
-void router_mount_ttls(const struct mount *m, int64_t *default_ttl,
-                       int64_t *max_ttl);
 
 /*
  * Enables a mount. cfg is the JSON body of POST sys/mounts/<path> (or

@@ -21,13 +21,12 @@
 
 #define CONFIG_KEY "core/seal-config"
 #define ROOT_KEY "core/root-key"
-#define MAX_SHARES 255
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct barrier *barrier;
 static struct storage *physical;
 /* The shares of the attempt under way, kept only until it completes. */
-static uint8_t given[MAX_SHARES][SEAL_SHARE_LEN];
+static uint8_t given[SHAMIR_MAX_PARTS][SEAL_SHARE_LEN];
 static int ngiven;
 static char nonce[CRYPTO_UUID_LEN + 1];
 
@@ -70,24 +69,16 @@ static int read_config(int *shares, int *threshold)
     return rc;
 }
 
+/* Vault's SealConfig.Validate (shamir.c keeps the one copy), its words
+ * prefixed as sys/init answers them. */
 static int check_params(int shares, int threshold, struct errbuf *err)
 {
-    const char *why = NULL;
+    struct errbuf why;
+    int rc = shamir_check_config(shares, threshold, &why);
 
-    if (shares < 1)
-        why = "shares must be at least one";
-    else if (threshold < 1)
-        why = "threshold must be at least one";
-    else if (shares > 1 && threshold == 1)
-        why = "threshold must be greater than one for multiple shares";
-    else if (shares > MAX_SHARES)
-        why = "shares must be less than 256";
-    else if (threshold > shares)
-        why = "threshold cannot be larger than shares";
-    if (why == NULL)
-        return 0;
-    errbuf_set(err, "invalid seal configuration: %s", why);
-    return COFFER_EINVAL;
+    if (rc != 0)
+        errbuf_set(err, "invalid seal configuration: %s", why.msg);
+    return rc;
 }
 
 /* =============================================================== init == */
@@ -232,7 +223,7 @@ int seal_submit_share(const uint8_t *share, size_t len, bool *unsealed,
                       struct errbuf *err)
 {
     uint8_t unseal_key[SEAL_KEY_LEN];
-    const uint8_t *parts[MAX_SHARES];
+    const uint8_t *parts[SHAMIR_MAX_PARTS];
     int shares, threshold, rc;
 
     *unsealed = false;

@@ -12,9 +12,11 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -22,6 +24,7 @@
 #include "crypto.h"
 #include "http.h"
 #include "log.h"
+#include "request.h"
 #include "router.h"
 #include "storage.h"
 #include "util.h"
@@ -41,6 +44,13 @@ struct server_opts {
     const char *policy_dir;  /* -dev-policy-dir=DIR */
     double login_rate;       /* -dev-login-rate=N (failed logins/s) */
     double login_burst;      /* -dev-login-burst=N */
+    /* Listener limits; 0 = the configuration file's, else the default. */
+    int64_t max_request_duration; /* seconds */
+    int64_t read_header_timeout;
+    int64_t read_timeout;
+    int64_t idle_timeout;
+    unsigned int max_connections;
+    unsigned int max_connections_per_ip;
 };
 
 static void usage(void)
@@ -60,8 +70,23 @@ static void usage(void)
             "  -log-level=LEVEL              error, warn, info, debug.\n"
             "  -max-request-size=BYTES       Largest request body "
             "(default 33554432).\n"
-            "  -workers=N                    HTTP worker threads "
-            "(default 8).\n"
+            "  -workers=N                    Request worker threads "
+            "(default 32).\n"
+            "  -max-request-duration=DUR     Longest a request may run "
+            "(default 90s).\n"
+            "  -http-read-header-timeout=DUR Longest to read a request's "
+            "headers\n"
+            "                                (default 10s).\n"
+            "  -http-read-timeout=DUR        Longest to read a whole "
+            "request (default 30s).\n"
+            "  -http-idle-timeout=DUR        Close keep-alive connections "
+            "idle this long\n"
+            "                                (default 5m).\n"
+            "  -max-connections=N            Open connections in total "
+            "(default 4096).\n"
+            "  -max-connections-per-ip=N     Open connections per client "
+            "address\n"
+            "                                (default 512).\n"
             "  -dev-lease-retry-base=SECS    First revocation retry delay "
             "(default 1).\n"
             "  -dev-lease-retry-max=SECS     Longest retry delay "
@@ -128,6 +153,58 @@ static int parse_seconds(const char *arg, const char *v, double *out)
     return 0;
 }
 
+/* A duration flag ("10s", "5m", or whole seconds), at least a second. */
+static int parse_duration_flag(const char *arg, const char *v, int64_t *out)
+{
+    struct errbuf err = {{0}};
+
+    if (duration_parse(v, out, &err) != 0 || *out <= 0 ||
+        *out > 365 * 86400) {
+        fprintf(stderr, "Error: invalid duration in \"%s\" (want e.g. "
+                        "\"10s\" or \"5m\", at least 1s)\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The listener-limit flags; returns 1 if arg was one, -1 if invalid. */
+static int parse_limit_flag(const char *a, struct server_opts *o)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } durations[] = {
+        {"max-request-duration", offsetof(struct server_opts,
+                                          max_request_duration)},
+        {"http-read-header-timeout", offsetof(struct server_opts,
+                                              read_header_timeout)},
+        {"http-read-timeout", offsetof(struct server_opts, read_timeout)},
+        {"http-idle-timeout", offsetof(struct server_opts, idle_timeout)},
+    };
+    const char *v = NULL;
+    int64_t n;
+
+    for (size_t i = 0; i < ARRAY_LEN(durations); i++) {
+        if (take_value(a, durations[i].name, &v))
+            return parse_duration_flag(
+                       a, v, (int64_t *)((char *)o + durations[i].offset)) == 0
+                       ? 1 : -1;
+    }
+    if (take_value(a, "max-connections", &v)) {
+        if (parse_number(a, v, CONFIG_MAX_CONNECTIONS, &n) != 0)
+            return -1;
+        o->max_connections = (unsigned int)n;
+        return 1;
+    }
+    if (take_value(a, "max-connections-per-ip", &v)) {
+        if (parse_number(a, v, CONFIG_MAX_CONNECTIONS, &n) != 0)
+            return -1;
+        o->max_connections_per_ip = (unsigned int)n;
+        return 1;
+    }
+    return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct server_opts *o)
 {
     const char *v = NULL;
@@ -139,6 +216,11 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
     o->threads = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
+        int limit = parse_limit_flag(a, o);
+        if (limit < 0)
+            return 1;
+        if (limit > 0)
+            continue;
         if (flag_is(a, "dev")) {
             o->dev = true;
         } else if (take_value(a, "config", &o->config) ||
@@ -168,7 +250,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
             if (parse_seconds(a, v, &o->tick_interval) != 0)
                 return 1;
         } else if (take_value(a, "workers", &v)) {
-            if (parse_number(a, v, 1024, &n) != 0)
+            if (parse_number(a, v, CONFIG_MAX_WORKERS, &n) != 0)
                 return 1;
             o->threads = (unsigned int)n;
         } else if (flag_is(a, "h") || flag_is(a, "help")) {
@@ -285,6 +367,69 @@ static int wait_for_signal(void)
 }
 
 /*
+ * Every connection holds a descriptor. Raises the soft limit toward the
+ * hard one so the connection cap, not EMFILE, is what refuses clients,
+ * and lowers the cap (with a warning) when the limit stays below it.
+ */
+#define SERVER_FD_RESERVE 256
+
+static void fit_fd_limit(unsigned int *max_connections)
+{
+    rlim_t want = (rlim_t)(*max_connections ? *max_connections
+                                            : HTTP_DEFAULT_MAX_CONNECTIONS) +
+                  SERVER_FD_RESERVE;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
+                          ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 &&
+            getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        unsigned int cap = rl.rlim_cur > 2 * SERVER_FD_RESERVE
+                               ? (unsigned int)(rl.rlim_cur - SERVER_FD_RESERVE)
+                               : (unsigned int)(rl.rlim_cur / 2);
+        log_warn("the open-file limit (%llu) is too low for %llu "
+                 "connections; accepting at most %u",
+                 (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)(want - SERVER_FD_RESERVE), cap);
+        *max_connections = cap;
+    }
+}
+
+static int64_t first_set(int64_t a, int64_t b)
+{
+    return a > 0 ? a : b;
+}
+
+/*
+ * The listener limits: flag, else listener block, else (for the request
+ * duration) the top-level default; 0 left means http.c's default.
+ */
+static void settle_limits(struct server_opts *o,
+                          const struct config_listener *l,
+                          int64_t default_duration)
+{
+    o->max_request_duration =
+        first_set(o->max_request_duration,
+                  first_set(l->max_request_duration, default_duration));
+    request_budget_configure(o->max_request_duration * 1000);
+    o->read_header_timeout = first_set(o->read_header_timeout,
+                                       l->http_read_header_timeout);
+    o->read_timeout = first_set(o->read_timeout, l->http_read_timeout);
+    o->idle_timeout = first_set(o->idle_timeout, l->http_idle_timeout);
+    if (o->max_connections == 0)
+        o->max_connections = l->max_connections;
+    if (o->max_connections_per_ip == 0)
+        o->max_connections_per_ip = l->max_connections_per_ip;
+    fit_fd_limit(&o->max_connections);
+}
+
+/*
  * Settles each setting: a command-line flag wins over the configuration
  * file, which wins over the default. Dev mode has no file.
  */
@@ -314,12 +459,8 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
         o->max_request_size = conf->listener.max_request_size
                                   ? conf->listener.max_request_size
                                   : HTTP_DEFAULT_MAX_REQUEST_SIZE;
-    if (conf->default_lease_ttl > 0)
-        router_system_default_ttl = conf->default_lease_ttl;
-    if (conf->max_lease_ttl > 0)
-        router_system_max_ttl = conf->max_lease_ttl;
-    if (router_system_default_ttl > router_system_max_ttl)
-        router_system_default_ttl = router_system_max_ttl;
+    settle_limits(o, &conf->listener, conf->default_max_request_duration);
+    router_set_system_ttls(conf->default_lease_ttl, conf->max_lease_ttl);
     return 0;
 }
 
@@ -376,6 +517,9 @@ int server_main(int argc, char **argv)
     cfg.lease_retry_base = opts.lease_retry_base;
     cfg.lease_retry_max = opts.lease_retry_max;
     cfg.tick_interval = opts.tick_interval;
+    cfg.lua_memory_limit = conf.lua_memory_limit;
+    cfg.lua_call_timeout = (double)conf.lua_call_timeout;
+    cfg.lua_policy_budget = conf.lua_policy_budget;
     core_up = true;
     if (core_init(&cfg, &root_token, &unseal_key, &err) != 0) {
         fprintf(stderr, "Error initializing core: %s\n", err.msg);
@@ -384,6 +528,11 @@ int server_main(int argc, char **argv)
     hcfg.address = opts.listen;
     hcfg.threads = opts.threads;
     hcfg.max_request_size = opts.max_request_size;
+    hcfg.read_header_timeout = opts.read_header_timeout;
+    hcfg.read_timeout = opts.read_timeout;
+    hcfg.idle_timeout = opts.idle_timeout;
+    hcfg.max_connections = opts.max_connections;
+    hcfg.max_connections_per_ip = opts.max_connections_per_ip;
     hcfg.tls_cert_file = conf.listener.tls_cert_file;
     hcfg.tls_key_file = conf.listener.tls_key_file;
     http = http_start(&hcfg, &err);

@@ -30,8 +30,6 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#define SHAMIR_MAX_PARTS 255
-
 /* ====================================================== GF(2^8) ==== */
 
 /* Addition and subtraction are both XOR. */
@@ -100,7 +98,7 @@ static uint8_t poly_eval(const uint8_t *coef, int degree, uint8_t x)
  * Vault's SealConfig.Validate, in its order and with its words, so that
  * sys/init can answer "invalid seal configuration: <reason>" verbatim.
  */
-static int check_config(int parts, int threshold, struct errbuf *err)
+int shamir_check_config(int parts, int threshold, struct errbuf *err)
 {
     const char *why = NULL;
 
@@ -169,7 +167,7 @@ int shamir_split(const uint8_t *secret, size_t len, int parts, int threshold,
     int rc;
 
     errbuf_clear(err);
-    rc = check_config(parts, threshold, err);
+    rc = shamir_check_config(parts, threshold, err);
     if (rc != 0)
         return rc;
     if (secret == NULL || len == 0) {

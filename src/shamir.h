@@ -18,14 +18,26 @@
 
 #include "common.h"
 
+/* The most shares a split makes (x runs over 1..255). */
+#define SHAMIR_MAX_PARTS 255
+
+/*
+ * Checks a share count and threshold as Vault's SealConfig.Validate does,
+ * in its order: parts 1..255, threshold 1..255 and <= parts, and more
+ * than one share needs a threshold above one. Returns 0, or COFFER_EINVAL
+ * with Vault's bare reason in err ("threshold cannot be larger than
+ * shares"); sys/init prefixes "invalid seal configuration: ". The one
+ * copy of these rules: validate through it rather than repeat them.
+ */
+int shamir_check_config(int parts, int threshold, struct errbuf *err);
+
 /*
  * Splits secret (len >= 1) into parts shares (2..255, or 1 with
  * threshold 1), threshold of which recombine it (2..parts, or 1).
  * out must hold parts * (len + 1) bytes: share i at out + i * (len + 1).
  * With one share the share is the secret followed by an x byte.
- * Returns 0, or COFFER_EINVAL with the reason in err in Vault's words
- * ("threshold cannot be larger than shares", ...), or COFFER_EINTERNAL
- * if the random generator fails (out is then wiped).
+ * Returns 0, or COFFER_EINVAL with shamir_check_config's reason in err,
+ * or COFFER_EINTERNAL if the random generator fails (out is then wiped).
  */
 int shamir_split(const uint8_t *secret, size_t len, int parts, int threshold,
                  uint8_t *out, struct errbuf *err);

@@ -1,8 +1,10 @@
 /*
  * sys.c - the sys/ backend.
  *
- * Owns the wire format of the system endpoints. The state they report
- * lives elsewhere: mounts in router.c, tokens in token.c. Endpoints that
+ * Owns the wire format of the system endpoints and dispatches sys/; the
+ * lease endpoints are sys_leases.c, the policy ones sys_policy.c. The
+ * state they report lives elsewhere: mounts in router.c, tokens in
+ * token.c, leases in lease.c. Endpoints that
  * Vault serves outside its logical router (health, seal-status, leader,
  * init) answer bare JSON through resp->raw.
  */
@@ -13,11 +15,12 @@
 #include <string.h>
 
 #include "barrier.h"
-#include "core.h"
+#include "lifecycle.h"
 #include "lease.h"
 #include "log.h"
 #include "policy.h"
 #include "router.h"
+#include "sys_leases.h"
 #include "sys_policy.h"
 #include "token.h"
 #include "util.h"
@@ -52,7 +55,7 @@ static void tune_read(enum mount_class klass, const char *path,
         router_mount_put(m);
         return;
     }
-    router_mount_ttls(m, &def, &max);
+    mount_resolve_ttl(m, 0, 0, &def, &max);
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "description", m->description);
     cJSON_AddNumberToObject(o, "default_lease_ttl", (double)def);
@@ -131,8 +134,7 @@ static void handle_mount_path(enum mount_class klass, struct request *req,
 
     if (klass == MOUNT_AUTH && req->op != OP_READ &&
         !policy_has_sudo(req->token, req->path)) {
-        response_error(resp, 403, "1 error occurred:\n\t* permission "
-                                  "denied\n\n");
+        response_multierror(resp, 403, "permission denied");
         goto out;
     }
     switch (req->op) {
@@ -151,14 +153,12 @@ static void handle_mount_path(enum mount_class klass, struct request *req,
         break;
     case OP_DELETE:
         if (tune)
-            response_error(resp, 405, "1 error occurred:\n\t* unsupported "
-                                      "operation\n\n");
+            response_multierror(resp, 405, "unsupported operation");
         else
             rc = disable_mount(klass, rest, &err);
         break;
     default:
-        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
-                                  "operation\n\n");
+        response_multierror(resp, 405, "unsupported operation");
     }
     if (rc != 0)
         reply_errbuf(resp, &err);
@@ -170,8 +170,7 @@ static void handle_mount_list(enum mount_class klass, struct request *req,
                               struct response *resp)
 {
     if (req->op != OP_READ && req->op != OP_LIST) {
-        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
-                                  "operation\n\n");
+        response_multierror(resp, 405, "unsupported operation");
         return;
     }
     resp->data = router_list_json(klass);
@@ -227,16 +226,14 @@ static void handle_rotate(struct request *req, struct response *resp)
     struct errbuf err;
 
     if (req->op != OP_UPDATE && req->op != OP_CREATE) {
-        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
-                                  "operation\n\n");
+        response_multierror(resp, 405, "unsupported operation");
         return;
     }
     if (!policy_has_sudo(req->token, req->path)) {
-        response_error(resp, 403, "1 error occurred:\n\t* permission "
-                                  "denied\n\n");
+        response_multierror(resp, 403, "permission denied");
         return;
     }
-    if (barrier_rotate(core_barrier(), &err) != 0)
+    if (barrier_rotate(lifecycle_barrier(), &err) != 0)
         response_error(resp, 500, "%s", err.msg);
 }
 
@@ -246,11 +243,10 @@ static void handle_key_status(struct request *req, struct response *resp)
     char when[64];
 
     if (req->op != OP_READ) {
-        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
-                                  "operation\n\n");
+        response_multierror(resp, 405, "unsupported operation");
         return;
     }
-    if (barrier_key_status(core_barrier(), &ks) != 0) {
+    if (barrier_key_status(lifecycle_barrier(), &ks) != 0) {
         response_error(resp, 500, "reading the key status failed");
         return;
     }
@@ -307,8 +303,7 @@ static void handle_metrics(struct request *req, struct response *resp)
     struct metric m[4];
 
     if (req->op != OP_READ) {
-        response_error(resp, 405, "1 error occurred:\n\t* unsupported "
-                                  "operation\n\n");
+        response_multierror(resp, 405, "unsupported operation");
         return;
     }
     lease_get_stats(&st);
@@ -342,21 +337,6 @@ static void handle_metrics(struct request *req, struct response *resp)
 
 /* ============================================================ dispatch == */
 
-/* sys/leases/... and the older sys/renew, sys/revoke... aliases. */
-static bool is_lease_path(const char *rel)
-{
-    static const char *const roots[] = {"leases", "renew", "revoke",
-                                        "revoke-prefix", "revoke-force"};
-
-    for (size_t i = 0; i < ARRAY_LEN(roots); i++) {
-        size_t n = strlen(roots[i]);
-        if (strncmp(rel, roots[i], n) == 0 &&
-            (rel[n] == '\0' || rel[n] == '/'))
-            return true;
-    }
-    return false;
-}
-
 void sys_handle(struct request *req, struct response *resp)
 {
     const char *rel = req->path + strlen("sys/");
@@ -375,8 +355,8 @@ void sys_handle(struct request *req, struct response *resp)
         handle_key_status(req, resp);
     else if (strcmp(rel, "metrics") == 0)
         handle_metrics(req, resp);
-    else if (is_lease_path(rel))
-        lease_handle(req, rel, resp);
+    else if (sys_leases_handles(rel))
+        sys_leases_handle(req, rel, resp);
     else if (sys_policy_handles(rel))
         sys_policy_handle(req, rel, resp);
     else if (strcmp(rel, "internal/ui/mounts") == 0)
@@ -384,6 +364,5 @@ void sys_handle(struct request *req, struct response *resp)
     else if (str_has_prefix(rel, "internal/ui/mounts/"))
         handle_ui_mount(req, rel + strlen("internal/ui/mounts/"), resp);
     else
-        response_error(resp, 404, "1 error occurred:\n\t* unsupported "
-                                  "path\n\n");
+        response_multierror(resp, 404, "unsupported path");
 }

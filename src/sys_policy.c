@@ -21,9 +21,6 @@
 #include "token.h"
 #include "util.h"
 
-static const char unsupported_op[] = "1 error occurred:\n\t* unsupported "
-                                     "operation\n\n";
-
 static int b64val(int c)
 {
     if (c >= 'A' && c <= 'Z')
@@ -155,7 +152,7 @@ static void write_policy(struct request *req, const char *raw_name,
     else if (rc == COFFER_EPERM)
         response_error(resp, 400, "%s", err.msg);
     else if (rc != 0)
-        response_error(resp, 500, "1 error occurred:\n\t* %s\n\n", err.msg);
+        response_multierror(resp, 500, "%s", err.msg);
 }
 
 static void policy_path(struct request *req, const char *raw_name,
@@ -178,7 +175,7 @@ static void policy_path(struct request *req, const char *raw_name,
             response_error(resp, 400, "%s", err.msg);
         break;
     default:
-        response_error(resp, 405, "%s", unsupported_op);
+        response_multierror(resp, 405, "unsupported operation");
         break;
     }
     free(name);
@@ -196,7 +193,7 @@ static void capabilities(struct request *req, const char *which,
     bool given;
 
     if (req->op != OP_UPDATE && req->op != OP_CREATE) {
-        response_error(resp, 405, "%s", unsupported_op);
+        response_multierror(resp, 405, "unsupported operation");
         return;
     }
     strvec_init(&paths);
@@ -277,7 +274,7 @@ void sys_policy_handle(struct request *req, const char *rel,
         if (req->op == OP_READ || req->op == OP_LIST)
             list_policies(true, resp);
         else
-            response_error(resp, 405, "%s", unsupported_op);
+            response_multierror(resp, 405, "unsupported operation");
     } else if (str_has_prefix(rel, "policy/")) {
         policy_path(req, rel + strlen("policy/"), true, resp);
     } else if (strcmp(rel, "policies/acl") == 0 ||
@@ -285,7 +282,7 @@ void sys_policy_handle(struct request *req, const char *rel,
         if (req->op == OP_LIST)
             list_policies(false, resp);
         else
-            response_error(resp, 405, "%s", unsupported_op);
+            response_multierror(resp, 405, "unsupported operation");
     } else {
         policy_path(req, rel + strlen("policies/acl/"), false, resp);
     }

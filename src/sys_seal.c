@@ -3,8 +3,9 @@
  * seal-status, leader, init, unseal and seal.
  *
  * They answer bare JSON (no envelope) and work while sealed. init, unseal
- * and seal change the server's state through core_activate and
- * core_deactivate, which is why core.c runs them outside its state lock.
+ * and seal decide when the server's state changes; lifecycle.c makes the
+ * change, taking the state lock, which is why core.c runs these
+ * endpoints outside it.
  */
 #include "sys_seal.h"
 
@@ -14,9 +15,8 @@
 
 #include <openssl/evp.h>
 
-#include "barrier.h"
-#include "core.h"
 #include "fields.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "seal.h"
 #include "token.h"
@@ -115,7 +115,7 @@ static void handle_health(struct request *req, struct response *resp)
         bool_param(req->data, "perfstandbyok", &flag) != 0)
         goto bad;
     seal_get_status(&st);
-    active = core_is_active();
+    active = lifecycle_is_active();
     if (code_param(req->data, "sealedcode", 503, &sealed_code) != 0 ||
         code_param(req->data, "uninitcode", 501, &uninit_code) != 0)
         goto bad;
@@ -146,7 +146,7 @@ bad:
 static cJSON *seal_status_json(void)
 {
     struct seal_status st;
-    bool active = core_is_active();
+    bool active = lifecycle_is_active();
     cJSON *o = cJSON_CreateObject();
 
     seal_get_status(&st);
@@ -245,14 +245,13 @@ static void init_vault(struct request *req, struct response *resp)
         response_error(resp, 400, "%s", err.msg);
         return;
     }
-    /* The barrier is open now: write the first mounts and the root token,
-     * then seal again, as Vault leaves a freshly initialised server. */
-    if (core_init_root_token(&root, &err) != 0) {
-        barrier_seal(core_barrier());
+    /* The barrier is open now: the first mounts and the root token go in,
+     * then it is sealed again, as Vault leaves a freshly initialised
+     * server. */
+    if (lifecycle_init_root_token(&root, &err) != 0) {
         response_error(resp, 500, "%s", err.msg);
         goto out;
     }
-    barrier_seal(core_barrier());
     resp->raw = cJSON_CreateObject();
     cJSON_AddItemToObject(resp->raw, "keys",
                           encode_shares(keys, (int)shares, false));
@@ -297,9 +296,8 @@ static int unseal_with(const char *key, struct response *resp)
         rc = seal_submit_share(share, len, &unsealed, &err);
     crypto_wipe(share, sizeof(share));
     if (rc == 0 && unsealed) {
-        rc = core_activate(&err);
+        rc = lifecycle_activate(&err);
         if (rc != 0) {
-            barrier_seal(core_barrier());
             log_error("core: unsealed, but starting up failed: %s", err.msg);
             response_error(resp, 500, "%s", err.msg);
             return rc;
@@ -328,7 +326,7 @@ static void handle_unseal(struct request *req, struct response *resp)
         return;
     }
     if (reset) {
-        if (core_is_active()) {
+        if (lifecycle_is_active()) {
             response_error(resp, 400, "vault is unsealed");
             return;
         }
@@ -337,7 +335,8 @@ static void handle_unseal(struct request *req, struct response *resp)
         response_error(resp, 400, "'key' must be specified in request body "
                                   "as JSON, or 'reset' set to true");
         return;
-    } else if (!core_is_active() && unseal_with(key->valuestring, resp) != 0) {
+    } else if (!lifecycle_is_active() &&
+               unseal_with(key->valuestring, resp) != 0) {
         return;
     }
     resp->raw = seal_status_json();
@@ -353,19 +352,18 @@ static void handle_seal(struct request *req, struct response *resp)
         response_empty_error(resp, 405);
         return;
     }
-    if (!core_is_active()) {
+    if (!lifecycle_is_active()) {
         response_error(resp, 503, "Vault is sealed");
         return;
     }
-    t = core_lookup_token(req->client_token);
+    t = lifecycle_lookup_token(req);
     if (t == NULL || !t->is_root) {
         token_free(t);
         response_error(resp, 403, "permission denied");
         return;
     }
     token_free(t);
-    core_deactivate();
-    barrier_seal(core_barrier());
+    lifecycle_seal();
     log_info("core: sealed by request %s", req->id);
     resp->status = 204;
     resp->no_body = true;

@@ -2,7 +2,8 @@
  * sys_seal.h - health, seal-status, leader, init, unseal and seal.
  *
  * These work in every state (uninitialised, sealed, active) and answer
- * bare JSON. core.c sends requests here before taking its state lock.
+ * bare JSON. core.c sends requests here without taking the state lock
+ * (lifecycle.h): init, unseal and seal are what change the state.
  */
 #ifndef COFFER_SYS_SEAL_H
 #define COFFER_SYS_SEAL_H

@@ -15,7 +15,15 @@
  *   core/token-salt         random salt, created at first start
  *
  * Tokens live in storage only; a small cache is not needed at this scale.
- * Every function is thread-safe.
+ * Every function is thread-safe. Every change to a stored entry (a use,
+ * a renewal, a revocation, a new child under its parent) re-reads the
+ * entry under the store's lock, so no change is ever made from a stale
+ * copy and a revoked token is never written back.
+ *
+ * Use-limited tokens (num_uses > 0): a request takes its use before it
+ * runs. The last use marks the entry "revocation pending" (num_uses -1
+ * in storage; lookups no longer find it) and the pipeline revokes the
+ * token once that request is done, as Vault does.
  */
 #ifndef COFFER_TOKEN_H
 #define COFFER_TOKEN_H
@@ -58,6 +66,7 @@ struct token {
     char *lease_id;         /* its own lease (lease.c), NULL if none */
     char *role;             /* token role it was created with, or NULL */
     struct strvec bound_cidrs;
+    bool last_use;          /* this request took the token's last use */
 };
 
 /* Loads or creates the salt. Call once at start-up. 0 or COFFER_E*. */
@@ -72,19 +81,32 @@ int token_create_root(const char *id, char **client_token);
 
 /*
  * Looks up a client token. Returns a new struct token the caller frees with
- * token_free, or NULL when the token is unknown, expired or revoked.
- * Decrements num_uses when use is true (a token used up is revoked).
+ * token_free, or NULL when the token is unknown, expired, revoked or
+ * pending revocation. When use is true it also takes a use (token_use)
+ * and returns NULL if none is left.
  */
 struct token *token_lookup(const char *client_token, bool use);
 
 /*
- * Counts one use of a use-limited token (no-op for unlimited ones). The
- * use that exhausts it revokes it; t stays valid for the current request.
+ * Takes one use of t, atomically with a fresh read of its entry: 0 when
+ * the request may run, COFFER_ENOTFOUND when the token was revoked, used
+ * up or is pending revocation since t was looked up. A no-op for
+ * unlimited tokens. After the last use t->last_use is set and t->num_uses
+ * is 0; the caller runs the request, then calls token_finish_use.
  */
-void token_use(struct token *t);
+int token_use(struct token *t);
+
+/*
+ * After the request that took t's last use: revokes the token (and so the
+ * leases that request created). No-op unless t->last_use.
+ */
+void token_finish_use(const struct token *t);
 void token_free(struct token *t);
 
-/* True if a live token is stored under this HMAC id (lease tidy). */
+/*
+ * True if a token is stored under this HMAC id and has not expired,
+ * including one whose revocation is pending (lease and token tidy).
+ */
 bool token_exists_hmac(const char *hmac);
 
 /* Like token_lookup, by accessor (never counts a use). NULL if unknown. */
@@ -96,10 +118,12 @@ struct token *token_lookup_accessor(const char *accessor);
  * returned: display_name, policies, metadata (object of strings), ttl,
  * max_ttl, explicit_max_ttl, period (seconds), renewable (default true),
  * num_uses, bound_cidrs, no_default_policy. The token is an orphan, named
- * "<mount>-<display_name>", holds "default" unless no_default_policy, and
- * may not hold "root". path is the login request path ("auth/userpass/
- * login/alice"); the token's lease is <path>/<hmac> on mount m. On success
- * sets resp->auth (and warnings); on failure resp holds the error.
+ * "<mount>-<display_name>" reduced to [A-Za-z0-9-] (the name reaches
+ * database username templates), holds "default" unless
+ * no_default_policy, and may not hold "root". path is the login request
+ * path ("auth/userpass/login/alice"); the token's lease is <path>/<hmac>
+ * on mount m. On success sets resp->auth (and warnings); on failure resp
+ * holds the error.
  */
 void token_create_identity(const struct mount *m, const char *path,
                            const cJSON *identity, struct response *resp);

@@ -1,5 +1,6 @@
 /*
- * util.c - string vectors, durations, time formats, small parsers.
+ * util.c - string vectors, durations, time formats, small parsers, hex
+ * digits, UTF-8 encoding and whole-file reading.
  */
 #include "util.h"
 
@@ -10,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "buf.h"
+#include "crypto.h"
 
 /* ====================================================== string vectors == */
 
@@ -317,4 +321,76 @@ bool str_has_suffix(const char *s, const char *suffix)
     size_t n = strlen(s), m = strlen(suffix);
 
     return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+/* ================================================== bytes and files == */
+
+int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t utf8_encode(uint32_t cp, char out[UTF8_MAX])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Fills why; returns the code that goes with it. */
+static int file_fail(struct file_error *why, const char *op, int errnum)
+{
+    why->op = op;
+    why->errnum = errnum;
+    if (strcmp(op, "size") == 0)
+        return COFFER_ETOOBIG;
+    return errnum == ENOENT && strcmp(op, "open") == 0 ? COFFER_ENOTFOUND
+                                                       : COFFER_EIO;
+}
+
+int file_read(const char *path, struct buf *out, struct file_error *why)
+{
+    char chunk[8192];
+    size_t n;
+    FILE *f;
+    int rc = 0;
+
+    why->op = "";
+    why->errnum = 0;
+    f = fopen(path, "rbe"); /* e: O_CLOEXEC, nothing leaks to a child */
+    if (f == NULL)
+        return file_fail(why, "open", errno);
+    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (buf_append(out, chunk, n) != 0)
+            rc = file_fail(why, "size", 0);
+    }
+    if (rc == 0 && ferror(f))
+        rc = file_fail(why, "read", errno != 0 ? errno : EIO);
+    crypto_wipe(chunk, sizeof(chunk));
+    if (fclose(f) != 0 && rc == 0)
+        rc = file_fail(why, "read", errno);
+    return rc;
 }

@@ -1,5 +1,6 @@
 /*
- * util.h - small shared helpers: string vectors, durations, time formats.
+ * util.h - small shared helpers: string vectors, durations, time formats,
+ * hex digits, UTF-8 encoding and whole-file reading.
  *
  * Durations follow Vault's parseutil: an integer is seconds, a string of
  * digits is seconds, otherwise a Go duration ("1h30m", "500ms", "90s") or
@@ -65,5 +66,42 @@ int int64_parse(const char *s, int64_t *out);
 
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_suffix(const char *s, const char *suffix);
+
+/* The value 0..15 of the hex digit c (either case), or -1. */
+int hex_value(int c);
+
+/* The most bytes utf8_encode writes. */
+#define UTF8_MAX 4
+
+/*
+ * Writes code point cp (at most 0x10FFFF; callers have already turned
+ * surrogates into U+FFFD where they must) as UTF-8 into out, which holds
+ * UTF8_MAX bytes, and returns the number of bytes written (1..4). No NUL
+ * is added.
+ */
+size_t utf8_encode(uint32_t cp, char out[UTF8_MAX]);
+
+struct buf;
+
+/*
+ * Why file_read failed, for the caller to put in its own words (the CLI
+ * speaks Go's os errors, the config loader its own): op is "open" or
+ * "read" with the errno in errnum, or "size" (errnum 0) when the file
+ * did not fit the buffer's ceiling.
+ */
+struct file_error {
+    const char *op;
+    int errnum;
+};
+
+/*
+ * Appends the whole file at path to out (borrowed); out's ceiling
+ * (buf_init) bounds how much is read. The read chunk is wiped: files read
+ * this way hold keys and tokens. Returns 0; COFFER_ENOTFOUND (open failed
+ * with ENOENT) or COFFER_EIO with why filled in; or COFFER_ETOOBIG (why->op
+ * "size") when the file passes the ceiling, and out has then been released
+ * (buf_append's rule). Blocks on the file system.
+ */
+int file_read(const char *path, struct buf *out, struct file_error *why);
 
 #endif

@@ -43,12 +43,20 @@ local KEY_FIELDS = {
   expires_in = "duration",     -- key lifetime; 0 = never expires
 }
 
--- Creates (or replaces) a key and shows it once.
-local function write_key(req)
+-- The request's key name. Names become storage keys, the token's display
+-- name ("apikeys-<name>") and its metadata, so every path checks them,
+-- not only the one that creates keys.
+local function key_name(req)
   local name = req.params.name
   if not name:match("^[%w_%-]+$") then
     coffer.bad_request("key names are letters, digits, '-' and '_'")
   end
+  return name
+end
+
+-- Creates (or replaces) a key and shows it once.
+local function write_key(req)
+  local name = key_name(req)
   local secret = crypto.random_base62(32)
   local now = math.floor(time.now())
   local expires_in = req.data.expires_in or 0
@@ -69,7 +77,7 @@ end
 
 -- Shows a key's settings, never its secret.
 local function read_key(req)
-  local e = req.storage:get_json("key/" .. req.params.name)
+  local e = req.storage:get_json("key/" .. key_name(req))
   if e == nil then return nil end
   return { data = {
     policies = json.array(e.policies),
@@ -91,7 +99,7 @@ a:path("keys/:name", {
   fields = KEY_FIELDS,
   write = write_key,
   read = read_key,
-  delete = function(req) req.storage:delete("key/" .. req.params.name) end,
+  delete = function(req) req.storage:delete("key/" .. key_name(req)) end,
   help = "Create, read or delete an API key.",
 })
 

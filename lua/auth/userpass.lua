@@ -4,7 +4,7 @@
 --   user/<name>   { password = <authutil password record>,
 --                   token_policies, token_ttl, ... (authutil) }
 --
--- Names are lower-cased. A wrong password and an unknown user give the
+-- Names follow Vault's \w(([\w-.]+)?\w)? and are lower-cased. A wrong password and an unknown user give the
 -- same 400 "invalid username or password" and take the same time (one
 -- PBKDF2 run either way); every failure also costs the client address a
 -- token of the login rate limit (auth.c).
@@ -20,8 +20,26 @@ local a = coffer.auth {
 
 local INVALID = "invalid username or password"
 
+-- The storage key of the request's user. Names follow Vault's rule
+-- (authutil.valid_name) on every path, login included, so a name never
+-- carries quotes, spaces or other text into a token's display name,
+-- its metadata or a database username template; anything else is
+-- Vault's 404 "unsupported path".
 local function user_key(req)
-  return "user/" .. req.params.username:lower()
+  return "user/" .. au.check_name(req.params.username):lower()
+end
+
+-- DELETE also accepts a name stored before names were checked, so that
+-- an operator can remove it; no other path reaches such a user.
+local function delete_user(req)
+  local name = req.params.username
+  if not au.valid_name(name) then
+    local key = "user/" .. name:lower()
+    if req.storage:get(key) == nil then coffer.unsupported_path() end
+    req.storage:delete(key)
+    return nil
+  end
+  req.storage:delete(user_key(req))
 end
 
 local function read_user(req)
@@ -60,7 +78,7 @@ a:path("users/:username", {
   fields = au.token_fields({ username = "string", password = "string" }),
   read = read_user,
   write = write_user,
-  delete = function(req) req.storage:delete(user_key(req)) end,
+  delete = delete_user,
   help = "Manage users allowed to authenticate.",
 })
 
@@ -97,7 +115,7 @@ a:path("users/:username/policies", {
 a:login("login/:username", {
   fields = { username = "string", password = "string" },
   handler = function(req)
-    local name = req.params.username:lower()
+    local name = au.check_name(req.params.username):lower()
     local pw = req.data.password
     if pw == nil or pw == "" then
       error(coffer.error { status = 500, errors = { "missing password" } })

@@ -4,6 +4,8 @@
 --
 --   name                      plugin_name in configs
 --   default_username_template
+--   max_username_length       longer names are refused (the server would
+--                             truncate them, and revocation miss them)
 --   connect_info(config)      -> conninfo string for coffer.db, or nil, err
 --   split(stmt, allow_whole)  -> list of statements to run
 --   expiration(unix)          -> the {{expiration}} text
@@ -19,6 +21,9 @@ M.name = "postgresql-database-plugin"
 M.default_username_template =
   '{{ printf "v-%s-%s-%s-%s" (.DisplayName | truncate 8) ' ..
   '(.RoleName | truncate 8) (random 20) (unix_time) | truncate 63 }}'
+
+-- NAMEDATALEN - 1: PostgreSQL silently truncates longer identifiers.
+M.max_username_length = 63
 
 M.default_renew = { [[ALTER ROLE "{{name}}" VALID UNTIL '{{expiration}}';]] }
 M.default_rotation = { [[ALTER ROLE "{{name}}" WITH PASSWORD '{{password}}';]] }
@@ -37,14 +42,32 @@ local function url_escape(s)
   end))
 end
 
+-- Quotes a value for a key/value connection string: libpq reads
+-- '...' with \' and \\ as escapes.
+local function kv_quote(s)
+  return "'" .. s:gsub("[\\']", "\\%0") .. "'"
+end
+
+local function is_url(s)
+  return s:match("^postgres://") ~= nil or s:match("^postgresql://") ~= nil
+end
+
 -- Fills {{username}}/{{password}} in the URL and adds what Coffer needs.
+-- In a key/value string (host=... password={{password}}) the values are
+-- quoted by libpq's key/value rules instead: URL escapes would become part
+-- of the password there, and an unquoted space would start a new keyword.
 function M.connect_info(cfg)
   local url = cfg.connection_url
   if url == nil or url == "" then
     return nil, "connection_url cannot be empty"
   end
   local user, pass = cfg.username or "", cfg.password or ""
-  if not cfg.disable_escaping then
+  if not is_url(url) then
+    user, pass = kv_quote(user), kv_quote(pass)
+    -- Quoted placeholders ('{{password}}') are quoted by us instead.
+    url = url:gsub("'{{username}}'", "{{username}}")
+             :gsub("'{{password}}'", "{{password}}")
+  elseif not cfg.disable_escaping then
     user, pass = url_escape(user), url_escape(pass)
   end
   url = url:gsub("{{username}}", (user:gsub("%%", "%%%%")))

@@ -389,6 +389,21 @@ local function help_text(rec, route, path)
   return table.concat(out, "\n")
 end
 
+-- Vault's error text for one or more messages (hashicorp/go-multierror),
+-- which clients match word for word:
+--   "1 error occurred:\n\t* <msg>\n\n"
+--   "2 errors occurred:\n\t* <msg 1>\n\t* <msg 2>\n\n"
+-- errs is one message or a list of them. The C side has its own copy for
+-- the errors C raises (coffer.internal and friends); engines use this one.
+function M.multierror(errs)
+  if type(errs) ~= "table" then
+    errs = { errs }
+  end
+  local head = #errs == 1 and "1 error occurred:" or
+               (#errs .. " errors occurred:")
+  return head .. "\n\t* " .. table.concat(errs, "\n\t* ") .. "\n\n"
+end
+
 local function add_warning(resp, text)
   if resp.warnings == nil then
     resp.warnings = json.array()

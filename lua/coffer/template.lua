@@ -33,11 +33,17 @@ local function go_timestamp(layout, t)
     { "04", "%M" }, { "05", "%S" }, { "-0700", "+0000" }, { "Z07:00", "Z" },
     { "MST", "UTC" },
   }
-  local out = layout
+  -- A '%' of the layout is literal text to strftime; the replacements
+  -- are escaped for gsub, whose replacement strings treat '%' specially.
+  local out = layout:gsub("%%", "%%%%")
   for _, p in ipairs(map) do
-    out = out:gsub(p[1]:gsub("%p", "%%%0"), p[2])
+    out = out:gsub(p[1]:gsub("%p", "%%%0"), (p[2]:gsub("%%", "%%%%")))
   end
-  return coffer.time.format_utc(out, t)
+  local ok, s = pcall(coffer.time.format_utc, out, t)
+  if not ok then
+    error({ template = "timestamp: unusable layout " .. string.format("%q", layout) })
+  end
+  return s
 end
 
 local function want_int(name, v)
@@ -60,7 +66,13 @@ local function sprintf(fmt, ...)
 end
 
 local funcs = {
-  random = function(n) return random_string(want_int("random", n)) end,
+  random = function(n)
+    n = want_int("random", n)
+    if n < 0 or n > 4096 then
+      error({ template = "random: length must be between 0 and 4096, got " .. n })
+    end
+    return random_string(n)
+  end,
   truncate = function(n, s)
     n = want_int("truncate", n)
     s = tostring(s)

@@ -23,8 +23,9 @@ local plugins = {
   [require("dbplugin_postgresql").name] = require("dbplugin_postgresql"),
 }
 
+local multierror = require("framework").multierror
+
 local json = coffer.json
-local ME_FMT = "1 error occurred:\n\t* %s\n\n"
 
 local e = coffer.engine {
   name = "database",
@@ -33,8 +34,26 @@ local e = coffer.engine {
 
 -- ============================================================ helpers ==
 
+-- Raises status with Vault's multierror text of msg.
+local function raise_multierror(status, msg)
+  error(coffer.error { status = status, errors = { multierror(msg) } })
+end
+
 local function internal_error(msg)
-  error(coffer.error { status = 500, errors = { ME_FMT:format(msg) } })
+  raise_multierror(500, msg)
+end
+
+-- Copies into rec each field of spec that the request supplied (present
+-- and not JSON null: Vault's d.GetOk), converted; check(k), if given, runs
+-- before a field is copied and may raise. Returns rec.
+local function merge_supplied(rec, req, spec, check)
+  for k in pairs(spec) do
+    if req.raw[k] ~= nil and req.raw[k] ~= json.null then
+      if check ~= nil then check(k) end
+      rec[k] = req.data[k]
+    end
+  end
+  return rec
 end
 
 local function supported_plugins()
@@ -54,13 +73,57 @@ local function load_config(storage, name)
   return storage:get_json("config/" .. name)
 end
 
--- Literal placeholder replacement, as Vault does (no escaping).
-local function subst(stmt, vars)
-  return (stmt:gsub("{{([%w_]+)}}", function(k)
+-- Placeholders in statements. {{name}} is replaced literally, as Vault
+-- does (no escaping: the engine refuses names and passwords outside a safe
+-- alphabet before any statement runs). {{name | ident}} and
+-- {{password | literal}} quote the value by the database's own rules
+-- (PostgreSQL: PQescapeIdentifier / PQescapeLiteral on the connection that
+-- will run the statement), for statements that want belt and braces.
+local QUOTERS = { ident = "quote_ident", literal = "quote_literal" }
+
+local function subst(stmt, vars, conn)
+  local failure
+  local out = stmt:gsub("{{%s*([%w_]+)%s*|?%s*([%w_]*)%s*}}",
+                        function(k, filter)
     local v = vars[k]
-    if v == nil then return nil end
-    return tostring(v)
-  end))
+    if v == nil or failure then return nil end
+    v = tostring(v)
+    if filter == "" then return v end
+    local method = QUOTERS[filter]
+    if method == nil then
+      failure = { class = "sql", message = 'unknown quoting function "' ..
+                  filter .. '" in a statement: use ident or literal' }
+      return nil
+    end
+    if conn == nil then
+      failure = { class = "internal", message = "quoting needs a connection" }
+      return nil
+    end
+    local q, err = conn[method](conn, v)
+    if q == nil then failure = err end
+    return q
+  end)
+  if failure then return nil, failure end
+  return out
+end
+
+-- Replaces every occurrence of the strings in secrets (a list; nils and
+-- empty strings skipped) by xxxxx: server messages may quote a statement
+-- that holds a password.
+local function scrub(msg, secrets)
+  msg = tostring(msg)
+  for _, sec in pairs(secrets or {}) do
+    if type(sec) == "string" and #sec > 0 then
+      local from = 1
+      while true do
+        local i, j = msg:find(sec, from, true)
+        if i == nil then break end
+        msg = msg:sub(1, i - 1) .. "xxxxx" .. msg:sub(j + 1)
+        from = i + 5
+      end
+    end
+  end
+  return msg
 end
 
 local function configure_pool(mount, name, cfg, verify)
@@ -73,7 +136,11 @@ local function configure_pool(mount, name, cfg, verify)
     conninfo = conninfo,
     max_open = cfg.max_open_connections,
     max_idle = cfg.max_idle_connections,
+    max_waiting = cfg.max_waiting_requests,
     max_lifetime = cfg.max_connection_lifetime,
+    connect_timeout = cfg.connect_timeout,
+    statement_timeout = cfg.statement_timeout,
+    secrets = { cfg.password, cfg.pending_password },
   }, verify)
 end
 
@@ -147,10 +214,6 @@ local function with_db(ctx, name, fn)
   return nil, err
 end
 
--- with_db + run_in_tx for a list of statements.
-local function exec_statements(ctx, name, stmts)
-  return with_db(ctx, name, function(conn) return run_in_tx(conn, stmts) end)
-end
 
 -- Per-state caches of work that depends only on configuration text: a
 -- role's statements are split, and a username template compiled, once per
@@ -184,16 +247,52 @@ local function compile_template(text)
   return t
 end
 
--- Expands configured statements (each may hold several) with vars.
-local function expand(plugin, list, vars, allow_whole)
+-- Expands configured statements (each may hold several) with vars; conn
+-- serves the quoting placeholders. Splitting happens before substitution,
+-- so a value can never add a statement boundary.
+local function expand(plugin, list, vars, allow_whole, conn)
   local out = {}
   for _, stmt in ipairs(list or {}) do
     for _, piece in ipairs(split_cached_stmt(plugin, stmt, allow_whole)) do
-      out[#out + 1] = subst(piece, vars)
+      local text, err = subst(piece, vars, conn)
+      if text == nil then return nil, err end
+      out[#out + 1] = text
     end
   end
   return out
 end
+
+-- Expands list with vars on a connection of the named config and runs the
+-- result as one transaction (with_db's retries included).
+local function exec_template(ctx, name, plugin, list, vars, allow_whole)
+  return with_db(ctx, name, function(conn)
+    local stmts, err = expand(plugin, list, vars, allow_whole, conn)
+    if stmts == nil then return nil, err end
+    return run_in_tx(conn, stmts)
+  end)
+end
+
+-- Names and passwords reach statements as literal text ({{name}} is not
+-- escaped, as in Vault), so whatever produced them, they must not be able
+-- to end a quoted identifier or literal: letters, digits, '-', '_', '.'.
+local SAFE_VALUE = "^[A-Za-z0-9_.-]+$"
+
+-- nil when value is safe, else the reason (without the value itself).
+local function unsafe_reason(value, max_len)
+  if type(value) ~= "string" or value == "" then return "is empty" end
+  local bad = value:match("[^A-Za-z0-9_.-]")
+  if bad then
+    return string.format("contains %q, which is not allowed: only " ..
+      "letters, digits, '-', '_' and '.' are", bad)
+  end
+  if max_len and #value > max_len then
+    return string.format("is %d bytes long; the database keeps %d, so " ..
+      "revocation would miss it", #value, max_len)
+  end
+  return nil
+end
+
+
 
 local function role_allowed(cfg, role)
   for _, pattern in ipairs(cfg.allowed_roles or {}) do
@@ -224,6 +323,17 @@ local function db_message(err)
   return tostring(err)
 end
 
+-- The status and words of a failed database call.
+local function db_status(err)
+  if type(err) == "table" and err.class == "busy" then return 503 end
+  return 500
+end
+
+local function db_error(prefix, err, secrets)
+  raise_multierror(db_status(err),
+                   prefix .. scrub(db_message(err), secrets))
+end
+
 -- ============================================================ configs ==
 
 local CONFIG_FIELDS = {
@@ -235,6 +345,11 @@ local CONFIG_FIELDS = {
   max_open_connections = "int", max_idle_connections = "int",
   max_connection_lifetime = "duration", username_template = "string",
   disable_escaping = "bool", password_authentication = "string",
+  -- Coffer's own (no Vault postgres field has these names): time limits
+  -- of every call to this database, and how many requests may queue for
+  -- a connection before the next one is refused with a 503.
+  connect_timeout = "duration", statement_timeout = "duration",
+  max_waiting_requests = "int",
 }
 
 -- Connection details: the fields a plugin reads, kept as the client sent
@@ -242,7 +357,8 @@ local CONFIG_FIELDS = {
 local DETAIL_FIELDS = {
   "connection_url", "username", "password", "max_open_connections",
   "max_idle_connections", "max_connection_lifetime", "username_template",
-  "disable_escaping", "password_authentication",
+  "disable_escaping", "password_authentication", "connect_timeout",
+  "statement_timeout", "max_waiting_requests",
 }
 
 local function validate_username_template(text)
@@ -256,11 +372,7 @@ local function validate_username_template(text)
 end
 
 local function merge_config(cfg, req)
-  for name in pairs(CONFIG_FIELDS) do
-    if req.raw[name] ~= nil and req.raw[name] ~= json.null then
-      cfg[name] = req.data[name]
-    end
-  end
+  merge_supplied(cfg, req, CONFIG_FIELDS)
   cfg.allowed_roles = cfg.allowed_roles or json.array()
   cfg.root_rotation_statements = cfg.root_rotation_statements or json.array()
   cfg.max_open_connections = cfg.max_open_connections or 4
@@ -270,6 +382,17 @@ local function merge_config(cfg, req)
     cfg.max_idle_connections = cfg.max_open_connections
   end
   cfg.max_connection_lifetime = cfg.max_connection_lifetime or 0
+end
+
+-- connect_timeout and statement_timeout default to 10s and 30s (db_pg.c),
+-- max_waiting_requests to half of max_open_connections.
+local function check_limits(cfg)
+  for _, k in ipairs({ "connect_timeout", "statement_timeout",
+                       "max_waiting_requests" }) do
+    if cfg[k] ~= nil and cfg[k] < 0 then
+      coffer.bad_request(k .. " cannot be negative")
+    end
+  end
 end
 
 local function check_config(cfg)
@@ -299,17 +422,18 @@ local function check_config(cfg)
                        cfg.password_authentication .. '" is not supported; ' ..
                        'use "password"')
   end
+  check_limits(cfg)
   if cfg.password_policy and cfg.password_policy ~= "" then
     coffer.bad_request("password policies are not supported yet: leave " ..
                        "password_policy empty to use the default generator")
   end
 end
 
--- A literal password inside a URL (rather than {{password}}).
-local function url_has_literal_password(url)
-  local userinfo = url:match("^%a[%w+.-]*://([^@/]*)@")
-  return userinfo ~= nil and userinfo:find(":", 1, true) ~= nil and
-         not userinfo:find("{{password}}", 1, true)
+-- The connection string with every literal password (URL user-info,
+-- ?password=, key/value password='...') replaced by xxxxx, and whether it
+-- held one. Templated ({{password}}) values are kept, as Vault does.
+local function redact_url(url)
+  return coffer.db.redact_conninfo(url or "")
 end
 
 local function write_config(req)
@@ -322,20 +446,16 @@ local function write_config(req)
   if not ok then
     coffer.bad_request("error creating database object: " ..
                        (verify and "error verifying connection: " or "") ..
-                       db_message(err))
+                       scrub(db_message(err), { cfg.password }))
   end
   cfg.verify_connection = nil
   req.storage:put_json("config/" .. name, cfg)
-  if url_has_literal_password(cfg.connection_url) then
+  local _, literal = redact_url(cfg.connection_url)
+  if literal then
     return { warnings = { "Password found in connection_url, use a " ..
       "templated url to enable root rotation and prevent read access " ..
       "to password information." } }
   end
-end
-
-local function redact_url(url)
-  if not url_has_literal_password(url) then return url end
-  return (url:gsub("^(%a[%w+.-]*://[^:@/]*:)[^@/]*@", "%1xxxxx@"))
 end
 
 local function read_config(req)
@@ -345,7 +465,7 @@ local function read_config(req)
   for _, k in ipairs(DETAIL_FIELDS) do
     if k ~= "password" and cfg[k] ~= nil then details[k] = cfg[k] end
   end
-  details.connection_url = redact_url(cfg.connection_url or "")
+  details.connection_url = (redact_url(cfg.connection_url))
   return { data = {
     allowed_roles = json.array(cfg.allowed_roles or {}),
     connection_details = details,
@@ -402,7 +522,7 @@ e:path("reset/:name", {
     end
     coffer.db.remove(pool_key(req.mount, name))
     local ok, err = configure_pool(req.mount, name, cfg, false)
-    if not ok then internal_error(db_message(err)) end
+    if not ok then internal_error(scrub(db_message(err), { cfg.password })) end
   end,
   help = "Close and re-open the connections of a database config.",
 })
@@ -422,20 +542,29 @@ e:path("rotate-root/:name", {
       end
     end
     local plugin = plugins[cfg.plugin_name]
+    local why = unsafe_reason(cfg.username)
+    if why then
+      coffer.bad_request("unable to rotate root credentials: the " ..
+                         "configured username " .. why)
+    end
     local new = generate_password()
+    why = unsafe_reason(new)
+    if why then
+      coffer.bad_request("unable to rotate root credentials: the " ..
+                         "generated password " .. why)
+    end
     -- Write-ahead: if Coffer dies after PostgreSQL took the new password
     -- but before the config says so, acquire() finds the pending password
     -- and adopts it when the stored one is refused.
     cfg.pending_password = new
     req.storage:put_json("config/" .. name, cfg)
-    local stmts = expand(plugin, #cfg.root_rotation_statements > 0 and
-                         cfg.root_rotation_statements or
-                         plugin.default_root_rotation,
-                         { username = cfg.username, name = cfg.username,
-                           password = new }, false)
-    local ok, err = exec_statements(req, name, stmts)
+    local ok, err = exec_template(req, name, plugin,
+      #cfg.root_rotation_statements > 0 and cfg.root_rotation_statements or
+        plugin.default_root_rotation,
+      { username = cfg.username, name = cfg.username, password = new }, false)
     if not ok then
-      internal_error("unable to rotate root credentials: " .. db_message(err))
+      db_error("unable to rotate root credentials: ", err,
+               { new, cfg.password })
     end
     cfg.password, cfg.pending_password = new, nil
     req.storage:put_json("config/" .. name, cfg)
@@ -459,12 +588,8 @@ local function write_role(req)
   if req.storage:get("static-role/" .. name) ~= nil then
     coffer.bad_request("Role and Static Role names must be unique")
   end
-  local role = req.storage:get_json("role/" .. name) or {}
-  for k in pairs(ROLE_FIELDS) do
-    if req.raw[k] ~= nil and req.raw[k] ~= json.null then
-      role[k] = req.data[k]
-    end
-  end
+  local role = merge_supplied(req.storage:get_json("role/" .. name) or {},
+                              req, ROLE_FIELDS)
   if role.db_name == nil or role.db_name == "" then
     coffer.bad_request("database name is required")
   end
@@ -514,13 +639,21 @@ e:path("roles/:name", {
 -- ============================================================== creds ==
 
 local function make_username(cfg, plugin, req, role_name)
-  local t, err = compile_template(cfg.username_template or
-                                  plugin.default_username_template)
+  local text = cfg.username_template or plugin.default_username_template
+  local t, err = compile_template(text)
   if t == nil then internal_error("invalid username template: " .. err) end
   local display = req.token and req.token.display_name or "token"
   local name
   name, err = t:render({ DisplayName = display, RoleName = role_name })
   if name == nil then internal_error("unable to generate username: " .. err) end
+  -- Display names, role names and the template's own text can all carry
+  -- characters that end a quoted identifier: refuse before any statement.
+  local why = unsafe_reason(name, plugin.max_username_length)
+  if why then
+    coffer.bad_request("unable to generate username: the username " ..
+      "produced by username_template " .. string.format("%q", text) ..
+      " " .. why)
+  end
   return name
 end
 
@@ -528,11 +661,11 @@ end
 -- then the pending lease's revocation drops whatever is left.
 local function roll_back(req, plugin, role, vars, lease)
   if role.rollback_statements and #role.rollback_statements > 0 then
-    local ok, err = exec_statements(req, role.db_name,
-      expand(plugin, role.rollback_statements, vars, true))
+    local ok, err = exec_template(req, role.db_name, plugin,
+                                  role.rollback_statements, vars, true)
     if not ok then
       coffer.log.warn("database: rollback statements failed: " ..
-                      db_message(err))
+                      scrub(db_message(err), { vars.password }))
     end
   end
   lease:abort()
@@ -557,6 +690,8 @@ local function issue_creds(req)
   local ttl, max_ttl = req:lease_ttl(role.default_ttl, role.max_ttl)
   local username = make_username(cfg, plugin, req, role_name)
   local password = generate_password()
+  local why = unsafe_reason(password)
+  if why then coffer.bad_request("the generated password " .. why) end
   local vars = {
     name = username, username = username, password = password,
     expiration = plugin.expiration(math.floor(coffer.time.now()) + ttl + 5),
@@ -568,11 +703,11 @@ local function issue_creds(req)
     revocation_statements = json.array(role.revocation_statements or {}),
     renew_statements = json.array(role.renew_statements or {}),
   })
-  local ok, err = exec_statements(req, role.db_name,
-    expand(plugin, role.creation_statements, vars, true))
+  local ok, err = exec_template(req, role.db_name, plugin,
+                                role.creation_statements, vars, true)
   if not ok then
     roll_back(req, plugin, role, vars, lease)
-    internal_error("failed to execute query: " .. db_message(err))
+    db_error("failed to execute query: ", err, { password })
   end
   return lease:issue({ username = username, password = password },
                      { ttl = ttl, max_ttl = max_ttl, renewable = true })
@@ -587,11 +722,22 @@ e:path("creds/:name", {
 e:secret("creds", {
   revoke = function(lease)
     local int = lease.internal
+    -- A lease issued before names were checked may hold a hostile one:
+    -- never paste it into statements again; the default revocation
+    -- quotes it properly (and drops the role if it exists).
+    local unsafe = unsafe_reason(int.username)
     local ok, err = with_db(lease, int.db_name, function(conn, cfg)
       local plugin = plugins[int.plugin or cfg.plugin_name]
-      if int.revocation_statements and #int.revocation_statements > 0 then
-        return run_in_tx(conn, expand(plugin, int.revocation_statements,
-          { name = int.username, username = int.username }, true))
+      if int.revocation_statements and #int.revocation_statements > 0 and
+         not unsafe then
+        local stmts, xerr = expand(plugin, int.revocation_statements,
+          { name = int.username, username = int.username }, true, conn)
+        if stmts == nil then return nil, xerr end
+        return run_in_tx(conn, stmts)
+      end
+      if unsafe then
+        coffer.log.warn("database: lease " .. tostring(lease.id) .. ": " ..
+          "its username " .. unsafe .. "; using the default revocation")
       end
       return plugin.default_revoke(conn, int.username)
     end)
@@ -600,14 +746,20 @@ e:secret("creds", {
   end,
   renew = function(lease, expire_unix)
     local int = lease.internal
+    local unsafe = unsafe_reason(int.username)
+    if unsafe then
+      return nil, "refusing to renew: the lease's username " .. unsafe
+    end
     local ok, err = with_db(lease, int.db_name, function(conn, cfg)
       local plugin = plugins[int.plugin or cfg.plugin_name]
       local stmts = int.renew_statements
       if stmts == nil or #stmts == 0 then stmts = plugin.default_renew end
-      return run_in_tx(conn, expand(plugin, stmts, {
+      local list, xerr = expand(plugin, stmts, {
         name = int.username, username = int.username,
         expiration = plugin.expiration(expire_unix + 5),
-      }, false))
+      }, false, conn)
+      if list == nil then return nil, xerr end
+      return run_in_tx(conn, list)
     end)
     if not ok then return nil, db_message(err) end
     return true
@@ -638,17 +790,21 @@ local function rotate_static(ctx, name, srole)
                 srole.db_name .. '"'
   end
   local plugin = plugins[cfg.plugin_name]
+  local why = unsafe_reason(srole.username)
+  if why then return nil, "the static role's username " .. why, 400 end
   local cred = ctx.storage:get_json("static-cred/" .. name) or {}
   local new = generate_password()
+  why = unsafe_reason(new)
+  if why then return nil, "the generated password " .. why, 400 end
   cred.pending = new
   ctx.storage:put_json("static-cred/" .. name, cred)
   local stmts = srole.rotation_statements
   if stmts == nil or #stmts == 0 then stmts = plugin.default_rotation end
-  local ok, err = exec_statements(ctx, srole.db_name, expand(plugin, stmts, {
+  local ok, err = exec_template(ctx, srole.db_name, plugin, stmts, {
     name = srole.username, username = srole.username, password = new,
-  }, false))
+  }, false)
   if not ok then
-    return nil, db_message(err)
+    return nil, scrub(db_message(err), { new }), db_status(err)
   end
   cred.password, cred.pending = new, nil
   cred.last_vault_rotation = math.floor(coffer.time.now())
@@ -667,15 +823,11 @@ local function write_static_role(req)
     coffer.bad_request("Role and Static Role names must be unique")
   end
   local old = req.storage:get_json("static-role/" .. name)
-  local srole = old or {}
-  for k in pairs(STATIC_FIELDS) do
-    if req.raw[k] ~= nil and req.raw[k] ~= json.null then
-      if k == "username" and old and old.username ~= req.data.username then
-        coffer.bad_request("cannot update static account username")
-      end
-      srole[k] = req.data[k]
+  local srole = merge_supplied(old or {}, req, STATIC_FIELDS, function(k)
+    if k == "username" and old and old.username ~= req.data.username then
+      coffer.bad_request("cannot update static account username")
     end
-  end
+  end)
   if srole.db_name == nil or srole.db_name == "" then
     coffer.bad_request("database name is a required field")
   end
@@ -688,6 +840,10 @@ local function write_static_role(req)
   if srole.rotation_period < 5 then
     coffer.bad_request("rotation_period must be 5 seconds or more")
   end
+  local why = unsafe_reason(srole.username)
+  if why then
+    coffer.bad_request("username " .. why)
+  end
   srole.credential_type = srole.credential_type or "password"
   local cfg = load_config(req.storage, srole.db_name)
   if cfg == nil then
@@ -696,9 +852,9 @@ local function write_static_role(req)
   end
   req.storage:put_json("static-role/" .. name, srole)
   if old == nil then
-    local ok, err = rotate_static(req, name, srole)
+    local ok, err, status = rotate_static(req, name, srole)
     if not ok then
-      internal_error("error setting credentials: " .. err)
+      raise_multierror(status or 500, "error setting credentials: " .. err)
     end
   end
 end
@@ -771,8 +927,10 @@ e:path("rotate-role/:name", {
     if srole == nil then
       coffer.bad_request("no static role found for role name")
     end
-    local ok, err = rotate_static(req, name, srole)
-    if not ok then internal_error("unable to rotate: " .. err) end
+    local ok, err, status = rotate_static(req, name, srole)
+    if not ok then
+      raise_multierror(status or 500, "unable to rotate: " .. err)
+    end
   end,
   help = "Rotate the password of a static role now.",
 })

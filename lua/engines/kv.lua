@@ -27,6 +27,7 @@ local json = coffer.json
 local null = json.null
 local time = coffer.time
 local fields = require("fields")
+local multierror = require("framework").multierror
 
 local DEFAULT_MAX_VERSIONS = 10
 local CM_MAX_KEYS, CM_MAX_KEY_LEN, CM_MAX_VALUE_LEN = 64, 128, 512
@@ -256,11 +257,16 @@ end
 
 -- ================================================================ data/ ==
 
-local function data_read(req)
+-- Loads the version a read asks for (req.data.version; absent or 0 means
+-- the current one). Returns the found version { meta, vm, v, data }, or
+-- nil and the response to give instead: nil (nothing there: 404) or, for a
+-- deleted or destroyed version, the 404 envelope whose payload member is
+-- named key ("data", "subkeys").
+local function load_version(req, key)
   local path = req.params.path
   local meta = load_meta(req, path)
   if meta == nil then
-    return nil
+    return nil, nil
   end
   local v = req.data.version
   if v == nil or v == 0 then
@@ -268,16 +274,25 @@ local function data_read(req)
   end
   local vm = meta.versions[tostring(v)]
   if vm == nil then
-    return nil
+    return nil, nil
   end
   if vm.destroyed or is_deleted(vm) then
-    return deleted_response("data", meta, vm, v)
+    return nil, deleted_response(key, meta, vm, v)
   end
   local stored = req.storage:get_json(version_key(path, v))
   if stored == nil then
-    return nil
+    return nil, nil
   end
-  return { data = { data = stored.data, metadata = version_out(meta, vm, v) } }
+  return { meta = meta, vm = vm, v = v, data = stored.data }
+end
+
+local function data_read(req)
+  local found, instead = load_version(req, "data")
+  if found == nil then
+    return instead
+  end
+  return { data = { data = found.data,
+                    metadata = version_out(found.meta, found.vm, found.v) } }
 end
 
 local function data_write(req)
@@ -453,12 +468,6 @@ local function printable(s)
   return not s:find("[%c\127]")
 end
 
-local function multierror(errs)
-  local head = #errs == 1 and "1 error occurred:" or
-               (#errs .. " errors occurred:")
-  return head .. "\n\t* " .. table.concat(errs, "\n\t* ") .. "\n\n"
-end
-
 -- Converts values to strings and enforces Vault's custom_metadata limits.
 local function check_custom_metadata(cm)
   local keys, errs, out = {}, {}, {}
@@ -620,29 +629,13 @@ e:path("subkeys/*path", {
   help = "Read the structure of a secret entry from the Key-Value store " ..
          "with the values removed.",
   read = function(req)
-    local path = req.params.path
-    local meta = load_meta(req, path)
-    if meta == nil then
-      return nil
-    end
-    local v = req.data.version
-    if v == nil or v == 0 then
-      v = meta.current_version
-    end
-    local vm = meta.versions[tostring(v)]
-    if vm == nil then
-      return nil
-    end
-    if vm.destroyed or is_deleted(vm) then
-      return deleted_response("subkeys", meta, vm, v)
-    end
-    local stored = req.storage:get_json(version_key(path, v))
-    if stored == nil then
-      return nil
+    local found, instead = load_version(req, "subkeys")
+    if found == nil then
+      return instead
     end
     local depth = math.max(req.data.depth or 0, 0)
-    return { data = { subkeys = subkeys_of(stored.data, depth, 1),
-                      metadata = version_out(meta, vm, v) } }
+    return { data = { subkeys = subkeys_of(found.data, depth, 1),
+                      metadata = version_out(found.meta, found.vm, found.v) } }
   end,
 })
 

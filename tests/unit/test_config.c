@@ -161,8 +161,15 @@ TEST(valid_every_key)
         "  tls_cert_file    = \"/etc/coffer/tls/cert.pem\",\n"
         "  tls_key_file     = \"/etc/coffer/tls/key.pem\",\n"
         "  max_request_size = 1048576,\n"
+        "  max_request_duration = \"45s\",\n"
+        "  http_read_header_timeout = \"5s\",\n"
+        "  http_read_timeout = 20,\n"
+        "  http_idle_timeout = \"2m\",\n"
+        "  max_connections = 2000,\n"
+        "  max_connections_per_ip = 64,\n"
         "}\n"
         "storage \"sqlite\" { path = \"/var/lib/coffer/coffer.db\" }\n"
+        "default_max_request_duration = \"2m\"\n"
         "default_lease_ttl = \"1h30m\"\n"
         "max_lease_ttl     = 86400 * 2\n"
         "plugin_directory  = \"/etc/coffer/lua\"\n"
@@ -172,7 +179,10 @@ TEST(valid_every_key)
         "disable_mlock     = true\n"
         "workers           = 4\n"
         "login_rate_limit  = 5\n"
-        "login_rate_burst  = 20\n";
+        "login_rate_burst  = 20\n"
+        "lua_memory_limit  = 128 * 1024 * 1024\n"
+        "lua_call_timeout  = \"30s\"\n"
+        "lua_policy_budget = 500000\n";
     struct coffer_config c;
     struct errbuf err;
 
@@ -196,8 +206,34 @@ TEST(valid_every_key)
     CHECK_EQ_INT(c.workers, 4);
     CHECK_EQ_INT(c.login_rate_limit, 5);
     CHECK_EQ_INT(c.login_rate_burst, 20);
+    CHECK_EQ_INT(c.listener.max_request_duration, 45);
+    CHECK_EQ_INT(c.listener.http_read_header_timeout, 5);
+    CHECK_EQ_INT(c.listener.http_read_timeout, 20);
+    CHECK_EQ_INT(c.listener.http_idle_timeout, 120);
+    CHECK_EQ_INT(c.listener.max_connections, 2000);
+    CHECK_EQ_INT(c.listener.max_connections_per_ip, 64);
+    CHECK_EQ_INT(c.default_max_request_duration, 120);
+    CHECK_EQ_INT(c.lua_memory_limit, 128 * 1024 * 1024);
+    CHECK_EQ_INT(c.lua_call_timeout, 30);
+    CHECK_EQ_INT(c.lua_policy_budget, 500000);
     config_release(&c);
     CHECK(c.path == NULL && c.listener.address == NULL);
+}
+
+TEST(max_request_duration_top_level_alias)
+{
+    /* The short name at the top level means Vault's default_... one. */
+    struct coffer_config c;
+    struct errbuf err;
+
+    CHECK_EQ_INT(load_text("storage \"inmem\" {}\n" PLAIN_LISTENER
+                           "max_request_duration = \"30s\"\n", &c, &err),
+                 0);
+    CHECK_STREQ(err.msg, "");
+    CHECK_EQ_INT(c.default_max_request_duration, 30);
+    CHECK_EQ_INT(c.listener.max_request_duration, 0);
+    CHECK_EQ_INT(c.listener.max_connections, 0);
+    config_release(&c);
 }
 
 TEST(valid_defaults_and_readback)
@@ -218,6 +254,9 @@ TEST(valid_defaults_and_readback)
     CHECK(c.plugin_directory == NULL && c.log_level == NULL);
     CHECK_EQ_INT(c.workers, 0);
     CHECK(!c.disable_mlock);
+    /* Unset Lua limits are 0: the runtime's defaults apply. */
+    CHECK(c.lua_memory_limit == 0 && c.lua_call_timeout == 0 &&
+          c.lua_policy_budget == 0);
     config_release(&c);
 }
 
@@ -256,6 +295,24 @@ struct bad_case {
 #define INMEM "storage \"inmem\" {}\n"
 
 static const struct bad_case bad_cases[] = {
+    /* the Lua limits: types and ranges */
+    {INMEM PLAIN_LISTENER "lua_memory_limit = 1024\n",
+     ":3: lua_memory_limit: expected an integer from 4194304 to "
+     "17179869184, got 1024"},
+    {INMEM PLAIN_LISTENER "lua_memory_limit = \"64MiB\"\n",
+     ":3: lua_memory_limit: expected integer, got string"},
+    {INMEM PLAIN_LISTENER "lua_call_timeout = \"0s\"\n",
+     ":3: lua_call_timeout: must be from 1s to 3600s"},
+    {INMEM PLAIN_LISTENER "lua_call_timeout = \"2h\"\n",
+     ":3: lua_call_timeout: must be from 1s to 3600s"},
+    {INMEM PLAIN_LISTENER "lua_call_timeout = \"soon\"\n",
+     ":3: lua_call_timeout: invalid duration \"soon\""},
+    {INMEM PLAIN_LISTENER "lua_policy_budget = 10\n",
+     ":3: lua_policy_budget: expected an integer from 10000 to 1000000000, "
+     "got 10"},
+    {INMEM PLAIN_LISTENER "lua_policy_budget = 1.5\n",
+     ":3: lua_policy_budget: expected an integer from 10000 to 1000000000, "
+     "got 1.5"},
     /* unknown keys */
     {INMEM PLAIN_LISTENER "default_lease_tl = \"1h\"\n",
      ":3: unknown key \"default_lease_tl\""},
@@ -281,6 +338,23 @@ static const struct bad_case bad_cases[] = {
      ":3: workers: expected integer, got string"},
     {INMEM PLAIN_LISTENER "workers = 0\n",
      ":3: workers: expected an integer from 1 to 1024, got 0"},
+    {INMEM PLAIN_LISTENER "default_max_request_duration = \"1m\"\n"
+                          "max_request_duration = \"2m\"\n",
+     ":4: max_request_duration is set twice: as "
+     "default_max_request_duration at line 3 and as max_request_duration "
+     "at line 4"},
+    {INMEM PLAIN_LISTENER "max_request_duration = \"soon\"\n",
+     ":3: max_request_duration: invalid duration \"soon\""},
+    {INMEM "listener \"tcp\" { tls_disable = true, max_connections = 0 }\n",
+     ":2: listener \"tcp\": max_connections: expected an integer from 1 to "
+     "1000000, got 0"},
+    {INMEM "listener \"tcp\" { tls_disable = true, "
+           "max_connections_per_ip = \"10\" }\n",
+     ":2: listener \"tcp\": max_connections_per_ip: expected integer, got "
+     "string"},
+    {INMEM "listener \"tcp\" { tls_disable = true, "
+           "http_read_header_timeout = -1 }\n",
+     ":2: listener \"tcp\": http_read_header_timeout: invalid duration -1"},
     {INMEM PLAIN_LISTENER "disable_mlock = {}\n",
      ":3: disable_mlock: expected boolean, got table"},
     {INMEM PLAIN_LISTENER "plugin_directory = 42\n",
@@ -672,6 +746,7 @@ int main(int argc, char **argv)
 
     RUN(valid_table);
     RUN(valid_every_key);
+    RUN(max_request_duration_top_level_alias);
     RUN(valid_defaults_and_readback);
     RUN(the_examples_load);
     RUN(error_table);

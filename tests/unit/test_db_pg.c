@@ -508,8 +508,9 @@ TEST(pool_limits)
     t0 = time_mono();
     CHECK(db_acquire("limits", &err) == NULL);
     CHECK(time_mono() - t0 >= 0.9 && time_mono() - t0 < 3);
-    CHECK_EQ_INT(err.klass, DB_ERR_UNREACHABLE);
-    CHECK_STREQ(err.message, "timed out waiting for a database connection");
+    CHECK_EQ_INT(err.klass, DB_ERR_TIMEOUT);
+    CHECK_STREQ(err.message, "timed out after 1s waiting for a database "
+                             "connection (all 2 are in use)");
     db_release(a);
     db_release(b);
     db_pool_remove("limits");
@@ -780,34 +781,377 @@ TEST(quote_ident)
     CHECK(db_quote_ident(NULL) == NULL);
 }
 
-TEST(redact_helper)
+/* ======================================================= redaction == */
+
+TEST(redact_conninfo_forms)
 {
-    char msg[512];
-
-    snprintf(msg, sizeof(msg), "a pw b pwpw c");
-    redact(msg, sizeof(msg), "pw", "xxxxx");
-    CHECK_STREQ(msg, "a xxxxx b xxxxxxxxxx c");
-    snprintf(msg, sizeof(msg), "nothing");
-    redact(msg, sizeof(msg), NULL, "xxxxx");
-    CHECK_STREQ(msg, "nothing");
     static const struct {
-        const char *url;
-        const char *raw;
-    } urls[] = {
-        {"postgres://u:p%40ss@h/db", "p%40ss"},
-        {"postgresql://u:pw@/db?host=/tmp", "pw"},
-        {"postgresql://u@h/db", NULL},
-        {"postgresql://h/db?password=x", NULL}, /* libpq's parse finds it */
-        {"postgresql://u:@h/db", NULL},
-        {"host=h password=pw", NULL},
+        const char *in;
+        const char *out;
+        bool has;
+    } cases[] = {
+        /* URLs: user-info, encoded, templated, query parameters. */
+        {"postgres://u:p%40ss@h/db", "postgres://u:xxxxx@h/db", true},
+        {"postgresql://u:pw@/db?host=/tmp",
+         "postgresql://u:xxxxx@/db?host=/tmp", true},
+        {"postgresql://u@h/db", "postgresql://u@h/db", false},
+        {"postgresql://u:@h/db", "postgresql://u:@h/db", false},
+        {"postgresql://{{username}}:{{password}}@h/db",
+         "postgresql://{{username}}:{{password}}@h/db", false},
+        {"postgresql://h/db?password=x&sslmode=disable",
+         "postgresql://h/db?password=xxxxx&sslmode=disable", true},
+        {"postgresql://h/db?sslpassword=k",
+         "postgresql://h/db?sslpassword=xxxxx", true},
+        /* An unescaped '@' or '&' in the password: all of it goes. */
+        {"postgresql://u:Pa55@W0rd@h:5432/db",
+         "postgresql://u:xxxxx@h:5432/db", true},
+        {"postgresql://h/db?password=a&b&sslmode=require",
+         "postgresql://h/db?password=xxxxx&sslmode=require", true},
+        {"postgresql://h1:1,h2:2/db?pass%77ord=z",
+         "postgresql://h1:1,h2:2/db?pass%77ord=xxxxx", true},
+        /* Key/value: plain, spaced, quoted with escapes, unterminated. */
+        {"host=h password=KVSecretPW user=u", "host=h password=xxxxx user=u",
+         true},
+        {"host=h password = KVSecretPW", "host=h password = xxxxx", true},
+        {"password='it\\'s \"KV\" pw\\\\' host=h", "password=xxxxx host=h",
+         true},
+        {"host=h password='never closed host=x", "host=h password=xxxxx",
+         true},
+        {"password=a\\ b host=h", "password=xxxxx host=h", true},
+        /* Words libpq would take as keywords stay with the password. */
+        {"password=Secret Fragment host=h", "password=xxxxx host=h", true},
+        {"password=ab'cd efgh", "password=xxxxx", true},
+        {"host=h password={{password}}", "host=h password={{password}}",
+         false},
+        {"host=h password='{{password}}'", "host=h password='{{password}}'",
+         false},
+        {"host=h password=", "host=h password=", false},
+        {"host=h sslpassword=k user=u", "host=h sslpassword=xxxxx user=u",
+         true},
+        {"passfile=/tmp/pgpass host=h", "passfile=/tmp/pgpass host=h", false},
+        /* A dbname that is itself a connection string. */
+        {"dbname='host=h password=inner' user=u", "dbname=xxxxx user=u",
+         true},
+        {"dbname=postgresql://u:pw@h/db", "dbname=xxxxx", true},
+        {"dbname=plain user=u", "dbname=plain user=u", false},
+        {"", "", false},
+        {"password", "password", false},
+        {"=password=x", "=password=x", false},
     };
-    char *raw;
+    char *out;
 
-    for (size_t i = 0; i < ARRAY_LEN(urls); i++) {
-        raw = url_raw_password(urls[i].url);
-        CHECK_STREQ(raw, urls[i].raw);
-        free(raw);
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        out = db_redact_conninfo(cases[i].in);
+        if (strcmp(out, cases[i].out) != 0)
+            fprintf(stdout, "  case %zu: %s\n", i, cases[i].in);
+        CHECK_STREQ(out, cases[i].out);
+        CHECK_EQ_INT(db_conninfo_has_password(cases[i].in), cases[i].has);
+        secure_free_str(out);
     }
+    CHECK(db_redact_conninfo(NULL) == NULL);
+}
+
+/* Scrubs msg as a pool configured with conninfo (and extra) would. */
+static char *scrub_as(const char *conninfo, const char *extra,
+                      const char *msg)
+{
+    struct strvec sv;
+    const char *ex[1] = {extra};
+    char *out;
+
+    strvec_init(&sv);
+    db__secrets_collect(&sv, conninfo, ex, extra != NULL ? 1 : 0);
+    out = db__scrub_text(msg, conninfo, &sv);
+    db__secrets_wipe(&sv);
+    return out;
+}
+
+TEST(scrub_messages)
+{
+    static const struct {
+        const char *conninfo, *extra, *msg, *out;
+    } cases[] = {
+        /* libpq quoting the words after a password with a space. */
+        {"host=h password=abc def", NULL,
+         "missing \"=\" after \"def\" in connection info string",
+         "missing \"=\" after \"xxxxx\" in connection info string"},
+        {"host=h password='it\\'s secret", NULL,
+         "unterminated quoted string: it's secret",
+         "unterminated quoted string: xxxxx"},
+        {"postgresql://u:Pa55@W0rd@h/db", NULL,
+         "could not translate host name \"W0rd@h\"",
+         "could not translate host name \"xxxxx@h\""},
+        {"postgresql://u:p%40ss@h/db", NULL, "p@ss and p%40ss",
+         "xxxxx and xxxxx"},
+        /* The whole string, then the extra secrets from the engine. */
+        {"host=h password=pw", NULL, "bad: host=h password=pw",
+         "bad: <connection string>"},
+        {"postgresql://u:{{password}}@h/db", "RootPW", "auth RootPW failed",
+         "auth xxxxx failed"},
+        /* Short words are not scrubbed on their own (too many false hits). */
+        {"host=h password=ab cd", NULL, "ab cd; cd", "xxxxx; cd"},
+        {"host=h", NULL, "nothing secret", "nothing secret"},
+    };
+    char *out;
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        out = scrub_as(cases[i].conninfo, cases[i].extra, cases[i].msg);
+        CHECK_STREQ(out, cases[i].out);
+        secure_free_str(out);
+    }
+}
+
+TEST(error_messages_scrubbed_before_truncation)
+{
+    char big[2048];
+    struct db_pool_config cfg;
+    struct db_error err;
+    struct db_pool *p;
+    size_t n = 0;
+
+    /* A password straddling the 512-byte cut must not leave a prefix. */
+    cfg = config_of("host=h password=Zq9SecretTail77");
+    p = pool_new("scrub", &cfg, &err);
+    CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    while (n < 500)
+        big[n++] = 'a';
+    snprintf(big + n, sizeof(big) - n, "Zq9SecretTail77 and more");
+    err_set_text(&err, DB_ERR_SQL, "", "x: ", big, p);
+    CHECK(strstr(err.message, "Zq9") == NULL);
+    CHECK(strstr(err.message, "xxxxx") != NULL);
+    pool_free(p);
+}
+
+TEST(configure_errors_do_not_leak)
+{
+    static const char *const bad[] = {
+        "host=127.0.0.1 port=1 password=Secret Fragment",
+        "host=127.0.0.1 port=1 password='Unterminated Secret",
+        "postgresql://u@127.0.0.1:1/db?password=Q&S3cr3tZ",
+        "postgresql://u:Pa55@W0rdZ@127.0.0.1:1/db",
+    };
+    static const char *const words[] = {"Fragment", "Unterminated",
+                                        "S3cr3tZ", "W0rdZ"};
+    struct db_pool_config cfg;
+    struct db_error err;
+
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        cfg = config_of(bad[i]);
+        cfg.connect_timeout = 2;
+        CHECK(db_pool_configure("leak", &cfg, true, &err) != 0);
+        if (strstr(err.message, words[i]) != NULL)
+            fprintf(stdout, "  leaked: %s\n", err.message);
+        CHECK(strstr(err.message, words[i]) == NULL);
+        CHECK(strstr(err.message, "Secret") == NULL);
+    }
+    db_pool_remove("leak");
+}
+
+/* ========================================================= deadlines == */
+
+TEST(statement_timeout_server_and_client)
+{
+    char url[256];
+    struct db_pool_config cfg;
+    struct db_error err;
+    struct db_conn *c;
+    double t0;
+
+    tcp_url(url, sizeof(url), PG_PASSWORD);
+    cfg = config_of(url);
+    cfg.statement_timeout = 1;
+    CHECK_EQ_INT(db_pool_configure("stmt", &cfg, false, &err), 0);
+    c = db_acquire("stmt", &err);
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    /* The server's own statement_timeout, set at connect time. */
+    t0 = time_mono();
+    CHECK(db_exec(c, "SELECT pg_sleep(5)", 0, NULL, NULL, &err) != 0);
+    CHECK(time_mono() - t0 < 2);
+    CHECK_EQ_INT(err.klass, DB_ERR_TIMEOUT);
+    CHECK_STREQ(err.sqlstate, "57014");
+    CHECK(!c->broken);
+    /* Without it, the client deadline cancels the statement. */
+    CHECK(exec_ok(c, "SET statement_timeout = 0"));
+    t0 = time_mono();
+    CHECK(db_exec_script(c, "SELECT pg_sleep(5)", &err) != 0);
+    CHECK(time_mono() - t0 < 3);
+    CHECK_EQ_INT(err.klass, DB_ERR_TIMEOUT);
+    CHECK(strstr(err.message, "statement_timeout") != NULL);
+    /* The cancel landed: the session answers again. */
+    CHECK(!c->broken);
+    if (!c->broken) {
+        char *one = scalar(c, "SELECT 1");
+        CHECK_STREQ(one, "1");
+        free(one);
+    }
+    db_release(c);
+    db_pool_remove("stmt");
+}
+
+TEST(request_budget_caps_statements)
+{
+    char url[256];
+    struct db_pool_config cfg;
+    struct db_error err;
+    struct db_conn *c;
+    double t0;
+
+    tcp_url(url, sizeof(url), PG_PASSWORD);
+    cfg = config_of(url);
+    cfg.statement_timeout = 30;
+    CHECK_EQ_INT(db_pool_configure("budget", &cfg, false, &err), 0);
+    c = db_acquire("budget", &err);
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    request_budget_configure(800);
+    request_budget_begin();
+    t0 = time_mono();
+    CHECK(db_exec(c, "SELECT pg_sleep(5)", 0, NULL, NULL, &err) != 0);
+    CHECK(time_mono() - t0 < 2.5);
+    CHECK_EQ_INT(err.klass, DB_ERR_TIMEOUT);
+    CHECK(strstr(err.message, "max_request_duration") != NULL);
+    /* Spent: waiting for a connection fails at once too. */
+    db_release(c);
+    t0 = time_mono();
+    c = db_acquire("budget", &err);
+    CHECK(time_mono() - t0 < 0.5);
+    request_budget_end();
+    request_budget_configure(0);
+    db_release(c);
+    db_pool_remove("budget");
+}
+
+TEST(connect_timeout_silent_server)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    struct db_pool_config cfg;
+    struct db_error err;
+    char url[128];
+    double t0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    /* Listening but never accepting: the kernel completes the TCP
+     * handshake, and then nobody ever says a word. */
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    CHECK(listen(fd, 16) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    snprintf(url, sizeof(url),
+             "postgresql://u:pw@127.0.0.1:%d/db?sslmode=disable",
+             ntohs(a.sin_port));
+    cfg = config_of(url);
+    cfg.connect_timeout = 1;
+    t0 = time_mono();
+    CHECK(db_pool_configure("silent", &cfg, true, &err) != 0);
+    CHECK(time_mono() - t0 < 2);
+    CHECK_EQ_INT(err.klass, DB_ERR_TIMEOUT);
+    CHECK(strstr(err.message, "connect_timeout") != NULL);
+    close(fd);
+}
+
+struct waiter_arg {
+    const char *key;
+    enum db_error_class klass;
+    double took;
+};
+
+static void *pool_waiter(void *arg)
+{
+    struct waiter_arg *w = arg;
+    struct db_error err;
+    double t0 = time_mono();
+    struct db_conn *c = db_acquire(w->key, &err);
+
+    w->took = time_mono() - t0;
+    w->klass = c != NULL ? DB_OK : err.klass;
+    db_release(c);
+    return NULL;
+}
+
+TEST(pool_waiters_are_bounded)
+{
+    struct waiter_arg w1 = {"bound", DB_OK, 0}, w2 = {"bound", DB_OK, 0};
+    struct db_pool_config cfg;
+    struct db_error err;
+    struct db_conn *held;
+    struct db_pool *p;
+    pthread_t t1, t2;
+    char url[256];
+    double t0;
+
+    tcp_url(url, sizeof(url), PG_PASSWORD);
+    cfg = config_of(url);
+    cfg.max_open = 1;
+    cfg.max_waiting = 1;
+    cfg.connect_timeout = 3;
+    CHECK_EQ_INT(db_pool_configure("bound", &cfg, false, &err), 0);
+    held = db_acquire("bound", &err);
+    CHECK(held != NULL);
+    pthread_create(&t1, NULL, pool_waiter, &w1);
+    usleep(200 * 1000);
+    /* Over the bound on a healthy pool: a brief wait, then BUSY. */
+    pthread_create(&t2, NULL, pool_waiter, &w2);
+    pthread_join(t2, NULL);
+    CHECK_EQ_INT(w2.klass, DB_ERR_BUSY);
+    CHECK(w2.took < 1.0);
+    /* After a timeout on this pool, refused at once. */
+    p = peek_pool("bound");
+    if (p != NULL) {
+        pthread_mutex_lock(&p->mu);
+        p->last_timeout = time_mono();
+        pthread_mutex_unlock(&p->mu);
+    }
+    t0 = time_mono();
+    CHECK(db_acquire("bound", &err) == NULL);
+    CHECK_EQ_INT(err.klass, DB_ERR_BUSY);
+    CHECK(time_mono() - t0 < 0.1);
+    /* The admitted waiter times out after connect_timeout... */
+    pthread_join(t1, NULL);
+    CHECK_EQ_INT(w1.klass, DB_ERR_TIMEOUT);
+    CHECK(w1.took > 2.5 && w1.took < 4);
+    db_release(held);
+    /* ...and once the connection is back, all is well. */
+    held = db_acquire("bound", &err);
+    CHECK(held != NULL);
+    db_release(held);
+    db_pool_remove("bound");
+}
+
+TEST(escape_by_server_rules)
+{
+    struct db_error err;
+    struct db_conn *c;
+    char *q;
+
+    CHECK_EQ_INT(configure_main("esc", 1, 0), 0);
+    c = db_acquire("esc", &err);
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    q = db_escape(c, "a\"b", 3, false, &err);
+    CHECK_STREQ(q, "\"a\"\"b\"");
+    secure_free_str(q);
+    q = db_escape(c, "it's", 4, true, &err);
+    CHECK_STREQ(q, "'it''s'");
+    secure_free_str(q);
+    q = db_escape(c, "a\\b'", 4, true, &err);
+    CHECK_STREQ(q, " E'a\\\\b'''");
+    secure_free_str(q);
+    q = db_escape(c, "\xff\xfe", 2, true, &err); /* not UTF-8 */
+    CHECK(q == NULL);
+    CHECK_EQ_INT(err.klass, DB_ERR_SQL);
+    q = db_escape(c, "a\0b", 3, false, &err);
+    CHECK(q == NULL);
+    db_release(c);
+    db_pool_remove("esc");
 }
 
 TEST(cluster_setup)
@@ -820,7 +1164,9 @@ int main(int argc, char **argv)
     HARNESS_INIT(argc, argv);
     RUN(quote_ident);
     RUN(classify_table);
-    RUN(redact_helper);
+    RUN(redact_conninfo_forms);
+    RUN(scrub_messages);
+    RUN(error_messages_scrubbed_before_truncation);
     if (cluster_up() != 0) {
         fprintf(stdout, "cannot start a scratch PostgreSQL in %s\n", pg.dir);
         show_logs();
@@ -845,6 +1191,12 @@ int main(int argc, char **argv)
         RUN(pool_replace_while_lent);
         RUN(pool_replace_wakes_waiter);
         RUN(reconnect_after_restart);
+        RUN(configure_errors_do_not_leak);
+        RUN(statement_timeout_server_and_client);
+        RUN(request_budget_caps_statements);
+        RUN(connect_timeout_silent_server);
+        RUN(pool_waiters_are_bounded);
+        RUN(escape_by_server_rules);
     }
     db_shutdown();
     cluster_down();

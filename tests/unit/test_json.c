@@ -437,6 +437,113 @@ TEST(many_duplicate_keys)
     buf_release(&b);
 }
 
+/* ============================================== wiping and members == */
+
+/* True if the n bytes at p are all zero. */
+static bool all_zero(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != 0)
+            return false;
+    }
+    return true;
+}
+
+TEST(wipe_reaches_keys_and_values)
+{
+    static const char doc[] =
+        "{\"secret-key\":\"v1\",\"nested\":{\"inner-key\":[\"a\",{\"deep\":"
+        "\"v2\"}]},\"n\":1}";
+    cJSON *root = json_parse(doc, strlen(doc), JSON_MAX_DEPTH, false, NULL);
+    const char *strings[8];
+    size_t lens[8], n = 0;
+    cJSON *nested, *arr, *obj;
+
+    CHECK(root != NULL);
+    if (root == NULL)
+        return;
+    nested = cJSON_GetObjectItemCaseSensitive(root, "nested");
+    arr = cJSON_GetObjectItemCaseSensitive(nested, "inner-key");
+    obj = cJSON_GetArrayItem(arr, 1);
+    strings[n] = root->child->string;               /* "secret-key" */
+    lens[n++] = strlen(root->child->string);
+    strings[n] = root->child->valuestring;          /* "v1" */
+    lens[n++] = 2;
+    strings[n] = nested->string;
+    lens[n++] = strlen(nested->string);
+    strings[n] = arr->string;                       /* "inner-key" */
+    lens[n++] = strlen(arr->string);
+    strings[n] = cJSON_GetArrayItem(arr, 0)->valuestring;
+    lens[n++] = 1;
+    strings[n] = obj->child->string;                /* "deep" */
+    lens[n++] = 4;
+    strings[n] = obj->child->valuestring;           /* "v2" */
+    lens[n++] = 2;
+    /* What json_delete_wiped does before cJSON_Delete. */
+    wipe_item(root);
+    for (size_t i = 0; i < n; i++) {
+        if (!all_zero(strings[i], lens[i]))
+            harness_fail(__FILE__, __LINE__, "string %zu not wiped", i);
+    }
+    cJSON_Delete(root);
+}
+
+TEST(wipe_a_member_and_its_key)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *item = cJSON_AddStringToObject(root, "token-key", "s.secret");
+
+    /* A member detached from an object keeps its key: it is wiped too. */
+    cJSON_DetachItemViaPointer(root, item);
+    wipe_item(item);
+    CHECK(all_zero(item->string, strlen("token-key")));
+    CHECK(all_zero(item->valuestring, strlen("s.secret")));
+    json_delete_wiped(item);
+    json_delete_wiped(root);
+    json_delete_wiped(NULL); /* harmless */
+}
+
+TEST(member_getters)
+{
+    static const char doc[] =
+        "{\"s\":\"text\",\"i\":42,\"neg\":-7.9,\"t\":true,\"f\":false,"
+        "\"nul\":null,"
+        "\"raw\":123456789012345678901234,\"arr\":[1],\"S\":\"case\"}";
+    cJSON *o = json_parse(doc, strlen(doc), JSON_MAX_DEPTH, false, NULL);
+
+    CHECK(o != NULL);
+    if (o == NULL)
+        return;
+    /* json_parse keeps 1e300 as a literal; stored doubles can be this big. */
+    cJSON_AddNumberToObject(o, "big", 1e300);
+    cJSON_AddNumberToObject(o, "small", -1e300);
+    CHECK_STREQ(json_get_str(o, "s", ""), "text");
+    CHECK_STREQ(json_get_str(o, "i", "dflt"), "dflt");    /* wrong type */
+    CHECK_STREQ(json_get_str(o, "nul", "dflt"), "dflt");
+    CHECK_STREQ(json_get_str(o, "missing", ""), "");
+    CHECK(json_get_str(o, "missing", NULL) == NULL);
+    CHECK_STREQ(json_get_str(o, "S", ""), "case");         /* case-sensitive */
+    CHECK_EQ_INT(json_get_int(o, "i", 0), 42);
+    CHECK_EQ_INT(json_get_int(o, "neg", 0), -7);           /* truncates */
+    CHECK_EQ_INT(json_get_int(o, "s", -1), -1);
+    CHECK_EQ_INT(json_get_int(o, "t", -1), -1);
+    CHECK_EQ_INT(json_get_int(o, "big", 0), INT64_MAX);    /* clamped */
+    CHECK_EQ_INT(json_get_int(o, "small", 0), INT64_MIN);
+    CHECK_EQ_INT(json_get_int(o, "raw", 5), 5);            /* kept literal */
+    CHECK_EQ_INT(json_get_int(o, "arr", 5), 5);
+    CHECK(json_get_bool(o, "t", false) == true);
+    CHECK(json_get_bool(o, "f", true) == false);
+    CHECK(json_get_bool(o, "i", true) == true);            /* wrong type */
+    CHECK(json_get_bool(o, "missing", false) == false);
+    /* Not an object, or no object at all. */
+    CHECK_STREQ(json_get_str(NULL, "s", "d"), "d");
+    CHECK_EQ_INT(json_get_int(NULL, "i", 3), 3);
+    CHECK(json_get_bool(NULL, "t", false) == false);
+    CHECK_STREQ(json_get_str(cJSON_GetObjectItemCaseSensitive(o, "arr"),
+                             "s", "d"), "d");
+    cJSON_Delete(o);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -451,5 +558,8 @@ int main(int argc, char **argv)
     RUN(number_compare);
     RUN(big_numbers_print_verbatim);
     RUN(many_duplicate_keys);
+    RUN(wipe_reaches_keys_and_values);
+    RUN(wipe_a_member_and_its_key);
+    RUN(member_getters);
     return HARNESS_DONE();
 }

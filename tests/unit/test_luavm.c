@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "router.h"
 
 static struct storage *st;
 static char tmpdir[PATH_MAX];
@@ -173,6 +174,13 @@ static const char test_engine[] =
     "e:path('loop', { read = function(req)\n"
     "  while true do pcall(function() while true do end end) end\n"
     "end })\n"
+    "e:path('naps', { read = function(req)\n"
+    "  for i = 1, 40 do\n"
+    "    coffer.time.sleep(0.01)\n"
+    "    local x = 0 for j = 1, 20000 do x = x + j end\n"
+    "  end\n"
+    "  return { data = { done = true } }\n"
+    "end })\n"
     "e:path('mem', { read = function(req)\n"
     "  local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1 << 20) .. i end\n"
     "end })\n"
@@ -274,6 +282,7 @@ TEST(broken_scripts_fail_init)
 TEST(kv1_write_read_list_delete)
 {
     struct response r;
+    int64_t sys_def, sys_max;
 
     run(&kv1, OP_UPDATE, "foo", "{\"foo\":\"bar\",\"ttl\":\"1h\",\"n\":"
                                 "12345678901}", &r);
@@ -289,7 +298,8 @@ TEST(kv1_write_read_list_delete)
     run(&kv1, OP_UPDATE, "dir/sub", "{\"a\":1}", &r);
     response_release(&r);
     run(&kv1, OP_READ, "dir/sub", NULL, &r);
-    CHECK_EQ_INT(r.lease_duration, router_system_default_ttl);
+    router_system_ttls(&sys_def, &sys_max);
+    CHECK_EQ_INT(r.lease_duration, sys_def);
     response_release(&r);
 
     run(&kv1, OP_LIST, "", NULL, &r);
@@ -612,6 +622,58 @@ TEST(timeout_and_memory_cap)
     response_release(&r);
 }
 
+/*
+ * The request's max_request_duration (request.h) stops a script sooner
+ * than the call timeout (0.5 s here): the hook compares against whichever
+ * comes first, including after a blocking call returns.
+ */
+TEST(request_budget_stops_scripts)
+{
+    struct response r;
+    double t0;
+
+    request_budget_configure(100);
+    request_budget_begin();
+    t0 = time_mono();
+    run(&tm, OP_READ, "loop", NULL, &r);
+    CHECK_EQ_INT(r.status, 500);
+    CHECK(time_mono() - t0 < 0.4);
+    response_release(&r);
+    request_budget_end();
+
+    /* Waiting in C (sleep, a database call) then computing: stopped at
+       the first check after the budget ran out. */
+    request_budget_begin();
+    t0 = time_mono();
+    run(&tm, OP_READ, "naps", NULL, &r);
+    CHECK_EQ_INT(r.status, 500);
+    CHECK(time_mono() - t0 < 0.35);
+    response_release(&r);
+    request_budget_end();
+
+    /* A larger budget does not lengthen the call timeout... */
+    request_budget_configure(60 * 1000);
+    request_budget_begin();
+    t0 = time_mono();
+    run(&tm, OP_READ, "loop", NULL, &r);
+    CHECK_EQ_INT(r.status, 500);
+    CHECK(time_mono() - t0 < 2.0);
+    response_release(&r);
+    /* ...and a script within both finishes. */
+    run(&tm, OP_READ, "naps", NULL, &r);
+    CHECK_EQ_INT(r.status, 0);
+    CHECK_JSON(r.data, "{\"done\":true}");
+    response_release(&r);
+    request_budget_end();
+
+    /* Outside a request (no budget open) only the call timeout counts. */
+    request_budget_configure(1);
+    run(&tm, OP_READ, "naps", NULL, &r);
+    CHECK_JSON(r.data, "{\"done\":true}");
+    response_release(&r);
+    request_budget_configure(0);
+}
+
 TEST(sandbox_walls)
 {
     struct response r;
@@ -837,6 +899,7 @@ int main(int argc, char **argv)
     RUN(script_errors_become_500);
     RUN(typed_errors_keep_status);
     RUN(timeout_and_memory_cap);
+    RUN(request_budget_stops_scripts);
     RUN(sandbox_walls);
     RUN(api_json_time_crypto);
     RUN(fields_and_captures);

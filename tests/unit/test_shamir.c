@@ -241,31 +241,55 @@ TEST(split_lengths)
 }
 
 /* VAULT_API.md 2.3: the seal-configuration rules, with Vault's reasons. */
+static const struct {
+    int parts, threshold;
+    const char *why;
+} bad_configs[] = {
+    {0, 0, "shares must be at least one"},
+    {-1, 1, "shares must be at least one"},
+    {3, 0, "threshold must be at least one"},
+    {5, 1, "threshold must be greater than one for multiple shares"},
+    {2, 1, "threshold must be greater than one for multiple shares"},
+    {256, 3, "shares must be less than 256"},
+    {300, 256, "shares must be less than 256"},
+    {255, 256, "threshold must be less than 256"},
+    {3, 4, "threshold cannot be larger than shares"},
+    {1, 2, "threshold cannot be larger than shares"},
+    {5, 300, "threshold must be less than 256"}, /* before "larger" */
+    {INT32_MAX, INT32_MAX, "shares must be less than 256"},
+    {INT32_MIN, 2, "shares must be at least one"},
+};
+
+/* The rules alone, as sys/init checks them before anything is made. */
+TEST(check_config_rules)
+{
+    struct errbuf err;
+
+    for (size_t i = 0; i < ARRAY_LEN(bad_configs); i++) {
+        errbuf_clear(&err);
+        CHECK_EQ_INT(shamir_check_config(bad_configs[i].parts,
+                                         bad_configs[i].threshold, &err),
+                     COFFER_EINVAL);
+        CHECK_STREQ(err.msg, bad_configs[i].why);
+    }
+    CHECK_EQ_INT(shamir_check_config(1, 1, &err), 0);
+    CHECK_EQ_INT(shamir_check_config(2, 2, &err), 0);
+    CHECK_EQ_INT(shamir_check_config(5, 3, &err), 0);
+    CHECK_EQ_INT(shamir_check_config(SHAMIR_MAX_PARTS, SHAMIR_MAX_PARTS,
+                                     &err), 0);
+    CHECK_EQ_INT(shamir_check_config(SHAMIR_MAX_PARTS, 2, &err), 0);
+}
+
 TEST(split_invalid_parameters)
 {
-    static const struct {
-        int parts, threshold;
-        const char *why;
-    } bad[] = {
-        {0, 0, "shares must be at least one"},
-        {-1, 1, "shares must be at least one"},
-        {3, 0, "threshold must be at least one"},
-        {5, 1, "threshold must be greater than one for multiple shares"},
-        {2, 1, "threshold must be greater than one for multiple shares"},
-        {256, 3, "shares must be less than 256"},
-        {300, 256, "shares must be less than 256"},
-        {255, 256, "threshold must be less than 256"},
-        {3, 4, "threshold cannot be larger than shares"},
-        {1, 2, "threshold cannot be larger than shares"},
-    };
     uint8_t secret[4] = {1, 2, 3, 4}, out[255 * 5];
     struct errbuf err;
 
-    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-        CHECK_EQ_INT(shamir_split(secret, 4, bad[i].parts, bad[i].threshold,
-                                  out, &err),
+    for (size_t i = 0; i < ARRAY_LEN(bad_configs); i++) {
+        CHECK_EQ_INT(shamir_split(secret, 4, bad_configs[i].parts,
+                                  bad_configs[i].threshold, out, &err),
                      COFFER_EINVAL);
-        CHECK_STREQ(err.msg, bad[i].why);
+        CHECK_STREQ(err.msg, bad_configs[i].why);
     }
     CHECK_EQ_INT(shamir_split(secret, 0, 3, 2, out, &err), COFFER_EINVAL);
     CHECK_STREQ(err.msg, "cannot split an empty secret");
@@ -350,6 +374,7 @@ int main(int argc, char **argv)
     RUN(split_share_layout);
     RUN(split_combine_large);
     RUN(split_lengths);
+    RUN(check_config_rules);
     RUN(split_invalid_parameters);
     RUN(split_one_share);
     RUN(combine_invalid);

@@ -7,6 +7,9 @@
  */
 #include "../../src/util.c"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "harness.h"
 
 /* ========================================================== durations == */
@@ -368,6 +371,157 @@ TEST(strvec_grows)
     strvec_release(&sv);
 }
 
+/* ===================================================== bytes and files == */
+
+TEST(hex_value_digits)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (int i = 0; i < 16; i++) {
+        CHECK_EQ_INT(hex_value(digits[i]), i);
+        CHECK_EQ_INT(hex_value(toupper((unsigned char)digits[i])), i);
+    }
+    /* Every other byte, including the neighbours of each range. */
+    for (int c = 0; c < 256; c++) {
+        if (strchr("0123456789abcdefABCDEF", c) == NULL || c == 0)
+            CHECK_EQ_INT(hex_value(c), -1);
+    }
+    CHECK_EQ_INT(hex_value(-1), -1);
+    CHECK_EQ_INT(hex_value((char)0xC3), -1); /* a negative char */
+}
+
+struct utf8_case {
+    uint32_t cp;
+    const char *out;
+};
+
+static const struct utf8_case utf8_cases[] = {
+    {0x41, "A"},
+    {0x7F, "\x7f"},
+    {0x80, "\xc2\x80"},
+    {0xE9, "\xc3\xa9"},
+    {0x7FF, "\xdf\xbf"},
+    {0x800, "\xe0\xa0\x80"},
+    {0x20AC, "\xe2\x82\xac"},
+    {0xFFFD, "\xef\xbf\xbd"},
+    {0xFFFF, "\xef\xbf\xbf"},
+    {0x10000, "\xf0\x90\x80\x80"},
+    {0x1F600, "\xf0\x9f\x98\x80"},
+    {0x10FFFF, "\xf4\x8f\xbf\xbf"},
+};
+
+TEST(utf8_encode_table)
+{
+    char out[UTF8_MAX + 1];
+    size_t n;
+
+    for (size_t i = 0; i < ARRAY_LEN(utf8_cases); i++) {
+        memset(out, 0x55, sizeof(out));
+        n = utf8_encode(utf8_cases[i].cp, out);
+        CHECK_EQ_INT(n, strlen(utf8_cases[i].out));
+        CHECK(memcmp(out, utf8_cases[i].out, n) == 0);
+        CHECK_EQ_INT(out[n < UTF8_MAX ? n : UTF8_MAX], 0x55); /* no NUL */
+    }
+    /* U+0000 is one zero byte. */
+    CHECK_EQ_INT(utf8_encode(0, out), 1);
+    CHECK_EQ_INT(out[0], 0);
+}
+
+/* Writes len bytes of content to a new temp file; returns its path. */
+static char *temp_file(const void *content, size_t len)
+{
+    char *path = xstrdup("/tmp/coffer-test-util-XXXXXX");
+    int fd = mkstemp(path);
+
+    COFFER_ASSERT(fd != -1);
+    COFFER_ASSERT(write(fd, content, len) == (ssize_t)len);
+    COFFER_ASSERT(close(fd) == 0);
+    return path;
+}
+
+TEST(file_read_whole_file)
+{
+    static const char text[] = "line 1\nline 2\0after a NUL\n";
+    char *path = temp_file(text, sizeof(text) - 1);
+    struct file_error why;
+    struct buf b;
+
+    buf_init(&b, 1024);
+    CHECK_EQ_INT(file_read(path, &b, &why), 0);
+    CHECK_EQ_INT(b.len, sizeof(text) - 1);
+    CHECK(b.ptr != NULL && memcmp(b.ptr, text, sizeof(text) - 1) == 0);
+    CHECK_EQ_INT(b.ptr != NULL ? b.ptr[b.len] : 1, 0); /* NUL-terminated */
+    /* It appends: a second read doubles the content. */
+    CHECK_EQ_INT(file_read(path, &b, &why), 0);
+    CHECK_EQ_INT(b.len, 2 * (sizeof(text) - 1));
+    buf_release(&b);
+    unlink(path);
+    free(path);
+}
+
+TEST(file_read_empty_and_chunked)
+{
+    char *path = temp_file("", 0);
+    struct file_error why;
+    struct buf b;
+    char *big;
+    size_t n = 3 * 8192 + 17; /* more than one read chunk */
+
+    buf_init(&b, 1024);
+    CHECK_EQ_INT(file_read(path, &b, &why), 0);
+    CHECK_EQ_INT(b.len, 0);
+    buf_release(&b);
+    unlink(path);
+    free(path);
+
+    big = xmalloc(n);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    path = temp_file(big, n);
+    buf_init(&b, n);
+    CHECK_EQ_INT(file_read(path, &b, &why), 0); /* exactly the ceiling */
+    CHECK_EQ_INT(b.len, n);
+    CHECK(b.ptr != NULL && memcmp(b.ptr, big, n) == 0);
+    buf_release(&b);
+    unlink(path);
+    free(path);
+    free(big);
+}
+
+TEST(file_read_too_big)
+{
+    char *path = temp_file("0123456789", 10);
+    struct file_error why;
+    struct buf b;
+
+    buf_init(&b, 9);
+    CHECK_EQ_INT(file_read(path, &b, &why), COFFER_ETOOBIG);
+    CHECK_STREQ(why.op, "size");
+    CHECK_EQ_INT(why.errnum, 0);
+    CHECK(b.ptr == NULL && b.len == 0); /* released, as buf_append does */
+    buf_release(&b);
+    unlink(path);
+    free(path);
+}
+
+TEST(file_read_errors)
+{
+    struct file_error why;
+    struct buf b;
+
+    buf_init(&b, 1024);
+    CHECK_EQ_INT(file_read("/nonexistent/coffer/x", &b, &why),
+                 COFFER_ENOTFOUND);
+    CHECK_STREQ(why.op, "open");
+    CHECK_EQ_INT(why.errnum, ENOENT);
+    /* A directory opens but cannot be read. */
+    CHECK_EQ_INT(file_read("/tmp", &b, &why), COFFER_EIO);
+    CHECK_STREQ(why.op, "read");
+    CHECK_EQ_INT(why.errnum, EISDIR);
+    CHECK_EQ_INT(b.len, 0);
+    buf_release(&b);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -387,5 +541,11 @@ int main(int argc, char **argv)
     RUN(str_prefix_suffix);
     RUN(strvec_sort_uniq_contains);
     RUN(strvec_grows);
+    RUN(hex_value_digits);
+    RUN(utf8_encode_table);
+    RUN(file_read_whole_file);
+    RUN(file_read_empty_and_chunked);
+    RUN(file_read_too_big);
+    RUN(file_read_errors);
     return HARNESS_DONE();
 }

@@ -1,4 +1,9 @@
--- office-hours.lua - a Lua policy: path rules plus a check function.
+-- office-hours.lua - an example Lua policy: path rules plus a check
+-- function. Coffer loads Lua policies only from the configuration's
+-- policy_directory (-dev-policy-dir=DIR for a dev server); to use this
+-- one, copy it there, or try it with:
+--
+--   coffer server -dev -dev-policy-dir=examples/policies
 --
 -- Tokens carrying the "office-hours" policy may read secrets under
 -- secret/data/office/*, but only from the local machine, or from

@@ -1,0 +1,261 @@
+/*
+ * lifecycle.c - the server's state: sealed or active, and the moves
+ * between them.
+ *
+ *   setup          barrier over the physical storage, seal bound to it
+ *   activate       token store, router, policies, leases, ticker
+ *   seal           stop all of that, close database connections, seal
+ *                  the barrier
+ *   teardown       seal's stop, then free the barrier
+ *
+ * Requests hold the state lock for reading (lifecycle_enter); every move
+ * takes it for writing, so it waits for the requests in flight and holds
+ * new ones off. The seal endpoints (sys_seal.c) decide when to move;
+ * this file is the only one that starts or stops the subsystems or
+ * seals the barrier.
+ */
+#include "lifecycle.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <openssl/evp.h>
+
+#include "barrier.h"
+#include "cidr.h"
+#include "db_pg.h"
+#include "lease.h"
+#include "log.h"
+#include "luavm.h"
+#include "policy.h"
+#include "router.h"
+#include "seal.h"
+#include "storage.h"
+#include "ticker.h"
+#include "token.h"
+
+static struct {
+    pthread_rwlock_t lock;
+    struct lifecycle_config cfg;
+    struct barrier *barrier;
+    bool active;
+} state = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+/* Leases reach their engines through the Lua runtime. */
+static const struct lease_ops engine_lease_ops = {
+    .revoke = luavm_lease_revoke,
+    .renew = luavm_lease_renew,
+};
+
+/* A token's own lease revokes the token tree (token.c). */
+static const struct lease_ops token_lease_ops = {
+    .revoke = token_lease_revoke,
+    .renew = token_lease_renew,
+};
+
+void lifecycle_setup(const struct lifecycle_config *cfg)
+{
+    state.cfg = *cfg;
+    state.barrier = barrier_new(cfg->physical);
+    seal_setup(state.barrier, cfg->physical);
+}
+
+struct barrier *lifecycle_barrier(void)
+{
+    return state.barrier;
+}
+
+/* ========================================================= state lock == */
+
+bool lifecycle_enter(void)
+{
+    pthread_rwlock_rdlock(&state.lock);
+    return state.active;
+}
+
+void lifecycle_leave(void)
+{
+    pthread_rwlock_unlock(&state.lock);
+}
+
+bool lifecycle_is_active(void)
+{
+    bool active = lifecycle_enter();
+
+    lifecycle_leave();
+    return active;
+}
+
+/*
+ * A token bound to CIDR blocks (token_bound_cidrs) is only good from
+ * addresses inside one of them; a malformed block matches nothing, and
+ * no address (a caller outside any request) matches no block.
+ */
+static bool address_allowed(const struct token *t, const char *addr)
+{
+    bool match = false;
+
+    if (t->bound_cidrs.n == 0)
+        return true;
+    for (size_t i = 0; addr != NULL && i < t->bound_cidrs.n && !match;
+         i++) {
+        if (cidr_match(t->bound_cidrs.v[i], addr, &match) != 0)
+            match = false;
+    }
+    return match;
+}
+
+struct token *lifecycle_request_token(const struct request *req)
+{
+    struct token *t = token_lookup(req->client_token, false);
+
+    if (t != NULL && !address_allowed(t, req->remote_addr)) {
+        token_free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+struct token *lifecycle_lookup_token(const struct request *req)
+{
+    struct token *t = NULL;
+
+    if (lifecycle_enter())
+        t = lifecycle_request_token(req);
+    lifecycle_leave();
+    return t;
+}
+
+/* ============================================================== moves == */
+
+/* Starts what needs the unsealed barrier. Caller holds the write lock. */
+static int activate_locked(struct errbuf *err)
+{
+    struct storage *logical = barrier_storage(state.barrier);
+    struct lease_config lcfg = {
+        .ops = &engine_lease_ops,
+        .token_ops = &token_lease_ops,
+        .token_alive = token_exists_hmac,
+        .workers = state.cfg.lease_workers,
+        .retry_base = state.cfg.lease_retry_base,
+        .retry_max = state.cfg.lease_retry_max,
+    };
+    int rc;
+
+    if (state.active)
+        return 0;
+    rc = token_store_init(logical);
+    if (rc != 0) {
+        errbuf_set(err, "token store: %s", coffer_strerror(rc));
+        return rc;
+    }
+    rc = router_init(logical, state.cfg.dev_mode, err);
+    if (rc == 0)
+        rc = policy_init(logical, err);
+    if (rc == 0)
+        rc = lease_init(logical, &lcfg, err);
+    if (rc == 0)
+        rc = ticker_start(state.cfg.tick_interval, err);
+    if (rc != 0) {
+        lease_shutdown();
+        policy_shutdown();
+        router_shutdown();
+        token_store_shutdown();
+        return rc;
+    }
+    state.active = true;
+    log_info("core: active");
+    return 0;
+}
+
+/* Stops what activate_locked started. Caller holds the write lock. */
+static void deactivate_locked(void)
+{
+    if (!state.active)
+        return;
+    ticker_stop();
+    lease_shutdown();
+    policy_shutdown();
+    router_shutdown();
+    token_store_shutdown();
+    /* Sealed means no live credentials either: database connections made
+     * with a config's root password are closed, and reopened on demand. */
+    db_shutdown();
+    state.active = false;
+    log_info("core: standing by (sealed)");
+}
+
+int lifecycle_activate(struct errbuf *err)
+{
+    int rc;
+
+    pthread_rwlock_wrlock(&state.lock);
+    rc = activate_locked(err);
+    if (rc != 0)
+        barrier_seal(state.barrier);
+    pthread_rwlock_unlock(&state.lock);
+    return rc;
+}
+
+void lifecycle_seal(void)
+{
+    pthread_rwlock_wrlock(&state.lock);
+    deactivate_locked();
+    barrier_seal(state.barrier);
+    pthread_rwlock_unlock(&state.lock);
+}
+
+/* The first mounts and the root token, on a barrier seal_init opened. */
+static int write_root_token(char **root_token, struct errbuf *err)
+{
+    struct storage *logical = barrier_storage(state.barrier);
+    int rc = token_store_init(logical);
+
+    if (rc == 0)
+        rc = router_init(logical, state.cfg.dev_mode, err);
+    if (rc == 0)
+        rc = token_create_root(state.cfg.dev_root_token_id, root_token);
+    if (rc != 0 && err->msg[0] == '\0')
+        errbuf_set(err, "creating the root token failed: %s",
+                   coffer_strerror(rc));
+    router_shutdown();
+    token_store_shutdown();
+    return rc;
+}
+
+int lifecycle_init_root_token(char **root_token, struct errbuf *err)
+{
+    int rc = write_root_token(root_token, err);
+
+    barrier_seal(state.barrier);
+    return rc;
+}
+
+int lifecycle_dev_bootstrap(char **root_token, char **unseal_key,
+                            struct errbuf *err)
+{
+    uint8_t *share = NULL;
+    char b64[2 * SEAL_SHARE_LEN + 4];
+    int rc = seal_init(1, 1, &share, err);
+
+    if (rc == 0)
+        rc = write_root_token(root_token, err);
+    if (rc == 0)
+        rc = lifecycle_activate(err);
+    if (rc == 0) {
+        EVP_EncodeBlock((unsigned char *)b64, share, SEAL_SHARE_LEN);
+        *unseal_key = xstrdup(b64);
+    }
+    crypto_wipe(b64, sizeof(b64));
+    secure_free(share, SEAL_SHARE_LEN);
+    return rc;
+}
+
+void lifecycle_teardown(void)
+{
+    pthread_rwlock_wrlock(&state.lock);
+    deactivate_locked();
+    pthread_rwlock_unlock(&state.lock);
+    barrier_free(state.barrier);
+    state.barrier = NULL;
+}
