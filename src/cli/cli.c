@@ -51,6 +51,7 @@
 #include "cli_format.h"
 #include "cli_http.h"
 #include "../common.h"
+#include "../json.h"
 #include "../util.h"
 
 /* ====================================================================
@@ -357,7 +358,7 @@ void cli__structured(struct cli *ctx, struct out *o, const struct out *js)
     /* ghodss/yaml goes through JSON too, so struct fields come sorted. */
     v = cJSON_Parse(js->b.ptr != NULL ? js->b.ptr : "null");
     fmt_yaml(o, v);
-    cli__json_free_wiped(v);
+    json_delete_wiped(v);
     n = o->b.len;
     while (n > 0 && isspace((unsigned char)o->b.ptr[n - 1]))
         n--;

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../json.h"
 #include "cli_cmd.h"
 
 /* auth enable's flags. */
@@ -52,8 +53,8 @@ static int cmd_auth_enable(struct cli *ctx, int argc, char **argv)
         goto out;
     printf("Success! Enabled %s auth method at: %s\n", type, path);
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     free(api);
     free(path);
     return rc;
@@ -79,7 +80,7 @@ static int cmd_auth_disable(struct cli *ctx, int argc, char **argv)
     printf("Success! Disabled the auth method (if it existed) at: %s\n",
            path);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(api);
     free(path);
     return rc;
@@ -119,7 +120,7 @@ static int cmd_auth_list(struct cli *ctx, int argc, char **argv)
                cJSON_IsString(d) ? d->valuestring : "");
     }
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     return rc;
 }
 
@@ -233,8 +234,8 @@ static int cmd_login(struct cli *ctx, int argc, char **argv)
                "do NOT need to run\n\"coffer login\" again.\n\n");
     rc = cli__print_secret(ctx, secret);
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     free(api);
     free(mount);
     return rc;

@@ -28,6 +28,7 @@
 #include "cli_format.h"
 #include "cli_http.h"
 #include "../common.h"
+#include "../json.h"
 #include "../util.h"
 
 /* ====================================================================
@@ -119,7 +120,7 @@ static int path_and_query(struct cli *ctx, const char *what, char **path,
         rc = cli__fail(1, "Failed to parse %s data: %s", what, err.b.ptr);
     else if (params != NULL)
         cli__json_to_query(params, query);
-    cli__json_free_wiped(params);
+    json_delete_wiped(params);
     out_release(&err);
     return rc;
 }
@@ -156,7 +157,7 @@ static int cmd_read(struct cli *ctx, int argc, char **argv)
     }
     rc = cli__print_result(ctx, secret);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     buf_release(&query);
     free(path);
     return rc;
@@ -241,8 +242,8 @@ static int cmd_write(struct cli *ctx, int argc, char **argv)
     rc = cli__write_output(ctx, path, rc, secret, &err);
 out:
     cJSON_Delete(null_body);
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(data);
+    json_delete_wiped(secret);
+    json_delete_wiped(data);
     out_release(&err);
     free(path);
     return rc;
@@ -305,7 +306,7 @@ static int cmd_list(struct cli *ctx, int argc, char **argv)
         goto out;
     rc = cli__list_output(ctx, path, secret);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(path);
     return rc;
 }
@@ -342,7 +343,7 @@ static int cmd_delete(struct cli *ctx, int argc, char **argv)
                        CLI_CALL_WRITE, &secret, NULL, &err);
     rc = cli__delete_output(ctx, path, rc, secret, &err);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     out_release(&err);
     buf_release(&query);
     free(path);
@@ -479,8 +480,8 @@ static int cmd_secrets_enable(struct cli *ctx, int argc, char **argv)
         goto out;
     printf("Success! Enabled the %s secrets engine at: %s\n", type, mount);
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     free(api_path);
     free(mount);
     strvec_release(&o.options);
@@ -508,7 +509,7 @@ static int cmd_secrets_disable(struct cli *ctx, int argc, char **argv)
     printf("Success! Disabled the secrets engine (if it existed) at: %s\n",
            mount);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(api_path);
     free(mount);
     free(clean);
@@ -634,7 +635,7 @@ static int cmd_secrets_list(struct cli *ctx, int argc, char **argv)
     }
     rc = cli__emit(stdout, &o);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     out_release(&js);
     out_release(&o);
     out_release(&err);
@@ -706,8 +707,8 @@ static int cmd_secrets_tune(struct cli *ctx, int argc, char **argv)
         goto out;
     printf("Success! Tuned the secrets engine at: %s\n", mount);
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     free(api_path);
     free(mount);
     free(clean);
@@ -846,8 +847,8 @@ static int cmd_token_create(struct cli *ctx, int argc, char **argv)
         goto out;
     rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     free(path);
     strvec_release(&o.metadata);
     strvec_release(&o.policies);
@@ -904,8 +905,8 @@ static int cmd_token_lookup(struct cli *ctx, int argc, char **argv)
     else
         rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     secure_free_str(token);
     out_release(&err);
     return rc;
@@ -990,8 +991,8 @@ static int cmd_token_revoke(struct cli *ctx, int argc, char **argv)
         goto out;
     printf("Success! Revoked token (if it existed)\n");
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     secure_free_str(path);
     secure_free_str(token);
     return rc;
@@ -1040,8 +1041,8 @@ static int cmd_token_renew(struct cli *ctx, int argc, char **argv)
         goto out;
     rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     secure_free_str(token);
     return rc;
 }
@@ -1050,13 +1051,6 @@ out:
 /* ====================================================================
  * status
  * ==================================================================== */
-
-static int64_t int_member(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
-}
 
 static void push_line(struct strvec *lines, struct out *line)
 {
@@ -1113,14 +1107,14 @@ static void seal_rows(struct strvec *lines, const cJSON *seal,
     out_printf(&l, "Sealed | %s", sealed ? "true" : "false");
     push_line(lines, &l);
     out_printf(&l, "Total %sShares | %lld", pre,
-               (long long)int_member(seal, "n"));
+               (long long)json_get_int(seal, "n", 0));
     push_line(lines, &l);
-    out_printf(&l, "Threshold | %lld", (long long)int_member(seal, "t"));
+    out_printf(&l, "Threshold | %lld", (long long)json_get_int(seal, "t", 0));
     push_line(lines, &l);
     if (sealed) {
         out_printf(&l, "Unseal Progress | %lld/%lld",
-                   (long long)int_member(seal, "progress"),
-                   (long long)int_member(seal, "t"));
+                   (long long)json_get_int(seal, "progress", 0),
+                   (long long)json_get_int(seal, "t", 0));
         push_line(lines, &l);
         out_printf(&l, "Unseal Nonce | %s", cli__str_member(seal, "nonce"));
         push_line(lines, &l);
@@ -1201,7 +1195,7 @@ int cli__print_seal_status(struct cli *ctx, const cJSON *seal)
     }
     rc = cli__emit(stdout, &o);
 out:
-    cli__json_free_wiped(leader);
+    json_delete_wiped(leader);
     out_release(&js);
     out_release(&o);
     out_release(&err);
@@ -1232,7 +1226,7 @@ static int cmd_status(struct cli *ctx, int argc, char **argv)
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(seal, "sealed")))
         rc = 2;
 out:
-    cli__json_free_wiped(seal);
+    json_delete_wiped(seal);
     out_release(&err);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "../common.h"
+#include "../json.h"
 
 /* ====================================================================
  * Output buffer
@@ -1008,13 +1009,6 @@ static void lease_rows(struct strvec *rows, const cJSON *secret)
     out_release(&v);
 }
 
-static const char *str_member(const cJSON *obj, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
 static void auth_rows(struct strvec *rows, const cJSON *auth)
 {
     const cJSON *dur = cJSON_GetObjectItemCaseSensitive(auth,
@@ -1030,9 +1024,9 @@ static void auth_rows(struct strvec *rows, const cJSON *auth)
 
     out_init(&v);
     out_init(&key);
-    out_puts(&v, str_member(auth, "client_token"));
+    out_puts(&v, json_get_str(auth, "client_token", ""));
     push_row(rows, "token", &v);
-    out_puts(&v, str_member(auth, "accessor"));
+    out_puts(&v, json_get_str(auth, "accessor", ""));
     push_row(rows, "token_accessor", &v);
     /* A root token never expires; Vault shows that as infinity. */
     if (!number_is_int(dur, &secs) || secs == 0)

@@ -38,6 +38,7 @@
 #include "../buf.h"
 #include "cli_format.h"
 #include "../common.h"
+#include "../json.h"
 #include "../util.h"
 
 #define DEFAULT_ADDR "http://127.0.0.1:8200"
@@ -186,60 +187,25 @@ void cli__http_result_release(struct cli_http_result *r)
     buf_release(&r->body);
 }
 
-static void json_wipe(cJSON *v)
-{
-    cJSON *it;
-
-    if (v->valuestring != NULL)
-        OPENSSL_cleanse(v->valuestring, strlen(v->valuestring));
-    if (v->string != NULL)
-        OPENSSL_cleanse(v->string, strlen(v->string));
-    for (it = v->child; it != NULL; it = it->next)
-        json_wipe(it);
-}
-
-/* Frees a cJSON tree after wiping every string in it (secrets, tokens). */
-void cli__json_free_wiped(cJSON *v)
-{
-    if (v == NULL)
-        return;
-    json_wipe(v);
-    cJSON_Delete(v);
-}
-
 /*
  * Reads a whole file into b. Returns 0, or a negative error with Go's
  * os error text ("open /x: no such file or directory") in err.
  */
 static int read_file(const char *path, struct buf *b, struct out *err)
 {
-    char chunk[8192];
-    FILE *f = NULL;
-    size_t n;
-    int rc = 0, saved;
+    struct file_error why;
+    int rc = file_read(path, b, &why);
 
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        saved = errno;
-        out_printf(err, "open %.300s: ", path);
-        out_putc(err, (char)tolower((unsigned char)strerror(saved)[0]));
-        out_puts(err, strerror(saved) + 1);
-        return COFFER_EIO;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (buf_append(b, chunk, n) != 0) {
-            out_printf(err, "read %.300s: file too large", path);
-            rc = COFFER_ETOOBIG;
-            goto out;
-        }
-    }
-    if (ferror(f)) {
-        out_printf(err, "read %.300s: %s", path, strerror(errno));
+    if (rc == COFFER_ETOOBIG) {
+        out_printf(err, "read %.300s: file too large", path);
+    } else if (rc != 0) {
+        const char *msg = strerror(why.errnum);
+
+        out_printf(err, "%s %.300s: ", why.op, path);
+        out_putc(err, (char)tolower((unsigned char)msg[0]));
+        out_puts(err, msg + 1);
         rc = COFFER_EIO;
     }
-out:
-    OPENSSL_cleanse(chunk, sizeof(chunk));
-    fclose(f);
     return rc;
 }
 
@@ -573,7 +539,7 @@ void cli__api_error_text(const struct cli_http_result *r, struct out *err)
             out_puts(err, it->valuestring);
         }
     }
-    cli__json_free_wiped(root);
+    json_delete_wiped(root);
 }
 
 bool cli__json_is_nullish(const cJSON *v)
@@ -615,7 +581,7 @@ static int bare_to_secret(cJSON *root, cJSON **out, struct out *err)
     bool first = true;
 
     if (errors != NULL && cJSON_GetArraySize(root) == 1) {
-        cli__json_free_wiped(root);
+        json_delete_wiped(root);
         return 0; /* only errors: treated as "no value" */
     }
     if (errors != NULL) {
@@ -625,7 +591,7 @@ static int bare_to_secret(cJSON *root, cJSON **out, struct out *err)
             first = false;
             fmt_go_value(err, it);
         }
-        cli__json_free_wiped(root);
+        json_delete_wiped(root);
         return COFFER_EIO;
     }
     if (root->child == NULL) {
@@ -660,7 +626,7 @@ static int parse_secret(const struct cli_http_result *r, cJSON **out,
     if (!cJSON_IsObject(root)) {
         out_puts(err, "json: cannot unmarshal response into Go value of "
                       "type api.Secret");
-        cli__json_free_wiped(root);
+        json_delete_wiped(root);
         return COFFER_EIO;
     }
     if (secret_is_zero(root))
@@ -671,15 +637,12 @@ static int parse_secret(const struct cli_http_result *r, cJSON **out,
 
 const char *cli__str_member(const cJSON *obj, const char *key)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-
-    return cJSON_IsString(v) ? v->valuestring : "";
+    return json_get_str(obj, key, "");
 }
 
 const char *cli__bool_member(const cJSON *obj, const char *key)
 {
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key))
-               ? "true" : "false";
+    return json_get_bool(obj, key, false) ? "true" : "false";
 }
 
 /* len(secret.Warnings) > 0 || len(secret.Data) > 0 */
@@ -712,7 +675,7 @@ static int handle_404(const struct cli_http_result *r, enum cli_call_mode mode,
         cli__api_error_text(r, err);
         return COFFER_EIO;
     }
-    cli__json_free_wiped(s);
+    json_delete_wiped(s);
     if (mode == CLI_CALL_READ || empty)
         return 0;
     cli__api_error_text(r, err);
@@ -737,7 +700,7 @@ static int handle_response(const struct cli_http_result *r,
     root = cJSON_ParseWithLengthOpts(r->body.ptr != NULL ? r->body.ptr : "",
                                      r->body.len, NULL, false);
     if (!cJSON_IsObject(root)) {
-        cli__json_free_wiped(root);
+        json_delete_wiped(root);
         out_puts(err, r->body.len == 0 ? "EOF"
                                        : "invalid character in response: "
                                          "not a JSON object");
@@ -751,7 +714,7 @@ static int handle_response(const struct cli_http_result *r,
  * Makes one API call. Returns 0 with *secret set to the parsed response
  * (NULL when there is none) or COFFER_EIO with Vault's error text in err;
  * in CLI_CALL_WRITE mode *secret may be set even on error (a 404 carrying
- * data). The caller frees *secret with cli__json_free_wiped. status, when not
+ * data). The caller frees *secret with json_delete_wiped. status, when not
  * NULL, receives the HTTP status (0 if the server never answered).
  */
 int cli__api_call(struct cli_client *c, const char *method, const char *path,
@@ -836,7 +799,7 @@ static int merge_json(cJSON *obj, const struct buf *src, struct out *err)
     if (!cJSON_IsObject(root) && !cJSON_IsNull(root)) {
         out_printf(err, "json: cannot unmarshal %s into Go value of type "
                    "map[string]interface {}", json_type_name(root));
-        cli__json_free_wiped(root);
+        json_delete_wiped(root);
         return COFFER_EINVAL;
     }
     while (cJSON_IsObject(root) && root->child != NULL) {
@@ -844,7 +807,7 @@ static int merge_json(cJSON *obj, const struct buf *src, struct out *err)
         cJSON_DeleteItemFromObjectCaseSensitive(obj, it->string);
         cJSON_AddItemToObject(obj, it->string, it);
     }
-    cli__json_free_wiped(root);
+    json_delete_wiped(root);
     return 0;
 }
 
@@ -954,7 +917,7 @@ int cli__args_to_json(const struct strvec *args, size_t from, bool *stdin_used,
             out_printf(err, "invalid key/value pair \"%.200s\": ",
                        args->v[i]);
             out_puts(err, why.b.ptr != NULL ? why.b.ptr : "");
-            cli__json_free_wiped(obj);
+            json_delete_wiped(obj);
             obj = NULL;
             break;
         }

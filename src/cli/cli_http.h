@@ -12,7 +12,7 @@
  * Ownership, once for the whole header:
  *   - const char * and const cJSON * arguments are borrowed;
  *   - char * results are new strings, freed with free();
- *   - cJSON * results are new trees, freed with cli__json_free_wiped()
+ *   - cJSON * results are new trees, freed with json_delete_wiped() (json.h)
  *     (responses and bodies hold secrets, so they are wiped first);
  *   - error words go into a caller's `struct out` (cli_format.h), with
  *     Vault's wording, and never include the token.
@@ -110,8 +110,6 @@ int cli__api_call(struct cli_client *c, const char *method,
 
 /* ---- JSON helpers ----------------------------------------------------- */
 
-/* Wipes every string in v, then frees it. NULL is fine. */
-void cli__json_free_wiped(cJSON *v);
 /* True for a missing member or a JSON null. */
 bool cli__json_is_nullish(const cJSON *v);
 /* The string member `key` of obj, or "" (borrowed from obj). */

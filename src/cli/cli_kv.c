@@ -26,6 +26,7 @@
 #include "cli_format.h"
 #include "cli_http.h"
 #include "../common.h"
+#include "../json.h"
 #include "../util.h"
 
 
@@ -121,7 +122,7 @@ static int kv_preflight(struct cli *ctx, const char *path, struct kvloc *l,
     opts = cJSON_GetObjectItemCaseSensitive(data, "options");
     ver = cJSON_GetObjectItemCaseSensitive(opts, "version");
     l->v2 = cJSON_IsString(ver) && strcmp(ver->valuestring, "2") == 0;
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     return 0;
 }
 
@@ -277,7 +278,7 @@ static int cmd_kv_get(struct cli *ctx, int argc, char **argv)
     else
         rc = kv_get_table(full, l.v2, secret);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(full);
     kvloc_release(&l);
     return rc;
@@ -366,9 +367,9 @@ static int cmd_kv_put(struct cli *ctx, int argc, char **argv)
     else
         rc = kv_put_output(ctx, full, secret);
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
-    cli__json_free_wiped(data);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
+    json_delete_wiped(data);
     out_release(&err);
     free(full);
     kvloc_release(&l);
@@ -416,7 +417,7 @@ static int cmd_kv_list(struct cli *ctx, int argc, char **argv)
         goto out;
     rc = cli__list_output(ctx, full, secret);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(full);
     kvloc_release(&l);
     return rc;
@@ -494,8 +495,8 @@ static int cmd_kv_delete(struct cli *ctx, int argc, char **argv)
     }
     rc = cli__delete_output(ctx, full, rc, secret, &err);
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     out_release(&err);
     free(vpath);
     free(full);
@@ -549,8 +550,8 @@ static int kv_versions_op(struct cli *ctx, int argc, char **argv,
                        &secret, NULL, &err);
     rc = cli__write_output(ctx, vpath, rc, secret, &err);
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     out_release(&err);
     free(vpath);
     kvloc_release(&l);
@@ -659,7 +660,7 @@ static int cmd_kv_metadata_get(struct cli *ctx, int argc, char **argv)
         cli__print_secret(ctx, secret);
     }
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(full);
     kvloc_release(&l);
     return rc;

@@ -36,6 +36,7 @@
 #include "cli_format.h"
 #include "cli_http.h"
 #include "../common.h"
+#include "../json.h"
 #include "../util.h"
 
 /* Printed on stderr before a forced revocation (Vault, wrapped at 78). */
@@ -169,8 +170,8 @@ static int cmd_lease_lookup(struct cli *ctx, int argc, char **argv)
         goto out;
     rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     free(id);
     return rc;
 }
@@ -201,8 +202,8 @@ static int cmd_lease_renew(struct cli *ctx, int argc, char **argv)
         goto out;
     rc = secret != NULL ? cli__print_result(ctx, secret) : 0;
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     free(id);
     return rc;
 }
@@ -270,8 +271,8 @@ static int cmd_lease_revoke(struct cli *ctx, int argc, char **argv)
         goto out;
     revoke_success(&o, id);
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     free(path);
     free(id);
     return rc;
@@ -297,7 +298,7 @@ static int cmd_lease_list(struct cli *ctx, int argc, char **argv)
         goto out;
     rc = cli__list_output(ctx, path, secret);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(path);
     free(prefix);
     return rc;

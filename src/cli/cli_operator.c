@@ -22,7 +22,7 @@
  *
  * Secrets: unseal keys and the root token pass through here. Every
  * buffer, JSON tree and string that held one is wiped before it is freed
- * (cli__json_free_wiped, secure_free_str, out_release, OPENSSL_cleanse).
+ * (json_delete_wiped, secure_free_str, out_release, OPENSSL_cleanse).
  * A key given on the command line is also visible in the shell history
  * and in /proc/PID/cmdline while the command runs; the help says so,
  * as Vault's does.
@@ -51,6 +51,7 @@
 #include "cli_format.h"
 #include "cli_http.h"
 #include "../common.h"
+#include "../json.h"
 #include "../util.h"
 
 /* Vault's defaults for a Shamir seal and for a recovery (auto-unseal). */
@@ -227,7 +228,7 @@ static cJSON *string_list(const cJSON *src)
 
 /*
  * Vault's machineInit struct, members in declaration order. Returns a new
- * tree holding the keys; free it with cli__json_free_wiped().
+ * tree holding the keys; free it with json_delete_wiped().
  */
 static cJSON *machine_init(const struct init_req *req, const cJSON *resp)
 {
@@ -327,7 +328,7 @@ static int init_status(struct cli *ctx)
     rc = inited ? 0 : 2;
 out:
     cJSON_Delete(data);
-    cli__json_free_wiped(resp);
+    json_delete_wiped(resp);
     out_release(&err);
     return rc;
 }
@@ -343,7 +344,7 @@ static int init_output(struct cli *ctx, const struct init_req *req,
     if (ctx->format != CLI_FMT_TABLE) {
         machine = machine_init(req, resp);
         rc = print_struct(ctx, machine);
-        cli__json_free_wiped(machine);
+        json_delete_wiped(machine);
         return rc;
     }
     out_init(&o);
@@ -391,9 +392,9 @@ static int cmd_operator_init(struct cli *ctx, int argc, char **argv)
         goto out;
     rc = init_output(ctx, &req, resp);
 out:
-    cli__json_free_wiped(resp);
-    cli__json_free_wiped(body);
-    cli__json_free_wiped(seal);
+    json_delete_wiped(resp);
+    json_delete_wiped(body);
+    json_delete_wiped(seal);
     out_release(&err);
     return rc;
 }
@@ -617,8 +618,8 @@ static int cmd_operator_unseal(struct cli *ctx, int argc, char **argv)
     rc = cli__print_seal_status(ctx, seal);
 out:
     wipe_args(&ctx->args);
-    cli__json_free_wiped(seal);
-    cli__json_free_wiped(body);
+    json_delete_wiped(seal);
+    json_delete_wiped(body);
     secure_free_str(key);
     return rc;
 }
@@ -639,7 +640,7 @@ static int cmd_operator_seal(struct cli *ctx, int argc, char **argv)
         goto out;
     printf("Success! Vault is sealed.\n");
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     return rc;
 }
 

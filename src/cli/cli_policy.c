@@ -32,6 +32,7 @@
 #include "cli_format.h"
 #include "cli_http.h"
 #include "../common.h"
+#include "../json.h"
 #include "../policy_hcl.h"
 #include "../util.h"
 
@@ -110,7 +111,7 @@ static int cmd_policy_write(struct cli *ctx, int argc, char **argv)
         goto out;
     printf("Success! Uploaded policy: %s\n", name);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     cJSON_Delete(body);
     out_release(&err);
     free(text);
@@ -152,7 +153,7 @@ static int cmd_policy_read(struct cli *ctx, int argc, char **argv)
         printf("%.*s\n", (int)n, text);
     }
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(path);
     free(name);
     return rc;
@@ -184,7 +185,7 @@ static int cmd_policy_list(struct cli *ctx, int argc, char **argv)
             printf("%s\n", k->valuestring);
     }
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     return rc;
 }
 
@@ -207,7 +208,7 @@ static int cmd_policy_delete(struct cli *ctx, int argc, char **argv)
         goto out;
     printf("Success! Deleted policy: %s\n", name);
 out:
-    cli__json_free_wiped(secret);
+    json_delete_wiped(secret);
     free(path);
     free(name);
     return rc;
@@ -300,8 +301,8 @@ static int cmd_token_capabilities(struct cli *ctx, int argc, char **argv)
     }
     printf("\n");
 out:
-    cli__json_free_wiped(secret);
-    cli__json_free_wiped(body);
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
     return rc;
 }
 

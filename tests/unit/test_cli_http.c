@@ -66,7 +66,7 @@ TEST(kv_strings_and_lists)
     CHECK_STREQ(s, "{\"a\":[\"1\",\"2\",\"3\"],\"b\":\"x=y\",\"c\":\"\","
                    "\"d\":\"@lit\"}");
     cJSON_free(s);
-    cli__json_free_wiped(obj);
+    json_delete_wiped(obj);
     out_release(&err);
 }
 
@@ -107,7 +107,7 @@ TEST(kv_files)
     s = json_text(obj);
     CHECK_STREQ(s, "{\"cert\":\"line1\\nline2\\n\",\"n\":5,\"s\":\"t\"}");
     cJSON_free(s);
-    cli__json_free_wiped(obj);
+    json_delete_wiped(obj);
     unlink(jpath);
     unlink(path);
     out_release(&err);
@@ -259,11 +259,11 @@ TEST(secret_parsing)
     CHECK_EQ_INT(parse_secret(&r, &s, &empty, &err), 0);
     CHECK(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(s, "data"),
                                             "sealed")));
-    cli__json_free_wiped(s);
+    json_delete_wiped(s);
     set_body(&r, "{\"request_id\":\"r\",\"data\":{\"a\":\"b\"}}");
     CHECK_EQ_INT(parse_secret(&r, &s, &empty, &err), 0);
     CHECK(secret_has_content(s));
-    cli__json_free_wiped(s);
+    json_delete_wiped(s);
     r.status = 404;
     s = NULL;
     set_body(&r, "{\"errors\":[]}");
@@ -280,7 +280,7 @@ TEST(one_member_and_trim)
 
     CHECK_STREQ(s, "{\"lease_id\":\"db/creds/ro/x\"}");
     cJSON_free(s);
-    cli__json_free_wiped(b);
+    json_delete_wiped(b);
     s = cli__trim_dup(" \t id \n");
     CHECK_STREQ(s, "id");
     free(s);

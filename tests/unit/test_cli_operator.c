@@ -438,7 +438,7 @@ TEST(init_machine_json)
                 "  \"root_token\": \"hvs.ROOT\\u003c\\u0026\\u003e\"\n"
                 "}");
     out_release(&o);
-    cli__json_free_wiped(m);
+    json_delete_wiped(m);
 
     /* No keys back (stored shares): Vault reports 1 of 1. */
     cJSON_Delete(resp);
@@ -449,7 +449,7 @@ TEST(init_machine_json)
     CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(m,
                                                         "unseal_keys_b64")),
                  0);
-    cli__json_free_wiped(m);
+    json_delete_wiped(m);
     cJSON_Delete(resp);
 }
 
