@@ -49,6 +49,11 @@ void token_role_release(struct role *r)
     memset(r, 0, sizeof(*r));
 }
 
+/*
+ * A role name becomes a storage key (token/role/<name>) and part of every
+ * token path it issues (auth/token/create/<name>): a safe alphabet, and
+ * never "." or "..", which storage would read as a relative path.
+ */
 bool token_role_name_valid(const char *name)
 {
     if (name[0] == '\0' || strlen(name) > 128)
@@ -60,6 +65,7 @@ bool token_role_name_valid(const char *name)
     return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
+/* Non-strings are skipped: a stored role was written by role_save. */
 static void strvec_from_json(struct strvec *sv, const cJSON *arr)
 {
     const cJSON *it;
@@ -123,6 +129,10 @@ int token_role_load(const char *name, struct role *r)
     return rc;
 }
 
+/*
+ * The stored shape uses short internal names (allowed, period, ...), not
+ * the API's token_* names, so renaming an API field never migrates data.
+ */
 static int role_save(const char *name, const struct role *r)
 {
     char key[192];
@@ -228,6 +238,8 @@ static int role_parse(const cJSON *d, struct role *r, struct response *resp)
         return -1;
     }
     if (suffix != NULL) {
+        /* The suffix is appended to the token's path, which prefix
+         * revocation (revoke-prefix auth/token/create/<role>/) walks. */
         if (strstr(suffix, "..") != NULL) {
             response_error(resp, 400, "path_suffix cannot contain '..'");
             return -1;
@@ -235,6 +247,7 @@ static int role_parse(const cJSON *d, struct role *r, struct response *resp)
         free(r->path_suffix);
         r->path_suffix = xstrdup(suffix);
     }
+    /* Batch tokens do not exist here; refusing beats a silent service token. */
     if (type != NULL && type[0] != '\0') {
         if (strcmp(type, "service") != 0 && strcmp(type, "default") != 0 &&
             strcmp(type, "default-service") != 0) {
@@ -248,6 +261,7 @@ static int role_parse(const cJSON *d, struct role *r, struct response *resp)
     return 0;
 }
 
+/* Vault's read shape: both the token_* names and their legacy aliases. */
 static cJSON *role_json(const char *name, const struct role *r)
 {
     cJSON *d = cJSON_CreateObject();
