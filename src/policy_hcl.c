@@ -107,6 +107,11 @@ static int lex_fail(struct lex *lx, int line, const char *what)
     return T_ERR;
 }
 
+/*
+ * HCL 1 takes three comment styles (hash, double slash, C block);
+ * Vault's policies in the wild use all three, so all are skipped,
+ * counting lines for errors.
+ */
 static void skip_space(struct lex *lx)
 {
     while (lx->p < lx->end) {
@@ -313,6 +318,10 @@ static int unexpected(struct lex *lx, const char *want)
 
 static struct hv *parse_value(struct lex *lx, int depth);
 
+/*
+ * Numbers are kept as their literal text (HV_NUM), never converted: the
+ * formatter must print back exactly what the author wrote.
+ */
 static bool is_number(const char *s)
 {
     char *end;
@@ -665,7 +674,12 @@ static void policy_add_rule(struct policy *p, struct policy_rule *r)
     p->rules[p->n++] = *r;
 }
 
-/* Checks the pattern's wildcards; strips a leading '/'. */
+/*
+ * Checks the pattern's wildcards; strips a leading '/', as Vault does, so
+ * "/secret/x" and "secret/x" are one rule (requests never start with
+ * one). Only one is stripped: "//x" stays a different rule, which the
+ * formatter must then print back unchanged.
+ */
 static bool check_pattern(struct cctx *c, int line, char **pat)
 {
     char *s = *pat;
