@@ -5,6 +5,10 @@
 #   make dev        install missing packages, build, run the dev walkthrough
 #   make deps       install missing Debian packages only
 #   make SANITIZER=address|undefined   build with a sanitizer
+#   make fuzz FUZZ=json [FUZZ_TIME=60]   build the libFuzzer harnesses and
+#                   run one (tests/fuzz/README.md)
+#   make fuzz-regress   run every harness over its corpus (make test does)
+#   make asan-test  unit tests and integration suites under ASan+UBSan
 #   make valgrind   run the unit tests under valgrind
 #   make noopt      build without optimisation
 #   make check-style  banned functions
@@ -19,6 +23,11 @@ CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) \
 ifneq ($(SANITIZER),)
 CFLAGS_BASE += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
 LDFLAGS_SAN := -fsanitize=$(SANITIZER)
+# Undefined behaviour stops the program, so a test cannot pass over it.
+ifneq ($(findstring undefined,$(SANITIZER)),)
+CFLAGS_BASE += -fno-sanitize-recover=undefined
+LDFLAGS_SAN += -fno-sanitize-recover=undefined
+endif
 endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -38,7 +47,20 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 PYTHON := /usr/bin/python3
 
-.PHONY: all deps test unit integration dev clean noopt valgrind check-style bench
+# The sanitizer builds that `make test` runs besides the plain one.
+ASAN_BUILD ?= build-asan
+ASAN_SAN := address,undefined
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CC ?= clang
+FUZZ_SAN := fuzzer-no-link,address,undefined
+FUZZ_TIME ?= 60
+FUZZ_RUNS ?= -1
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+
+.PHONY: all deps test unit integration dev clean noopt valgrind check-style \
+        bench fuzz fuzz-bins fuzz-bins-build fuzz-regress asan-build \
+        asan-test unit-bins
 
 all: $(BUILD)/coffer
 
@@ -63,6 +85,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) $(wildcard tests/unit/*.h)
 	$(Q)$(CC) $(CFLAGS_ALL) -Isrc -Wno-unused-function -o $@ $< \
 	    $(filter-out %/$(patsubst test_%,%,$*).o,$(LIB_OBJS)) $(LIBS)
 
+# A fuzz harness may include the .c files it tests (every
+# `#include "../../src/x.c"` line); it links against every other object.
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_OBJS) tests/fuzz/fuzz.h
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ $@"
+	$(Q)$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -Isrc -Wno-unused-function \
+	    -o $@ $< $(filter-out $(patsubst %,$(BUILD)/obj/%.o,$(shell sed -n \
+	    's|^#include "\.\./\.\./src/\(.*\)\.c"$$|\1|p' $<)),$(LIB_OBJS)) \
+	    -fsanitize=fuzzer $(LIBS)
+
 # C benchmarks include the .c file they measure, like unit tests.
 $(BUILD)/bench/%: tests/bench/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -76,9 +108,48 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/coffer
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) -m pytest -q tests/integration
 
+# `make test` compiles three build dirs (plain, ASan, fuzz): in parallel
+# unless make already runs with -j.
+# (MAKEFLAGS shows -j only when a recipe runs, hence the shell test.)
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+TEST_J = $$(case "$(MAKEFLAGS)" in *-j*) ;; *) echo -j$(TEST_JOBS) ;; esac)
+
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS)
-	$(Q)sh tests/run-all.sh $(BUILD)
+	$(Q)$(MAKE) $(TEST_J) --no-print-directory all $(UNIT_BINS)
+	$(Q)$(MAKE) $(TEST_J) --no-print-directory asan-build
+	$(Q)$(MAKE) $(TEST_J) --no-print-directory fuzz-bins-build
+	$(Q)ASAN_BUILD=$(ASAN_BUILD) FUZZ_BUILD=$(FUZZ_BUILD) \
+	    sh tests/run-all.sh $(BUILD)
+
+# --- sanitizers and fuzzing (tests/fuzz/README.md) -------------------------
+
+# The server and the unit tests with ASan+UBSan, in their own build dir.
+asan-build:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
+	    SANITIZER=$(ASAN_SAN) all unit-bins
+
+unit-bins: $(UNIT_BINS)
+
+# Only the ASan part of `make test`: unit tests, then the integration
+# suites tests/run-asan.sh names, against $(ASAN_BUILD)/coffer.
+asan-test: asan-build
+	$(Q)sh tests/run-asan.sh $(ASAN_BUILD)
+
+fuzz-bins: $(FUZZ_BINS)
+
+# The harnesses, built with clang and libFuzzer in $(FUZZ_BUILD).
+fuzz-bins-build:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+	    SANITIZER=$(FUZZ_SAN) fuzz-bins
+
+# Every harness over its corpus and its regression inputs (seconds).
+fuzz-regress: fuzz-bins-build
+	$(Q)sh tests/fuzz/run-regress.sh $(FUZZ_BUILD)
+
+# Fuzz one harness: make fuzz FUZZ=json [FUZZ_TIME=seconds] [FUZZ_RUNS=n]
+fuzz: fuzz-bins-build
+	$(Q)sh tests/fuzz/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ) $(FUZZ_TIME) \
+	    $(FUZZ_RUNS)
 
 dev: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -92,8 +163,9 @@ valgrind: $(UNIT_BINS)
 
 check-style:
 	$(Q)! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|gets)\s*\(' src/*.c src/cli/*.c
-	$(Q)! grep -nE '\blua_call\s*\(' src/*.c src/cli/*.c | grep -v 'src/luavm.c'
+	$(Q)! grep -nE '\blua_call\s*\(' src/*.c src/cli/*.c | grep -vE 'src/luavm(_policy)?\.c'
 	$(Q)! grep -nE '[^x](malloc|calloc|realloc)\s*\(' src/*.c src/cli/*.c | grep -vE 'src/(common|buf)\.c|luavm\.c|/\*'
+	$(Q)$(PYTHON) tests/check-include-cycles.py
 	@echo "check-style: ok"
 
 bench:
@@ -108,3 +180,4 @@ clean:
 
 -include $(OBJS:.o=.d)
 -include $(UNIT_BINS:=.d)
+-include $(FUZZ_BINS:=.d)

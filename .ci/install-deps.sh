@@ -1,5 +1,7 @@
 #!/bin/sh
 # Install the Debian packages Coffer needs to build, run and test.
+# clang and its runtimes (libFuzzer, ASan, UBSan) build the fuzz harnesses
+# that `make test` runs over their corpora (tests/fuzz/).
 # Idempotent: packages already present are skipped, and apt is not touched
 # at all when nothing is missing.
 set -eu
@@ -8,7 +10,8 @@ PKGS="build-essential pkg-config curl ca-certificates
 liblua5.4-dev libmicrohttpd-dev libpq-dev libssl-dev libcjson-dev
 libsqlite3-dev libcurl4-openssl-dev
 postgresql postgresql-client
-python3 python3-pytest python3-hvac python3-psycopg2 python3-requests"
+python3 python3-pytest python3-hvac python3-psycopg2 python3-requests
+clang libclang-rt-dev"
 # Load generators, only for `make bench` (install-deps.sh --bench).
 BENCH_PKGS="wrk"
 if [ "${1:-}" = "--bench" ]; then

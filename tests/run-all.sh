@@ -3,16 +3,24 @@
 #
 #   1. the C unit tests (BUILD/tests/test_*), through tests/run-unit.sh;
 #   2. the integration tests (tests/integration, pytest with Debian's python,
-#      which has hvac) against BUILD/coffer.
+#      which has hvac) against BUILD/coffer;
+#   3. the same unit tests and the security-relevant integration suites
+#      against an ASan+UBSan build ($ASAN_BUILD, default build-asan),
+#      through tests/run-asan.sh; skipped if that build is absent and
+#      ASAN_BUILD is unset;
+#   4. every libFuzzer harness over its corpus ($FUZZ_BUILD, default
+#      build-fuzz), through tests/fuzz/run-regress.sh; skipped likewise.
 #
-# The last line is "N passed, N failed", unit and integration summed.
-# Exits non-zero if anything failed, or if pytest collected no tests at all.
+# `make test` builds all three build dirs first. The last line is
+# "N passed, N failed", every part summed. Exits non-zero if anything
+# failed, or if pytest collected no tests at all.
 set -u
 
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
 # Debian's interpreter on purpose: a pyenv python3 earlier on PATH lacks hvac.
 python=${COFFER_PYTHON:-/usr/bin/python3}
+export COFFER_PYTHON="$python"
 
 case "$build" in
 /*) absbuild=$build ;;
@@ -22,68 +30,66 @@ esac
 tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/coffer-tests.XXXXXX") || exit 2
 trap 'rm -rf "$tmpdir"' EXIT INT TERM
 
+# . lib: run_pytest, last_counts
+. "$here/lib.sh"
+
 unit_pass=0
 unit_fail=0
 status=0
+t0=$(date +%s)
 
 # --- unit tests ----------------------------------------------------------
 bins=$(ls "$absbuild"/tests/test_* 2>/dev/null | grep -v '\.d$' || true)
 if [ -n "$bins" ]; then
     # shellcheck disable=SC2086
     sh "$here/run-unit.sh" $bins | tee "$tmpdir/unit.out"
-    line=$(grep -E '^unit: [0-9]+ passed, [0-9]+ failed$' "$tmpdir/unit.out" | tail -n 1)
-    if [ -n "$line" ]; then
-        unit_pass=$(echo "$line" | sed -E 's/^unit: ([0-9]+) passed, ([0-9]+) failed$/\1/')
-        unit_fail=$(echo "$line" | sed -E 's/^unit: ([0-9]+) passed, ([0-9]+) failed$/\2/')
-    else
-        unit_fail=1
-    fi
+    last_counts unit "$tmpdir/unit.out"
+    unit_pass=$counted_pass
+    unit_fail=$counted_fail
 else
     echo "run-all: no unit-test binaries in $absbuild/tests" >&2
     unit_fail=1
 fi
 
+t1=$(date +%s)
+
 # --- integration tests ---------------------------------------------------
-int_pass=0
-int_fail=0
-if [ ! -x "$absbuild/coffer" ]; then
-    echo "run-all: $absbuild/coffer not built" >&2
-    int_fail=1
-else
-    counts="$tmpdir/pytest.counts"
-    COFFER_BIN="$absbuild/coffer" COFFER_PYTEST_COUNTS="$counts" \
-        "$python" -m pytest -q -p no:cacheprovider "$here/integration" \
-        2>&1 | tee "$tmpdir/pytest.out"
-    # tee hides pytest's status; conftest.py writes "passed failed rc".
-    if [ -s "$counts" ]; then
-        read -r int_pass int_fail prc <"$counts"
-        if [ "$prc" = "5" ] || [ "$((int_pass + int_fail))" -eq 0 ]; then
-            echo "run-all: pytest ran no tests" >&2
-            int_fail=$((int_fail + 1))
-        elif [ "$prc" != "0" ] && [ "$int_fail" -eq 0 ]; then
-            echo "run-all: pytest exit status $prc" >&2
-            int_fail=1
-        fi
-    else
-        # No plugin output (pytest failed to start): fall back on its summary.
-        sum=$(grep -E '^=*[ ]*[0-9]+ (passed|failed)' "$tmpdir/pytest.out" | tail -n 1)
-        int_pass=$(echo "$sum" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || true)
-        int_pass=${int_pass:-0}
-        int_fail=0
-        for n in $(echo "$sum" | grep -oE '[0-9]+ (failed|error|errors)' |
-            grep -oE '[0-9]+'); do
-            int_fail=$((int_fail + n))
-        done
-        if [ "$((int_pass + int_fail))" -eq 0 ]; then
-            echo "run-all: pytest ran no tests" >&2
-            int_fail=1
-        fi
-    fi
+run_pytest "$absbuild/coffer" "$tmpdir/it" "$here/integration"
+int_pass=$counted_pass
+int_fail=$counted_fail
+echo "integration: $int_pass passed, $int_fail failed"
+t2=$(date +%s)
+
+# --- ASan+UBSan ----------------------------------------------------------
+asan_pass=0
+asan_fail=0
+asan=${ASAN_BUILD:-build-asan}
+if [ -n "${ASAN_BUILD:-}" ] || [ -x "$asan/coffer" ]; then
+    sh "$here/run-asan.sh" "$asan" | tee "$tmpdir/asan.out"
+    last_counts asan "$tmpdir/asan.out"
+    asan_pass=$counted_pass
+    asan_fail=$counted_fail
 fi
 
-echo "integration: $int_pass passed, $int_fail failed"
-pass=$((unit_pass + int_pass))
-fail=$((unit_fail + int_fail))
+t3=$(date +%s)
+
+# --- fuzz harnesses over their corpora -----------------------------------
+fuzz_pass=0
+fuzz_fail=0
+fuzz=${FUZZ_BUILD:-build-fuzz}
+if [ -n "${FUZZ_BUILD:-}" ] || [ -d "$fuzz/fuzz" ]; then
+    sh "$here/fuzz/run-regress.sh" "$fuzz" | tee "$tmpdir/fuzz.out"
+    last_counts fuzz "$tmpdir/fuzz.out"
+    fuzz_pass=$counted_pass
+    fuzz_fail=$counted_fail
+fi
+
+t4=$(date +%s)
+
+echo "run-all: took unit $((t1 - t0))s, integration $((t2 - t1))s," \
+    "asan $((t3 - t2))s, fuzz corpora $((t4 - t3))s"
+pass=$((unit_pass + int_pass + asan_pass + fuzz_pass))
+fail=$((unit_fail + int_fail + asan_fail + fuzz_fail))
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ] || status=1
 exit $status

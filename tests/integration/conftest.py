@@ -36,7 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # Signs that the server died badly. Matched against its stderr.
 CRASH_PATTERNS = re.compile(
-    r"AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:|"
+    r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+    r"runtime error:|"
     r"Segmentation fault|SIGSEGV|SIGABRT|Aborted|core dumped|"
     r"assertion failed|Assertion .* failed|COFFER_ASSERT|"
     r"double free|free\(\): invalid|malloc\(\): |heap-use-after-free|"
