@@ -55,6 +55,9 @@ local function want_int(name, v)
 end
 
 local function sprintf(fmt, ...)
+  if type(fmt) ~= "string" then
+    error({ template = "printf: format must be a string" })
+  end
   local args, i = { ... }, 0
   return (fmt:gsub("%%([%%sdvq])", function(verb)
     if verb == "%" then return "%" end
