@@ -55,8 +55,6 @@
 #define VM_DEFAULT_MEMORY ((size_t)64 * 1024 * 1024)
 #define VM_DEFAULT_TIMEOUT 10.0
 #define VM_MAX_SCRIPT ((size_t)4 * 1024 * 1024)
-/* Old name, for tests/fuzz/fuzz_template.c (includes this file). */
-#define VM_HOOK_COUNT LUAVM_HOOK_COUNT
 #define VM_NAMES_MT "coffer.vm.names"
 
 /* Registry keys: addresses of these statics. */

@@ -130,15 +130,6 @@ void response_error(struct response *r, int status, const char *fmt, ...)
     cJSON_AddItemToArray(r->errors, cJSON_CreateString(msg));
 }
 
-char *multierror_text(const char *msg)
-{
-    size_t n = strlen(MULTIERROR_FMT) + strlen(msg) + 1;
-    char *out = xmalloc(n);
-
-    snprintf(out, n, MULTIERROR_FMT, msg);
-    return out;
-}
-
 void response_multierror(struct response *r, int status, const char *fmt, ...)
 {
     char msg[1024];

@@ -93,8 +93,6 @@ void response_multierror(struct response *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* go-multierror's frame for one error, for formatters other than these. */
 #define MULTIERROR_FMT "1 error occurred:\n\t* %s\n\n"
-/* The same frame around msg, as a new string (xmalloc; caller frees). */
-char *multierror_text(const char *msg);
 /* Sets the Vault "nothing here" reply: status with {"errors":[]}. */
 void response_empty_error(struct response *r, int status);
 /*

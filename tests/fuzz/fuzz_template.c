@@ -197,7 +197,7 @@ static void run_one(const char *text, size_t tlen, const char *display,
     fz_deadline = time_mono() + FUZZ_BUDGET;
     fz_timed_out = false;
     fz_prev_line = 0;
-    lua_sethook(L, fz_hook, LUA_MASKLINE | LUA_MASKCOUNT, VM_HOOK_COUNT);
+    lua_sethook(L, fz_hook, LUA_MASKLINE | LUA_MASKCOUNT, LUAVM_HOOK_COUNT);
     status = lua_pcall(L, 4, 0, 0);
     lua_sethook(L, NULL, 0, 0);
     if (status != LUA_OK && fz_escapes != NULL && status != LUA_ERRMEM &&
