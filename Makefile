@@ -163,7 +163,7 @@ valgrind: $(UNIT_BINS)
 
 check-style:
 	$(Q)! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|gets)\s*\(' src/*.c src/cli/*.c
-	$(Q)! grep -nE '\blua_call\s*\(' src/*.c src/cli/*.c | grep -vE 'src/luavm(_policy)?\.c'
+	$(Q)! grep -nE '\blua_call\s*\(' src/*.c src/cli/*.c | grep -vE 'src/luavm(_policy|_code)?\.c'
 	$(Q)! grep -nE '[^x](malloc|calloc|realloc)\s*\(' src/*.c src/cli/*.c | grep -vE 'src/(common|buf)\.c|luavm\.c|/\*'
 	$(Q)$(PYTHON) tests/check-include-cycles.py
 	@echo "check-style: ok"
@@ -173,6 +173,7 @@ bench:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_creds.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_restore.py
+	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_logins.py
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench/bench_policy && $(BUILD)/bench/bench_policy
 
 clean:

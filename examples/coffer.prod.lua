@@ -64,6 +64,19 @@ max_lease_ttl     = "768h"    -- 32 days, Vault's default
 -- one to start from).
 plugin_directory  = etc .. "/lua"
 policy_directory  = etc .. "/policies"
+-- `kill -HUP <pid>` (or PUT sys/plugins/reload/backend) reloads both, and
+-- the built-in Lua, on the running server: a file that fails to load
+-- leaves the old code serving and the error (file:line) in the log.
+
+-- Where plugins may send HTTP requests (coffer.http: JWKS and OIDC
+-- discovery for the jwt auth method, the Kubernetes TokenReview API, your
+-- own engines' services). Entries are scheme://host[:port][/path-prefix];
+-- plain http:// only where listed. Without this key any https URL is
+-- allowed (logged as a warning at start-up).
+plugin_http_allowed = {
+  "https://kubernetes.default.svc",
+  "https://token.actions.githubusercontent.com",
+}
 
 -- trace, debug, info, warn or error. Coffer never logs tokens or secrets.
 log_level         = "info"

@@ -50,6 +50,7 @@
 #include "buf.h"
 #include "http.h"
 #include "log.h"
+#include "lua_http.h"
 #include "util.h"
 
 #define CONFIG_MAX_FILE_SIZE ((size_t)1024 * 1024)
@@ -75,6 +76,7 @@ enum value_kind {
     V_LUA_MEMORY,   /* bytes, CONFIG_LUA_MEMORY_MIN..MAX -> size_t */
     V_LUA_TIMEOUT,  /* a duration, 1s..CONFIG_LUA_TIMEOUT_MAX -> int64_t */
     V_LUA_BUDGET,   /* instructions, CONFIG_LUA_BUDGET_MIN..MAX -> uint64_t */
+    V_URL_LIST,     /* { "https://host[:port][/prefix]", ... } -> url list */
 };
 
 struct key_spec {
@@ -114,6 +116,8 @@ static const struct key_spec top_keys[] = {
     {"lua_memory_limit", V_LUA_MEMORY, TOP(lua_memory_limit), false},
     {"lua_call_timeout", V_LUA_TIMEOUT, TOP(lua_call_timeout), false},
     {"lua_policy_budget", V_LUA_BUDGET, TOP(lua_policy_budget), false},
+    /* The URLs Lua plugins may call (coffer.http; Coffer-specific). */
+    {"plugin_http_allowed", V_URL_LIST, TOP(plugin_http_allowed), false},
 };
 
 static const struct key_spec listener_keys[] = {
@@ -389,6 +393,53 @@ static lua_Integer check_integer(lua_State *L, int idx, const char *what,
 }
 
 /*
+ * plugin_http_allowed = { "https://kubernetes.default.svc", ... }: a
+ * sequence of entries lua_http_allow_check accepts ({} refuses every
+ * URL). [-0, +0, v]
+ */
+static void check_url_list(lua_State *L, int idx, const char *what,
+                           const char *key, struct config_url_list *dst)
+{
+    struct errbuf err = {{0}};
+    lua_Integer n;
+    size_t pairs = 0;
+
+    if (lua_type(L, idx) != LUA_TTABLE)
+        type_error(L, what, key, "a list of URLs such as { "
+                   "\"https://host:port\" }", idx);
+    n = (lua_Integer)lua_rawlen(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        pairs++;
+        lua_pop(L, 1);
+    }
+    if ((lua_Integer)pairs != n)
+        raise_at(L, 1, "%s%s: expected a list of URLs, got a table with "
+                       "named keys", what, key);
+    if (n > LUA_HTTP_ALLOW_MAX)
+        raise_at(L, 1, "%s%s: more than %d entries", what, key,
+                 LUA_HTTP_ALLOW_MAX);
+    strvec_release(&dst->urls);
+    for (lua_Integer i = 1; i <= n; i++) {
+        const char *s;
+
+        lua_rawgeti(L, idx, i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            raise_at(L, 1, "%s%s[%I]: expected a URL string, got %s", what,
+                     key, i, luaL_typename(L, -1));
+        s = lua_tostring(L, -1);
+        if (strlen(s) != lua_rawlen(L, -1) ||
+            lua_http_allow_check(s, &err) != 0)
+            raise_at(L, 1, "%s%s[%I]: invalid entry \"%s\": %s", what, key,
+                     i, s, err.msg[0] != '\0' ? err.msg : "contains a NUL "
+                     "byte");
+        strvec_push(&dst->urls, s);
+        lua_pop(L, 1);
+    }
+    dst->set = true;
+}
+
+/*
  * Checks the value at idx against spec and stores it at base + offset.
  * what is "" for top-level keys and `listener "tcp": ` inside a block.
  * [-0, +0, v]
@@ -469,6 +520,10 @@ static void store_value(lua_State *L, int idx, const struct key_spec *spec,
         *(uint64_t *)field = (uint64_t)check_integer(
             L, idx, what, spec->name, CONFIG_LUA_BUDGET_MIN,
             CONFIG_LUA_BUDGET_MAX);
+        break;
+    case V_URL_LIST:
+        check_url_list(L, idx, what, spec->name,
+                       (struct config_url_list *)field);
         break;
     }
 }
@@ -956,6 +1011,7 @@ void config_release(struct coffer_config *c)
     free(c->policy_directory);
     free(c->log_level);
     free(c->api_addr);
+    strvec_release(&c->plugin_http_allowed.urls);
     memset(c, 0, sizeof(*c));
 }
 

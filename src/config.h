@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "util.h"
 
 #define CONFIG_DEFAULT_ADDRESS "127.0.0.1:8200"
 #define CONFIG_DEFAULT_MAX_REQUEST_SIZE ((size_t)32 * 1024 * 1024)
@@ -77,6 +78,15 @@ struct config_storage_settings {
     char *pg_table;          /* postgresql: NULL = the backend's default */
 };
 
+/*
+ * A list of URLs the operator wrote (plugin_http_allowed). set tells an
+ * absent key (NULL-like: the default applies) from an empty list.
+ */
+struct config_url_list {
+    struct strvec urls;
+    bool set;
+};
+
 struct coffer_config {
     char *path;                 /* the file that was loaded */
     struct config_listener listener;
@@ -106,6 +116,12 @@ struct coffer_config {
     size_t lua_memory_limit;    /* bytes */
     int64_t lua_call_timeout;   /* seconds */
     uint64_t lua_policy_budget; /* instructions */
+    /*
+     * The URLs Lua plugins may call through coffer.http, each
+     * scheme://host[:port][/path-prefix] (lua_http.h); unset = any
+     * https:// URL, with a warning at start-up.
+     */
+    struct config_url_list plugin_http_allowed;
 };
 
 /*

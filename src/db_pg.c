@@ -328,6 +328,14 @@ static enum wait_result sock_wait(PGconn *pg, bool rd, bool wr,
     }
 }
 
+/* time_mono() seconds as a timespec (the condition variables here wait
+   on CLOCK_MONOTONIC). */
+static void timespec_of(double t, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)t;
+    ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
+}
+
 /* ---------------------------------------------------------- cancel -- */
 
 /*
@@ -340,6 +348,8 @@ static enum wait_result sock_wait(PGconn *pg, bool rd, bool wr,
 struct cancel_job {
     PGcancel *cancel;
     pthread_mutex_t mu;
+    pthread_cond_t done_cv;
+    bool done;          /* PQcancel has returned (or never ran) */
     int refs;
 };
 
@@ -354,9 +364,39 @@ static void cancel_job_unref(struct cancel_job *j)
     pthread_mutex_unlock(&j->mu);
     if (last) {
         PQfreeCancel(j->cancel);
+        pthread_cond_destroy(&j->done_cv);
         pthread_mutex_destroy(&j->mu);
         free(j);
     }
+}
+
+static void cancel_job_finish(struct cancel_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->done = true;
+    pthread_cond_broadcast(&j->done_cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/*
+ * Waits until j's PQcancel has returned, at most until deadline. A cancel
+ * still travelling could land on the connection's next statement (another
+ * request's CREATE ROLE), so a connection whose cancel has not finished
+ * must not be reused. Returns whether it finished.
+ */
+static bool cancel_job_wait(struct cancel_job *j, double deadline)
+{
+    struct timespec ts;
+    bool done;
+
+    timespec_of(deadline, &ts);
+    pthread_mutex_lock(&j->mu);
+    while (!j->done &&
+           pthread_cond_timedwait(&j->done_cv, &j->mu, &ts) == 0)
+        ;
+    done = j->done;
+    pthread_mutex_unlock(&j->mu);
+    return done;
 }
 
 static void *cancel_main(void *arg)
@@ -367,34 +407,45 @@ static void *cancel_main(void *arg)
     if (PQcancel(j->cancel, msg, (int)sizeof(msg)) == 0)
         log_debug("db: cancel request failed: %s", msg);
     atomic_fetch_sub(&cancels_in_flight, 1);
+    cancel_job_finish(j);
     cancel_job_unref(j);
     return NULL;
 }
 
-/* Asks the server to cancel c's running statement; never blocks. */
-static void conn_send_cancel(struct db_conn *c)
+/*
+ * Asks the server to cancel c's running statement; never blocks. Returns
+ * the job (the caller's reference: cancel_job_wait, then unref), or NULL
+ * when no cancel was sent (too many in flight).
+ */
+static struct cancel_job *conn_send_cancel(struct db_conn *c)
 {
     struct cancel_job *j;
+    pthread_condattr_t cattr;
     pthread_attr_t attr;
     pthread_t th;
 
     if (atomic_fetch_add(&cancels_in_flight, 1) >= MAX_CANCELS) {
         atomic_fetch_sub(&cancels_in_flight, 1);
-        return;
+        return NULL;
     }
     j = xcalloc(1, sizeof(*j));
     j->cancel = PQgetCancel(c->pg);
     j->refs = 2;
     pthread_mutex_init(&j->mu, NULL);
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC); /* timespec_of */
+    pthread_cond_init(&j->done_cv, &cattr);
+    pthread_condattr_destroy(&cattr);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (j->cancel == NULL ||
         pthread_create(&th, &attr, cancel_main, j) != 0) {
         atomic_fetch_sub(&cancels_in_flight, 1);
         j->refs = 1;
+        j->done = true;
     }
     pthread_attr_destroy(&attr);
-    cancel_job_unref(j);
+    return j;
 }
 
 /* --------------------------------------------------------- round trip -- */
@@ -492,7 +543,9 @@ static PGresult *roundtrip(struct db_conn *c, const char *sql, int nparams,
                            const char *const *params, bool script,
                            double deadline, bool *timed_out)
 {
+    struct cancel_job *cancel;
     PGresult *r = NULL;
+    double grace;
 
     *timed_out = false;
     if (!send_query(c, sql, nparams, params, script, deadline, timed_out)) {
@@ -503,8 +556,16 @@ static PGresult *roundtrip(struct db_conn *c, const char *sql, int nparams,
     r = collect_results(c, deadline, timed_out);
     if (r != NULL || !*timed_out)
         return r;
-    conn_send_cancel(c);
-    r = collect_results(c, time_mono() + CANCEL_GRACE, timed_out);
+    cancel = conn_send_cancel(c);
+    grace = time_mono() + CANCEL_GRACE;
+    r = collect_results(c, grace, timed_out);
+    /* The statement may have answered before the cancel landed: then the
+       connection is reusable only once the cancel cannot land any more. */
+    if (cancel != NULL) {
+        if (!cancel_job_wait(cancel, grace))
+            c->broken = true;
+        cancel_job_unref(cancel);
+    }
     if (r == NULL) {
         c->broken = true;
         *timed_out = true;
@@ -1031,12 +1092,6 @@ static enum admission pool_admit_waiter_locked(struct db_pool *p,
     if (*deadline > now + OVERFLOW_WAIT)
         *deadline = now + OVERFLOW_WAIT;
     return ADMIT_BRIEFLY;
-}
-
-static void timespec_of(double t, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)t;
-    ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
 }
 
 static enum checkout pool_checkout(struct db_pool *p, double deadline,

@@ -36,6 +36,8 @@
 #include "lease.h"
 #include "log.h"
 #include "lua_db.h"
+#include "lua_http.h"
+#include "lua_jose.h"
 #include "lua_json.h"
 #include "mount.h"
 #include "request.h"
@@ -1170,9 +1172,15 @@ static int l_storage_lock(lua_State *L)
     struct lua_api_ctx *ctx = LUA_API_CTX(L);
     struct lock_handle *lk;
 
-    if (ctx->lock_stripe >= 0)
-        return luaL_error(L, "storage:lock: this request already holds a "
-                             "lock (one at a time)");
+    /* One lock per thread at a time, counting the calls this one runs
+       inside (a revoke run by lease:abort() in a handler that holds a
+       lock): two locks could deadlock, on themselves or with another
+       thread taking them in the other order. */
+    for (const struct lua_api_ctx *c = ctx; c != NULL; c = c->outer) {
+        if (c->lock_stripe >= 0)
+            return luaL_error(L, "storage:lock: this request already holds "
+                                 "a lock (one at a time)");
+    }
     pthread_once(&lock_stripes_once, init_lock_stripes);
     lk = lua_newuserdatauv(L, sizeof(*lk), 0); /* before locking: may raise */
     lk->gen = ctx->gen;
@@ -1265,4 +1273,6 @@ void lua_api_open(lua_State *L)
     lua_pushliteral(L, COFFER_VERSION);
     lua_setfield(L, -2, "version");
     lua_db_open(L);
+    lua_http_open(L);
+    lua_jose_open(L);
 }

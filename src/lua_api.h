@@ -9,8 +9,7 @@
  * The JSON bridge (Lua values <-> cJSON, coffer.json and its rules) is
  * lua_json.h's; lua_api_open puts its table in as coffer.json.
  *
- * Per-call context: luavm.c points lua_getextraspace(L) at a struct
- * lua_api_ctx for the duration of each protected call and clears it after.
+ * The per-call context (struct lua_api_ctx, LUA_API_CTX) is lua_ctx.h's.
  */
 #ifndef COFFER_LUA_API_H
 #define COFFER_LUA_API_H
@@ -21,31 +20,18 @@
 #include <cjson/cJSON.h>
 #include <lua.h>
 
+#include "lua_ctx.h"
 #include "util.h"
 
 struct mount;
 struct request;
 struct storage;
 
-struct lua_api_ctx {
-    bool loading;                /* bootstrap: registration allowed */
-    uint64_t gen;                /* call number; stale storage handles fail */
-    const struct mount *mount;   /* NULL outside a request */
-    const struct request *req;   /* NULL outside a request */
-    struct storage *storage;     /* borrowed from the luavm config */
-    struct strvec pending;       /* lease ids created but not yet issued:
-                                    luavm aborts them when the call ends */
-    int lock_stripe;             /* storage lock held by this call, or -1 */
-};
-
 /*
  * Releases the storage lock the call still holds, if any (luavm calls it
  * when a call ends, whatever the script did). Never raises.
  */
 void lua_api_release_lock(struct lua_api_ctx *ctx);
-
-/* The context of the running call, or NULL between calls. */
-#define LUA_API_CTX(L) (*(struct lua_api_ctx **)lua_getextraspace(L))
 
 /*
  * Creates the metatables (error, storage, lease, lock; lua_json_open the

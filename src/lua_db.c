@@ -18,6 +18,7 @@
 #include "db_pg.h"
 
 #define CONN_MT "coffer.dbconn"
+#define DB_DRIVER_POSTGRESQL "postgresql"
 #define RESULT_MT "coffer.dbresult"
 #define MAX_PARAMS 64
 
@@ -128,6 +129,12 @@ static int l_db_configure(lua_State *L)
 
     luaL_checktype(L, 2, LUA_TTABLE);
     verify = lua_toboolean(L, 3);
+    lua_getfield(L, 2, "driver");
+    if (!lua_isnil(L, -1) &&
+        strcmp(luaL_checkstring(L, -1), DB_DRIVER_POSTGRESQL) != 0)
+        return luaL_error(L, "coffer.db.configure: unknown driver '%s'",
+                          lua_tostring(L, -1));
+    lua_pop(L, 1);
     lua_getfield(L, 2, "conninfo");
     cfg.conninfo = luaL_checkstring(L, -1); /* stays on the stack */
     cfg.max_open = (int)opt_int_field(L, 2, "max_open", 0);
@@ -478,7 +485,17 @@ static const luaL_Reg conn_metamethods[] = {
     {NULL, NULL},
 };
 
+/* coffer.db.drivers() -> the names of the C drivers built in. */
+static int l_db_drivers(lua_State *L)
+{
+    lua_createtable(L, 1, 0);
+    lua_pushliteral(L, DB_DRIVER_POSTGRESQL);
+    lua_rawseti(L, -2, 1);
+    return 1;
+}
+
 static const luaL_Reg db_functions[] = {
+    {"drivers", l_db_drivers},
     {"configure", l_db_configure}, {"remove", l_db_remove},
     {"exists", l_db_exists},       {"quote_ident", l_db_quote_ident},
     {"acquire", l_db_acquire},

@@ -1,6 +1,7 @@
 /*
  * lua_db.h - coffer.db: the PostgreSQL driver (db_pg.c) as seen from Lua.
  *
+ *   coffer.db.drivers()                     -> {"postgresql"}
  *   coffer.db.configure(key, cfg, verify)   -> true | nil, err
  *   coffer.db.remove(key)                   -> nothing
  *   coffer.db.exists(key)                   -> boolean
@@ -13,7 +14,7 @@
  *   conn:begin() / conn:commit()            -> true | nil, err
  *   conn:rollback() / conn:release()        -> nothing
  *
- * cfg = { conninfo, max_open, max_idle, max_waiting, max_lifetime,
+ * cfg = { driver (default "postgresql"), conninfo, max_open, max_idle, max_waiting, max_lifetime,
  *         idle_timeout, connect_timeout, statement_timeout (seconds),
  *         secrets = { strings to scrub from messages } }. params is a sequence (params.n, if set, counts
  * trailing nils); values become text, nil and coffer.json.null become SQL

@@ -2,16 +2,20 @@
  * luavm.c - Lua states: building, sandboxing, and calling into engines.
  *
  * Owns: one lua_State per thread (a pthread key whose destructor closes
- * it), the capped allocator, the sandbox (which libraries, which globals),
- * the script loader and `require`, the deadline hook, and the one call
- * protocol luavm_handle() uses. Does not own the `coffer` module
- * (lua_api.c, lua_json.c), the engine DSL (lua/coffer/framework.lua) or
- * Lua policies (luavm_policy.c, which shares this file's internals
- * through luavm_int.h and runs as the bootstrap's last step).
+ * it) rebuilt when its code snapshot is stale, the capped allocator,
+ * the sandbox (which libraries, which globals), the bootstrap, the
+ * deadline hook, and the one call protocol luavm_handle() uses. Does
+ * not own the code snapshots, the script loader or `require`
+ * (luavm_code.c), the `coffer` module (lua_api.c, lua_json.c), the
+ * engine DSL (lua/coffer/framework.lua) or Lua policies
+ * (luavm_policy.c, which runs as the bootstrap's last step). Both other
+ * luavm files share this file's internals through luavm_int.h.
  *
  * A state's life:
  *
- *   lua_newstate(vm_alloc)          allocator with a byte cap
+ *   luavm__code_read                every script's text -> a snapshot
+ *   lua_newstate(vm_alloc)          allocator with a byte cap, holding a
+ *                                   reference to the snapshot
  *   lua_pcall(vm_bootstrap)         everything below runs protected
  *     open base/string/table/math/utf8/coroutine into a private table G
  *     coffer = lua_api_open()       + require/load/print wrappers
@@ -20,17 +24,24 @@
  *     coffer.engine = framework.engine
  *     freeze G                      nested tables become read-only proxies
  *     run lua/engines/<x>.lua, lua/auth/<x>.lua (registration flag set)
+ *     run plugin_dir/<x>.lua and plugin_dir/<x>/init.lua
  *     cfg.bootstrap_step            Lua policies (luavm_policy.c)
  *   luavm_handle: pcall(vm_run)     build req, framework.dispatch(type, req),
  *                                   convert the returned table
  *
  * Every script runs in its own _ENV table: reads fall through to G and
  * raise for names G does not have; writes raise ("undeclared global").
+ *
+ * Reload (sys_plugins.c): a new snapshot is read and validated by a
+ * scratch bootstrap, then published (luavm_code.c) with the next
+ * generation. luavm__get compares its state's generation with the
+ * published one (one atomic load) at the start of every call and
+ * rebuilds a stale state from the published snapshot; a call in flight
+ * keeps its state to the end, and a thread that cannot build the new
+ * code keeps its old state (logged) rather than failing requests.
  */
 #include "luavm.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,7 +52,6 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "buf.h"
 #include "lease.h"
 #include "log.h"
 #include "lua_api.h"
@@ -54,13 +64,12 @@
 
 #define VM_DEFAULT_MEMORY ((size_t)64 * 1024 * 1024)
 #define VM_DEFAULT_TIMEOUT 10.0
-#define VM_MAX_SCRIPT ((size_t)4 * 1024 * 1024)
 #define VM_NAMES_MT "coffer.vm.names"
 
-/* Registry keys: addresses of these statics. */
+/* Registry keys: addresses of these statics (the require cache's is
+   luavm__key_modules, luavm_code.c). */
 static char key_globals;   /* G: the table every _ENV reads through */
 static char key_env_mt;    /* metatable shared by all script _ENVs */
-static char key_modules;   /* require cache: name -> value (false = loading) */
 static char key_dispatch;  /* framework.dispatch */
 static char key_framework; /* the framework module table */
 
@@ -72,11 +81,24 @@ static struct {
     struct storage *storage;
     size_t memory_limit;
     double call_timeout;
-    struct strvec engines; /* sorted names registered at bootstrap */
-    struct strvec auths;   /* auth method types, sorted */
-    struct strvec logins;  /* "<type>\037<pattern>": unauthenticated paths */
     pthread_key_t key;
 } g;
+
+/* What luavm_code.c reads of the configuration (luavm_int.h). */
+bool luavm__ready(void)
+{
+    return g.ready;
+}
+
+const char *luavm__lua_dir(void)
+{
+    return g.lua_dir;
+}
+
+const char *luavm__plugin_dir(void)
+{
+    return g.plugin_dir;
+}
 
 /* ========================================================= allocation == */
 
@@ -268,7 +290,7 @@ static int l_vm_rawset(lua_State *L)
 }
 
 /* Pushes a fresh script environment. [-0, +1, m] */
-static void push_env(lua_State *L)
+void luavm__push_env(lua_State *L)
 {
     lua_newtable(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_env_mt);
@@ -297,7 +319,7 @@ static int l_vm_load(lua_State *L)
     if (has_env)
         lua_pushvalue(L, 4);
     else
-        push_env(L);
+        luavm__push_env(L);
     lua_setupvalue(L, -2, 1);
     return 1;
 }
@@ -320,114 +342,6 @@ static int l_vm_print(lua_State *L)
     return 0;
 }
 
-/* ============================================================ loading == */
-
-/* Reads path into b. 0, or a COFFER_E* code with errno-style words. */
-static int read_file(const char *path, struct buf *b, struct errbuf *err)
-{
-    struct file_error why;
-    int rc = file_read(path, b, &why);
-
-    if (rc == COFFER_ETOOBIG)
-        errbuf_set(err, "%s: script too large", path);
-    else if (rc != 0 && strcmp(why.op, "open") == 0)
-        errbuf_set(err, "cannot open %s: %s", path, strerror(why.errnum));
-    else if (rc != 0)
-        errbuf_set(err, "cannot read %s", path);
-    return rc;
-}
-
-/*
- * Loads <root>/<rel> as text with chunk name "@<root>/<rel>" and a fresh
- * _ENV; pushes the chunk. The file buffer is released before any raise.
- * Returns false (nothing pushed) only if the file does not exist and
- * missing_ok. [-0, +(0|1), e]
- */
-bool luavm__load_path(lua_State *L, const char *root, const char *rel,
-                      bool missing_ok)
-{
-    struct errbuf err;
-    struct buf b;
-    int top = lua_gettop(L), rc, status = LUA_OK;
-
-    lua_pushfstring(L, "%s/%s", root, rel);  /* top+1: file */
-    lua_pushfstring(L, "@%s/%s", root, rel); /* top+2: chunk name */
-    buf_init(&b, VM_MAX_SCRIPT);
-    rc = read_file(lua_tostring(L, top + 1), &b, &err);
-    if (rc == 0) /* protected: pushes the chunk or the message */
-        status = luaL_loadbufferx(L, b.ptr != NULL ? b.ptr : "", b.len,
-                                  lua_tostring(L, top + 2), "t");
-    buf_release(&b);
-    if (rc == COFFER_ENOTFOUND && missing_ok) {
-        lua_settop(L, top);
-        return false;
-    }
-    if (rc != 0)
-        luaL_error(L, "%s", err.msg);
-    if (status != LUA_OK)
-        lua_error(L); /* a syntax error already says file:line */
-    lua_replace(L, top + 1);
-    lua_settop(L, top + 1);
-    push_env(L);
-    lua_setupvalue(L, -2, 1);
-    return true;
-}
-
-/* luavm__load_path under <lua_dir>. [-0, +(0|1), e] */
-static bool vm_load_file(lua_State *L, const char *rel, bool missing_ok)
-{
-    return luavm__load_path(L, g.lua_dir, rel, missing_ok);
-}
-
-/* Module names are plain identifiers: no dots, slashes or "..". */
-static bool valid_module_name(const char *s)
-{
-    if (*s == '\0')
-        return false;
-    for (; *s != '\0'; s++) {
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-              *s == '_'))
-            return false;
-    }
-    return true;
-}
-
-/*
- * require(name): loads lua/coffer/<name>.lua once per state ("coffer."
- * prefix optional) through the same text-only loader. Nothing else: no
- * package.path, no C modules. [-1, +1, e]
- */
-static int l_vm_require(lua_State *L)
-{
-    const char *name = luaL_checkstring(L, 1);
-
-    if (strncmp(name, "coffer.", 7) == 0)
-        name += 7;
-    if (!valid_module_name(name))
-        return luaL_error(L, "module '%s' not found", lua_tostring(L, 1));
-    lua_settop(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_modules); /* 2 */
-    if (lua_getfield(L, 2, name) != LUA_TNIL) {
-        if (lua_toboolean(L, -1) == 0 && lua_isboolean(L, -1))
-            return luaL_error(L, "module '%s' required while loading", name);
-        return 1;
-    }
-    lua_pop(L, 1);
-    lua_pushboolean(L, 0);
-    lua_setfield(L, 2, name);
-    lua_pushfstring(L, "coffer/%s.lua", name);
-    if (!vm_load_file(L, lua_tostring(L, -1), true))
-        return luaL_error(L, "module '%s' not found", name);
-    lua_call(L, 0, 1);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushboolean(L, 1);
-    }
-    lua_pushvalue(L, -1);
-    lua_setfield(L, 2, name);
-    return 1;
-}
-
 /* ========================================================== bootstrap == */
 
 static int l_vm_names_gc(lua_State *L)
@@ -437,33 +351,28 @@ static int l_vm_names_gc(lua_State *L)
 }
 
 /*
- * Pushes a collectable vector of the *.lua names in <lua_dir>/<dir>,
- * sorted. A missing directory gives an empty vector. [-0, +1, e]
+ * Pushes a collectable vector of the *.lua names in <root>/<dir> ("."
+ * = root itself) of the state's code snapshot, sorted. [-0, +1, e]
  */
 struct strvec *luavm__list_scripts(lua_State *L, const char *root,
                                    const char *dir)
 {
+    const struct luavm_code *c = luavm__of(L)->code;
     struct strvec *sv = lua_newuserdatauv(L, sizeof(*sv), 0);
-    const char *path;
-    struct dirent *de;
-    DIR *d;
+    const char *prefix;
+    size_t n;
 
     strvec_init(sv);
     luaL_setmetatable(L, VM_NAMES_MT);
-    path = lua_pushfstring(L, "%s/%s", root, dir);
-    d = opendir(path);
-    lua_pop(L, 1); /* path stays valid: nothing runs until closedir */
-    if (d == NULL) {
-        if (errno != ENOENT)
-            luaL_error(L, "cannot open %s/%s: %s", root, dir,
-                       strerror(errno));
-        return sv;
+    prefix = strcmp(dir, ".") == 0 ? lua_pushfstring(L, "%s/", root)
+                                   : lua_pushfstring(L, "%s/%s/", root, dir);
+    n = strlen(prefix);
+    for (size_t i = 0; c != NULL && i < c->nfiles; i++) {
+        const char *p = c->files[i].path;
+        if (strncmp(p, prefix, n) == 0 && strchr(p + n, '/') == NULL)
+            strvec_push(sv, p + n);
     }
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] != '.' && str_has_suffix(de->d_name, ".lua"))
-            strvec_push(sv, de->d_name);
-    }
-    closedir(d);
+    lua_pop(L, 1);
     strvec_sort(sv);
     return sv;
 }
@@ -488,13 +397,53 @@ static void run_scripts_in(lua_State *L, const char *root, const char *dir)
     lua_pop(L, 1);
 }
 
+/*
+ * Runs the plugin directory in path order: each <name>.lua, and each
+ * folder's <name>/init.lua with a require that looks in <name>/ first.
+ * The folder's other scripts are its modules; a folder of scripts
+ * without an init.lua is a mistake worth stopping for. [-0, +0, e]
+ */
+static void run_plugins(lua_State *L)
+{
+    const struct luavm_code *c = luavm__of(L)->code;
+    const char *prefix = lua_pushfstring(L, "%s/", g.plugin_dir);
+    size_t n = strlen(prefix);
+
+    for (size_t i = 0; i < c->nfiles; i++) {
+        const struct luavm_file *f = &c->files[i];
+        const char *slash;
+
+        if (strncmp(f->path, prefix, n) != 0)
+            continue;
+        slash = strchr(f->path + n, '/');
+        if (slash == NULL) {
+            luavm__load_chunk(L, f, NULL);
+            lua_call(L, 0, 0);
+            continue;
+        }
+        lua_pushlstring(L, f->path, (size_t)(slash - f->path)); /* folder */
+        if (strcmp(slash + 1, "init.lua") == 0) {
+            luavm__load_chunk(L, f, lua_tostring(L, -1));
+            lua_call(L, 0, 0);
+        } else if (luavm__code_find(
+                       c, lua_pushfstring(L, "%s/init.lua",
+                                          lua_tostring(L, -1))) == NULL) {
+            luaL_error(L, "%s: a plugin folder needs an init.lua", f->path);
+        } else {
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 /* require()s every lua/coffer/<name>.lua after the framework. [-0, +0, e] */
 static void require_framework(lua_State *L)
 {
     struct strvec *sv;
     size_t i;
 
-    lua_pushcfunction(L, l_vm_require);
+    lua_pushcfunction(L, luavm__require);
     lua_pushliteral(L, "framework");
     lua_call(L, 1, 1);
     if (!lua_istable(L, -1) || lua_getfield(L, -1, "dispatch") !=
@@ -505,7 +454,7 @@ static void require_framework(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &key_framework);
     sv = list_scripts(L, "coffer");
     for (i = 0; i < sv->n; i++) {
-        lua_pushcfunction(L, l_vm_require);
+        lua_pushcfunction(L, luavm__require);
         lua_pushlstring(L, sv->v[i], strlen(sv->v[i]) - 4); /* no .lua */
         lua_call(L, 1, 0);
     }
@@ -539,7 +488,7 @@ static void open_base(lua_State *L, int G)
     lua_setfield(L, G, "load");
     lua_pushcfunction(L, l_vm_print);
     lua_setfield(L, G, "print");
-    lua_pushcfunction(L, l_vm_require);
+    lua_pushcfunction(L, luavm__require);
     lua_setfield(L, G, "require");
     lua_pushcfunction(L, l_vm_rawset);
     lua_setfield(L, G, "rawset");
@@ -584,7 +533,7 @@ static void open_sandbox(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &key_env_mt);
 
     lua_newtable(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_modules);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &luavm__key_modules);
 }
 
 /*
@@ -645,11 +594,11 @@ static void collect_engines(lua_State *L, struct strvec *sv)
 }
 
 /*
- * Copies the framework's auth methods into g.auths and their login paths
- * into g.logins (scratch bootstrap only). framework.auth_methods() returns
- * { {name = "userpass", login = {"login/..."}}, ... }. [-0, +0, e]
+ * Copies the framework's auth methods into c->auths and their login
+ * paths into c->logins (scratch bootstrap only). framework.auth_methods()
+ * returns { {name = "userpass", login = {"login/..."}}, ... }. [-0, +0, e]
  */
-static void collect_auths(lua_State *L)
+static void collect_auths(lua_State *L, struct luavm_code *c)
 {
     lua_Integer i, j, n, m;
 
@@ -664,28 +613,70 @@ static void collect_auths(lua_State *L)
         luaL_checktype(L, -1, LUA_TTABLE);
         lua_getfield(L, -1, "name");
         lua_getfield(L, -2, "login");
-        strvec_push(&g.auths, luaL_checkstring(L, -2));
+        strvec_push(&c->auths, luaL_checkstring(L, -2));
         m = (lua_Integer)lua_rawlen(L, -1);
         for (j = 1; j <= m; j++) {
             lua_rawgeti(L, -1, j);
             lua_pushfstring(L, "%s\037%s", lua_tostring(L, -3),
                             luaL_checkstring(L, -1));
-            strvec_push(&g.logins, lua_tostring(L, -1));
+            strvec_push(&c->logins, lua_tostring(L, -1));
             lua_pop(L, 2);
         }
         lua_pop(L, 3);
     }
     lua_pop(L, 2);
-    strvec_sort(&g.auths);
+    strvec_sort(&c->auths);
 }
 
 /*
- * The whole bootstrap, run under lua_pcall (lua.c pmain). Argument 1 is a
- * light userdata: the strvec to fill with engine names, or NULL.
+ * Copies the secret types each engine declared (e:secret) into
+ * c->secrets as "<engine>\037<type>", for the reload's check that no
+ * live lease loses its revoke function. A framework without
+ * secret_types() declares none. [-0, +0, e]
+ */
+static void collect_secrets(lua_State *L, struct luavm_code *c)
+{
+    lua_Integer i, n;
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_framework);
+    if (lua_getfield(L, -1, "secret_types") != LUA_TFUNCTION) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_call(L, 0, 1);
+    luaL_checktype(L, -1, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        n = (lua_Integer)lua_rawlen(L, -1);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            lua_pushfstring(L, "%s\037%s", luaL_checkstring(L, -3),
+                            luaL_checkstring(L, -1));
+            strvec_push(&c->secrets, lua_tostring(L, -1));
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    strvec_sort(&c->secrets);
+}
+
+/* framework.<name> copied to coffer.<name> before the scripts run. */
+static const char *const registration_functions[] = {
+    "engine", "auth", "database_plugin", "policy", NULL,
+};
+
+/*
+ * The whole bootstrap, run under lua_pcall (lua.c pmain), from the
+ * state's code snapshot. Argument 1 is a light userdata, non-NULL for
+ * the scratch state, which also records what the scripts registered
+ * into its snapshot.
  */
 static int vm_bootstrap(lua_State *L)
 {
-    struct strvec *engines = lua_touserdata(L, 1);
+    bool scratch = lua_touserdata(L, 1) != NULL;
+    struct luavm_code *c = luavm__of(L)->code;
 
     lua_gc(L, LUA_GCGEN, 0, 0);
     open_sandbox(L);
@@ -694,10 +685,11 @@ static int vm_bootstrap(lua_State *L)
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_globals);
     lua_getfield(L, -1, "coffer");
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_framework);
-    lua_getfield(L, -1, "engine");
-    lua_setfield(L, -3, "engine");
-    lua_getfield(L, -1, "auth");
-    lua_setfield(L, -3, "auth");
+    /* The registration functions: one style for every kind of plugin. */
+    for (const char *const *k = registration_functions; *k != NULL; k++) {
+        lua_getfield(L, -1, *k);
+        lua_setfield(L, -3, *k);
+    }
     lua_pop(L, 2);
     freeze_members(L, lua_gettop(L), 0);
     lua_pop(L, 1);
@@ -706,12 +698,13 @@ static int vm_bootstrap(lua_State *L)
     run_scripts_in(L, g.lua_dir, "auth");
     /* The operator's own engines and auth methods (plugin_directory). */
     if (g.plugin_dir != NULL)
-        run_scripts_in(L, g.plugin_dir, ".");
+        run_plugins(L);
     if (g.bootstrap_step != NULL)
-        g.bootstrap_step(L, engines != NULL);
-    if (engines != NULL) {
-        collect_engines(L, engines);
-        collect_auths(L);
+        g.bootstrap_step(L, scratch);
+    if (scratch) {
+        collect_engines(L, &c->engines);
+        collect_auths(L, c);
+        collect_secrets(L, c);
     }
     return 0;
 }
@@ -740,14 +733,17 @@ static void vm_free(void *p)
     if (vm == NULL)
         return;
     lua_close(vm->L);
+    luavm_code_put(vm->code);
     free(vm);
 }
 
 /*
- * Builds a state and runs the bootstrap. Returns the new vm (free with
- * vm_free), or NULL with "file:line: message" in err.
+ * Builds a state from code and runs the bootstrap. Returns the new vm
+ * (free with vm_free; it holds a reference to code), or NULL with
+ * "file:line: message" in err.
  */
-static struct vm *vm_new(struct strvec *engines, struct errbuf *err)
+static struct vm *vm_new(struct luavm_code *code, bool scratch,
+                         struct errbuf *err)
 {
     struct lua_api_ctx ctx = {.loading = true, .storage = g.storage};
     struct vm *vm = xcalloc(1, sizeof(*vm));
@@ -761,6 +757,7 @@ static struct vm *vm_new(struct strvec *engines, struct errbuf *err)
         free(vm);
         return NULL;
     }
+    vm->code = luavm__code_ref(code);
     lua_atpanic(vm->L, vm_panic);
     LUA_API_CTX(vm->L) = &ctx;
     /* Building a state is the server's work, not the request's that
@@ -768,7 +765,7 @@ static struct vm *vm_new(struct strvec *engines, struct errbuf *err)
     vm_arm(vm, g.call_timeout, false);
     lua_pushcfunction(vm->L, vm_msgh);
     lua_pushcfunction(vm->L, vm_bootstrap);
-    lua_pushlightuserdata(vm->L, engines);
+    lua_pushlightuserdata(vm->L, scratch ? vm : NULL);
     status = lua_pcall(vm->L, 1, 0, 1);
     vm_disarm(vm);
     LUA_API_CTX(vm->L) = NULL;
@@ -784,45 +781,83 @@ static struct vm *vm_new(struct strvec *engines, struct errbuf *err)
     return vm;
 }
 
-/* The calling thread's state, created on first use; NULL if that fails. */
-struct vm *luavm__get(void)
+/*
+ * Builds this thread's state from the published snapshot. On failure
+ * the thread keeps old (its previous state, possibly NULL), and does
+ * not retry the same generation on every call.
+ */
+static struct vm *vm_rebuild(struct vm *old, uint64_t gen)
 {
+    struct luavm_code *c = luavm_code_current();
     struct errbuf err;
-    struct vm *vm;
+    struct vm *vm = vm_new(c, false, &err);
 
-    if (!g.ready)
-        return NULL;
-    vm = pthread_getspecific(g.key);
-    if (vm != NULL)
-        return vm;
-    vm = vm_new(NULL, &err);
+    luavm_code_put(c);
     if (vm == NULL) {
         log_error("lua: cannot build this thread's state: %s", err.msg);
-        return NULL;
+        if (old != NULL)
+            old->failed = gen;
+        return old;
     }
     if (pthread_setspecific(g.key, vm) != 0) {
         log_error("lua: cannot attach a state to this thread");
         vm_free(vm);
-        return NULL;
+        return old;
     }
+    vm_free(old);
     return vm;
+}
+
+/*
+ * The calling thread's state, created on first use and rebuilt when a
+ * reload published newer code: the check is one atomic load. A state
+ * running a call (a nested call on this thread) is never swapped, so
+ * the outer call finishes on the code it started with.
+ */
+struct vm *luavm__get(void)
+{
+    struct vm *vm;
+    uint64_t gen;
+
+    if (!g.ready)
+        return NULL;
+    vm = pthread_getspecific(g.key);
+    gen = luavm_generation();
+    if (vm != NULL &&
+        (vm->code->gen == gen || vm->depth > 0 || vm->failed == gen))
+        return vm;
+    return vm_rebuild(vm, gen);
 }
 
 /* Frees what luavm_global_init copied or collected. */
 static void globals_release(void)
 {
-    strvec_release(&g.engines);
-    strvec_release(&g.auths);
-    strvec_release(&g.logins);
+    luavm__code_unpublish();
     free(g.lua_dir);
     g.lua_dir = NULL;
     free(g.plugin_dir);
     g.plugin_dir = NULL;
 }
 
+struct luavm_code *luavm_code_load(struct errbuf *err)
+{
+    struct luavm_code *c = luavm__code_read(err);
+    struct vm *vm;
+
+    if (c == NULL)
+        return NULL;
+    vm = vm_new(c, true, err);
+    if (vm == NULL) {
+        luavm_code_put(c);
+        return NULL;
+    }
+    vm_free(vm);
+    return c;
+}
+
 int luavm_global_init(const struct luavm_config *cfg, struct errbuf *err)
 {
-    struct vm *vm;
+    struct luavm_code *c;
     int rc;
 
     if (g.ready) {
@@ -837,15 +872,12 @@ int luavm_global_init(const struct luavm_config *cfg, struct errbuf *err)
                                             : VM_DEFAULT_MEMORY;
     g.call_timeout = cfg->call_timeout > 0 ? cfg->call_timeout
                                            : VM_DEFAULT_TIMEOUT;
-    strvec_init(&g.engines);
-    strvec_init(&g.auths);
-    strvec_init(&g.logins);
-    vm = vm_new(&g.engines, err);
-    if (vm == NULL) {
+    c = luavm_code_load(err);
+    if (c == NULL) {
         rc = COFFER_EINVAL;
         goto fail;
     }
-    vm_free(vm);
+    luavm_code_publish(c);
     rc = pthread_key_create(&g.key, vm_free);
     if (rc != 0) {
         errbuf_set(err, "luavm: pthread_key_create: %s", strerror(rc));
@@ -880,42 +912,6 @@ void luavm_global_shutdown(void)
     pthread_key_delete(g.key);
     globals_release();
     g.ready = false;
-}
-
-bool luavm_engine_exists(const char *type)
-{
-    return g.ready && type != NULL && strvec_contains(&g.engines, type);
-}
-
-bool luavm_auth_exists(const char *type)
-{
-    return g.ready && type != NULL && strvec_contains(&g.auths, type);
-}
-
-bool luavm_auth_is_login(const char *type, const char *rel)
-{
-    size_t tn, rn, pn;
-
-    if (!g.ready || type == NULL || rel == NULL)
-        return false;
-    tn = strlen(type);
-    rn = strlen(rel);
-    if (rn > 0 && rel[rn - 1] == '/')
-        rn--; /* "login/" is "login" */
-    for (size_t i = 0; i < g.logins.n; i++) {
-        const char *e = g.logins.v[i], *pat;
-        if (strncmp(e, type, tn) != 0 || e[tn] != '\037')
-            continue;
-        pat = e + tn + 1;
-        pn = strlen(pat);
-        if (pn > 0 && pat[pn - 1] == '*') {
-            if (rn >= pn - 1 && strncmp(rel, pat, pn - 1) == 0)
-                return true;
-        } else if (rn == pn && strncmp(rel, pat, pn) == 0) {
-            return true;
-        }
-    }
-    return false;
 }
 
 /* ============================================================ calling == */
@@ -1013,10 +1009,38 @@ void luavm__push_token(lua_State *L, const struct token *t)
 }
 
 /*
- * The request table handed to framework.dispatch:
- *   {id, operation, path, data, client_addr, mount = {...},
- *    token = {...} or nil, storage = <coffer.storage>,
- *    pending_lease = <function>}
+ * The fields handlers and Lua policy checks share (luavm_int.h). The
+ * mount-relative path is computed here from the full path, not taken
+ * from req->rel_path, because a policy check runs before routing.
+ */
+void luavm__push_request_base(lua_State *L, const struct request *req,
+                              const struct mount *m, const struct token *t)
+{
+    const char *full = req->path != NULL ? req->path : "";
+    size_t mlen = m != NULL ? strlen(m->path) : 0;
+
+    lua_createtable(L, 0, 16);
+    luavm__set_str(L, "id", req->id);
+    luavm__set_str(L, "operation", req_op_name(req->op));
+    luavm__set_str(L, "path", strlen(full) >= mlen ? full + mlen : "");
+    luavm__set_str(L, "full_path", full);
+    luavm__set_str(L, "mount_path", m != NULL ? m->path : "");
+    luavm__set_int(L, "time", (int64_t)time_now().tv_sec);
+    luavm__set_str(L, "client_addr", req->remote_addr);
+    luavm__push_object(L, req->data);
+    lua_setfield(L, -2, "data");
+    if (t != NULL) {
+        luavm__push_token(L, t);
+        lua_setfield(L, -2, "token");
+    }
+}
+
+/*
+ * The request table handed to framework.dispatch: the shared fields
+ * (luavm__push_request_base; path is req->rel_path, as core.c cuts it
+ * the same way), plus
+ *   mount = {...}, storage = <coffer.storage>, pending_lease = <function>,
+ *   login = true for an unauthenticated login request
  * [-0, +1, e]
  */
 static void push_request(lua_State *L, const struct vm_call *call)
@@ -1024,19 +1048,9 @@ static void push_request(lua_State *L, const struct vm_call *call)
     const struct request *req = call->req;
     const struct mount *m = call->m;
 
-    lua_createtable(L, 0, 8);
-    luavm__set_str(L, "id", req->id);
-    luavm__set_str(L, "operation", req_op_name(req->op));
-    luavm__set_str(L, "path", req->rel_path);
-    luavm__set_str(L, "client_addr", req->remote_addr);
-    luavm__push_object(L, req->data);
-    lua_setfield(L, -2, "data");
+    luavm__push_request_base(L, req, m, req->token);
     push_mount(L, m);
     lua_setfield(L, -2, "mount");
-    if (req->token != NULL) {
-        luavm__push_token(L, req->token);
-        lua_setfield(L, -2, "token");
-    }
     lua_api_push_storage(L, m->storage_prefix, LUA_API_CTX(L)->gen);
     lua_setfield(L, -2, "storage");
     lua_api_push_lease_factory(L);
@@ -1279,19 +1293,37 @@ static void vm_fail(struct vm *vm, struct vm_call *call, int status,
 int luavm__protected(struct vm *vm, struct lua_api_ctx *ctx,
                      lua_CFunction fn, void *ud, int *base)
 {
+    bool outer_by_request = vm->by_request;
     int status;
 
     *base = lua_gettop(vm->L);
+    /* A call may run inside another on the same thread: lease:abort()
+       runs the engine's revoke while the handler that called it waits.
+       The inner call gets its own context and gives the outer one back,
+       with its deadline, when it ends (luavm__unprotect). */
+    ctx->outer = LUA_API_CTX(vm->L);
     ctx->gen = ++vm->gen;
     strvec_init(&ctx->pending);
     ctx->lock_stripe = -1;
     LUA_API_CTX(vm->L) = ctx;
     vm_arm(vm, g.call_timeout, true);
+    if (ctx->outer != NULL && ctx->outer->deadline > 0 &&
+        ctx->outer->deadline < vm->deadline)
+        vm->deadline = ctx->outer->deadline; /* never outlive the caller */
+    ctx->deadline = vm->deadline;
     lua_pushcfunction(vm->L, vm_msgh);
     lua_pushcfunction(vm->L, fn);
     lua_pushlightuserdata(vm->L, ud);
+    vm->depth++;
     status = lua_pcall(vm->L, 1, 0, *base + 1);
-    vm_disarm(vm);
+    vm->depth--;
+    if (ctx->outer != NULL) {
+        vm->deadline = ctx->outer->deadline > 0 ? ctx->outer->deadline
+                                                : INFINITY;
+        vm->by_request = outer_by_request;
+    } else {
+        vm_disarm(vm);
+    }
     return status;
 }
 
@@ -1308,7 +1340,7 @@ void luavm__unprotect(struct vm *vm, struct lua_api_ctx *ctx, int base)
     strvec_release(&ctx->pending);
     lua_api_release_lock(ctx);
     lua_settop(vm->L, base);
-    LUA_API_CTX(vm->L) = NULL;
+    LUA_API_CTX(vm->L) = ctx->outer;
 }
 
 static void handle(const struct mount *m, struct request *req,

@@ -2,15 +2,24 @@
  * luavm.h - Lua states: building, sandboxing, and calling into engines.
  *
  * Each thread that serves requests owns one lua_State, created on its first
- * request from the same scripts and closed when the thread exits. Lua code is
- * never shared between threads. luavm_global_init() first runs the whole
- * bootstrap once in a scratch state, so a broken script stops the server at
- * start-up with "file:line: message" rather than on the first request.
+ * request and closed when the thread exits. Lua code is never shared
+ * between threads. States are built from a code snapshot: the text of
+ * every script, read from disk at once and validated by running the
+ * whole bootstrap in a scratch state, so a broken script stops the
+ * server at start-up (or is refused at reload) with "file:line: message"
+ * rather than failing on the first request.
  *
  * Scripts come from every .lua file in <lua_dir>/coffer/ (the framework),
  * then <lua_dir>/engines/ (secret engines) and <lua_dir>/auth/ (auth
- * methods), then the plugin directory, then the config's bootstrap step
- * (Lua policies, luavm_policy.h).
+ * methods), then the plugin directory (<name>.lua, or a folder
+ * <name>/init.lua whose require() looks in <name>/ first), then the
+ * config's bootstrap step (Lua policies, luavm_policy.h). Files named
+ * *_test.lua are never loaded.
+ *
+ * Reload: luavm_code_load reads and validates a new snapshot; publishing
+ * it bumps a generation. Each thread compares its state's generation at
+ * the start of every call and rebuilds from the new snapshot when stale,
+ * so calls in flight finish on the old code and later calls run the new.
  */
 #ifndef COFFER_LUAVM_H
 #define COFFER_LUAVM_H
@@ -26,6 +35,7 @@
 struct lua_State;
 struct mount;
 struct storage;
+struct strvec;
 
 /*
  * A last step of every state's bootstrap, run protected after the
@@ -53,6 +63,69 @@ int luavm_global_init(const struct luavm_config *cfg, struct errbuf *err);
 
 /* Frees what luavm_global_init allocated; call after all threads stopped. */
 void luavm_global_shutdown(void);
+
+/* ---- reload (sys_plugins.c) ------------------------------------------ */
+
+/*
+ * A code snapshot (luavm_int.h): immutable, reference-counted. The
+ * snapshot functions below and the lookups after them live in
+ * luavm_code.c; luavm_code_load, which builds a scratch state, in luavm.c.
+ */
+struct luavm_code;
+
+/*
+ * Reads every script from disk into a new snapshot and runs the whole
+ * bootstrap on it in a scratch state. Returns the snapshot (a reference
+ * for the caller), or NULL with "file:line: message" in err. Nothing
+ * the running server uses changes. Call serialised (one reload at a
+ * time), after luavm_global_init.
+ */
+struct luavm_code *luavm_code_load(struct errbuf *err);
+
+/* A reference to the published snapshot (NULL before init). */
+struct luavm_code *luavm_code_current(void);
+
+/* Drops a reference (NULL is fine). */
+void luavm_code_put(struct luavm_code *c);
+
+/*
+ * Publishes c (taking the caller's reference): states are rebuilt from
+ * it at their thread's next call. Returns its generation (1 = the code
+ * loaded at start-up). Serialised like luavm_code_load.
+ */
+uint64_t luavm_code_publish(struct luavm_code *c);
+
+/*
+ * Marks c (or NULL: none) as the code a reload is checking: until it is
+ * published or unstaged, luavm_engine_exists and luavm_auth_exists (the
+ * router's type check) answer true only for types both codes register,
+ * so no mount can be enabled with a type the reload drops after the
+ * reload looked at the mounts. c stays the caller's; unstage it before
+ * dropping it. Serialised like luavm_code_load.
+ */
+void luavm_code_stage(struct luavm_code *c);
+
+/* The published generation. */
+uint64_t luavm_generation(void);
+
+/* Whether c registered an auth method (auth) or engine of this type. */
+bool luavm_code_has_type(const struct luavm_code *c, bool auth,
+                         const char *type);
+
+/*
+ * Appends to out every "<engine>\037<secret type>" that old declared
+ * (e:secret) and c does not.
+ */
+void luavm_code_lost_secrets(const struct luavm_code *old,
+                             const struct luavm_code *c, struct strvec *out);
+
+/* The Lua policies c found: [{name, file, check, paths}], owned by c. */
+const cJSON *luavm_code_policies(const struct luavm_code *c);
+
+/* How many scripts c holds. */
+size_t luavm_code_files(const struct luavm_code *c);
+
+/* ---- lookups (router, auth) ------------------------------------------- */
 
 /* True if a Lua script registered a secret engine with this type name. */
 bool luavm_engine_exists(const char *type);

@@ -4,7 +4,8 @@
  *
  * Owns the policy step of each state's bootstrap (the registry table
  * name -> check function, and in the scratch state the list policy.c
- * compiles) and the per-request check call with its instruction budget.
+ * compiles, kept in the code snapshot being validated) and the
+ * per-request check call with its instruction budget.
  * Does not own states, the sandbox or the protected call (luavm.c,
  * shared through luavm_int.h), nor the ACL (policy.c).
  */
@@ -21,7 +22,9 @@
 #include "log.h"
 #include "lua_api.h"
 #include "lua_json.h"
+#include "luavm.h"
 #include "luavm_int.h"
+#include "router.h"
 #include "util.h"
 
 /* ============================================================ loading == */
@@ -33,19 +36,44 @@
  *     check = function(req) ... end }
  * Every state keeps name -> check in the registry (key_policies); the
  * scratch bootstrap also copies name, paths and whether a check exists
- * into pg.list for policy.c, which compiles the paths like HCL rules.
+ * into its code snapshot's policy list for policy.c, which compiles the
+ * paths like HCL rules.
  */
 static char key_policies;
 
 static struct {
     char *dir;       /* policy_directory, or NULL */
     int budget;      /* instructions per check */
-    cJSON *list;   /* [{name, paths, check, file}] from the scratch state */
 } pg;
 
-/* Loads every policy script of <root>; collect fills pg.list. [-0,+0,e] */
-static void load_policy_dir(lua_State *L, const char *root, bool collect)
+const char *luavm__policy_dir(void)
 {
+    return pg.dir;
+}
+
+/*
+ * Calls framework.<name>() and leaves nresults values (the framework
+ * marks where a policy file starts and ends, for coffer.policy).
+ * [-0, +nresults, e]
+ */
+static void policy_file_hook(lua_State *L, const char *name, int nresults)
+{
+    lua_pushcfunction(L, luavm__require);
+    lua_pushliteral(L, "framework");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    lua_call(L, 0, nresults);
+}
+
+/*
+ * Loads every policy script of <root>; collect appends to list (the
+ * scratch state's snapshot). [-0,+0,e]
+ */
+static void load_policy_dir(lua_State *L, const char *root, cJSON *list)
+{
+    bool collect = list != NULL;
+
     struct strvec *sv = luavm__list_scripts(L, root, ".");
     int reg;
     size_t i;
@@ -56,11 +84,23 @@ static void load_policy_dir(lua_State *L, const char *root, bool collect)
         const char *file = lua_pushfstring(L, "%s/%s", root, sv->v[i]);
         int t;
 
+        policy_file_hook(L, "begin_policy_file", 0);
         luavm__load_path(L, root, sv->v[i], false);
         lua_call(L, 0, 1);
+        policy_file_hook(L, "end_policy_file", 1);
+        /* coffer.policy{...} in the file, or the table it returned. */
+        if (lua_isnil(L, -2)) {
+            lua_remove(L, -2);
+        } else if (lua_isnil(L, -1) || lua_rawequal(L, -1, -2)) {
+            lua_pop(L, 1);
+        } else {
+            luaL_error(L, "%s: call coffer.policy{...} or return the policy "
+                          "table, not both", file);
+        }
         t = lua_gettop(L);
         if (!lua_istable(L, t))
-            luaL_error(L, "%s: a policy script must return a table", file);
+            luaL_error(L, "%s: a policy script must call coffer.policy{...} "
+                          "(or return a table)", file);
         if (lua_getfield(L, t, "name") == LUA_TNIL) {
             lua_pop(L, 1);
             lua_pushlstring(L, sv->v[i], strlen(sv->v[i]) - 4);
@@ -104,7 +144,7 @@ static void load_policy_dir(lua_State *L, const char *root, bool collect)
             lua_getfield(L, t, "check");
             cJSON_AddBoolToObject(e, "check", lua_isfunction(L, -1));
             lua_pop(L, 1);
-            cJSON_AddItemToArray(pg.list, e); /* owned before any raise */
+            cJSON_AddItemToArray(list, e); /* owned before any raise */
             if (lua_getfield(L, t, "paths") != LUA_TNIL) {
                 if (!lua_istable(L, -1))
                     luaL_error(L, "%s: paths must be a table", file);
@@ -121,14 +161,12 @@ static void load_policy_dir(lua_State *L, const char *root, bool collect)
 /* The scratch state alone collects the list policy.c compiles. */
 void luavm_policy_bootstrap(lua_State *L, bool scratch)
 {
+    struct luavm_code *c = luavm__of(L)->code;
+
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &key_policies);
-    if (scratch) {
-        cJSON_Delete(pg.list);
-        pg.list = cJSON_CreateArray();
-    }
     if (pg.dir != NULL)
-        load_policy_dir(L, pg.dir, scratch);
+        load_policy_dir(L, pg.dir, scratch ? c->policies : NULL);
 }
 
 void luavm_policy_configure(const char *policy_dir, uint64_t budget)
@@ -141,15 +179,23 @@ void luavm_policy_configure(const char *policy_dir, uint64_t budget)
 
 void luavm_policy_release(void)
 {
-    cJSON_Delete(pg.list);
-    pg.list = NULL;
     free(pg.dir);
     pg.dir = NULL;
 }
 
+/*
+ * The published snapshot's list. The reference is dropped before
+ * returning: the list stays valid because policy.c reads it only while
+ * the server activates, which a reload (it holds the state lock for
+ * reading) cannot overlap; a reload hands policy.c its own list.
+ */
 const cJSON *luavm_policy_list(void)
 {
-    return pg.list;
+    struct luavm_code *c = luavm_code_current();
+    const cJSON *list = luavm_code_policies(c);
+
+    luavm_code_put(c);
+    return list;
 }
 
 /* ====================================================== policy checks == */
@@ -162,6 +208,7 @@ const cJSON *luavm_policy_list(void)
 struct vm_check {
     const char *name;
     const struct request *req;
+    const struct mount *m;   /* the mount req->path falls in, or NULL */
     const struct token *t;
     bool allowed;
     char reason[200];
@@ -178,29 +225,20 @@ static void vm_budget_hook(lua_State *L, lua_Debug *ar)
 }
 
 /*
- * Under lua_pcall: check(req) with
- *   req = {path, operation, data, client_addr, time, token = {...}}
- * The result must be a boolean; false may come with a reason string.
+ * Under lua_pcall: check(req) with the fields handlers see
+ * (luavm__push_request_base): id, operation, path (relative to the
+ * mount), full_path, mount_path, time, client_addr, data, token. The
+ * check runs before routing, so the mount is looked up here. The result
+ * must be a boolean; false may come with a reason string.
  */
 static int vm_run_check(lua_State *L)
 {
     struct vm_check *c = lua_touserdata(L, 1);
-    const struct request *req = c->req;
 
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_policies);
     if (lua_getfield(L, -1, c->name) != LUA_TFUNCTION)
         return luaL_error(L, "policy %s has no check function", c->name);
-    lua_createtable(L, 0, 6);
-    luavm__set_str(L, "path", req->path);
-    luavm__set_str(L, "operation", req_op_name(req->op));
-    luavm__set_str(L, "client_addr", req->remote_addr);
-    luavm__set_int(L, "time", (int64_t)time_now().tv_sec);
-    luavm__push_object(L, req->data);
-    lua_setfield(L, -2, "data");
-    if (c->t != NULL) {
-        luavm__push_token(L, c->t);
-        lua_setfield(L, -2, "token");
-    }
+    luavm__push_request_base(L, c->req, c->m, c->t);
     lua_sethook(L, vm_budget_hook, LUA_MASKCOUNT, pg.budget);
     lua_call(L, 1, 2);
     lua_sethook(L, luavm__hook, LUA_MASKCOUNT, LUAVM_HOOK_COUNT);
@@ -227,7 +265,10 @@ int luavm_policy_check(const char *name, const struct request *req,
         log_error("policy: check of %s denied: no Lua state", name);
         return COFFER_EINTERNAL;
     }
+    c.m = req->mount != NULL ? req->mount : router_match(req->path);
     status = luavm__protected(vm, &ctx, vm_run_check, &c, &base);
+    if (c.m != req->mount)
+        router_mount_put(c.m);
     if (status != LUA_OK) {
         msg = lua_api_is_error(vm->L, -1) ? "a typed error"
                                           : lua_tostring(vm->L, -1);

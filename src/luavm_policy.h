@@ -25,8 +25,10 @@
 struct token;
 
 /*
- * The Lua policies found at start-up: an array of {name, file, check
- * (bool), paths (object)}. NULL before luavm_global_init. Owned here.
+ * The Lua policies of the published code snapshot: an array of {name,
+ * file, check (bool), paths (object)}. NULL before luavm_global_init.
+ * Owned by the snapshot: read it only while no reload can publish
+ * (policy_init, under the state lock held for writing).
  */
 const cJSON *luavm_policy_list(void);
 
@@ -58,12 +60,12 @@ void luavm_policy_configure(const char *policy_dir, uint64_t budget);
 /*
  * The bootstrap step (struct luavm_config.bootstrap_step) that loads the
  * policies into every new state, keeping name -> check in its registry;
- * in the scratch state it also rebuilds the list luavm_policy_list
- * returns. Raises "file: message" on a bad policy. [-0, +0, e]
+ * in the scratch state it also fills the list of the snapshot being
+ * validated (luavm_code_policies). Raises "file: message" on a bad policy. [-0, +0, e]
  */
 void luavm_policy_bootstrap(lua_State *L, bool scratch);
 
-/* Frees the list and the directories; after luavm_global_shutdown. */
+/* Frees the directory; after luavm_global_shutdown. */
 void luavm_policy_release(void);
 
 #endif

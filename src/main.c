@@ -1,18 +1,22 @@
 /*
- * main.c - the coffer command: "server" runs the server, "version" prints
- * the version, everything else is a client command (cli/cli.c).
+ * main.c - the coffer command: "server" runs the server, "plugin test"
+ * runs a plugin's tests in-process (plugin_test.c), "version" prints the
+ * version, everything else is a client command (cli/cli.c).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "common.h"
+#include "plugin_test.h"
 #include "server.h"
 
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "server") == 0)
         return server_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "plugin") == 0)
+        return plugin_test_main(argc, argv);
     if (argc >= 2 && (strcmp(argv[1], "version") == 0 ||
                       strcmp(argv[1], "-version") == 0 ||
                       strcmp(argv[1], "--version") == 0)) {

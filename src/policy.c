@@ -992,12 +992,36 @@ void policy_set_lua_provider(const struct policy_lua_provider *p)
     lua_provider = p;
 }
 
-/* Compiles the Lua policies the provider found at start-up. Write lock. */
-static int load_lua(struct errbuf *err)
+/* Lua policies compiled but not yet in the table. */
+struct lua_batch {
+    struct named *v;
+    size_t n;
+};
+
+static void batch_release(struct lua_batch *b)
 {
-    const cJSON *list = lua_provider != NULL ? lua_provider->list() : NULL;
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->v[i].name);
+        policy_free(b->v[i].pol);
+    }
+    free(b->v);
+    b->v = NULL;
+    b->n = 0;
+}
+
+/*
+ * Compiles every Lua policy of list ([{name, file, check, paths}]) into
+ * b, touching nothing shared, so that a reload can refuse a bad policy
+ * while the old ones keep serving. 0, or COFFER_EINVAL with "file:
+ * message" in err (b then empty).
+ */
+static int compile_lua(const cJSON *list, struct lua_batch *b,
+                       struct errbuf *err)
+{
     const cJSON *e;
 
+    b->v = xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*b->v));
+    b->n = 0;
     cJSON_ArrayForEach(e, list) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
         const cJSON *paths = cJSON_GetObjectItemCaseSensitive(e, "paths");
@@ -1011,6 +1035,7 @@ static int load_lua(struct errbuf *err)
         if (strcmp(name->valuestring, "root") == 0) {
             errbuf_set(err, "%s: a Lua policy cannot be named root",
                        cJSON_IsString(file) ? file->valuestring : "?");
+            batch_release(b);
             return COFFER_EINVAL;
         }
         pol = paths != NULL ? policy_from_paths(paths, &perr)
@@ -1019,11 +1044,72 @@ static int load_lua(struct errbuf *err)
             errbuf_set(err, "%s: %s",
                        cJSON_IsString(file) ? file->valuestring : "?",
                        perr.msg);
+            batch_release(b);
             return COFFER_EINVAL;
         }
-        put_named(name->valuestring, NULL, pol, true, cJSON_IsTrue(check));
+        b->v[b->n++] = (struct named){.name = xstrdup(name->valuestring),
+                                      .pol = pol, .lua = true,
+                                      .has_check = cJSON_IsTrue(check)};
     }
     return 0;
+}
+
+/* Moves the batch into the table (emptying it). Write lock. */
+static void install_lua(struct lua_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        put_named(b->v[i].name, NULL, b->v[i].pol, true, b->v[i].has_check);
+        free(b->v[i].name);
+        b->v[i].pol = NULL;
+    }
+    b->n = 0;
+    batch_release(b);
+}
+
+/* Drops every Lua policy from the table. Write lock. */
+static void drop_lua(void)
+{
+    size_t i = 0;
+
+    while (i < pl.n) {
+        if (pl.v[i].lua)
+            drop_named(pl.v[i].name);
+        else
+            i++;
+    }
+}
+
+/* Compiles the Lua policies the provider lists. Write lock. */
+static int load_lua(struct errbuf *err)
+{
+    const cJSON *list = lua_provider != NULL ? lua_provider->list() : NULL;
+    struct lua_batch b;
+    int rc = compile_lua(list, &b, err);
+
+    if (rc == 0)
+        install_lua(&b);
+    return rc;
+}
+
+int policy_reload_lua(const cJSON *list, struct errbuf *err)
+{
+    struct lua_batch b;
+    int rc = compile_lua(list, &b, err);
+
+    if (rc != 0)
+        return rc;
+    pthread_rwlock_wrlock(&pl.lock);
+    if (!pl.ready) {
+        errbuf_set(err, "Vault is sealed");
+        rc = COFFER_ESEALED;
+    } else {
+        drop_lua();
+        install_lua(&b);
+        changed();
+    }
+    pthread_rwlock_unlock(&pl.lock);
+    batch_release(&b);
+    return rc;
 }
 
 static void clear_all(void)
@@ -1212,6 +1298,7 @@ static const struct {
     {"sys/config/auditing/*", false},
     {"sys/config/ui/headers/*", false},
     {"sys/plugins/catalog/*", false},
+    {"sys/plugins/reload/backend", false},
     {"sys/internal/inspect/*", false},
     {"sys/storage/raft/snapshot-auto/config/*", false},
     {"sys/seal", false},

@@ -55,6 +55,15 @@ void policy_set_lua_provider(const struct policy_lua_provider *p);
 int policy_init(struct storage *logical, struct errbuf *err);
 void policy_shutdown(void);
 
+/*
+ * Replaces every Lua policy with those of list (a reload's new code:
+ * [{name, file, check, paths}], borrowed). All compile first: on an
+ * error nothing changes and err says "file: message". Cached ACLs are
+ * dropped, so the next request is decided by the new rules.
+ * COFFER_ESEALED when the policies are not loaded.
+ */
+int policy_reload_lua(const cJSON *list, struct errbuf *err);
+
 /* ---- the store (sys_policy.c) ----------------------------------------- */
 
 /*

@@ -534,6 +534,18 @@ int router_enable(enum mount_class klass, const char *raw_path,
         return COFFER_EINVAL;
     pthread_rwlock_wrlock(&table_lock);
     rc = check_overlap_locked(m->path, err);
+    /* Again under the table lock: a plugin reload that drops this type
+       checks the published mounts while it is staged, so a mount that
+       passed the first check just before must not slip in after it.
+       (The reload never holds the type check's lock while it takes this
+       one, so the order table_lock -> type check cannot deadlock.) */
+    if (rc == 0 && m->impl == MOUNT_IMPL_LUA &&
+        !type_exists(m->klass, m->type)) {
+        errbuf_set(err, "%s type \"%s\" was removed by a plugin reload",
+                   m->klass == MOUNT_AUTH ? "auth method" : "backend",
+                   m->type);
+        rc = COFFER_EINVAL;
+    }
     if (rc == 0) {
         publish_locked(m);
         rc = persist_locked();

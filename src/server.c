@@ -23,10 +23,13 @@
 #include "core.h"
 #include "crypto.h"
 #include "http.h"
+#include "lifecycle.h"
 #include "log.h"
+#include "lua_http.h"
 #include "request.h"
 #include "router.h"
 #include "storage.h"
+#include "sys_plugins.h"
 #include "util.h"
 
 struct server_opts {
@@ -44,6 +47,9 @@ struct server_opts {
     const char *policy_dir;  /* -dev-policy-dir=DIR */
     double login_rate;       /* -dev-login-rate=N (failed logins/s) */
     double login_burst;      /* -dev-login-burst=N */
+    /* -dev-plugin-http-allowed=URL, repeatable; "" = set but empty. */
+    struct strvec http_allowed;
+    bool http_allowed_set;
     /* Listener limits; 0 = the configuration file's, else the default. */
     int64_t max_request_duration; /* seconds */
     int64_t read_header_timeout;
@@ -99,7 +105,11 @@ static void usage(void)
             "  -dev-login-rate=N             Failed logins per second per "
             "address (default 1).\n"
             "  -dev-login-burst=N            Failed logins in a burst "
-            "(default 10).\n");
+            "(default 10).\n"
+            "  -dev-plugin-http-allowed=URL  A URL prefix Lua plugins may "
+            "call (repeat the\n"
+            "                                flag; the configuration's "
+            "plugin_http_allowed).\n");
 }
 
 /* Accepts "-flag=value" and "--flag=value"; returns the value or NULL. */
@@ -230,6 +240,17 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
                    take_value(a, "dev-plugin-dir", &o->plugin_dir) ||
                    take_value(a, "dev-policy-dir", &o->policy_dir)) {
             continue;
+        } else if (take_value(a, "dev-plugin-http-allowed", &v)) {
+            struct errbuf err;
+
+            if (v[0] != '\0' && lua_http_allow_check(v, &err) != 0) {
+                fprintf(stderr, "Error: invalid URL in \"%s\": %s\n", a,
+                        err.msg);
+                return 1;
+            }
+            if (v[0] != '\0')
+                strvec_push(&o->http_allowed, v);
+            o->http_allowed_set = true;
         } else if (take_value(a, "max-request-size", &v)) {
             if (parse_number(a, v, INT64_MAX, &n) != 0)
                 return 1;
@@ -263,38 +284,6 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
         }
     }
     return 0;
-}
-
-/*
- * The Lua scripts live next to the binary's parent directory
- * (build/coffer -> lua/), unless COFFER_LUA_DIR says otherwise.
- */
-static char *find_lua_dir(void)
-{
-    const char *env = getenv("COFFER_LUA_DIR");
-    char exe[PATH_MAX];
-    char *slash;
-    ssize_t n;
-    size_t len;
-    char *dir;
-
-    if (env != NULL && env[0] != '\0')
-        return xstrdup(env);
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return xstrdup("lua");
-    exe[n] = '\0';
-    slash = strrchr(exe, '/');
-    if (slash != NULL)
-        *slash = '\0';
-    len = strlen(exe) + 16;
-    dir = xmalloc(len);
-    snprintf(dir, len, "%s/../lua", exe);
-    if (access(dir, R_OK) != 0) {
-        free(dir);
-        return xstrdup("lua");
-    }
-    return dir;
 }
 
 static void print_dev_banner(const char *listen, unsigned int threads,
@@ -361,9 +350,28 @@ static int wait_for_signal(void)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     if (sigwait(&set, &sig) != 0)
         return -1;
     return sig;
+}
+
+/*
+ * SIGHUP: reload the Lua code (sys_plugins.h), only while unsealed; the
+ * state lock held for reading keeps a seal from overlapping it. The
+ * outcome goes to the log: a refused reload leaves the old code serving.
+ */
+static void reload_on_hup(void)
+{
+    struct errbuf err;
+    uint64_t gen;
+
+    if (!lifecycle_enter())
+        log_warn("SIGHUP: Coffer is sealed; the Lua code was not reloaded");
+    else if (sys_plugins_reload(&gen, &err) == 0)
+        log_info("SIGHUP: Lua code reloaded (generation %llu)",
+                 (unsigned long long)gen);
+    lifecycle_leave();
 }
 
 /*
@@ -481,22 +489,32 @@ int server_main(int argc, char **argv)
     int code = 1, sig;
 
     if (parse_opts(argc, argv, &opts) != 0)
-        return 1;
+        goto out;
     if (opts.dev == (opts.config != NULL)) {
         fprintf(stderr, "Error: give either -config=FILE or -dev\n\n");
         usage();
-        return 1;
+        goto out;
     }
     if (settle(&opts, &conf) != 0)
         goto out;
+    /* libcurl's global state, before any thread; the file wins. */
+    if (lua_http_global_init(conf.plugin_http_allowed.set
+                                 ? &conf.plugin_http_allowed.urls
+                                 : opts.http_allowed_set ? &opts.http_allowed
+                                                         : NULL,
+                             &err) != 0) {
+        fprintf(stderr, "Error: %s\n", err.msg);
+        goto out;
+    }
     /* Block before any thread exists so every thread inherits the mask. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    lua_dir = find_lua_dir();
+    lua_dir = lua_dir_locate();
     storage = open_storage(&conf, &err);
     if (storage == NULL) {
         fprintf(stderr, "Error opening storage: %s\n", err.msg);
@@ -544,13 +562,16 @@ int server_main(int argc, char **argv)
         print_dev_banner(opts.listen, opts.threads, unseal_key, root_token);
     else
         print_banner(&conf, opts.threads);
-    sig = wait_for_signal();
+    while ((sig = wait_for_signal()) == SIGHUP)
+        reload_on_hup();
     log_info("==> Coffer shutdown triggered (signal %d)", sig);
     code = 0;
 out:
     http_stop(http);
     if (core_up)
         core_shutdown();
+    lua_http_global_shutdown();
+    strvec_release(&opts.http_allowed);
     storage_free(storage);
     secure_free_str(root_token);
     secure_free_str(unseal_key);

@@ -2,7 +2,8 @@
  * sys.c - the sys/ backend.
  *
  * Owns the wire format of the system endpoints and dispatches sys/; the
- * lease endpoints are sys_leases.c, the policy ones sys_policy.c. The
+ * lease endpoints are sys_leases.c, the policy ones sys_policy.c, the
+ * plugin reload sys_plugins.c. The
  * state they report lives elsewhere: mounts in router.c, tokens in
  * token.c, leases in lease.c. Endpoints that
  * Vault serves outside its logical router (health, seal-status, leader,
@@ -21,6 +22,7 @@
 #include "policy.h"
 #include "router.h"
 #include "sys_leases.h"
+#include "sys_plugins.h"
 #include "sys_policy.h"
 #include "token.h"
 #include "util.h"
@@ -359,6 +361,8 @@ void sys_handle(struct request *req, struct response *resp)
         sys_leases_handle(req, rel, resp);
     else if (sys_policy_handles(rel))
         sys_policy_handle(req, rel, resp);
+    else if (sys_plugins_handles(rel))
+        sys_plugins_handle(req, rel, resp);
     else if (strcmp(rel, "internal/ui/mounts") == 0)
         handle_ui_mounts_list(req, resp);
     else if (str_has_prefix(rel, "internal/ui/mounts/"))

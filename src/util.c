@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "crypto.h"
@@ -393,4 +394,37 @@ int file_read(const char *path, struct buf *out, struct file_error *why)
     if (fclose(f) != 0 && rc == 0)
         rc = file_fail(why, "read", errno);
     return rc;
+}
+
+/*
+ * Coffer's lua/ folder: $COFFER_LUA_DIR, else lua/ next to the binary's
+ * parent directory (build/coffer -> lua/), else "lua" in the working
+ * directory.
+ */
+char *lua_dir_locate(void)
+{
+    const char *env = getenv("COFFER_LUA_DIR");
+    char exe[PATH_MAX];
+    char *slash;
+    ssize_t n;
+    size_t len;
+    char *dir;
+
+    if (env != NULL && env[0] != '\0')
+        return xstrdup(env);
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return xstrdup("lua");
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    len = strlen(exe) + 16;
+    dir = xmalloc(len);
+    snprintf(dir, len, "%s/../lua", exe);
+    if (access(dir, R_OK) != 0) {
+        free(dir);
+        return xstrdup("lua");
+    }
+    return dir;
 }

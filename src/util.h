@@ -104,4 +104,7 @@ struct file_error {
  */
 int file_read(const char *path, struct buf *out, struct file_error *why);
 
+/* Where the built-in Lua scripts are (a new string, never NULL). */
+char *lua_dir_locate(void);
+
 #endif

@@ -24,11 +24,14 @@ tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/coffer-asan.XXXXXX") || exit 2
 trap 'rm -rf "$tmpdir"' EXIT INT TERM
 . "$here/lib.sh"
 
-# Suites whose code handles tokens, policies, logins and database users:
-# where a memory error would be a security hole. New security suites
+# Suites whose code handles tokens, policies, logins and database users,
+# or parses what a remote party sends (JWTs, JWKS, certificates, HTTP
+# responses), or swaps code under running threads (reload): where a
+# memory error would be a security hole. New security suites
 # (test_security_*.py) join automatically.
 SUITES="test_token_store.py test_tokens.py test_policy.py test_auth.py
-test_database.py"
+test_database.py test_auth_jwt.py test_auth_kubernetes.py
+test_plugin_jose.py test_plugin_http.py test_plugin_reload.py"
 for f in "$here"/integration/test_security_*.py; do
     [ -f "$f" ] && SUITES="$SUITES ${f##*/}"
 done

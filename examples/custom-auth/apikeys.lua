@@ -105,7 +105,7 @@ a:path("keys/:name", {
 
 a:login("login", {
   fields = { key = "string" },
-  handler = function(req)
+  write = function(req)
     local given = req.data.key or ""
     local name, secret = given:match("^([%w_%-]+)%.(%w+)$")
     local e = name and req.storage:get_json("key/" .. name)

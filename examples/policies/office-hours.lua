@@ -11,6 +11,16 @@
 -- The check runs after the path rules allowed the request; returning
 -- false (with a reason for the server log) denies it. An error, a
 -- non-boolean result or a runaway loop denies too (fail closed).
+--
+-- check(req) sees the fields an engine's handler sees: req.id,
+-- req.operation, req.path (relative to the mount: "data/office/x"),
+-- req.full_path ("secret/data/office/x"), req.mount_path ("secret/"),
+-- req.time (unix seconds), req.client_addr, req.data and req.token
+-- ({display_name, accessor, entity_id, type, policies, meta}).
+-- A policy registers itself with coffer.policy{...}, as an engine does
+-- with coffer.engine{...} (returning the table works too).
+-- Edit this file and reload (SIGHUP, or PUT sys/plugins/reload/backend)
+-- to change a running server's rules.
 
 local OPEN_HOUR, CLOSE_HOUR = 9, 18
 local LOCAL = { ["127.0.0.1"] = true, ["::1"] = true }
@@ -21,7 +31,7 @@ local function weekday_hour(t)
   return (days + 4) % 7, (t % 86400) // 3600 -- 1970-01-01 was a Thursday
 end
 
-return {
+coffer.policy {
   name = "office-hours",
   paths = {
     ["secret/data/office/*"] = { capabilities = { "read" } },

@@ -495,7 +495,7 @@ end
 
 a:login("login", {
   fields = { role_id = "string", secret_id = "string" },
-  handler = function(req)
+  write = function(req)
     local role_id, secret_id = req.data.role_id, req.data.secret_id
     if role_id == nil or role_id == "" then
       coffer.bad_request("missing role_id")

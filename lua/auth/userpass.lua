@@ -114,7 +114,7 @@ a:path("users/:username/policies", {
 
 a:login("login/:username", {
   fields = { username = "string", password = "string" },
-  handler = function(req)
+  write = function(req)
     local name = au.check_name(req.params.username):lower()
     local pw = req.data.password
     if pw == nil or pw == "" then

@@ -1,8 +1,9 @@
 -- dbplugin_postgresql.lua - everything PostgreSQL-specific about the
 -- database engine, behind the small interface every database plugin
--- offers (a MySQL plugin would be a sibling file with the same fields):
+-- offers and registers (lua/coffer/dbplugins.lua):
 --
 --   name                      plugin_name in configs
+--   driver                    the coffer.db driver it runs on
 --   default_username_template
 --   max_username_length       longer names are refused (the server would
 --                             truncate them, and revocation miss them)
@@ -17,6 +18,7 @@
 local M = {}
 
 M.name = "postgresql-database-plugin"
+M.driver = "postgresql"
 
 M.default_username_template =
   '{{ printf "v-%s-%s-%s-%s" (.DisplayName | truncate 8) ' ..
@@ -182,4 +184,4 @@ function M.default_revoke(conn, username)
   return conn:exec(REVOKE_BLOCK:format(quote_literal(username)))
 end
 
-return M
+return require("dbplugins").register(M)

@@ -17,8 +17,11 @@
 --
 -- A handler receives the request table built by luavm.c:
 --   req.id, req.operation ("read", "create", "update", "delete", "list",
---   "patch"), req.path (relative to the mount), req.data, req.mount,
---   req.token (or nil), req.client_addr, req.storage
+--   "patch"), req.path (relative to the mount), req.full_path,
+--   req.mount_path ("auth/jwt/"), req.time (unix seconds), req.data,
+--   req.mount, req.token (or nil), req.client_addr, req.storage
+-- (a Lua policy's check(req) sees the same fields, without mount and
+-- storage)
 -- plus, from here:
 --   req.params   captures of the path pattern
 --   req.raw      the request data as sent (only when fields are declared;
@@ -40,8 +43,12 @@
 --   a:path("users/:name", { ... })              -- needs a token, as usual
 --   a:login("login/:name", {
 --     fields = { password = "string" },
---     handler = function(req) ... return identity end,
+--     write = function(req) ... return identity end,
 --   })
+--
+-- A login route is keyed like a path: `write` is the handler of the
+-- POST/PUT that logs in. (`handler`, the older spelling, is still
+-- accepted.)
 --
 -- A login route needs no token: the core sends requests for it (POST/PUT
 -- auth/<mount>/login/...) straight to the method, without token lookup or
@@ -84,7 +91,8 @@ local SPEC_KEYS = {
   exists = true,
 }
 local LOGIN_KEYS = {
-  fields = true, handler = true, help = true, description = true, when = true,
+  fields = true, write = true, handler = true, help = true,
+  description = true, when = true,
 }
 local WRITES = { create = true, update = true, patch = true }
 
@@ -118,6 +126,41 @@ function M.engine(spec)
   assert_load_time()
   return new_engine(spec, "engine", 2)
 end
+
+-- coffer.policy{name = ..., paths = {...}, check = fn}: a Lua policy, in
+-- a file of the configuration's policy_directory (luavm_policy.c calls
+-- begin_policy_file and end_policy_file around each). A policy file may
+-- also return the same table, the older style.
+local policy_loading, policy_spec = false, nil
+
+function M.policy(spec)
+  assert_load_time()
+  if not policy_loading then
+    error("coffer.policy: only in a file of the policy_directory", 2)
+  end
+  if type(spec) ~= "table" then
+    error("coffer.policy{name = ..., paths = {...}, check = function}", 2)
+  end
+  if policy_spec ~= nil then
+    error("coffer.policy: one policy per file", 2)
+  end
+  policy_spec = spec
+  return spec
+end
+
+function M.begin_policy_file()
+  policy_loading, policy_spec = true, nil
+end
+
+function M.end_policy_file()
+  local spec = policy_spec
+  policy_loading, policy_spec = false, nil
+  return spec
+end
+
+-- coffer.database_plugin{...}: a database plugin for the database engine
+-- (lua/coffer/dbplugins.lua has the interface).
+M.database_plugin = require("dbplugins").register
 
 -- coffer.auth{name = ..., help = ...} -> auth method object (see above).
 function M.auth(spec)
@@ -176,22 +219,28 @@ local function identity_of(id)
   return out
 end
 
--- a:login(pattern, {fields = ..., handler = fn(req) -> identity}) -> a.
+-- a:login(pattern, {fields = ..., write = fn(req) -> identity}) -> a.
 function Engine:login(pattern, spec)
   assert_load_time()
   local rec = records[self]
   if rec == nil or rec.kind ~= "auth" then
     error("a:login: not an auth method (use coffer.auth and a:login)", 2)
   end
-  if type(spec) ~= "table" or type(spec.handler) ~= "function" then
-    error("a:login(pattern, {handler = function, fields = ...})", 2)
+  if type(spec) ~= "table" then
+    error("a:login(pattern, {write = function, fields = ...})", 2)
   end
   for k in pairs(spec) do
     if not LOGIN_KEYS[k] then
       error("a:login: unknown key '" .. tostring(k) .. "'", 2)
     end
   end
-  local handler = spec.handler
+  if spec.write ~= nil and spec.handler ~= nil then
+    error("a:login: give write or handler, not both", 2)
+  end
+  local handler = spec.write or spec.handler
+  if type(handler) ~= "function" then
+    error("a:login(pattern, {write = function, fields = ...})", 2)
+  end
   local function login(req)
     return { auth = identity_of(handler(req)) }
   end
@@ -331,6 +380,20 @@ function M.periodic_call(name, ctx)
   if rec ~= nil and rec.periodic ~= nil then
     rec.periodic(ctx)
   end
+end
+
+-- {engine_name = {secret type...}}: what e:secret declared, for the
+-- reload's check that no live lease loses its revoke function.
+function M.secret_types()
+  local out = {}
+  for name, rec in pairs(engines) do
+    local types = {}
+    for t in pairs(rec.secrets) do
+      types[#types + 1] = t
+    end
+    out[name] = types
+  end
+  return out
 end
 
 -- Sorted names of every registered engine (luavm_engine_exists).

@@ -3,8 +3,9 @@
 -- Vault's database secrets engine: connection configs, roles that say how
 -- to create a user, and creds/<role>, which creates one on the spot bound
 -- to a lease. Everything database-specific sits in a plugin module
--- (lua/coffer/dbplugin_postgresql.lua); this file only speaks the
--- plugin interface, so a MySQL plugin is one more module in `plugins`.
+-- (lua/coffer/dbplugin_postgresql.lua) registered with
+-- lua/coffer/dbplugins.lua; this file only speaks the plugin interface, so
+-- another database is one more file calling coffer.database_plugin{}.
 --
 -- Storage (this mount's view):
 --   config/<name>        connection config, including the root password
@@ -19,9 +20,7 @@
 
 local template = require("template")
 
-local plugins = {
-  [require("dbplugin_postgresql").name] = require("dbplugin_postgresql"),
-}
+local dbplugins = require("dbplugins")
 
 local multierror = require("framework").multierror
 
@@ -56,13 +55,19 @@ local function merge_supplied(rec, req, spec, check)
   return rec
 end
 
-local function supported_plugins()
-  local names = {}
-  for name in pairs(plugins) do
-    names[#names + 1] = name
+-- The registered plugin of a config or lease. A plugin can disappear
+-- after a reload of the plugin directory; say so instead of failing on nil.
+local function plugin_of(name)
+  local p = dbplugins.get(name)
+  if p == nil then
+    error(coffer.error { status = 500, errors = { multierror(
+      'database plugin "' .. tostring(name) .. '" is not registered') } })
   end
-  table.sort(names)
-  return table.concat(names, ", ")
+  return p
+end
+
+local function supported_plugins()
+  return table.concat(dbplugins.names(), ", ")
 end
 
 local function pool_key(mount, name)
@@ -127,12 +132,13 @@ local function scrub(msg, secrets)
 end
 
 local function configure_pool(mount, name, cfg, verify)
-  local plugin = plugins[cfg.plugin_name]
+  local plugin = plugin_of(cfg.plugin_name)
   local conninfo, why = plugin.connect_info(cfg)
   if conninfo == nil then
     return nil, { message = why, class = "sql" }
   end
   return coffer.db.configure(pool_key(mount, name), {
+    driver = plugin.driver,
     conninfo = conninfo,
     max_open = cfg.max_open_connections,
     max_idle = cfg.max_idle_connections,
@@ -399,7 +405,7 @@ local function check_config(cfg)
   if cfg.plugin_name == nil or cfg.plugin_name == "" then
     coffer.bad_request("empty plugin name")
   end
-  if plugins[cfg.plugin_name] == nil then
+  if dbplugins.get(cfg.plugin_name) == nil then
     coffer.bad_request('unsupported database plugin "' .. cfg.plugin_name ..
                        '": supported plugins are ' .. supported_plugins())
   end
@@ -541,7 +547,7 @@ e:path("rotate-root/:name", {
                        " in configuration")
       end
     end
-    local plugin = plugins[cfg.plugin_name]
+    local plugin = plugin_of(cfg.plugin_name)
     local why = unsafe_reason(cfg.username)
     if why then
       coffer.bad_request("unable to rotate root credentials: the " ..
@@ -686,7 +692,7 @@ local function issue_creds(req)
   if #(role.creation_statements or {}) == 0 then
     internal_error("empty creation statements")
   end
-  local plugin = plugins[cfg.plugin_name]
+  local plugin = plugin_of(cfg.plugin_name)
   local ttl, max_ttl = req:lease_ttl(role.default_ttl, role.max_ttl)
   local username = make_username(cfg, plugin, req, role_name)
   local password = generate_password()
@@ -727,7 +733,7 @@ e:secret("creds", {
     -- quotes it properly (and drops the role if it exists).
     local unsafe = unsafe_reason(int.username)
     local ok, err = with_db(lease, int.db_name, function(conn, cfg)
-      local plugin = plugins[int.plugin or cfg.plugin_name]
+      local plugin = plugin_of(int.plugin or cfg.plugin_name)
       if int.revocation_statements and #int.revocation_statements > 0 and
          not unsafe then
         local stmts, xerr = expand(plugin, int.revocation_statements,
@@ -751,7 +757,7 @@ e:secret("creds", {
       return nil, "refusing to renew: the lease's username " .. unsafe
     end
     local ok, err = with_db(lease, int.db_name, function(conn, cfg)
-      local plugin = plugins[int.plugin or cfg.plugin_name]
+      local plugin = plugin_of(int.plugin or cfg.plugin_name)
       local stmts = int.renew_statements
       if stmts == nil or #stmts == 0 then stmts = plugin.default_renew end
       local list, xerr = expand(plugin, stmts, {
@@ -789,7 +795,7 @@ local function rotate_static(ctx, name, srole)
     return nil, 'failed to find entry for connection with name: "' ..
                 srole.db_name .. '"'
   end
-  local plugin = plugins[cfg.plugin_name]
+  local plugin = plugin_of(cfg.plugin_name)
   local why = unsafe_reason(srole.username)
   if why then return nil, "the static role's username " .. why, 400 end
   local cred = ctx.storage:get_json("static-cred/" .. name) or {}

@@ -576,6 +576,7 @@ static const char help_main[] =
     "    kv         Interact with the key/value secrets engine\n"
     "    lease      Look up, renew, revoke and list leases\n"
     "    operator   Initialize, unseal and seal the server\n"
+    "    plugin     Test a Lua plugin in-process (plugin test PATH)\n"
     "    policy     Write, read, list, delete and format ACL policies\n"
     "    secrets    Enable, disable, list and tune secrets engines\n"
     "    token      Create, look up, renew and revoke tokens\n";

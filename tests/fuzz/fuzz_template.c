@@ -95,7 +95,7 @@ static int fz_boot(lua_State *L)
 {
     lua_gc(L, LUA_GCGEN, 0, 0);
     open_sandbox(L);
-    lua_pushcfunction(L, l_vm_require);
+    lua_pushcfunction(L, luavm__require);
     lua_pushliteral(L, "template");
     lua_call(L, 1, 1);
     luaL_checktype(L, -1, LUA_TTABLE);
@@ -121,6 +121,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     static struct lua_api_ctx ctx = {.lock_stripe = -1};
     const char *dir = getenv("COFFER_LUA_DIR");
     const char *strict = getenv("FUZZ_TEMPLATE_STRICT");
+    struct errbuf err;
     int status;
 
     (void)argc;
@@ -130,6 +131,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (getenv("FUZZ_TEMPLATE_ESCAPES") != NULL)
         fz_escapes = fopen(getenv("FUZZ_TEMPLATE_ESCAPES"), "a");
     g.lua_dir = dir != NULL ? xstrdup(dir) : lua_dir_default();
+    /* States run only code from a snapshot of the scripts (luavm_code.c). */
+    fz_vm.code = luavm__code_read(&err);
+    if (fz_vm.code == NULL)
+        fprintf(stderr, "fuzz: cannot read %s: %s\n", g.lua_dir, err.msg);
+    FUZZ_CHECK(fz_vm.code != NULL);
     fz_vm.limit = FUZZ_MEMORY;
     fz_vm.deadline = INFINITY;
     fz_vm.L = lua_newstate(vm_alloc, &fz_vm);

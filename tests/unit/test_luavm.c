@@ -9,6 +9,7 @@
  */
 #include "../../src/luavm.c"
 
+#include <errno.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 
 static struct storage *st;
 static char tmpdir[PATH_MAX];
+static char gooddir[PATH_MAX]; /* the lua dir the shared runtime uses */
 static struct mount kv1, kv2, tm;
 
 /* ============================================================ helpers == */
@@ -149,6 +151,14 @@ static void make_lua_dir(char *out, size_t n, const char *name)
     mkdir(path, 0700);
 }
 
+static void unlink_file(const char *dir, const char *name)
+{
+    char path[PATH_MAX * 2];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    unlink(path);
+}
+
 static void rm_rf(const char *dir)
 {
     char cmd[PATH_MAX * 2];
@@ -235,6 +245,12 @@ static const char test_engine[] =
     "    ttl = req.data.ttl, n = req.data.n, on = req.data.on,\n"
     "    pols = req.data.pols, stmts = req.data.stmts } } end,\n"
     "})\n"
+    "e:path('reqfields', { read = function(req)\n"
+    "  return { data = { path = req.path, full_path = req.full_path,\n"
+    "    mount_path = req.mount_path, id = req.id,\n"
+    "    time_ok = math.type(req.time) == 'integer' and\n"
+    "              math.abs(req.time - coffer.time.now()) < 60 } }\n"
+    "end })\n"
     "e:path('status', { read = function(req)\n"
     "  return { status = 202, data = { ok = true }, warnings = { 'w' } }\n"
     "end })\n"
@@ -763,6 +779,160 @@ TEST(per_thread_states)
         pthread_join(t[i], NULL);
 }
 
+/* ============================================================ reload == */
+
+TEST(request_table_fields)
+{
+    struct response r;
+
+    run(&tm, OP_READ, "reqfields", NULL, &r);
+    CHECK_EQ_INT(r.status, 0);
+    CHECK_STREQ(str_at(r.data, "path"), "reqfields");
+    CHECK_STREQ(str_at(r.data, "full_path"), "test/reqfields");
+    CHECK_STREQ(str_at(r.data, "mount_path"), "test/");
+    CHECK_STREQ(str_at(r.data, "id"), "test-reqfields");
+    CHECK(cJSON_IsTrue(at(r.data, "time_ok")));
+    response_release(&r);
+}
+
+static const char zreload_fmt[] =
+    "local e = coffer.engine { name = 'zreload' }\n"
+    "e:path('v', { read = function(req) return { data = { v = %d } } end })\n"
+    "%s";
+static const char zreload_secret[] =
+    "e:secret('s', { revoke = function(lease) end })\n";
+
+static void write_zreload(int v, bool secret)
+{
+    char text[512];
+
+    snprintf(text, sizeof(text), zreload_fmt, v, secret ? zreload_secret : "");
+    write_file(gooddir, "engines/zreload.lua", text);
+}
+
+/* The v a request to m answers, or -1. */
+static int zreload_v(struct mount *m)
+{
+    struct response r;
+    int v;
+
+    run(m, OP_READ, "v", NULL, &r);
+    v = (int)num_at(r.data, "v");
+    response_release(&r);
+    return v;
+}
+
+static struct mount zm;
+
+static void *zreload_v_thread(void *arg)
+{
+    *(int *)arg = zreload_v(&zm);
+    luavm_thread_release();
+    return NULL;
+}
+
+TEST(reload_publishes_validated_code)
+{
+    struct luavm_code *c, *cur;
+    struct strvec lost;
+    struct errbuf err;
+    uint64_t gen0 = luavm_generation();
+    pthread_t t;
+    int v = 0;
+
+    mount_setup(&zm, "zr/", "zreload", "44444444-dddd", NULL);
+    write_zreload(1, true);
+    /* On disk is not loaded: states run the published snapshot. */
+    CHECK(!luavm_engine_exists("zreload"));
+    c = luavm_code_load(&err);
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    CHECK(luavm_code_has_type(c, false, "zreload"));
+    CHECK(luavm_code_has_type(c, false, "kv"));
+    CHECK(!luavm_code_has_type(c, true, "zreload"));
+    CHECK(luavm_generation() == gen0);
+    CHECK(luavm_code_publish(c) == gen0 + 1);
+    CHECK(luavm_engine_exists("zreload"));
+    CHECK_EQ_INT(zreload_v(&zm), 1);
+
+    /* A new version that drops a secret type: reported, not published. */
+    write_zreload(2, false);
+    c = luavm_code_load(&err);
+    CHECK(c != NULL);
+    cur = luavm_code_current();
+    strvec_init(&lost);
+    luavm_code_lost_secrets(cur, c, &lost);
+    CHECK_EQ_INT((int)lost.n, 1);
+    if (lost.n == 1)
+        CHECK_STREQ(lost.v[0], "zreload\037s");
+    strvec_release(&lost);
+    luavm_code_put(cur);
+    luavm_code_put(c);
+    /* A thread born after the file changed still builds the snapshot. */
+    CHECK(pthread_create(&t, NULL, zreload_v_thread, &v) == 0);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(v, 1);
+    CHECK_EQ_INT(zreload_v(&zm), 1);
+
+    /* Broken code is refused with file:line; the old code serves. */
+    write_file(gooddir, "engines/zreload.lua", "return {\n  = 1 }\n");
+    CHECK(luavm_code_load(&err) == NULL);
+    if (strstr(err.msg, "engines/zreload.lua:2:") == NULL)
+        harness_fail(__FILE__, __LINE__, "no file:line in '%s'", err.msg);
+    CHECK(luavm_generation() == gen0 + 1);
+    CHECK_EQ_INT(zreload_v(&zm), 1);
+
+    /* Publishing again: this thread and new threads run version 3. */
+    write_zreload(3, true);
+    c = luavm_code_load(&err);
+    CHECK(c != NULL);
+    if (c != NULL)
+        luavm_code_publish(c);
+    CHECK_EQ_INT(zreload_v(&zm), 3);
+    CHECK(pthread_create(&t, NULL, zreload_v_thread, &v) == 0);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(v, 3);
+}
+
+/*
+ * A state in the middle of a call (a nested call on its thread) is never
+ * swapped: the outer call would be left on a closed lua_State.
+ */
+TEST(reload_never_swaps_a_running_state)
+{
+    struct luavm_code *c;
+    struct errbuf err;
+    struct vm *vm = luavm__get(), *again;
+
+    CHECK(vm != NULL);
+    if (vm == NULL)
+        return;
+    write_zreload(4, true);
+    c = luavm_code_load(&err);
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    luavm_code_publish(c);
+    vm->depth = 1;
+    again = luavm__get();
+    CHECK(again == vm);
+    vm->depth = 0;
+    again = luavm__get();
+    CHECK(again != NULL && again != vm);
+    CHECK(again != NULL && again->code->gen == luavm_generation());
+    CHECK_EQ_INT(zreload_v(&zm), 4);
+
+    /* Restore the shared runtime: no zreload engine. */
+    unlink_file(gooddir, "engines/zreload.lua");
+    c = luavm_code_load(&err);
+    CHECK(c != NULL);
+    if (c != NULL)
+        luavm_code_publish(c);
+    CHECK(!luavm_engine_exists("zreload"));
+    mount_teardown(&zm);
+}
+
 /* ====================================================== JSON numbers == */
 
 /*
@@ -871,6 +1041,7 @@ int main(int argc, char **argv)
     RUN(broken_scripts_fail_init);
 
     make_lua_dir(dir, sizeof(dir), "good");
+    snprintf(gooddir, sizeof(gooddir), "%s", dir);
     snprintf(path, sizeof(path), "%s/engines/kv.lua", dir);
     snprintf(target, sizeof(target), "%s/lua/engines/kv.lua", cwd);
     if (symlink(target, path) != 0)
@@ -904,6 +1075,9 @@ int main(int argc, char **argv)
     RUN(api_json_time_crypto);
     RUN(fields_and_captures);
     RUN(per_thread_states);
+    RUN(request_table_fields);
+    RUN(reload_publishes_validated_code);
+    RUN(reload_never_swaps_a_running_state);
     RUN(json_big_numbers_in_lua);
 
     luavm_global_shutdown();

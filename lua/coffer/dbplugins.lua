@@ -1,0 +1,101 @@
+-- dbplugins.lua - the registry of database plugins.
+--
+-- A database plugin is the SQL dialect of one database on top of a C
+-- driver of coffer.db. The database engine (lua/engines/database.lua)
+-- looks plugins up here by the plugin_name of a connection config, so a
+-- new database is one Lua file that registers itself, with no edit of the
+-- engine:
+--
+--   coffer.database_plugin {
+--     name = "mysql-database-plugin",     -- plugin_name in configs
+--     driver = "postgresql",              -- a driver of coffer.db.drivers()
+--     default_username_template = "...",
+--     max_username_length = 32,
+--     connect_info = function(config) return conninfo end,   -- or nil, err
+--     split = function(stmt, allow_whole) return {stmt...} end,
+--     expiration = function(unix) return "..." end,
+--     default_revoke = function(conn, username) ... end,     -- true | nil, err
+--     default_renew = {...}, default_rotation = {...},
+--     default_root_rotation = {...},
+--   }
+--
+-- Registration happens at load time only (engines, then plugin_directory),
+-- in every Lua state; lookups happen per request. Built-in plugins are
+-- the lua/coffer/dbplugin_<database>.lua modules.
+
+local M = {}
+
+local registry = {}   -- name -> plugin
+
+local FUNCTIONS = { "connect_info", "split", "expiration", "default_revoke" }
+local STATEMENT_LISTS = { "default_renew", "default_rotation",
+                          "default_root_rotation" }
+
+local function is_driver(name)
+  for _, d in ipairs(coffer.db.drivers()) do
+    if d == name then return true end
+  end
+  return false
+end
+
+local function check_spec(p)
+  if type(p) ~= "table" then
+    return "the plugin must be a table"
+  end
+  if type(p.name) ~= "string" or not p.name:match("^[%w][%w_.%-]*$") then
+    return "name must be a word (letters, digits, '.', '-', '_')"
+  end
+  if type(p.driver) ~= "string" or not is_driver(p.driver) then
+    return "driver must be one of: " .. table.concat(coffer.db.drivers(), ", ")
+  end
+  if type(p.default_username_template) ~= "string" then
+    return "default_username_template must be a string"
+  end
+  if math.type(p.max_username_length) ~= "integer" or
+     p.max_username_length < 1 then
+    return "max_username_length must be a positive integer"
+  end
+  for _, k in ipairs(FUNCTIONS) do
+    if type(p[k]) ~= "function" then
+      return k .. " must be a function"
+    end
+  end
+  for _, k in ipairs(STATEMENT_LISTS) do
+    if type(p[k]) ~= "table" then
+      return k .. " must be a list of statements"
+    end
+  end
+  return nil
+end
+
+-- register(plugin) -> plugin. Load time only; names are unique.
+function M.register(p)
+  coffer.assert_load_time()
+  local why = check_spec(p)
+  if why ~= nil then
+    error("coffer.database_plugin: " .. why, 2)
+  end
+  if registry[p.name] ~= nil then
+    error("coffer.database_plugin: '" .. p.name .. "' is already registered",
+          2)
+  end
+  registry[p.name] = p
+  return p
+end
+
+-- get(name) -> plugin or nil.
+function M.get(name)
+  return registry[name]
+end
+
+-- names() -> sorted list of registered plugin names.
+function M.names()
+  local out = {}
+  for name in pairs(registry) do
+    out[#out + 1] = name
+  end
+  table.sort(out)
+  return out
+end
+
+return M
