@@ -13,6 +13,7 @@
 #   make noopt      build without optimisation
 #   make check-style  banned functions
 #   make V=1        show full command lines
+#   make install [PREFIX=/usr/local] [DESTDIR=]   install the built server
 
 BUILD ?= build
 PKGS := lua5.4 libmicrohttpd libcjson openssl libcurl libpq sqlite3
@@ -178,6 +179,24 @@ bench:
 
 clean:
 	rm -rf build build-*
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the Lua runtime
+# the binary finds at <prefix>/share/coffer/lua, and the examples. Installs
+# what `make` built (same BUILD, same flags); it never rebuilds differently.
+PREFIX ?= /usr/local
+INSTALL ?= install
+.PHONY: install
+install: $(BUILD)/coffer
+	$(Q)$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/share/coffer/lua \
+	    $(DESTDIR)$(PREFIX)/share/coffer/examples
+	$(Q)$(INSTALL) -m 0755 $(BUILD)/coffer $(DESTDIR)$(PREFIX)/bin/coffer
+	$(Q)cp -R lua/. $(DESTDIR)$(PREFIX)/share/coffer/lua/
+	$(Q)cp -R examples/. $(DESTDIR)$(PREFIX)/share/coffer/examples/
+	$(Q)sed -i 's|/usr/local/|$(PREFIX)/|g' \
+	    $(DESTDIR)$(PREFIX)/share/coffer/examples/coffer.service
+	$(Q)chmod -R u=rwX,go=rX $(DESTDIR)$(PREFIX)/share/coffer
+	@echo "installed coffer in $(DESTDIR)$(PREFIX)"
 
 -include $(OBJS:.o=.d)
 -include $(UNIT_BINS:=.d)

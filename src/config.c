@@ -77,6 +77,8 @@ enum value_kind {
     V_LUA_TIMEOUT,  /* a duration, 1s..CONFIG_LUA_TIMEOUT_MAX -> int64_t */
     V_LUA_BUDGET,   /* instructions, CONFIG_LUA_BUDGET_MIN..MAX -> uint64_t */
     V_URL_LIST,     /* { "https://host[:port][/prefix]", ... } -> url list */
+    V_LOGFORMAT,    /* "standard" or "json" */
+    V_METRIC_NAME,  /* [A-Za-z_][A-Za-z0-9_.]*, at most 64 characters */
 };
 
 struct key_spec {
@@ -98,6 +100,7 @@ static const struct key_spec top_keys[] = {
     {"plugin_directory", V_STRING, TOP(plugin_directory), false},
     {"policy_directory", V_STRING, TOP(policy_directory), false},
     {"log_level", V_LOGLEVEL, TOP(log_level), false},
+    {"log_format", V_LOGFORMAT, TOP(log_format), false},
     {"api_addr", V_URL, TOP(api_addr), false},
     {"disable_mlock", V_BOOL, TOP(disable_mlock), false},
     {"workers", V_WORKERS, TOP(workers), false},
@@ -133,6 +136,16 @@ static const struct key_spec listener_keys[] = {
     {"http_idle_timeout", V_DURATION, LST(http_idle_timeout), false},
     {"max_connections", V_COUNT, LST(max_connections), false},
     {"max_connections_per_ip", V_COUNT, LST(max_connections_per_ip), false},
+};
+
+#define TEL(field) offsetof(struct config_telemetry, field)
+static const struct key_spec telemetry_keys[] = {
+    {"metrics_prefix", V_METRIC_NAME, TEL(metrics_prefix), false},
+    {"prometheus_retention_time", V_DURATION, TEL(prometheus_retention_time),
+     false},
+    {"unauthenticated_metrics_access", V_BOOL,
+     TEL(unauthenticated_metrics_access), false},
+    {"disable_hostname", V_BOOL, TEL(disable_hostname), false},
 };
 
 static const struct key_spec sqlite_keys[] = {
@@ -190,6 +203,7 @@ struct load_ctx {
     int storage_line;
     int listener_pending;              /* line of a block without a body */
     int storage_pending;
+    int telemetry_line;                /* 0 = no telemetry block yet */
 };
 
 static struct load_ctx *ctx_of(lua_State *L)
@@ -288,6 +302,22 @@ static int type_error(lua_State *L, const char *what, const char *key,
 {
     return raise_at(L, 1, "%s%s: expected %s, got %s", what, key, want,
                     luaL_typename(L, idx));
+}
+
+/* A name Prometheus accepts once its dots become underscores. */
+static bool is_metric_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 64 || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.'))
+            return false;
+    }
+    return true;
 }
 
 /* Checks the string at idx; returns it. [-0, +0, v] */
@@ -525,6 +555,21 @@ static void store_value(lua_State *L, int idx, const struct key_spec *spec,
         check_url_list(L, idx, what, spec->name,
                        (struct config_url_list *)field);
         break;
+    case V_LOGFORMAT:
+        s = check_string(L, idx, what, spec->name);
+        if (strcmp(s, "standard") != 0 && strcmp(s, "json") != 0)
+            raise_at(L, 1, "%s%s: unknown format \"%s\" (want standard or "
+                           "json)", what, spec->name, s);
+        set_str((char **)field, s);
+        break;
+    case V_METRIC_NAME:
+        s = check_string(L, idx, what, spec->name);
+        if (!is_metric_name(s))
+            raise_at(L, 1, "%s%s: invalid metrics prefix \"%s\" (want "
+                           "letters, digits, _ and ., at most 64, not "
+                           "starting with a digit)", what, spec->name, s);
+        set_str((char **)field, s);
+        break;
     }
 }
 
@@ -682,6 +727,37 @@ static int l_config_storage(lua_State *L)
     return push_block_fn(L, i);
 }
 
+/* telemetry { ... } (no type name, as in Vault). [-0, +0, v] */
+static int l_config_telemetry(lua_State *L)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    const char *what = "telemetry: ";
+
+    if (lua_type(L, 1) != LUA_TTABLE)
+        raise_at(L, 1, "%sexpected a { ... } block, got %s", what,
+                 luaL_typename(L, 1));
+    if (ctx->telemetry_line != 0)
+        raise_at(L, 1, "a second telemetry block (the first is at line %d)",
+                 ctx->telemetry_line);
+    ctx->telemetry_line = line_at(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const struct key_spec *spec;
+
+        if (lua_type(L, -2) != LUA_TSTRING)
+            raise_at(L, 1, "%sunexpected value without a key (want "
+                           "key = value)", what);
+        spec = find_key(telemetry_keys, ARRAY_LEN(telemetry_keys),
+                        lua_tostring(L, -2));
+        if (spec == NULL)
+            raise_at(L, 1, "unknown key \"%s\" in telemetry",
+                     lua_tostring(L, -2));
+        store_value(L, lua_gettop(L), spec, &ctx->out->telemetry, what);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 /* ======================================================= environment == */
 
 /*
@@ -788,6 +864,8 @@ static int config_setup(lua_State *L)
     lua_setfield(L, builtins, "listener");
     lua_pushcfunction(L, l_config_storage);
     lua_setfield(L, builtins, "storage");
+    lua_pushcfunction(L, l_config_telemetry);
+    lua_setfield(L, builtins, "telemetry");
 
     lua_newtable(L);
     settings = lua_gettop(L);
@@ -1010,6 +1088,8 @@ void config_release(struct coffer_config *c)
     free(c->plugin_directory);
     free(c->policy_directory);
     free(c->log_level);
+    free(c->log_format);
+    free(c->telemetry.metrics_prefix);
     free(c->api_addr);
     strvec_release(&c->plugin_http_allowed.urls);
     memset(c, 0, sizeof(*c));

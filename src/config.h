@@ -87,8 +87,21 @@ struct config_url_list {
     bool set;
 };
 
+/*
+ * telemetry { ... } (Vault's block; the keys Coffer implements). The
+ * metrics are served at sys/metrics with or without the block.
+ */
+struct config_telemetry {
+    char *metrics_prefix;           /* NULL = "coffer"; "vault" for Vault's */
+    int64_t prometheus_retention_time; /* seconds; accepted, 0 = unset */
+    bool unauthenticated_metrics_access; /* sys/metrics without a token */
+    bool disable_hostname;          /* accepted; Coffer adds no hostname */
+};
+
 struct coffer_config {
     char *path;                 /* the file that was loaded */
+    char *log_format;           /* NULL = unset; "standard" or "json" */
+    struct config_telemetry telemetry;
     struct config_listener listener;
     struct config_storage_settings storage;
     int64_t default_lease_ttl;  /* seconds; 0 = unset (server default) */

@@ -19,18 +19,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "barrier.h"
+#include "cubbyhole.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "luavm.h"
 #include "luavm_policy.h"
+#include "metrics.h"
 #include "policy.h"
 #include "router.h"
 #include "storage.h"
 #include "sys.h"
 #include "sys_seal.h"
 #include "token.h"
+#include "wrapping.h"
 
 /* ========================================================= start, stop == */
 
@@ -77,6 +81,7 @@ int core_init(const struct core_config *cfg, char **root_token,
     policy_set_lua_provider(&lua_policies);
     auth_configure(cfg->login_rate, cfg->login_burst);
     sys_set_storage_type(cfg->physical->backend->name);
+    cubbyhole_configure(lcfg.storage, token_exists_hmac);
     if (cfg->dev_mode)
         rc = lifecycle_dev_bootstrap(root_token, unseal_key, err);
     return rc;
@@ -211,6 +216,23 @@ static void render(struct request *req, struct response *resp,
     }
 }
 
+/* A wrapped reply (wrapping.c) replaces the rendered one. */
+static void wrap_reply(const struct request *req, struct reply *out)
+{
+    size_t len = 0;
+    char *body;
+
+    if (req->wrap_ttl <= 0 || out->content_type != NULL)
+        return;
+    body = wrapping_apply(req, &out->status, out->body, &len);
+    if (body == NULL)
+        return;
+    if (out->body != NULL)
+        secure_free(out->body, out->len);
+    out->body = body;
+    out->len = len;
+}
+
 /* =========================================================== pipeline == */
 
 static bool path_printable(const char *p)
@@ -324,7 +346,14 @@ static void finish_last_use(struct request *req, struct response *resp)
 /* Routes an authorised request to its mount's backend. */
 static void route(struct request *req, struct response *resp)
 {
-    const struct mount *m = router_match(req->path);
+    const struct mount *m;
+
+    if (cubbyhole_handles(req->path)) { /* per token, outside the table */
+        cubbyhole_handle(req->token ? req->token->id_hmac : NULL, req,
+                         resp);
+        return;
+    }
+    m = router_match(req->path);
 
     if (m == NULL) {
         response_error(resp, 404, "no handler for route \"%s\". route entry "
@@ -350,17 +379,24 @@ static void run(struct request *req, struct response *resp)
         response_empty_error(resp, 405);
         return;
     }
+    if (wrapping_intercepts(req)) { /* checks the wrapping token itself */
+        if (audit_log_request(req, resp) == 0)
+            wrapping_handle(req, resp);
+        return;
+    }
     if (sys_is_token_optional(req->path)) {
-        if (optional_token(req, resp) == 0)
+        if (optional_token(req, resp) == 0 &&
+            audit_log_request(req, resp) == 0)
             sys_handle(req, resp);
         return;
     }
     if (auth_is_login(req)) { /* auth/<mount>/login...: no token needed */
-        auth_login(req, resp);
+        if (audit_log_request(req, resp) == 0) /* fails closed */
+            auth_login(req, resp);
         return;
     }
     authorise(req, resp);
-    if (resp->errors == NULL)
+    if (audit_log_request(req, resp) == 0 && resp->errors == NULL)
         route(req, resp);
     if (req->token != NULL && req->token->last_use)
         finish_last_use(req, resp);
@@ -369,6 +405,7 @@ static void run(struct request *req, struct response *resp)
 void core_handle(struct request *req, struct reply *out)
 {
     struct response resp;
+    struct metrics_req mr = {0};
 
     memset(out, 0, sizeof(*out));
     response_init(&resp);
@@ -392,6 +429,9 @@ void core_handle(struct request *req, struct reply *out)
         req->path[n] = '/';
         req->path[n + 1] = '\0';
     }
+    /* Log lines this thread writes from here on carry the request id. */
+    log_set_request_id(req->id);
+    mr.start = time_mono();
     if (sys_seal_handles(req->path)) {
         /* Outside the state lock: these change or report the state. */
         sys_seal_handle(req, &resp);
@@ -404,7 +444,11 @@ void core_handle(struct request *req, struct reply *out)
             run(req, &resp);
         else
             response_error(&resp, 503, "Vault is sealed");
+        if (active) /* the response entry; fails closed (500) */
+            audit_log_response(req, &resp);
+        metrics_capture(&mr, req, &resp); /* render takes resp.auth */
         render(req, &resp, out);
+        wrap_reply(req, out);
         token_free((struct token *)req->token);
         router_mount_put(req->mount);
         req->token = NULL;
@@ -414,5 +458,7 @@ void core_handle(struct request *req, struct reply *out)
     }
     log_debug("%s %s %s -> %d", req->id, req_op_name(req->op), req->path,
               out->status);
+    metrics_note_request(req, out->status, &mr);
+    log_set_request_id(NULL);
     response_release(&resp);
 }

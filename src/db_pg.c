@@ -46,6 +46,7 @@
 #include <libpq-fe.h>
 
 #include "db_pg_conninfo.h"
+#include "db_pg_stats.h"
 #include "log.h"
 #include "request.h"
 #include "util.h"
@@ -1010,6 +1011,28 @@ bool db_pool_exists(const char *key)
     }
     pthread_mutex_unlock(&table_mu);
     return p != NULL;
+}
+
+/*
+ * Each pool's counts for sys/metrics (db_pg_stats.h). Table lock
+ * then pool lock, the order every other walker of the table uses.
+ */
+void db_pool_stats_each(void (*fn)(void *arg, const struct db_pool_stats *s),
+                        void *arg)
+{
+    pthread_mutex_lock(&table_mu);
+    for (struct db_pool *p = table; p != NULL; p = p->next) {
+        struct db_pool_stats st = {.key = p->key};
+        pthread_mutex_lock(&p->mu);
+        st.open = p->nopen;
+        st.idle = p->nidle;
+        st.in_use = p->nopen - p->nidle;
+        st.waiting = p->nwaiting;
+        st.max_open = p->max_open;
+        pthread_mutex_unlock(&p->mu);
+        fn(arg, &st);
+    }
+    pthread_mutex_unlock(&table_mu);
 }
 
 void db_shutdown(void)

@@ -880,12 +880,14 @@ static void *sweeper_main(void *arg)
 }
 
 /*
- * X-Vault-Wrap-TTL asks for response wrapping, which Coffer does not do
- * yet: answering in plaintext would hand the secret to whoever holds the
- * reply, which the client asked to prevent. Vault's header rules: a
- * duration or seconds, "0" means no wrapping. Returns 0 or fills out.
+ * X-Vault-Wrap-TTL asks for response wrapping (wrapping.c does it after
+ * the backend ran). Vault's header rules: a duration or seconds, "0"
+ * means no wrapping. Sets req->wrap_ttl; returns 0 or fills out.
  */
-static int check_wrap(struct MHD_Connection *c, struct reply *out)
+#define HTTP_MAX_WRAP_TTL INT64_C(9223372036)
+
+static int check_wrap(struct MHD_Connection *c, struct request *req,
+                      struct reply *out)
 {
     const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                 "X-Vault-Wrap-TTL");
@@ -908,12 +910,14 @@ static int check_wrap(struct MHD_Connection *c, struct reply *out)
         core_error_reply(out, 400, msg);
         return -1;
     }
-    if (ttl == 0)
-        return 0;
-    core_error_reply(out, 400, "response wrapping is not supported by this "
-                               "server: send the request without "
-                               "X-Vault-Wrap-TTL");
-    return -1;
+    if (ttl > HTTP_MAX_WRAP_TTL) { /* Go's largest time.Duration */
+        snprintf(msg, sizeof(msg), "error parsing X-Vault-Wrap-TTL header: "
+                                   "time: invalid duration \"%.100s\"", v);
+        core_error_reply(out, 400, msg);
+        return -1;
+    }
+    req->wrap_ttl = ttl;
+    return 0;
 }
 
 /* The cheap unauthenticated status reads get their own lane. */
@@ -972,7 +976,7 @@ static int build_request(struct MHD_Connection *c, const char *url,
         return -1;
     }
     req->path = xstrdup(url + strlen("/v1/"));
-    if (!sys_seal_handles(req->path) && check_wrap(c, out) != 0)
+    if (!sys_seal_handles(req->path) && check_wrap(c, req, out) != 0)
         return -1;
     req->client_token = extract_token(c);
     ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");

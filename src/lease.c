@@ -95,6 +95,22 @@ static struct lane *lanes;
 static size_t nlanes, lanes_cap;
 static unsigned int lane_limit;
 
+/*
+ * Lease records in storage, and how many of them are pending, kept under
+ * mu. A record is counted when store_new_record stores it (a fresh id)
+ * and uncounted when drop_record deletes it, which happens only under the
+ * lease's claim right after loading it, so a record is never uncounted
+ * twice and these are exact. (The heap is not a count: it keeps stale
+ * entries for renewed and revoked leases.)
+ */
+static uint64_t live_leases;
+static uint64_t pending_leases;
+
+/* Time the engines' revoke calls take (Vault's expire.revoke timer). */
+static pthread_mutex_t timing_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lease_timing revoke_timing;
+
+static atomic_uint_fast64_t stat_created;
 static atomic_uint_fast64_t stat_revoked;
 static atomic_uint_fast64_t stat_failures;
 static atomic_uint_fast64_t stat_irrevocable;
@@ -216,6 +232,55 @@ static int delete_record(const cJSON *rec)
     return rc;
 }
 
+static bool rec_is_pending(const cJSON *rec)
+{
+    return strcmp(json_get_str(rec, "state", ""), "pending") == 0;
+}
+
+/* A record was stored: count it as live (and pending if it is). */
+static void count_added(const cJSON *rec)
+{
+    pthread_mutex_lock(&mu);
+    live_leases++;
+    if (rec_is_pending(rec))
+        pending_leases++;
+    pthread_mutex_unlock(&mu);
+    atomic_fetch_add(&stat_created, 1);
+}
+
+/*
+ * Deletes rec, which the caller loaded under the lease's claim (so it
+ * existed and nobody else can delete it meanwhile), and uncounts it.
+ */
+static int drop_record(const cJSON *rec)
+{
+    int rc = delete_record(rec);
+
+    if (rc == 0) {
+        pthread_mutex_lock(&mu);
+        if (live_leases > 0)
+            live_leases--;
+        if (rec_is_pending(rec) && pending_leases > 0)
+            pending_leases--;
+        pthread_mutex_unlock(&mu);
+    }
+    return rc;
+}
+
+static void note_revoke_time(double ms)
+{
+    struct lease_timing *t = &revoke_timing;
+
+    pthread_mutex_lock(&timing_mu);
+    if (t->count == 0 || ms < t->min_ms)
+        t->min_ms = ms;
+    if (t->count == 0 || ms > t->max_ms)
+        t->max_ms = ms;
+    t->count++;
+    t->sum_ms += ms;
+    pthread_mutex_unlock(&timing_mu);
+}
+
 /* Token leases go to token.c, every other secret to the engines. */
 static const struct lease_ops *ops_for(const cJSON *rec)
 {
@@ -276,9 +341,12 @@ static void schedule(const char *id, int64_t when)
 /*
  * Runs the engine's revoke for rec and, on success (or with force),
  * deletes the record. A lease whose mount is gone has nothing left to
- * call; its record is dropped with a warning.
+ * call; its record is dropped with a warning. reason ("expired",
+ * "revoked", "revoke-prefix", "revoke-force") goes to the revoked hook
+ * (the audit log), which records every lease that ends, request or not.
  */
-static int revoke_record(const cJSON *rec, bool force, struct errbuf *err)
+static int revoke_record(const cJSON *rec, bool force, const char *reason,
+                         struct errbuf *err)
 {
     const struct mount *m = lease_mount(rec);
     const struct lease_ops *ops = ops_for(rec);
@@ -294,20 +362,28 @@ static int revoke_record(const cJSON *rec, bool force, struct errbuf *err)
          * Claim held: a token lease's revoke comes back through
          * lease_revoke_token with this id as revoking_lease_id.
          */
+        double t0 = time_mono();
         rc = ops->revoke(m, rec, err);
+        note_revoke_time((time_mono() - t0) * 1000.0);
     }
     router_mount_put(m);
+    if (rc != 0) /* every failed engine call, on any path */
+        atomic_fetch_add(&stat_failures, 1);
     if (rc != 0 && !force)
         return rc;
     if (rc != 0)
         log_warn("lease: force-revoking %s despite: %s", id, err->msg);
-    rc = delete_record(rec);
+    rc = drop_record(rec);
     if (rc != 0) {
+        atomic_fetch_add(&stat_failures, 1);
         errbuf_set(err, "deleting the lease record failed: %s",
                    coffer_strerror(rc));
         return rc;
     }
     atomic_fetch_add(&stat_revoked, 1);
+    if (conf.revoked != NULL)
+        conf.revoked(id, reason,
+                     cJSON_GetObjectItemCaseSensitive(rec, "internal"));
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable")))
         atomic_fetch_sub(&stat_irrevocable, 1);
     log_info("lease: revoked %s", id);
@@ -334,7 +410,6 @@ static void note_failure(cJSON *rec, const char *why)
     double delay = backoff_seconds(attempts);
     const char *id = json_get_str(rec, "id", "");
 
-    atomic_fetch_add(&stat_failures, 1);
     rec_set_num(rec, "attempts", attempts);
     rec_set_str(rec, "last_error", why);
     if (attempts == conf.irrevocable_after)
@@ -364,7 +439,8 @@ static void process_due(const char *id)
         schedule(id, expire); /* renewed since it was queued */
         goto out;
     }
-    if (revoke_record(rec, false, &err) != 0)
+    if (revoke_record(rec, false,
+                      json_get_str(rec, "end_reason", "expired"), &err) != 0)
         note_failure(rec, err.msg[0] ? err.msg : "revocation failed");
 out:
     cJSON_Delete(rec);
@@ -394,7 +470,8 @@ static void process_batch_job(const char *id, struct batch *b)
     claim(id);
     rec = load_record(id);
     if (rec != NULL)
-        rc = revoke_record(rec, b->force, &err);
+        rc = revoke_record(rec, b->force,
+                           b->force ? "revoke-force" : "revoke-prefix", &err);
     cJSON_Delete(rec);
     unclaim(id);
     pthread_mutex_lock(&mu);
@@ -624,6 +701,9 @@ static int restore_one(void *arg, const char *key, const void *value,
         when = json_get_int(rec, "expire_ms", 0);
     else
         log_warn("lease: %s was still pending at start-up; revoking it", id);
+    live_leases++;
+    if (rec_is_pending(rec))
+        pending_leases++;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable")))
         atomic_fetch_add(&stat_irrevocable, 1);
     heap_push(&heap, when, xstrdup(id));
@@ -654,6 +734,7 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
     strvec_init(&claims);
     stopping = false;
     atomic_store(&stat_irrevocable, 0);
+    live_leases = pending_leases = 0;
     t0 = time_mono();
     rc = storage_scan(store, ID_PREFIX, restore_one, &restored);
     if (rc != 0) {
@@ -764,6 +845,8 @@ static int store_new_record(const cJSON *rec, struct errbuf *err)
     };
     int rc = storage_batch(store, ops, tkey ? 2 : 1);
 
+    if (rc == 0)
+        count_added(rec);
     if (rc != 0)
         errbuf_set(err, "storing the %slease failed: %s",
                    strcmp(json_get_str(rec, "secret_type", ""), "token") == 0
@@ -773,6 +856,23 @@ static int store_new_record(const cJSON *rec, struct errbuf *err)
     free(key);
     free(tkey);
     return rc;
+}
+
+/*
+ * Drops a pending record whose token died while it was being created. The
+ * token's revocation may have found and revoked it already, so this looks
+ * under the claim whether it is still there.
+ */
+static void drop_unissued(const char *id)
+{
+    cJSON *rec;
+
+    claim(id);
+    rec = load_record(id);
+    if (rec != NULL && drop_record(rec) != 0)
+        log_error("lease: cannot drop %s of a revoked token", id);
+    cJSON_Delete(rec);
+    unclaim(id);
 }
 
 /* "<path>/<suffix>", without doubling a trailing slash. */
@@ -823,8 +923,7 @@ int lease_create_pending(const struct mount *m, const char *request_path,
      * token, which this check sees. Either way no lease outlives it.
      */
     if (rc == 0 && spec.token_hmac[0] && !token_alive(spec.token_hmac)) {
-        if (delete_record(rec) != 0)
-            log_error("lease: cannot drop %s of a revoked token", spec.id);
+        drop_unissued(id);
         errbuf_set(err, "the token that asked for this lease was revoked");
         rc = COFFER_EPERM;
     }
@@ -901,10 +1000,14 @@ int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
                    int64_t max_ttl, bool renewable, int64_t *granted,
                    struct errbuf *err)
 {
-    cJSON *rec = load_record(lease_id);
+    cJSON *rec;
     int64_t max, t, issue;
     int rc = COFFER_ENOTFOUND;
 
+    /* Claimed: a revocation racing the activation must not be undone by
+     * the save below, which would bring a deleted record back. */
+    claim(lease_id);
+    rec = load_record(lease_id);
     if (rec == NULL || strcmp(json_get_str(rec, "state", ""), "pending") != 0) {
         errbuf_set(err, "lease %s is not pending", lease_id);
         goto out;
@@ -922,10 +1025,15 @@ int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
         errbuf_set(err, "storing the lease failed: %s", coffer_strerror(rc));
         goto out;
     }
+    pthread_mutex_lock(&mu);
+    if (pending_leases > 0)
+        pending_leases--;
+    pthread_mutex_unlock(&mu);
     *granted = t;
     schedule(lease_id, issue + t * 1000);
 out:
     cJSON_Delete(rec);
+    unclaim(lease_id);
     return rc;
 }
 
@@ -937,7 +1045,7 @@ int lease_revoke(const char *lease_id, struct errbuf *err)
     claim(lease_id);
     rec = load_record(lease_id);
     if (rec != NULL)
-        rc = revoke_record(rec, false, err);
+        rc = revoke_record(rec, false, "revoked", err);
     cJSON_Delete(rec);
     unclaim(lease_id);
     return rc;
@@ -1002,7 +1110,7 @@ int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err)
  * Asynchronous revocation: the lease is set to expire now, durably so that
  * a restart still revokes it, and handed to the expiration manager.
  */
-static void expire_now(const char *id)
+static void expire_now(const char *id, const char *reason)
 {
     cJSON *rec;
 
@@ -1010,6 +1118,9 @@ static void expire_now(const char *id)
     rec = load_record(id);
     if (rec != NULL) {
         rec_set_num(rec, "expire_ms", (double)now_ms());
+        /* Why it ends, for the revoked hook (audit) when a worker does it. */
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "end_reason");
+        cJSON_AddStringToObject(rec, "end_reason", reason);
         if (save_record(rec) != 0)
             log_error("lease: cannot mark %s for revocation", id);
         schedule(id, now_ms());
@@ -1020,7 +1131,7 @@ static void expire_now(const char *id)
 
 void lease_revoke_async(const char *lease_id)
 {
-    expire_now(lease_id);
+    expire_now(lease_id, "revoked");
 }
 
 /* Token revocation does not wait for the engines: see expire_now. */
@@ -1047,7 +1158,7 @@ void lease_revoke_token(const char *token_hmac, const char *revoking_lease_id)
             if (storage_get(store, k, &id) == 0 &&
                 (revoking_lease_id == NULL ||
                  strcmp(id.ptr, revoking_lease_id) != 0))
-                expire_now(id.ptr);
+                expire_now(id.ptr, "token revoked");
             buf_release(&id);
             free(k);
         }
@@ -1119,7 +1230,7 @@ static void tidy_token(const char *hmac, struct tidy_counts *n)
                 storage_delete(store, k);
                 n->dangling++;
             } else if (!alive) {
-                expire_now(id.ptr);
+                expire_now(id.ptr, "tidy: token gone");
                 n->orphaned++;
             }
             cJSON_Delete(rec);
@@ -1157,8 +1268,16 @@ void lease_tick(void)
 void lease_get_stats(struct lease_stats *out)
 {
     pthread_mutex_lock(&mu);
-    out->active = heap.n;
+    out->active = live_leases;
+    out->pending = pending_leases;
+    out->queued = queue_n - queue_head;
+    for (size_t i = 0; i < nlanes; i++)
+        out->queued += lanes[i].nparked - lanes[i].head;
     pthread_mutex_unlock(&mu);
+    out->created = atomic_load(&stat_created);
+    pthread_mutex_lock(&timing_mu);
+    out->revoke_time = revoke_timing;
+    pthread_mutex_unlock(&timing_mu);
     out->revoked = atomic_load(&stat_revoked);
     out->failures = atomic_load(&stat_failures);
     out->irrevocable = atomic_load(&stat_irrevocable);

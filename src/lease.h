@@ -71,6 +71,14 @@ struct lease_config {
     double retry_base;        /* seconds before the first retry, default 1 */
     double retry_max;         /* backoff cap in seconds, default 60 */
     int irrevocable_after;    /* failures before flagging, default 6 */
+    /*
+     * Called after a lease's record is deleted, whatever ended it
+     * (expiry, a request, a bulk revocation, a token's cascade); internal
+     * is the lease's internal data (e.g. the database username). For the
+     * audit log. Must not call back into lease.c. NULL = none.
+     */
+    void (*revoked)(const char *lease_id, const char *reason,
+                    const cJSON *internal);
 };
 
 /*
@@ -192,9 +200,19 @@ void lease_request_tidy(void);
  */
 void lease_tick(void);
 
+/* Durations of one kind of call, in milliseconds. */
+struct lease_timing {
+    uint64_t count;
+    double sum_ms, min_ms, max_ms;
+};
+
 /* Counters for metrics and tests. */
 struct lease_stats {
-    uint64_t active;        /* records in storage, approximate */
+    uint64_t active;        /* records in storage (pending included) */
+    uint64_t pending;       /* records still pending */
+    uint64_t queued;        /* due ids waiting for a revocation worker */
+    uint64_t created;       /* records created since start */
+    struct lease_timing revoke_time; /* engines' revoke calls */
     uint64_t revoked;       /* successful revocations since start */
     uint64_t failures;      /* failed revocation attempts since start */
     uint64_t irrevocable;   /* leases currently flagged */

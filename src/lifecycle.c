@@ -21,6 +21,7 @@
 
 #include <openssl/evp.h>
 
+#include "audit.h"
 #include "barrier.h"
 #include "cidr.h"
 #include "db_pg.h"
@@ -136,6 +137,7 @@ static int activate_locked(struct errbuf *err)
         .ops = &engine_lease_ops,
         .token_ops = &token_lease_ops,
         .token_alive = token_exists_hmac,
+        .revoked = audit_log_revocation,
         .workers = state.cfg.lease_workers,
         .retry_base = state.cfg.lease_retry_base,
         .retry_max = state.cfg.lease_retry_max,
@@ -152,12 +154,15 @@ static int activate_locked(struct errbuf *err)
     rc = router_init(logical, state.cfg.dev_mode, err);
     if (rc == 0)
         rc = policy_init(logical, err);
+    if (rc == 0) /* before leases: expiries at start-up are audited */
+        rc = audit_init(logical, err);
     if (rc == 0)
         rc = lease_init(logical, &lcfg, err);
     if (rc == 0)
         rc = ticker_start(state.cfg.tick_interval, err);
     if (rc != 0) {
         lease_shutdown();
+        audit_shutdown();
         policy_shutdown();
         router_shutdown();
         token_store_shutdown();
@@ -175,6 +180,7 @@ static void deactivate_locked(void)
         return;
     ticker_stop();
     lease_shutdown();
+    audit_shutdown();
     policy_shutdown();
     router_shutdown();
     token_store_shutdown();

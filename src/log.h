@@ -16,9 +16,27 @@ enum log_level {
     LOG_LEVEL_TRACE = 4,
 };
 
-extern enum log_level log_current_level;
+enum log_format {
+    LOG_FORMAT_STANDARD = 0, /* "<time> [level] message" */
+    LOG_FORMAT_JSON = 1,     /* one object per line, Vault's @-keys */
+};
+
+/* Atomic: sys/loggers changes it while other threads log. */
+extern _Atomic enum log_level log_current_level;
 
 void log_set_level(enum log_level level);
+/* The level the configuration asked for: what DELETE sys/loggers restores. */
+void log_set_configured_level(enum log_level level);
+enum log_level log_configured_level(void);
+const char *log_level_name(enum log_level level);
+void log_set_format(enum log_format format);
+/* "standard" or "json"; returns -1 if unknown. */
+int log_format_parse(const char *name);
+/*
+ * The id of the request this thread is serving, added to each line it
+ * logs (copied; NULL clears it). Set by core.c around the pipeline.
+ */
+void log_set_request_id(const char *id);
 /* Parses "error", "warn", "info", "debug", "trace"; returns -1 if unknown. */
 int log_level_parse(const char *name);
 void log_write(enum log_level level, const char *fmt, ...)

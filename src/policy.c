@@ -659,7 +659,7 @@ static unsigned op_cap(enum req_op op)
  * capability, sudo, parameters, wrapping. 0 or COFFER_EPERM with why.
  */
 static int acl_check(const struct acl *a, const char *path, enum req_op op,
-                     const cJSON *data, struct errbuf *why)
+                     const cJSON *data, int64_t wrap_ttl, struct errbuf *why)
 {
     const struct acl_ent *e = acl_match(a, path, op == OP_LIST);
     const struct policy_perms *p;
@@ -685,9 +685,13 @@ static int acl_check(const struct acl *a, const char *path, enum req_op op,
     if ((op == OP_READ || op == OP_CREATE || op == OP_UPDATE ||
          op == OP_PATCH) && !params_ok(p, data, why))
         return COFFER_EPERM;
-    if (p->min_wrap > 0 || p->max_wrap > 0) {
-        /* Coffer never wraps responses: such a rule can never pass. */
-        errbuf_set(why, "rule \"%s\" requires response wrapping", e->pat);
+    if ((p->min_wrap > 0 || p->max_wrap > 0) &&
+        (wrap_ttl <= 0 || (p->min_wrap > 0 && wrap_ttl < p->min_wrap) ||
+         (p->max_wrap > 0 && wrap_ttl > p->max_wrap) ||
+         (p->max_wrap > 0 && p->max_wrap < p->min_wrap))) {
+        /* Vault: the rule simply does not grant it (no special text). */
+        errbuf_set(why, "rule \"%s\": wrap TTL %lld outside its bounds",
+                   e->pat, (long long)wrap_ttl);
         return COFFER_EPERM;
     }
     return 0;
@@ -1334,7 +1338,7 @@ int policy_check(const struct token *t, const struct request *req,
         errbuf_set(why, "policies are not loaded");
         return COFFER_EPERM;
     }
-    rc = acl_check(a, req->path, req->op, req->data, why);
+    rc = acl_check(a, req->path, req->op, req->data, req->wrap_ttl, why);
     for (size_t i = 0; rc == 0 && i < a->checks.n; i++) {
         rc = lua_provider != NULL
                  ? lua_provider->check(a->checks.v[i], req, t, why)

@@ -43,6 +43,7 @@ struct request {
     char *client_token;  /* as sent; NULL if none. Never log it. */
     char remote_addr[64];
     char *content_type;  /* NULL if none */
+    int64_t wrap_ttl;    /* X-Vault-Wrap-TTL in seconds, 0 = no wrapping */
 
     /* Filled by the pipeline before the backend runs. */
     const struct token *token; /* NULL on unauthenticated paths */

@@ -19,12 +19,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "config.h"
 #include "core.h"
 #include "crypto.h"
 #include "http.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "metrics.h"
 #include "lua_http.h"
 #include "request.h"
 #include "router.h"
@@ -38,6 +40,7 @@ struct server_opts {
     const char *root_token_id;
     const char *listen;
     const char *log_level;
+    const char *log_format;  /* -log-format=standard|json */
     size_t max_request_size;
     unsigned int threads;
     double lease_retry_base; /* seconds; test knobs, 0 = defaults */
@@ -74,6 +77,7 @@ static void usage(void)
             "  -dev-listen-address=ADDR      Listen on ADDR "
             "(default 127.0.0.1:8200).\n"
             "  -log-level=LEVEL              error, warn, info, debug.\n"
+            "  -log-format=FORMAT            standard (default) or json.\n"
             "  -max-request-size=BYTES       Largest request body "
             "(default 33554432).\n"
             "  -workers=N                    Request worker threads "
@@ -237,6 +241,7 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
                    take_value(a, "dev-root-token-id", &o->root_token_id) ||
                    take_value(a, "dev-listen-address", &o->listen) ||
                    take_value(a, "log-level", &o->log_level) ||
+                   take_value(a, "log-format", &o->log_format) ||
                    take_value(a, "dev-plugin-dir", &o->plugin_dir) ||
                    take_value(a, "dev-policy-dir", &o->policy_dir)) {
             continue;
@@ -457,7 +462,16 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
         fprintf(stderr, "Error: unknown log level \"%s\"\n", o->log_level);
         return -1;
     }
-    log_set_level((enum log_level)level);
+    log_set_configured_level((enum log_level)level);
+    if (o->log_format == NULL)
+        o->log_format = conf->log_format ? conf->log_format : "standard";
+    if (log_format_parse(o->log_format) < 0) {
+        fprintf(stderr, "Error: unknown log format \"%s\"\n", o->log_format);
+        return -1;
+    }
+    log_set_format((enum log_format)log_format_parse(o->log_format));
+    metrics_set_prefix(conf->telemetry.metrics_prefix);
+    metrics_set_unauthenticated(conf->telemetry.unauthenticated_metrics_access);
     if (o->listen == NULL)
         o->listen = conf->listener.address ? conf->listener.address
                                            : "127.0.0.1:8200";
@@ -562,8 +576,10 @@ int server_main(int argc, char **argv)
         print_dev_banner(opts.listen, opts.threads, unseal_key, root_token);
     else
         print_banner(&conf, opts.threads);
-    while ((sig = wait_for_signal()) == SIGHUP)
+    while ((sig = wait_for_signal()) == SIGHUP) {
         reload_on_hup();
+        audit_reopen();
+    }
     log_info("==> Coffer shutdown triggered (signal %d)", sig);
     code = 0;
 out:

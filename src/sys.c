@@ -18,19 +18,24 @@
 #include "barrier.h"
 #include "lifecycle.h"
 #include "lease.h"
+#include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "router.h"
+#include "sys_audit.h"
 #include "sys_leases.h"
 #include "sys_plugins.h"
 #include "sys_policy.h"
 #include "token.h"
 #include "util.h"
+#include "wrapping.h"
 
 bool sys_is_token_optional(const char *path)
 {
     return strcmp(path, "sys/internal/ui/mounts") == 0 ||
-           str_has_prefix(path, "sys/internal/ui/mounts/");
+           str_has_prefix(path, "sys/internal/ui/mounts/") ||
+           (strcmp(path, "sys/metrics") == 0 && metrics_unauthenticated());
 }
 
 /* ============================================================== mounts == */
@@ -264,77 +269,82 @@ static void handle_key_status(struct request *req, struct response *resp)
 
 /* ============================================================= metrics == */
 
-struct metric {
-    const char *name;
-    double value;
-    bool counter;
-};
-
-static void metrics_json(const struct metric *m, size_t n,
-                         struct response *resp)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON *gauges = cJSON_CreateArray(), *counters = cJSON_CreateArray();
-    char when[64];
-
-    time_format_rfc3339(time_now(), when, sizeof(when));
-    cJSON_AddStringToObject(o, "Timestamp", when);
-    for (size_t i = 0; i < n; i++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "Name", m[i].name);
-        cJSON_AddNumberToObject(e, m[i].counter ? "Count" : "Value",
-                                m[i].value);
-        cJSON_AddItemToObject(e, "Labels", cJSON_CreateObject());
-        cJSON_AddItemToArray(m[i].counter ? counters : gauges, e);
-    }
-    cJSON_AddItemToObject(o, "Gauges", gauges);
-    cJSON_AddItemToObject(o, "Counters", counters);
-    cJSON_AddItemToObject(o, "Samples", cJSON_CreateArray());
-    resp->raw = o;
-}
-
 /*
- * sys/metrics: the lease manager's health in go-metrics' JSON shape, or
- * Prometheus text with ?format=prometheus. Failing revocations show here
- * as well as in the log and in sys/leases?type=irrevocable.
+ * sys/metrics: go-metrics' JSON shape, or Prometheus text with
+ * ?format=prometheus (metrics.c). Failing revocations show here as well
+ * as in the log and in sys/leases?type=irrevocable.
  */
 static void handle_metrics(struct request *req, struct response *resp)
 {
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(req->data, "format");
-    struct lease_stats st;
-    struct metric m[4];
+    bool prom = cJSON_IsString(fmt) &&
+                strcmp(fmt->valuestring, "prometheus") == 0;
 
     if (req->op != OP_READ) {
         response_multierror(resp, 405, "unsupported operation");
         return;
     }
-    lease_get_stats(&st);
-    m[0] = (struct metric){"coffer.expire.num_leases", (double)st.active,
-                           false};
-    m[1] = (struct metric){"coffer.expire.num_irrevocable_leases",
-                           (double)st.irrevocable, false};
-    m[2] = (struct metric){"coffer.expire.revoke.success",
-                           (double)st.revoked, true};
-    m[3] = (struct metric){"coffer.expire.revoke.failure",
-                           (double)st.failures, true};
-    if (cJSON_IsString(fmt) && strcmp(fmt->valuestring, "prometheus") == 0) {
-        char text[1024];
-        size_t used = 0;
-        for (size_t i = 0; i < ARRAY_LEN(m) && used < sizeof(text); i++) {
-            char name[128];
-            size_t k;
-            snprintf(name, sizeof(name), "%s", m[i].name);
-            for (k = 0; name[k] != '\0'; k++)
-                name[k] = name[k] == '.' ? '_' : name[k];
-            used += (size_t)snprintf(text + used, sizeof(text) - used,
-                                     "# TYPE %s %s\n%s %.0f\n", name,
-                                     m[i].counter ? "counter" : "gauge", name,
-                                     m[i].value);
-        }
-        resp->text = xstrdup(text);
+    metrics_render(prom, &resp->raw, &resp->text);
+}
+
+/* ============================================================= loggers == */
+
+/* The loggers sys/loggers lists: the module tags log lines carry. */
+static const char *const logger_names[] = {
+    "audit", "core", "database", "http", "lease", "lua", "policy", "seal",
+    "storage", "token",
+};
+
+/*
+ * sys/loggers (Vault's API; sudo): GET lists every logger's level, POST
+ * {"level": ...} sets it for all, DELETE restores the configured level.
+ * Coffer has one level for every module, so sys/loggers/<name> is
+ * refused rather than silently changing them all.
+ */
+static void handle_loggers(struct request *req, const char *rel,
+                           struct response *resp)
+{
+    const char *level = json_get_str(req->data, "level", "");
+    int lv;
+
+    if (!policy_has_sudo(req->token, req->path)) {
+        response_multierror(resp, 403, "permission denied");
         return;
     }
-    metrics_json(m, ARRAY_LEN(m), resp);
+    if (strcmp(rel, "loggers") != 0) {
+        response_error(resp, 400, "setting the level of one logger is not "
+                                  "supported; use sys/loggers");
+        return;
+    }
+    switch (req->op) {
+    case OP_READ:
+        resp->data = cJSON_CreateObject();
+        for (size_t i = 0; i < ARRAY_LEN(logger_names); i++)
+            cJSON_AddStringToObject(resp->data, logger_names[i],
+                                    log_level_name(log_current_level));
+        break;
+    case OP_CREATE:
+    case OP_UPDATE:
+        if (level[0] == '\0') {
+            response_error(resp, 400, "level is empty");
+            return;
+        }
+        lv = log_level_parse(level);
+        if (lv < 0) {
+            response_error(resp, 400, "invalid level provided: %s", level);
+            return;
+        }
+        log_set_level((enum log_level)lv);
+        log_info("core: log level set to %s", log_level_name(lv));
+        break;
+    case OP_DELETE:
+        log_set_level(log_configured_level());
+        log_info("core: log level restored to %s",
+                 log_level_name(log_configured_level()));
+        break;
+    default:
+        response_multierror(resp, 405, "unsupported operation");
+    }
 }
 
 /* ============================================================ dispatch == */
@@ -357,12 +367,18 @@ void sys_handle(struct request *req, struct response *resp)
         handle_key_status(req, resp);
     else if (strcmp(rel, "metrics") == 0)
         handle_metrics(req, resp);
+    else if (strcmp(rel, "loggers") == 0 || str_has_prefix(rel, "loggers/"))
+        handle_loggers(req, rel, resp);
+    else if (strcmp(rel, "wrapping/wrap") == 0)
+        wrapping_handle_wrap(req, resp);
     else if (sys_leases_handles(rel))
         sys_leases_handle(req, rel, resp);
     else if (sys_policy_handles(rel))
         sys_policy_handle(req, rel, resp);
     else if (sys_plugins_handles(rel))
         sys_plugins_handle(req, rel, resp);
+    else if (sys_audit_handles(rel))
+        sys_audit_handle(req, rel, resp);
     else if (strcmp(rel, "internal/ui/mounts") == 0)
         handle_ui_mounts_list(req, resp);
     else if (str_has_prefix(rel, "internal/ui/mounts/"))

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "cubbyhole.h"
 #include "fields.h"
 #include "lease.h"
 #include "json.h"
@@ -364,6 +365,7 @@ static int delete_entry_locked(const struct token *t)
     char kid[128], kacc[128], kchild[256];
     struct storage_op ops[3];
     size_t n = 0;
+    int rc;
 
     key_id(kid, sizeof(kid), t->id_hmac);
     key_accessor(kacc, sizeof(kacc), t->accessor);
@@ -374,7 +376,12 @@ static int delete_entry_locked(const struct token *t)
         ops[n++] = (struct storage_op){STORAGE_OP_DELETE, kchild, NULL, 0};
     }
     log_info("token: revoked accessor %s", t->accessor);
-    return storage_batch(store, ops, n);
+    rc = storage_batch(store, ops, n);
+    /* After the entry: a racing cubbyhole write then sees it gone. */
+    if (rc == 0 && cubbyhole_destroy(store, t->id_hmac) != 0)
+        log_error("token: destroying the cubbyhole of accessor %s failed",
+                  t->accessor);
+    return rc;
 }
 
 /*

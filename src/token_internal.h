@@ -1,7 +1,9 @@
 /*
  * token_internal.h - what the token store (token.c) shares with the
- * auth/token/ endpoints (token_endpoints.c, token_roles.c). Nothing else
- * includes it: the rest of Coffer uses token.h.
+ * auth/token/ endpoints (token_endpoints.c, token_roles.c) and with
+ * response wrapping (wrapping.c, which mints its single-use tokens with
+ * token_mint and token_persist_new). Nothing else includes it: the rest
+ * of Coffer uses token.h.
  *
  * Locking: write_lock (token_write_lock) serialises every
  * read-modify-write of stored entries and the parent index; it is never

@@ -396,10 +396,27 @@ int file_read(const char *path, struct buf *out, struct file_error *why)
     return rc;
 }
 
+/* dir + "/" + rel when it is a readable directory, else NULL. */
+static char *readable_under(const char *dir, const char *rel)
+{
+    size_t len = strlen(dir) + strlen(rel) + 2;
+    char *path = xmalloc(len);
+
+    snprintf(path, len, "%s/%s", dir, rel);
+    if (access(path, R_OK | X_OK) != 0) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
 /*
- * Coffer's lua/ folder: $COFFER_LUA_DIR, else lua/ next to the binary's
- * parent directory (build/coffer -> lua/), else "lua" in the working
- * directory.
+ * Coffer's lua/ folder: $COFFER_LUA_DIR, else the installed runtime
+ * <prefix>/share/coffer/lua for a binary at <prefix>/bin/coffer (make
+ * install), else lua/ next to the binary's parent directory (the build
+ * tree: build/coffer -> lua/), else "lua" in the working directory. The
+ * installed layout is tried first so that an installed binary never picks
+ * up an unrelated <prefix>/lua.
  */
 char *lua_dir_locate(void)
 {
@@ -407,7 +424,6 @@ char *lua_dir_locate(void)
     char exe[PATH_MAX];
     char *slash;
     ssize_t n;
-    size_t len;
     char *dir;
 
     if (env != NULL && env[0] != '\0')
@@ -419,12 +435,8 @@ char *lua_dir_locate(void)
     slash = strrchr(exe, '/');
     if (slash != NULL)
         *slash = '\0';
-    len = strlen(exe) + 16;
-    dir = xmalloc(len);
-    snprintf(dir, len, "%s/../lua", exe);
-    if (access(dir, R_OK) != 0) {
-        free(dir);
-        return xstrdup("lua");
-    }
-    return dir;
+    dir = readable_under(exe, "../share/coffer/lua");
+    if (dir == NULL)
+        dir = readable_under(exe, "../lua");
+    return dir != NULL ? dir : xstrdup("lua");
 }

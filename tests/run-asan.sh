@@ -31,7 +31,8 @@ trap 'rm -rf "$tmpdir"' EXIT INT TERM
 # (test_security_*.py) join automatically.
 SUITES="test_token_store.py test_tokens.py test_policy.py test_auth.py
 test_database.py test_auth_jwt.py test_auth_kubernetes.py
-test_plugin_jose.py test_plugin_http.py test_plugin_reload.py"
+test_plugin_jose.py test_plugin_http.py test_plugin_reload.py
+test_audit.py test_wrapping.py"
 for f in "$here"/integration/test_security_*.py; do
     [ -f "$f" ] && SUITES="$SUITES ${f##*/}"
 done

@@ -62,22 +62,6 @@ local function signed_duration(name, v)
   return neg and -secs or secs
 end
 
--- go-glob: '*' matches any run of characters, nothing else is special.
-local function glob(pat, s)
-  if not pat:find("*", 1, true) then return pat == s end
-  local parts = {}
-  for p in (pat .. "*"):gmatch("(.-)%*") do parts[#parts + 1] = p end
-  local first, last = parts[1], parts[#parts]
-  if s:sub(1, #first) ~= first then return false end
-  local pos = #first + 1
-  for i = 2, #parts - 1 do
-    local _, stop = s:find(parts[i], pos, true)
-    if stop == nil then return false end
-    pos = stop + 1
-  end
-  return #s - #last + 1 >= pos and s:sub(#s - #last + 1) == last
-end
-
 -- A claim by name, or by JSON pointer ("/a/b") when it starts with "/".
 local function claim(claims, name)
   local v = claims[name]
@@ -286,7 +270,7 @@ local function bound_claims_error(c, role)
     for _, w in ipairs(as_list(want)) do
       for _, g in ipairs(got) do
         found = found or g == w or (role.bound_claims_type == "glob" and
-                                    type(g) == "string" and glob(w, g))
+                                    type(g) == "string" and au.glob(w, g))
       end
     end
     if not found then

@@ -327,4 +327,21 @@ function M.verify_password(password, record)
   return crypto.equal(got, record.hash) and record ~= dummy
 end
 
+-- glob(pattern, s): Vault's bound-claim and service-account globs
+-- (go-glob): '*' matches any run of characters, nothing else is special.
+function M.glob(pat, s)
+  if not pat:find("*", 1, true) then return pat == s end
+  local parts = {}
+  for p in (pat .. "*"):gmatch("(.-)%*") do parts[#parts + 1] = p end
+  local first, last = parts[1], parts[#parts]
+  if s:sub(1, #first) ~= first then return false end
+  local pos = #first + 1
+  for i = 2, #parts - 1 do
+    local _, stop = s:find(parts[i], pos, true)
+    if stop == nil then return false end
+    pos = stop + 1
+  end
+  return #s - #last + 1 >= pos and s:sub(#s - #last + 1) == last
+end
+
 return M

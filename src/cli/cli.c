@@ -245,6 +245,7 @@ int cli__parse_args(struct cli *ctx, const struct cli_flag *flags, int argc,
         CLI_STRING("ca-cert", NULL, &ctx->g.ca_cert),
         CLI_BOOL("tls-skip-verify", NULL, &ctx->g.tls_skip_verify),
         CLI_BOOL("detailed", NULL, &ctx->g.detailed),
+        CLI_STRING("wrap-ttl", NULL, &ctx->g.wrap_ttl),
         CLI_FLAG_END,
     };
     int i, rc;
@@ -549,6 +550,10 @@ int cli__need_client(struct cli *ctx)
         rc = cli__fail(2, "%s", err.b.ptr != NULL ? err.b.ptr : "");
     else
         ctx->have_client = true;
+    if (rc == 0 && ctx->g.wrap_ttl != NULL) {
+        free(ctx->client.wrap_ttl);
+        ctx->client.wrap_ttl = xstrdup(ctx->g.wrap_ttl);
+    }
     out_release(&err);
     return rc;
 }

@@ -39,6 +39,7 @@ struct cli_global {
     const char *format_flag; /* -format as given; see cli.format */
     const char *field;       /* -field */
     bool detailed;           /* -detailed; only `secrets list` reads it */
+    const char *wrap_ttl;    /* -wrap-ttl: sent as X-Vault-Wrap-TTL */
 };
 
 struct cli;
@@ -135,6 +136,10 @@ extern const struct cli_command cli__auth_commands[];
     "  -field=<string>\n"                                                    \
     "      Print only this field of the response, without a trailing\n"     \
     "      newline when the output is not a terminal.\n"                     \
+    "\n"                                                                     \
+    "  -wrap-ttl=<duration>\n"                                               \
+    "      Wrap the response in a single-use token with this TTL\n"          \
+    "      ($VAULT_WRAP_TTL); unwrap it with \"coffer unwrap\".\n"            \
     "\n"                                                                     \
     "  -ca-cert=<string>, -tls-skip-verify\n"                                \
     "      TLS settings ($VAULT_CACERT, $VAULT_SKIP_VERIFY).\n"              \

@@ -1235,6 +1235,48 @@ out:
  * Help texts and the command table
  * ==================================================================== */
 
+/*
+ * coffer unwrap [TOKEN] (Vault's api.Logical.Unwrap): the wrapping token
+ * is the client token when there is none, else it goes in the body and
+ * the client token authorises the call. No TOKEN: the client token is
+ * the wrapping token.
+ */
+static int cmd_unwrap(struct cli *ctx, int argc, char **argv)
+{
+    cJSON *secret = NULL, *body = NULL;
+    const char *wt;
+    int rc;
+
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 1);
+    if (rc != 0)
+        return rc;
+    wt = ctx->args.n == 1 ? ctx->args.v[0] : "";
+    if (wt[0] != '\0' && ctx->client.token == NULL) {
+        ctx->client.token = xstrdup(wt);
+    } else if (wt[0] != '\0' && strcmp(wt, ctx->client.token) != 0) {
+        body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "token", wt);
+    }
+    rc = cli__call(ctx, "PUT", "sys/wrapping/unwrap", NULL, body,
+                   CLI_CALL_RAW, &secret, "Error unwrapping");
+    if (rc == 0 && secret == NULL)
+        rc = cli__fail(2, "Could not find wrapped response");
+    else if (rc == 0)
+        rc = cli__print_result(ctx, secret);
+    json_delete_wiped(body);
+    json_delete_wiped(secret);
+    return rc;
+}
+
+static const char help_unwrap[] =
+    "Usage: coffer unwrap [options] [TOKEN]\n\n"
+    "  Unwraps a wrapped response (PUT /v1/sys/wrapping/unwrap) and prints\n"
+    "  it. Without TOKEN the client token is the wrapping token. A wrapping\n"
+    "  token works once.\n"
+    CLI_HELP_GLOBAL;
+
 static const char help_read[] =
     "Usage: coffer read [options] PATH [K=V...]\n\n"
     "  Reads data at PATH (GET /v1/PATH). Extra K=V pairs are sent as query\n"
@@ -1288,6 +1330,7 @@ static const char help_status[] =
 
 const struct cli_command cli__cmds_commands[] = {
     { { "read", NULL, NULL }, cmd_read, help_read, true },
+    { { "unwrap", NULL, NULL }, cmd_unwrap, help_unwrap, false },
     { { "write", NULL, NULL }, cmd_write, help_write, false },
     { { "list", NULL, NULL }, cmd_list, help_list, false },
     { { "delete", NULL, NULL }, cmd_delete, help_delete, false },

@@ -1091,15 +1091,72 @@ static void emit_kv_table(struct out *o, struct strvec *rows)
     strvec_release(&all);
 }
 
+/*
+ * Go's time.String() of an RFC3339 UTC time:
+ * "2024-01-02 03:04:05.1 +0000 UTC".
+ */
+static void go_time_string(const char *rfc, char *out, size_t n)
+{
+    size_t len = strlen(rfc);
+    char tmp[80];
+
+    snprintf(tmp, sizeof(tmp), "%s", rfc);
+    if (len > 0 && len < sizeof(tmp) && tmp[len - 1] == 'Z') {
+        tmp[--len] = '\0';
+        while (len > 0 && strchr(tmp, '.') != NULL && tmp[len - 1] == '0')
+            tmp[--len] = '\0';
+        if (len > 0 && tmp[len - 1] == '.')
+            tmp[--len] = '\0';
+        if (len > 10 && tmp[10] == 'T')
+            tmp[10] = ' ';
+        snprintf(out, n, "%s +0000 UTC", tmp);
+        return;
+    }
+    snprintf(out, n, "%s", rfc);
+}
+
+/* Vault's rows for a wrapped response (the keys carry a colon there). */
+static void wrap_rows(struct strvec *rows, const cJSON *wi)
+{
+    const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(wi, "ttl");
+    const char *wacc = json_get_str(wi, "wrapped_accessor", "");
+    struct out v;
+    int64_t secs = 0;
+    char tmp[96];
+
+    out_init(&v);
+    out_puts(&v, json_get_str(wi, "token", ""));
+    push_row(rows, "wrapping_token:", &v);
+    out_puts(&v, json_get_str(wi, "accessor", ""));
+    push_row(rows, "wrapping_accessor:", &v);
+    (void)number_is_int(ttl, &secs);
+    fmt_human_duration(secs, tmp, sizeof(tmp));
+    out_puts(&v, tmp);
+    push_row(rows, "wrapping_token_ttl:", &v);
+    go_time_string(json_get_str(wi, "creation_time", ""), tmp, sizeof(tmp));
+    out_puts(&v, tmp);
+    push_row(rows, "wrapping_token_creation_time:", &v);
+    out_puts(&v, json_get_str(wi, "creation_path", ""));
+    push_row(rows, "wrapping_token_creation_path:", &v);
+    if (wacc[0] != '\0') {
+        out_puts(&v, wacc);
+        push_row(rows, "wrapped_accessor:", &v);
+    }
+    out_release(&v);
+}
+
 void fmt_secret_table(struct out *o, const cJSON *secret)
 {
     const cJSON *auth = cJSON_GetObjectItemCaseSensitive(secret, "auth");
+    const cJSON *wi = cJSON_GetObjectItemCaseSensitive(secret, "wrap_info");
     struct strvec rows;
 
     strvec_init(&rows);
     lease_rows(&rows, secret);
     if (cJSON_IsObject(auth))
         auth_rows(&rows, auth);
+    if (cJSON_IsObject(wi))
+        wrap_rows(&rows, wi);
     data_rows(&rows, cJSON_GetObjectItemCaseSensitive(secret, "data"));
     emit_kv_table(o, &rows);
     strvec_release(&rows);

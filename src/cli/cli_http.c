@@ -269,6 +269,8 @@ int cli__client_init(struct cli_client *c, const char *address,
     v = ca_cert != NULL ? ca_cert : getenv("VAULT_CACERT");
     c->ca_cert = v != NULL && v[0] != '\0' ? xstrdup(v) : NULL;
     c->skip_verify = skip_verify;
+    v = getenv("VAULT_WRAP_TTL");
+    c->wrap_ttl = v != NULL && v[0] != '\0' ? xstrdup(v) : NULL;
     v = getenv("VAULT_SKIP_VERIFY");
     if (v != NULL && v[0] != '\0' && bool_parse(v, &b) == 0 && b)
         c->skip_verify = true;
@@ -287,6 +289,7 @@ void cli__client_release(struct cli_client *c)
     secure_free_str(c->token);
     free(c->addr);
     free(c->ca_cert);
+    free(c->wrap_ttl);
     memset(c, 0, sizeof(*c));
 }
 
@@ -395,6 +398,12 @@ static struct curl_slist *request_headers(const struct cli_client *c,
     h = curl_slist_append(h, "X-Vault-Request: true");
     if (c->token != NULL &&
         buf_appendf(&line, "X-Vault-Token: %s", c->token) == 0) {
+        next = curl_slist_append(h, line.ptr);
+        h = next != NULL ? next : h;
+    }
+    buf_reset(&line);
+    if (c->wrap_ttl != NULL &&
+        buf_appendf(&line, "X-Vault-Wrap-TTL: %s", c->wrap_ttl) == 0) {
         next = curl_slist_append(h, line.ptr);
         h = next != NULL ? next : h;
     }

@@ -38,6 +38,7 @@ struct cli_client {
     char *token; /* NULL when none; wiped on release */
     char *ca_cert;
     bool skip_verify;
+    char *wrap_ttl; /* X-Vault-Wrap-TTL to send, or NULL */
 };
 
 /* One HTTP exchange: what was asked and what came back. */

@@ -99,11 +99,14 @@ static int kv_preflight(struct cli *ctx, const char *path, struct kvloc *l,
     const cJSON *data, *opts, *ver;
     cJSON *secret = NULL;
     char *api_path = cli__str_concat3("sys/internal/ui/mounts/", path, "");
+    char *wrap = ctx->client.wrap_ttl; /* Vault never wraps the preflight */
     long status = 0;
     int rc;
 
+    ctx->client.wrap_ttl = NULL;
     rc = cli__api_call(&ctx->client, "GET", api_path, NULL, NULL, CLI_CALL_RAW,
                        &secret, &status, err);
+    ctx->client.wrap_ttl = wrap;
     free(api_path);
     if (rc != 0 && status == 404) {
         out_release(err);
@@ -273,8 +276,10 @@ static int cmd_kv_get(struct cli *ctx, int argc, char **argv)
         rc = cli__fail(2, "No value found at %s", full);
     else if (ctx->g.field != NULL)
         rc = kv_get_field(ctx, full, l.v2, secret);
-    else if (ctx->format != CLI_FMT_TABLE)
-        rc = cli__print_secret(ctx, secret);
+    else if (ctx->format != CLI_FMT_TABLE ||
+             cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(secret,
+                                                             "wrap_info")))
+        rc = cli__print_secret(ctx, secret); /* Vault: wrapped as is */
     else
         rc = kv_get_table(full, l.v2, secret);
 out:

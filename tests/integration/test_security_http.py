@@ -10,7 +10,7 @@ slow conditions.
   cap on connections per client address, recovery once they go.
 - Query strings and headers too large for the connection's memory get a
   4xx at once instead of hanging.
-- X-Vault-Wrap-TTL is refused with a 400 instead of answered in plaintext.
+- X-Vault-Wrap-TTL is honoured (wrapped), never answered in plaintext.
 
 Each test starts its own dev server with the flags it needs.
 """
@@ -327,28 +327,15 @@ def test_huge_headers_are_a_quick_431(server):
 
 # ----------------------------------------------------------- item 14 ----
 
-WRAP_REFUSED = ("response wrapping is not supported by this server: send "
-                "the request without X-Vault-Wrap-TTL")
-
-
-def test_wrap_ttl_is_refused_not_answered_in_plaintext(server):
+def test_wrap_ttl_is_wrapped_not_answered_in_plaintext(server):
     c = server.hvac_client()
     c.secrets.kv.v2.create_or_update_secret(path="wrapme",
                                             secret={"pw": "s3cr3t"})
-    with pytest.raises(hvac.exceptions.InvalidRequest) as e:
-        c.read("secret/data/wrapme", wrap_ttl="5m")
-    assert WRAP_REFUSED in str(e.value)
-    assert "s3cr3t" not in str(e.value)
-    with pytest.raises(hvac.exceptions.InvalidRequest) as e:
-        c.write("auth/token/create", wrap_ttl=60, policies=["default"])
-    assert WRAP_REFUSED in str(e.value)
-    # Nothing was created by the refused write.
-    accessors = server.req("LIST", "auth/token/accessors").json()
-    before = len(accessors["data"]["keys"])
-    with pytest.raises(hvac.exceptions.InvalidRequest):
-        c.write("auth/token/create", wrap_ttl="1m", policies=["default"])
-    after = server.req("LIST", "auth/token/accessors").json()
-    assert len(after["data"]["keys"]) == before
+    r = c.read("secret/data/wrapme", wrap_ttl="5m")
+    assert r["data"] is None and r["wrap_info"]["ttl"] == 300
+    assert "s3cr3t" not in str(r)
+    r = c.write("auth/token/create", wrap_ttl=60, policies=["default"])
+    assert r["auth"] is None and r["wrap_info"]["wrapped_accessor"]
 
 
 def test_wrap_ttl_with_curl(server):
@@ -363,10 +350,10 @@ def test_wrap_ttl_with_curl(server):
         return int(code), body
     server.hvac_client().secrets.kv.v2.create_or_update_secret(
         path="wrapme2", secret={"pw": "plain"})
-    code, body = curl("X-Vault-Wrap-TTL: 300")
-    assert code == 400 and WRAP_REFUSED in body and "plain" not in body
-    code, body = curl("X-Vault-Wrap-TTL: 5m")
-    assert code == 400 and WRAP_REFUSED in body
+    for h in ("X-Vault-Wrap-TTL: 300", "X-Vault-Wrap-TTL: 5m"):
+        code, body = curl(h)
+        assert code == 200 and '"wrap_info":{' in body
+        assert "plain" not in body
     code, body = curl("X-Vault-Wrap-TTL: -5m")
     assert code == 400 and "error parsing X-Vault-Wrap-TTL header: " \
                            "requested wrap ttl cannot be negative" in body

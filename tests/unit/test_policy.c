@@ -284,7 +284,7 @@ TEST(cases_file)
             }
             if (rest[0] != '\0')
                 data = cJSON_Parse(rest);
-            rc = acl_check(acl, p, op_parse(op), data, &why);
+            rc = acl_check(acl, p, op_parse(op), data, 0, &why);
             if ((rc == 0) != (strcmp(want, "allow") == 0))
                 harness_fail(path, lineno, "%s %s %s: got %s (%s), want %s",
                              op, p, rest, rc == 0 ? "allow" : "deny", why.msg,
@@ -359,13 +359,13 @@ TEST(many_policies_lookup)
         char p[64];
         struct errbuf why;
         snprintf(p, sizeof(p), "app%d/r0/deep/er", i);
-        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, &why), 0);
+        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, 0, &why), 0);
         snprintf(p, sizeof(p), "app%d/r1", i);
-        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, &why), 0);
+        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, 0, &why), 0);
         snprintf(p, sizeof(p), "app%d/r2/seg/x", i);
-        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, &why), 0);
+        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, 0, &why), 0);
         snprintf(p, sizeof(p), "app%d/r1/no", i);
-        CHECK(acl_check(a, p, OP_READ, NULL, &why) != 0);
+        CHECK(acl_check(a, p, OP_READ, NULL, 0, &why) != 0);
     }
     acl_put(a);
     for (int i = 0; i < 100; i++)

@@ -1,0 +1,1435 @@
+/*
+ * audit.c - audit devices: the registry, Vault's entry format, writers.
+ *
+ * The table (an array of reference-counted devices under a rwlock) is
+ * restored from the barrier at unseal and dropped at seal. A log call
+ * takes a reference on every device under the read lock, lets go of the
+ * lock, then builds and writes one line per device: enabling or
+ * disabling never waits for a slow write, and a disabled device is
+ * closed when its last writer is done.
+ *
+ * Bounds: a writer waits for a device's mutex and for its descriptor at
+ * most the device's write timeout (poll on non-blocking descriptors); a
+ * device that failed is marked down and refused at once until its
+ * back-off passes, so a dead listener costs one timeout, not one per
+ * request.
+ */
+#include "audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "json.h"
+#include "log.h"
+#include "mount.h"
+#include "router.h"
+#include "storage.h"
+#include "token.h"
+#include "util.h"
+
+#define TABLE_KEY "core/audit"
+#define SALT_PREFIX "core/audit-salt/"
+#define HASH_PREFIX "hmac-sha256:"
+#define DEFAULT_WRITE_TIMEOUT_MS 2000
+#define MIN_BACKOFF_MS 1000
+
+enum dev_kind { DEV_FILE, DEV_SOCKET, DEV_SYSLOG };
+enum file_target { TARGET_PATH, TARGET_STDOUT, TARGET_DISCARD };
+
+struct audit_device {
+    /* What sys/audit shows and the table stores. */
+    char *path; /* "file/" */
+    char *type;
+    char *description;
+    cJSON *options; /* object of strings */
+    bool local;
+    char uuid[CRYPTO_UUID_LEN + 1];
+    char *salt; /* the HMAC key; never logged */
+
+    /* Parsed options. */
+    enum dev_kind kind;
+    bool log_raw, hmac_accessor, elide_list;
+    char *prefix;
+    enum file_target target;
+    char *file_path;
+    mode_t mode;
+    char *address;
+    int sock_type; /* SOCK_STREAM or SOCK_DGRAM */
+    bool unix_sock;
+    int timeout_ms;
+    int facility;
+    char *tag;
+
+    /* Writer state, under mu. */
+    pthread_mutex_t mu;
+    int fd;            /* -1 while closed */
+    double down_until; /* time_mono() before which writes are refused */
+    atomic_int refs;
+};
+
+static struct {
+    pthread_rwlock_t lock;
+    struct storage *storage;
+    struct audit_device **devs;
+    size_t n;
+    atomic_size_t count; /* n, read without the lock on the fast path */
+} table = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+static atomic_uint_fast64_t failures;
+static pthread_mutex_t syslog_mu = PTHREAD_MUTEX_INITIALIZER;
+/* The request entry of this thread's request was written (or no device). */
+static _Thread_local bool request_logged;
+
+/* ============================================================ hashing == */
+
+void audit_hmac(const char *salt, const char *input, size_t len, char *out)
+{
+    unsigned char mac[32];
+
+    crypto_hmac_sha256(salt, strlen(salt), input, len, mac);
+    memcpy(out, HASH_PREFIX, strlen(HASH_PREFIX));
+    crypto_hex(mac, sizeof(mac), out + strlen(HASH_PREFIX));
+    out[AUDIT_HASH_LEN - 1] = '\0';
+    crypto_wipe(mac, sizeof(mac));
+}
+
+/* Turns node into the string of its HMAC; the caller frees what it held. */
+static void replace_by_hash(cJSON *node, const char *salt, const char *text)
+{
+    char h[AUDIT_HASH_LEN];
+
+    audit_hmac(salt, text, strlen(text), h);
+    node->valuestring = xstrdup(h);
+    node->type = cJSON_String;
+    node->valuedouble = 0;
+    node->valueint = 0;
+}
+
+/* The text of a number as the client sent it (json.c keeps big ones raw). */
+static void hash_number(cJSON *node, const char *salt)
+{
+    char text[64];
+
+    double v = node->valuedouble;
+
+    if (v > -9e15 && v < 9e15 && v == (double)(long long)v) /* range first */
+        snprintf(text, sizeof(text), "%lld", (long long)v);
+    else
+        snprintf(text, sizeof(text), "%.17g", v);
+    replace_by_hash(node, salt, text);
+}
+
+void audit_hash_tree(cJSON *node, const char *salt, bool hash_numbers)
+{
+    cJSON *it;
+
+    if (node == NULL)
+        return;
+    if (cJSON_IsString(node)) {
+        char *old = node->valuestring;
+        node->valuestring = NULL;
+        replace_by_hash(node, salt, old != NULL ? old : "");
+        if (old != NULL) {
+            crypto_wipe(old, strlen(old));
+            cJSON_free(old);
+        }
+    } else if (cJSON_IsRaw(node) && hash_numbers) {
+        char *old = node->valuestring;
+        node->valuestring = NULL;
+        replace_by_hash(node, salt, old != NULL ? old : "");
+        cJSON_free(old);
+    } else if (cJSON_IsNumber(node) && hash_numbers) {
+        hash_number(node, salt);
+    } else if (cJSON_IsObject(node) || cJSON_IsArray(node)) {
+        cJSON_ArrayForEach(it, node) {
+            audit_hash_tree(it, salt, hash_numbers);
+        }
+    }
+}
+
+/* ============================================================ devices == */
+
+static void device_free(struct audit_device *d)
+{
+    if (d == NULL)
+        return;
+    if (d->fd > 2)
+        close(d->fd);
+    free(d->path);
+    free(d->type);
+    free(d->description);
+    cJSON_Delete(d->options);
+    secure_free_str(d->salt);
+    free(d->prefix);
+    free(d->file_path);
+    free(d->address);
+    free(d->tag);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+static void device_put(struct audit_device *d)
+{
+    if (d != NULL && atomic_fetch_sub(&d->refs, 1) == 1)
+        device_free(d);
+}
+
+static const char *opt(const struct audit_device *d, const char *key,
+                       const char *def)
+{
+    return json_get_str(d->options, key, def);
+}
+
+static int opt_bool(const struct audit_device *d, const char *key, bool def,
+                    bool *out, struct errbuf *err)
+{
+    const char *s = opt(d, key, NULL);
+
+    *out = def;
+    if (s == NULL)
+        return 0;
+    if (bool_parse(s, out) != 0) {
+        errbuf_set(err, "unable to parse '%s': invalid syntax", key);
+        return COFFER_EINVAL;
+    }
+    return 0;
+}
+
+/* "2s", "500ms", "1m" or a bare number of seconds. */
+static int parse_timeout(const char *s, int *ms, struct errbuf *err)
+{
+    int64_t secs = 0;
+    char *end;
+    long v;
+
+    if (str_has_suffix(s, "ms")) {
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (errno != 0 || end == s || strcmp(end, "ms") != 0 || v <= 0 ||
+            v > 600000) {
+            errbuf_set(err, "invalid write_timeout \"%s\"", s);
+            return COFFER_EINVAL;
+        }
+        *ms = (int)v;
+        return 0;
+    }
+    if (duration_parse(s, &secs, NULL) != 0 || secs <= 0 || secs > 600) {
+        errbuf_set(err, "invalid write_timeout \"%s\"", s);
+        return COFFER_EINVAL;
+    }
+    *ms = (int)secs * 1000;
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int value;
+} facilities[] = {
+    {"KERN", LOG_KERN},     {"USER", LOG_USER},     {"MAIL", LOG_MAIL},
+    {"DAEMON", LOG_DAEMON}, {"AUTH", LOG_AUTH},     {"SYSLOG", LOG_SYSLOG},
+    {"LPR", LOG_LPR},       {"NEWS", LOG_NEWS},     {"UUCP", LOG_UUCP},
+    {"CRON", LOG_CRON},     {"AUTHPRIV", LOG_AUTHPRIV},
+    {"FTP", LOG_FTP},       {"LOCAL0", LOG_LOCAL0}, {"LOCAL1", LOG_LOCAL1},
+    {"LOCAL2", LOG_LOCAL2}, {"LOCAL3", LOG_LOCAL3}, {"LOCAL4", LOG_LOCAL4},
+    {"LOCAL5", LOG_LOCAL5}, {"LOCAL6", LOG_LOCAL6}, {"LOCAL7", LOG_LOCAL7},
+};
+
+static int check_format(const char *fmt, struct errbuf *err)
+{
+    if (strcmp(fmt, "json") == 0)
+        return 0;
+    if (strcmp(fmt, "jsonx") == 0)
+        errbuf_set(err, "format \"jsonx\" is not supported; use \"json\"");
+    else
+        errbuf_set(err, "unknown format type \"%s\"", fmt);
+    return COFFER_EINVAL;
+}
+
+static int parse_file_opts(struct audit_device *d, struct errbuf *err)
+{
+    const char *p = opt(d, "file_path", NULL);
+    const char *mode = opt(d, "mode", "0600");
+    const char *fmt = opt(d, "format", "json");
+    char *end;
+    long m;
+
+    if (p == NULL)
+        p = opt(d, "path", NULL); /* Vault's older name */
+    if (p == NULL || p[0] == '\0') {
+        errbuf_set(err, "file_path is required");
+        return COFFER_EINVAL;
+    }
+    if (check_format(fmt, err) != 0)
+        return COFFER_EINVAL;
+    errno = 0;
+    m = strtol(mode, &end, 8);
+    if (errno != 0 || end == mode || *end != '\0' || m < 0 || m > 07777) {
+        errbuf_set(err, "invalid file mode \"%s\"", mode);
+        return COFFER_EINVAL;
+    }
+    d->mode = (mode_t)m;
+    d->file_path = xstrdup(p);
+    d->target = strcmp(p, "stdout") == 0    ? TARGET_STDOUT
+                : strcmp(p, "discard") == 0 ? TARGET_DISCARD
+                                            : TARGET_PATH;
+    if (d->target == TARGET_PATH && p[0] != '/') {
+        errbuf_set(err, "file_path must be an absolute path");
+        return COFFER_EINVAL;
+    }
+    return 0;
+}
+
+static int parse_socket_opts(struct audit_device *d, struct errbuf *err)
+{
+    const char *addr = opt(d, "address", NULL);
+    const char *type = opt(d, "socket_type", "tcp");
+    const char *fmt = opt(d, "format", "json");
+
+    if (addr == NULL || addr[0] == '\0') {
+        errbuf_set(err, "address is required");
+        return COFFER_EINVAL;
+    }
+    if (check_format(fmt, err) != 0)
+        return COFFER_EINVAL;
+    if (strcmp(type, "tcp") == 0 || strcmp(type, "unix") == 0)
+        d->sock_type = SOCK_STREAM;
+    else if (strcmp(type, "udp") == 0)
+        d->sock_type = SOCK_DGRAM;
+    else {
+        errbuf_set(err, "unsupported socket_type \"%s\"", type);
+        return COFFER_EINVAL;
+    }
+    d->unix_sock = strcmp(type, "unix") == 0;
+    if (d->unix_sock && strlen(addr) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        errbuf_set(err, "unix socket address too long");
+        return COFFER_EINVAL;
+    }
+    d->address = xstrdup(addr);
+    return parse_timeout(opt(d, "write_timeout", "2s"), &d->timeout_ms, err);
+}
+
+static int parse_syslog_opts(struct audit_device *d, struct errbuf *err)
+{
+    const char *fac = opt(d, "facility", "AUTH");
+
+    d->facility = -1;
+    for (size_t i = 0; i < ARRAY_LEN(facilities); i++) {
+        if (strcasecmp(fac, facilities[i].name) == 0)
+            d->facility = facilities[i].value;
+    }
+    if (d->facility < 0) {
+        errbuf_set(err, "unknown syslog facility \"%s\"", fac);
+        return COFFER_EINVAL;
+    }
+    d->tag = xstrdup(opt(d, "tag", "vault"));
+    return 0;
+}
+
+/* Options as Vault keeps them: a map of strings. */
+static cJSON *options_as_strings(const cJSON *in, struct errbuf *err)
+{
+    cJSON *out = cJSON_CreateObject();
+    const cJSON *it;
+
+    if (in == NULL || cJSON_IsNull(in))
+        return out;
+    if (!cJSON_IsObject(in)) {
+        errbuf_set(err, "options must be a map of strings");
+        cJSON_Delete(out);
+        return NULL;
+    }
+    cJSON_ArrayForEach(it, in) {
+        char num[64];
+        if (cJSON_IsString(it)) {
+            cJSON_AddStringToObject(out, it->string, it->valuestring);
+        } else if (cJSON_IsBool(it)) {
+            cJSON_AddStringToObject(out, it->string,
+                                    cJSON_IsTrue(it) ? "true" : "false");
+        } else if (cJSON_IsNumber(it)) {
+            snprintf(num, sizeof(num), "%.15g", it->valuedouble);
+            cJSON_AddStringToObject(out, it->string, num);
+        } else if (cJSON_IsRaw(it)) {
+            cJSON_AddStringToObject(out, it->string, it->valuestring);
+        } else {
+            errbuf_set(err, "options must be a map of strings");
+            cJSON_Delete(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* A device from its stored or requested description; not opened yet. */
+static struct audit_device *device_new(const char *path, const char *type,
+                                       const char *description,
+                                       const cJSON *options, bool local,
+                                       struct errbuf *err)
+{
+    struct audit_device *d = xcalloc(1, sizeof(*d));
+    int rc = 0;
+
+    pthread_mutex_init(&d->mu, NULL);
+    atomic_init(&d->refs, 1);
+    d->fd = -1;
+    d->path = xstrdup(path);
+    d->type = xstrdup(type);
+    d->description = xstrdup(description != NULL ? description : "");
+    d->local = local;
+    d->timeout_ms = DEFAULT_WRITE_TIMEOUT_MS;
+    d->options = options_as_strings(options, err);
+    if (d->options == NULL)
+        rc = COFFER_EINVAL;
+    if (rc == 0 && strcmp(type, "file") == 0) {
+        d->kind = DEV_FILE;
+        rc = parse_file_opts(d, err);
+    } else if (rc == 0 && strcmp(type, "socket") == 0) {
+        d->kind = DEV_SOCKET;
+        rc = parse_socket_opts(d, err);
+    } else if (rc == 0 && strcmp(type, "syslog") == 0) {
+        d->kind = DEV_SYSLOG;
+        rc = parse_syslog_opts(d, err);
+    } else if (rc == 0) {
+        errbuf_set(err, "unknown backend type: \"%s\"", type);
+        rc = COFFER_EINVAL;
+    }
+    if (rc == 0)
+        rc = opt_bool(d, "log_raw", false, &d->log_raw, err);
+    if (rc == 0)
+        rc = opt_bool(d, "hmac_accessor", true, &d->hmac_accessor, err);
+    if (rc == 0)
+        rc = opt_bool(d, "elide_list_responses", false, &d->elide_list, err);
+    if (rc == 0)
+        d->prefix = xstrdup(opt(d, "prefix", ""));
+    if (rc != 0) {
+        device_free(d);
+        d = NULL;
+    }
+    return d;
+}
+
+/* ============================================================ writers == */
+
+static int ms_left(double deadline)
+{
+    double left = (deadline - time_mono()) * 1000.0;
+
+    return left <= 0 ? 0 : (int)left + 1;
+}
+
+/* Waits until fd takes bytes, at most until the deadline. */
+static int wait_writable(int fd, double deadline)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int left = ms_left(deadline);
+
+    if (left == 0 || poll(&p, 1, left) <= 0)
+        return COFFER_EIO;
+    return 0;
+}
+
+/*
+ * Writes all of buf before the deadline. A descriptor we did not open
+ * (stdout) may be blocking: each write then waits for POLLOUT first and
+ * takes at most PIPE_BUF bytes, which a pipe that polled writable
+ * accepts without blocking.
+ */
+static int write_all(int fd, const char *buf, size_t len, double deadline)
+{
+    int fl = fcntl(fd, F_GETFL);
+    bool blocking = fl >= 0 && (fl & O_NONBLOCK) == 0;
+
+    while (len > 0) {
+        size_t chunk = blocking && len > PIPE_BUF ? PIPE_BUF : len;
+        ssize_t w;
+        if (blocking && wait_writable(fd, deadline) != 0)
+            return COFFER_EIO;
+        w = send(fd, buf, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == ENOTSOCK)
+            w = write(fd, buf, chunk);
+        if (w > 0) {
+            buf += w;
+            len -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_writable(fd, deadline) != 0)
+                return COFFER_EIO;
+            continue;
+        }
+        return COFFER_EIO;
+    }
+    return 0;
+}
+
+static int file_open(struct audit_device *d)
+{
+    struct stat st;
+    int fd;
+
+    if (d->target != TARGET_PATH)
+        return 0;
+    fd = open(d->file_path,
+              O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+              d->mode != 0 ? d->mode : 0600);
+    if (fd < 0)
+        return COFFER_EIO;
+    /* Vault sets the mode of an existing file too; never a device's. */
+    if (d->mode != 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        (st.st_mode & 07777) != d->mode && fchmod(fd, d->mode) != 0) {
+        close(fd);
+        return COFFER_EIO;
+    }
+    d->fd = fd;
+    return 0;
+}
+
+/* "host:port", "[v6]:port". */
+static int split_hostport(const char *addr, char *host, size_t hn,
+                          char *port, size_t pn)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t hl;
+
+    if (colon == NULL || colon[1] == '\0')
+        return COFFER_EINVAL;
+    hl = (size_t)(colon - addr);
+    if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+        addr++;
+        hl -= 2;
+    }
+    if (hl >= hn || strlen(colon + 1) >= pn)
+        return COFFER_EINVAL;
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    snprintf(port, pn, "%s", colon + 1);
+    return 0;
+}
+
+static int connect_wait(int fd, const struct sockaddr *sa, socklen_t len,
+                        double deadline)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+
+    if (connect(fd, sa, len) == 0)
+        return 0;
+    if (errno != EINPROGRESS)
+        return COFFER_EIO;
+    if (poll(&p, 1, ms_left(deadline)) <= 0)
+        return COFFER_EIO;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0)
+        return COFFER_EIO;
+    return 0;
+}
+
+static int socket_open(struct audit_device *d, double deadline)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    char host[256], port[32];
+    int fd = -1, rc;
+
+    if (d->unix_sock) {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", d->address);
+        fd = socket(AF_UNIX, d->sock_type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        rc = fd < 0 ? COFFER_EIO
+                    : connect_wait(fd, (struct sockaddr *)&sun, sizeof(sun),
+                                   deadline);
+    } else {
+        hints.ai_socktype = d->sock_type;
+        rc = split_hostport(d->address, host, sizeof(host), port,
+                            sizeof(port));
+        if (rc == 0 && getaddrinfo(host, port, &hints, &ai) != 0)
+            rc = COFFER_EIO;
+        if (rc == 0) {
+            fd = socket(ai->ai_family,
+                        ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+            rc = fd < 0 ? COFFER_EIO
+                        : connect_wait(fd, ai->ai_addr, ai->ai_addrlen,
+                                       deadline);
+        }
+        if (ai != NULL)
+            freeaddrinfo(ai);
+    }
+    if (rc != 0 && fd >= 0)
+        close(fd);
+    else if (rc == 0)
+        d->fd = fd;
+    return rc;
+}
+
+/*
+ * A stream whose peer has closed still accepts a first write (the reset
+ * comes later): look for the peer's EOF before writing, so a listener
+ * that went away is noticed on this entry, not the next one.
+ */
+static void socket_check_peer(struct audit_device *d)
+{
+    struct pollfd p = {.fd = d->fd, .events = POLLIN};
+    char junk[512];
+
+    if (d->sock_type != SOCK_STREAM || poll(&p, 1, 0) <= 0)
+        return;
+    for (int i = 0; i < 64; i++) { /* a chatty peer cannot keep us here */
+        ssize_t r = recv(d->fd, junk, sizeof(junk), MSG_DONTWAIT);
+        if (r > 0)
+            continue; /* the peer talks back: ignore it */
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        close(d->fd);
+        d->fd = -1;
+        return;
+    }
+}
+
+static void device_close_locked(struct audit_device *d)
+{
+    if (d->fd > 2)
+        close(d->fd);
+    d->fd = -1;
+}
+
+static int write_syslog(struct audit_device *d, const char *line)
+{
+    static char ident[64];
+
+    pthread_mutex_lock(&syslog_mu);
+    snprintf(ident, sizeof(ident), "%s", d->tag);
+    openlog(ident, LOG_PID | LOG_NDELAY, d->facility);
+    syslog(LOG_MAKEPRI(d->facility, LOG_INFO), "%s", line);
+    pthread_mutex_unlock(&syslog_mu);
+    return 0;
+}
+
+/* Writes one line (with its newline) under the device's mutex. */
+static int device_write_locked(struct audit_device *d, const char *line,
+                               size_t len, double deadline)
+{
+    int rc = 0;
+
+    if (d->kind == DEV_SYSLOG)
+        return write_syslog(d, line);
+    if (d->kind == DEV_FILE) {
+        if (d->target == TARGET_DISCARD)
+            return 0;
+        if (d->target == TARGET_STDOUT)
+            return write_all(STDOUT_FILENO, line, len, deadline);
+        if (d->fd < 0)
+            rc = file_open(d);
+    } else {
+        if (d->fd >= 0)
+            socket_check_peer(d);
+        if (d->fd < 0)
+            rc = socket_open(d, deadline);
+    }
+    if (rc == 0)
+        rc = write_all(d->fd, line, len, deadline);
+    if (rc != 0 && d->kind == DEV_SOCKET)
+        device_close_locked(d); /* a half-written line ruins the stream */
+    if (rc != 0 && d->kind == DEV_FILE)
+        device_close_locked(d); /* reopened on the next entry */
+    return rc;
+}
+
+static int device_write(struct audit_device *d, const char *line, size_t len)
+{
+    double start = time_mono();
+    double deadline = start + d->timeout_ms / 1000.0;
+    struct timespec abs;
+    int rc;
+
+    clock_gettime(CLOCK_REALTIME, &abs);
+    abs.tv_sec += d->timeout_ms / 1000;
+    abs.tv_nsec += (long)(d->timeout_ms % 1000) * 1000000L;
+    if (abs.tv_nsec >= 1000000000L) {
+        abs.tv_sec++;
+        abs.tv_nsec -= 1000000000L;
+    }
+    if (pthread_mutex_timedlock(&d->mu, &abs) != 0)
+        return COFFER_EIO;
+    if (d->down_until > time_mono()) {
+        rc = COFFER_EIO; /* still backing off: refuse without waiting */
+    } else {
+        rc = device_write_locked(d, line, len, deadline);
+        if (rc != 0 && d->kind == DEV_SOCKET) {
+            int back = d->timeout_ms > MIN_BACKOFF_MS ? d->timeout_ms
+                                                      : MIN_BACKOFF_MS;
+            d->down_until = time_mono() + back / 1000.0;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+/* ============================================================ entries == */
+
+static void add_hashed(cJSON *o, const char *key, const char *value,
+                       const struct audit_device *d, bool hash)
+{
+    char h[AUDIT_HASH_LEN];
+
+    if (value == NULL || value[0] == '\0')
+        return;
+    if (!hash || d->log_raw) {
+        cJSON_AddStringToObject(o, key, value);
+        return;
+    }
+    audit_hmac(d->salt, value, strlen(value), h);
+    cJSON_AddStringToObject(o, key, h);
+}
+
+static cJSON *strvec_json(const struct strvec *sv)
+{
+    cJSON *a = cJSON_CreateArray();
+
+    for (size_t i = 0; i < sv->n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(sv->v[i]));
+    return a;
+}
+
+static cJSON *auth_json(const struct audit_device *d,
+                        const struct request *req)
+{
+    const struct token *t = req->token;
+    cJSON *o = cJSON_CreateObject();
+    char when[64];
+    struct tm tm;
+
+    if (t == NULL) {
+        cJSON_AddStringToObject(o, "token_type", "default");
+        return o;
+    }
+    add_hashed(o, "client_token", req->client_token, d, true);
+    add_hashed(o, "accessor", t->accessor, d, d->hmac_accessor);
+    if (t->display_name != NULL)
+        cJSON_AddStringToObject(o, "display_name", t->display_name);
+    if (t->policies.n > 0) {
+        cJSON_AddItemToObject(o, "policies", strvec_json(&t->policies));
+        cJSON_AddItemToObject(o, "token_policies", strvec_json(&t->policies));
+    }
+    if (cJSON_IsObject(t->meta) && cJSON_GetArraySize(t->meta) > 0)
+        cJSON_AddItemToObject(o, "metadata", cJSON_Duplicate(t->meta, 1));
+    if (t->entity_id != NULL && t->entity_id[0] != '\0')
+        cJSON_AddStringToObject(o, "entity_id", t->entity_id);
+    cJSON_AddStringToObject(o, "token_type",
+                            t->type != NULL ? t->type : "service");
+    if (t->ttl > 0)
+        cJSON_AddNumberToObject(o, "token_ttl", (double)t->ttl);
+    if (t->issue_time.tv_sec > 0 &&
+        gmtime_r(&t->issue_time.tv_sec, &tm) != NULL &&
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
+        cJSON_AddStringToObject(o, "token_issue_time", when); /* seconds */
+    return o;
+}
+
+static void add_mount(cJSON *o, const struct mount *m)
+{
+    if (m == NULL)
+        return;
+    cJSON_AddStringToObject(o, "mount_point", m->path);
+    cJSON_AddStringToObject(o, "mount_type", m->type);
+    cJSON_AddStringToObject(o, "mount_accessor", m->accessor);
+}
+
+/* A copy of data with its values hashed; NULL for nothing to show. */
+static cJSON *hashed_copy(const struct audit_device *d, const cJSON *data,
+                          bool numbers)
+{
+    cJSON *c;
+
+    if (data == NULL || cJSON_IsNull(data) ||
+        (cJSON_IsObject(data) && cJSON_GetArraySize(data) == 0))
+        return NULL;
+    c = cJSON_Duplicate(data, 1);
+    if (!d->log_raw)
+        audit_hash_tree(c, d->salt, numbers);
+    return c;
+}
+
+static cJSON *request_json(const struct audit_device *d,
+                           const struct request *req, const struct mount *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *ns, *data;
+
+    cJSON_AddStringToObject(o, "id", req->id);
+    cJSON_AddStringToObject(o, "operation", req_op_name(req->op));
+    add_mount(o, m);
+    add_hashed(o, "client_token", req->client_token, d, true);
+    if (req->token != NULL)
+        add_hashed(o, "client_token_accessor", req->token->accessor, d,
+                   d->hmac_accessor);
+    ns = cJSON_AddObjectToObject(o, "namespace");
+    cJSON_AddStringToObject(ns, "id", "root");
+    cJSON_AddStringToObject(o, "path", req->path);
+    if (req->wrap_ttl > 0)
+        cJSON_AddNumberToObject(o, "wrap_ttl", (double)req->wrap_ttl);
+    data = hashed_copy(d, req->data, true);
+    if (data != NULL)
+        cJSON_AddItemToObject(o, "data", data);
+    if (req->remote_addr[0] != '\0')
+        cJSON_AddStringToObject(o, "remote_address", req->remote_addr);
+    return o;
+}
+
+/* The auth block of a newly issued token: its token and accessor hashed. */
+static cJSON *response_auth_json(const struct audit_device *d,
+                                 const cJSON *auth)
+{
+    cJSON *o = cJSON_Duplicate(auth, 1);
+    const char *keys[] = {"client_token", "accessor"};
+
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        bool hash = i == 0 || d->hmac_accessor;
+        if (cJSON_IsString(v) && hash && !d->log_raw)
+            audit_hash_tree(v, d->salt, false);
+    }
+    return o;
+}
+
+/* elide_list_responses: a LIST answer's keys become their count. */
+static void elide_list(cJSON *data)
+{
+    const char *keys[] = {"keys", "key_info"};
+
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(data, keys[i]);
+        if (cJSON_IsArray(v) || cJSON_IsObject(v))
+            cJSON_ReplaceItemInObjectCaseSensitive(
+                data, keys[i], cJSON_CreateNumber(cJSON_GetArraySize(v)));
+    }
+}
+
+static cJSON *response_json(const struct audit_device *d,
+                            const struct request *req,
+                            const struct response *resp,
+                            const struct mount *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    const cJSON *src = resp->data != NULL ? resp->data : resp->raw;
+    cJSON *data;
+
+    add_mount(o, m);
+    if (resp->auth != NULL)
+        cJSON_AddItemToObject(o, "auth", response_auth_json(d, resp->auth));
+    if (resp->lease_id != NULL && resp->lease_id[0] != '\0') {
+        cJSON *s = cJSON_AddObjectToObject(o, "secret");
+        cJSON_AddStringToObject(s, "lease_id", resp->lease_id);
+    }
+    data = hashed_copy(d, src, false);
+    if (data != NULL && d->elide_list && req->op == OP_LIST)
+        elide_list(data);
+    if (data != NULL)
+        cJSON_AddItemToObject(o, "data", data);
+    if (resp->warnings != NULL && cJSON_GetArraySize(resp->warnings) > 0)
+        cJSON_AddItemToObject(o, "warnings",
+                              cJSON_Duplicate(resp->warnings, 1));
+    return o;
+}
+
+static void add_time(cJSON *o)
+{
+    char when[64];
+
+    time_format_rfc3339(time_now(), when, sizeof(when));
+    cJSON_AddStringToObject(o, "time", when);
+}
+
+/*
+ * Vault's request entry carries the bare error ("permission denied"), its
+ * response entry the multierror text the client got.
+ */
+static void add_error(cJSON *o, const char *msg, bool is_response)
+{
+    const char *head = "1 error occurred:\n\t* ";
+    size_t hn = strlen(head), n = strlen(msg);
+
+    if (!is_response && n > hn + 2 && strncmp(msg, head, hn) == 0 &&
+        strcmp(msg + n - 2, "\n\n") == 0 && strchr(msg + hn, '\t') == NULL) {
+        char *bare = xstrndup(msg + hn, n - hn - 2);
+        cJSON_AddStringToObject(o, "error", bare);
+        free(bare);
+        return;
+    }
+    cJSON_AddStringToObject(o, "error", msg);
+}
+
+static cJSON *entry_json(const struct audit_device *d,
+                         const struct request *req,
+                         const struct response *resp, bool is_response,
+                         const struct mount *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    const cJSON *err = cJSON_GetArrayItem(resp->errors, 0);
+
+    add_time(o);
+    cJSON_AddStringToObject(o, "type", is_response ? "response" : "request");
+    cJSON_AddItemToObject(o, "auth", auth_json(d, req));
+    cJSON_AddItemToObject(o, "request", request_json(d, req, m));
+    if (is_response)
+        cJSON_AddItemToObject(o, "response", response_json(d, req, resp, m));
+    if (cJSON_IsString(err) && err->valuestring[0] != '\0')
+        add_error(o, err->valuestring, is_response);
+    return o;
+}
+
+/* Prefix + JSON + newline; secure_free it with *len + 1. */
+static char *render_line(const struct audit_device *d, cJSON *o, size_t *len)
+{
+    char *text = cJSON_PrintUnformatted(o);
+    size_t tn = strlen(text), pn = strlen(d->prefix);
+    char *line = xmalloc(pn + tn + 2);
+
+    memcpy(line, d->prefix, pn);
+    memcpy(line + pn, text, tn);
+    line[pn + tn] = '\n';
+    line[pn + tn + 1] = '\0';
+    *len = pn + tn + 1;
+    secure_free(text, tn);
+    json_delete_wiped(o);
+    return line;
+}
+
+/* ========================================================== fan-out == */
+
+/* References every device; *n of them. Free with devices_put. */
+static struct audit_device **devices_get(size_t *n)
+{
+    struct audit_device **v = NULL;
+
+    pthread_rwlock_rdlock(&table.lock);
+    *n = table.n;
+    if (table.n > 0) {
+        v = xcalloc(table.n, sizeof(*v));
+        for (size_t i = 0; i < table.n; i++) {
+            v[i] = table.devs[i];
+            atomic_fetch_add(&v[i]->refs, 1);
+        }
+    }
+    pthread_rwlock_unlock(&table.lock);
+    return v;
+}
+
+static void devices_put(struct audit_device **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        device_put(v[i]);
+    free(v);
+}
+
+typedef cJSON *(*entry_fn)(const struct audit_device *d, void *arg);
+
+/* Writes one entry per device: 0 if none is enabled or one wrote it. */
+static int fan_out(entry_fn build, void *arg, const char *what)
+{
+    size_t n, ok = 0;
+    struct audit_device **v;
+
+    if (atomic_load(&table.count) == 0)
+        return 0;
+    v = devices_get(&n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        char *line = render_line(v[i], build(v[i], arg), &len);
+        int rc = device_write(v[i], line, len);
+        secure_free(line, len + 1);
+        if (rc == 0) {
+            ok++;
+        } else {
+            atomic_fetch_add(&failures, 1);
+            log_warn("audit: device %s failed to log the %s: %s", v[i]->path,
+                     what, coffer_strerror(rc));
+        }
+    }
+    devices_put(v, n);
+    return n == 0 || ok > 0 ? 0 : -1;
+}
+
+struct pipeline_arg {
+    const struct request *req;
+    const struct response *resp;
+    const struct mount *m;
+    bool is_response;
+};
+
+static cJSON *build_pipeline(const struct audit_device *d, void *arg)
+{
+    struct pipeline_arg *a = arg;
+
+    return entry_json(d, a->req, a->resp, a->is_response, a->m);
+}
+
+static int log_pipeline(const struct request *req, struct response *resp,
+                        bool is_response)
+{
+    struct pipeline_arg a = {req, resp, req->mount, is_response};
+    const struct mount *looked = NULL;
+    int rc;
+
+    if (atomic_load(&table.count) == 0)
+        return 0;
+    if (a.m == NULL) { /* the request entry: the router has not run yet */
+        looked = router_match(req->path);
+        a.m = looked;
+    }
+    rc = fan_out(build_pipeline, &a, is_response ? "response" : "request");
+    router_mount_put(looked);
+    if (rc != 0) {
+        log_error("audit: no audit backend succeeded in logging the %s",
+                  is_response ? "response" : "request");
+        response_release(resp);
+        response_init(resp);
+        response_error(resp, 500, "internal error");
+    }
+    return rc;
+}
+
+int audit_log_request(const struct request *req, struct response *resp)
+{
+    int rc = log_pipeline(req, resp, false);
+
+    request_logged = rc == 0;
+    return rc;
+}
+
+int audit_log_response(const struct request *req, struct response *resp)
+{
+    if (!request_logged)
+        return 0;
+    request_logged = false;
+    return log_pipeline(req, resp, true);
+}
+
+struct revocation_arg {
+    const char *lease_id, *reason;
+    const cJSON *internal;
+};
+
+static cJSON *build_revocation(const struct audit_device *d, void *arg)
+{
+    struct revocation_arg *a = arg;
+    cJSON *o = cJSON_CreateObject(), *r, *data;
+
+    add_time(o);
+    cJSON_AddStringToObject(o, "type", "revocation");
+    r = cJSON_AddObjectToObject(o, "revocation");
+    cJSON_AddStringToObject(r, "lease_id", a->lease_id);
+    cJSON_AddStringToObject(r, "reason", a->reason != NULL ? a->reason : "");
+    data = hashed_copy(d, a->internal, false);
+    if (data != NULL)
+        cJSON_AddItemToObject(r, "data", data);
+    return o;
+}
+
+void audit_log_revocation(const char *lease_id, const char *reason,
+                          const cJSON *internal)
+{
+    struct revocation_arg a = {lease_id, reason, internal};
+
+    if (lease_id != NULL)
+        (void)fan_out(build_revocation, &a, "revocation");
+}
+
+uint64_t audit_failures_total(void)
+{
+    return atomic_load(&failures);
+}
+
+size_t audit_device_count(void)
+{
+    return atomic_load(&table.count);
+}
+
+/* ============================================================== table == */
+
+/* "file" and "file/" name the same device. */
+static char *norm_path(const char *path)
+{
+    size_t n = strlen(path);
+    char *p = xmalloc(n + 2);
+
+    memcpy(p, path, n + 1);
+    while (n > 0 && p[n - 1] == '/')
+        p[--n] = '\0';
+    p[n] = '/';
+    p[n + 1] = '\0';
+    return p;
+}
+
+/* Index of the device at path (normalised), or -1. Caller holds the lock. */
+static ssize_t find_locked(const char *path)
+{
+    for (size_t i = 0; i < table.n; i++) {
+        if (strcmp(table.devs[i]->path, path) == 0)
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
+static cJSON *device_json(const struct audit_device *d, bool stored)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(o, "type", d->type);
+    cJSON_AddStringToObject(o, "description", d->description);
+    cJSON_AddItemToObject(o, "options", cJSON_Duplicate(d->options, 1));
+    cJSON_AddBoolToObject(o, "local", d->local);
+    cJSON_AddStringToObject(o, "path", d->path);
+    if (stored)
+        cJSON_AddStringToObject(o, "uuid", d->uuid);
+    return o;
+}
+
+/* The stored table with extra appended and skip left out. */
+static char *table_text(const struct audit_device *extra, const char *skip)
+{
+    cJSON *a = cJSON_CreateArray();
+    char *text;
+
+    for (size_t i = 0; i < table.n; i++) {
+        if (skip == NULL || strcmp(table.devs[i]->path, skip) != 0)
+            cJSON_AddItemToArray(a, device_json(table.devs[i], true));
+    }
+    if (extra != NULL)
+        cJSON_AddItemToArray(a, device_json(extra, true));
+    text = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return text;
+}
+
+static void salt_key(const char *uuid, char *out, size_t n)
+{
+    snprintf(out, n, "%s%s", SALT_PREFIX, uuid);
+}
+
+/*
+ * Opens what a device writes to (closing it first when reopen), in one
+ * section under its mutex so a writer cannot open it in between. A
+ * failure is Vault's sanity check.
+ */
+static int device_open(struct audit_device *d, bool reopen,
+                       struct errbuf *err)
+{
+    double deadline = time_mono() + d->timeout_ms / 1000.0;
+    char eb[128];
+    int rc = 0, saved;
+
+    pthread_mutex_lock(&d->mu);
+    errno = 0;
+    if (reopen)
+        device_close_locked(d);
+    if (d->fd < 0 && d->kind == DEV_FILE)
+        rc = file_open(d);
+    else if (d->fd < 0 && d->kind == DEV_SOCKET)
+        rc = socket_open(d, deadline);
+    saved = errno;
+    pthread_mutex_unlock(&d->mu);
+    if (rc != 0)
+        errbuf_set(err, "sanity check failed; unable to open \"%s\" for "
+                        "writing: %s",
+                   d->kind == DEV_FILE ? d->file_path : d->address,
+                   saved != 0 ? strerror_r(saved, eb, sizeof(eb))
+                              : "timed out");
+    return rc;
+}
+
+static void table_add_locked(struct audit_device *d)
+{
+    table.devs = xrealloc(table.devs, (table.n + 1) * sizeof(*table.devs));
+    table.devs[table.n++] = d;
+    atomic_store(&table.count, table.n);
+}
+
+/* Refusals that need the table: sealed, path taken. Caller holds the lock. */
+static int check_free_locked(const char *path, struct errbuf *err)
+{
+    if (table.storage == NULL) {
+        errbuf_set(err, "Vault is sealed");
+        return COFFER_ESEALED;
+    }
+    if (find_locked(path) >= 0) {
+        errbuf_set(err, "path already in use");
+        return COFFER_EEXIST;
+    }
+    return 0;
+}
+
+/* A new device with its salt, opened: done outside the table lock, since
+ * connecting may take up to the write timeout. */
+static struct audit_device *prepare_device(const char *path, const char *type,
+                                           const char *description,
+                                           const cJSON *options, bool local,
+                                           struct errbuf *err)
+{
+    struct audit_device *d;
+
+    if (type == NULL || type[0] == '\0') {
+        errbuf_set(err, "type is required");
+        return NULL;
+    }
+    d = device_new(path, type, description, options, local, err);
+    if (d == NULL)
+        return NULL;
+    d->salt = xmalloc(CRYPTO_UUID_LEN + 1);
+    if (crypto_uuid(d->uuid) != 0 || crypto_uuid(d->salt) != 0) {
+        errbuf_set(err, "generating the salt failed");
+        device_put(d);
+        return NULL;
+    }
+    if (device_open(d, false, err) != 0) {
+        device_put(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Stores the table with d added, and d's salt, in one batch. */
+static int persist_with_locked(const struct audit_device *d,
+                               struct errbuf *err)
+{
+    struct storage_op ops[2];
+    char key[128], *text = table_text(d, NULL);
+    int rc;
+
+    salt_key(d->uuid, key, sizeof(key));
+    ops[0] = (struct storage_op){STORAGE_OP_PUT, key, d->salt,
+                                 strlen(d->salt)};
+    ops[1] = (struct storage_op){STORAGE_OP_PUT, TABLE_KEY, text,
+                                 strlen(text)};
+    rc = storage_batch(table.storage, ops, 2);
+    if (rc != 0)
+        errbuf_set(err, "failed to persist audit table: %s",
+                   coffer_strerror(rc));
+    free(text);
+    return rc;
+}
+
+int audit_enable(const char *path_in, const char *type,
+                 const char *description, const cJSON *options, bool local,
+                 struct errbuf *err)
+{
+    char *path = norm_path(path_in);
+    struct audit_device *d = NULL;
+    int rc;
+
+    pthread_rwlock_rdlock(&table.lock);
+    rc = check_free_locked(path, err);
+    pthread_rwlock_unlock(&table.lock);
+    if (rc == 0 && strcmp(path, "/") == 0) {
+        errbuf_set(err, "path cannot be empty");
+        rc = COFFER_EINVAL;
+    }
+    if (rc == 0) {
+        d = prepare_device(path, type, description, options, local, err);
+        rc = d == NULL ? COFFER_EINVAL : 0;
+    }
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&table.lock);
+        rc = check_free_locked(path, err); /* again: raced with another */
+        if (rc == 0)
+            rc = persist_with_locked(d, err);
+        if (rc == 0) {
+            table_add_locked(d);
+            d = NULL;
+            log_info("audit: enabled device %s (%s)", path, type);
+        }
+        pthread_rwlock_unlock(&table.lock);
+    }
+    device_put(d);
+    free(path);
+    return rc;
+}
+
+int audit_disable(const char *path_in, struct errbuf *err)
+{
+    char *path = norm_path(path_in);
+    struct audit_device *gone = NULL;
+    char key[128], *text = NULL;
+    ssize_t i;
+    int rc = 0;
+
+    pthread_rwlock_wrlock(&table.lock);
+    i = table.storage != NULL ? find_locked(path) : -1;
+    if (i >= 0) {
+        struct storage_op ops[2];
+        gone = table.devs[i];
+        salt_key(gone->uuid, key, sizeof(key));
+        text = table_text(NULL, path);
+        ops[0] = (struct storage_op){STORAGE_OP_PUT, TABLE_KEY, text,
+                                     strlen(text)};
+        ops[1] = (struct storage_op){STORAGE_OP_DELETE, key, NULL, 0};
+        rc = storage_batch(table.storage, ops, 2);
+        if (rc != 0) {
+            errbuf_set(err, "failed to persist audit table: %s",
+                       coffer_strerror(rc));
+            gone = NULL;
+        } else {
+            memmove(&table.devs[i], &table.devs[i + 1],
+                    (table.n - (size_t)i - 1) * sizeof(*table.devs));
+            table.n--;
+            atomic_store(&table.count, table.n);
+            log_info("audit: disabled device %s", path);
+        }
+    }
+    pthread_rwlock_unlock(&table.lock);
+    device_put(gone); /* closed when the last writer lets go */
+    free(text);
+    free(path);
+    return rc;
+}
+
+cJSON *audit_list_json(void)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    pthread_rwlock_rdlock(&table.lock);
+    for (size_t i = 0; i < table.n; i++)
+        cJSON_AddItemToObject(o, table.devs[i]->path,
+                              device_json(table.devs[i], false));
+    pthread_rwlock_unlock(&table.lock);
+    return o;
+}
+
+int audit_hash(const char *path_in, const char *input, char *out)
+{
+    char *path = norm_path(path_in);
+    ssize_t i;
+    int rc = COFFER_ENOTFOUND;
+
+    pthread_rwlock_rdlock(&table.lock);
+    i = find_locked(path);
+    if (i >= 0) {
+        audit_hmac(table.devs[i]->salt, input, strlen(input), out);
+        rc = 0;
+    }
+    pthread_rwlock_unlock(&table.lock);
+    free(path);
+    return rc;
+}
+
+/* One stored device: rebuilt, its salt read back, opened if it can be. */
+static int restore_one(const cJSON *e, struct errbuf *err)
+{
+    const char *path = json_get_str(e, "path", NULL);
+    const char *type = json_get_str(e, "type", NULL);
+    const char *uuid = json_get_str(e, "uuid", NULL);
+    struct audit_device *d;
+    struct errbuf why;
+    struct buf salt;
+    char key[128];
+    int rc;
+
+    if (path == NULL || type == NULL || uuid == NULL ||
+        strlen(uuid) != CRYPTO_UUID_LEN) {
+        errbuf_set(err, "audit table: malformed entry");
+        return COFFER_EINVAL;
+    }
+    d = device_new(path, type, json_get_str(e, "description", ""),
+                   cJSON_GetObjectItemCaseSensitive(e, "options"),
+                   json_get_bool(e, "local", false), err);
+    if (d == NULL)
+        return COFFER_EINVAL;
+    memcpy(d->uuid, uuid, CRYPTO_UUID_LEN + 1);
+    buf_init(&salt, 4096);
+    salt_key(uuid, key, sizeof(key));
+    rc = storage_get(table.storage, key, &salt);
+    if (rc != 0 || salt.len == 0) {
+        errbuf_set(err, "audit device %s: salt missing", path);
+        buf_release(&salt);
+        device_free(d);
+        return rc != 0 ? rc : COFFER_EINVAL;
+    }
+    d->salt = buf_detach(&salt, NULL);
+    /* A device that cannot open now stays: its writes fail (closed) and
+     * retry, so a missing file or a listener that is down is not a
+     * silent gap in the log. */
+    if (device_open(d, false, &why) != 0)
+        log_error("audit: device %s: %s", path, why.msg);
+    table_add_locked(d);
+    return 0;
+}
+
+int audit_init(struct storage *logical, struct errbuf *err)
+{
+    struct buf b;
+    cJSON *a = NULL;
+    const cJSON *e;
+    int rc;
+
+    buf_init(&b, BUF_MAX_DEFAULT);
+    pthread_rwlock_wrlock(&table.lock);
+    table.storage = logical;
+    rc = storage_get(logical, TABLE_KEY, &b);
+    if (rc == COFFER_ENOTFOUND) {
+        rc = 0;
+    } else if (rc != 0) {
+        errbuf_set(err, "reading the audit table: %s", coffer_strerror(rc));
+    } else {
+        a = cJSON_ParseWithLength(b.ptr, b.len);
+        if (!cJSON_IsArray(a)) {
+            errbuf_set(err, "audit table: not a JSON array");
+            rc = COFFER_EINVAL;
+        }
+    }
+    for (e = rc == 0 && a != NULL ? a->child : NULL; e != NULL && rc == 0;
+         e = e->next)
+        rc = restore_one(e, err);
+    pthread_rwlock_unlock(&table.lock);
+    cJSON_Delete(a);
+    buf_release(&b);
+    if (rc != 0)
+        audit_shutdown();
+    return rc;
+}
+
+void audit_shutdown(void)
+{
+    struct audit_device **v;
+    size_t n;
+
+    pthread_rwlock_wrlock(&table.lock);
+    v = table.devs;
+    n = table.n;
+    table.devs = NULL;
+    table.n = 0;
+    table.storage = NULL;
+    atomic_store(&table.count, 0);
+    pthread_rwlock_unlock(&table.lock);
+    devices_put(v, n);
+}
+
+void audit_reopen(void)
+{
+    size_t n;
+    struct audit_device **v = devices_get(&n);
+
+    for (size_t i = 0; i < n; i++) {
+        struct audit_device *d = v[i];
+        struct errbuf why;
+        if (d->kind != DEV_FILE || d->target != TARGET_PATH)
+            continue;
+        if (device_open(d, true, &why) != 0)
+            log_error("audit: reopening %s: %s", d->path, why.msg);
+    }
+    devices_put(v, n);
+}

@@ -1,0 +1,103 @@
+/*
+ * audit.h - audit devices: the registry, Vault's entry format, writers.
+ *
+ * A device (file, socket or syslog) receives one JSON object per line for
+ * every request (type "request", before the backend runs) and its reply
+ * (type "response"). Every client token, accessor (unless
+ * hmac_accessor=false) and string in request and response data is
+ * replaced by "hmac-sha256:<hex>" keyed with the device's salt, which is
+ * kept in the barrier; sys/audit-hash gives the same value for a known
+ * input.
+ *
+ * Fail closed, bounded: with at least one device enabled, an entry no
+ * device could write fails the request (500). Each write is bounded by
+ * the device's write timeout; a device that failed is skipped without
+ * waiting until its back-off passes, and every failure is counted.
+ *
+ * The table lives from audit_init (unseal) to audit_shutdown (seal).
+ * Every function is thread-safe.
+ */
+#ifndef COFFER_AUDIT_H
+#define COFFER_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common.h"
+#include "request.h"
+
+struct storage;
+
+/* "hmac-sha256:" + 64 hex digits + NUL. */
+#define AUDIT_HASH_LEN (12 + 64 + 1)
+
+/* Restores the devices stored in the barrier. 0 or COFFER_E* with err. */
+int audit_init(struct storage *logical, struct errbuf *err);
+/* Closes every device and forgets the table (seal, shutdown). */
+void audit_shutdown(void);
+/* Reopens file devices (SIGHUP, after logrotate moved the file). */
+void audit_reopen(void);
+
+/*
+ * The request entry, after authentication (resp may already hold the
+ * refusal, logged as the entry's error). With devices enabled and none
+ * able to write it, resp is replaced by 500 "internal error" and -1 is
+ * returned: the backend must not run. 0 otherwise.
+ */
+int audit_log_request(const struct request *req, struct response *resp);
+/*
+ * The response entry, before rendering; only for a request whose request
+ * entry was logged on this thread. No device wrote it: resp becomes 500
+ * "internal error" (the effect already happened, as in Vault) and -1.
+ */
+int audit_log_response(const struct request *req, struct response *resp);
+/*
+ * A lease revoked (expiry, cascade, retry, crash recovery; by a request
+ * too, whose own entries exist besides): an entry of type "revocation"
+ * with the lease id, the reason, and the lease's internal data (e.g. the
+ * database username) hashed like response data, so an operator finds
+ * "when was this user dropped" with audit-hash. internal may be NULL.
+ * Never fails the caller: the revocation already happened.
+ */
+void audit_log_revocation(const char *lease_id, const char *reason,
+                          const cJSON *internal);
+
+/* Device writes that failed since start (for sys/metrics). */
+uint64_t audit_failures_total(void);
+/* Number of enabled devices. */
+size_t audit_device_count(void);
+
+/* ---- the sys/audit endpoints (sys_audit.c) --------------------------- */
+
+/*
+ * Enables a device at path ("file" or "file/"): type, description,
+ * options (an object of strings, may be NULL), local. Stores it and its
+ * new salt. 0 or COFFER_E* with Vault's words in err.
+ */
+int audit_enable(const char *path, const char *type, const char *description,
+                 const cJSON *options, bool local, struct errbuf *err);
+/* Disables the device at path; a missing one is not an error. */
+int audit_disable(const char *path, struct errbuf *err);
+/* {"<path>/": {type, description, options, local, path}} of every device. */
+cJSON *audit_list_json(void);
+/*
+ * The device's HMAC of input into out (AUDIT_HASH_LEN bytes).
+ * COFFER_ENOTFOUND when there is no device at path.
+ */
+int audit_hash(const char *path, const char *input, char *out);
+
+/* ---- building blocks (unit tests) ------------------------------------ */
+
+/* "hmac-sha256:<hex>" of input under salt into out (AUDIT_HASH_LEN). */
+void audit_hmac(const char *salt, const char *input, size_t len, char *out);
+/*
+ * Replaces every string value under node (objects and arrays, any depth;
+ * keys untouched) by its HMAC; numbers too when hash_numbers (request
+ * bodies: Vault hashes its json.Number). Old strings are wiped.
+ */
+void audit_hash_tree(cJSON *node, const char *salt, bool hash_numbers);
+
+#endif
