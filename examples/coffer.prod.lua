@@ -109,3 +109,21 @@ login_rate_burst = 10
 lua_memory_limit  = 64 * 1024 * 1024
 lua_call_timeout  = "10s"
 lua_policy_budget = 100000
+
+-- Audit devices, declared here as OpenBao does: enabled at every unseal
+-- before any request is served, listed by GET sys/audit, and not
+-- disableable through the API (remove the block and restart). Options
+-- are the API's (file_path, mode, format, prefix, log_raw, hmac_accessor,
+-- elide_list_responses; socket: address, socket_type, write_timeout;
+-- syslog: facility, tag); a mistake stops the server with file:line.
+-- `kill -HUP` reopens the file after logrotate moved it.
+--
+-- audit "file" "main" {
+--   description = "the audit trail",
+--   options = { file_path = "/var/log/coffer/audit.log", mode = "0600" },
+-- }
+--
+-- With the devices declared here, keep API users from pointing new
+-- devices at arbitrary files or sockets (default true, as in Vault):
+--
+-- unsafe_allow_api_audit_creation = false

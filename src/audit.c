@@ -37,6 +37,7 @@
 #include "json.h"
 #include "log.h"
 #include "mount.h"
+#include "audit_decl.h"
 #include "router.h"
 #include "storage.h"
 #include "token.h"
@@ -44,6 +45,8 @@
 
 #define TABLE_KEY "core/audit"
 #define SALT_PREFIX "core/audit-salt/"
+/* Salts of config-declared devices, by path: they have no stored uuid. */
+#define DECLARED_SALT_PREFIX "core/audit-config-salt/"
 #define HASH_PREFIX "hmac-sha256:"
 #define DEFAULT_WRITE_TIMEOUT_MS 2000
 #define MIN_BACKOFF_MS 1000
@@ -58,6 +61,9 @@ struct audit_device {
     char *description;
     cJSON *options; /* object of strings */
     bool local;
+    bool declared; /* from the configuration file: not stored, not
+                      disableable through the API */
+    int line;      /* declared: where, for messages */
     char uuid[CRYPTO_UUID_LEN + 1];
     char *salt; /* the HMAC key; never logged */
 
@@ -89,6 +95,18 @@ static struct {
     size_t n;
     atomic_size_t count; /* n, read without the lock on the fast path */
 } table = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+/*
+ * The configuration file's audit settings (audit_configure), read at
+ * unseal and by audit_enable/audit_disable. Written before the server
+ * serves; guarded by table.lock anyway.
+ */
+static struct {
+    struct config_audit_device *v;
+    size_t n;
+    char *file;
+    bool api_creation_off; /* zero value = allowed, as in Vault */
+} declared;
 
 static atomic_uint_fast64_t failures;
 static pthread_mutex_t syslog_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -827,9 +845,23 @@ static cJSON *response_json(const struct audit_device *d,
 {
     cJSON *o = cJSON_CreateObject();
     const cJSON *src = resp->data != NULL ? resp->data : resp->raw;
+    const cJSON *wrap = cJSON_GetObjectItemCaseSensitive(resp->raw,
+                                                         "wrap_info");
     cJSON *data;
 
     add_mount(o, m);
+    if (cJSON_IsObject(wrap)) { /* a wrapped reply: the envelope only */
+        const char *keys[] = {"token", "accessor", "wrapped_accessor"};
+        cJSON *w = cJSON_Duplicate(wrap, 1);
+        for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+            cJSON *v = cJSON_GetObjectItemCaseSensitive(w, keys[i]);
+            if (cJSON_IsString(v) && (i == 0 || d->hmac_accessor) &&
+                !d->log_raw)
+                audit_hash_tree(v, d->salt, false);
+        }
+        cJSON_AddItemToObject(o, "wrap_info", w);
+        src = NULL;
+    }
     if (resp->auth != NULL)
         cJSON_AddItemToObject(o, "auth", response_auth_json(d, resp->auth));
     if (resp->lease_id != NULL && resp->lease_id[0] != '\0') {
@@ -1107,6 +1139,8 @@ static char *table_text(const struct audit_device *extra, const char *skip)
     char *text;
 
     for (size_t i = 0; i < table.n; i++) {
+        if (table.devs[i]->declared)
+            continue; /* config-owned: the file declares it every start */
         if (skip == NULL || strcmp(table.devs[i]->path, skip) != 0)
             cJSON_AddItemToArray(a, device_json(table.devs[i], true));
     }
@@ -1230,11 +1264,19 @@ int audit_enable(const char *path_in, const char *type,
 {
     char *path = norm_path(path_in);
     struct audit_device *d = NULL;
+    bool off;
     int rc;
 
     pthread_rwlock_rdlock(&table.lock);
+    off = declared.api_creation_off;
     rc = check_free_locked(path, err);
     pthread_rwlock_unlock(&table.lock);
+    if (off) { /* OpenBao's text */
+        errbuf_set(err, "cannot enable audit device via API; use "
+                        "declarative, config-based audit device management "
+                        "instead");
+        rc = COFFER_EPERM;
+    }
     if (rc == 0 && strcmp(path, "/") == 0) {
         errbuf_set(err, "path cannot be empty");
         rc = COFFER_EINVAL;
@@ -1270,7 +1312,14 @@ int audit_disable(const char *path_in, struct errbuf *err)
 
     pthread_rwlock_wrlock(&table.lock);
     i = table.storage != NULL ? find_locked(path) : -1;
-    if (i >= 0) {
+    if (i >= 0 && table.devs[i]->declared) {
+        errbuf_set(err, "cannot disable audit device \"%s\": it is declared "
+                        "in the configuration file (%s:%d); remove it there "
+                        "and restart", path,
+                   declared.file != NULL ? declared.file : "?",
+                   table.devs[i]->line);
+        rc = COFFER_EPERM;
+    } else if (i >= 0) {
         struct storage_op ops[2];
         gone = table.devs[i];
         salt_key(gone->uuid, key, sizeof(key));
@@ -1369,6 +1418,177 @@ static int restore_one(const cJSON *e, struct errbuf *err)
     return 0;
 }
 
+/* ============================================= declared in the file == */
+
+/* Option names each type reads (device_new and its parse_*_opts). */
+static bool option_known(const char *type, const char *key)
+{
+    static const char *const common[] = {
+        "format", "prefix", "log_raw", "hmac_accessor",
+        "elide_list_responses",
+    };
+    static const char *const file[] = {"file_path", "path", "mode"};
+    static const char *const sock[] = {"address", "socket_type",
+                                       "write_timeout"};
+    static const char *const sys[] = {"facility", "tag"};
+    const char *const *v = strcmp(type, "file") == 0     ? file
+                           : strcmp(type, "socket") == 0 ? sock
+                                                         : sys;
+    size_t n = strcmp(type, "file") == 0     ? ARRAY_LEN(file)
+               : strcmp(type, "socket") == 0 ? ARRAY_LEN(sock)
+                                             : ARRAY_LEN(sys);
+
+    for (size_t i = 0; i < ARRAY_LEN(common); i++) {
+        if (strcmp(common[i], key) == 0)
+            return true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i], key) == 0)
+            return true;
+    }
+    return false;
+}
+
+int audit_check_declaration(const char *type, const cJSON *options,
+                            struct errbuf *err)
+{
+    struct audit_device *d;
+    const cJSON *it;
+
+    if (strcmp(type, "file") != 0 && strcmp(type, "socket") != 0 &&
+        strcmp(type, "syslog") != 0) {
+        errbuf_set(err, "unknown backend type: \"%s\"", type);
+        return COFFER_EINVAL;
+    }
+    cJSON_ArrayForEach(it, options) {
+        if (!option_known(type, it->string)) {
+            errbuf_set(err, "unknown option \"%s\" for a %s device",
+                       it->string, type);
+            return COFFER_EINVAL;
+        }
+    }
+    d = device_new("check/", type, "", options, false, err);
+    if (d == NULL)
+        return COFFER_EINVAL;
+    device_free(d);
+    return 0;
+}
+
+static void declared_release_locked(void)
+{
+    for (size_t i = 0; i < declared.n; i++) {
+        free(declared.v[i].type);
+        free(declared.v[i].path);
+        free(declared.v[i].description);
+        cJSON_Delete(declared.v[i].options);
+    }
+    free(declared.v);
+    free(declared.file);
+    declared.v = NULL;
+    declared.n = 0;
+    declared.file = NULL;
+}
+
+void audit_configure(const struct config_audit_device *v, size_t n,
+                     bool api_creation, const char *file)
+{
+    pthread_rwlock_wrlock(&table.lock);
+    declared_release_locked();
+    declared.v = n > 0 ? xcalloc(n, sizeof(*declared.v)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        declared.v[i].type = xstrdup(v[i].type);
+        declared.v[i].path = xstrdup(v[i].path);
+        declared.v[i].description = xstrdup(v[i].description != NULL
+                                                ? v[i].description : "");
+        declared.v[i].options = cJSON_Duplicate(v[i].options, 1);
+        declared.v[i].local = v[i].local;
+        declared.v[i].line = v[i].line;
+    }
+    declared.n = n;
+    declared.file = file != NULL ? xstrdup(file) : NULL;
+    declared.api_creation_off = !api_creation;
+    pthread_rwlock_unlock(&table.lock);
+}
+
+/*
+ * The salt of a declared device, kept in the barrier under its path and
+ * made on its first unseal: audit-hash values survive restarts.
+ */
+static int declared_salt_locked(const char *path, char **out,
+                                struct errbuf *err)
+{
+    char key[512];
+    struct buf b;
+    int rc;
+
+    snprintf(key, sizeof(key), "%s%s", DECLARED_SALT_PREFIX, path);
+    buf_init(&b, 4096);
+    rc = storage_get(table.storage, key, &b);
+    if (rc == 0 && b.len > 0) {
+        *out = buf_detach(&b, NULL);
+        return 0;
+    }
+    buf_release(&b);
+    if (rc != 0 && rc != COFFER_ENOTFOUND) {
+        errbuf_set(err, "audit device %s: reading its salt: %s", path,
+                   coffer_strerror(rc));
+        return rc;
+    }
+    *out = xmalloc(CRYPTO_UUID_LEN + 1);
+    rc = crypto_uuid(*out);
+    if (rc == 0)
+        rc = storage_put(table.storage, key, *out, strlen(*out));
+    if (rc != 0) {
+        errbuf_set(err, "audit device %s: storing its salt: %s", path,
+                   coffer_strerror(rc));
+        secure_free_str(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* One declared device into the table (unseal). Caller holds the lock. */
+static int enable_declared_locked(const struct config_audit_device *c,
+                                  struct errbuf *err)
+{
+    char *path = norm_path(c->path);
+    struct audit_device *d = NULL;
+    struct errbuf why;
+    int rc = 0;
+
+    if (find_locked(path) >= 0) {
+        errbuf_set(err, "audit device \"%s\" declared at %s:%d is also "
+                        "enabled through the API; rename the declaration",
+                   path, declared.file, c->line);
+        rc = COFFER_EEXIST;
+    }
+    if (rc == 0) {
+        d = device_new(path, c->type, c->description, c->options, c->local,
+                       err);
+        rc = d == NULL ? COFFER_EINVAL : 0;
+    }
+    if (rc == 0) {
+        d->declared = true;
+        d->line = c->line;
+        rc = crypto_uuid(d->uuid);
+    }
+    if (rc == 0)
+        rc = declared_salt_locked(path, &d->salt, err);
+    if (rc == 0) {
+        /* As for a stored device: one that cannot open stays, and its
+         * writes fail closed until it can. */
+        if (device_open(d, false, &why) != 0)
+            log_error("audit: device %s: %s", path, why.msg);
+        table_add_locked(d);
+        log_info("audit: enabled device %s (%s) from %s:%d", path, c->type,
+                 declared.file, c->line);
+        d = NULL;
+    }
+    device_put(d);
+    free(path);
+    return rc;
+}
+
 int audit_init(struct storage *logical, struct errbuf *err)
 {
     struct buf b;
@@ -1394,6 +1614,8 @@ int audit_init(struct storage *logical, struct errbuf *err)
     for (e = rc == 0 && a != NULL ? a->child : NULL; e != NULL && rc == 0;
          e = e->next)
         rc = restore_one(e, err);
+    for (size_t i = 0; rc == 0 && i < declared.n; i++)
+        rc = enable_declared_locked(&declared.v[i], err);
     pthread_rwlock_unlock(&table.lock);
     cJSON_Delete(a);
     buf_release(&b);

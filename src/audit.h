@@ -30,6 +30,7 @@
 #include "request.h"
 
 struct storage;
+struct config_audit_device;
 
 /* "hmac-sha256:" + 64 hex digits + NUL. */
 #define AUDIT_HASH_LEN (12 + 64 + 1)
@@ -88,6 +89,29 @@ cJSON *audit_list_json(void);
  * COFFER_ENOTFOUND when there is no device at path.
  */
 int audit_hash(const char *path, const char *input, char *out);
+
+/* ---- devices declared in the configuration file ---------------------- */
+
+/*
+ * Checks a declared device's type and options as audit_enable would, and
+ * refuses option names the type does not know (a typo in a file should
+ * stop the server, not be ignored as the API ignores it). 0 or
+ * COFFER_EINVAL with the reason in err.
+ */
+int audit_check_declaration(const char *type, const cJSON *options,
+                            struct errbuf *err);
+/*
+ * Remembers (copies) the devices declared in the configuration file at
+ * file, enabled by every audit_init (unseal) before any request is
+ * served, and whether PUT sys/audit/<path> may enable devices. Call
+ * before the first unseal; a later call replaces the declarations for
+ * the next unseal. Config-owned devices are listed by GET sys/audit but
+ * never stored in the barrier's device table and cannot be disabled
+ * through the API; their salt is kept in the barrier under their path,
+ * so audit-hash values stay the same across restarts.
+ */
+void audit_configure(const struct config_audit_device *v, size_t n,
+                     bool api_creation, const char *file);
 
 /* ---- building blocks (unit tests) ------------------------------------ */
 

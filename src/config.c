@@ -47,11 +47,21 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include <cjson/cJSON.h>
+
 #include "buf.h"
 #include "http.h"
 #include "log.h"
 #include "lua_http.h"
 #include "util.h"
+
+/* Validates a declared audit device (audit.c's, set by server.c). */
+static config_audit_check_fn audit_check;
+
+void config_set_audit_check(config_audit_check_fn fn)
+{
+    audit_check = fn;
+}
 
 #define CONFIG_MAX_FILE_SIZE ((size_t)1024 * 1024)
 #define CONFIG_MEMORY_LIMIT ((size_t)8 * 1024 * 1024)
@@ -121,6 +131,10 @@ static const struct key_spec top_keys[] = {
     {"lua_policy_budget", V_LUA_BUDGET, TOP(lua_policy_budget), false},
     /* The URLs Lua plugins may call (coffer.http; Coffer-specific). */
     {"plugin_http_allowed", V_URL_LIST, TOP(plugin_http_allowed), false},
+    /* Whether PUT sys/audit/<path> may enable devices (OpenBao's name;
+     * default true here, as in Vault: see config.h). */
+    {"unsafe_allow_api_audit_creation", V_BOOL,
+     TOP(unsafe_allow_api_audit_creation), false},
 };
 
 static const struct key_spec listener_keys[] = {
@@ -204,6 +218,7 @@ struct load_ctx {
     int listener_pending;              /* line of a block without a body */
     int storage_pending;
     int telemetry_line;                /* 0 = no telemetry block yet */
+    int audit_pending;                 /* line of an audit without a body */
 };
 
 static struct load_ctx *ctx_of(lua_State *L)
@@ -758,6 +773,246 @@ static int l_config_telemetry(lua_State *L)
     return 0;
 }
 
+/* ============================================================== audit == */
+
+/*
+ * audit "TYPE" "PATH" { ... } (OpenBao's declarative audit stanza), also
+ * audit "TYPE" { ... } with the type as the path, as the API's default:
+ *
+ *   audit "file" "main" {
+ *     description = "...", ["local"] = false,
+ *     options = { file_path = "/var/log/coffer/audit.log", mode = "0600" },
+ *   }
+ *
+ * Option keys may also be written directly in the block. Every value is
+ * checked now (audit_check_declaration), so a bad declaration stops the
+ * server at start-up with the file and line; the device itself is
+ * opened at unseal.
+ */
+
+/* Copies one option value as the string the API would keep. [-0,+0,v] */
+static void audit_option(lua_State *L, int idx, const char *what,
+                         const char *key, cJSON *options)
+{
+    char num[64];
+
+    if (cJSON_GetObjectItemCaseSensitive(options, key) != NULL)
+        raise_at(L, 1, "%soption %s is given twice", what, key);
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        cJSON_AddStringToObject(options, key, check_string(L, idx, what,
+                                                           key));
+        break;
+    case LUA_TBOOLEAN:
+        cJSON_AddStringToObject(options, key,
+                                lua_toboolean(L, idx) ? "true" : "false");
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            snprintf(num, sizeof(num), "%lld",
+                     (long long)lua_tointeger(L, idx));
+        else
+            snprintf(num, sizeof(num), "%.15g", lua_tonumber(L, idx));
+        cJSON_AddStringToObject(options, key, num);
+        break;
+    default:
+        type_error(L, what, key, "a string, number or boolean", idx);
+    }
+}
+
+/* options = { key = value, ... } into options. [-0, +0, v] */
+static void audit_options_table(lua_State *L, int idx, const char *what,
+                                cJSON *options)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        type_error(L, what, "options", "a { key = value } table", idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            raise_at(L, 1, "%soptions: unexpected value without a key "
+                           "(want key = value)", what);
+        audit_option(L, lua_gettop(L), what, lua_tostring(L, -2), options);
+        lua_pop(L, 1);
+    }
+}
+
+/* Fills d from the block table at index 1. [-0, +0, v] */
+static void audit_fill(lua_State *L, const char *what,
+                       struct config_audit_device *d)
+{
+    struct errbuf err = {{0}};
+
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const char *key;
+
+        if (lua_type(L, -2) != LUA_TSTRING)
+            raise_at(L, 1, "%sunexpected value without a key (want "
+                           "key = value)", what);
+        key = lua_tostring(L, -2);
+        if (strcmp(key, "description") == 0) {
+            if (lua_type(L, -1) != LUA_TSTRING)
+                type_error(L, what, key, "string", lua_gettop(L));
+            set_str(&d->description, lua_tostring(L, -1));
+        } else if (strcmp(key, "local") == 0) {
+            check_bool(L, lua_gettop(L), what, key, &d->local);
+        } else if (strcmp(key, "options") == 0) {
+            audit_options_table(L, lua_gettop(L), what, d->options);
+        } else {
+            audit_option(L, lua_gettop(L), what, key, d->options);
+        }
+        lua_pop(L, 1);
+    }
+    if (audit_check != NULL && audit_check(d->type, d->options, &err) != 0)
+        raise_at(L, 1, "%s%s", what, err.msg);
+}
+
+/*
+ * A device path as the API would take it: no empty, "." or ".."
+ * segments, no control characters.
+ */
+static bool is_audit_path(const char *p)
+{
+    size_t seg = 0;
+    const char *start = p;
+
+    if (*p == '\0' || *p == '/')
+        return false;
+    for (const char *c = p;; c++) {
+        if (*c == '/' || *c == '\0') {
+            if ((seg == 0 && *c == '/') ||
+                (seg == 1 && start[0] == '.') ||
+                (seg == 2 && start[0] == '.' && start[1] == '.'))
+                return false;
+            if (*c == '\0')
+                return true;
+            seg = 0;
+            start = c + 1;
+            continue;
+        }
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return false;
+        seg++;
+    }
+}
+
+/* "main" and "main/" name the same device, as in audit.c. */
+static bool same_audit_path(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+
+    while (na > 0 && a[na - 1] == '/')
+        na--;
+    while (nb > 0 && b[nb - 1] == '/')
+        nb--;
+    return na == nb && memcmp(a, b, na) == 0;
+}
+
+/* Records audit "type" "path" with the block table at index 1. [-0,+0,v] */
+static void audit_block(lua_State *L, const char *type, const char *path,
+                        int line)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    struct coffer_config *c = ctx->out;
+    struct config_audit_device *d;
+    const char *what = lua_pushfstring(L, "audit \"%s\" \"%s\": ", type,
+                                       path);
+
+    if (lua_type(L, 1) != LUA_TTABLE)
+        raise_at(L, 1, "%sexpected a { ... } block, got %s", what,
+                 luaL_typename(L, 1));
+    for (size_t i = 0; i < c->naudit; i++) {
+        if (same_audit_path(c->audit[i].path, path))
+            raise_at(L, 1, "%sa second audit device at path \"%s\" (the "
+                           "first is at line %d)", what, path,
+                     c->audit[i].line);
+    }
+    ctx->audit_pending = 0;
+    c->audit = xrealloc(c->audit, (c->naudit + 1) * sizeof(*c->audit));
+    d = &c->audit[c->naudit++];
+    memset(d, 0, sizeof(*d));
+    d->type = xstrdup(type);
+    d->path = xstrdup(path);
+    d->description = xstrdup("");
+    d->options = cJSON_CreateObject();
+    d->line = line;
+    audit_fill(L, what, d);
+}
+
+/*
+ * The block function of audit "T" "P". Upvalues: 1 = type, 2 = path,
+ * 3 = the block's line, 0 once the body was given. [-0, +0, v]
+ */
+static int l_config_audit_body(lua_State *L)
+{
+    int line = (int)lua_tointeger(L, lua_upvalueindex(3));
+
+    if (line == 0)
+        raise_at(L, 1, "audit \"%s\" \"%s\": the block was given twice",
+                 lua_tostring(L, lua_upvalueindex(1)),
+                 lua_tostring(L, lua_upvalueindex(2)));
+    lua_pushinteger(L, 0);
+    lua_replace(L, lua_upvalueindex(3));
+    audit_block(L, lua_tostring(L, lua_upvalueindex(1)),
+                lua_tostring(L, lua_upvalueindex(2)), line);
+    return 0;
+}
+
+/*
+ * audit "T" -> f; f "P" -> block function, or f { ... } (path = type).
+ * Upvalues: 1 = type, 2 = line, 0 once used. [-0, +1, v]
+ */
+static int l_config_audit_path(lua_State *L)
+{
+    int line = (int)lua_tointeger(L, lua_upvalueindex(2));
+    const char *type = lua_tostring(L, lua_upvalueindex(1));
+    const char *p;
+
+    if (line == 0)
+        raise_at(L, 1, "audit \"%s\": the path was given twice", type);
+    lua_pushinteger(L, 0);
+    lua_replace(L, lua_upvalueindex(2));
+    if (lua_type(L, 1) == LUA_TTABLE) { /* audit "file" { ... } */
+        audit_block(L, type, type, line);
+        return 0;
+    }
+    if (lua_type(L, 1) != LUA_TSTRING)
+        raise_at(L, 1, "audit \"%s\": expected a path or a { ... } block, "
+                       "got %s", type, luaL_typename(L, 1));
+    p = lua_tostring(L, 1);
+    if (strlen(p) != lua_rawlen(L, 1) || !is_audit_path(p))
+        raise_at(L, 1, "audit \"%s\": invalid path \"%s\"", type, p);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, line);
+    lua_pushcclosure(L, l_config_audit_body, 3);
+    return 1;
+}
+
+/* audit "file" -> path function. [-0, +1, v] */
+static int l_config_audit(lua_State *L)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    const char *t;
+
+    if (ctx->audit_pending != 0)
+        raise_at(L, 1, "the audit device at line %d has no { ... } block",
+                 ctx->audit_pending);
+    if (lua_type(L, 1) != LUA_TSTRING)
+        raise_at(L, 1, "audit: expected a type name, as in audit \"file\" "
+                       "\"main\" { ... }");
+    t = lua_tostring(L, 1);
+    if (strcmp(t, "file") != 0 && strcmp(t, "socket") != 0 &&
+        strcmp(t, "syslog") != 0)
+        raise_at(L, 1, "unknown audit device type \"%s\" (want file, "
+                       "socket or syslog)", t);
+    ctx->audit_pending = line_at(L, 1);
+    lua_settop(L, 1);
+    lua_pushinteger(L, ctx->audit_pending > 0 ? ctx->audit_pending : 1);
+    lua_pushcclosure(L, l_config_audit_path, 2);
+    return 1;
+}
+
 /* ======================================================= environment == */
 
 /*
@@ -866,6 +1121,8 @@ static int config_setup(lua_State *L)
     lua_setfield(L, builtins, "storage");
     lua_pushcfunction(L, l_config_telemetry);
     lua_setfield(L, builtins, "telemetry");
+    lua_pushcfunction(L, l_config_audit);
+    lua_setfield(L, builtins, "audit");
 
     lua_newtable(L);
     settings = lua_gettop(L);
@@ -964,6 +1221,11 @@ static int check_whole(const struct load_ctx *ctx, const char *path,
     if (ctx->storage_pending != 0) {
         errbuf_set(err, "%s:%d: storage \"%s\" has no { ... } block", path,
                    ctx->storage_pending, config_storage_name(c->storage.type));
+        return COFFER_EINVAL;
+    }
+    if (ctx->audit_pending != 0) {
+        errbuf_set(err, "%s:%d: audit device has no { ... } block", path,
+                   ctx->audit_pending);
         return COFFER_EINVAL;
     }
     if (ctx->storage_line == 0) {
@@ -1065,6 +1327,7 @@ int config_load(const char *path, struct coffer_config *out,
     if (rc != 0)
         goto out;
     out->path = xstrdup(path);
+    out->unsafe_allow_api_audit_creation = true; /* Vault's behaviour */
     rc = run_chunk(&ctx, path, file.ptr != NULL ? file.ptr : "", file.len,
                    err);
 out:
@@ -1092,6 +1355,13 @@ void config_release(struct coffer_config *c)
     free(c->telemetry.metrics_prefix);
     free(c->api_addr);
     strvec_release(&c->plugin_http_allowed.urls);
+    for (size_t i = 0; i < c->naudit; i++) {
+        free(c->audit[i].type);
+        free(c->audit[i].path);
+        free(c->audit[i].description);
+        cJSON_Delete(c->audit[i].options);
+    }
+    free(c->audit);
     memset(c, 0, sizeof(*c));
 }
 

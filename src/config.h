@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "audit_decl.h"
 #include "util.h"
 
 #define CONFIG_DEFAULT_ADDRESS "127.0.0.1:8200"
@@ -98,6 +99,17 @@ struct config_telemetry {
     bool disable_hostname;          /* accepted; Coffer adds no hostname */
 };
 
+/*
+ * How a declared audit device's type and options are checked: audit.c's
+ * audit_check_declaration, handed over at start-up (server.c) so that the
+ * configuration does not depend on the audit subsystem. Unset: not
+ * checked here (audit_init refuses a bad device at unseal anyway).
+ */
+typedef int (*config_audit_check_fn)(const char *type,
+                                     const struct cJSON *options,
+                                     struct errbuf *err);
+void config_set_audit_check(config_audit_check_fn fn);
+
 struct coffer_config {
     char *path;                 /* the file that was loaded */
     char *log_format;           /* NULL = unset; "standard" or "json" */
@@ -135,6 +147,18 @@ struct coffer_config {
      * https:// URL, with a warning at start-up.
      */
     struct config_url_list plugin_http_allowed;
+    /* The declared audit devices, in file order. */
+    struct config_audit_device *audit;
+    size_t naudit;
+    /*
+     * unsafe_allow_api_audit_creation (OpenBao's name): whether PUT
+     * sys/audit/<path> may enable devices. Default true, as in Vault, so
+     * existing Vault tooling keeps working; OpenBao defaults to false
+     * because a file or socket device lets an API user write to any
+     * file or address the server can reach. Production should set it
+     * false and declare the devices here.
+     */
+    bool unsafe_allow_api_audit_creation;
 };
 
 /*

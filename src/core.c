@@ -23,6 +23,7 @@
 #include "auth.h"
 #include "barrier.h"
 #include "cubbyhole.h"
+#include "json.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "luavm.h"
@@ -216,21 +217,57 @@ static void render(struct request *req, struct response *resp,
     }
 }
 
-/* A wrapped reply (wrapping.c) replaces the rendered one. */
-static void wrap_reply(const struct request *req, struct reply *out)
+/* Renders a deep copy of resp, which stays whole for its audit entry. */
+static void render_copy(struct request *req, const struct response *resp,
+                        struct reply *out)
 {
-    size_t len = 0;
-    char *body;
+    struct response c = *resp;
 
-    if (req->wrap_ttl <= 0 || out->content_type != NULL)
+    c.data = cJSON_Duplicate(resp->data, 1);
+    c.warnings = cJSON_Duplicate(resp->warnings, 1);
+    c.auth = cJSON_Duplicate(resp->auth, 1);
+    c.errors = cJSON_Duplicate(resp->errors, 1);
+    c.raw = cJSON_Duplicate(resp->raw, 1);
+    c.text = resp->text != NULL ? xstrdup(resp->text) : NULL;
+    c.lease_id = resp->lease_id != NULL ? xstrdup(resp->lease_id) : NULL;
+    render(req, &c, out);
+    json_delete_wiped(c.data);
+    json_delete_wiped(c.auth);
+    json_delete_wiped(c.raw);
+    c.data = c.auth = c.raw = NULL;
+    response_release(&c);
+}
+
+/*
+ * A request that asked for wrapping: a reply that renders as 200 with a
+ * JSON body goes behind a wrapping token (wrapping.c) and resp becomes
+ * the envelope, before the response's audit entry, so that entry holds
+ * wrap_info and not the wrapped secret (Vault's rule).
+ */
+static void wrap_response(struct request *req, struct response *resp)
+{
+    struct reply inner;
+    cJSON *env;
+
+    if (!wrapping_wanted(req) || resp->errors != NULL)
         return;
-    body = wrapping_apply(req, &out->status, out->body, &len);
-    if (body == NULL)
-        return;
-    if (out->body != NULL)
-        secure_free(out->body, out->len);
-    out->body = body;
-    out->len = len;
+    memset(&inner, 0, sizeof(inner));
+    render_copy(req, resp, &inner);
+    if (inner.status == 200 && inner.content_type == NULL &&
+        inner.body != NULL) {
+        env = wrapping_wrap(req, inner.body);
+        json_delete_wiped(resp->data); /* the secret now lives wrapped */
+        json_delete_wiped(resp->auth);
+        json_delete_wiped(resp->raw);
+        resp->data = resp->auth = resp->raw = NULL;
+        response_release(resp);
+        response_init(resp);
+        if (env != NULL)
+            resp->raw = env;
+        else
+            response_error(resp, 500, "internal error");
+    }
+    reply_release(&inner);
 }
 
 /* =========================================================== pipeline == */
@@ -444,11 +481,12 @@ void core_handle(struct request *req, struct reply *out)
             run(req, &resp);
         else
             response_error(&resp, 503, "Vault is sealed");
+        metrics_capture(&mr, req, &resp); /* before wrapping takes auth */
+        if (active)
+            wrap_response(req, &resp);
         if (active) /* the response entry; fails closed (500) */
             audit_log_response(req, &resp);
-        metrics_capture(&mr, req, &resp); /* render takes resp.auth */
         render(req, &resp, out);
-        wrap_reply(req, out);
         token_free((struct token *)req->token);
         router_mount_put(req->mount);
         req->token = NULL;

@@ -103,6 +103,23 @@ const char *luavm__plugin_dir(void)
 /* ========================================================= allocation == */
 
 /*
+ * The VM whose allocator refused growth during its current call on this
+ * thread (a state is used by one thread at a time; vm_arm clears it). A
+ * refusal alone is no overrun (Lua retries after a full GC); a call that
+ * then fails counts as one (luavm__protected).
+ */
+static _Thread_local const struct vm *refused_vm;
+
+/* Calls stopped by their deadline / failed at their memory cap. */
+static _Atomic uint64_t overruns_time, overruns_memory;
+
+void luavm_budget_overruns(uint64_t *time, uint64_t *memory)
+{
+    *time = atomic_load(&overruns_time);
+    *memory = atomic_load(&overruns_memory);
+}
+
+/*
  * The allocator (HAProxy hlua_alloc without atomics: a state is used by
  * one thread). Growth past the cap returns NULL and Lua raises "not enough
  * memory"; shrinking never fails.
@@ -118,8 +135,10 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         vm->allocated -= old;
         return NULL;
     }
-    if (nsize > old && nsize - old > vm->limit - vm->allocated)
+    if (nsize > old && nsize - old > vm->limit - vm->allocated) {
+        refused_vm = vm;
         return NULL;
+    }
     p = realloc(ptr, nsize);
     if (p == NULL)
         return nsize <= old ? ptr : NULL;
@@ -157,6 +176,8 @@ void luavm__hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     if (time_mono() < vm->deadline)
         return;
+    if (!vm->timed_out) /* re-armed below: count the call once */
+        atomic_fetch_add(&overruns_time, 1);
     vm->timed_out = true;
     lua_sethook(L, luavm__hook, LUA_MASKCOUNT, 1);
     if (vm->by_request)
@@ -182,6 +203,7 @@ static void vm_arm(struct vm *vm, double budget, bool request_bound)
     double now = time_mono();
 
     vm->timed_out = false;
+    refused_vm = NULL;
     vm->by_request = left >= 0 && (double)left / 1000.0 < budget;
     vm->deadline = now + (vm->by_request ? (double)left / 1000.0 : budget);
     lua_sethook(vm->L, luavm__hook, LUA_MASKCOUNT, LUAVM_HOOK_COUNT);
@@ -1317,6 +1339,10 @@ int luavm__protected(struct vm *vm, struct lua_api_ctx *ctx,
     vm->depth++;
     status = lua_pcall(vm->L, 1, 0, *base + 1);
     vm->depth--;
+    if (status != LUA_OK && refused_vm == vm) { /* failed at its cap */
+        atomic_fetch_add(&overruns_memory, 1);
+        refused_vm = NULL;
+    }
     if (ctx->outer != NULL) {
         vm->deadline = ctx->outer->deadline > 0 ? ctx->outer->deadline
                                                 : INFINITY;

@@ -189,4 +189,10 @@ void luavm_periodic(const struct mount *m);
  */
 void luavm_thread_release(void);
 
+/*
+ * Lua calls stopped by their time/instruction deadline and calls that
+ * failed at their memory cap, since start (sys/metrics reads them).
+ */
+void luavm_budget_overruns(uint64_t *time, uint64_t *memory);
+
 #endif

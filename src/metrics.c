@@ -20,6 +20,7 @@
 #include "db_pg_stats.h"
 #include "lease.h"
 #include "lifecycle.h"
+#include "luavm.h"
 #include "mount.h"
 #include "util.h"
 
@@ -303,7 +304,7 @@ static void set_quantiles(struct entry *e, const struct ring *r)
 static void collect_requests(struct list *l)
 {
     struct entry *e;
-
+    uint64_t lua_time, lua_memory;
     char code[8];
 
     for (int i = 100; i < MAX_STATUS; i++) {
@@ -318,6 +319,11 @@ static void collect_requests(struct list *l)
               (double)audit_failures_total());
     add_value(l, COUNTER, "token.creation",
               (double)atomic_load(&tokens_created));
+    luavm_budget_overruns(&lua_time, &lua_memory);
+    add(l, COUNTER, "lua.budget_overrun", "kind", "time")->value =
+        (double)lua_time;
+    add(l, COUNTER, "lua.budget_overrun", "kind", "memory")->value =
+        (double)lua_memory;
     pthread_mutex_lock(&mu);
     e = add(l, SUMMARY, "core.handle_request", NULL, NULL);
     e->s = all_requests;

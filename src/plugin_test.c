@@ -137,7 +137,10 @@ static int parse_timeout(const char *arg, const char *v, double *out)
     return 0;
 }
 
-/* argv: "plugin" "test" options... PATH. 0, or -1 after printing why. */
+/*
+ * argv: "plugin" "test" options... PATH. 0, 1 after printing the help
+ * (-h), or -1 after printing why.
+ */
 static int parse_args(int argc, char **argv, struct run *r)
 {
     const char *v;
@@ -163,6 +166,10 @@ static int parse_args(int argc, char **argv, struct run *r)
                 return -1;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--v") == 0) {
             r->verbose = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0 ||
+                   strcmp(a, "--help") == 0) {
+            usage();
+            return 1;
         } else if (a[0] == '-') {
             fprintf(stderr, "Error: unknown flag \"%s\"\n\n", a);
             usage();
@@ -1076,6 +1083,7 @@ int plugin_test_main(int argc, char **argv)
     struct run r = {.timeout = PT_DEFAULT_TIMEOUT, .log_level = "error"};
     struct errbuf err = {{0}};
     bool core_up = false;
+    bool help = false;
     int level;
 
     strvec_init(&r.tests);
@@ -1085,8 +1093,15 @@ int plugin_test_main(int argc, char **argv)
         usage();
         goto out;
     }
-    if (parse_args(argc, argv, &r) != 0)
+    switch (parse_args(argc, argv, &r)) {
+    case 0:
+        break;
+    case 1: /* -h */
+        help = true;
         goto out;
+    default:
+        goto out;
+    }
     level = log_level_parse(r.log_level);
     if (level < 0) {
         fprintf(stderr, "Error: unknown log level \"%s\"\n", r.log_level);
@@ -1124,5 +1139,7 @@ out:
     strvec_release(&r.tests);
     strvec_release(&r.sources);
     strvec_release(&r.http_allowed);
+    if (help)
+        return 0;
     return core_up && r.failed == 0 && r.passed > 0 ? 0 : 1;
 }

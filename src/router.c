@@ -38,6 +38,29 @@ static const char *const reserved_prefixes[] = {
     "sys/", "auth/", "audit/", "cubbyhole/", "identity/",
 };
 
+/*
+ * cubbyhole/ is served per token outside the table (cubbyhole.c) but
+ * listed among the secret engines, as Vault lists it: local, not
+ * tunable, not disableable. Its accessor and uuid last for the process.
+ */
+#define CUBBYHOLE_PATH "cubbyhole/"
+static struct mount cubbyhole_listing;
+static pthread_once_t cubbyhole_once = PTHREAD_ONCE_INIT;
+
+static void cubbyhole_listing_init(void)
+{
+    struct mount *m = &cubbyhole_listing;
+    char hex[9];
+
+    m->path = xstrdup(CUBBYHOLE_PATH);
+    m->type = xstrdup("cubbyhole");
+    m->description = xstrdup("per-token private secret storage");
+    m->klass = MOUNT_SECRET;
+    m->local = true;
+    COFFER_ASSERT(crypto_uuid(m->uuid) == 0 && crypto_random_hex(hex, 8) == 0);
+    snprintf(m->accessor, sizeof(m->accessor), "cubbyhole_%s", hex);
+}
+
 /* ============================================================ lifetime == */
 
 static void mount_free(struct mount *m)
@@ -583,7 +606,10 @@ int router_disable(enum mount_class klass, const char *raw_path,
         return COFFER_EINVAL;
     pthread_rwlock_wrlock(&table_lock);
     i = find_locked(path);
-    if (i >= 0 && is_builtin(table[i])) {
+    if (strcmp(path, CUBBYHOLE_PATH) == 0) {
+        errbuf_set(err, "cannot unmount \"%s\"", path);
+        rc = COFFER_EINVAL;
+    } else if (i >= 0 && is_builtin(table[i])) {
         if (table[i]->impl == MOUNT_IMPL_TOKEN)
             errbuf_set(err, "token credential backend cannot be disabled");
         else
@@ -669,7 +695,10 @@ int router_tune(enum mount_class klass, const char *raw_path,
         return COFFER_EINVAL;
     pthread_rwlock_wrlock(&table_lock);
     i = find_locked(path);
-    if (i < 0) {
+    if (strcmp(path, CUBBYHOLE_PATH) == 0) {
+        errbuf_set(err, "cannot tune \"%s\"", path);
+        rc = COFFER_EINVAL;
+    } else if (i < 0) {
         errbuf_set(err, "tune of path \"%s\" failed: no mount entry found",
                    path);
         rc = COFFER_EINVAL;
@@ -737,6 +766,11 @@ cJSON *router_list_json(enum mount_class klass)
 {
     cJSON *o = cJSON_CreateObject();
 
+    if (klass == MOUNT_SECRET) {
+        pthread_once(&cubbyhole_once, cubbyhole_listing_init);
+        cJSON_AddItemToObject(o, CUBBYHOLE_PATH,
+                              router_mount_json(&cubbyhole_listing));
+    }
     pthread_rwlock_rdlock(&table_lock);
     for (size_t i = 0; i < table_n; i++) {
         const struct mount *m = table[i];

@@ -451,10 +451,15 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
     struct errbuf err;
     int level;
 
+    config_set_audit_check(audit_check_declaration);
     if (o->config != NULL && config_load(o->config, conf, &err) != 0) {
         fprintf(stderr, "Error loading configuration: %s\n", err.msg);
         return -1;
     }
+    /* Declared audit devices are enabled at unseal, before any request. */
+    if (o->config != NULL)
+        audit_configure(conf->audit, conf->naudit,
+                        conf->unsafe_allow_api_audit_creation, conf->path);
     if (o->log_level == NULL)
         o->log_level = conf->log_level ? conf->log_level : "info";
     level = log_level_parse(o->log_level);

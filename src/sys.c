@@ -84,6 +84,12 @@ static void mount_read(enum mount_class klass, const char *path,
 
     snprintf(full, sizeof(full), "%s%s/", klass == MOUNT_AUTH ? "auth/" : "",
              path);
+    if (klass == MOUNT_SECRET && strcmp(full, "cubbyhole/") == 0) {
+        cJSON *all = router_list_json(MOUNT_SECRET); /* listed, not routed */
+        resp->data = cJSON_DetachItemFromObjectCaseSensitive(all, full);
+        cJSON_Delete(all);
+        return;
+    }
     m = router_match(full);
     if (m == NULL || strcmp(m->path, full) != 0) {
         response_error(resp, 400, "No secret engine mount at %s",

@@ -141,38 +141,15 @@ static cJSON *wrap_text(const char *inner, int64_t ttl, const char *path)
     return env;
 }
 
-/* Takes ownership of o; the body with Vault's trailing newline. */
-static char *print_body(cJSON *o, size_t *len)
+bool wrapping_wanted(const struct request *req)
 {
-    char *text = cJSON_PrintUnformatted(o);
-    size_t n = strlen(text);
-    char *out = xmalloc(n + 2);
-
-    json_delete_wiped(o);
-    memcpy(out, text, n);
-    out[n] = '\n';
-    out[n + 1] = '\0';
-    secure_free(text, n);
-    *len = n + 1;
-    return out;
+    return req->wrap_ttl > 0 &&
+           strcmp(req->path, "sys/wrapping/rewrap") != 0;
 }
 
-char *wrapping_apply(const struct request *req, int *status,
-                     const char *body, size_t *len)
+cJSON *wrapping_wrap(const struct request *req, const char *body)
 {
-    cJSON *env, *err;
-
-    if (req->wrap_ttl <= 0 || *status != 200 || body == NULL ||
-        strcmp(req->path, "sys/wrapping/rewrap") == 0)
-        return NULL;
-    env = wrap_text(body, req->wrap_ttl, req->path);
-    if (env != NULL)
-        return print_body(env, len);
-    err = cJSON_CreateObject();
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(err, "errors"),
-                         cJSON_CreateString("internal error"));
-    *status = 500;
-    return print_body(err, len);
+    return wrap_text(body, req->wrap_ttl, req->path);
 }
 
 /* -------------------------------------------------------- sys/wrapping -- */

@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <cjson/cJSON.h>
+
 #include "request.h"
 
 /*
@@ -32,12 +34,15 @@ void wrapping_handle(struct request *req, struct response *resp);
 /* sys/wrapping/wrap, after the usual authorisation: data = the body. */
 void wrapping_handle_wrap(const struct request *req, struct response *resp);
 
+/* True when req's reply is to be wrapped (rewrap makes its own). */
+bool wrapping_wanted(const struct request *req);
 /*
- * After rendering: when req asked for wrapping and the reply is 200 with
- * a JSON body, returns the body to send instead (a new string of *len
- * bytes, the wrap envelope or an error with *status set), else NULL.
+ * Stores body (a rendered 200 reply) behind a new wrapping token and
+ * returns Vault's envelope for it (data null, wrap_info with the token),
+ * or NULL with nothing of it left behind. core puts the envelope in the
+ * response before its audit entry, so the log records the wrapping
+ * token (hashed), never the wrapped secret.
  */
-char *wrapping_apply(const struct request *req, int *status,
-                     const char *body, size_t *len);
+cJSON *wrapping_wrap(const struct request *req, const char *body);
 
 #endif

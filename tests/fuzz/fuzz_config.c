@@ -12,6 +12,7 @@
  */
 #include "../../src/config.c"
 
+#include "audit.h"
 #include "fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -22,6 +23,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     fuzz_quiet();
+    config_set_audit_check(audit_check_declaration); /* as server.c does */
     return 0;
 }
 

@@ -110,13 +110,16 @@ static void check_acl(struct policy *p)
     for (size_t i = 0; i < p->n && i < 64; i++) {
         for (size_t s = 0; s < ARRAY_LEN(suffixes); s++) {
             char *path = concrete(p->rules[i].path, suffixes[s]);
-            for (size_t o = 0; o < ARRAY_LEN(ops); o++)
-                (void)acl_check(a, path, ops[o], data, &why);
+            for (size_t o = 0; o < ARRAY_LEN(ops); o++) {
+                (void)acl_check(a, path, ops[o], data, 0, &why);
+                /* with a wrap TTL: the min/max_wrapping_ttl checks */
+                (void)acl_check(a, path, ops[o], data, 300, &why);
+            }
             free(path);
         }
     }
-    (void)acl_check(a, "", OP_READ, data, &why);
-    (void)acl_check(a, "sys/policy/x", OP_UPDATE, data, &why);
+    (void)acl_check(a, "", OP_READ, data, 0, &why);
+    (void)acl_check(a, "sys/policy/x", OP_UPDATE, data, 0, &why);
     cJSON_Delete(data);
     acl_put(a);
 }

@@ -762,3 +762,220 @@ def test_revocations_without_a_request_are_audited(asrv, tmpdir_audit):
         assert expiring not in text and revoked not in text
     finally:
         disable(asrv, name)
+
+
+# ---- devices declared in the configuration file (OpenBao's audit stanza) --
+
+import subprocess
+
+from conftest import coffer_bin
+from realserver import RealServer
+
+
+def _declared_config(log_path, extra=""):
+    return ('audit "file" "declared" {\n'
+            '  description = "from the file",\n'
+            '  options = { file_path = "%s", mode = "0640" },\n'
+            '}\n%s' % (log_path, extra))
+
+
+@pytest.fixture(scope="module")
+def dsrv():
+    d = tempfile.mkdtemp(prefix="coffer-audit-decl-")
+    log_path = os.path.join(d, "declared.log")
+    srv = RealServer(d, storage="sqlite",
+                     extra_config=_declared_config(log_path))
+    srv.audit_log = log_path
+    srv.start()
+    srv.keys, _ = srv.init(shares=1, threshold=1)
+    # Nothing is written before unseal: the device is opened then.
+    assert not os.path.exists(log_path)
+    srv.unseal(srv.keys)
+    first = srv.req("GET", "auth/token/lookup-self")
+    assert first.status_code == 200, first.text
+    srv.first_accessor = first.json()["data"]["accessor"]
+    yield srv
+    srv.stop()
+
+
+def test_declared_device_logs_from_the_first_request(dsrv):
+    entries = read_entries(dsrv.audit_log)
+    # The first request after unseal is the first entry: nothing served
+    # before the declared device was enabled.
+    assert entries[0]["type"] == "request", entries[0]
+    assert entries[0]["request"]["path"] == "auth/token/lookup-self"
+    assert entries[1]["type"] == "response"
+    assert entries[1]["request"]["path"] == "auth/token/lookup-self"
+    h = audit_hash(dsrv, "declared", dsrv.token)
+    assert entries[0]["request"]["client_token"] == h
+    assert dsrv.token not in open(dsrv.audit_log).read()
+    assert stat.S_IMODE(os.stat(dsrv.audit_log).st_mode) == 0o640
+
+
+def test_declared_device_is_listed(dsrv):
+    r = dsrv.req("GET", "sys/audit")
+    assert r.status_code == 200, r.text
+    dev = r.json()["declared/"]
+    assert dev["type"] == "file"
+    assert dev["description"] == "from the file"
+    assert dev["options"] == {"file_path": dsrv.audit_log, "mode": "0640"}
+    assert dev["path"] == "declared/"
+
+
+def test_declared_device_cannot_be_disabled_through_the_api(dsrv):
+    for path in ("declared", "declared/"):
+        r = dsrv.req("DELETE", "sys/audit/" + path)
+        assert r.status_code == 400, r.text
+        assert "declared in the configuration file" in r.text, r.text
+        assert "coffer.lua:3)" in r.text, r.text
+    assert "declared/" in dsrv.req("GET", "sys/audit").json()
+    # Still writing.
+    marker = "marker-" + uuid.uuid4().hex
+    dsrv.req("GET", "sys/mounts?x=" + marker)
+    assert any(e["request"]["path"] == "sys/mounts"
+               for e in read_entries(dsrv.audit_log)[-2:])
+    # Nor replaced: enabling at its path is refused.
+    r = dsrv.req("PUT", "sys/audit/declared",
+                 json={"type": "file", "options": {"file_path": "discard"}})
+    assert r.status_code == 400 and "path already in use" in r.text, r.text
+
+
+def test_api_devices_still_allowed_by_default(dsrv):
+    name = "api-" + uuid.uuid4().hex[:6]
+    r = dsrv.req("PUT", "sys/audit/" + name,
+                 json={"type": "file", "options": {"file_path": "discard"}})
+    assert r.status_code == 204, r.text
+    assert name + "/" in dsrv.req("GET", "sys/audit").json()
+    r = dsrv.req("DELETE", "sys/audit/" + name)
+    assert r.status_code == 204, r.text
+
+
+def test_declared_device_survives_restart_with_its_salt(dsrv):
+    before = audit_hash(dsrv, "declared", "a-known-value")
+    dsrv.stop()
+    dsrv.start()
+    dsrv.unseal(dsrv.keys)
+    assert audit_hash(dsrv, "declared", "a-known-value") == before
+    r = dsrv.req("GET", "sys/audit")
+    assert list(r.json().get("data", r.json()).keys()).count("declared/") == 1
+
+
+def test_declared_device_is_not_stored(tmpdir_audit):
+    """Removed from the file, it is gone after a restart: config-owned."""
+    log_path = os.path.join(tmpdir_audit, "a.log")
+    srv = RealServer(tmpdir_audit, extra_config=_declared_config(log_path))
+    srv.start()
+    try:
+        keys, _ = srv.init(shares=1, threshold=1)
+        srv.unseal(keys)
+        assert "declared/" in srv.req("GET", "sys/audit").json()
+        srv.stop()
+        with open(srv.config) as f:
+            text = f.read()
+        with open(srv.config, "w") as f:
+            f.write(text[:text.index('audit "file"')])
+        srv.start()
+        srv.unseal(keys)
+        r = srv.req("GET", "sys/audit")
+        assert r.status_code == 200
+        assert "declared/" not in r.json(), r.text
+    finally:
+        srv.stop()
+
+
+def test_api_creation_can_be_switched_off(tmpdir_audit):
+    log_path = os.path.join(tmpdir_audit, "a.log")
+    srv = RealServer(tmpdir_audit, extra_config=_declared_config(
+        log_path, "unsafe_allow_api_audit_creation = false\n"))
+    srv.start()
+    try:
+        keys, _ = srv.init(shares=1, threshold=1)
+        srv.unseal(keys)
+        for method in ("PUT", "POST"):
+            r = srv.req(method, "sys/audit/other",
+                        json={"type": "file",
+                              "options": {"file_path": "discard"}})
+            assert r.status_code == 400, r.text
+            assert r.json()["errors"] == [
+                "cannot enable audit device via API; use declarative, "
+                "config-based audit device management instead"]
+        assert list(k for k in srv.req("GET", "sys/audit").json()
+                    if k.endswith("/")) == ["declared/"]
+        # The declared device is unaffected.
+        assert any(e["request"]["path"] == "sys/audit"
+                   for e in read_entries(log_path))
+    finally:
+        srv.stop()
+
+
+def _start_error(tmpdir, body):
+    cfg = os.path.join(tmpdir, "bad.lua")
+    with open(cfg, "w") as f:
+        f.write('listener "tcp" { address = "127.0.0.1:1", '
+                'tls_disable = true }\n'
+                'storage "inmem" {}\n' + body)
+    p = subprocess.run([coffer_bin(), "server", "-config=" + cfg],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=20)
+    assert p.returncode != 0, p.stdout + p.stderr
+    return cfg, p.stderr
+
+
+@pytest.mark.parametrize("body,line,text", [
+    ('audit "tape" "x" { }\n', 3, 'unknown audit device type "tape"'),
+    ('audit "file" "x" { }\n', 3, "file_path is required"),
+    ('audit "file" "x" { file_pth = "/tmp/a" }\n', 3,
+     'unknown option "file_pth" for a file device'),
+    ('audit "file" "x" { options = { file_path = "rel/a.log" } }\n', 3,
+     "file_path must be an absolute path"),
+    ('audit "file" "x" { file_path = "/tmp/a", mode = "rw" }\n', 3,
+     'invalid file mode "rw"'),
+    ('audit "file" "x" { file_path = "/tmp/a", format = "jsonx" }\n', 3,
+     "jsonx"),
+    ('audit "socket" "s" { address = "127.0.0.1:9", socket_type = "sctp" }'
+     '\n', 3, 'unsupported socket_type "sctp"'),
+    ('audit "syslog" "s" { facility = "NOPE" }\n', 3,
+     'unknown syslog facility "NOPE"'),
+    ('audit "file" "x" { file_path = "/tmp/a", log_raw = "maybe" }\n', 3,
+     "log_raw"),
+    ('audit "file" "x" { file_path = "/tmp/a", options = '
+     '{ file_path = "/tmp/b" } }\n', 3, "given twice"),
+    ('audit "file" "x" { file_path = {} }\n', 3, "file_path"),
+    ('audit "file" "x" { file_path = "/tmp/a" }\n'
+     'audit "file" "x/" { file_path = "/tmp/b" }\n', 4,
+     "(the first is at line 3)"),
+    ('\naudit "file" "x"\n', 4, "has no { ... } block"),
+    ('audit "file" "../x" { file_path = "/tmp/a" }\n', 3, "invalid path"),
+    ('audit "file" "" { file_path = "/tmp/a" }\n', 3, "invalid path"),
+    ('unsafe_allow_api_audit_creation = "sometimes"\n', 3,
+     "invalid boolean"),
+])
+def test_bad_declarations_stop_the_server_with_file_and_line(
+        tmpdir_audit, body, line, text):
+    cfg, err = _start_error(tmpdir_audit, body)
+    assert "%s:%d:" % (cfg, line) in err, err
+    assert text in err, err
+
+
+def test_declaration_forms(tmpdir_audit):
+    """audit "file" { ... } takes the type as the path; flat options."""
+    log_path = os.path.join(tmpdir_audit, "f.log")
+    srv = RealServer(tmpdir_audit, extra_config=(
+        'audit "file" { file_path = "%s", hmac_accessor = false, '
+        '["local"] = true }\n'
+        'audit "socket" "sock" { options = { address = "127.0.0.1:%d", '
+        'write_timeout = "1s" } }\n' % (log_path, 9)))
+    srv.start()
+    try:
+        keys, _ = srv.init(shares=1, threshold=1)
+        srv.unseal(keys)
+        # The socket device cannot connect; the file device takes it.
+        r = srv.req("GET", "sys/audit")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["file/"]["options"] == {"file_path": log_path,
+                                            "hmac_accessor": "false"}
+        assert body["file/"]["local"] is True
+        assert body["sock/"]["type"] == "socket"
+    finally:
+        srv.stop()

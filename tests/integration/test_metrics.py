@@ -610,3 +610,92 @@ def test_request_counters_exact_under_parallel_load(srv, _repeat):
         list(ex.map(one, range(total)))
     # The first count() itself finished after it rendered: +1.
     assert count() == before + total + 1
+
+
+# ------------------------------------------------- Lua budget overruns --
+
+RUNAWAY_ENGINE = """
+local e = coffer.engine { name = "runaway", help = "Runs away." }
+
+e:path("spin", {
+  read = function(req)
+    local x = 0
+    while true do x = x + 1 end
+  end,
+})
+
+e:path("spin-caught", {
+  read = function(req)
+    -- A pcall in the script cannot swallow the deadline, nor count twice.
+    for i = 1, 100 do pcall(function() while true do end end) end
+    return { data = { survived = true } }
+  end,
+})
+
+e:path("hog", {
+  read = function(req)
+    local t, s = {}, string.rep("x", 1024 * 1024)
+    for i = 1, 1000000 do t[i] = s .. i end
+    return { data = { n = #t } }
+  end,
+})
+
+e:path("fine", {
+  read = function(req)
+    local t = {}
+    for i = 1, 1000 do t[i] = string.rep("y", 100) .. i end
+    return { data = { n = #t } }
+  end,
+})
+
+return e
+"""
+
+
+@pytest.fixture(scope="module")
+def runaway():
+    d = tempfile.mkdtemp(prefix="coffer-runaway-")
+    with open(os.path.join(d, "runaway.lua"), "w") as f:
+        f.write(RUNAWAY_ENGINE)
+    s = Server(["-dev-plugin-dir=%s" % d, "-max-request-duration=1s"])
+    r = s.req("POST", "sys/mounts/run", json={"type": "runaway"})
+    assert r.status_code == 204, r.text
+    yield s
+    s.stop()
+
+
+def overruns(srv):
+    got = labelled(srv, "coffer.lua.budget_overrun")
+    return got.get("time", 0), got.get("memory", 0)
+
+
+def test_lua_budget_overruns_are_counted_by_kind(runaway, _repeat):
+    t0, m0 = overruns(runaway)
+    r = runaway.req("GET", "run/spin", timeout=20)
+    assert r.status_code == 500, r.text
+    assert overruns(runaway) == (t0 + 1, m0)
+    r = runaway.req("GET", "run/spin-caught", timeout=20)
+    assert r.status_code == 500, r.text
+    assert overruns(runaway) == (t0 + 2, m0)
+    r = runaway.req("GET", "run/hog", timeout=20)
+    assert r.status_code == 500, r.text
+    assert overruns(runaway) == (t0 + 2, m0 + 1)
+    # Calls within budget count nothing.
+    for _ in range(5):
+        r = runaway.req("GET", "run/fine")
+        assert r.status_code == 200 and r.json()["data"]["n"] == 1000
+    assert overruns(runaway) == (t0 + 2, m0 + 1)
+    text = runaway.req("GET", "sys/metrics",
+                       params={"format": "prometheus"}).text
+    assert 'coffer_lua_budget_overrun{kind="time"} %d' % (t0 + 2) in text
+    assert 'coffer_lua_budget_overrun{kind="memory"} %d' % (m0 + 1) in text
+
+
+def test_lua_budget_overruns_exact_under_parallel_load(runaway, _repeat):
+    t0, m0 = overruns(runaway)
+    paths = ["run/spin"] * 3 + ["run/hog"] * 3 + ["run/fine"] * 6
+    with concurrent.futures.ThreadPoolExecutor(len(paths)) as ex:
+        codes = list(ex.map(
+            lambda p: runaway.req("GET", p, timeout=30).status_code, paths))
+    assert codes == [500] * 6 + [200] * 6, codes
+    assert overruns(runaway) == (t0 + 3, m0 + 3)

@@ -496,3 +496,142 @@ def test_policy_min_max_wrapping_ttl(server, kv2):
         ' min_wrapping_ttl = "2m"\n max_wrapping_ttl = "1m"\n}')})
     assert r.status_code == 400
     assert "max_wrapping_ttl cannot be less than min_wrapping_ttl" in r.text
+
+
+# ------------------------------------------------------------ audit log --
+
+def test_audit_entry_of_a_wrapped_response_holds_wrap_info(server, kv2,
+                                                          tmp_path):
+    """Vault logs the envelope: wrap_info with the token HMAC'd, no data."""
+    name = "wa-" + uuid.uuid4().hex[:8]
+    log = tmp_path / "audit.log"
+    r = server.req("PUT", "sys/audit/" + name, json={
+        "type": "file", "options": {"file_path": str(log)}})
+    assert r.status_code == 204, r.text
+    try:
+        path, value = kv_secret(server, kv2)
+        info = wrapped(server, "GET", path, ttl="2m")
+        r = server.req("PUT", "sys/audit-hash/" + name,
+                       json={"input": info["token"]})
+        assert r.status_code == 200, r.text
+        token_hash = r.json()["data"]["hash"]
+        r = server.req("PUT", "sys/audit-hash/" + name,
+                       json={"input": info["accessor"]})
+        accessor_hash = r.json()["data"]["hash"]
+    finally:
+        r = server.req("DELETE", "sys/audit/" + name)
+        assert r.status_code == 204, r.text
+    text = log.read_text()
+    assert value["password"] not in text and info["token"] not in text
+    entries = [json.loads(l) for l in text.splitlines() if l]
+    resp = [e for e in entries if e["type"] == "response" and
+            e["request"]["path"] == path and
+            e["request"].get("wrap_ttl") == 120]
+    assert len(resp) == 1, entries
+    wi = resp[0]["response"]["wrap_info"]
+    assert wi["token"] == token_hash
+    assert wi["accessor"] == accessor_hash
+    assert wi["ttl"] == 120 and wi["creation_path"] == path
+    assert wi["creation_time"] == info["creation_time"]
+    assert "data" not in resp[0]["response"]
+    # The unwrap's response entry holds the secret, hashed.
+    assert unwrap(server, info["token"]).json()["data"]["data"] == value
+
+
+def test_audit_entry_of_a_wrapped_token_has_wrapped_accessor(server,
+                                                             tmp_path):
+    name = "wt-" + uuid.uuid4().hex[:8]
+    log = tmp_path / "audit.log"
+    r = server.req("PUT", "sys/audit/" + name, json={
+        "type": "file",
+        "options": {"file_path": str(log), "hmac_accessor": "false"}})
+    assert r.status_code == 204, r.text
+    try:
+        info = wrapped(server, "POST", "auth/token/create",
+                       json={"policies": ["default"]})
+    finally:
+        server.req("DELETE", "sys/audit/" + name)
+    entries = [json.loads(l) for l in log.read_text().splitlines() if l]
+    resp = [e for e in entries if e["type"] == "response" and
+            e["request"]["path"] == "auth/token/create"]
+    assert len(resp) == 1, entries
+    wi = resp[0]["response"]["wrap_info"]
+    assert wi["token"].startswith("hmac-sha256:")
+    assert wi["accessor"] == info["accessor"]  # hmac_accessor=false
+    assert wi["wrapped_accessor"] == info["wrapped_accessor"]
+    assert "auth" not in resp[0]["response"]
+    assert "data" not in resp[0]["response"]
+
+
+# ------------------------------------------------------ cubbyhole mount --
+
+def test_cubbyhole_listed_in_sys_mounts(server):
+    c = server.client
+    mounts = server.req("GET", "sys/mounts").json()
+    for listing in (mounts["data"], mounts,
+                    c.sys.list_mounted_secrets_engines()["data"]):
+        m = listing["cubbyhole/"]
+        assert m["type"] == "cubbyhole"
+        assert m["description"] == "per-token private secret storage"
+        assert m["local"] is True and m["seal_wrap"] is False
+        assert m["accessor"].startswith("cubbyhole_")
+    # Stable between listings; the single-mount read agrees.
+    again = server.req("GET", "sys/mounts").json()["data"]["cubbyhole/"]
+    assert again == mounts["data"]["cubbyhole/"]
+    one = server.req("GET", "sys/mounts/cubbyhole")
+    assert one.status_code == 200, one.text
+    assert one.json()["data"]["accessor"] == again["accessor"]
+    r = server.cli("secrets", "list")
+    assert r.rc == 0, r
+    line = [l for l in r.stdout.splitlines() if l.startswith("cubbyhole/")]
+    assert len(line) == 1 and "cubbyhole" in line[0].split()[1], r.stdout
+    assert "per-token private secret storage" in line[0]
+
+
+def test_cubbyhole_mount_cannot_be_disabled_tuned_or_replaced(server):
+    for method, path, body in (
+            ("DELETE", "sys/mounts/cubbyhole", None),
+            ("POST", "sys/mounts/cubbyhole/tune", {"default_lease_ttl": 60}),
+            ("POST", "sys/mounts/cubbyhole", {"type": "kv"}),
+            ("POST", "sys/mounts/cubbyhole/x", {"type": "kv"})):
+        r = server.req(method, path, json=body)
+        assert r.status_code == 400, (method, path, r.text)
+        assert "cubbyhole/" in r.json()["errors"][0], r.text
+    # Still working and still listed.
+    r = server.req("POST", "cubbyhole/still", json={"v": "1"})
+    assert r.status_code == 204, r.text
+    assert server.req("GET", "cubbyhole/still").json()["data"] == {"v": "1"}
+    assert "cubbyhole/" in server.req("GET", "sys/mounts").json()["data"]
+    # Not in the persisted table: sys/internal/ui/mounts shows it once.
+    ui = server.req("GET", "sys/internal/ui/mounts").json()["data"]
+    assert list(ui["secret"]).count("cubbyhole/") == 1
+
+
+def test_audit_entries_of_parallel_wrapped_reads(server, kv2, tmp_path):
+    """Each response entry names its own wrapping token, none the secret."""
+    name = "wp-" + uuid.uuid4().hex[:8]
+    log = tmp_path / "audit.log"
+    r = server.req("PUT", "sys/audit/" + name, json={
+        "type": "file", "options": {"file_path": str(log)}})
+    assert r.status_code == 204, r.text
+    try:
+        path, value = kv_secret(server, kv2)
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            infos = list(ex.map(lambda _: wrapped(server, "GET", path),
+                                range(16)))
+        want = set()
+        for info in infos:
+            r = server.req("PUT", "sys/audit-hash/" + name,
+                           json={"input": info["token"]})
+            want.add(r.json()["data"]["hash"])
+    finally:
+        server.req("DELETE", "sys/audit/" + name)
+    text = log.read_text()
+    assert value["password"] not in text
+    got = [json.loads(l) for l in text.splitlines() if l]
+    got = [e["response"]["wrap_info"]["token"] for e in got
+           if e["type"] == "response" and e["request"]["path"] == path and
+           e["request"]["operation"] == "read"]
+    assert len(want) == 16 and sorted(got) == sorted(want)
+    for info in infos:
+        assert unwrap(server, info["token"]).json()["data"]["data"] == value

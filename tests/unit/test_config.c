@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include "audit.h"
 #include "harness.h"
 
 static char tmpdir[64];
@@ -720,6 +721,71 @@ TEST(plain_http_still_starts)
     http_stop(srv);
 }
 
+/* ======================================================= audit devices == */
+
+#include "../../src/json.h"
+
+TEST(audit_declarations)
+{
+    static const char text[] =
+        "storage \"inmem\" {}\n" PLAIN_LISTENER
+        "audit \"file\" \"main\" {\n"
+        "  description = \"d\", [\"local\"] = true,\n"
+        "  options = { file_path = \"/var/log/a.log\", log_raw = false },\n"
+        "}\n"
+        "audit \"syslog\" { tag = \"coffer\", facility = \"LOCAL0\" }\n"
+        "audit \"socket\" \"s/n\" { address = \"127.0.0.1:9\", "
+        "write_timeout = 2 }\n"
+        "unsafe_allow_api_audit_creation = false\n";
+    struct coffer_config c;
+    struct errbuf err;
+
+    CHECK_EQ_INT(load_text(text, &c, &err), 0);
+    CHECK_STREQ(err.msg, "");
+    CHECK_EQ_INT(c.naudit, 3);
+    CHECK(!c.unsafe_allow_api_audit_creation);
+    if (c.naudit == 3) {
+        CHECK_STREQ(c.audit[0].type, "file");
+        CHECK_STREQ(c.audit[0].path, "main");
+        CHECK_STREQ(c.audit[0].description, "d");
+        CHECK(c.audit[0].local);
+        CHECK_EQ_INT(c.audit[0].line, 3);
+        CHECK_STREQ(json_get_str(c.audit[0].options, "file_path", ""),
+                    "/var/log/a.log");
+        CHECK_STREQ(json_get_str(c.audit[0].options, "log_raw", ""),
+                    "false");
+        CHECK_STREQ(c.audit[1].path, "syslog"); /* the type by default */
+        CHECK_EQ_INT(c.audit[1].line, 7);
+        CHECK_STREQ(c.audit[2].path, "s/n");
+        CHECK_STREQ(json_get_str(c.audit[2].options, "write_timeout", ""),
+                    "2");
+    }
+    config_release(&c);
+
+    /* Without the key, API creation stays allowed (Vault's default). */
+    CHECK_EQ_INT(load_text("storage \"inmem\" {}\n" PLAIN_LISTENER, &c,
+                           &err), 0);
+    CHECK(c.unsafe_allow_api_audit_creation);
+    CHECK_EQ_INT(c.naudit, 0);
+    config_release(&c);
+
+    /* Errors carry the line of the block. */
+    CHECK(load_text("storage \"inmem\" {}\n" PLAIN_LISTENER
+                    "audit \"file\" \"x\" { mode = \"0600\" }\n", &c,
+                    &err) != 0);
+    CHECK(strstr(err.msg, ":3: audit \"file\" \"x\": file_path is "
+                          "required") != NULL);
+    CHECK(load_text("storage \"inmem\" {}\n" PLAIN_LISTENER
+                    "audit \"file\" \"x\" (\"y\")\n", &c, &err) != 0);
+    CHECK(strstr(err.msg, ":3:") != NULL);
+    CHECK(load_text("storage \"inmem\" {}\n" PLAIN_LISTENER
+                    "local f = audit \"file\" \"x\"\n"
+                    "f { file_path = \"/a\" }\nf { file_path = \"/b\" }\n",
+                    &c, &err) != 0);
+    CHECK(strstr(err.msg, ":5:") != NULL &&
+          strstr(err.msg, "given twice") != NULL);
+}
+
 /* =============================================================== main == */
 
 static void cleanup(void)
@@ -736,6 +802,7 @@ static void cleanup(void)
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
+    config_set_audit_check(audit_check_declaration); /* as server.c does */
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/coffer-config-XXXXXX");
     if (mkdtemp(tmpdir) == NULL) {
         perror("mkdtemp");
@@ -757,5 +824,6 @@ int main(int argc, char **argv)
     RUN(tls_bad_files);
     RUN(tls_handshake_after_key_wiped);
     RUN(plain_http_still_starts);
+    RUN(audit_declarations);
     return HARNESS_DONE();
 }
