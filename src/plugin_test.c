@@ -114,17 +114,6 @@ static void usage(void)
 
 /* ============================================================ options == */
 
-static const char *opt_value(const char *arg, const char *name)
-{
-    size_t n = strlen(name);
-
-    while (*arg == '-')
-        arg++;
-    if (strncmp(arg, name, n) == 0 && arg[n] == '=')
-        return arg + n + 1;
-    return NULL;
-}
-
 static int parse_timeout(const char *arg, const char *v, double *out)
 {
     char *end = NULL;
@@ -147,11 +136,11 @@ static int parse_args(int argc, char **argv, struct run *r)
 
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
-        if ((v = opt_value(a, "run")) != NULL) {
+        if ((v = flag_value(a, "run")) != NULL) {
             r->filter = v;
-        } else if ((v = opt_value(a, "log-level")) != NULL) {
+        } else if ((v = flag_value(a, "log-level")) != NULL) {
             r->log_level = v;
-        } else if ((v = opt_value(a, "http-allowed")) != NULL) {
+        } else if ((v = flag_value(a, "http-allowed")) != NULL) {
             struct errbuf err;
             if (v[0] != '\0' && lua_http_allow_check(v, &err) != 0) {
                 fprintf(stderr, "Error: invalid URL in \"%s\": %s\n", a,
@@ -161,7 +150,7 @@ static int parse_args(int argc, char **argv, struct run *r)
             if (v[0] != '\0')
                 strvec_push(&r->http_allowed, v);
             r->http_allowed_set = true;
-        } else if ((v = opt_value(a, "timeout")) != NULL) {
+        } else if ((v = flag_value(a, "timeout")) != NULL) {
             if (parse_timeout(a, v, &r->timeout) != 0)
                 return -1;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--v") == 0) {

@@ -116,18 +116,6 @@ static void usage(void)
             "plugin_http_allowed).\n");
 }
 
-/* Accepts "-flag=value" and "--flag=value"; returns the value or NULL. */
-static const char *flag_value(const char *arg, const char *name)
-{
-    size_t n = strlen(name);
-
-    while (*arg == '-')
-        arg++;
-    if (strncmp(arg, name, n) == 0 && arg[n] == '=')
-        return arg + n + 1;
-    return NULL;
-}
-
 static bool flag_is(const char *arg, const char *name)
 {
     while (*arg == '-')

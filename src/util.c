@@ -440,3 +440,14 @@ char *lua_dir_locate(void)
         dir = readable_under(exe, "../lua");
     return dir != NULL ? dir : xstrdup("lua");
 }
+
+const char *flag_value(const char *arg, const char *name)
+{
+    size_t n = strlen(name);
+
+    while (*arg == '-')
+        arg++;
+    if (strncmp(arg, name, n) == 0 && arg[n] == '=')
+        return arg + n + 1;
+    return NULL;
+}

@@ -107,4 +107,10 @@ int file_read(const char *path, struct buf *out, struct file_error *why);
 /* Where the built-in Lua scripts are (a new string, never NULL). */
 char *lua_dir_locate(void);
 
+/*
+ * The value of a command-line flag: "-name=value" or "--name=value" gives
+ * "value"; anything else NULL.
+ */
+const char *flag_value(const char *arg, const char *name);
+
 #endif
