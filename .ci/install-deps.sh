@@ -12,8 +12,9 @@ libsqlite3-dev libcurl4-openssl-dev
 postgresql postgresql-client
 python3 python3-pytest python3-hvac python3-psycopg2 python3-requests
 clang libclang-rt-dev"
-# Load generators, only for `make bench` (install-deps.sh --bench).
-BENCH_PKGS="wrk"
+# Load generators and the nginx baseline (tests/bench/bench_server.py), only
+# for `make bench` (install-deps.sh --bench).
+BENCH_PKGS="wrk nginx-light"
 if [ "${1:-}" = "--bench" ]; then
     PKGS="$PKGS $BENCH_PKGS"
 fi
