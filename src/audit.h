@@ -113,15 +113,20 @@ int audit_check_declaration(const char *type, const cJSON *options,
 void audit_configure(const struct config_audit_device *v, size_t n,
                      bool api_creation, const char *file);
 
+/*
+ * Brings the table in line with the declarations audit_configure was last
+ * given (SIGHUP, after the configuration file was read again): a declared
+ * device whose stanza was removed or changed is disabled, a new or changed
+ * stanza is enabled (with the salt its path had, so audit-hash values
+ * stay), unchanged ones keep writing undisturbed. Devices enabled through
+ * the API are untouched. Sealed, it does nothing (unseal applies them).
+ * Returns the first failure with err set; the other stanzas still apply.
+ */
+int audit_apply_declared(struct errbuf *err);
+
 /* ---- building blocks (unit tests) ------------------------------------ */
 
 /* "hmac-sha256:<hex>" of input under salt into out (AUDIT_HASH_LEN). */
 void audit_hmac(const char *salt, const char *input, size_t len, char *out);
-/*
- * Replaces every string value under node (objects and arrays, any depth;
- * keys untouched) by its HMAC; numbers too when hash_numbers (request
- * bodies: Vault hashes its json.Number). Old strings are wiped.
- */
-void audit_hash_tree(cJSON *node, const char *salt, bool hash_numbers);
 
 #endif

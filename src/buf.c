@@ -63,6 +63,12 @@ static void grow(struct buf *b, size_t need)
     b->cap = cap;
 }
 
+void buf_reserve(struct buf *b, size_t n)
+{
+    if (n <= b->max && (b->ptr == NULL || n + 1 > b->cap))
+        grow(b, n);
+}
+
 int buf_append(struct buf *b, const void *data, size_t len)
 {
     if (len > b->max || b->len > b->max - len) {

@@ -26,6 +26,11 @@ void buf_init(struct buf *b, size_t max);
 void buf_release(struct buf *b);
 /* Empties the buffer but keeps its allocation. */
 void buf_reset(struct buf *b);
+/*
+ * Makes room for n bytes up front (no more than the ceiling), so that a
+ * writer whose usual size is known does not grow the buffer step by step.
+ */
+void buf_reserve(struct buf *b, size_t n);
 /* 0 on success, COFFER_ETOOBIG (buffer released) past the ceiling. */
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_append_str(struct buf *b, const char *s);

@@ -83,6 +83,7 @@ int core_init(const struct core_config *cfg, char **root_token,
     auth_configure(cfg->login_rate, cfg->login_burst);
     sys_set_storage_type(cfg->physical->backend->name);
     cubbyhole_configure(lcfg.storage, token_exists_hmac);
+    token_set_created_hook(metrics_token_created);
     if (cfg->dev_mode)
         rc = lifecycle_dev_bootstrap(root_token, unseal_key, err);
     return rc;
@@ -385,12 +386,13 @@ static void route(struct request *req, struct response *resp)
 {
     const struct mount *m;
 
+    m = router_match(req->path); /* cubbyhole/ too: its listing entry */
     if (cubbyhole_handles(req->path)) { /* per token, outside the table */
+        req->mount = m; /* for metrics and the audit entries */
         cubbyhole_handle(req->token ? req->token->id_hmac : NULL, req,
                          resp);
         return;
     }
-    m = router_match(req->path);
 
     if (m == NULL) {
         response_error(resp, 404, "no handler for route \"%s\". route entry "

@@ -98,6 +98,9 @@ struct db_pool {
     int nopen;            /* idle + lent + being opened */
     int nwaiting;         /* callers blocked in pool_checkout */
     double last_timeout;  /* time_mono() of the last call that timed out */
+    /* Statement latency for sys/metrics (db_pg_stats.h). */
+    uint64_t nstatements, nstatement_errors;
+    double stmt_sum_ms, stmt_min_ms, stmt_max_ms;
     int refs;             /* table + lent connections + acquirers */
     bool closed;          /* replaced or removed: no new lending */
     struct db_pool *next; /* table link, guarded by table_mu */
@@ -1028,6 +1031,11 @@ void db_pool_stats_each(void (*fn)(void *arg, const struct db_pool_stats *s),
         st.idle = p->nidle;
         st.in_use = p->nopen - p->nidle;
         st.waiting = p->nwaiting;
+        st.statements = p->nstatements;
+        st.statement_errors = p->nstatement_errors;
+        st.statement_sum_ms = p->stmt_sum_ms;
+        st.statement_min_ms = p->stmt_min_ms;
+        st.statement_max_ms = p->stmt_max_ms;
         st.max_open = p->max_open;
         pthread_mutex_unlock(&p->mu);
         fn(arg, &st);
@@ -1375,15 +1383,25 @@ static double statement_deadline(const struct db_pool *p, double *limit)
     return deadline_after(p->statement_timeout + 0.25);
 }
 
-/*
- * Runs one statement, or with script (and no parameters) a string of
- * statements in one round trip, within the statement deadline. Returns
- * the successful (last) result (the caller copies what it needs and
- * PQclears it at once) or NULL with err filled.
- */
-static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
-                          const char *const *params, bool script,
-                          struct db_error *err)
+/* Counts one statement of p that took ms, for sys/metrics. */
+static void pool_note_statement(struct db_pool *p, double ms, bool failed)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->nstatements == 0 || ms < p->stmt_min_ms)
+        p->stmt_min_ms = ms;
+    if (p->nstatements == 0 || ms > p->stmt_max_ms)
+        p->stmt_max_ms = ms;
+    p->nstatements++;
+    p->stmt_sum_ms += ms;
+    if (failed)
+        p->nstatement_errors++;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* exec_raw without the counting (below). */
+static PGresult *exec_checked(struct db_conn *c, const char *sql,
+                              int nparams, const char *const *params,
+                              bool script, struct db_error *err)
 {
     PGresult *r = NULL;
     bool timed_out = false;
@@ -1430,6 +1448,26 @@ static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
     }
     PQclear(r);
     return NULL;
+}
+
+/*
+ * Runs one statement, or with script (and no parameters) a string of
+ * statements in one round trip, within the statement deadline. Returns
+ * the successful (last) result (the caller copies what it needs and
+ * PQclears it at once) or NULL with err filled. Every statement a plugin
+ * runs passes here: its latency and outcome are counted per pool.
+ */
+static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
+                          const char *const *params, bool script,
+                          struct db_error *err)
+{
+    double start = time_mono();
+    PGresult *r = exec_checked(c, sql, nparams, params, script, err);
+
+    if (c != NULL && c->pool != NULL)
+        pool_note_statement(c->pool, (time_mono() - start) * 1000.0,
+                            r == NULL);
+    return r;
 }
 
 int db_exec(struct db_conn *c, const char *sql, int nparams,

@@ -7,9 +7,15 @@
 #ifndef COFFER_DB_PG_STATS_H
 #define COFFER_DB_PG_STATS_H
 
+#include <stdint.h>
+
 struct db_pool_stats {
     const char *key;  /* the pool's name, valid during the callback */
     int open, idle, in_use, waiting, max_open;
+    /* Statements run (every one through the driver, failed ones too),
+       their latency in ms, and how many failed. */
+    uint64_t statements, statement_errors;
+    double statement_sum_ms, statement_min_ms, statement_max_ms;
 };
 
 /*

@@ -334,7 +334,30 @@ bool json_number_literal(const char *s, size_t len)
     return len > 0 && scan_number(s, s + len) == len;
 }
 
-bool json_number_exact(const char *lit, size_t len, double *d)
+/*
+ * A plain integer literal of at most 15 digits (no "-0", no leading
+ * zero) is exact: %1.15g prints it back digit for digit. The common case
+ * (TTLs, versions, counts) skips json_number_exact's print round trip,
+ * which costs more than the rest of parsing a small document.
+ */
+static bool small_integer(const char *s, size_t len, double *d)
+{
+    size_t i = len > 0 && s[0] == '-' ? 1 : 0, digits = len - i;
+    int64_t v = 0;
+
+    if (digits == 0 || digits > 15 || (s[i] == '0' && (digits > 1 || i)))
+        return false;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *d = s[0] == '-' ? -(double)v : (double)v;
+    return true;
+}
+
+/* The general test: cJSON prints the double back as the same text. */
+static bool round_trip_exact(const char *lit, size_t len, double *d)
 {
     char text[64], printed[64];
     cJSON item;
@@ -361,6 +384,11 @@ bool json_number_exact(const char *lit, size_t len, double *d)
         return false;
     *d = v;
     return true;
+}
+
+bool json_number_exact(const char *lit, size_t len, double *d)
+{
+    return small_integer(lit, len, d) || round_trip_exact(lit, len, d);
 }
 
 cJSON *json_number_new(const char *lit, size_t len)

@@ -70,7 +70,22 @@ static struct login_count logins[METRICS_MAX_MOUNTS + 1];
 static size_t nlogins;
 
 static atomic_uint_fast64_t status_counts[MAX_STATUS];
-static atomic_uint_fast64_t tokens_created;
+
+/*
+ * Vault's token.creation counter, one slot per label set (auth method,
+ * mount, TTL bucket, token type); the last slot, "other", takes what
+ * does not fit, so hostile mounts or types cannot grow it.
+ */
+#define MAX_TOKEN_SERIES (4 * METRICS_MAX_MOUNTS)
+struct token_series {
+    char auth_method[48];
+    char mount_point[96];
+    char ttl[8];
+    char type[16];
+    uint64_t n;
+};
+static struct token_series token_series[MAX_TOKEN_SERIES + 1];
+static size_t ntoken_series;
 
 void metrics_set_prefix(const char *p)
 {
@@ -144,6 +159,68 @@ static struct login_count *login_slot(const char *mount)
     return &logins[METRICS_MAX_MOUNTS];
 }
 
+/*
+ * Vault's creation_ttl label: the smallest bucket that holds ttl
+ * (seconds; 0 falls in the first, as in Vault), "+Inf" past 30 days.
+ */
+static const char *ttl_bucket(int64_t ttl)
+{
+    static const struct {
+        int64_t secs;
+        const char *label;
+    } buckets[] = {
+        {60, "1m"},     {600, "10m"},    {1200, "20m"},
+        {3600, "1h"},   {7200, "2h"},    {86400, "1d"},
+        {172800, "2d"}, {604800, "7d"},  {2592000, "30d"},
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(buckets); i++) {
+        if (ttl <= buckets[i].secs)
+            return buckets[i].label;
+    }
+    return "+Inf";
+}
+
+/* Caller holds mu. The slot of this label set, or "other" when full. */
+static struct token_series *token_slot(const struct token_series *key)
+{
+    struct token_series *last = &token_series[MAX_TOKEN_SERIES];
+
+    for (size_t i = 0; i < ntoken_series; i++) {
+        struct token_series *t = &token_series[i];
+        if (strcmp(t->auth_method, key->auth_method) == 0 &&
+            strcmp(t->mount_point, key->mount_point) == 0 &&
+            strcmp(t->ttl, key->ttl) == 0 && strcmp(t->type, key->type) == 0)
+            return t;
+    }
+    if (ntoken_series < MAX_TOKEN_SERIES) {
+        token_series[ntoken_series] = *key;
+        return &token_series[ntoken_series++];
+    }
+    snprintf(last->auth_method, sizeof(last->auth_method), "other");
+    snprintf(last->mount_point, sizeof(last->mount_point), "other");
+    snprintf(last->ttl, sizeof(last->ttl), "other");
+    snprintf(last->type, sizeof(last->type), "other");
+    return last;
+}
+
+void metrics_token_created(const char *auth_method, const char *mount_point,
+                           int64_t ttl, const char *token_type)
+{
+    struct token_series key = {0};
+
+    snprintf(key.auth_method, sizeof(key.auth_method), "%s",
+             auth_method != NULL ? auth_method : "");
+    snprintf(key.mount_point, sizeof(key.mount_point), "%s",
+             mount_point != NULL ? mount_point : "");
+    snprintf(key.ttl, sizeof(key.ttl), "%s", ttl_bucket(ttl));
+    snprintf(key.type, sizeof(key.type), "%s",
+             token_type != NULL ? token_type : "service");
+    pthread_mutex_lock(&mu);
+    token_slot(&key)->n++;
+    pthread_mutex_unlock(&mu);
+}
+
 void metrics_capture(struct metrics_req *mr, const struct request *req,
                      const struct response *resp)
 {
@@ -180,8 +257,6 @@ void metrics_note_request(const struct request *req, int status,
 
     if (status >= 100 && status < MAX_STATUS)
         atomic_fetch_add(&status_counts[status], 1);
-    if (issued_token)
-        atomic_fetch_add(&tokens_created, 1);
     pthread_mutex_lock(&mu);
     if (login) {
         struct login_count *c = login_slot(mount);
@@ -206,10 +281,13 @@ void metrics_note_request(const struct request *req, int status,
 
 enum kind { GAUGE, COUNTER, SUMMARY };
 
+#define MAX_LABELS 4
+
 struct entry {
     char name[96];      /* without the prefix */
-    char label_key[16]; /* "" = no label */
-    char label[128];
+    int nlabels;
+    char label_key[MAX_LABELS][16];
+    char label[MAX_LABELS][128];
     enum kind kind;
     double value;       /* gauge value or counter count */
     struct summary s;
@@ -222,8 +300,11 @@ struct list {
     size_t n, cap;
 };
 
-static struct entry *add(struct list *l, enum kind k, const char *name,
-                         const char *lkey, const char *lval)
+/* Adds a metric with n labels (keys[i] = vals[i]). */
+static struct entry *add_labeled(struct list *l, enum kind k,
+                                 const char *name, int n,
+                                 const char *const *keys,
+                                 const char *const *vals)
 {
     struct entry *e;
 
@@ -235,9 +316,21 @@ static struct entry *add(struct list *l, enum kind k, const char *name,
     memset(e, 0, sizeof(*e));
     e->kind = k;
     snprintf(e->name, sizeof(e->name), "%s", name);
-    snprintf(e->label_key, sizeof(e->label_key), "%s", lkey ? lkey : "");
-    snprintf(e->label, sizeof(e->label), "%s", lval ? lval : "");
+    e->nlabels = n < MAX_LABELS ? n : MAX_LABELS;
+    for (int i = 0; i < e->nlabels; i++) {
+        snprintf(e->label_key[i], sizeof(e->label_key[i]), "%s", keys[i]);
+        snprintf(e->label[i], sizeof(e->label[i]), "%s", vals[i]);
+    }
     return e;
+}
+
+/* Adds a metric with one label, or none when lkey is NULL. */
+static struct entry *add(struct list *l, enum kind k, const char *name,
+                         const char *lkey, const char *lval)
+{
+    const char *val = lval != NULL ? lval : "";
+
+    return add_labeled(l, k, name, lkey != NULL ? 1 : 0, &lkey, &val);
 }
 
 static void add_value(struct list *l, enum kind k, const char *name,
@@ -275,6 +368,11 @@ static void collect_pool(void *arg, const struct db_pool_stats *s)
         s->waiting;
     add(l, GAUGE, "database.pool.max_open", "pool", s->key)->value =
         s->max_open;
+    add(l, SUMMARY, "database.statement", "pool", s->key)->s =
+        (struct summary){s->statements, s->statement_sum_ms,
+                         s->statement_min_ms, s->statement_max_ms};
+    add(l, COUNTER, "database.statement.error", "pool", s->key)->value =
+        (double)s->statement_errors;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -301,6 +399,23 @@ static void set_quantiles(struct entry *e, const struct ring *r)
     e->has_q = true;
 }
 
+/* Caller holds mu. Vault's token.creation, one series per label set. */
+static void collect_token_series(struct list *l)
+{
+    static const char *const keys[4] = {"auth_method", "mount_point",
+                                        "creation_ttl", "token_type"};
+
+    for (size_t i = 0; i <= MAX_TOKEN_SERIES; i++) {
+        const struct token_series *t = &token_series[i];
+        const char *vals[4] = {t->auth_method, t->mount_point, t->ttl,
+                               t->type};
+        if (t->n == 0)
+            continue;
+        add_labeled(l, COUNTER, "token.creation", 4, keys, vals)->value =
+            (double)t->n;
+    }
+}
+
 static void collect_requests(struct list *l)
 {
     struct entry *e;
@@ -317,8 +432,6 @@ static void collect_requests(struct list *l)
     }
     add_value(l, COUNTER, "audit.log_failure",
               (double)audit_failures_total());
-    add_value(l, COUNTER, "token.creation",
-              (double)atomic_load(&tokens_created));
     luavm_budget_overruns(&lua_time, &lua_memory);
     add(l, COUNTER, "lua.budget_overrun", "kind", "time")->value =
         (double)lua_time;
@@ -349,6 +462,7 @@ static void collect_requests(struct list *l)
         add(l, COUNTER, "auth.login.failure", "mount_point",
             logins[i].mount)->value = (double)logins[i].failure;
     }
+    collect_token_series(l);
     pthread_mutex_unlock(&mu);
 }
 
@@ -390,8 +504,8 @@ static cJSON *json_entry(const struct entry *e)
                                                ? e->s.sum / (double)e->s.count
                                                : 0);
     }
-    if (e->label_key[0])
-        cJSON_AddStringToObject(labels, e->label_key, e->label);
+    for (int i = 0; i < e->nlabels; i++)
+        cJSON_AddStringToObject(labels, e->label_key[i], e->label[i]);
     cJSON_AddItemToObject(o, "Labels", labels);
     return o;
 }
@@ -413,34 +527,44 @@ static cJSON *render_json(const struct list *l)
     return o;
 }
 
-/* {key="value"} with Prometheus' escapes, or "" without a label. */
+/* Appends v to out at *k with Prometheus' escapes, within n. */
+static void prom_escape(const char *v, char *out, size_t n, size_t *k)
+{
+    for (const char *p = v; *p != '\0' && *k + 4 < n; p++) {
+        if (*p == '\\' || *p == '"') {
+            out[(*k)++] = '\\';
+            out[(*k)++] = *p;
+        } else if (*p == '\n') {
+            out[(*k)++] = '\\';
+            out[(*k)++] = 'n';
+        } else {
+            out[(*k)++] = *p;
+        }
+    }
+    out[*k] = '\0';
+}
+
+/* {k1="v1",k2="v2"} with Prometheus' escapes, or "" without labels. */
 static void prom_labels(const struct entry *e, char *out, size_t n)
 {
     size_t k = 0;
 
     out[0] = '\0';
-    if (e->label_key[0] == '\0')
-        return;
-    k = (size_t)snprintf(out, n, "{%s=\"", e->label_key);
-    for (const char *p = e->label; *p != '\0' && k + 4 < n; p++) {
-        if (*p == '\\' || *p == '"') {
-            out[k++] = '\\';
-            out[k++] = *p;
-        } else if (*p == '\n') {
-            out[k++] = '\\';
-            out[k++] = 'n';
-        } else {
-            out[k++] = *p;
-        }
+    for (int i = 0; i < e->nlabels && k + 24 < n; i++) {
+        k += (size_t)snprintf(out + k, n - k, "%s%s=\"", i ? "," : "{",
+                              e->label_key[i]);
+        prom_escape(e->label[i], out, n, &k);
+        k += (size_t)snprintf(out + k, n - k, "\"");
     }
-    snprintf(out + k, n - k, "\"}");
+    if (k > 0 && k + 2 <= n)
+        snprintf(out + k, n - k, "}");
 }
 
 static char *render_prometheus(const struct list *l)
 {
     static const char *const types[] = {"gauge", "counter", "summary"};
     struct buf b;
-    char name[192], labels[300], last[192] = "";
+    char name[192], labels[1400], last[192] = "";
     char *text;
     size_t len;
 

@@ -20,6 +20,7 @@
 #define COFFER_METRICS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "request.h"
 
@@ -49,6 +50,14 @@ void metrics_capture(struct metrics_req *mr, const struct request *req,
  */
 void metrics_note_request(const struct request *req, int status,
                           const struct metrics_req *mr);
+
+/*
+ * One token was created (token.c, for every kind of token but the root
+ * token): Vault's token.creation with its labels; ttl in seconds goes
+ * into Vault's creation_ttl buckets.
+ */
+void metrics_token_created(const char *auth_method, const char *mount_point,
+                           int64_t ttl, const char *token_type);
 
 /*
  * Renders every metric: go-metrics' JSON (Gauges, Counters, Samples) into

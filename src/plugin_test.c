@@ -91,9 +91,10 @@ struct run {
     double deadline;       /* time_mono() limit of the running case */
 };
 
-static void usage(void)
+/* To stdout when asked for (-h), to stderr after a usage error. */
+static void usage(FILE *out)
 {
-    fprintf(stderr,
+    fprintf(out,
             "Usage: coffer plugin test [options] PATH\n\n"
             "  Runs a Lua plugin's tests in-process against a dev core "
             "(in-memory\n"
@@ -157,22 +158,22 @@ static int parse_args(int argc, char **argv, struct run *r)
             r->verbose = true;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0 ||
                    strcmp(a, "--help") == 0) {
-            usage();
+            usage(stdout);
             return 1;
         } else if (a[0] == '-') {
             fprintf(stderr, "Error: unknown flag \"%s\"\n\n", a);
-            usage();
+            usage(stderr);
             return -1;
         } else if (r->path == NULL) {
             r->path = a;
         } else {
             fprintf(stderr, "Error: give one PATH\n\n");
-            usage();
+            usage(stderr);
             return -1;
         }
     }
     if (r->path == NULL) {
-        usage();
+        usage(stderr);
         return -1;
     }
     return 0;
@@ -1078,8 +1079,15 @@ int plugin_test_main(int argc, char **argv)
     strvec_init(&r.tests);
     strvec_init(&r.sources);
     strvec_init(&r.http_allowed);
+    if (argc >= 3 && (strcmp(argv[2], "-h") == 0 ||
+                      strcmp(argv[2], "-help") == 0 ||
+                      strcmp(argv[2], "--help") == 0)) {
+        usage(stdout);
+        help = true;
+        goto out;
+    }
     if (argc < 3 || strcmp(argv[2], "test") != 0) {
-        usage();
+        usage(stderr);
         goto out;
     }
     switch (parse_args(argc, argv, &r)) {

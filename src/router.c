@@ -40,26 +40,16 @@ static const char *const reserved_prefixes[] = {
 
 /*
  * cubbyhole/ is served per token outside the table (cubbyhole.c) but
- * listed among the secret engines, as Vault lists it: local, not
- * tunable, not disableable. Its accessor and uuid last for the process.
+ * listed among the secret engines and matched by router_match, as Vault
+ * has it in its mount table: local, not tunable, not disableable. Its
+ * uuid and accessor are made once and kept in the barrier under
+ * CUBBYHOLE_KEY, so audit entries (mount_accessor) and dashboards keep
+ * naming it the same across restarts. Guarded by table_lock; the
+ * router holds one reference, requests that matched it one each.
  */
 #define CUBBYHOLE_PATH "cubbyhole/"
-static struct mount cubbyhole_listing;
-static pthread_once_t cubbyhole_once = PTHREAD_ONCE_INIT;
-
-static void cubbyhole_listing_init(void)
-{
-    struct mount *m = &cubbyhole_listing;
-    char hex[9];
-
-    m->path = xstrdup(CUBBYHOLE_PATH);
-    m->type = xstrdup("cubbyhole");
-    m->description = xstrdup("per-token private secret storage");
-    m->klass = MOUNT_SECRET;
-    m->local = true;
-    COFFER_ASSERT(crypto_uuid(m->uuid) == 0 && crypto_random_hex(hex, 8) == 0);
-    snprintf(m->accessor, sizeof(m->accessor), "cubbyhole_%s", hex);
-}
+#define CUBBYHOLE_KEY "core/cubbyhole-mount"
+static struct mount *cubbyhole_mount;
 
 /* ============================================================ lifetime == */
 
@@ -165,6 +155,14 @@ static int persist_locked(void)
 
 /* ============================================================== lookup == */
 
+/* True if path is under the mount path mp, or is mp without its slash. */
+static bool path_hits(const char *path, size_t plen, const char *mp,
+                      size_t mlen)
+{
+    return strncmp(path, mp, mlen) == 0 ||
+           (plen == mlen - 1 && strncmp(path, mp, plen) == 0);
+}
+
 const struct mount *router_match(const char *path)
 {
     struct mount *best = NULL;
@@ -174,13 +172,15 @@ const struct mount *router_match(const char *path)
     for (size_t i = 0; i < table_n; i++) {
         const char *mp = table[i]->path;
         size_t mlen = strlen(mp);
-        bool hit = strncmp(path, mp, mlen) == 0 ||
-                   (plen == mlen - 1 && strncmp(path, mp, plen) == 0);
-        if (hit && mlen > best_len) {
+        if (path_hits(path, plen, mp, mlen) && mlen > best_len) {
             best = table[i];
             best_len = mlen;
         }
     }
+    /* Nothing in the table can overlap it: cubbyhole/ is reserved. */
+    if (best == NULL && cubbyhole_mount != NULL &&
+        path_hits(path, plen, CUBBYHOLE_PATH, strlen(CUBBYHOLE_PATH)))
+        best = cubbyhole_mount;
     if (best != NULL)
         atomic_fetch_add(&best->refs, 1);
     pthread_rwlock_unlock(&table_lock);
@@ -766,12 +766,10 @@ cJSON *router_list_json(enum mount_class klass)
 {
     cJSON *o = cJSON_CreateObject();
 
-    if (klass == MOUNT_SECRET) {
-        pthread_once(&cubbyhole_once, cubbyhole_listing_init);
-        cJSON_AddItemToObject(o, CUBBYHOLE_PATH,
-                              router_mount_json(&cubbyhole_listing));
-    }
     pthread_rwlock_rdlock(&table_lock);
+    if (klass == MOUNT_SECRET && cubbyhole_mount != NULL)
+        cJSON_AddItemToObject(o, CUBBYHOLE_PATH,
+                              router_mount_json(cubbyhole_mount));
     for (size_t i = 0; i < table_n; i++) {
         const struct mount *m = table[i];
         const char *key = m->path;
@@ -826,7 +824,109 @@ static int load_table(const char *text, struct errbuf *err)
     return 0;
 }
 
-int router_init(struct storage *s, bool dev_mode, struct errbuf *err)
+/*
+ * The cubbyhole mount entry with the uuid and accessor stored under
+ * CUBBYHOLE_KEY (ids NULL: fresh random ones).
+ */
+static struct mount *cubbyhole_entry(const cJSON *ids)
+{
+    struct mount *m = xcalloc(1, sizeof(*m));
+    char hex[9];
+
+    m->path = xstrdup(CUBBYHOLE_PATH);
+    m->type = xstrdup("cubbyhole");
+    m->description = xstrdup("per-token private secret storage");
+    m->storage_prefix = xstrdup(CUBBYHOLE_PATH);
+    m->klass = MOUNT_SECRET;
+    m->local = true;
+    atomic_init(&m->refs, 1);
+    if (ids != NULL) {
+        snprintf(m->uuid, sizeof(m->uuid), "%s",
+                 json_get_str(ids, "uuid", ""));
+        snprintf(m->accessor, sizeof(m->accessor), "%s",
+                 json_get_str(ids, "accessor", ""));
+        return m;
+    }
+    COFFER_ASSERT(crypto_uuid(m->uuid) == 0 && crypto_random_hex(hex, 8) == 0);
+    snprintf(m->accessor, sizeof(m->accessor), "cubbyhole_%s", hex);
+    return m;
+}
+
+/* Writes the ids of m to CUBBYHOLE_KEY. */
+static int cubbyhole_save(struct storage *s, const struct mount *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+    int rc;
+
+    cJSON_AddStringToObject(o, "uuid", m->uuid);
+    cJSON_AddStringToObject(o, "accessor", m->accessor);
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    rc = storage_put(s, CUBBYHOLE_KEY, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+/*
+ * Loads the cubbyhole mount's ids, or makes and stores them the first
+ * time (a new server, or one from before they were stored).
+ */
+static int cubbyhole_load(struct storage *s, struct mount **out,
+                          struct errbuf *err)
+{
+    struct buf stored;
+    cJSON *ids = NULL;
+    int rc;
+
+    *out = NULL;
+    buf_init(&stored, 0);
+    rc = storage_get(s, CUBBYHOLE_KEY, &stored);
+    if (rc == 0) {
+        ids = cJSON_Parse(stored.ptr);
+        if (!cJSON_IsObject(ids) ||
+            json_get_str(ids, "uuid", "")[0] == '\0' ||
+            json_get_str(ids, "accessor", "")[0] == '\0') {
+            errbuf_set(err, "the stored cubbyhole mount entry is not valid");
+            rc = COFFER_EINVAL;
+        } else {
+            *out = cubbyhole_entry(ids);
+        }
+    } else if (rc == COFFER_ENOTFOUND) {
+        *out = cubbyhole_entry(NULL);
+        rc = cubbyhole_save(s, *out);
+        if (rc != 0) {
+            errbuf_set(err, "saving the cubbyhole mount entry failed: %s",
+                       coffer_strerror(rc));
+            mount_free(*out);
+            *out = NULL;
+        }
+    } else {
+        errbuf_set(err, "reading the cubbyhole mount entry failed: %s",
+                   coffer_strerror(rc));
+    }
+    cJSON_Delete(ids);
+    buf_release(&stored);
+    return rc;
+}
+
+/* Publishes the cubbyhole entry for s; the previous one (if any) goes. */
+static int cubbyhole_init(struct storage *s, struct errbuf *err)
+{
+    struct mount *m, *old;
+    int rc = cubbyhole_load(s, &m, err);
+
+    if (rc != 0)
+        return rc;
+    pthread_rwlock_wrlock(&table_lock);
+    old = cubbyhole_mount;
+    cubbyhole_mount = m;
+    pthread_rwlock_unlock(&table_lock);
+    router_mount_put(old);
+    return 0;
+}
+
+static int table_init(struct storage *s, bool dev_mode, struct errbuf *err)
 {
     struct buf stored;
     int rc;
@@ -867,9 +967,18 @@ int router_init(struct storage *s, bool dev_mode, struct errbuf *err)
     return rc;
 }
 
+int router_init(struct storage *s, bool dev_mode, struct errbuf *err)
+{
+    int rc = table_init(s, dev_mode, err);
+
+    return rc != 0 ? rc : cubbyhole_init(s, err);
+}
+
 void router_shutdown(void)
 {
     pthread_rwlock_wrlock(&table_lock);
+    router_mount_put(cubbyhole_mount);
+    cubbyhole_mount = NULL;
     for (size_t i = 0; i < table_n; i++)
         router_mount_put(table[i]);
     free(table);

@@ -62,9 +62,10 @@ struct server_opts {
     unsigned int max_connections_per_ip;
 };
 
-static void usage(void)
+/* To stdout when asked for (-h), to stderr after a usage error. */
+static void usage(FILE *out)
 {
-    fprintf(stderr,
+    fprintf(out,
             "Usage: coffer server -config=FILE [options]\n"
             "       coffer server -dev [options]\n\n"
             "  -config=FILE                  Lua server configuration "
@@ -207,6 +208,9 @@ static int parse_limit_flag(const char *a, struct server_opts *o)
     return 0;
 }
 
+/* parse_opts: 0, PARSE_HELP after printing the help, 1 after an error. */
+#define PARSE_HELP 2
+
 static int parse_opts(int argc, char **argv, struct server_opts *o)
 {
     const char *v = NULL;
@@ -268,11 +272,11 @@ static int parse_opts(int argc, char **argv, struct server_opts *o)
                 return 1;
             o->threads = (unsigned int)n;
         } else if (flag_is(a, "h") || flag_is(a, "help")) {
-            usage();
-            return 1;
+            usage(stdout);
+            return PARSE_HELP;
         } else {
             fprintf(stderr, "Error: unknown flag \"%s\"\n\n", a);
-            usage();
+            usage(stderr);
             return 1;
         }
     }
@@ -365,6 +369,32 @@ static void reload_on_hup(void)
         log_info("SIGHUP: Lua code reloaded (generation %llu)",
                  (unsigned long long)gen);
     lifecycle_leave();
+}
+
+/*
+ * SIGHUP with a configuration file: its audit stanzas apply again
+ * (OpenBao does the same), so an operator adds, changes or removes a
+ * declared device without a restart. A file that no longer loads changes
+ * nothing; the error goes to the log. The other settings (listener,
+ * storage, seal) need a restart, as in Vault.
+ */
+static void reload_config_on_hup(const char *path)
+{
+    struct coffer_config conf;
+    struct errbuf err;
+
+    if (path == NULL)
+        return; /* dev server */
+    if (config_load(path, &conf, &err) != 0) {
+        log_error("SIGHUP: configuration not reloaded: %s", err.msg);
+        return;
+    }
+    audit_configure(conf.audit, conf.naudit,
+                    conf.unsafe_allow_api_audit_creation, conf.path);
+    if (lifecycle_enter() && audit_apply_declared(&err) != 0)
+        log_error("SIGHUP: audit devices: %s", err.msg);
+    lifecycle_leave();
+    config_release(&conf);
 }
 
 /*
@@ -495,11 +525,18 @@ int server_main(int argc, char **argv)
     bool core_up = false;
     int code = 1, sig;
 
-    if (parse_opts(argc, argv, &opts) != 0)
+    switch (parse_opts(argc, argv, &opts)) {
+    case 0:
+        break;
+    case PARSE_HELP:
+        code = 0;
         goto out;
+    default:
+        goto out;
+    }
     if (opts.dev == (opts.config != NULL)) {
         fprintf(stderr, "Error: give either -config=FILE or -dev\n\n");
-        usage();
+        usage(stderr);
         goto out;
     }
     if (settle(&opts, &conf) != 0)
@@ -571,6 +608,7 @@ int server_main(int argc, char **argv)
         print_banner(&conf, opts.threads);
     while ((sig = wait_for_signal()) == SIGHUP) {
         reload_on_hup();
+        reload_config_on_hup(opts.config);
         audit_reopen();
     }
     log_info("==> Coffer shutdown triggered (signal %d)", sig);

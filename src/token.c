@@ -698,12 +698,45 @@ static int record_lease_id(const struct token *t)
  * nothing of the token is left: a revocation that raced with the
  * creation also takes the lease registered meanwhile.
  */
+/*
+ * Counts a stored token in Vault's token.creation: labelled with the
+ * auth method and mount that issued it, or for a wrapping token (its one
+ * policy is response-wrapping, as wrapping.c recognises them) with
+ * "response_wrapping" and the mount of the request it wraps, as Vault.
+ */
+static token_created_fn created_hook;
+
+void token_set_created_hook(token_created_fn fn)
+{
+    created_hook = fn;
+}
+
+static void count_creation(const struct token *t, const struct mount *m)
+{
+    const struct mount *wrapped;
+
+    if (created_hook == NULL)
+        return;
+    if (t->policies.n == 1 &&
+        strcmp(t->policies.v[0], "response-wrapping") == 0) {
+        wrapped = t->path != NULL ? router_match(t->path) : NULL;
+        created_hook("response_wrapping",
+                     wrapped != NULL ? wrapped->path : "", t->ttl, t->type);
+        router_mount_put(wrapped);
+        return;
+    }
+    created_hook(m != NULL ? m->type : "token",
+                 m != NULL ? m->path : "auth/token/", t->ttl, t->type);
+}
+
 int token_persist_new(struct token *t, const struct mount *m)
 {
     struct errbuf err;
     int64_t max = t->max_ttl > 0 ? t->max_ttl : token_system_max_ttl();
     int rc = token_entry_store_new(t);
 
+    if (rc == 0)
+        count_creation(t, m);
     if (rc != 0 || t->ttl <= 0 || m == NULL)
         return rc;
     if (t->explicit_max_ttl > 0 && t->explicit_max_ttl < max)

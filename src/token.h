@@ -69,6 +69,18 @@ struct token {
     bool last_use;          /* this request took the token's last use */
 };
 
+/*
+ * Told of every token created but the root token (metrics.c counts them as
+ * Vault's token.creation): the auth method's type ("token" for
+ * auth/token/create, "response_wrapping" for a wrapping token), its mount
+ * path, the TTL in seconds and the token type. A hook, set once at
+ * start-up, because metrics sits above this module.
+ */
+typedef void (*token_created_fn)(const char *auth_method,
+                                 const char *mount_point, int64_t ttl,
+                                 const char *token_type);
+void token_set_created_hook(token_created_fn fn);
+
 /* Loads or creates the salt. Call once at start-up. 0 or COFFER_E*. */
 int token_store_init(struct storage *s);
 void token_store_shutdown(void);

@@ -569,25 +569,8 @@ int cli__arg_count_error(size_t got, size_t min, size_t max)
     return 0;
 }
 
-static const char help_main[] =
-    "Usage: coffer <command> [args]\n\n"
-    "Commands:\n"
-    "    server     Start a Coffer server\n"
-    "    status     Print seal and HA status\n"
-    "    read       Read data and retrieve secrets\n"
-    "    write      Write data, configuration and secrets\n"
-    "    list       List data or secrets\n"
-    "    delete     Delete secrets and configuration\n"
-    "    kv         Interact with the key/value secrets engine\n"
-    "    lease      Look up, renew, revoke and list leases\n"
-    "    operator   Initialize, unseal and seal the server\n"
-    "    plugin     Test a Lua plugin in-process (plugin test PATH)\n"
-    "    policy     Write, read, list, delete and format ACL policies\n"
-    "    secrets    Enable, disable, list and tune secrets engines\n"
-    "    token      Create, look up, renew and revoke tokens\n";
-
 /* ====================================================================
- * Dispatch
+ * The command tables, and the usage texts made from them
  * ==================================================================== */
 
 /* Every command, one table per command file. */
@@ -599,6 +582,248 @@ static const struct cli_command *const command_tables[] = {
     cli__policy_commands,
     cli__auth_commands,
 };
+
+/*
+ * What a group's usage says about it. A group is not declared here: it
+ * exists because commands have more words ("kv get" makes "kv"); a row
+ * only adds its synopsis and paragraph.
+ */
+struct cli_group {
+    const char *words[2]; /* "kv", "metadata"; words[1] NULL at the top */
+    const char *synopsis;
+    const char *description;
+};
+
+static const struct cli_group groups[] = {
+    { { "auth", NULL }, "Interact with auth methods",
+      "  Enables, disables and lists auth methods (sys/auth). To log in,\n"
+      "  use \"coffer login\".\n" },
+    { { "kv", NULL }, "Interact with the key/value secrets engine",
+      "  Reads and writes secrets in a KV secrets engine. The mount's KV\n"
+      "  version is found first through sys/internal/ui/mounts; version 2\n"
+      "  paths get data/ or metadata/.\n" },
+    { { "kv", "metadata" }, "Interact with the metadata of KV secrets",
+      "  Reads the metadata of secrets in a KV version 2 secrets engine.\n" },
+    { { "lease", NULL }, "Look up, renew, revoke and list leases",
+      "  Works on the leases of dynamic secrets and tokens (sys/leases).\n" },
+    { { "operator", NULL }, "Initialize, unseal and seal the server",
+      "  Administers the server: initializes it, unseals it with unseal\n"
+      "  keys and seals it.\n" },
+    { { "policy", NULL }, "Write, read, list, delete and format ACL policies",
+      "  Manages the ACL policies that say what a token may do\n"
+      "  (sys/policies/acl).\n" },
+    { { "secrets", NULL }, "Enable, disable, list and tune secrets engines",
+      "  Manages the secrets engines mounted on the server (sys/mounts).\n" },
+    { { "token", NULL }, "Create, look up, renew and revoke tokens",
+      "  Works on tokens (auth/token) and on what they may do.\n" },
+};
+
+/* What main.c runs before cli_main(): only listed by `coffer -h`. */
+static const struct {
+    const char *name;
+    const char *synopsis;
+} outside_commands[] = {
+    { "server", "Start a Coffer server" },
+    { "plugin", "Test a Lua plugin in-process (plugin test PATH)" },
+    { "version", "Print the Coffer version" },
+};
+
+/* Said of a group missing from groups[] (mitchellh/cli's words). */
+static const char group_default_text[] =
+    "  This command is accessed by using one of the subcommands below.\n";
+
+/* The k-th command of all the tables, or NULL past the last one. */
+static const struct cli_command *command_at(size_t k)
+{
+    const struct cli_command *c;
+    size_t t;
+
+    for (t = 0; t < ARRAY_LEN(command_tables); t++) {
+        for (c = command_tables[t]; c->run != NULL; c++) {
+            if (k-- == 0)
+                return c;
+        }
+    }
+    return NULL;
+}
+
+/* Whether c starts with words[0..depth) and has a word after them. */
+static bool command_under(const struct cli_command *c,
+                          const char *const *words, int depth)
+{
+    int w;
+
+    for (w = 0; w < depth; w++) {
+        if (c->words[w] == NULL || strcmp(c->words[w], words[w]) != 0)
+            return false;
+    }
+    return depth < 3 && c->words[depth] != NULL;
+}
+
+/* The groups[] row of words[0..depth) (depth 1 or 2), or NULL. */
+static const struct cli_group *group_find(const char *const *words,
+                                          int depth)
+{
+    size_t g;
+
+    for (g = 0; g < ARRAY_LEN(groups); g++) {
+        if (strcmp(groups[g].words[0], words[0]) != 0)
+            continue;
+        if (depth == 1 && groups[g].words[1] == NULL)
+            return &groups[g];
+        if (depth == 2 && groups[g].words[1] != NULL &&
+            strcmp(groups[g].words[1], words[1]) == 0)
+            return &groups[g];
+    }
+    return NULL;
+}
+
+/* A line of a listing: a command or a group under the one listed. */
+struct cli_entry {
+    const char *name;
+    const char *synopsis;
+};
+
+/*
+ * The k-th entry under words[0..depth) (depth 0: the top), duplicates
+ * included (every "kv metadata ..." command names "metadata"); false
+ * past the last one.
+ */
+static bool entry_at(const char *const *words, int depth, size_t k,
+                     struct cli_entry *e)
+{
+    const struct cli_command *c;
+    const struct cli_group *g;
+
+    if (depth == 0 && k < ARRAY_LEN(outside_commands)) {
+        e->name = outside_commands[k].name;
+        e->synopsis = outside_commands[k].synopsis;
+        return true;
+    }
+    if (depth == 0)
+        k -= ARRAY_LEN(outside_commands);
+    for (; (c = command_at(k)) != NULL; k++) {
+        if (command_under(c, words, depth))
+            break;
+    }
+    if (c == NULL)
+        return false;
+    e->name = c->words[depth];
+    e->synopsis = c->synopsis;
+    if (depth + 1 < 3 && c->words[depth + 1] != NULL) {
+        /* c is in a group under this one: list the group instead. */
+        g = group_find(c->words, depth + 1);
+        e->synopsis = g != NULL ? g->synopsis : "";
+    }
+    return true;
+}
+
+/*
+ * Lists the commands and groups under words[0..depth), once each and
+ * sorted by name as mitchellh/cli does: "    name    synopsis". The
+ * lists are short; a selection sort needs no allocation.
+ */
+static void print_entries(FILE *f, const char *const *words, int depth)
+{
+    struct cli_entry e, best = { NULL, NULL };
+    const char *last = NULL;
+    size_t k, width = 0;
+
+    for (k = 0; entry_at(words, depth, k, &e); k++) {
+        if (strlen(e.name) > width)
+            width = strlen(e.name);
+    }
+    for (;;) {
+        best.name = NULL;
+        for (k = 0; entry_at(words, depth, k, &e); k++) {
+            if ((last == NULL || strcmp(e.name, last) > 0) &&
+                (best.name == NULL || strcmp(e.name, best.name) < 0))
+                best = e;
+        }
+        if (best.name == NULL)
+            break;
+        fprintf(f, "    %-*s    %s\n", (int)width, best.name, best.synopsis);
+        last = best.name;
+    }
+}
+
+/* The usage of the group words[0..depth), or the main one (depth 0). */
+static void print_usage(FILE *f, const char *const *words, int depth)
+{
+    const struct cli_group *g;
+
+    if (depth == 0) {
+        fputs("Usage: coffer <command> [args]\n\nCommands:\n", f);
+        print_entries(f, words, 0);
+        fputs("\nEvery command answers -h with its own help.\n", f);
+        return;
+    }
+    g = group_find(words, depth);
+    fprintf(f, "Usage: coffer %s%s%s <subcommand> [options] [args]\n\n%s\n"
+               "Subcommands:\n",
+            words[0], depth > 1 ? " " : "", depth > 1 ? words[1] : "",
+            g != NULL ? g->description : group_default_text);
+    print_entries(f, words, depth);
+}
+
+/* How many of the words at argv[1..] name a group (0, 1 or 2). */
+static int group_depth(int argc, char **argv)
+{
+    const char *const *words = (const char *const *)(argv + 1);
+    const struct cli_command *c;
+    int depth;
+    size_t k;
+
+    for (depth = 0; depth < 2 && 1 + depth < argc; depth++) {
+        /* words[0..depth] is a group when a command goes on after it. */
+        for (k = 0; (c = command_at(k)) != NULL; k++) {
+            if (command_under(c, words, depth + 1))
+                break;
+        }
+        if (c == NULL)
+            break;
+    }
+    return depth;
+}
+
+/* mitchellh/cli looks for -h/-help/--help before any flag is parsed. */
+static bool wants_help(int argc, char **argv)
+{
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return false;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "-help") == 0 ||
+            strcmp(argv[i], "--help") == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * No command matched argv. Asked for with -h, a group's usage (or the
+ * main one, before any command word) goes to stdout with exit 0, as in
+ * Vault; otherwise it is a usage error on stderr: 1 for a group (its
+ * Run returns RunResultHelp), 127 for an unknown command.
+ */
+static int usage_for(int argc, char **argv)
+{
+    const char *const *words = (const char *const *)(argv + 1);
+    int depth = group_depth(argc, argv);
+    bool top = argc < 2 || argv[1][0] == '-';
+
+    if (wants_help(argc - 1, argv + 1) && (depth > 0 || top)) {
+        print_usage(stdout, words, depth);
+        return 0;
+    }
+    print_usage(stderr, words, depth);
+    return depth > 0 ? 1 : 127;
+}
+
+/* ====================================================================
+ * Dispatch
+ * ==================================================================== */
 
 /* The command named by argv[1..]; *used is how many words it took. */
 static const struct cli_command *find_command(int argc, char **argv, int *used)
@@ -622,43 +847,6 @@ static const struct cli_command *find_command(int argc, char **argv, int *used)
     return NULL;
 }
 
-/*
- * Help for a command group ("kv", "kv metadata": the help of its
- * commands) or the main usage. A group is the first word of a command
- * that has more than one.
- */
-static int usage_for(const char *word)
-{
-    const struct cli_command *c;
-    size_t t;
-
-    for (t = 0; word != NULL && t < ARRAY_LEN(command_tables); t++) {
-        for (c = command_tables[t]; c->run != NULL; c++) {
-            if (c->words[1] != NULL && strcmp(word, c->words[0]) == 0) {
-                fputs(c->help, stderr);
-                return 1;
-            }
-        }
-    }
-    fputs(help_main, stderr);
-    return 127;
-}
-
-/* mitchellh/cli looks for -h/-help/--help before any flag is parsed. */
-static bool wants_help(int argc, char **argv)
-{
-    int i;
-
-    for (i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            return false;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "-help") == 0 ||
-            strcmp(argv[i], "--help") == 0)
-            return true;
-    }
-    return false;
-}
-
 static int run_command(const struct cli_command *cmd, int argc, char **argv)
 {
     struct cli ctx;
@@ -679,11 +867,9 @@ int cli_main(int argc, char **argv)
     const struct cli_command *cmd;
     int used = 0, rc;
 
-    if (argc < 2)
-        return usage_for(NULL);
     cmd = find_command(argc, argv, &used);
     if (cmd == NULL)
-        return usage_for(argv[1]);
+        return usage_for(argc, argv);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return cli__fail(2, "failed to initialise libcurl");
     rc = run_command(cmd, argc - 1 - used, argv + 1 + used);

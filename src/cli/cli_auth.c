@@ -241,22 +241,51 @@ out:
     return rc;
 }
 
-static const char help_auth[] =
-    "Usage: coffer auth enable [-path=P] TYPE\n"
-    "       coffer auth disable PATH\n"
-    "       coffer auth list\n\n"
-    "  Enable, disable and list auth methods (sys/auth).\n" CLI_HELP_GLOBAL;
+static const char help_auth_enable[] =
+    "Usage: coffer auth enable [options] TYPE\n\n"
+    "  Enables an auth method of TYPE (POST /v1/sys/auth/PATH), at TYPE/\n"
+    "  unless -path says where.\n\n"
+    "      $ coffer auth enable -path=users userpass\n\n"
+    "Command options:\n\n"
+    "  -path=<string>\n"
+    "      Where to mount the method (default: the type's name).\n\n"
+    "  -description=<string>\n"
+    "      A human-friendly description of the method.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_auth_disable[] =
+    "Usage: coffer auth disable [options] PATH\n\n"
+    "  Disables the auth method at PATH (DELETE /v1/sys/auth/PATH). Tokens\n"
+    "  issued by it are revoked.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_auth_list[] =
+    "Usage: coffer auth list [options]\n\n"
+    "  Lists the enabled auth methods (GET /v1/sys/auth).\n"
+    CLI_HELP_GLOBAL;
 
 static const char help_login[] =
-    "Usage: coffer login TOKEN\n"
-    "       coffer login -method=userpass [-path=P] username=U password=W\n\n"
-    "  Authenticates and stores the token in ~/.vault-token.\n"
+    "Usage: coffer login [options] [TOKEN | K=V...]\n\n"
+    "  Authenticates and stores the token in ~/.vault-token. With the\n"
+    "  token method TOKEN is checked and stored; with -method=userpass the\n"
+    "  arguments are username=U password=W.\n\n"
+    "      $ coffer login s.AbCd...\n"
+    "      $ coffer login -method=userpass username=me password=secret\n\n"
+    "Command options:\n\n"
+    "  -method=<string>\n"
+    "      The auth method: token (default) or userpass.\n\n"
+    "  -path=<string>\n"
+    "      Where the auth method is mounted (default: the method's name).\n"
     CLI_HELP_GLOBAL;
 
 const struct cli_command cli__auth_commands[] = {
-    { { "auth", "enable", NULL }, cmd_auth_enable, help_auth, false },
-    { { "auth", "disable", NULL }, cmd_auth_disable, help_auth, false },
-    { { "auth", "list", NULL }, cmd_auth_list, help_auth, false },
-    { { "login", NULL, NULL }, cmd_login, help_login, false },
-    { { NULL, NULL, NULL }, NULL, NULL, false },
+    { { "auth", "enable", NULL }, cmd_auth_enable,
+      "Enable an auth method", help_auth_enable, false },
+    { { "auth", "disable", NULL }, cmd_auth_disable,
+      "Disable an auth method", help_auth_disable, false },
+    { { "auth", "list", NULL }, cmd_auth_list,
+      "List enabled auth methods", help_auth_list, false },
+    { { "login", NULL, NULL }, cmd_login,
+      "Authenticate locally", help_login, false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
 };

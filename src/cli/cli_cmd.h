@@ -44,12 +44,22 @@ struct cli_global {
 
 struct cli;
 
-/* A row of a command table; a row with run == NULL ends the table. */
+/*
+ * A row of a command table; a row with run == NULL ends the table. The
+ * same rows drive the dispatch and every usage text: `coffer -h` and a
+ * group's usage list each row's synopsis, `<command> -h` prints its help.
+ */
 struct cli_command {
     const char *words[3]; /* "kv", "metadata", "get"; unused words NULL */
     /* argv: what follows the words; the command parses it (cli__parse). */
     int (*run)(struct cli *ctx, int argc, char **argv);
-    const char *help;     /* printed for -h (stdout) */
+    const char *synopsis; /* one line, for the listings of its group */
+    /*
+     * Printed for -h (stdout): "Usage: coffer WORDS [options] ARGS", a
+     * paragraph saying what it does, its own flags ("Command options")
+     * and CLI_HELP_GLOBAL.
+     */
+    const char *help;
     bool raw_ok;          /* only `read` takes -format=raw */
 };
 

@@ -1274,13 +1274,18 @@ static const char help_unwrap[] =
     "Usage: coffer unwrap [options] [TOKEN]\n\n"
     "  Unwraps a wrapped response (PUT /v1/sys/wrapping/unwrap) and prints\n"
     "  it. Without TOKEN the client token is the wrapping token. A wrapping\n"
-    "  token works once.\n"
+    "  token works once.\n\n"
+    "      $ coffer unwrap s.AbCd...\n"
     CLI_HELP_GLOBAL;
 
 static const char help_read[] =
     "Usage: coffer read [options] PATH [K=V...]\n\n"
-    "  Reads data at PATH (GET /v1/PATH). Extra K=V pairs are sent as query\n"
-    "  parameters. -format=raw prints the response body unchanged.\n"
+    "  Reads data at PATH (GET /v1/PATH) and prints it. Extra K=V pairs are\n"
+    "  sent as query parameters.\n\n"
+    "      $ coffer read secret/foo\n\n"
+    "Command options:\n\n"
+    "  -format=raw\n"
+    "      Print the response body exactly as the server sent it.\n"
     CLI_HELP_GLOBAL;
 
 static const char help_write[] =
@@ -1288,62 +1293,171 @@ static const char help_write[] =
     "  Writes data to PATH (PUT /v1/PATH). Values are strings; \"k=@file\"\n"
     "  reads a file, \"k=-\" reads stdin, a lone \"-\" reads a JSON object\n"
     "  from stdin, and a repeated key makes a list.\n\n"
-    "  -force, -f  Send the request even without any data.\n"
+    "      $ coffer write secret/foo value=bar\n\n"
+    "Command options:\n\n"
+    "  -force, -f\n"
+    "      Send the request even without any data.\n"
     CLI_HELP_GLOBAL;
 
 static const char help_list[] =
     "Usage: coffer list [options] PATH\n\n"
-    "  Lists the keys under PATH (LIST /v1/PATH).\n"
+    "  Lists the keys under PATH (LIST /v1/PATH). Keys ending in \"/\" are\n"
+    "  folders.\n\n"
+    "      $ coffer list secret/\n"
     CLI_HELP_GLOBAL;
 
 static const char help_delete[] =
     "Usage: coffer delete [options] PATH [K=V...]\n\n"
-    "  Deletes the data at PATH (DELETE /v1/PATH).\n"
-    CLI_HELP_GLOBAL;
-
-static const char help_secrets[] =
-    "Usage: coffer secrets <subcommand> [options] [args]\n\n"
-    "  enable   [-path=P] [-description=D] [-default-lease-ttl=T]\n"
-    "           [-max-lease-ttl=T] [-options=k=v]... [-version=N] TYPE\n"
-    "  disable  PATH\n"
-    "  list     [-detailed]\n"
-    "  tune     [-default-lease-ttl=T] [-max-lease-ttl=T] [-description=D]\n"
-    "           [-options=k=v]... [-version=N] PATH\n"
-    CLI_HELP_GLOBAL;
-
-static const char help_token[] =
-    "Usage: coffer token <subcommand> [options] [args]\n\n"
-    "  create  [-policy=P]... [-ttl=T] [-explicit-max-ttl=T] [-period=T]\n"
-    "          [-renewable=BOOL] [-display-name=N] [-metadata=k=v]...\n"
-    "          [-use-limit=N] [-orphan] [-no-default-policy] [-id=ID]\n"
-    "          [-role=R] [-type=service|batch]\n"
-    "  lookup  [-accessor] [TOKEN]\n"
-    "  revoke  [-self] [-accessor] [-mode=orphan|path] [TOKEN]\n"
-    "  renew   [-increment=T] [-accessor] [TOKEN]\n"
+    "  Deletes the data at PATH (DELETE /v1/PATH). Extra K=V pairs are sent\n"
+    "  as query parameters.\n\n"
+    "      $ coffer delete secret/foo\n"
     CLI_HELP_GLOBAL;
 
 static const char help_status[] =
     "Usage: coffer status [options]\n\n"
-    "  Prints the seal status of the server. Exits 0 when unsealed, 2 when\n"
-    "  sealed and 1 on error.\n"
+    "  Prints the seal and HA status of the server. Needs no token. Exits 0\n"
+    "  when unsealed, 2 when sealed and 1 on error.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_secrets_enable[] =
+    "Usage: coffer secrets enable [options] TYPE\n\n"
+    "  Enables a secrets engine of TYPE (POST /v1/sys/mounts/PATH), at\n"
+    "  TYPE/ unless -path says where.\n\n"
+    "      $ coffer secrets enable -path=kv2 -version=2 kv\n\n"
+    "Command options:\n\n"
+    "  -path=<string>\n"
+    "      Where to mount the engine (default: the type's name).\n\n"
+    "  -description=<string>\n"
+    "      A human-friendly description of the mount.\n\n"
+    "  -default-lease-ttl=<duration>, -max-lease-ttl=<duration>\n"
+    "      The mount's default and maximum lease TTLs (\"system\" keeps the\n"
+    "      server's).\n\n"
+    "  -options=<key=value>\n"
+    "      An engine option; repeatable.\n\n"
+    "  -version=<int>\n"
+    "      The KV version (same as -options=version=N).\n\n"
+    "  -plugin-name=<string>\n"
+    "      The plugin implementing the engine (default: TYPE).\n\n"
+    "  -local, -seal-wrap, -force-no-cache, -external-entropy-access\n"
+    "      Mount settings sent as given (Vault's flags of the same names).\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_secrets_disable[] =
+    "Usage: coffer secrets disable [options] PATH\n\n"
+    "  Disables the secrets engine mounted at PATH (DELETE\n"
+    "  /v1/sys/mounts/PATH). Its leases are revoked and its data deleted.\n\n"
+    "      $ coffer secrets disable kv2/\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_secrets_list[] =
+    "Usage: coffer secrets list [options]\n\n"
+    "  Lists the enabled secrets engines (GET /v1/sys/mounts).\n\n"
+    "Command options:\n\n"
+    "  -detailed\n"
+    "      Print every mount setting: accessor, TTLs, options, plugin.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_secrets_tune[] =
+    "Usage: coffer secrets tune [options] PATH\n\n"
+    "  Changes the settings of the secrets engine mounted at PATH (POST\n"
+    "  /v1/sys/mounts/PATH/tune).\n\n"
+    "      $ coffer secrets tune -max-lease-ttl=24h kv2/\n\n"
+    "Command options:\n\n"
+    "  -default-lease-ttl=<duration>, -max-lease-ttl=<duration>\n"
+    "      The mount's default and maximum lease TTLs.\n\n"
+    "  -description=<string>\n"
+    "      A human-friendly description of the mount.\n\n"
+    "  -options=<key=value>\n"
+    "      An engine option; repeatable.\n\n"
+    "  -version=<int>\n"
+    "      Upgrade a KV mount to this version.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_token_create[] =
+    "Usage: coffer token create [options]\n\n"
+    "  Creates a new token (POST /v1/auth/token/create), a child of the\n"
+    "  token in use unless -orphan, with the policies of -policy.\n\n"
+    "      $ coffer token create -policy=dev -ttl=1h\n\n"
+    "Command options:\n\n"
+    "  -policy=<string>\n"
+    "      A policy of the token; repeatable.\n\n"
+    "  -ttl=<duration>, -explicit-max-ttl=<duration>, -period=<duration>\n"
+    "      The token's TTL, its hard maximum, and a renewal period.\n\n"
+    "  -renewable\n"
+    "      Whether the token can be renewed (default true).\n\n"
+    "  -display-name=<string>, -metadata=<key=value>\n"
+    "      A name and metadata (repeatable) kept with the token.\n\n"
+    "  -use-limit=<int>\n"
+    "      How many uses the token has (0: unlimited).\n\n"
+    "  -orphan, -no-default-policy\n"
+    "      Create a token with no parent; leave out the default policy.\n\n"
+    "  -id=<string>, -role=<string>, -type=<string>, -entity-alias=<string>\n"
+    "      The token's id (root only), a token role, service or batch, and\n"
+    "      an entity alias.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_token_lookup[] =
+    "Usage: coffer token lookup [options] [TOKEN]\n\n"
+    "  Prints the properties of a token: the one in use, or TOKEN (GET\n"
+    "  /v1/auth/token/lookup-self, POST /v1/auth/token/lookup).\n\n"
+    "Command options:\n\n"
+    "  -accessor\n"
+    "      TOKEN is a token accessor, not a token.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_token_revoke[] =
+    "Usage: coffer token revoke [options] [TOKEN]\n\n"
+    "  Revokes a token and, by default, its children and their leases.\n\n"
+    "      $ coffer token revoke -mode=orphan s.AbCd...\n\n"
+    "Command options:\n\n"
+    "  -self\n"
+    "      Revoke the token in use (no TOKEN argument).\n\n"
+    "  -accessor\n"
+    "      TOKEN is a token accessor, not a token.\n\n"
+    "  -mode=<string>\n"
+    "      \"orphan\" keeps the children (made orphans); \"path\" revokes\n"
+    "      every token created under the path TOKEN.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_token_renew[] =
+    "Usage: coffer token renew [options] [TOKEN]\n\n"
+    "  Renews a token's lease: the one in use, or TOKEN. The server may cap\n"
+    "  the new TTL.\n\n"
+    "Command options:\n\n"
+    "  -increment=<duration>, -i\n"
+    "      The TTL asked for, counted from now.\n\n"
+    "  -accessor\n"
+    "      TOKEN is a token accessor, not a token.\n"
     CLI_HELP_GLOBAL;
 
 const struct cli_command cli__cmds_commands[] = {
-    { { "read", NULL, NULL }, cmd_read, help_read, true },
-    { { "unwrap", NULL, NULL }, cmd_unwrap, help_unwrap, false },
-    { { "write", NULL, NULL }, cmd_write, help_write, false },
-    { { "list", NULL, NULL }, cmd_list, help_list, false },
-    { { "delete", NULL, NULL }, cmd_delete, help_delete, false },
-    { { "status", NULL, NULL }, cmd_status, help_status, false },
-    { { "secrets", "enable", NULL }, cmd_secrets_enable, help_secrets,
-      false },
-    { { "secrets", "disable", NULL }, cmd_secrets_disable, help_secrets,
-      false },
-    { { "secrets", "list", NULL }, cmd_secrets_list, help_secrets, false },
-    { { "secrets", "tune", NULL }, cmd_secrets_tune, help_secrets, false },
-    { { "token", "create", NULL }, cmd_token_create, help_token, false },
-    { { "token", "lookup", NULL }, cmd_token_lookup, help_token, false },
-    { { "token", "revoke", NULL }, cmd_token_revoke, help_token, false },
-    { { "token", "renew", NULL }, cmd_token_renew, help_token, false },
-    { { NULL, NULL, NULL }, NULL, NULL, false },
+    { { "read", NULL, NULL }, cmd_read,
+      "Read data and retrieve secrets", help_read, true },
+    { { "unwrap", NULL, NULL }, cmd_unwrap,
+      "Unwrap a wrapped secret", help_unwrap, false },
+    { { "write", NULL, NULL }, cmd_write,
+      "Write data, configuration and secrets", help_write, false },
+    { { "list", NULL, NULL }, cmd_list,
+      "List data or secrets", help_list, false },
+    { { "delete", NULL, NULL }, cmd_delete,
+      "Delete secrets and configuration", help_delete, false },
+    { { "status", NULL, NULL }, cmd_status,
+      "Print seal and HA status", help_status, false },
+    { { "secrets", "enable", NULL }, cmd_secrets_enable,
+      "Enable a secrets engine", help_secrets_enable, false },
+    { { "secrets", "disable", NULL }, cmd_secrets_disable,
+      "Disable a secrets engine", help_secrets_disable, false },
+    { { "secrets", "list", NULL }, cmd_secrets_list,
+      "List enabled secrets engines", help_secrets_list, false },
+    { { "secrets", "tune", NULL }, cmd_secrets_tune,
+      "Tune a secrets engine's configuration", help_secrets_tune, false },
+    { { "token", "create", NULL }, cmd_token_create,
+      "Create a new token", help_token_create, false },
+    { { "token", "lookup", NULL }, cmd_token_lookup,
+      "Display information about a token", help_token_lookup, false },
+    { { "token", "revoke", NULL }, cmd_token_revoke,
+      "Revoke a token and its children", help_token_revoke, false },
+    { { "token", "renew", NULL }, cmd_token_renew,
+      "Renew a token's lease", help_token_renew, false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
 };

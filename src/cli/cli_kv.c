@@ -675,26 +675,100 @@ out:
  * Help text and the command table
  * ==================================================================== */
 
-static const char help_kv[] =
-    "Usage: coffer kv <subcommand> [options] [args]\n\n"
-    "  get       [-mount=M] [-version=N] PATH\n"
-    "  put       [-mount=M] [-cas=N] PATH K=V...\n"
-    "  list      [-mount=M] PATH\n"
-    "  delete    [-mount=M] [-versions=N,...] PATH\n"
-    "  undelete  [-mount=M] -versions=N,... PATH\n"
-    "  destroy   [-mount=M] -versions=N,... PATH\n"
-    "  metadata get [-mount=M] PATH\n\n"
-    "  The KV version of the mount is found first through\n"
-    "  sys/internal/ui/mounts; version 2 paths get data/ or metadata/.\n"
+/* The -mount flag every kv command takes. */
+#define KV_HELP_MOUNT \
+    "  -mount=<string>\n" \
+    "      The KV mount; the path is then relative to it (without -mount\n" \
+    "      the first part of the path names the mount).\n"
+
+static const char help_kv_get[] =
+    "Usage: coffer kv get [options] KEY\n\n"
+    "  Retrieves the value at KEY from the KV store. On a version 2 mount\n"
+    "  the latest version, or the one named by -version, is read from\n"
+    "  MOUNT/data/KEY and its metadata is printed with it.\n\n"
+    "      $ coffer kv get -mount=secret foo\n\n"
+    "Command options:\n\n"
+    KV_HELP_MOUNT "\n"
+    "  -version=<int>\n"
+    "      Read this version of the secret (KV version 2 only).\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_kv_put[] =
+    "Usage: coffer kv put [options] KEY [DATA K=V...]\n\n"
+    "  Writes the K=V pairs at KEY in the KV store, replacing what was\n"
+    "  there; on a version 2 mount this creates a new version. \"k=@file\"\n"
+    "  reads a file, \"k=-\" reads stdin, a lone \"-\" reads a JSON\n"
+    "  object.\n\n"
+    "      $ coffer kv put -mount=secret foo bar=baz\n\n"
+    "Command options:\n\n"
+    KV_HELP_MOUNT "\n"
+    "  -cas=<int>\n"
+    "      Check-and-set: write only if the current version is this one (0:\n"
+    "      only if the key does not exist). KV version 2 only.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_kv_list[] =
+    "Usage: coffer kv list [options] PATH\n\n"
+    "  Lists the keys under PATH in the KV store (on a version 2 mount,\n"
+    "  under MOUNT/metadata/PATH). Keys ending in \"/\" are folders.\n\n"
+    "Command options:\n\n"
+    KV_HELP_MOUNT
+    CLI_HELP_GLOBAL;
+
+static const char help_kv_delete[] =
+    "Usage: coffer kv delete [options] KEY\n\n"
+    "  Deletes the data at KEY. On a version 2 mount this soft-deletes the\n"
+    "  latest version (or those of -versions); \"kv undelete\" brings it\n"
+    "  back, \"kv destroy\" removes it for good.\n\n"
+    "Command options:\n\n"
+    KV_HELP_MOUNT "\n"
+    "  -versions=<int,...>\n"
+    "      The versions to delete instead of the latest; repeatable.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_kv_undelete[] =
+    "Usage: coffer kv undelete [options] KEY\n\n"
+    "  Restores soft-deleted versions of KEY (KV version 2 only).\n\n"
+    "      $ coffer kv undelete -mount=secret -versions=3 foo\n\n"
+    "Command options:\n\n"
+    KV_HELP_MOUNT "\n"
+    "  -versions=<int,...>\n"
+    "      The versions to restore (required); repeatable.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_kv_destroy[] =
+    "Usage: coffer kv destroy [options] KEY\n\n"
+    "  Permanently removes the data of versions of KEY; their metadata\n"
+    "  stays (KV version 2 only). This cannot be undone.\n\n"
+    "Command options:\n\n"
+    KV_HELP_MOUNT "\n"
+    "  -versions=<int,...>\n"
+    "      The versions to destroy (required); repeatable.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_kv_metadata_get[] =
+    "Usage: coffer kv metadata get [options] KEY\n\n"
+    "  Prints the metadata of KEY and of each of its versions: creation\n"
+    "  and deletion times, whether destroyed, max versions, CAS setting\n"
+    "  (KV version 2 only).\n\n"
+    "Command options:\n\n"
+    KV_HELP_MOUNT
     CLI_HELP_GLOBAL;
 
 const struct cli_command cli__kv_commands[] = {
-    { { "kv", "get", NULL }, cmd_kv_get, help_kv, false },
-    { { "kv", "put", NULL }, cmd_kv_put, help_kv, false },
-    { { "kv", "list", NULL }, cmd_kv_list, help_kv, false },
-    { { "kv", "delete", NULL }, cmd_kv_delete, help_kv, false },
-    { { "kv", "undelete", NULL }, cmd_kv_undelete, help_kv, false },
-    { { "kv", "destroy", NULL }, cmd_kv_destroy, help_kv, false },
-    { { "kv", "metadata", "get" }, cmd_kv_metadata_get, help_kv, false },
-    { { NULL, NULL, NULL }, NULL, NULL, false },
+    { { "kv", "get", NULL }, cmd_kv_get,
+      "Retrieve data", help_kv_get, false },
+    { { "kv", "put", NULL }, cmd_kv_put,
+      "Set or update data in the KV store", help_kv_put, false },
+    { { "kv", "list", NULL }, cmd_kv_list,
+      "List data or secrets", help_kv_list, false },
+    { { "kv", "delete", NULL }, cmd_kv_delete,
+      "Delete versions of a secret", help_kv_delete, false },
+    { { "kv", "undelete", NULL }, cmd_kv_undelete,
+      "Undelete versions of a secret", help_kv_undelete, false },
+    { { "kv", "destroy", NULL }, cmd_kv_destroy,
+      "Permanently remove versions of a secret", help_kv_destroy, false },
+    { { "kv", "metadata", "get" }, cmd_kv_metadata_get,
+      "Retrieve a key's metadata", help_kv_metadata_get, false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
 };

@@ -308,25 +308,51 @@ out:
  * Help text and the command table
  * ==================================================================== */
 
-static const char help_lease[] =
-    "Usage: coffer lease <subcommand> [options] ID\n\n"
-    "  lookup  ID\n"
-    "          Shows a lease: issue and expiry times, TTL, renewability.\n"
-    "  renew   [-increment=T] ID\n"
-    "          Asks for a new TTL of T from now (the server may cap it).\n"
-    "  revoke  [-prefix] [-force] [-sync] ID\n"
-    "          Revokes one lease, or with -prefix every lease under ID.\n"
-    "          Revocation is queued unless -sync is given; -force (with\n"
-    "          -prefix) deletes the leases even if the secrets engine\n"
-    "          fails to revoke them.\n"
-    "  list    PREFIX\n"
-    "          Lists lease ids and folders under PREFIX (needs sudo).\n"
+static const char help_lease_lookup[] =
+    "Usage: coffer lease lookup [options] ID\n\n"
+    "  Shows a lease: its issue and expiry times, TTL and whether it can be\n"
+    "  renewed (PUT /v1/sys/leases/lookup).\n\n"
+    "      $ coffer lease lookup database/creds/readonly/2f6a614c...\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_lease_renew[] =
+    "Usage: coffer lease renew [options] ID\n\n"
+    "  Renews the lease ID: asks for a new TTL counted from now. The server\n"
+    "  may cap it at the lease's maximum TTL.\n\n"
+    "Command options:\n\n"
+    "  -increment=<duration>, -i\n"
+    "      The TTL asked for (default: the lease's own TTL).\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_lease_revoke[] =
+    "Usage: coffer lease revoke [options] ID\n\n"
+    "  Revokes the lease ID, or with -prefix every lease under ID. The\n"
+    "  revocation is queued unless -sync is given.\n\n"
+    "      $ coffer lease revoke -prefix database/creds/\n\n"
+    "Command options:\n\n"
+    "  -prefix\n"
+    "      Treat ID as a prefix and revoke every lease under it.\n\n"
+    "  -force, -f\n"
+    "      With -prefix: delete the leases even if the secrets engine\n"
+    "      fails to revoke them. Use with care.\n\n"
+    "  -sync\n"
+    "      Wait until the revocation is done instead of queueing it.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_lease_list[] =
+    "Usage: coffer lease list [options] PREFIX\n\n"
+    "  Lists the lease ids and folders under PREFIX (LIST\n"
+    "  /v1/sys/leases/lookup/PREFIX; needs sudo).\n"
     CLI_HELP_GLOBAL;
 
 const struct cli_command cli__lease_commands[] = {
-    { { "lease", "lookup", NULL }, cmd_lease_lookup, help_lease, false },
-    { { "lease", "renew", NULL }, cmd_lease_renew, help_lease, false },
-    { { "lease", "revoke", NULL }, cmd_lease_revoke, help_lease, false },
-    { { "lease", "list", NULL }, cmd_lease_list, help_lease, false },
-    { { NULL, NULL, NULL }, NULL, NULL, false },
+    { { "lease", "lookup", NULL }, cmd_lease_lookup,
+      "Look up the lease of a secret", help_lease_lookup, false },
+    { { "lease", "renew", NULL }, cmd_lease_renew,
+      "Renew the lease of a secret", help_lease_renew, false },
+    { { "lease", "revoke", NULL }, cmd_lease_revoke,
+      "Revoke leases and secrets", help_lease_revoke, false },
+    { { "lease", "list", NULL }, cmd_lease_list,
+      "List leases under a prefix", help_lease_list, false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
 };

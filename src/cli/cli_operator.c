@@ -648,30 +648,46 @@ out:
  * Help text and the command table
  * ==================================================================== */
 
-static const char help_operator[] =
-    "Usage: coffer operator <subcommand> [options] [args]\n\n"
-    "  init    [-key-shares=5] [-key-threshold=3] [-status]\n"
-    "          Initializes a new server: creates the root key, splits it\n"
-    "          into -key-shares unseal keys of which -key-threshold are\n"
-    "          needed to unseal, and prints them with the initial root\n"
-    "          token. The server stays sealed. With -status, prints\n"
-    "          whether the server is initialized (exit 0 if it is, 2 if\n"
-    "          not, 1 on error).\n"
-    "  unseal  [-reset] [KEY]\n"
-    "          Submits one unseal key and prints the seal status. Without\n"
-    "          KEY it asks for it with echo off (or reads a line of stdin);\n"
-    "          a KEY argument ends up in your shell history. -reset\n"
-    "          discards the keys entered so far.\n"
-    "  seal    Seals the server (needs sudo on sys/seal). Until it is\n"
-    "          unsealed again it answers every request with an error.\n"
+static const char help_operator_init[] =
+    "Usage: coffer operator init [options]\n\n"
+    "  Initializes a new server: creates the root key, splits it into\n"
+    "  -key-shares unseal keys of which -key-threshold are needed to\n"
+    "  unseal, and prints them with the initial root token. The server\n"
+    "  stays sealed. This can be done once per storage.\n\n"
+    "      $ coffer operator init -key-shares=5 -key-threshold=3\n\n"
+    "Command options:\n\n"
+    "  -key-shares=<int>, -n\n"
+    "      Number of unseal keys to make (default 5).\n\n"
+    "  -key-threshold=<int>, -t\n"
+    "      Number of unseal keys needed to unseal (default 3).\n\n"
+    "  -status\n"
+    "      Only print whether the server is initialized: exit 0 if it is,\n"
+    "      2 if not, 1 on error.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_operator_unseal[] =
+    "Usage: coffer operator unseal [options] [KEY]\n\n"
+    "  Submits one unseal key and prints the seal status; the server\n"
+    "  unseals once enough keys were given. Without KEY it asks for it\n"
+    "  with echo off (or reads a line of stdin); a KEY argument ends up in\n"
+    "  your shell history.\n\n"
+    "Command options:\n\n"
+    "  -reset\n"
+    "      Discard the keys entered so far.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_operator_seal[] =
+    "Usage: coffer operator seal [options]\n\n"
+    "  Seals the server (PUT /v1/sys/seal; needs sudo). Until it is\n"
+    "  unsealed again it answers every request with an error.\n"
     CLI_HELP_GLOBAL;
 
 const struct cli_command cli__operator_commands[] = {
-    { { "operator", "init", NULL }, cmd_operator_init, help_operator,
-      false },
-    { { "operator", "unseal", NULL }, cmd_operator_unseal, help_operator,
-      false },
-    { { "operator", "seal", NULL }, cmd_operator_seal, help_operator,
-      false },
-    { { NULL, NULL, NULL }, NULL, NULL, false },
+    { { "operator", "init", NULL }, cmd_operator_init,
+      "Initialize a server", help_operator_init, false },
+    { { "operator", "unseal", NULL }, cmd_operator_unseal,
+      "Unseal the server", help_operator_unseal, false },
+    { { "operator", "seal", NULL }, cmd_operator_seal,
+      "Seal the server", help_operator_seal, false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
 };

@@ -310,33 +310,56 @@ out:
  * Table
  * ==================================================================== */
 
-static const char help_policy[] =
-    "Usage: coffer policy <subcommand> [options] [args]\n\n"
-    "  write   NAME FILE|-\n"
-    "          Uploads a policy from FILE, or from stdin with \"-\".\n"
-    "  read    NAME\n"
-    "          Prints the policy's HCL text.\n"
-    "  list\n"
-    "          Lists every policy name.\n"
-    "  delete  NAME\n"
-    "          Deletes a policy (not root or default).\n"
-    "  fmt     FILE\n"
-    "          Rewrites FILE as canonical HCL (comments are dropped).\n"
+static const char help_policy_write[] =
+    "Usage: coffer policy write [options] NAME FILE\n\n"
+    "  Uploads the ACL policy NAME from FILE, or from stdin when FILE is\n"
+    "  \"-\" (PUT /v1/sys/policies/acl/NAME). An existing policy of that\n"
+    "  name is replaced.\n\n"
+    "      $ coffer policy write dev dev.hcl\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_policy_read[] =
+    "Usage: coffer policy read [options] NAME\n\n"
+    "  Prints the HCL text of the policy NAME.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_policy_list[] =
+    "Usage: coffer policy list [options]\n\n"
+    "  Lists the names of every ACL policy.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_policy_delete[] =
+    "Usage: coffer policy delete [options] NAME\n\n"
+    "  Deletes the policy NAME (not root or default). Tokens that have it\n"
+    "  keep the name but lose its rules.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_policy_fmt[] =
+    "Usage: coffer policy fmt [options] FILE\n\n"
+    "  Rewrites the policy in FILE as canonical HCL, in place (comments\n"
+    "  are dropped). Works offline.\n"
     CLI_HELP_GLOBAL;
 
 static const char help_token_capabilities[] =
     "Usage: coffer token capabilities [options] [TOKEN] PATH\n\n"
     "  Prints the capabilities of a token on PATH: the token in use, or\n"
-    "  TOKEN when given.\n"
+    "  TOKEN when given.\n\n"
+    "      $ coffer token capabilities secret/foo\n"
     CLI_HELP_GLOBAL;
 
 const struct cli_command cli__policy_commands[] = {
-    { { "policy", "write", NULL }, cmd_policy_write, help_policy, false },
-    { { "policy", "read", NULL }, cmd_policy_read, help_policy, false },
-    { { "policy", "list", NULL }, cmd_policy_list, help_policy, false },
-    { { "policy", "delete", NULL }, cmd_policy_delete, help_policy, false },
-    { { "policy", "fmt", NULL }, cmd_policy_fmt, help_policy, false },
+    { { "policy", "write", NULL }, cmd_policy_write,
+      "Upload a policy", help_policy_write, false },
+    { { "policy", "read", NULL }, cmd_policy_read,
+      "Print the contents of a policy", help_policy_read, false },
+    { { "policy", "list", NULL }, cmd_policy_list,
+      "List the installed policies", help_policy_list, false },
+    { { "policy", "delete", NULL }, cmd_policy_delete,
+      "Delete a policy by name", help_policy_delete, false },
+    { { "policy", "fmt", NULL }, cmd_policy_fmt,
+      "Format a policy file in place", help_policy_fmt, false },
     { { "token", "capabilities", NULL }, cmd_token_capabilities,
-      help_token_capabilities, false },
-    { { NULL, NULL, NULL }, NULL, NULL, false },
+      "Print capabilities of a token on a path", help_token_capabilities,
+      false },
+    { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
 };

@@ -6,6 +6,8 @@
  * sanitizers:
  *   - a parsed tree printed by cJSON parses again, strictly, and prints
  *     to the same text (what Coffer stores is what it reads back);
+ *   - json_write_value writes that same text, byte for byte (json_write.h's
+ *     promise: audit entries read like cJSON's output);
  *   - every number literal in the input's comma-separated pieces prints
  *     back as the same text through json_number_new (json.h's promise),
  *     compares equal to itself, and compares antisymmetrically with the
@@ -14,6 +16,7 @@
 #include <math.h>
 
 #include "../../src/json.h"
+#include "../../src/json_write.h"
 
 #include "fuzz.h"
 
@@ -33,6 +36,21 @@ static int sign(int v)
     return (v > 0) - (v < 0);
 }
 
+static void check_writer_matches(const cJSON *tree, const char *printed)
+{
+    struct buf b;
+    struct json_writer w;
+
+    buf_init(&b, BUF_MAX_DEFAULT);
+    json_write_init(&w, &b);
+    json_write_value(&w, tree);
+    FUZZ_CHECK(w.rc == 0);
+    if (strcmp(b.ptr != NULL ? b.ptr : "", printed) != 0)
+        fprintf(stderr, "fuzz: writer gave %s, cJSON %s\n", b.ptr, printed);
+    FUZZ_CHECK(strcmp(b.ptr != NULL ? b.ptr : "", printed) == 0);
+    buf_release(&b);
+}
+
 static void check_roundtrip(const char *text, size_t len, int depth,
                             bool trailing)
 {
@@ -47,6 +65,7 @@ static void check_roundtrip(const char *text, size_t len, int depth,
     }
     p1 = cJSON_PrintUnformatted(t1);
     FUZZ_CHECK(p1 != NULL);
+    check_writer_matches(t1, p1);
     t2 = json_parse(p1, strlen(p1), JSON_DEPTH_LIMIT, false, &err);
     if (t2 == NULL)
         fprintf(stderr, "fuzz: reparse of %s failed: %s\n", p1, err.msg);

@@ -228,8 +228,17 @@ WORKERS = os.environ.get("COFFER_IT_WORKERS", "1")
 REPEAT = int(os.environ.get("COFFER_IT_REPEAT", "2"))
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "once: run this case once, not REPEAT times. For cases "
+        "whose time goes into waiting out a timeout or a stall; each one "
+        "checks, after its wait, that the server and its Lua state still "
+        "serve, which is what the second run would show.")
+
+
 def pytest_generate_tests(metafunc):
-    if "_repeat" in metafunc.fixturenames and REPEAT > 1:
+    once = metafunc.definition.get_closest_marker("once") is not None
+    if "_repeat" in metafunc.fixturenames and REPEAT > 1 and not once:
         metafunc.parametrize("_repeat", range(1, REPEAT + 1),
                              ids=["run%d" % i for i in range(1, REPEAT + 1)])
 

@@ -528,6 +528,7 @@ def test_unwritable_fifo_recovers(asrv, tmpdir_audit):
         os.close(rfd)
 
 
+@pytest.mark.once
 def test_bounded_latency_stalled_tcp(asrv):
     """A listener that accepts and never reads: every request returns within
     the write timeout plus a margin, in parallel too, and fails closed."""
@@ -979,3 +980,83 @@ def test_declaration_forms(tmpdir_audit):
         assert body["sock/"]["type"] == "socket"
     finally:
         srv.stop()
+
+
+# ---- SIGHUP applies the configuration's audit stanzas again ---------------
+
+def _write_stanzas(srv, base, stanzas):
+    with open(srv.config, "w") as f:
+        f.write(base + stanzas)
+
+
+def _wait_listed(srv, want, timeout=10):
+    """sys/audit's paths once they equal want (SIGHUP is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = set(srv.req("GET", "sys/audit").json().get("data", {}))
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def test_sighup_applies_declared_devices(tmpdir_audit):
+    a_log = os.path.join(tmpdir_audit, "a.log")
+    b_log = os.path.join(tmpdir_audit, "b.log")
+    srv = RealServer(tmpdir_audit, extra_config=_declared_config(a_log))
+    with open(srv.config) as f:
+        base = f.read()
+    base = base[:base.index('audit "file"')]
+    srv.start()
+    try:
+        keys, _ = srv.init(shares=1, threshold=1)
+        srv.unseal(keys)
+        enable(srv, "api", "file", file_path="discard")
+        salt_before = audit_hash(srv, "declared", "known-value")
+
+        # A new stanza appears; the old one keeps writing to the same file.
+        _write_stanzas(srv, base, _declared_config(a_log) +
+                       'audit "file" "second" { file_path = "%s" }\n' % b_log)
+        srv.proc.send_signal(signal.SIGHUP)
+        assert _wait_listed(srv, {"declared/", "second/", "api/"}) == \
+            {"declared/", "second/", "api/"}
+        marker = "m1-" + uuid.uuid4().hex
+        srv.req("GET", "sys/mounts?x=" + marker)
+        for log in (a_log, b_log):
+            assert any(e["request"]["path"] == "sys/mounts"
+                       for e in read_entries(log)), log
+
+        # A changed stanza (new file) is re-enabled with its old salt.
+        moved = os.path.join(tmpdir_audit, "moved.log")
+        _write_stanzas(srv, base, _declared_config(moved) +
+                       'audit "file" "second" { file_path = "%s" }\n' % b_log)
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(moved) and time.monotonic() < deadline:
+            srv.req("GET", "sys/health")
+            time.sleep(0.05)
+        assert os.path.exists(moved)
+        assert audit_hash(srv, "declared", "known-value") == salt_before
+        a_lines = len(read_entries(a_log))
+        srv.req("GET", "sys/mounts")
+        assert len(read_entries(a_log)) == a_lines  # no longer written
+
+        # A file that does not load changes nothing.
+        _write_stanzas(srv, base, 'audit "file" "broken" { bogus = 1 }\n')
+        srv.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert _wait_listed(srv, {"declared/", "second/", "api/"}, 1) == \
+            {"declared/", "second/", "api/"}
+
+        # Stanzas removed: their devices go; the API's device stays.
+        _write_stanzas(srv, base, "")
+        srv.proc.send_signal(signal.SIGHUP)
+        assert _wait_listed(srv, {"api/"}) == {"api/"}
+        with open(srv.log_path, errors="replace") as f:
+            log_text = f.read()
+        assert "configuration not reloaded" in log_text
+        assert "disabled device declared/" in log_text
+    finally:
+        srv.stop()
+    with open(srv.log_path, errors="replace") as f:
+        text = f.read()
+    assert not CRASH_PATTERNS.search(text), text[-2000:]

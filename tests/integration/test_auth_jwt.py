@@ -390,6 +390,7 @@ def test_unknown_kid_exactly_one_refetch(server, ca, key, issuer):
     assert issuer.fetches == base + 1
 
 
+@pytest.mark.once
 def test_slow_jwks_is_bounded_and_others_unaffected(server, ca, key, issuer):
     path = jwks_mount(server, issuer, ca.pem)
     issuer.delay = 8

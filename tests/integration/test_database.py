@@ -359,6 +359,7 @@ def test_fifty_parallel_creds_with_table_grants(srv, pg, db):
 
 # ------------------------------------------------------ database outage --
 
+@pytest.mark.once
 def test_revocation_retries_while_postgres_is_down(srv, pg, db):
     srv.client.write("database/roles/short", db_name="myapp",
                      creation_statements=CREATE, default_ttl="2s")
@@ -467,6 +468,7 @@ def test_failing_revocation_becomes_irrevocable_and_visible(srv, pg, db):
     pg.query('DROP ROLE "%s"' % body["data"]["username"])
 
 
+@pytest.mark.once
 def test_static_role_rotates_by_itself(srv, pg, db):
     name = "auto_" + uuid.uuid4().hex[:8]
     static = "static-" + name

@@ -109,6 +109,7 @@ def test_unknown_path_and_operation(lsrv):
     serves(lsrv)
 
 
+@pytest.mark.once
 def test_infinite_loop_hits_deadline(lsrv):
     t0 = time.monotonic()
     r = lsrv.req("GET", "broken/loop", timeout=120)
@@ -118,6 +119,7 @@ def test_infinite_loop_hits_deadline(lsrv):
     serves(lsrv)
 
 
+@pytest.mark.once
 def test_pcall_cannot_swallow_deadline(lsrv):
     r = lsrv.req("GET", "broken/loop-pcall", timeout=120)
     assert r.status_code == 500, r.text

@@ -323,6 +323,7 @@ def probe_latencies(srv, stop, out):
         time.sleep(0.05)
 
 
+@pytest.mark.once
 def test_stalled_database_fails_fast_and_server_keeps_answering(srv, pg,
                                                                 mount):
     r = config(srv, pg, mount, "stall", statement_timeout="2s",
@@ -367,6 +368,7 @@ def test_stalled_database_fails_fast_and_server_keeps_answering(srv, pg,
     assert roles(pg) - before == {user}
 
 
+@pytest.mark.once
 def test_stalled_revocations_do_not_block_other_expiries(srv, pg, mount):
     """Ten leases whose revocation hangs on a lock must not keep the
     revocation workers from another mount's lease (another database)."""
@@ -435,6 +437,7 @@ class SilentServer:
         self.sock.close()
 
 
+@pytest.mark.once
 def test_database_that_never_answers_times_out(srv, pg, mount):
     silent = SilentServer()
     try:

@@ -93,6 +93,7 @@ def fire_slow(srv, n, secs, results):
 
 # ------------------------------------------------------------ item 9 ----
 
+@pytest.mark.once
 def test_slow_backend_leaves_health_seal_status_and_kv_answering(plugin_dir):
     srv = start("-dev-plugin-dir=%s" % plugin_dir)
     try:
@@ -115,6 +116,7 @@ def test_slow_backend_leaves_health_seal_status_and_kv_answering(plugin_dir):
         srv.stop()
 
 
+@pytest.mark.once
 def test_status_endpoints_answer_when_every_worker_is_busy(plugin_dir):
     srv = start("-dev-plugin-dir=%s" % plugin_dir, "-workers=4")
     try:
@@ -134,6 +136,7 @@ def test_status_endpoints_answer_when_every_worker_is_busy(plugin_dir):
         srv.stop()
 
 
+@pytest.mark.once
 def test_max_request_duration_answers_and_stops_the_script(plugin_dir):
     srv = start("-dev-plugin-dir=%s" % plugin_dir,
                 "-max-request-duration=2s")
@@ -226,6 +229,7 @@ def test_trickling_connections_do_not_starve_other_clients():
         srv.stop()
 
 
+@pytest.mark.once
 def test_a_trickle_cannot_extend_the_header_deadline():
     srv = start("-http-read-header-timeout=2s")
     socks = []

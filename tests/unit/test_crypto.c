@@ -8,6 +8,7 @@
 #include "../../src/crypto.c"
 
 #include <ctype.h>
+#include <stdint.h>
 
 #include "harness.h"
 
@@ -204,6 +205,58 @@ TEST(hmac_long_key)
         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 }
 
+/*
+ * The per-thread keyed context must give what a fresh HMAC gives whatever
+ * the order of keys: same key twice, a key that is a prefix of the last,
+ * an empty message, and threads interleaving their own keys.
+ */
+static void one_shot(const void *k, size_t kn, const void *d, size_t dn,
+                     unsigned char out[32])
+{
+    unsigned int n = 32;
+
+    HMAC(EVP_sha256(), k, (int)kn, d, dn, out, &n);
+}
+
+static int hmac_matches_one_shot(unsigned seed)
+{
+    static const char *keys[] = {"salt-a", "salt-ab", "salt-a", "", "x"};
+    unsigned char a[32], b[32];
+    char msg[64];
+
+    for (unsigned i = 0; i < 400; i++) {
+        const char *k = keys[(i * 7 + seed) % 5];
+        size_t mn = (size_t)snprintf(msg, sizeof(msg), "v%u-%u", seed, i);
+        if (i % 11 == 0)
+            mn = 0;
+        crypto_hmac_sha256(k, strlen(k), msg, mn, a);
+        one_shot(k, strlen(k), msg, mn, b);
+        if (memcmp(a, b, 32) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static void *hmac_thread(void *arg)
+{
+    return hmac_matches_one_shot((unsigned)(uintptr_t)arg) ? arg : NULL;
+}
+
+TEST(hmac_cached_context_matches_one_shot)
+{
+    pthread_t t[4];
+    void *ok[4];
+
+    CHECK(hmac_matches_one_shot(99));
+    for (uintptr_t i = 0; i < 4; i++)
+        CHECK_EQ_INT(pthread_create(&t[i], NULL, hmac_thread,
+                                    (void *)(i + 1)), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], &ok[i]);
+        CHECK(ok[i] == (void *)(uintptr_t)(i + 1));
+    }
+}
+
 TEST(equal_constant_time_contract)
 {
     CHECK(crypto_equal("abc", 3, "abc", 3));
@@ -264,6 +317,7 @@ int main(int argc, char **argv)
     RUN(sha256_vectors);
     RUN(hmac_sha256_rfc4231);
     RUN(hmac_long_key);
+    RUN(hmac_cached_context_matches_one_shot);
     RUN(equal_constant_time_contract);
     RUN(wipe_overwrites);
     RUN(pbkdf2_sha256_vectors);

@@ -335,6 +335,45 @@ TEST(numbers_number_or_raw)
     }
 }
 
+/*
+ * The integer fast path (small_integer) must agree with the print round
+ * trip it skips, on both sides of its 15-digit limit and on the literals
+ * it must leave alone ("-0", leading zeros).
+ */
+TEST(integer_fast_path_agrees_with_round_trip)
+{
+    static const char *lits[] = {"0", "-0", "7", "-7", "00", "012", "-01",
+                                 "999999999999999", "-999999999999999",
+                                 "1000000000000000", "123456789012345",
+                                 "9007199254740993", "1e3", "1.0"};
+    unsigned long long x = 1;
+
+    for (size_t i = 0; i < ARRAY_LEN(lits); i++) {
+        double a = 0, b = 0;
+        bool fast = small_integer(lits[i], strlen(lits[i]), &a);
+        bool exact = round_trip_exact(lits[i], strlen(lits[i]), &b);
+        /* what the fast path accepts is exact, with the same value */
+        if (fast && (!exact || a != b))
+            harness_fail(__FILE__, __LINE__, "%s: fast path disagrees",
+                         lits[i]);
+    }
+    for (int i = 0; i < 2000; i++) {
+        char lit[32];
+        double a = 0;
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        snprintf(lit, sizeof(lit), "%s%llu", i % 2 ? "-" : "",
+                 (x >> 11) % (i % 3 ? 1000000ULL : 1000000000000000ULL));
+        if (strcmp(lit, "-0") == 0)
+            continue;
+        double b = 0;
+        CHECK(small_integer(lit, strlen(lit), &a));
+        CHECK(round_trip_exact(lit, strlen(lit), &b) && a == b);
+    }
+    CHECK(!small_integer("-0", 2, &(double){0}));
+    CHECK(!small_integer("", 0, &(double){0}));
+    CHECK(!small_integer("-", 1, &(double){0}));
+}
+
 TEST(number_literal_grammar)
 {
     static const char *const good[] = {"0", "-0", "1.5", "1e5", "1E+5",
@@ -554,6 +593,7 @@ int main(int argc, char **argv)
     RUN(trailing_data);
     RUN(depth_cap);
     RUN(numbers_number_or_raw);
+    RUN(integer_fast_path_agrees_with_round_trip);
     RUN(number_literal_grammar);
     RUN(number_compare);
     RUN(big_numbers_print_verbatim);
