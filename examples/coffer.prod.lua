@@ -78,6 +78,11 @@ plugin_http_allowed = {
   "https://token.actions.githubusercontent.com",
 }
 
+-- Decrypted values kept in memory for reads (entries; Vault's option and
+-- default). Emptied and wiped at seal; writes always go to storage first.
+cache_size        = 131072
+-- disable_cache  = true
+
 -- trace, debug, info, warn or error. Coffer never logs tokens or secrets.
 log_level         = "info"
 

@@ -89,6 +89,7 @@ enum value_kind {
     V_URL_LIST,     /* { "https://host[:port][/prefix]", ... } -> url list */
     V_LOGFORMAT,    /* "standard" or "json" */
     V_METRIC_NAME,  /* [A-Za-z_][A-Za-z0-9_.]*, at most 64 characters */
+    V_CACHE_SIZE,   /* entries, 0..CONFIG_CACHE_SIZE_MAX -> size_t */
 };
 
 struct key_spec {
@@ -135,6 +136,9 @@ static const struct key_spec top_keys[] = {
      * default true here, as in Vault: see config.h). */
     {"unsafe_allow_api_audit_creation", V_BOOL,
      TOP(unsafe_allow_api_audit_creation), false},
+    /* The read cache in front of storage (Vault's names; 0 = default). */
+    {"cache_size", V_CACHE_SIZE, TOP(cache_size), false},
+    {"disable_cache", V_BOOL, TOP(disable_cache), false},
 };
 
 static const struct key_spec listener_keys[] = {
@@ -576,6 +580,10 @@ static void store_value(lua_State *L, int idx, const struct key_spec *spec,
             raise_at(L, 1, "%s%s: unknown format \"%s\" (want standard or "
                            "json)", what, spec->name, s);
         set_str((char **)field, s);
+        break;
+    case V_CACHE_SIZE:
+        *(size_t *)field = (size_t)check_integer(L, idx, what, spec->name, 0,
+                                                 CONFIG_CACHE_SIZE_MAX);
         break;
     case V_METRIC_NAME:
         s = check_string(L, idx, what, spec->name);

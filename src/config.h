@@ -43,6 +43,8 @@
 #define CONFIG_LUA_TIMEOUT_MAX 3600
 #define CONFIG_LUA_BUDGET_MIN 10000
 #define CONFIG_LUA_BUDGET_MAX 1000000000
+/* cache_size: entries of the read cache (0 = its default, Vault's 131072). */
+#define CONFIG_CACHE_SIZE_MAX 100000000
 
 enum config_storage {
     CONFIG_STORAGE_NONE = 0, /* only before a successful load */
@@ -159,6 +161,13 @@ struct coffer_config {
      * false and declare the devices here.
      */
     bool unsafe_allow_api_audit_creation;
+    /*
+     * The read cache of decrypted values in front of storage (Vault's
+     * names): cache_size entries (0 = unset, the default 131072) and
+     * disable_cache to read storage every time.
+     */
+    size_t cache_size;
+    bool disable_cache;
 };
 
 /*

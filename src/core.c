@@ -24,6 +24,7 @@
 #include "barrier.h"
 #include "cubbyhole.h"
 #include "json.h"
+#include "json_write.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "luavm.h"
@@ -108,19 +109,34 @@ void reply_release(struct reply *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Takes ownership of json. Adds the trailing newline Vault sends. */
+/*
+ * Takes ownership of json. Adds the trailing newline Vault sends. Written
+ * straight into the body (json_write.h: cJSON's text without printing a
+ * copy first); a reply past the buffer ceiling (64 MiB) becomes a 500.
+ */
+#define BODY_RESERVE 1024
+
 static void set_body(struct reply *out, cJSON *json)
 {
-    char *text = cJSON_PrintUnformatted(json);
-    size_t n = strlen(text);
+    struct buf b;
+    struct json_writer w;
 
+    buf_init(&b, 0);
+    buf_reserve(&b, BODY_RESERVE);
+    json_write_init(&w, &b);
+    json_write_value(&w, json);
+    if (w.rc == 0)
+        w.rc = buf_append(&b, "\n", 1);
     cJSON_Delete(json);
-    out->body = xmalloc(n + 2);
-    memcpy(out->body, text, n);
-    out->body[n] = '\n';
-    out->body[n + 1] = '\0';
-    out->len = n + 1;
-    secure_free(text, n);
+    if (w.rc != 0) {
+        static const char too_big[] =
+            "{\"errors\":[\"the response is too large to send\"]}\n";
+        out->status = 500;
+        out->body = xstrdup(too_big);
+        out->len = sizeof(too_big) - 1;
+        return;
+    }
+    out->body = buf_detach(&b, &out->len);
 }
 
 void core_error_reply(struct reply *out, int status, const char *msg)

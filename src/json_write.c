@@ -60,29 +60,54 @@ static void commit(struct json_writer *w, char *end)
     b->ptr[b->len] = '\0';
 }
 
-/* The bytes c takes inside quotes: itself, a short escape or \u00XX. */
-static size_t quoted_width(unsigned char c)
+/* Bytes cJSON escapes: the control bytes, '"' and '\\'. */
+static const bool needs_escape[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1,
+    [0x06] = 1, [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1,
+    [0x0c] = 1, [0x0d] = 1, [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1,
+    [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1, [0x16] = 1, [0x17] = 1,
+    [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1,
+    [0x1e] = 1, [0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
+/* The escape of a byte needs_escape marks, into o; its length. */
+static size_t put_escape(char *o, unsigned char c)
 {
-    if (c >= 32 && c != '"' && c != '\\')
-        return 1;
-    return strchr("\"\\\b\f\n\r\t", c) != NULL ? 2 : 6;
+    static const char hex[] = "0123456789abcdef";
+    static const char shorts[] = "\"\\\b\f\n\r\t", letters[] = "\"\\bfnrt";
+    const char *at = strchr(shorts, c);
+
+    o[0] = '\\';
+    if (at != NULL) {
+        o[1] = letters[at - shorts];
+        return 2;
+    }
+    memcpy(o + 1, "u00", 3);
+    o[4] = hex[c >> 4];
+    o[5] = hex[c & 0x0f];
+    return 6;
 }
 
 /*
  * cJSON's escapes: the two that JSON requires, the five short forms, and
  * \u00XX for the other control bytes; everything else (UTF-8 included)
- * as it is. Measured first, then written in place.
+ * as it is. Written in place with room for the worst case (six bytes per
+ * input byte), runs of plain bytes copied whole.
  */
 static void put_quoted(struct json_writer *w, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-    static const char shorts[] = "\"\\\b\f\n\r\t", letters[] = "\"\\bfnrt";
-    size_t n = 2;
-    char *o;
+    size_t n = strlen(s);
+    const char *run = s, *end = s + n;
+    char *o = room(w, 6 * n + 2);
 
-    for (const char *p = s; *p != '\0'; p++)
-        n += quoted_width((unsigned char)*p);
-    o = room(w, n);
+    if (o == NULL) { /* near the ceiling: the exact size decides */
+        size_t exact = 2;
+        for (const char *p = s; p < end; p++)
+            exact += needs_escape[(unsigned char)*p]
+                         ? put_escape((char[6]){0}, (unsigned char)*p)
+                         : 1;
+        o = room(w, exact);
+    }
     if (o == NULL) {
         if (w->rc == 0) { /* past the ceiling: as buf_append would */
             buf_release(w->out);
@@ -91,21 +116,16 @@ static void put_quoted(struct json_writer *w, const char *s)
         return;
     }
     *o++ = '"';
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        size_t width = quoted_width(c);
-        if (width == 1) {
-            *o++ = (char)c;
-        } else if (width == 2) {
-            *o++ = '\\';
-            *o++ = letters[strchr(shorts, c) - shorts];
-        } else {
-            memcpy(o, "\\u00", 4);
-            o[4] = hex[c >> 4];
-            o[5] = hex[c & 0x0f];
-            o += 6;
-        }
+    for (const char *p = s; p < end; p++) {
+        if (!needs_escape[(unsigned char)*p])
+            continue;
+        memcpy(o, run, (size_t)(p - run));
+        o += p - run;
+        o += put_escape(o, (unsigned char)*p);
+        run = p + 1;
     }
+    memcpy(o, run, (size_t)(end - run));
+    o += end - run;
     *o++ = '"';
     commit(w, o);
 }
@@ -137,51 +157,57 @@ void json_write_string(struct json_writer *w, const char *s)
     put_quoted(w, s != NULL ? s : "");
 }
 
-static void put_integer(struct json_writer *w, long long v)
+/* v in decimal at the end of text[24]; returns where it starts. */
+static char *format_integer(char text[24], long long v)
 {
-    char text[24], *p = text + sizeof(text);
+    char *p = text + 23;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
                                  : (unsigned long long)v;
 
+    *p = '\0';
     do {
         *--p = (char)('0' + u % 10);
         u /= 10;
     } while (u > 0);
     if (v < 0)
         *--p = '-';
-    put(w, p, (size_t)(text + sizeof(text) - p));
+    return p;
 }
 
-/* cJSON 1.7.15's print_number: 15 digits unless they lose the value. */
-static void put_number(struct json_writer *w, double d)
+size_t json_format_number(double d, char out[JSON_NUMBER_MAX])
 {
-    char text[32];
+    char digits[24];
     double back;
     int n;
 
     if (isnan(d) || isinf(d)) {
-        put(w, "null", 4);
-        return;
+        memcpy(out, "null", 5);
+        return 4;
     }
     /* An integer below 10^15 is what %1.15g prints, without its cost
      * (-0 excepted: %g keeps the sign). */
     if (fabs(d) < 1e15 && d == (double)(long long)d &&
         !(d == 0 && signbit(d))) {
-        put_integer(w, (long long)d);
-        return;
+        const char *p = format_integer(digits, (long long)d);
+        size_t len = strlen(p);
+        memcpy(out, p, len + 1);
+        return len;
     }
-    n = snprintf(text, sizeof(text), "%1.15g", d);
-    back = strtod(text, NULL);
+    n = snprintf(out, JSON_NUMBER_MAX, "%1.15g", d);
+    back = strtod(out, NULL);
     /* cJSON's compare_double: equal within the larger's epsilon */
     if (fabs(back - d) > fmax(fabs(back), fabs(d)) * DBL_EPSILON)
-        n = snprintf(text, sizeof(text), "%1.17g", d);
-    put(w, text, (size_t)n);
+        n = snprintf(out, JSON_NUMBER_MAX, "%1.17g", d);
+    return (size_t)n;
 }
 
 void json_write_number(struct json_writer *w, double d)
 {
+    char text[JSON_NUMBER_MAX];
+    size_t n = json_format_number(d, text);
+
     separate(w);
-    put_number(w, d);
+    put(w, text, n);
 }
 
 void json_write_bool(struct json_writer *w, bool b)

@@ -46,6 +46,14 @@ void json_write_raw(struct json_writer *w, const char *text);
 /* A whole tree, as cJSON_PrintUnformatted would print it. */
 void json_write_value(struct json_writer *w, const cJSON *v);
 
+/*
+ * d as cJSON 1.7.15's print_number writes it (15 significant digits unless
+ * they lose the value, then 17; "null" for NaN and infinities) into out,
+ * NUL-terminated; returns the length.
+ */
+#define JSON_NUMBER_MAX 32
+size_t json_format_number(double d, char out[JSON_NUMBER_MAX]);
+
 /* key + value in one call, for the common members. */
 void json_write_kv_string(struct json_writer *w, const char *key,
                           const char *s);

@@ -2,11 +2,14 @@
  * lifecycle.c - the server's state: sealed or active, and the moves
  * between them.
  *
- *   setup          barrier over the physical storage, seal bound to it
- *   activate       token store, router, policies, leases, ticker
- *   seal           stop all of that, close database connections, seal
+ *   setup          barrier over the physical storage, seal bound to it,
+ *                  the read cache in front of the barrier's view
+ *   activate       read cache on, token store, router, policies, leases,
+ *                  ticker
+ *   seal           stop all of that, close database connections, wipe
+ *                  and switch off the read cache, seal the barrier
+ *   teardown       seal's stop, wipe and free the read cache, then free
  *                  the barrier
- *   teardown       seal's stop, then free the barrier
  *
  * Requests hold the state lock for reading (lifecycle_enter); every move
  * takes it for writing, so it waits for the requests in flight and holds
@@ -32,6 +35,7 @@
 #include "router.h"
 #include "seal.h"
 #include "storage.h"
+#include "storage_cache.h"
 #include "ticker.h"
 #include "token.h"
 
@@ -39,6 +43,9 @@ static struct {
     pthread_rwlock_t lock;
     struct lifecycle_config cfg;
     struct barrier *barrier;
+    /* Decrypted values: holds entries only while active; NULL if the
+     * config disables it. */
+    struct storage_cache *cache;
     bool active;
 } state = {.lock = PTHREAD_RWLOCK_INITIALIZER};
 
@@ -54,11 +61,39 @@ static const struct lease_ops token_lease_ops = {
     .renew = token_lease_renew,
 };
 
+/*
+ * The cache goes in place in front of the barrier's view, so every holder
+ * of barrier_storage() (the Lua runtime and cubbyhole keep the pointer
+ * from start-up) reads and writes through it. It stays empty until
+ * activation. Runs before any other thread.
+ */
+static void cache_setup(void)
+{
+    struct storage_cache_limits lim = {0};
+    bool disabled = false;
+
+    storage_cache_settings(&lim.max_entries, &disabled);
+    if (!disabled)
+        state.cache = storage_cache_interpose(barrier_storage(state.barrier),
+                                              &lim);
+}
+
 void lifecycle_setup(const struct lifecycle_config *cfg)
 {
     state.cfg = *cfg;
     state.barrier = barrier_new(cfg->physical);
     seal_setup(state.barrier, cfg->physical);
+    cache_setup();
+}
+
+/*
+ * Wipes the cache's plaintext, then seals. Caller holds the write lock,
+ * or is the init endpoint before the server was ever active.
+ */
+static void seal_locked(void)
+{
+    storage_cache_enable(state.cache, false);
+    barrier_seal(state.barrier);
 }
 
 struct barrier *lifecycle_barrier(void)
@@ -146,6 +181,7 @@ static int activate_locked(struct errbuf *err)
 
     if (state.active)
         return 0;
+    storage_cache_enable(state.cache, true);
     rc = token_store_init(logical);
     if (rc != 0) {
         errbuf_set(err, "token store: %s", coffer_strerror(rc));
@@ -198,7 +234,7 @@ int lifecycle_activate(struct errbuf *err)
     pthread_rwlock_wrlock(&state.lock);
     rc = activate_locked(err);
     if (rc != 0)
-        barrier_seal(state.barrier);
+        seal_locked();
     pthread_rwlock_unlock(&state.lock);
     return rc;
 }
@@ -207,7 +243,7 @@ void lifecycle_seal(void)
 {
     pthread_rwlock_wrlock(&state.lock);
     deactivate_locked();
-    barrier_seal(state.barrier);
+    seal_locked();
     pthread_rwlock_unlock(&state.lock);
 }
 
@@ -233,7 +269,7 @@ int lifecycle_init_root_token(char **root_token, struct errbuf *err)
 {
     int rc = write_root_token(root_token, err);
 
-    barrier_seal(state.barrier);
+    seal_locked(); /* outside the lock, as the seal endpoints run */
     return rc;
 }
 
@@ -262,6 +298,8 @@ void lifecycle_teardown(void)
     pthread_rwlock_wrlock(&state.lock);
     deactivate_locked();
     pthread_rwlock_unlock(&state.lock);
+    storage_cache_free(state.cache); /* wipes; the view is restored */
+    state.cache = NULL;
     barrier_free(state.barrier);
     state.barrier = NULL;
 }

@@ -2,8 +2,10 @@
  * lifecycle.h - the server's state: sealed or active, and the moves
  * between them.
  *
- * Owns the barrier over the physical storage, the state lock and the
- * `active` flag, and the one place each move happens: starting the
+ * Owns the barrier over the physical storage, the read cache in front of
+ * the barrier's view (storage_cache.h: filled only while active, wiped
+ * before every seal), the state lock and the `active` flag, and the one
+ * place each move happens: starting the
  * subsystems that need an unsealed barrier (token store, router,
  * policies, leases, ticker) after an unseal, stopping them and sealing
  * the barrier again, writing the root token of a fresh init, and dev
@@ -41,9 +43,11 @@ struct lifecycle_config {
 };
 
 /*
- * Builds the barrier over cfg->physical and binds the seal to it. The
- * server is then sealed (or uninitialised). cfg is copied; the strings
- * and storage it points to must outlive the server. Call once.
+ * Builds the barrier over cfg->physical, binds the seal to it and puts
+ * the read cache in front of its view (unless storage_cache_configure
+ * disabled it). The server is then sealed (or uninitialised). cfg is
+ * copied; the strings and storage it points to must outlive the server.
+ * Call once, before any other thread runs.
  */
 void lifecycle_setup(const struct lifecycle_config *cfg);
 

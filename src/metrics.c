@@ -22,6 +22,7 @@
 #include "lifecycle.h"
 #include "luavm.h"
 #include "mount.h"
+#include "storage_cache.h"
 #include "util.h"
 
 #define MAX_STATUS 600
@@ -466,10 +467,22 @@ static void collect_requests(struct list *l)
     pthread_mutex_unlock(&mu);
 }
 
+/* Vault's physical cache counters (ours caches decrypted values). */
+static void collect_cache(struct list *l)
+{
+    uint64_t hits, misses, entries;
+
+    storage_cache_stats(&hits, &misses, &entries);
+    add_value(l, COUNTER, "cache.hit", (double)hits);
+    add_value(l, COUNTER, "cache.miss", (double)misses);
+    add_value(l, GAUGE, "cache.entries", (double)entries);
+}
+
 static void collect(struct list *l)
 {
     add_value(l, GAUGE, "core.unsealed", lifecycle_is_active() ? 1 : 0);
     collect_leases(l);
+    collect_cache(l);
     db_pool_stats_each(collect_pool, l);
     collect_requests(l);
 }

@@ -31,6 +31,7 @@
 #include "request.h"
 #include "router.h"
 #include "storage.h"
+#include "storage_cache.h"
 #include "sys_plugins.h"
 #include "util.h"
 
@@ -506,6 +507,7 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
                                   : HTTP_DEFAULT_MAX_REQUEST_SIZE;
     settle_limits(o, &conf->listener, conf->default_max_request_duration);
     router_set_system_ttls(conf->default_lease_ttl, conf->max_lease_ttl);
+    storage_cache_configure(conf->cache_size, conf->disable_cache);
     return 0;
 }
 

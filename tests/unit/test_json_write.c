@@ -70,6 +70,22 @@ TEST(numbers_match_cjson)
 
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
         CHECK(same_as_cjson(cJSON_CreateNumber(values[i])));
+    /* random doubles, every magnitude: json.c relies on this too */
+    for (int i = 0; i < 20000; i++) {
+        static unsigned long long x = 88172645463325252ULL;
+        double d;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        memcpy(&d, &x, sizeof(d));
+        if (i % 4 == 0)
+            d = (double)(long long)(x % 2000000000000000ULL) -
+                1e15; /* integers around the fast path's edge */
+        if (!same_as_cjson(cJSON_CreateNumber(d))) {
+            CHECK(!"a random double prints differently");
+            break;
+        }
+    }
     CHECK(same_as_cjson(cJSON_CreateNumber(NAN)));
     CHECK(same_as_cjson(cJSON_CreateNumber(INFINITY)));
     CHECK(same_as_cjson(cJSON_CreateRaw("12345678901234567890")));
@@ -125,6 +141,16 @@ TEST(ceiling_sticks)
     json_write_close(&w, ']');
     CHECK_EQ_INT(w.rc, COFFER_ETOOBIG);
     CHECK(b.ptr == NULL); /* buf released the half-written text */
+    buf_release(&b);
+
+    /* Near the ceiling the exact size decides, not the worst case. */
+    buf_init(&b, 48);
+    json_write_init(&w, &b);
+    json_write_string(&w, "forty plain bytes and two escaped: \"\n..");
+    CHECK_EQ_INT(w.rc, 0);
+    CHECK_STREQ(b.ptr, "\"forty plain bytes and two escaped: \\\"\\n..\"");
+    json_write_string(&w, "xyz"); /* 43 + 6 bytes pass 48 */
+    CHECK_EQ_INT(w.rc, COFFER_ETOOBIG);
     buf_release(&b);
 }
 
