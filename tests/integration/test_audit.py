@@ -593,6 +593,53 @@ def test_sighup_reopens_file(asrv, tmpdir_audit):
     read_entries(p)
 
 
+def test_rotation_under_parallel_writes_loses_no_line(asrv, tmpdir_audit):
+    """Writers to an open file share it (O_APPEND, no mutex) while SIGHUP
+    reopens it: every line in the rotated files is whole JSON, and every
+    request that succeeded has its request and response entries."""
+    import concurrent.futures
+    p = os.path.join(tmpdir_audit, "race.log")
+    name = "race-" + uuid.uuid4().hex[:8]
+    marker = "race-" + uuid.uuid4().hex
+    enable(asrv, name, "file", file_path=p)
+    done = threading.Event()
+    ok_ids = []
+
+    def reader():
+        got = []
+        while not done.is_set():
+            r = asrv.req("GET", "sys/mounts?m=" + marker)
+            if r.status_code == 200:
+                got.append(r.json()["request_id"])
+        return got
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            futs = [ex.submit(reader) for _ in range(6)]
+            for i in range(12):
+                time.sleep(0.1)
+                os.rename(p, "%s.%d" % (p, i))
+                asrv.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+            done.set()
+            for f in futs:
+                ok_ids.extend(f.result())
+    finally:
+        disable(asrv, name)
+    entries = []
+    for f in os.listdir(tmpdir_audit):
+        if f.startswith("race.log"):
+            entries.extend(read_entries(os.path.join(tmpdir_audit, f)))
+    seen = {}
+    for e in entries:
+        req = e.get("request", {})  # revocation entries have none
+        if req.get("path") == "sys/mounts":
+            seen.setdefault(req["id"], []).append(e["type"])
+    assert len(ok_ids) > 50
+    for rid in ok_ids:
+        assert sorted(seen.get(rid, [])) == ["request", "response"], rid
+
+
 # -------------------------------------------------- persistence, races ----
 
 def test_devices_survive_seal_unseal(tmpdir_audit):
