@@ -616,12 +616,18 @@ def test_rotation_under_parallel_writes_loses_no_line(asrv, tmpdir_audit):
     try:
         with concurrent.futures.ThreadPoolExecutor(6) as ex:
             futs = [ex.submit(reader) for _ in range(6)]
-            for i in range(12):
-                time.sleep(0.1)
-                os.rename(p, "%s.%d" % (p, i))
-                asrv.proc.send_signal(signal.SIGHUP)
-            time.sleep(0.3)
-            done.set()
+            try:
+                for i in range(12):
+                    time.sleep(0.1)
+                    deadline = time.monotonic() + 10  # SIGHUP is async
+                    while not os.path.exists(p) and \
+                            time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    os.rename(p, "%s.%d" % (p, i))
+                    asrv.proc.send_signal(signal.SIGHUP)
+                time.sleep(0.3)
+            finally:
+                done.set()
             for f in futs:
                 ok_ids.extend(f.result())
     finally:
