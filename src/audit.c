@@ -350,6 +350,22 @@ static cJSON *options_as_strings(const cJSON *in, struct errbuf *err)
 }
 
 /* A device from its stored or requested description; not opened yet. */
+/*
+ * Writer-preferring (a glibc extension, hence _GNU_SOURCE): with the
+ * default, a steady stream of entries could keep a SIGHUP reopen waiting
+ * for ever, since some writer always holds the lock shared.
+ */
+static void fd_lock_init(pthread_rwlock_t *l)
+{
+    pthread_rwlockattr_t a;
+
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(l, &a);
+    pthread_rwlockattr_destroy(&a);
+}
+
 static struct audit_device *device_new(const char *path, const char *type,
                                        const char *description,
                                        const cJSON *options, bool local,
@@ -359,7 +375,7 @@ static struct audit_device *device_new(const char *path, const char *type,
     int rc = 0;
 
     pthread_mutex_init(&d->mu, NULL);
-    pthread_rwlock_init(&d->fd_rw, NULL);
+    fd_lock_init(&d->fd_rw);
     atomic_init(&d->refs, 1);
     d->fd = -1;
     d->path = xstrdup(path);
