@@ -67,7 +67,7 @@ struct lease_config {
      * counts as alive.
      */
     bool (*token_alive)(const char *token_hmac);
-    unsigned int workers;     /* revocation workers, default 8 */
+    unsigned int workers;     /* revocation workers, default 16 */
     double retry_base;        /* seconds before the first retry, default 1 */
     double retry_max;         /* backoff cap in seconds, default 60 */
     int irrevocable_after;    /* failures before flagging, default 6 */

@@ -133,6 +133,20 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;
   END IF;
+  -- A role that holds nothing in any database (no privilege granted to it
+  -- or by it, no object, no policy: pg_shdepend has no row for it; group
+  -- membership lives in pg_auth_members and goes with the role) needs only
+  -- DROP ROLE, which is where the REVOKEs below lead. Skipping them
+  -- matters: each REVOKE rewrites the ACL of a row every revocation
+  -- shares (schema public, the database), so concurrent revocations queue
+  -- on those rows and fail with "tuple concurrently updated" (mass expiry
+  -- ran at ~200/s against ~6,000/s for plain DROP ROLE).
+  IF NOT EXISTS (SELECT 1 FROM pg_shdepend d
+                 WHERE d.refclassid = 'pg_authid'::regclass
+                   AND d.refobjid = roid) THEN
+    EXECUTE format('DROP ROLE IF EXISTS %%I', r);
+    RETURN;
+  END IF;
   -- Schemas the user was granted something in (the schema itself, or a
   -- table, column or sequence in it).
   -- Vault asks information_schema.role_column_grants, which scans every

@@ -1,0 +1,182 @@
+"""Mass expiry: thousands of database leases due at the same second.
+
+Every lease's role must be gone from pg_roles, its record gone and the
+lease gauge back to zero, within a generous correctness bound (this is not
+a performance test: bench_server.py --only expiry measures the rate). The
+roles are members of one group role, like real credentials, so concurrent
+DROP ROLEs touch the same catalog rows; a few also hold a table grant,
+which takes the full revocation (REVOKEs on shared catalog rows that
+conflict with "tuple concurrently updated" and must be retried). A second
+case stops PostgreSQL while the leases come due: every role must still go
+once it is back (failures retry with backoff).
+"""
+
+import threading
+import time
+
+import pytest
+
+from conftest import Server
+from pgcluster import PgCluster
+
+CREATE = ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
+          "VALID UNTIL '{{expiration}}'; GRANT app_readonly TO \"{{name}}\";")
+CREATE_TABLE_GRANT = CREATE + ' GRANT SELECT ON shared_table TO "{{name}}";'
+BOUND = 120.0  # seconds: a correctness bound, far above any expected time
+
+
+@pytest.fixture(scope="module")
+def pg():
+    cluster = PgCluster()
+    # Issuing thousands of credentials would spend ~9 ms of SCRAM hashing
+    # per CREATE ROLE ... PASSWORD; md5 keeps the set-up short. Revocation,
+    # which is what is tested, does not depend on it.
+    cluster.query("ALTER SYSTEM SET password_encryption = 'md5'")
+    cluster.query("SELECT pg_reload_conf()")
+    cluster.query("CREATE ROLE app_readonly NOLOGIN")
+    cluster.query("CREATE TABLE shared_table (x int)")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(pg):
+    s = Server(extra_args=["-dev-lease-retry-base=0.05",
+                           "-dev-lease-retry-max=0.5"])
+    r = s.req("POST", "sys/mounts/database", json={"type": "database"})
+    assert r.status_code == 204, r.text
+    r = s.req("POST", "database/config/pg", json={
+        "plugin_name": "postgresql-database-plugin",
+        "connection_url": pg.url(templated=True),
+        "username": "postgres", "password": "postgres",
+        "allowed_roles": "*", "max_open_connections": 16,
+        "connect_timeout": "2s"})
+    assert r.status_code == 204, r.text
+    yield s
+    rc = s.stop()
+    assert rc == 0, s.stderr_text()[-4000:]
+
+
+def live_leases(srv):
+    r = srv.req("GET", "sys/metrics")
+    assert r.status_code == 200, r.text
+    return {g["Name"]: g["Value"] for g in r.json()["Gauges"]}[
+        "coffer.expire.num_leases"]
+
+
+def count_roles(pg, prefix):
+    return pg.query("SELECT count(*) FROM pg_roles WHERE rolname LIKE %s",
+                    prefix + "%")[0][0]
+
+
+def set_role(srv, role, ttl, statements=CREATE):
+    r = srv.req("POST", "database/roles/" + role, json={
+        "db_name": "pg", "creation_statements": statements,
+        "default_ttl": "%ds" % ttl, "max_ttl": "1h"})
+    assert r.status_code == 204, r.text
+
+
+def issue_due_together(srv, role, n, lead=6.0, statements=CREATE):
+    """Issues n credentials of role that all expire within about a second
+    of one target time: the role's default_ttl follows (target - now) while
+    8 threads issue. Returns the target (epoch seconds)."""
+    target = time.time() + lead + n / 400.0
+    lock = threading.Lock()
+    state = {"left": n, "errors": [], "due": []}
+    done = threading.Event()
+
+    def retune():
+        while not done.wait(0.2):
+            set_role(srv, role, max(1, round(target - time.time())),
+                     statements)
+
+    def issuer():
+        while True:
+            with lock:
+                if state["left"] == 0 or state["errors"]:
+                    return
+                state["left"] -= 1
+            r = srv.req("GET", "database/creds/" + role)
+            with lock:
+                if r.status_code != 200:
+                    state["errors"].append(r.text)
+                else:
+                    state["due"].append(time.time() +
+                                        r.json()["lease_duration"])
+
+    set_role(srv, role, round(target - time.time()), statements)
+    t = threading.Thread(target=retune)
+    t.start()
+    threads = [threading.Thread(target=issuer) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    done.set()
+    t.join()
+    assert not state["errors"], state["errors"][:3]
+    assert max(state["due"]) < target + 1.5, "issuance too slow for the test"
+    # Nothing may go before it is due.
+    assert min(state["due"]) > time.time(), "leases expired during issuance"
+    return target
+
+
+def wait_all_gone(srv, pg, prefix, bound=BOUND):
+    deadline = time.monotonic() + bound
+    left = live = None
+    while time.monotonic() < deadline:
+        left = count_roles(pg, prefix)
+        live = live_leases(srv)
+        if left == 0 and live == 0:
+            return
+        time.sleep(0.2)
+    pytest.fail("%d roles and %d leases left %.0fs after they were due"
+                % (left, live, bound))
+
+
+def no_lease_listed(srv, role):
+    r = srv.req("LIST", "sys/leases/lookup/database/creds/" + role + "/")
+    return r.status_code == 404 or not r.json().get("data", {}).get("keys")
+
+
+@pytest.mark.once
+def test_mass_expiry_revokes_every_lease(srv, pg):
+    """2,000 leases of group members plus 50 with a table grant, due at
+    once: every role is dropped, every record deleted, the gauge is 0."""
+    assert live_leases(srv) == 0
+    target = issue_due_together(srv, "mass", 2000)
+    issue_due_together(srv, "tbl", 50, lead=max(1.0, target - time.time()),
+                       statements=CREATE_TABLE_GRANT)
+    assert count_roles(pg, "v-root-mass-") == 2000
+    assert count_roles(pg, "v-root-tbl-") == 50
+    assert live_leases(srv) == 2050
+    wait_all_gone(srv, pg, "v-root-")
+    assert no_lease_listed(srv, "mass") and no_lease_listed(srv, "tbl")
+    # The table grants were revoked, not left behind on the table.
+    acl = pg.query("SELECT relacl::text FROM pg_class "
+                   "WHERE relname = 'shared_table'")[0][0]
+    assert acl is None or "v-root-" not in acl
+
+
+@pytest.mark.once
+def test_mass_expiry_survives_a_database_outage(srv, pg):
+    """The database goes down as 300 leases come due and is back two
+    seconds later: failures retry with backoff and every role goes."""
+    assert live_leases(srv) == 0
+    target = issue_due_together(srv, "outage", 300)
+    while time.time() < target - 0.3:
+        time.sleep(0.05)
+    pg.stop_server()
+    try:
+        time.sleep(2.0)
+    finally:
+        pg.start()
+    wait_all_gone(srv, pg, "v-root-outage-")
+    assert no_lease_listed(srv, "outage")
+    # The server still serves: a new credential works and is revoked.
+    r = srv.req("GET", "database/creds/outage")
+    assert r.status_code == 200, r.text
+    r = srv.req("PUT", "sys/leases/revoke",
+                json={"lease_id": r.json()["lease_id"], "sync": True})
+    assert r.status_code == 204, r.text
+    assert live_leases(srv) == 0
