@@ -33,9 +33,14 @@
 #define GUARD_FILLS 1
 #endif
 
+/* LRU links; first in struct entry, so a link is its entry. */
+struct lru_link {
+    struct lru_link *prev, *next;
+};
+
 struct entry {
+    struct lru_link link;       /* LRU list; must stay first */
     struct entry *hnext;        /* hash chain */
-    struct entry *prev, *next;  /* LRU list */
     uint64_t hash;
     uint8_t *value;             /* NULL when !found or empty */
     size_t vlen;
@@ -49,7 +54,7 @@ struct shard {
     pthread_mutex_t lock;
     struct entry **buckets;
     size_t mask;       /* buckets - 1 */
-    struct entry lru;  /* sentinel: lru.next = newest, lru.prev = oldest */
+    struct lru_link lru; /* sentinel: lru.next = newest, lru.prev = oldest */
     size_t n, bytes;
     size_t max_n, max_bytes;
     uint64_t gen;      /* bumped at each write's begin and end */
@@ -202,18 +207,23 @@ static struct entry *shard_find(struct shard *sh, const char *key,
     return e;
 }
 
+static struct entry *oldest(struct shard *sh)
+{
+    return (struct entry *)sh->lru.prev; /* link is the first member */
+}
+
 static void lru_unlink(struct entry *e)
 {
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
+    e->link.prev->next = e->link.next;
+    e->link.next->prev = e->link.prev;
 }
 
 static void lru_push_front(struct shard *sh, struct entry *e)
 {
-    e->next = sh->lru.next;
-    e->prev = &sh->lru;
-    sh->lru.next->prev = e;
-    sh->lru.next = e;
+    e->link.next = sh->lru.next;
+    e->link.prev = &sh->lru;
+    sh->lru.next->prev = &e->link;
+    sh->lru.next = &e->link;
 }
 
 /* Unlinks e from its chain and the LRU, uncharges it and wipes it. */
@@ -243,7 +253,7 @@ static void shard_drop_key(struct shard *sh, const char *key, size_t klen,
 static void shard_clear(struct shard *sh)
 {
     while (sh->lru.prev != &sh->lru)
-        shard_drop(sh, sh->lru.prev);
+        shard_drop(sh, oldest(sh));
 }
 
 /* Adds e (replacing an entry for the same key), then evicts the oldest. */
@@ -259,7 +269,7 @@ static void shard_insert(struct shard *sh, struct entry *e)
     sh->bytes += e->cost;
     atomic_fetch_add(&stat_entries, 1);
     while (sh->n > sh->max_n || sh->bytes > sh->max_bytes)
-        shard_drop(sh, sh->lru.prev);
+        shard_drop(sh, oldest(sh));
 }
 
 /* ============================================================= get == */
