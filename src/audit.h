@@ -26,14 +26,12 @@
 
 #include <cjson/cJSON.h>
 
+#include "audit_entry.h"
 #include "common.h"
 #include "request.h"
 
 struct storage;
 struct config_audit_device;
-
-/* "hmac-sha256:" + 64 hex digits + NUL. */
-#define AUDIT_HASH_LEN (12 + 64 + 1)
 
 /* Restores the devices stored in the barrier. 0 or COFFER_E* with err. */
 int audit_init(struct storage *logical, struct errbuf *err);
@@ -123,10 +121,5 @@ void audit_configure(const struct config_audit_device *v, size_t n,
  * Returns the first failure with err set; the other stanzas still apply.
  */
 int audit_apply_declared(struct errbuf *err);
-
-/* ---- building blocks (unit tests) ------------------------------------ */
-
-/* "hmac-sha256:<hex>" of input under salt into out (AUDIT_HASH_LEN). */
-void audit_hmac(const char *salt, const char *input, size_t len, char *out);
 
 #endif
