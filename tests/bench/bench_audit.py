@@ -54,20 +54,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from pgcluster import PgCluster  # noqa: E402
 from realserver import RealServer  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def must(r, *ok):
-    if r.status_code not in (ok or (200, 204)):
-        raise RuntimeError("%s %s: %d %s" % (r.request.method, r.url,
-                                             r.status_code, r.text[:500]))
-    return r
-
-
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime
+from benchlib import CLK_TCK, cpu_ticks, must  # noqa: E402
 
 
 def run_wrk(srv, token, clients, seconds, tmp, path="secret/data/app"):

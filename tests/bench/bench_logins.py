@@ -80,7 +80,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (  # noqa: E402
 from conftest import Server  # noqa: E402
 from realserver import RealServer  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from benchlib import CLK_TCK, cpu_ticks, must  # noqa: E402
 AUDIENCE = "coffer-bench"
 ISSUER = "https://issuer.bench.test"
 
@@ -178,13 +178,6 @@ class Real:
 
     def stop(self):
         return self.rs.stop()
-
-
-def must(r, *ok):
-    if r.status_code not in (ok or (200, 204)):
-        raise RuntimeError("%s %s: %d %s" % (r.request.method, r.url,
-                                             r.status_code, r.text[:500]))
-    return r
 
 
 def setup_userpass(srv):
@@ -285,12 +278,6 @@ def setup_jwt(srv, mount, config, token):
 
 
 # ================================================================ load ==
-
-def cpu_ticks(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (14, 15)
-
 
 WRK_SCRIPT = """
 wrk.method = "POST"

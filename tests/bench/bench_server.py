@@ -64,7 +64,7 @@ from conftest import Server  # noqa: E402
 from realserver import RealServer, free_port  # noqa: E402
 from pgcluster import PgCluster  # noqa: E402
 from bench_creds import CREATE, PGBENCH_SCRIPT, count_roles  # noqa: E402
-from bench_audit import CLK_TCK, cpu_ticks, must  # noqa: E402
+from benchlib import CLK_TCK, cpu_ticks, must  # noqa: E402
 
 PARTS = ("issuance", "kv", "expiry")
 KINDS = ("dev", "sqlite")
