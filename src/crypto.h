@@ -21,7 +21,12 @@
 int crypto_random(void *buf, size_t n);
 /* Writes n random base62 characters plus a NUL into out (n+1 bytes). */
 int crypto_random_base62(char *out, size_t n);
-/* Writes a random v4 UUID into out (at least 37 bytes). */
+/*
+ * Writes a random v4 UUID into out (at least 37 bytes). The bytes come
+ * from a per-thread buffer of CSPRNG output (one RAND_bytes per 32 uuids),
+ * wiped as taken and refilled after a fork: as unpredictable as
+ * crypto_random, so uuids may serve as secrets (approle secret_ids).
+ */
 int crypto_uuid(char *out);
 /* Writes n random lowercase hex characters plus a NUL. */
 int crypto_random_hex(char *out, size_t n);

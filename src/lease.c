@@ -47,6 +47,8 @@
 #define ID_PREFIX "sys/expire/id/"
 #define TOKEN_PREFIX "sys/expire/token/"
 #define PENDING_GRACE_MS (5 * 60 * 1000)
+/* Due leases of one mount a worker revokes with one revoke_batch call. */
+#define DUE_BATCH_MAX 64
 
 static struct storage *store;
 static struct lease_config conf;
@@ -87,6 +89,7 @@ static unsigned int nworkers;
 struct lane {
     char *key;           /* mount uuid; "" for ids matching no mount */
     unsigned int busy;
+    bool solo;           /* its leases cannot be batched: take one a time */
     struct job *parked;  /* FIFO: [head, nparked) are waiting */
     size_t head, nparked, cap;
 };
@@ -248,6 +251,19 @@ static void count_added(const cJSON *rec)
     atomic_fetch_add(&stat_created, 1);
 }
 
+/* Records deleted from storage: uncount them. */
+static void uncount_records(const cJSON *const *recs, size_t n)
+{
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < n; i++) {
+        if (live_leases > 0)
+            live_leases--;
+        if (rec_is_pending(recs[i]) && pending_leases > 0)
+            pending_leases--;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 /*
  * Deletes rec, which the caller loaded under the lease's claim (so it
  * existed and nobody else can delete it meanwhile), and uncounts it.
@@ -256,14 +272,37 @@ static int drop_record(const cJSON *rec)
 {
     int rc = delete_record(rec);
 
-    if (rc == 0) {
-        pthread_mutex_lock(&mu);
-        if (live_leases > 0)
-            live_leases--;
-        if (rec_is_pending(rec) && pending_leases > 0)
-            pending_leases--;
-        pthread_mutex_unlock(&mu);
+    if (rc == 0)
+        uncount_records(&rec, 1);
+    return rc;
+}
+
+/*
+ * drop_record for n records at once: every record and token index entry
+ * goes in ONE storage batch (one commit, one fsync), all or nothing.
+ */
+static int drop_records(const cJSON *const *recs, size_t n)
+{
+    struct storage_op *ops = xcalloc(2 * n + 1, sizeof(*ops));
+    size_t nops = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_get_str(recs[i], "id", "");
+        const char *tok = json_get_str(recs[i], "token", "");
+        ops[nops].kind = STORAGE_OP_DELETE;
+        ops[nops++].key = record_key(id);
+        if (tok[0] != '\0') {
+            ops[nops].kind = STORAGE_OP_DELETE;
+            ops[nops++].key = token_index_key(tok, id);
+        }
     }
+    rc = storage_batch(store, ops, nops);
+    if (rc == 0)
+        uncount_records(recs, n);
+    for (size_t i = 0; i < nops; i++)
+        free((char *)ops[i].key);
+    free(ops);
     return rc;
 }
 
@@ -314,6 +353,19 @@ static void claim(const char *id)
     pthread_mutex_unlock(&mu);
 }
 
+/* claim without waiting: false when someone else is revoking id. */
+static bool try_claim(const char *id)
+{
+    bool free_now;
+
+    pthread_mutex_lock(&mu);
+    free_now = !strvec_contains(&claims, id);
+    if (free_now)
+        strvec_push(&claims, id);
+    pthread_mutex_unlock(&mu);
+    return free_now;
+}
+
 static void unclaim(const char *id)
 {
     pthread_mutex_lock(&mu);
@@ -337,6 +389,20 @@ static void schedule(const char *id, int64_t when)
 }
 
 /* ========================================================== revocation == */
+
+/* rec's revocation succeeded and its record is gone: count and audit it. */
+static void note_revoked(const cJSON *rec, const char *reason)
+{
+    const char *id = json_get_str(rec, "id", "");
+
+    atomic_fetch_add(&stat_revoked, 1);
+    if (conf.revoked != NULL)
+        conf.revoked(id, reason,
+                     cJSON_GetObjectItemCaseSensitive(rec, "internal"));
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable")))
+        atomic_fetch_sub(&stat_irrevocable, 1);
+    log_info("lease: revoked %s", id);
+}
 
 /*
  * Runs the engine's revoke for rec and, on success (or with force),
@@ -380,13 +446,7 @@ static int revoke_record(const cJSON *rec, bool force, const char *reason,
                    coffer_strerror(rc));
         return rc;
     }
-    atomic_fetch_add(&stat_revoked, 1);
-    if (conf.revoked != NULL)
-        conf.revoked(id, reason,
-                     cJSON_GetObjectItemCaseSensitive(rec, "internal"));
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable")))
-        atomic_fetch_sub(&stat_irrevocable, 1);
-    log_info("lease: revoked %s", id);
+    note_revoked(rec, reason);
     return 0;
 }
 
@@ -423,28 +483,176 @@ static void note_failure(cJSON *rec, const char *why)
     schedule(id, now_ms() + (int64_t)(delay * 1000));
 }
 
+/*
+ * The record of a due id, claimed by the caller, if it is still due; a
+ * lease renewed since it was queued goes back to the heap (NULL).
+ */
+static cJSON *load_due(const char *id)
+{
+    cJSON *rec = load_record(id);
+    int64_t expire;
+
+    if (rec == NULL)
+        return NULL;
+    expire = json_get_int(rec, "expire_ms", 0);
+    if (strcmp(json_get_str(rec, "state", ""), "active") == 0 &&
+        expire > now_ms()) {
+        schedule(id, expire);
+        cJSON_Delete(rec);
+        return NULL;
+    }
+    return rec;
+}
+
+/* Revokes a due rec on its own (claimed by the caller). */
+static void revoke_due(cJSON *rec)
+{
+    struct errbuf err;
+
+    if (revoke_record(rec, false,
+                      json_get_str(rec, "end_reason", "expired"), &err) != 0)
+        note_failure(rec, err.msg[0] ? err.msg : "revocation failed");
+}
+
 /* What a worker does with a due id. */
 static void process_due(const char *id)
 {
     cJSON *rec;
-    struct errbuf err;
-    int64_t expire;
 
     claim(id);
-    rec = load_record(id);
-    if (rec == NULL)
-        goto out;
-    expire = json_get_int(rec, "expire_ms", 0);
-    if (strcmp(json_get_str(rec, "state", ""), "active") == 0 && expire > now_ms()) {
-        schedule(id, expire); /* renewed since it was queued */
-        goto out;
-    }
-    if (revoke_record(rec, false,
-                      json_get_str(rec, "end_reason", "expired"), &err) != 0)
-        note_failure(rec, err.msg[0] ? err.msg : "revocation failed");
-out:
+    rec = load_due(id);
+    if (rec != NULL)
+        revoke_due(rec);
     cJSON_Delete(rec);
     unclaim(id);
+}
+
+/*
+ * Whether rec can be revoked in a batch on mount m: an engine lease
+ * (token leases go to token.c one by one) of m itself whose engine can
+ * batch, and which has not failed before: a lease that failed is
+ * retried on its own, so that one bad lease cannot keep failing the
+ * leases that happen to share its batch.
+ */
+static bool batchable(const cJSON *rec, const struct mount *m)
+{
+    return m != NULL && ops_for(rec) == conf.ops && conf.ops != NULL &&
+           conf.ops->revoke_batch != NULL &&
+           json_get_int(rec, "attempts", 0) == 0 &&
+           strcmp(json_get_str(rec, "mount_uuid", ""), m->uuid) == 0;
+}
+
+/*
+ * Revokes n due leases of mount m (claimed by the caller) with one
+ * engine call, then deletes the records of those the engine revoked with
+ * one storage batch. A record goes only after its lease's revocation
+ * succeeded; a crash in between leaves records whose (idempotent)
+ * revocation runs again at restart. Failures retry with backoff, each
+ * lease on its own. Returns false when the engine turned the batch down
+ * (no revoke_batch for these leases): they were revoked one by one.
+ */
+static bool revoke_due_batch(const struct mount *m, cJSON **recs, size_t n)
+{
+    int rcs[DUE_BATCH_MAX];
+    const cJSON *done[DUE_BATCH_MAX];
+    struct errbuf *errs = xcalloc(n, sizeof(*errs));
+    struct errbuf why;
+    size_t ndone = 0;
+    double t0 = time_mono(), each;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = COFFER_EINTERNAL;
+    if (conf.ops->revoke_batch(m, (const cJSON *const *)recs, n, rcs,
+                               errs) == COFFER_EUNSUPPORTED) {
+        for (size_t i = 0; i < n; i++)
+            revoke_due(recs[i]);
+        free(errs);
+        return false;
+    }
+    each = (time_mono() - t0) * 1000.0 / (double)n;
+    for (size_t i = 0; i < n; i++) {
+        note_revoke_time(each);
+        if (rcs[i] == 0) {
+            done[ndone++] = recs[i];
+            continue;
+        }
+        atomic_fetch_add(&stat_failures, 1);
+        note_failure(recs[i], errs[i].msg[0] ? errs[i].msg
+                                             : "revocation failed");
+    }
+    rc = ndone > 0 ? drop_records(done, ndone) : 0;
+    errbuf_set(&why, "deleting the lease record failed: %s",
+               coffer_strerror(rc));
+    for (size_t i = 0; i < ndone; i++) {
+        cJSON *rec = (cJSON *)done[i];
+        if (rc == 0) {
+            note_revoked(rec, json_get_str(rec, "end_reason", "expired"));
+            continue;
+        }
+        atomic_fetch_add(&stat_failures, 1);
+        note_failure(rec, why.msg);
+    }
+    free(errs);
+    return true;
+}
+
+static void lane_go_solo(const char *key, char *const *ids, size_t n);
+
+/*
+ * What a worker does with due ids of one lane (ids[0] its own job, the
+ * rest taken from the lane's parked jobs). Leases that can go together
+ * (batchable) are revoked by one revoke_batch; the others as process_due
+ * does. An id someone else holds (an API revocation, a duplicate heap
+ * entry in another worker's batch) is done after ours are released,
+ * waiting for its claim as process_due does: waiting while holding
+ * claims could deadlock two batches. When the lane's leases turn out not
+ * to batch (a token lease first, an engine without revoke_batch), the
+ * lane goes solo: untouched ids go back to it for other workers and
+ * *nids shrinks to what this worker kept (and frees).
+ */
+static void process_due_many(const char *key, char **ids, size_t *nids)
+{
+    cJSON *recs[DUE_BATCH_MAX], *group[DUE_BATCH_MAX];
+    const char *claimed[DUE_BATCH_MAX], *later[DUE_BATCH_MAX];
+    size_t nrecs = 0, ngroup = 0, nclaimed = 0, nlater = 0, n = *nids;
+    const struct mount *m = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        cJSON *rec;
+        if (!try_claim(ids[i])) {
+            later[nlater++] = ids[i];
+            continue;
+        }
+        claimed[nclaimed++] = ids[i];
+        rec = load_due(ids[i]);
+        if (rec == NULL)
+            continue;
+        recs[nrecs++] = rec;
+        if (m == NULL)
+            m = lease_mount(rec);
+        if (batchable(rec, m)) {
+            group[ngroup++] = rec;
+        } else if (nrecs == 1 && ops_for(rec) != conf.ops && i + 1 < n) {
+            /* A token lease: the rest go back for other workers. */
+            lane_go_solo(key, ids + i + 1, n - i - 1);
+            *nids = n = i + 1;
+            revoke_due(rec);
+        } else {
+            revoke_due(rec);
+        }
+    }
+    if (ngroup == 1)
+        revoke_due(group[0]);
+    else if (ngroup > 1 && !revoke_due_batch(m, group, ngroup))
+        lane_go_solo(key, NULL, 0);
+    router_mount_put(m);
+    for (size_t i = 0; i < nrecs; i++)
+        cJSON_Delete(recs[i]);
+    for (size_t i = 0; i < nclaimed; i++)
+        unclaim(claimed[i]);
+    for (size_t i = 0; i < nlater; i++)
+        process_due(later[i]);
 }
 
 /* Caller holds mu. Takes ownership of id. */
@@ -570,6 +778,53 @@ static void lane_leave_locked(const char *key)
     lane_drop_if_idle_locked(l);
 }
 
+/*
+ * Moves up to max of the expiry jobs parked at the head of key's lane
+ * into ids (the caller owns them now), so that one worker revokes them
+ * together. Bulk jobs (revoke-prefix) stay: their caller counts them one
+ * by one. Caller holds mu.
+ */
+static size_t lane_take_due_locked(const char *key, char **ids, size_t max)
+{
+    struct lane *l = lane_get_locked(key);
+    size_t n = 0;
+
+    if (l->solo)
+        return 0;
+    while (n < max && l->head < l->nparked &&
+           l->parked[l->head].batch == NULL)
+        ids[n++] = l->parked[l->head++].id;
+    if (l->head == l->nparked)
+        l->head = l->nparked = 0;
+    return n;
+}
+
+/*
+ * key's leases cannot be revoked in batches (token leases, an engine
+ * without revoke_batch): mark its lane so that workers take its jobs one
+ * at a time, in parallel, and park ids (taken for a batch, untouched)
+ * again, handing as many to the queue as the lane has free slots.
+ */
+static void lane_go_solo(const char *key, char *const *ids, size_t n)
+{
+    struct lane *l;
+    struct job next;
+
+    pthread_mutex_lock(&mu);
+    l = lane_get_locked(key);
+    l->solo = true;
+    for (size_t i = 0; i < n; i++)
+        lane_park_locked(l, (struct job){ids[i], NULL});
+    for (unsigned int b = l->busy; b < lane_limit && l->head < l->nparked;
+         b++) {
+        next = l->parked[l->head++];
+        enqueue_locked(next.id, next.batch);
+    }
+    if (l->head == l->nparked)
+        l->head = l->nparked = 0;
+    pthread_mutex_unlock(&mu);
+}
+
 static void lanes_release(void)
 {
     for (size_t i = 0; i < nlanes; i++) {
@@ -583,17 +838,11 @@ static void lanes_release(void)
     nlanes = lanes_cap = 0;
 }
 
-static void run_job(struct job job)
-{
-    if (job.batch != NULL)
-        process_batch_job(job.id, job.batch);
-    else
-        process_due(job.id);
-}
-
 static void *worker_main(void *arg)
 {
     struct job job;
+    char *ids[DUE_BATCH_MAX];
+    size_t n;
     char *key;
 
     (void)arg;
@@ -615,9 +864,17 @@ static void *worker_main(void *arg)
             free(key);
             continue; /* parked: it comes back when a slot frees */
         }
+        ids[0] = job.id;
+        n = 1;
+        if (job.batch == NULL)
+            n += lane_take_due_locked(key, ids + 1, DUE_BATCH_MAX - 1);
         pthread_mutex_unlock(&mu);
-        run_job(job);
-        free(job.id);
+        if (job.batch != NULL)
+            process_batch_job(job.id, job.batch);
+        else
+            process_due_many(key, ids, &n);
+        for (size_t i = 0; i < n; i++)
+            free(ids[i]);
         pthread_mutex_lock(&mu);
         lane_leave_locked(key);
         free(key);

@@ -32,6 +32,7 @@
 #define COFFER_LEASE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
@@ -52,6 +53,17 @@ struct lease_ops {
     /* Extends it to expire_unix (seconds). 0 or an error with words. */
     int (*renew)(const struct mount *m, const cJSON *record,
                  int64_t expire_unix, struct errbuf *err);
+    /*
+     * Optional: revokes n leases of mount m at once (one database
+     * transaction instead of n), each exactly as revoke would. Fills
+     * rcs[i] with 0 or an error code and errs[i] with its words; every
+     * slot must be set. A lease counts as revoked only by its own rcs[i]
+     * == 0. Returns COFFER_EUNSUPPORTED, having done nothing, when the
+     * engine cannot batch these leases: they are revoked one at a time,
+     * as when this is NULL.
+     */
+    int (*revoke_batch)(const struct mount *m, const cJSON *const *records,
+                        size_t n, int *rcs, struct errbuf *errs);
 };
 
 struct lease_config {

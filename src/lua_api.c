@@ -39,6 +39,7 @@
 #include "lua_http.h"
 #include "lua_jose.h"
 #include "lua_json.h"
+#include "lua_json_text.h"
 #include "mount.h"
 #include "request.h"
 #include "storage.h"
@@ -703,14 +704,14 @@ static int l_storage_get_json(lua_State *L)
     }
     if (rc != 0)
         return storage_fail(L, "get", rc);
-    if (box->b.ptr != NULL)
-        box->json = json_parse(box->b.ptr, box->b.len,
-                               LUA_JSON_MAX_DEPTH, false, NULL);
-    buf_release(&box->b);
-    if (box->json == NULL)
+    /* straight from the text to Lua values (lua_json_text.h) */
+    if (box->b.ptr == NULL ||
+        lua_json_decode_text(L, box->b.ptr, box->b.len, LUA_JSON_MAX_DEPTH,
+                             NULL) != 0) {
+        buf_release(&box->b);
         return luaL_error(L, "stored value is not valid JSON");
-    lua_json_push(L, box->json);
-    lua_json_box_release(box);
+    }
+    buf_release(&box->b);
     return 1;
 }
 
@@ -741,7 +742,7 @@ static int l_storage_put_json(lua_State *L)
     luaL_checkany(L, 3);
     key = storage_key(L, h, 2);
     box = lua_json_box_new(L);
-    lua_json_encode(L, 3, box);
+    lua_json_encode_text(L, 3, box);
     rc = storage_put(s, key, box->text, box->text_len);
     lua_json_box_release(box);
     if (rc != 0)
@@ -1261,6 +1262,7 @@ void lua_api_open(lua_State *L)
     luaL_newlib(L, coffer_funcs);
 
     lua_json_open(L);
+    lua_json_text_open(L);
     lua_setfield(L, -2, "json");
     luaL_newlib(L, time_funcs);
     lua_setfield(L, -2, "time");

@@ -5,8 +5,10 @@
  * Owns the conversion rules of lua_json.h (null, array and object
  * markers, exact big numbers as coffer.json.number), the resource box
  * every C function of the `coffer` module holds its C resources in, and
- * the Lua-callable coffer.json.* functions. Does not own the rest of the
- * `coffer` module (lua_api.c) nor JSON text parsing (json.c).
+ * the Lua-callable coffer.json.* functions but decode and encode (those
+ * go through lua_json_text.c, which is held to the tree paths here).
+ * Does not own the rest of the `coffer` module (lua_api.c) nor JSON text
+ * parsing (json.c).
  *
  * Functions here follow the same rules as lua_api.c (STYLE 3.4): check
  * arguments first, hold C resources only inside a box so a raise frees
@@ -34,8 +36,6 @@ static char key_null;
 #define NULL_MT "coffer.json.null"
 #define NUMBER_MT "coffer.json.number"
 
-/* Largest JSON text coffer.json.decode accepts (Vault's request cap). */
-#define JSON_MAX_TEXT ((size_t)32 * 1024 * 1024)
 
 /* ======================================================= resource box == */
 
@@ -146,7 +146,7 @@ static cJSON *json_number(lua_State *L, int idx)
 }
 
 /* Decides array or object for the table at idx (see lua_api.h). */
-static bool table_is_array(lua_State *L, int idx, lua_Integer *n)
+bool lua_json__table_is_array(lua_State *L, int idx, lua_Integer *n)
 {
     lua_Integer count = 0, len;
     bool seq = true;
@@ -246,7 +246,7 @@ static void to_json_table(lua_State *L, int idx, int depth,
                       "(or a table that contains itself)",
                    LUA_JSON_MAX_DEPTH);
     luaL_checkstack(L, 4, "JSON nesting");
-    if (table_is_array(L, idx, &n)) {
+    if (lua_json__table_is_array(L, idx, &n)) {
         item = json_attach(L, box, parent, key, cJSON_CreateArray());
         for (i = 1; i <= n; i++) {
             lua_rawgeti(L, idx, i);
@@ -320,6 +320,16 @@ void lua_json_to(lua_State *L, int idx, cJSON **out)
     lua_pop(L, 1);
 }
 
+const char *lua_json__bignum(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, NUMBER_MT);
+}
+
+void lua_json__push_null(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_null);
+}
+
 void lua_json_encode(lua_State *L, int idx, struct lua_json_box *box)
 {
     idx = lua_absindex(L, idx);
@@ -375,6 +385,20 @@ static void push_json_literal(lua_State *L, const char *lit, size_t len)
         lua_pushinteger(L, (lua_Integer)v);
     else
         push_json_bignum(L, lit, len);
+}
+
+void lua_json__push_literal(lua_State *L, const char *lit, size_t len)
+{
+    char text[64];
+
+    /* json_number_exact and int64_parse refuse anything this long */
+    if (len >= sizeof(text)) {
+        push_json_bignum(L, lit, len);
+        return;
+    }
+    memcpy(text, lit, len);
+    text[len] = '\0';
+    push_json_literal(L, text, len);
 }
 
 /*
@@ -441,52 +465,6 @@ static void push_json_value(lua_State *L, const cJSON *item, int depth)
 void lua_json_push(lua_State *L, const cJSON *item)
 {
     push_json_value(L, item, 0);
-}
-
-/*
- * coffer.json.encode(value) -> string. Raises on values JSON cannot hold
- * (functions, NaN, cycles). [-1, +1, e]
- */
-static int l_json_encode(lua_State *L)
-{
-    struct lua_json_box *box;
-
-    luaL_checkany(L, 1);
-    lua_settop(L, 1);
-    box = lua_json_box_new(L);
-    lua_json_encode(L, 1, box);
-    lua_pushlstring(L, box->text, box->text_len);
-    lua_json_box_release(box);
-    return 1;
-}
-
-/*
- * coffer.json.decode(text) -> value, or nil, message for text that is not
- * exactly one JSON value (json.h: strict, numbers kept exact; only
- * whitespace may follow the value). [-1, +1|2, e]
- */
-static int l_json_decode(lua_State *L)
-{
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    struct errbuf err;
-    struct lua_json_box *box;
-
-    if (len > JSON_MAX_TEXT) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "JSON text too large");
-        return 2;
-    }
-    box = lua_json_box_new(L);
-    box->json = json_parse(s, len, LUA_JSON_MAX_DEPTH, false, &err);
-    if (box->json == NULL) {
-        lua_pushnil(L);
-        lua_pushstring(L, err.msg);
-        return 2;
-    }
-    lua_json_push(L, box->json);
-    lua_json_box_release(box);
-    return 1;
 }
 
 /* Shared by array() and object(): marks (or creates) a table. */
@@ -736,7 +714,6 @@ static void open_json_number(lua_State *L)
 /* =============================================================== open == */
 
 static const luaL_Reg json_funcs[] = {
-    {"encode", l_json_encode},   {"decode", l_json_decode},
     {"array", l_json_array},     {"object", l_json_object},
     {"is_array", l_json_is_array}, {"number", l_json_number},
     {"tonumber", l_json_tonumber}, {"is_number", l_json_is_number},
@@ -768,7 +745,7 @@ void lua_json_open(lua_State *L)
 
     open_json_number(L);
 
-    luaL_newlib(L, json_funcs);
+    luaL_newlib(L, json_funcs); /* decode, encode: lua_json_text_open */
     lua_rawgetp(L, LUA_REGISTRYINDEX, &key_null);
     lua_setfield(L, -2, "null");
 }

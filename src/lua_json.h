@@ -7,6 +7,9 @@
  * box in which every C function of the `coffer` module (lua_api.c,
  * here) holds C resources while it may raise. Does not own JSON text
  * parsing (json.c) nor the rest of the `coffer` module (lua_api.h).
+ * The hot paths that skip the tree (storage:get_json/put_json,
+ * coffer.json.decode/encode) are in lua_json_text.h and must give what
+ * the tree paths here give.
  *
  * JSON <-> Lua, decided once for every caller:
  *
@@ -127,5 +130,16 @@ void lua_json_box_release(struct lua_json_box *box);
  * (functions, NaN, cycles, too deep). [-0, +0, e]
  */
 void lua_json_encode(lua_State *L, int idx, struct lua_json_box *box);
+
+/* ---- for lua_json_text.c (the direct text paths) only ------------------ */
+
+/* Array or object for the table at idx; *n = its length. [-0, +0, -] */
+bool lua_json__table_is_array(lua_State *L, int idx, lua_Integer *n);
+/* The literal of a coffer.json.number at idx, or NULL. [-0, +0, -] */
+const char *lua_json__bignum(lua_State *L, int idx);
+/* Pushes coffer.json.null. [-0, +1, -] */
+void lua_json__push_null(lua_State *L);
+/* Pushes the valid number literal lit[0..len) as decoding gives it. */
+void lua_json__push_literal(lua_State *L, const char *lit, size_t len);
 
 #endif

@@ -10,6 +10,13 @@
  * A client token is never stored: the store keys entries by
  * HMAC-SHA256(salt, token), so a copy of the storage does not yield usable
  * tokens. Writes that touch several keys go through one storage batch.
+ *
+ * Lookups go through token_cache.c: parsed entries of unlimited tokens
+ * (num_uses 0), keyed by the HMAC. Every write or delete of an entry is
+ * one of token_entry_save, token_entry_store_new and delete_entry_locked,
+ * and each brackets its storage write with token_cache_write_begin/end,
+ * so a revoked or renewed token is never served from the cache once the
+ * write returns. Expiry is checked on the copy at every lookup.
  */
 #include "token.h"
 #include "token_internal.h"
@@ -29,6 +36,8 @@
 #include "mount.h"
 #include "router.h"
 #include "storage.h"
+#include "storage_cache.h"
+#include "token_cache.h"
 
 #define SALT_KEY "core/token-salt"
 #define RENEW_STRIPES 32
@@ -101,11 +110,64 @@ static void key_child(char *out, size_t n, const char *parent,
     snprintf(out, n, "token/parent/%s/%s", parent, child);
 }
 
+/* A deep copy of t, for the cache (which hands out copies). */
+static void *token_dup(const void *v)
+{
+    const struct token *t = v;
+    struct token *c = xcalloc(1, sizeof(*c));
+
+    *c = *t;
+    c->id_hmac = xstrdup(t->id_hmac);
+    c->parent_hmac = t->parent_hmac ? xstrdup(t->parent_hmac) : NULL;
+    c->display_name = t->display_name ? xstrdup(t->display_name) : NULL;
+    c->path = t->path ? xstrdup(t->path) : NULL;
+    strvec_init(&c->policies);
+    for (size_t i = 0; i < t->policies.n; i++)
+        strvec_push(&c->policies, t->policies.v[i]);
+    c->meta = t->meta ? cJSON_Duplicate(t->meta, 1) : NULL;
+    c->entity_id = t->entity_id ? xstrdup(t->entity_id) : NULL;
+    c->type = t->type ? xstrdup(t->type) : NULL;
+    c->lease_id = t->lease_id ? xstrdup(t->lease_id) : NULL;
+    c->role = t->role ? xstrdup(t->role) : NULL;
+    strvec_init(&c->bound_cidrs);
+    for (size_t i = 0; i < t->bound_cidrs.n; i++)
+        strvec_push(&c->bound_cidrs, t->bound_cidrs.v[i]);
+    return c;
+}
+
+static void token_release(void *v)
+{
+    token_free(v);
+}
+
+static const struct token_cache_ops cache_ops = {
+    .copy = token_dup,
+    .release = token_release,
+};
+
+/*
+ * disable_cache turns the token cache off too: it is how an operator says
+ * that something else may write the storage (Vault's disable_cache covers
+ * every cache), and a token revoked elsewhere must not live on here.
+ */
+static void follow_disable_cache(void)
+{
+    size_t entries;
+    bool disabled;
+
+    storage_cache_settings(&entries, &disabled);
+    if (disabled)
+        token_cache_resize(0);
+}
+
 int token_store_init(struct storage *s)
 {
     struct buf stored;
     int rc;
 
+    token_cache_set_ops(&cache_ops);
+    token_cache_clear(); /* nothing from before a seal survives */
+    follow_disable_cache();
     store = s;
     buf_init(&stored, 1024);
     rc = storage_get(s, SALT_KEY, &stored);
@@ -127,6 +189,7 @@ int token_store_init(struct storage *s)
 
 void token_store_shutdown(void)
 {
+    token_cache_clear();
     crypto_wipe(salt, sizeof(salt));
     store = NULL;
 }
@@ -285,7 +348,9 @@ int token_entry_save(const struct token *t)
     int rc;
 
     key_id(key, sizeof(key), t->id_hmac);
+    token_cache_write_begin(t->id_hmac);
     rc = storage_put(store, key, text, strlen(text));
+    token_cache_write_end(t->id_hmac);
     cJSON_Delete(o);
     free(text);
     return rc;
@@ -351,8 +416,11 @@ int token_entry_store_new(const struct token *t)
         key_child(kchild, sizeof(kchild), t->parent_hmac, t->id_hmac);
         ops[n++] = (struct storage_op){STORAGE_OP_PUT, kchild, "", 0};
     }
-    if (rc == 0)
+    if (rc == 0) {
+        token_cache_write_begin(t->id_hmac);
         rc = storage_batch(store, ops, n);
+        token_cache_write_end(t->id_hmac);
+    }
     pthread_mutex_unlock(&write_lock);
     cJSON_Delete(o);
     free(text);
@@ -376,7 +444,9 @@ static int delete_entry_locked(const struct token *t)
         ops[n++] = (struct storage_op){STORAGE_OP_DELETE, kchild, NULL, 0};
     }
     log_info("token: revoked accessor %s", t->accessor);
+    token_cache_write_begin(t->id_hmac);
     rc = storage_batch(store, ops, n);
+    token_cache_write_end(t->id_hmac);
     /* After the entry: a racing cubbyhole write then sees it gone. */
     if (rc == 0 && cubbyhole_destroy(store, t->id_hmac) != 0)
         log_error("token: destroying the cubbyhole of accessor %s failed",
@@ -551,13 +621,32 @@ int token_create_root(const char *id, char **client_token)
 /* ============================================================== lookup == */
 
 /*
+ * The entry under hmac, from the cache or loaded (then cached if it has no
+ * use limit: counted uses always go to storage, under write_lock). Raw,
+ * like token_entry_load: the caller checks expiry and pending state.
+ */
+static struct token *entry_load_cached(const char *hmac)
+{
+    struct token *t = token_cache_get(hmac);
+    uint64_t gen;
+
+    if (t != NULL)
+        return t;
+    gen = token_cache_generation(hmac);
+    t = token_entry_load(hmac);
+    if (t != NULL && t->num_uses == 0)
+        token_cache_fill(hmac, t, gen);
+    return t;
+}
+
+/*
  * The usable entry under hmac: NULL when missing, pending revocation or
  * expired (an expired one is revoked now rather than at the next sweep).
  * Takes write_lock for that revocation: never call it holding the lock.
  */
 static struct token *lookup_hmac(const char *hmac)
 {
-    struct token *t = token_entry_load(hmac);
+    struct token *t = entry_load_cached(hmac);
 
     if (t != NULL && token_expired(t)) {
         token_revoke_tree(hmac, NULL);
@@ -623,7 +712,7 @@ struct token *token_lookup(const char *client_token, bool use)
 
 bool token_exists_hmac(const char *hmac)
 {
-    struct token *t = token_entry_load(hmac);
+    struct token *t = entry_load_cached(hmac);
     bool found = t != NULL;
 
     if (found && token_expired(t)) {

@@ -14,7 +14,9 @@
  *   token/role/<name>       a token role (auth/token/roles/<name>)
  *   core/token-salt         random salt, created at first start
  *
- * Tokens live in storage only; a small cache is not needed at this scale.
+ * Lookups of unlimited tokens are served from token_cache.c (parsed
+ * entries by HMAC, bounded, dropped by every write of the entry, emptied
+ * at seal and unseal); expiry is checked against the clock on every hit.
  * Every function is thread-safe. Every change to a stored entry (a use,
  * a renewal, a revocation, a new child under its parent) re-reads the
  * entry under the store's lock, so no change is ever made from a stale

@@ -11,6 +11,7 @@
 --   split(stmt, allow_whole)  -> list of statements to run
 --   expiration(unix)          -> the {{expiration}} text
 --   default_revoke(conn, username)            -> true | nil, err
+--   default_revoke_sql(username)  (optional)  -> the same as SQL text
 --   default_renew, default_rotation, default_root_rotation   statements
 --
 -- Behaviour follows Vault's postgresql-database-plugin (VAULT_API.md 6).
@@ -190,12 +191,21 @@ local function quote_literal(s)
   return "'" .. s:gsub("'", "''") .. "'"
 end
 
-function M.default_revoke(conn, username)
+-- The default revocation as SQL text, so that the database engine can
+-- send the revocations of many leases in one script (mass expiry).
+-- text | nil, err.
+function M.default_revoke_sql(username)
   if username:find("$coffer_revoke$", 1, true) or username:find("\0", 1, true) then
     return nil, { class = "sql", message = "refusing to revoke a user " ..
                   "whose name contains the block delimiter" }
   end
-  return conn:exec(REVOKE_BLOCK:format(quote_literal(username)))
+  return REVOKE_BLOCK:format(quote_literal(username))
+end
+
+function M.default_revoke(conn, username)
+  local sql, err = M.default_revoke_sql(username)
+  if sql == nil then return nil, err end
+  return conn:exec(sql)
 end
 
 return require("dbplugins").register(M)

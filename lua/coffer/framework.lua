@@ -317,11 +317,14 @@ function Engine:path(pattern, spec)
   return self
 end
 
--- e:secret(type, {revoke = fn(lease), renew = fn(lease, expire_unix)})
--- declares a kind of leased secret. lease is the lease record (id, path,
--- secret_type, internal, issue_time, ...) plus lease.mount and
--- lease.storage. revoke must be idempotent; renew is optional. Both
--- signal failure by raising or by returning nil, message.
+-- e:secret(type, {revoke = fn(lease), renew = fn(lease, expire_unix),
+-- revoke_batch = fn(leases)}) declares a kind of leased secret. lease is
+-- the lease record (id, path, secret_type, internal, issue_time, ...)
+-- plus lease.mount and lease.storage. revoke must be idempotent; renew is
+-- optional. Both signal failure by raising or by returning nil, message.
+-- revoke_batch is optional: it revokes many leases of one mount at once
+-- (mass expiry) and returns a list whose i-th entry is true when
+-- leases[i] was revoked, else its error message.
 function Engine:secret(secret_type, spec)
   assert_load_time()
   local rec = records[self]
@@ -330,10 +333,14 @@ function Engine:secret(secret_type, spec)
   end
   if type(secret_type) ~= "string" or type(spec) ~= "table" or
      type(spec.revoke) ~= "function" or
-     (spec.renew ~= nil and type(spec.renew) ~= "function") then
-    error("e:secret(type, {revoke = function, renew = function})", 2)
+     (spec.renew ~= nil and type(spec.renew) ~= "function") or
+     (spec.revoke_batch ~= nil and type(spec.revoke_batch) ~= "function")
+  then
+    error("e:secret(type, {revoke = function, renew = function, " ..
+          "revoke_batch = function})", 2)
   end
-  rec.secrets[secret_type] = { revoke = spec.revoke, renew = spec.renew }
+  rec.secrets[secret_type] = { revoke = spec.revoke, renew = spec.renew,
+                               revoke_batch = spec.revoke_batch }
   return self
 end
 
@@ -360,6 +367,99 @@ function M.lease_call(name, action, lease, expire)
   if ok == false or (ok == nil and msg ~= nil) then
     error(tostring(msg or (action .. " failed")), 0)
   end
+end
+
+-- The words of a failed lease call: a message's first line, or a typed
+-- error's first error.
+local function failure_text(e, default)
+  if type(e) == "table" then
+    if type(e.errors) == "table" and type(e.errors[1]) == "string" then
+      return e.errors[1]
+    end
+    if type(e.message) == "string" then return e.message end
+    return default
+  end
+  if e == nil or e == false then return default end
+  return (tostring(e):match("^[^\n]*"))
+end
+
+-- revoke for each lease of one secret type, one at a time, each
+-- protected: one lease's failure is its own. Entries of out at idx.
+local function revoke_each(secret, leases, idx, out)
+  for j, lease in ipairs(leases) do
+    local ok, r, msg = pcall(secret.revoke, lease)
+    if not ok then
+      out[idx[j]] = failure_text(r, "revoke failed")
+    elseif r == false or (r == nil and msg ~= nil) then
+      out[idx[j]] = failure_text(msg, "revoke failed")
+    else
+      out[idx[j]] = true
+    end
+  end
+end
+
+-- revoke_batch for the leases of one secret type; its verdicts go to out
+-- at idx. A raise fails them all.
+local function revoke_group(secret, leases, idx, out)
+  local ok, res = pcall(secret.revoke_batch, leases)
+  if ok and type(res) ~= "table" then
+    ok, res = false, "revoke_batch must return a list"
+  end
+  for j, i in ipairs(idx) do
+    if not ok then
+      out[i] = failure_text(res, "revoke_batch failed")
+    elseif res[j] == true then
+      out[i] = true
+    else
+      out[i] = failure_text(res[j], "revoke failed")
+    end
+  end
+end
+
+-- framework.lease_revoke_batch(engine_name, leases), called by
+-- luavm_lease.c for the expiration manager: leases of one mount, each
+-- with .mount and .storage. Returns a list: true where the lease was
+-- revoked, else its error text; or nil, having done nothing, when no
+-- lease's secret type has revoke_batch (the caller then revokes them one
+-- call each, each with its own deadline). In a mixed batch the types
+-- without revoke_batch are revoked one by one here.
+function M.lease_revoke_batch(name, leases)
+  local rec = engines[name]
+  if rec == nil then
+    error("no engine registered for mount type '" .. tostring(name) .. "'")
+  end
+  local any = false
+  for _, lease in ipairs(leases) do
+    local secret = rec.secrets[tostring(lease.secret_type)]
+    if secret ~= nil and secret.revoke_batch ~= nil then
+      any = true
+      break
+    end
+  end
+  if not any then return nil end
+  local out, groups, order = {}, {}, {}
+  for i, lease in ipairs(leases) do
+    local t = tostring(lease.secret_type)
+    local g = groups[t]
+    if g == nil then
+      g = { idx = {}, leases = {} }
+      groups[t], order[#order + 1] = g, t
+    end
+    g.idx[#g.idx + 1], g.leases[#g.leases + 1] = i, lease
+  end
+  for _, t in ipairs(order) do
+    local g, secret = groups[t], rec.secrets[t]
+    if secret == nil then
+      for _, i in ipairs(g.idx) do
+        out[i] = "engine '" .. name .. "' has no secret type '" .. t .. "'"
+      end
+    elseif secret.revoke_batch ~= nil then
+      revoke_group(secret, g.leases, g.idx, out)
+    else
+      revoke_each(secret, g.leases, g.idx, out)
+    end
+  end
+  return out
 end
 
 -- e:periodic(fn): fn({mount = ..., storage = ...}) runs every tick of the

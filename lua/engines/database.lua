@@ -724,31 +724,153 @@ e:path("creds/:name", {
   help = "Request database credentials for a role.",
 })
 
+-- Revokes one lease's user on conn: the lease's revocation statements,
+-- or the plugin's default revocation. A lease issued before names were
+-- checked may hold a hostile one: never paste it into statements again;
+-- the default revocation quotes it properly (and drops the role if it
+-- exists). true | nil, err.
+local function revoke_user(conn, cfg, lease)
+  local int = lease.internal
+  local unsafe = unsafe_reason(int.username)
+  local plugin = plugin_of(int.plugin or cfg.plugin_name)
+  if int.revocation_statements and #int.revocation_statements > 0 and
+     not unsafe then
+    local stmts, xerr = expand(plugin, int.revocation_statements,
+      { name = int.username, username = int.username }, true, conn)
+    if stmts == nil then return nil, xerr end
+    return run_in_tx(conn, stmts)
+  end
+  if unsafe then
+    coffer.log.warn("database: lease " .. tostring(lease.id) .. ": " ..
+      "its username " .. unsafe .. "; using the default revocation")
+  end
+  return plugin.default_revoke(conn, int.username)
+end
+
+-- Errors after which the connection or transaction cannot go on: the
+-- whole batch fails (and with_db may retry it on a fresh connection).
+local BATCH_FATAL = { unreachable = true, timeout = true, busy = true,
+                      internal = true, auth = true }
+
+local function batch_fatal(err)
+  return type(err) ~= "table" or BATCH_FATAL[err.class] == true
+end
+
+-- revoke_user inside a savepoint of the batch's transaction: a lease that
+-- fails is rolled back alone and the others go on. A transient failure
+-- (tuple concurrently updated, deadlock) is tried again, as with_db does
+-- for a lone revocation. Returns true | nil, err, fatal.
+local function revoke_in_savepoint(conn, cfg, lease)
+  local err
+  for attempt = 1, 4 do
+    local ok, serr = conn:exec("SAVEPOINT coffer_lease")
+    if not ok then return nil, serr, true end
+    ok, err = revoke_user(conn, cfg, lease)
+    if ok then
+      ok, serr = conn:exec("RELEASE SAVEPOINT coffer_lease")
+      if not ok then return nil, serr, true end
+      return true
+    end
+    if batch_fatal(err) then return nil, err, true end
+    ok, serr = conn:exec_script("ROLLBACK TO SAVEPOINT coffer_lease; " ..
+                                "RELEASE SAVEPOINT coffer_lease")
+    if not ok then return nil, serr, true end
+    if err.class ~= "transient" then break end
+    coffer.time.sleep(0.002 * attempt * attempt)
+  end
+  return nil, err
+end
+
+-- What revoke_user runs, as one SQL text, or nil when it has no text
+-- form (a plugin without default_revoke_sql, a name it refuses).
+local function revoke_sql(conn, cfg, lease)
+  local int = lease.internal
+  local unsafe = unsafe_reason(int.username)
+  local plugin = plugin_of(int.plugin or cfg.plugin_name)
+  if int.revocation_statements and #int.revocation_statements > 0 and
+     not unsafe then
+    local stmts = expand(plugin, int.revocation_statements,
+      { name = int.username, username = int.username }, true, conn)
+    return stmts and table.concat(stmts, ";\n")
+  end
+  if unsafe or plugin.default_revoke_sql == nil then return nil end
+  return (plugin.default_revoke_sql(int.username))
+end
+
+-- The common case in one round trip: every lease's revocation and the
+-- COMMIT in one script. true when all committed; false when the script
+-- could not be built or a statement failed (rolled back: nothing
+-- happened); nil, err when the connection cannot go on.
+local function revoke_all_at_once(conn, cfg, list)
+  local parts = { "BEGIN" }
+  for _, lease in ipairs(list) do
+    local sql = revoke_sql(conn, cfg, lease)
+    if sql == nil then return false end
+    if sql ~= "" then parts[#parts + 1] = sql end
+  end
+  parts[#parts + 1] = "COMMIT"
+  local ok, err = conn:exec_script(table.concat(parts, ";\n"))
+  if ok then return true end
+  if batch_fatal(err) then return nil, err end
+  conn:rollback()
+  return false
+end
+
+-- Revokes the leases of one connection config in one transaction (one
+-- fsync instead of one per lease): all in one script first; if any
+-- fails, again with each lease in its own savepoint, so that the failing
+-- ones are rolled back alone and the others commit. Sets out[idx[j]] to
+-- true or the error text of list[j]. If the transaction cannot commit,
+-- every lease of the group fails (each is retried later on its own).
+local function revoke_db_group(name, list, idx, out)
+  local verdicts
+  local ok, err = with_db(list[1], name, function(conn, cfg)
+    verdicts = {}
+    local all, aerr = revoke_all_at_once(conn, cfg, list)
+    if all == nil then return nil, aerr end
+    if all then
+      for j = 1, #list do verdicts[j] = true end
+      return true
+    end
+    local began, berr = conn:begin()
+    if not began then return nil, berr end
+    for j, lease in ipairs(list) do
+      local r, lerr, fatal = revoke_in_savepoint(conn, cfg, lease)
+      if fatal then return nil, lerr end
+      verdicts[j] = r and true or db_message(lerr)
+    end
+    return conn:commit()
+  end)
+  for j, i in ipairs(idx) do
+    out[i] = ok and verdicts[j] or db_message(err)
+  end
+end
+
 -- The lease side: what the expiration manager calls.
 e:secret("creds", {
   revoke = function(lease)
-    local int = lease.internal
-    -- A lease issued before names were checked may hold a hostile one:
-    -- never paste it into statements again; the default revocation
-    -- quotes it properly (and drops the role if it exists).
-    local unsafe = unsafe_reason(int.username)
-    local ok, err = with_db(lease, int.db_name, function(conn, cfg)
-      local plugin = plugin_of(int.plugin or cfg.plugin_name)
-      if int.revocation_statements and #int.revocation_statements > 0 and
-         not unsafe then
-        local stmts, xerr = expand(plugin, int.revocation_statements,
-          { name = int.username, username = int.username }, true, conn)
-        if stmts == nil then return nil, xerr end
-        return run_in_tx(conn, stmts)
-      end
-      if unsafe then
-        coffer.log.warn("database: lease " .. tostring(lease.id) .. ": " ..
-          "its username " .. unsafe .. "; using the default revocation")
-      end
-      return plugin.default_revoke(conn, int.username)
-    end)
+    local ok, err = with_db(lease, lease.internal.db_name,
+      function(conn, cfg) return revoke_user(conn, cfg, lease) end)
     if not ok then return nil, db_message(err) end
     return true
+  end,
+  -- Mass expiry: the leases grouped by connection config, one
+  -- transaction per group.
+  revoke_batch = function(leases)
+    local out, groups, order = {}, {}, {}
+    for i, lease in ipairs(leases) do
+      local name = tostring(lease.internal.db_name)
+      local g = groups[name]
+      if g == nil then
+        g = { list = {}, idx = {} }
+        groups[name], order[#order + 1] = g, name
+      end
+      g.list[#g.list + 1], g.idx[#g.idx + 1] = lease, i
+    end
+    for _, name in ipairs(order) do
+      revoke_db_group(name, groups[name].list, groups[name].idx, out)
+    end
+    return out
   end,
   renew = function(lease, expire_unix)
     local int = lease.internal
