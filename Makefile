@@ -175,6 +175,7 @@ bench:
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_creds.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_server.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_restore.py
+	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_ha.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_logins.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_audit.py
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench/bench_policy && $(BUILD)/bench/bench_policy

@@ -910,6 +910,41 @@ size_t audit_device_count(void)
     return atomic_load(&table.count);
 }
 
+/*
+ * A device whose write never waits on anything but the local disk: a file
+ * device discarding, or holding an open regular file (a FIFO, stdout or a
+ * file not opened yet may wait). Locks held elsewhere count as "may wait".
+ */
+static bool device_never_waits(struct audit_device *d)
+{
+    bool ok = false;
+
+    if (d->kind != DEV_FILE)
+        return false;
+    if (d->target == TARGET_DISCARD)
+        return true;
+    if (d->target != TARGET_PATH ||
+        pthread_rwlock_tryrdlock(&d->fd_rw) != 0)
+        return false;
+    ok = d->fd >= 0 && d->regular;
+    pthread_rwlock_unlock(&d->fd_rw);
+    return ok;
+}
+
+bool audit_may_block(void)
+{
+    bool may = false;
+
+    if (atomic_load(&table.count) == 0)
+        return false;
+    if (pthread_rwlock_tryrdlock(&table.lock) != 0)
+        return true;
+    for (size_t i = 0; i < table.n && !may; i++)
+        may = !device_never_waits(table.devs[i]);
+    pthread_rwlock_unlock(&table.lock);
+    return may;
+}
+
 /* ============================================================== table == */
 
 /* "file" and "file/" name the same device. */

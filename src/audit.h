@@ -68,6 +68,13 @@ void audit_log_revocation(const char *lease_id, const char *reason,
 uint64_t audit_failures_total(void);
 /* Number of enabled devices. */
 size_t audit_device_count(void);
+/*
+ * True if writing an entry could wait on more than the local disk: some
+ * enabled device is a socket, syslog, or a file device not holding an
+ * open regular file. Never waits itself (a busy lock answers true). The
+ * HTTP layer runs reads on its I/O threads only when this is false.
+ */
+bool audit_may_block(void);
 
 /* ---- the sys/audit endpoints (sys_audit.c) --------------------------- */
 

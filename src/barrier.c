@@ -49,6 +49,7 @@
 #include <openssl/rand.h>
 
 #include "buf.h"
+#include "crypto.h"
 #include "log.h"
 #include "storage.h"
 
@@ -914,22 +915,17 @@ out:
     return rc;
 }
 
-int barrier_unseal(struct barrier *b, const uint8_t *root_key,
-                   struct errbuf *err)
+/* Reads and opens the stored keyring with root_key. Caller holds admin. */
+static int load_keyring(struct barrier *b, const uint8_t *root_key,
+                        struct keyring **out, struct errbuf *err)
 {
-    struct keyring *kr = NULL;
     struct buf raw;
     uint8_t *plain = NULL;
     size_t plain_len = 0;
     int rc;
 
-    errbuf_clear(err);
+    *out = NULL;
     buf_init(&raw, 0);
-    pthread_mutex_lock(&b->admin);
-    if (!view_sealed(b)) {
-        rc = 0; /* as Vault: unsealing an unsealed barrier is a no-op */
-        goto out;
-    }
     rc = storage_get(b->physical, KEYRING_KEY, &raw);
     if (rc != 0) {
         errbuf_set(err, rc == COFFER_ENOTFOUND
@@ -944,21 +940,79 @@ int barrier_unseal(struct barrier *b, const uint8_t *root_key,
         rc = COFFER_EPERM;
         goto out;
     }
-    kr = keyring_decode(plain, plain_len, root_key);
-    if (kr == NULL) {
+    *out = keyring_decode(plain, plain_len, root_key);
+    if (*out == NULL) {
         log_error("barrier: %s: keyring is malformed", KEYRING_KEY);
         errbuf_set(err, "the keyring is malformed");
         rc = COFFER_EINTERNAL;
-        goto out;
     }
-    atomic_store(&b->initialized_seen, true);
-    install_keyring(b, kr);
-    log_info("barrier: unsealed, active term %u",
-             keyring_active(kr)->term);
 out:
-    pthread_mutex_unlock(&b->admin);
     secure_free(plain, plain_len);
     buf_release(&raw);
+    return rc;
+}
+
+int barrier_unseal(struct barrier *b, const uint8_t *root_key,
+                   struct errbuf *err)
+{
+    struct keyring *kr = NULL;
+    int rc = 0;
+
+    errbuf_clear(err);
+    pthread_mutex_lock(&b->admin);
+    /* As Vault: unsealing an unsealed barrier is a no-op. */
+    if (view_sealed(b))
+        rc = load_keyring(b, root_key, &kr, err);
+    if (kr != NULL) {
+        atomic_store(&b->initialized_seen, true);
+        install_keyring(b, kr);
+        log_info("barrier: unsealed, active term %u",
+                 keyring_active(kr)->term);
+    }
+    pthread_mutex_unlock(&b->admin);
+    return rc;
+}
+
+int barrier_reload(struct barrier *b, struct errbuf *err)
+{
+    uint8_t *root_key = secmem_alloc(BARRIER_KEY_LEN);
+    struct keyring *kr = NULL;
+    int rc = 0;
+
+    errbuf_clear(err);
+    pthread_mutex_lock(&b->admin);
+    pthread_rwlock_rdlock(&b->lock);
+    if (b->kr == NULL)
+        rc = COFFER_ESEALED;
+    else
+        memcpy(root_key, b->kr->root_key, BARRIER_KEY_LEN);
+    pthread_rwlock_unlock(&b->lock);
+    if (rc != 0)
+        errbuf_set(err, "Vault is sealed");
+    else
+        rc = load_keyring(b, root_key, &kr, err);
+    if (kr != NULL) {
+        install_keyring(b, kr);
+        log_info("barrier: keyring reloaded, active term %u",
+                 keyring_active(kr)->term);
+    }
+    pthread_mutex_unlock(&b->admin);
+    secmem_free(root_key);
+    return rc;
+}
+
+int barrier_derive_key(struct barrier *b, const char *label,
+                       uint8_t out[32])
+{
+    int rc = 0;
+
+    pthread_rwlock_rdlock(&b->lock);
+    if (b->kr == NULL)
+        rc = COFFER_ESEALED;
+    else
+        crypto_hmac_sha256(b->kr->root_key, BARRIER_KEY_LEN, label,
+                           strlen(label), out);
+    pthread_rwlock_unlock(&b->lock);
     return rc;
 }
 

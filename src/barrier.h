@@ -79,6 +79,20 @@ int barrier_initialize(struct barrier *b, const uint8_t *root_key,
 int barrier_unseal(struct barrier *b, const uint8_t *root_key,
                    struct errbuf *err);
 /*
+ * Reads the stored keyring again with the root key the barrier holds, for
+ * an HA standby taking over: the active may have rotated since it
+ * unsealed. COFFER_ESEALED, or as barrier_unseal.
+ */
+int barrier_reload(struct barrier *b, struct errbuf *err);
+/*
+ * A 32-byte key for label (HMAC-SHA256 of the label under the root key):
+ * the same on every node that unsealed the same storage, and never the
+ * root key itself. Used to sign what one node tells another (HA request
+ * forwarding). COFFER_ESEALED while sealed.
+ */
+int barrier_derive_key(struct barrier *b, const char *label,
+                       uint8_t out[32]);
+/*
  * Wipes the keyring from memory; the view then refuses every operation.
  * Waits for operations already decrypting to finish. Idempotent.
  */

@@ -23,6 +23,7 @@ const char *coffer_strerror(int err)
     case COFFER_ESEALED: return "Vault is sealed";
     case COFFER_EINTERNAL: return "internal error";
     case COFFER_EUNSUPPORTED: return "unsupported operation";
+    case COFFER_ESTANDBY: return "this node is not the active node";
     default: return "unknown error";
     }
 }

@@ -33,6 +33,7 @@ enum coffer_err {
     COFFER_ESEALED = -8,
     COFFER_EINTERNAL = -9,
     COFFER_EUNSUPPORTED = -10,
+    COFFER_ESTANDBY = -11, /* a write on a node that is not (or no longer) active */
 };
 
 /* Returns a static English description of an enum coffer_err value. */

@@ -113,6 +113,12 @@ static const struct key_spec top_keys[] = {
     {"log_level", V_LOGLEVEL, TOP(log_level), false},
     {"log_format", V_LOGFORMAT, TOP(log_format), false},
     {"api_addr", V_URL, TOP(api_addr), false},
+    {"cluster_addr", V_URL, TOP(cluster_addr), false},
+    /* HA standbys redirect (307) instead of forwarding (Coffer's name). */
+    {"disable_request_forwarding", V_BOOL, TOP(disable_request_forwarding),
+     false},
+    /* Reads that cannot wait run on the I/O threads (Coffer-specific). */
+    {"http_inline_reads", V_BOOL, TOP(http_inline_reads), false},
     {"disable_mlock", V_BOOL, TOP(disable_mlock), false},
     {"workers", V_WORKERS, TOP(workers), false},
     /* Failed logins allowed per second and per client address, and the
@@ -139,6 +145,8 @@ static const struct key_spec top_keys[] = {
     /* The read cache in front of storage (Vault's names; 0 = default). */
     {"cache_size", V_CACHE_SIZE, TOP(cache_size), false},
     {"disable_cache", V_BOOL, TOP(disable_cache), false},
+    /* Parsed token entries (Coffer-specific; 0 = default 4096). */
+    {"token_cache_size", V_CACHE_SIZE, TOP(token_cache_size), false},
 };
 
 static const struct key_spec listener_keys[] = {
@@ -173,6 +181,17 @@ static const struct key_spec sqlite_keys[] = {
 static const struct key_spec pg_keys[] = {
     {"connection_url", V_SECRET, STO(pg_connection_url), true},
     {"table", V_IDENT, STO(pg_table), false},
+    {"ha_enabled", V_BOOL, STO(ha_enabled), false},
+    {"ha_table", V_IDENT, STO(ha_table), false},
+    {"ha_lock_ttl", V_DURATION, STO(ha_lock_ttl), false},
+};
+
+#define SEA(field) offsetof(struct config_seal, field)
+static const struct key_spec static_seal_keys[] = {
+    {"current_key_id", V_STRING, SEA(current_key_id), true},
+    {"current_key", V_SECRET, SEA(current_key), true},
+    {"previous_key_id", V_STRING, SEA(previous_key_id), false},
+    {"previous_key", V_SECRET, SEA(previous_key), false},
 };
 
 enum block_word {
@@ -222,6 +241,7 @@ struct load_ctx {
     int listener_pending;              /* line of a block without a body */
     int storage_pending;
     int telemetry_line;                /* 0 = no telemetry block yet */
+    int seal_pending;                  /* line of a seal without a body */
     int audit_pending;                 /* line of an audit without a body */
 };
 
@@ -781,6 +801,77 @@ static int l_config_telemetry(lua_State *L)
     return 0;
 }
 
+/* =============================================================== seal == */
+
+/*
+ * The block function of seal "static". Upvalue 1: true once the body was
+ * given. Keys are checked here; seal_static.h reads them at start-up.
+ * [-0, +0, v]
+ */
+static int l_config_seal_body(lua_State *L)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    struct config_seal *seal = &ctx->out->seal;
+    const char *what = "seal \"static\": ";
+
+    if (lua_type(L, 1) != LUA_TTABLE)
+        raise_at(L, 1, "%sexpected a { ... } block, got %s", what,
+                 luaL_typename(L, 1));
+    if (lua_toboolean(L, lua_upvalueindex(1)))
+        raise_at(L, 1, "%sthe block was given twice", what);
+    lua_pushboolean(L, 1);
+    lua_replace(L, lua_upvalueindex(1));
+    ctx->seal_pending = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const struct key_spec *spec;
+
+        if (lua_type(L, -2) != LUA_TSTRING)
+            raise_at(L, 1, "%sunexpected value without a key (want "
+                           "key = value)", what);
+        spec = find_key(static_seal_keys, ARRAY_LEN(static_seal_keys),
+                        lua_tostring(L, -2));
+        if (spec == NULL)
+            raise_at(L, 1, "unknown key \"%s\" in seal \"static\"",
+                     lua_tostring(L, -2));
+        store_value(L, lua_gettop(L), spec, seal, what);
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(static_seal_keys); i++) {
+        if (static_seal_keys[i].required &&
+            *(char **)((char *)seal + static_seal_keys[i].offset) == NULL)
+            raise_at(L, 1, "%s%s is required", what,
+                     static_seal_keys[i].name);
+    }
+    if ((seal->previous_key == NULL) != (seal->previous_key_id == NULL))
+        raise_at(L, 1, "%sprevious_key and previous_key_id go together: "
+                       "give both or neither", what);
+    return 0;
+}
+
+/* seal "static" -> block function. [-0, +1, v] */
+static int l_config_seal(lua_State *L)
+{
+    struct load_ctx *ctx = ctx_of(L);
+    const char *t;
+
+    if (ctx->out->seal.line != 0)
+        raise_at(L, 1, "a second seal block (the first is at line %d): "
+                       "exactly one is allowed", ctx->out->seal.line);
+    if (lua_type(L, 1) != LUA_TSTRING)
+        raise_at(L, 1, "seal: expected a type name, as in seal \"static\" "
+                       "{ ... }");
+    t = lua_tostring(L, 1);
+    if (strcmp(t, "static") != 0)
+        raise_at(L, 1, "unknown seal type \"%s\" (want static)", t);
+    ctx->out->seal.line = line_at(L, 1) > 0 ? line_at(L, 1) : 1;
+    ctx->seal_pending = ctx->out->seal.line;
+    set_str(&ctx->out->seal.type, t);
+    lua_pushboolean(L, 0);
+    lua_pushcclosure(L, l_config_seal_body, 1);
+    return 1;
+}
+
 /* ============================================================== audit == */
 
 /*
@@ -1131,6 +1222,8 @@ static int config_setup(lua_State *L)
     lua_setfield(L, builtins, "telemetry");
     lua_pushcfunction(L, l_config_audit);
     lua_setfield(L, builtins, "audit");
+    lua_pushcfunction(L, l_config_seal);
+    lua_setfield(L, builtins, "seal");
 
     lua_newtable(L);
     settings = lua_gettop(L);
@@ -1236,6 +1329,11 @@ static int check_whole(const struct load_ctx *ctx, const char *path,
                    ctx->audit_pending);
         return COFFER_EINVAL;
     }
+    if (ctx->seal_pending != 0) {
+        errbuf_set(err, "%s:%d: seal \"static\" has no { ... } block", path,
+                   ctx->seal_pending);
+        return COFFER_EINVAL;
+    }
     if (ctx->storage_line == 0) {
         errbuf_set(err, "%s: no storage block; add one, e.g. storage "
                         "\"sqlite\" { path = \"/var/lib/coffer/coffer.db\" }",
@@ -1250,6 +1348,19 @@ static int check_whole(const struct load_ctx *ctx, const char *path,
     }
     if (duration_alias_twice(ctx, path, err))
         return COFFER_EINVAL;
+    if (c->storage.ha_enabled && c->api_addr == NULL) {
+        errbuf_set(err, "%s:%d: ha_enabled needs api_addr: the address "
+                        "clients are sent to when this node is active, e.g. "
+                        "api_addr = \"https://coffer-1.internal:8200\"",
+                   path, ctx->storage_line);
+        return COFFER_EINVAL;
+    }
+    if (c->storage.ha_lock_ttl != 0 &&
+        (c->storage.ha_lock_ttl < 3 || c->storage.ha_lock_ttl > 300)) {
+        errbuf_set(err, "%s:%d: ha_lock_ttl must be between 3s and 300s",
+                   path, ctx->storage_line);
+        return COFFER_EINVAL;
+    }
     if (c->default_lease_ttl > 0 && c->max_lease_ttl > 0 &&
         c->default_lease_ttl > c->max_lease_ttl) {
         duration_format_short(c->default_lease_ttl, d, sizeof(d));
@@ -1336,6 +1447,7 @@ int config_load(const char *path, struct coffer_config *out,
         goto out;
     out->path = xstrdup(path);
     out->unsafe_allow_api_audit_creation = true; /* Vault's behaviour */
+    out->http_inline_reads = true;
     rc = run_chunk(&ctx, path, file.ptr != NULL ? file.ptr : "", file.len,
                    err);
 out:
@@ -1362,6 +1474,13 @@ void config_release(struct coffer_config *c)
     free(c->log_format);
     free(c->telemetry.metrics_prefix);
     free(c->api_addr);
+    free(c->cluster_addr);
+    free(c->storage.ha_table);
+    free(c->seal.type);
+    free(c->seal.current_key_id);
+    secure_free_str(c->seal.current_key);
+    free(c->seal.previous_key_id);
+    secure_free_str(c->seal.previous_key);
     strvec_release(&c->plugin_http_allowed.urls);
     for (size_t i = 0; i < c->naudit; i++) {
         free(c->audit[i].type);

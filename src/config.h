@@ -79,6 +79,11 @@ struct config_storage_settings {
     char *sqlite_path;       /* sqlite: required */
     char *pg_connection_url; /* postgresql: required; may hold a password */
     char *pg_table;          /* postgresql: NULL = the backend's default */
+    /* postgresql: high availability (ha.h). ha_table NULL = "<table>_lock";
+     * ha_lock_ttl in seconds, 0 = the default (10 s). */
+    bool ha_enabled;
+    char *ha_table;
+    int64_t ha_lock_ttl;
 };
 
 /*
@@ -102,6 +107,20 @@ struct config_telemetry {
 };
 
 /*
+ * seal "static" { ... } (OpenBao's static auto-unseal seal; seal_static.h
+ * reads the keys). type is NULL without a seal block (Shamir). The key
+ * sources may hold the key itself and are wiped on release.
+ */
+struct config_seal {
+    char *type;            /* "static" or NULL */
+    char *current_key_id;  /* required */
+    char *current_key;     /* required: hex, base64, env://VAR, file:///p */
+    char *previous_key_id; /* with previous_key, or neither */
+    char *previous_key;
+    int line;
+};
+
+/*
  * How a declared audit device's type and options are checked: audit.c's
  * audit_check_declaration, handed over at start-up (server.c) so that the
  * configuration does not depend on the audit subsystem. Unset: not
@@ -118,12 +137,22 @@ struct coffer_config {
     struct config_telemetry telemetry;
     struct config_listener listener;
     struct config_storage_settings storage;
+    struct config_seal seal;
     int64_t default_lease_ttl;  /* seconds; 0 = unset (server default) */
     int64_t max_lease_ttl;      /* seconds; 0 = unset (server default) */
     char *plugin_directory;     /* NULL = unset */
     char *policy_directory;     /* NULL = unset */
     char *log_level;            /* NULL = unset; else a log_level_parse name */
-    char *api_addr;             /* NULL = unset */
+    char *api_addr;             /* NULL = unset; required with HA */
+    char *cluster_addr;         /* NULL = unset; shown in sys/leader */
+    /* HA standbys answer 307 to the active instead of forwarding. */
+    bool disable_request_forwarding;
+    /* Reads that cannot wait run on the HTTP I/O threads (http_inline.h);
+     * default true. */
+    bool http_inline_reads;
+    /* Parsed token entries cached (token_cache.h); 0 = the default
+     * (4096). disable_cache turns this cache off too. */
+    size_t token_cache_size;
     bool disable_mlock;
     unsigned int workers;           /* request worker threads; 0 = unset */
     unsigned int login_rate_limit;  /* failed logins/s per address, 0 = unset */

@@ -23,6 +23,7 @@
 #include "auth.h"
 #include "barrier.h"
 #include "cubbyhole.h"
+#include "forward.h"
 #include "json.h"
 #include "json_write.h"
 #include "lifecycle.h"
@@ -34,6 +35,7 @@
 #include "router.h"
 #include "storage.h"
 #include "sys.h"
+#include "sys_ha.h"
 #include "sys_seal.h"
 #include "token.h"
 #include "wrapping.h"
@@ -41,6 +43,11 @@
 /* ========================================================= start, stop == */
 
 /* Router and ACL learn what the Lua runtime provides through hooks. */
+/* HA: a standby redirects (307) instead of forwarding. */
+static bool redirect_standby_requests;
+/* The label of the key that signs a forwarded client address. */
+#define FORWARD_KEY_LABEL "coffer/ha-forward/v1"
+
 static bool lua_type_exists(enum mount_class klass, const char *type)
 {
     return klass == MOUNT_AUTH ? luavm_auth_exists(type)
@@ -63,7 +70,10 @@ int core_init(const struct core_config *cfg, char **root_token,
         .lease_retry_base = cfg->lease_retry_base,
         .lease_retry_max = cfg->lease_retry_max,
         .tick_interval = cfg->tick_interval,
+        .ha = cfg->ha,
     };
+
+    redirect_standby_requests = cfg->disable_request_forwarding;
     struct luavm_config lcfg = {.lua_dir = cfg->lua_dir,
                                 .plugin_dir = cfg->plugin_dir,
                                 .memory_limit = cfg->lua_memory_limit,
@@ -110,33 +120,46 @@ void reply_release(struct reply *r)
 }
 
 /*
- * Takes ownership of json. Adds the trailing newline Vault sends. Written
- * straight into the body (json_write.h: cJSON's text without printing a
- * copy first); a reply past the buffer ceiling (64 MiB) becomes a 500.
+ * A reply body is written straight into one buffer (json_write.h:
+ * cJSON's text without printing a copy first); body_end adds the
+ * trailing newline Vault sends, and a reply past the buffer ceiling
+ * (64 MiB) becomes a 500.
  */
 #define BODY_RESERVE 1024
 
-static void set_body(struct reply *out, cJSON *json)
+static void body_begin(struct buf *b, struct json_writer *w)
 {
-    struct buf b;
-    struct json_writer w;
+    buf_init(b, 0);
+    buf_reserve(b, BODY_RESERVE);
+    json_write_init(w, b);
+}
 
-    buf_init(&b, 0);
-    buf_reserve(&b, BODY_RESERVE);
-    json_write_init(&w, &b);
-    json_write_value(&w, json);
-    if (w.rc == 0)
-        w.rc = buf_append(&b, "\n", 1);
-    cJSON_Delete(json);
-    if (w.rc != 0) {
+static void body_end(struct reply *out, struct buf *b, struct json_writer *w)
+{
+    if (w->rc == 0)
+        w->rc = buf_append(b, "\n", 1);
+    if (w->rc != 0) {
         static const char too_big[] =
             "{\"errors\":[\"the response is too large to send\"]}\n";
+        buf_release(b);
         out->status = 500;
         out->body = xstrdup(too_big);
         out->len = sizeof(too_big) - 1;
         return;
     }
-    out->body = buf_detach(&b, &out->len);
+    out->body = buf_detach(b, &out->len);
+}
+
+/* Takes ownership of json. */
+static void set_body(struct reply *out, cJSON *json)
+{
+    struct buf b;
+    struct json_writer w;
+
+    body_begin(&b, &w);
+    json_write_value(&w, json);
+    cJSON_Delete(json);
+    body_end(out, &b, &w);
 }
 
 void core_error_reply(struct reply *out, int status, const char *msg)
@@ -165,35 +188,63 @@ static bool is_empty_list(const cJSON *data)
     return !cJSON_IsArray(keys) || cJSON_GetArraySize(keys) == 0;
 }
 
+/* A string member as cJSON_AddStringToObject adds it (none for NULL). */
+static void put_member_string(struct json_writer *w, const char *key,
+                              const char *value)
+{
+    if (value != NULL)
+        json_write_kv_string(w, key, value);
+}
+
+/* A member holding a tree, or null. */
+static void put_member_tree(struct json_writer *w, const char *key,
+                            const cJSON *value)
+{
+    json_write_key(w, key);
+    json_write_value(w, value);
+}
+
+/*
+ * Vault's envelope, written member by member instead of built as a tree
+ * and printed: the same bytes, without an allocation per member. Takes
+ * data, warnings and auth out of resp and frees them, as before.
+ */
 static void render_envelope(struct request *req, struct response *resp,
                             struct reply *out)
 {
-    cJSON *o = cJSON_CreateObject();
     cJSON *data = take(&resp->data);
+    cJSON *warnings = take(&resp->warnings);
+    cJSON *auth = take(&resp->auth);
     const cJSON *it;
+    struct buf b;
+    struct json_writer w;
 
-    cJSON_AddStringToObject(o, "request_id", req->id);
-    cJSON_AddStringToObject(o, "lease_id",
-                            resp->lease_id ? resp->lease_id : "");
-    cJSON_AddBoolToObject(o, "renewable", resp->renewable);
-    cJSON_AddNumberToObject(o, "lease_duration",
-                            (double)resp->lease_duration);
+    body_begin(&b, &w);
+    json_write_open(&w, '{');
+    put_member_string(&w, "request_id", req->id);
+    put_member_string(&w, "lease_id",
+                      resp->lease_id ? resp->lease_id : "");
+    json_write_key(&w, "renewable");
+    json_write_bool(&w, resp->renewable);
+    json_write_kv_number(&w, "lease_duration",
+                         (double)resp->lease_duration);
     if (resp->inject_top && cJSON_IsObject(data)) {
         cJSON_ArrayForEach(it, data) {
-            cJSON_AddItemToObject(o, it->string, cJSON_Duplicate(it, 1));
+            if (it->string != NULL)
+                put_member_tree(&w, it->string, it);
         }
     }
-    cJSON_AddItemToObject(o, "data", data ? data : cJSON_CreateNull());
-    cJSON_AddNullToObject(o, "wrap_info");
-    cJSON_AddItemToObject(o, "warnings", resp->warnings
-                                             ? take(&resp->warnings)
-                                             : cJSON_CreateNull());
-    cJSON_AddItemToObject(o, "auth",
-                          resp->auth ? take(&resp->auth) : cJSON_CreateNull());
-    cJSON_AddStringToObject(o, "mount_type",
-                            req->mount ? req->mount->type : "");
+    put_member_tree(&w, "data", data);
+    put_member_tree(&w, "wrap_info", NULL);
+    put_member_tree(&w, "warnings", warnings);
+    put_member_tree(&w, "auth", auth);
+    put_member_string(&w, "mount_type", req->mount ? req->mount->type : "");
+    json_write_close(&w, '}');
+    cJSON_Delete(data);
+    cJSON_Delete(warnings);
+    cJSON_Delete(auth);
     out->status = resp->status ? resp->status : 200;
-    set_body(out, o);
+    body_end(out, &b, &w);
 }
 
 static void render(struct request *req, struct response *resp,
@@ -457,6 +508,80 @@ static void run(struct request *req, struct response *resp)
         finish_last_use(req, resp);
 }
 
+/* ================================================================= HA == */
+
+/*
+ * On a standby: the request goes to the active node, forwarded (its
+ * reply relayed) or, with disable_request_forwarding, redirected. Vault's
+ * text when no active node is known.
+ */
+static void send_to_active(struct request *req, struct reply *out)
+{
+    char leader[256];
+    uint8_t key[32];
+    struct forward_reply fr = {0};
+    struct errbuf err;
+
+    /* One hop only: a request a standby already forwarded is never sent
+     * on again (two standbys with stale views would bounce it). */
+    if (req->forwarded_for != NULL) {
+        core_error_reply(out, 503, "a forwarded request reached a node that "
+                                   "is not active (the active node is "
+                                   "changing): retry");
+        return;
+    }
+    if (sys_ha_leader_address(leader, sizeof(leader)) != 0) {
+        core_error_reply(out, 503, "local node not active but active "
+                                   "cluster node not found");
+        return;
+    }
+    if (redirect_standby_requests) {
+        out->status = 307;
+        out->location = forward_redirect_url(leader, req);
+        return;
+    }
+    if (barrier_derive_key(lifecycle_barrier(), FORWARD_KEY_LABEL, key) != 0) {
+        core_error_reply(out, 503, "Vault is sealed");
+        return;
+    }
+    request_budget_begin();
+    if (forward_request(leader, req, key, request_budget_left_ms(), &fr,
+                        &err) != 0) {
+        log_warn("ha: %s", err.msg);
+        core_error_reply(out, 503, err.msg);
+    } else {
+        out->status = fr.status;
+        out->body = fr.body;
+        out->len = fr.len;
+        out->location = fr.location;
+        out->content_type = fr.text_plain ? "text/plain; charset=utf-8" : NULL;
+    }
+    request_budget_end();
+    crypto_wipe(key, sizeof(key));
+}
+
+/*
+ * On the active: a request a standby forwarded carries its client's
+ * address, signed; only a valid signature replaces the address the
+ * connection came from (the standby's). Anything else is ignored.
+ */
+static void trust_forwarded_addr(struct request *req)
+{
+    uint8_t key[32];
+    char addr[sizeof(req->remote_addr)];
+
+    if (req->forwarded_for == NULL ||
+        barrier_derive_key(lifecycle_barrier(), FORWARD_KEY_LABEL, key) != 0)
+        return;
+    if (forward_verify_client_addr(req->forwarded_for, key, req->op,
+                                   req->path, addr, sizeof(addr)))
+        memcpy(req->remote_addr, addr, sizeof(addr));
+    else
+        log_warn("ignoring an %s header whose signature does not hold "
+                 "(from %s)", FORWARD_HEADER, req->remote_addr);
+    crypto_wipe(key, sizeof(key));
+}
+
 void core_handle(struct request *req, struct reply *out)
 {
     struct response resp;
@@ -491,10 +616,14 @@ void core_handle(struct request *req, struct reply *out)
         /* Outside the state lock: these change or report the state. */
         sys_seal_handle(req, &resp);
         render(req, &resp, out);
+    } else if (lifecycle_is_standby()) {
+        send_to_active(req, out);
     } else {
         bool active = lifecycle_enter();
 
         request_budget_begin();
+        if (active)
+            trust_forwarded_addr(req);
         if (active)
             run(req, &resp);
         else

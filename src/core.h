@@ -16,6 +16,7 @@
 #include "common.h"
 #include "request.h"
 
+struct ha_config;
 struct storage;
 
 struct core_config {
@@ -35,6 +36,10 @@ struct core_config {
     size_t lua_memory_limit;       /* bytes per Lua state */
     double lua_call_timeout;       /* seconds per engine call */
     uint64_t lua_policy_budget;    /* instructions per Lua policy check */
+    /* High availability (ha.h), or NULL for a single node. */
+    const struct ha_config *ha;
+    /* HA standbys answer 307 to the active instead of forwarding. */
+    bool disable_request_forwarding;
 };
 
 /*

@@ -10,7 +10,8 @@
  * thread, so it cannot stall the other connections of that thread. The
  * unauthenticated status endpoints (sys/health, sys/seal-status,
  * sys/leader) have a lane of their own: they answer even when every
- * request worker is busy.
+ * request worker is busy. Reads that provably cannot wait run on the I/O
+ * thread itself instead, with no hand-off ("inline" below).
  *
  * Per request, a struct conn_ctx is made in the URI callback (the first
  * thing libmicrohttpd tells us about a request) and freed when both the
@@ -49,6 +50,8 @@
 
 #include "buf.h"
 #include "core.h"
+#include "forward.h"
+#include "http_inline.h"
 #include "json.h"
 #include "log.h"
 #include "request.h"
@@ -152,6 +155,11 @@ struct http_server {
     struct conn_rec *conns;
     struct conn_ctx *inflight;
     bool closing;         /* shutting down: no more hand-offs */
+
+    /* Seal-endpoint writes (unseal, seal, init...) handed off and not
+       finished: they may hold the state lock for writing, so no request
+       runs inline meanwhile (an I/O thread must not wait for it). */
+    atomic_int transitions;
 
     struct lane work;     /* everything else */
     struct lane status;   /* sys/health, sys/seal-status, sys/leader */
@@ -623,6 +631,13 @@ static void on_connection(void *cls, struct MHD_Connection *c,
     *socket_context = NULL;
 }
 
+/* A seal-endpoint write: counted in transitions while it runs. */
+static bool is_transition(const struct request *req)
+{
+    return req->op != OP_READ && req->op != OP_HEAD && req->op != OP_LIST &&
+           sys_seal_handles(req->path);
+}
+
 /* ============================================================= lanes == */
 
 static void lane_push(struct lane *l, struct conn_ctx *ctx)
@@ -745,11 +760,14 @@ static void *lane_main(void *arg)
     struct reply out;
 
     while ((ctx = lane_pop(w)) != NULL) {
+        bool transition = is_transition(&ctx->req);
         if (claim(l->srv, ctx)) {
             memset(&out, 0, sizeof(out));
             run_request(ctx, &out);
             finish(l->srv, ctx, &out);
         }
+        if (transition)
+            atomic_fetch_sub(&l->srv->transitions, 1);
         ctx_put(ctx);
     }
     return NULL;
@@ -929,6 +947,22 @@ static bool is_status(const struct request *req)
             strcmp(req->path, "sys/leader") == 0);
 }
 
+/* ============================================================ inline == */
+
+/*
+ * A read that cannot wait runs here, on the I/O thread (http_inline.c has
+ * the rules), except while a seal-endpoint write is in flight: that may
+ * hold the state lock for writing, and an I/O thread must not wait on it.
+ * An inline read is not in the in-flight list: the sweeper cannot answer
+ * it early, but it is short (local reads, the Lua call budget) and
+ * run_request still answers 500 "context deadline exceeded" if it
+ * outlived max_request_duration.
+ */
+static bool may_run_inline(struct http_server *srv, const struct request *req)
+{
+    return atomic_load(&srv->transitions) == 0 && http_inline_eligible(req);
+}
+
 /*
  * Builds the request from the connection on the I/O thread (everything
  * that needs libmicrohttpd; the body is parsed by the worker). Returns 0,
@@ -940,7 +974,7 @@ static int build_request(struct MHD_Connection *c, const char *url,
 {
     struct request *req = &ctx->req;
     struct args_ctx args = {0};
-    const char *ct;
+    const char *ct, *fwd;
     char *clean;
     char msg[300];
 
@@ -982,6 +1016,11 @@ static int build_request(struct MHD_Connection *c, const char *url,
     ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     req->content_type = ct ? xstrdup(ct) : NULL;
     remote_addr(c, req->remote_addr, sizeof(req->remote_addr));
+    /* HA: a standby's signed note of its client's address (forward.h);
+     * core.c checks the signature before it means anything. */
+    fwd = MHD_lookup_connection_value(c, MHD_HEADER_KIND, FORWARD_HEADER);
+    req->forwarded_for = fwd != NULL && strlen(fwd) < 256 ? xstrdup(fwd)
+                                                          : NULL;
     if (req->op == OP_PATCH &&
         (ct == NULL ||
          strncmp(ct, "application/merge-patch+json", 28) != 0)) {
@@ -1003,6 +1042,18 @@ static int build_request(struct MHD_Connection *c, const char *url,
     if (req->op == OP_READ && args.list)
         req->op = OP_LIST;
     return 0;
+}
+
+/* Runs an inline-eligible request on this I/O thread and queues the reply. */
+static enum MHD_Result run_here(struct conn_ctx *ctx)
+{
+    snprintf(ctx->what, sizeof(ctx->what), "%s %s",
+             req_op_name(ctx->req.op), ctx->req.path);
+    ctx->handed_off = mono_ms();
+    ctx->deadline = ctx->handed_off + request_budget_configured_ms();
+    run_request(ctx, &ctx->out);
+    ctx->state = RS_DONE; /* never in the in-flight list: nobody else looks */
+    return send_reply(ctx->c, &ctx->out);
 }
 
 /*
@@ -1038,6 +1089,8 @@ static void hand_off(struct http_server *srv, struct conn_ctx *ctx)
         MHD_resume_connection(ctx->c);
         return;
     }
+    if (is_transition(&ctx->req))
+        atomic_fetch_add(&srv->transitions, 1);
     atomic_fetch_add(&ctx->refs, 1); /* the lane's */
     lane_push(l, ctx);
 }
@@ -1079,6 +1132,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         ctx->state = RS_DONE;
         return send_reply(c, &ctx->out);
     }
+    if (may_run_inline(srv, &ctx->req))
+        return run_here(ctx);
     hand_off(srv, ctx);
     return MHD_YES;
 }
@@ -1234,6 +1289,7 @@ struct http_server *http_start(const struct http_config *cfg,
     struct MHD_OptionItem tls_opts[3] = {{MHD_OPTION_END, 0, NULL}};
 
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->transitions, 0);
     pthread_mutex_init(&srv->mu, NULL);
     pthread_mutex_init(&srv->sweep_mu, NULL);
     pthread_cond_init(&srv->sweep_cv, NULL);

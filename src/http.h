@@ -4,6 +4,7 @@
  * libmicrohttpd's few I/O threads read requests and write replies; a
  * complete request is handed to a pool of request workers, which run it
  * through core_handle, so a backend that waits never stalls the I/O.
+ * Reads that cannot wait run on the I/O thread (http_inline.h).
  */
 #ifndef COFFER_HTTP_H
 #define COFFER_HTTP_H

@@ -20,6 +20,7 @@
 #include "lifecycle.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include <openssl/evp.h>
@@ -28,9 +29,11 @@
 #include "barrier.h"
 #include "cidr.h"
 #include "db_pg.h"
+#include "ha.h"
 #include "lease.h"
 #include "log.h"
 #include "luavm.h"
+#include "luavm_lease.h"
 #include "policy.h"
 #include "router.h"
 #include "seal.h"
@@ -47,12 +50,27 @@ static struct {
      * config disables it. */
     struct storage_cache *cache;
     bool active;
+    bool contending; /* HA: unsealed, ha_start done */
+    /* contending && !active, read without the lock on every request */
+    atomic_bool standby;
+    char init_holder[128]; /* HA: sys/init's hold of the lock, or "" */
 } state = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+
+/* Mass expiry: many leases of one mount in one Lua call (luavm_lease.c),
+ * on the storage the Lua runtime was given (core.c: the barrier's). */
+static int engine_revoke_batch(const struct mount *m,
+                               const cJSON *const *records, size_t n,
+                               int *rcs, struct errbuf *errs)
+{
+    return luavm_lease_revoke_batch(barrier_storage(state.barrier), m,
+                                    records, n, rcs, errs);
+}
 
 /* Leases reach their engines through the Lua runtime. */
 static const struct lease_ops engine_lease_ops = {
     .revoke = luavm_lease_revoke,
     .renew = luavm_lease_renew,
+    .revoke_batch = engine_revoke_batch,
 };
 
 /* A token's own lease revokes the token tree (token.c). */
@@ -224,13 +242,62 @@ static void deactivate_locked(void)
      * with a config's root password are closed, and reopened on demand. */
     db_shutdown();
     state.active = false;
-    log_info("core: standing by (sealed)");
+    log_info("core: inactive");
+}
+
+/* After any change of active or contending. Caller holds the write lock. */
+static void note_standby_locked(void)
+{
+    atomic_store_explicit(&state.standby, state.contending && !state.active,
+                          memory_order_release);
+}
+
+/*
+ * HA hooks (ha.c's transition thread). Taking over reads the keyring
+ * again (the last active may have rotated it) and then starts what an
+ * unseal starts; the restore in lease_init is the takeover's scan.
+ */
+static int ha_activate(void *arg, struct errbuf *err)
+{
+    int rc;
+
+    (void)arg;
+    pthread_rwlock_wrlock(&state.lock);
+    rc = barrier_reload(state.barrier, err);
+    if (rc == 0)
+        rc = activate_locked(err);
+    note_standby_locked();
+    pthread_rwlock_unlock(&state.lock);
+    return rc;
+}
+
+/* Back to standing by; the cache held what a writer may since change. */
+static void ha_deactivate(void *arg)
+{
+    (void)arg;
+    pthread_rwlock_wrlock(&state.lock);
+    deactivate_locked();
+    storage_cache_enable(state.cache, false);
+    note_standby_locked();
+    pthread_rwlock_unlock(&state.lock);
 }
 
 int lifecycle_activate(struct errbuf *err)
 {
+    const struct ha_hooks hooks = {ha_activate, ha_deactivate, NULL};
     int rc;
 
+    if (state.cfg.ha != NULL) {
+        pthread_rwlock_wrlock(&state.lock);
+        rc = state.contending ? 0 : ha_start(state.cfg.ha, &hooks, err);
+        if (rc == 0)
+            state.contending = true;
+        else
+            seal_locked();
+        note_standby_locked();
+        pthread_rwlock_unlock(&state.lock);
+        return rc;
+    }
     pthread_rwlock_wrlock(&state.lock);
     rc = activate_locked(err);
     if (rc != 0)
@@ -239,12 +306,52 @@ int lifecycle_activate(struct errbuf *err)
     return rc;
 }
 
+bool lifecycle_is_standby(void)
+{
+    return atomic_load_explicit(&state.standby, memory_order_acquire);
+}
+
+
+/* Stops contending (outside the state lock: the hooks take it). */
+static void stop_contending(void)
+{
+    bool contending;
+
+    pthread_rwlock_rdlock(&state.lock);
+    contending = state.contending;
+    pthread_rwlock_unlock(&state.lock);
+    if (!contending)
+        return;
+    ha_stop();
+    pthread_rwlock_wrlock(&state.lock);
+    state.contending = false;
+    note_standby_locked();
+    pthread_rwlock_unlock(&state.lock);
+}
+
 void lifecycle_seal(void)
 {
+    stop_contending();
     pthread_rwlock_wrlock(&state.lock);
     deactivate_locked();
     seal_locked();
     pthread_rwlock_unlock(&state.lock);
+}
+
+int lifecycle_init_begin(struct errbuf *err)
+{
+    state.init_holder[0] = '\0';
+    if (state.cfg.ha == NULL)
+        return 0;
+    return ha_hold_once(state.cfg.ha->physical, 30000, 10000,
+                        state.init_holder, err);
+}
+
+void lifecycle_init_end(void)
+{
+    if (state.cfg.ha != NULL)
+        ha_hold_release(state.cfg.ha->physical, state.init_holder);
+    state.init_holder[0] = '\0';
 }
 
 /* The first mounts and the root token, on a barrier seal_init opened. */
@@ -295,6 +402,7 @@ int lifecycle_dev_bootstrap(char **root_token, char **unseal_key,
 
 void lifecycle_teardown(void)
 {
+    stop_contending();
     pthread_rwlock_wrlock(&state.lock);
     deactivate_locked();
     pthread_rwlock_unlock(&state.lock);

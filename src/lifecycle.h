@@ -29,6 +29,7 @@
 #include "request.h"
 
 struct barrier;
+struct ha_config;
 struct storage;
 struct token;
 
@@ -40,6 +41,12 @@ struct lifecycle_config {
     double lease_retry_base;       /* seconds, 0 = default */
     double lease_retry_max;        /* seconds, 0 = default */
     double tick_interval;          /* periodic engine work, 0 = 5 s */
+    /*
+     * High availability (ha.h), or NULL for a single node. With it, an
+     * unseal leaves the node standing by (barrier open, nothing running)
+     * and the subsystems start only while it holds the HA lock.
+     */
+    const struct ha_config *ha;
 };
 
 /*
@@ -75,6 +82,12 @@ struct barrier *lifecycle_barrier(void);
 /* True while unsealed with every subsystem running. */
 bool lifecycle_is_active(void);
 
+/*
+ * True while HA is on and the node is unsealed but not active: requests
+ * go to the active node (core.c) instead of failing as sealed.
+ */
+bool lifecycle_is_standby(void);
+
 /* ---- the state lock (core.c, around one request) --------------------- */
 
 /*
@@ -101,6 +114,14 @@ struct token *lifecycle_lookup_token(const struct request *req);
 /* ---- the moves (sys_seal.c) ------------------------------------------ */
 
 /*
+ * Around sys/init's writes (sys_seal.c): with HA, holds the lock so that
+ * the storage accepts them (no node is active before init). 0, or an
+ * error with words in err; lifecycle_init_end after either.
+ */
+int lifecycle_init_begin(struct errbuf *err);
+void lifecycle_init_end(void);
+
+/*
  * After seal_init left the barrier open: writes the first mounts and the
  * root token (*root_token, a new string; free with secure_free_str),
  * then seals the barrier whatever happened, as Vault leaves a freshly
@@ -111,14 +132,15 @@ int lifecycle_init_root_token(char **root_token, struct errbuf *err);
 /*
  * After seal_submit_share opened the barrier: starts the subsystems
  * (write lock: waits for requests in flight). On failure the barrier is
- * sealed again and err says why. 0 or COFFER_E*.
+ * sealed again and err says why. 0 or COFFER_E*. With HA, starts
+ * contending for the lock instead: the subsystems start once it is ours.
  */
 int lifecycle_activate(struct errbuf *err);
 
 /*
  * The one seal operation: stops the subsystems (write lock) and seals
  * the barrier, wiping its keys. Database connections close too: sealed
- * means no live credentials. Idempotent.
+ * means no live credentials. With HA, gives the lock up first. Idempotent.
  */
 void lifecycle_seal(void);
 

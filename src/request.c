@@ -91,6 +91,7 @@ void request_release(struct request *r)
     json_delete_wiped(r->data); /* request bodies carry secrets */
     secure_free_str(r->client_token);
     free(r->content_type);
+    free(r->forwarded_for);
     request_init(r);
 }
 

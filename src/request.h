@@ -44,6 +44,10 @@ struct request {
     char remote_addr[64];
     char *content_type;  /* NULL if none */
     int64_t wrap_ttl;    /* X-Vault-Wrap-TTL in seconds, 0 = no wrapping */
+    /* X-Coffer-Forwarded-For as sent (HA: a standby's signed note of the
+     * client's address; forward.h), NULL if none. Trusted only once its
+     * signature is checked. */
+    char *forwarded_for;
 
     /* Filled by the pipeline before the backend runs. */
     const struct token *token; /* NULL on unauthenticated paths */

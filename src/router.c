@@ -163,6 +163,34 @@ static bool path_hits(const char *path, size_t plen, const char *mp,
            (plen == mlen - 1 && strncmp(path, mp, plen) == 0);
 }
 
+/*
+ * Whether a read of this mount only touches storage and memory: the C
+ * backends (sys/, auth/token/) and the built-in kv engine (cubbyhole/ is
+ * served by cubbyhole.c before the table is consulted).
+ * Lua engines and auth methods of other types may call out (coffer.http,
+ * coffer.db), and a plugin cannot register "kv" (the framework refuses a
+ * type registered twice and the built-in engines load first). Decided from
+ * the mount as published at match time, so enabling, disabling, tuning or
+ * a plugin reload is seen by the next request.
+ */
+static bool mount_reads_local(const struct mount *m)
+{
+    if (m == NULL)
+        return false;
+    if (m->impl == MOUNT_IMPL_SYSTEM || m->impl == MOUNT_IMPL_TOKEN)
+        return true;
+    return m->impl == MOUNT_IMPL_LUA && strcmp(m->type, "kv") == 0;
+}
+
+bool router_reads_local(const char *path)
+{
+    const struct mount *m = router_match(path);
+    bool local = mount_reads_local(m);
+
+    router_mount_put(m);
+    return local;
+}
+
 const struct mount *router_match(const char *path)
 {
     struct mount *best = NULL;

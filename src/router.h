@@ -49,6 +49,13 @@ void router_shutdown(void);
  */
 const struct mount *router_match(const char *path);
 void router_mount_put(const struct mount *m);
+/*
+ * True if the mount serving path answers reads from storage and memory
+ * alone (sys/, auth/token/, the built-in kv engine): no call
+ * out to a database or another server. The HTTP layer may then run a read
+ * on its I/O thread (http.c narrows sys/ and auth/token/ further).
+ */
+bool router_reads_local(const char *path);
 
 /*
  * Returns a new array of referenced mounts (every mount at this moment);

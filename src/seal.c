@@ -16,11 +16,13 @@
 #include "barrier.h"
 #include "buf.h"
 #include "log.h"
+#include "seal_static.h"
 #include "shamir.h"
 #include "storage.h"
 
 #define CONFIG_KEY "core/seal-config"
 #define ROOT_KEY "core/root-key"
+#define RECOVERY_KEY "core/recovery-key"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct barrier *barrier;
@@ -29,6 +31,17 @@ static struct storage *physical;
 static uint8_t given[SHAMIR_MAX_PARTS][SEAL_SHARE_LEN];
 static int ngiven;
 static char nonce[CRYPTO_UUID_LEN + 1];
+/* The static seal's keys; NULL = Shamir. Set before any request. */
+static const struct seal_static *autoseal;
+
+/* core/seal-config as stored. type is "shamir" when the field is absent. */
+struct stored_config {
+    char type[16];
+    int shares, threshold;                   /* the barrier's */
+    int recovery_shares, recovery_threshold; /* auto seal only */
+};
+
+static void forget_shares_locked(void);
 
 void seal_setup(struct barrier *b, struct storage *phys)
 {
@@ -41,28 +54,35 @@ void seal_setup(struct barrier *b, struct storage *phys)
 
 /* ============================================================= config == */
 
-static int read_config(int *shares, int *threshold)
+static int json_int(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsNumber(v) ? v->valueint : 0;
+}
+
+static int read_config(struct stored_config *c)
 {
     struct buf stored;
+    const cJSON *type;
     cJSON *o;
     int rc;
 
-    *shares = *threshold = 0;
+    memset(c, 0, sizeof(*c));
+    snprintf(c->type, sizeof(c->type), "shamir");
     buf_init(&stored, 4096);
     rc = storage_get(physical, CONFIG_KEY, &stored);
     if (rc == 0) {
         o = cJSON_ParseWithLength(stored.ptr, stored.len);
-        *shares = cJSON_GetObjectItemCaseSensitive(o, "secret_shares")
-                      ? cJSON_GetObjectItemCaseSensitive(o, "secret_shares")
-                            ->valueint
-                      : 0;
-        *threshold =
-            cJSON_GetObjectItemCaseSensitive(o, "secret_threshold")
-                ? cJSON_GetObjectItemCaseSensitive(o, "secret_threshold")
-                      ->valueint
-                : 0;
+        c->shares = json_int(o, "secret_shares");
+        c->threshold = json_int(o, "secret_threshold");
+        c->recovery_shares = json_int(o, "recovery_shares");
+        c->recovery_threshold = json_int(o, "recovery_threshold");
+        type = cJSON_GetObjectItemCaseSensitive(o, "type");
+        if (cJSON_IsString(type))
+            snprintf(c->type, sizeof(c->type), "%s", type->valuestring);
         cJSON_Delete(o);
-        if (*shares <= 0 || *threshold <= 0 || *threshold > *shares)
+        if (c->shares <= 0 || c->threshold <= 0 || c->threshold > c->shares)
             rc = COFFER_EINVAL;
     }
     buf_release(&stored);
@@ -84,8 +104,8 @@ static int check_params(int shares, int threshold, struct errbuf *err)
 /* =============================================================== init == */
 
 /* Stores the config and the root key sealed with the unseal key. */
-static int store_seal(int shares, int threshold, const uint8_t *unseal_key,
-                      const uint8_t *root_key, struct errbuf *err)
+static int store_shamir(int shares, int threshold, const uint8_t *unseal_key,
+                        const uint8_t *root_key, struct errbuf *err)
 {
     char config[96];
     uint8_t *sealed = NULL;
@@ -113,17 +133,85 @@ static int store_seal(int shares, int threshold, const uint8_t *unseal_key,
     return rc;
 }
 
-int seal_init(int shares, int threshold, uint8_t **shares_out,
-              struct errbuf *err)
+/*
+ * Auto seal: the root key wrapped by the static key, and the recovery key
+ * (whose shares the operators hold) sealed with the root key, so that it
+ * is only readable once the static key opened the root key.
+ */
+static int store_auto(int shares, int threshold, const uint8_t *recovery_key,
+                      const uint8_t *root_key, struct errbuf *err)
+{
+    char config[192];
+    char *wrapped = NULL;
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    struct storage_op ops[3];
+    int rc;
+
+    snprintf(config, sizeof(config),
+             "{\"type\":\"static\",\"secret_shares\":1,"
+             "\"secret_threshold\":1,\"stored_shares\":1,"
+             "\"recovery_shares\":%d,\"recovery_threshold\":%d}",
+             shares, threshold);
+    rc = seal_static_wrap(autoseal, ROOT_KEY, root_key, SEAL_KEY_LEN,
+                          &wrapped);
+    if (rc == 0)
+        rc = barrier_seal_value(root_key, RECOVERY_KEY, recovery_key,
+                                SEAL_KEY_LEN, &sealed, &sealed_len);
+    if (rc != 0) {
+        errbuf_set(err, "sealing the root key failed");
+        goto out;
+    }
+    ops[0] = (struct storage_op){STORAGE_OP_PUT, CONFIG_KEY, config,
+                                 strlen(config)};
+    ops[1] = (struct storage_op){STORAGE_OP_PUT, ROOT_KEY, wrapped,
+                                 strlen(wrapped)};
+    ops[2] = (struct storage_op){STORAGE_OP_PUT, RECOVERY_KEY, sealed,
+                                 sealed_len};
+    rc = storage_batch(physical, ops, 3);
+    if (rc != 0)
+        errbuf_set(err, "storing the seal failed: %s", coffer_strerror(rc));
+out:
+    secure_free_str(wrapped);
+    secure_free(sealed, sealed_len);
+    return rc;
+}
+
+/*
+ * Makes the keys, splits the first (unseal or recovery key) into shares,
+ * stores the seal and creates the keyring with the second (root key).
+ * secrets holds both keys; keys receives the shares.
+ */
+static int init_locked(int shares, int threshold, uint8_t *secrets,
+                       uint8_t *keys, struct errbuf *err)
+{
+    int rc = crypto_random(secrets, 2 * SEAL_KEY_LEN);
+
+    if (rc == 0)
+        rc = shamir_split(secrets, SEAL_KEY_LEN, shares, threshold, keys,
+                          err);
+    /* The sealed root key first, the keyring last: the keyring is what
+     * makes the server count as initialised, so a crash in between leaves
+     * a server that can simply be initialised again. */
+    if (rc == 0 && autoseal != NULL)
+        rc = store_auto(shares, threshold, secrets, secrets + SEAL_KEY_LEN,
+                        err);
+    else if (rc == 0)
+        rc = store_shamir(shares, threshold, secrets, secrets + SEAL_KEY_LEN,
+                          err);
+    if (rc == 0)
+        rc = barrier_initialize(barrier, secrets + SEAL_KEY_LEN, err);
+    return rc;
+}
+
+static int initialize(int shares, int threshold, uint8_t **shares_out,
+                      struct errbuf *err)
 {
     uint8_t *keys = NULL;
-    uint8_t *secrets = NULL; /* unseal key | root key, in locked memory */
+    uint8_t *secrets = NULL; /* unseal/recovery key | root key, locked */
     int rc;
 
     *shares_out = NULL;
-    rc = check_params(shares, threshold, err);
-    if (rc != 0)
-        return rc;
     pthread_mutex_lock(&mu);
     if (barrier_initialized(barrier)) {
         errbuf_set(err, "Vault is already initialized");
@@ -136,22 +224,12 @@ int seal_init(int shares, int threshold, uint8_t **shares_out,
     if (mlock(secrets, 2 * SEAL_KEY_LEN) != 0 ||
         mlock(keys, (size_t)shares * SEAL_SHARE_LEN) != 0)
         log_debug("seal: cannot lock the new keys in memory");
-    rc = crypto_random(secrets, 2 * SEAL_KEY_LEN);
-    if (rc == 0)
-        rc = shamir_split(secrets, SEAL_KEY_LEN, shares, threshold, keys,
-                          err);
-    /* The sealed root key first, the keyring last: the keyring is what
-     * makes the server count as initialised, so a crash in between leaves
-     * a server that can simply be initialised again. */
-    if (rc == 0)
-        rc = store_seal(shares, threshold, secrets, secrets + SEAL_KEY_LEN,
-                        err);
-    if (rc == 0)
-        rc = barrier_initialize(barrier, secrets + SEAL_KEY_LEN, err);
+    rc = init_locked(shares, threshold, secrets, keys, err);
     if (rc == 0) {
         *shares_out = keys;
         keys = NULL;
-        log_info("seal: initialized with %d shares, threshold %d", shares,
+        log_info("seal: initialized with %d %sshares, threshold %d", shares,
+                 autoseal != NULL ? "static seal, recovery " : "",
                  threshold);
     }
 out:
@@ -162,6 +240,159 @@ out:
     }
     secure_free(secrets, 2 * SEAL_KEY_LEN);
     secure_free(keys, (size_t)shares * SEAL_SHARE_LEN);
+    return rc;
+}
+
+int seal_init(int shares, int threshold, uint8_t **shares_out,
+              struct errbuf *err)
+{
+    int rc;
+
+    *shares_out = NULL;
+    if (autoseal != NULL) {
+        errbuf_set(err, "seal \"static\" takes recovery shares");
+        return COFFER_EINVAL;
+    }
+    rc = check_params(shares, threshold, err);
+    return rc == 0 ? initialize(shares, threshold, shares_out, err) : rc;
+}
+
+int seal_init_recovery(int shares, int threshold, uint8_t **shares_out,
+                       struct errbuf *err)
+{
+    struct errbuf why;
+    int rc;
+
+    *shares_out = NULL;
+    if (autoseal == NULL) {
+        errbuf_set(err, "recovery shares need an auto-unseal seal");
+        return COFFER_EINVAL;
+    }
+    if (shares < 1) {
+        errbuf_set(err, "recovery configuration must specify a positive "
+                        "number of shares");
+        return COFFER_EINVAL;
+    }
+    rc = shamir_check_config(shares, threshold, &why);
+    if (rc != 0) {
+        errbuf_set(err, "invalid recovery configuration: %s", why.msg);
+        return rc;
+    }
+    return initialize(shares, threshold, shares_out, err);
+}
+
+/* ========================================================= auto seal == */
+
+void seal_set_static(const struct seal_static *s)
+{
+    autoseal = s;
+}
+
+bool seal_is_auto(void)
+{
+    return autoseal != NULL;
+}
+
+const char *seal_type_name(void)
+{
+    return autoseal != NULL ? "static" : "shamir";
+}
+
+/* The stored seal must be the configured one: no migration yet. */
+static int check_type(const struct stored_config *c, struct errbuf *err)
+{
+    if (strcmp(c->type, seal_type_name()) == 0)
+        return 0;
+    if (autoseal != NULL)
+        errbuf_set(err, "the stored seal is %s but the configuration has "
+                        "seal \"static\"; migrating between seals is not "
+                        "supported yet", c->type);
+    else
+        errbuf_set(err, "the stored seal is \"%s\": the configuration "
+                        "needs its seal \"%s\" stanza", c->type, c->type);
+    return COFFER_EINVAL;
+}
+
+/*
+ * Rotation: wraps the root key again with the current key. Failing only
+ * costs another rewrap at the next start, so it is a warning.
+ */
+static void rewrap_root(const uint8_t *root)
+{
+    char *wrapped = NULL;
+    int rc = seal_static_wrap(autoseal, ROOT_KEY, root, SEAL_KEY_LEN,
+                              &wrapped);
+
+    if (rc == 0)
+        rc = storage_put(physical, ROOT_KEY, wrapped, strlen(wrapped));
+    if (rc == 0)
+        log_info("seal: the root key is now wrapped with key id \"%s\" "
+                 "(it was wrapped with previous_key)",
+                 seal_static_current_id(autoseal));
+    else
+        log_warn("seal: re-wrapping the root key with current_key failed: "
+                 "%s", coffer_strerror(rc));
+    secure_free_str(wrapped);
+}
+
+/* Opens the root key with the static key into root[SEAL_KEY_LEN]. */
+static int unwrap_root(uint8_t *root, struct errbuf *err)
+{
+    struct buf stored;
+    bool previous = false;
+    size_t len = 0;
+    int rc;
+
+    buf_init(&stored, 4096);
+    rc = storage_get(physical, ROOT_KEY, &stored);
+    if (rc != 0)
+        errbuf_set(err, "reading the root key failed: %s",
+                   coffer_strerror(rc));
+    if (rc == 0)
+        rc = seal_static_unwrap(autoseal, ROOT_KEY, stored.ptr, stored.len,
+                                root, SEAL_KEY_LEN, &len, &previous, err);
+    if (rc == 0 && len != SEAL_KEY_LEN) {
+        errbuf_set(err, "the unwrapped root key has the wrong length");
+        rc = COFFER_EPERM;
+    }
+    if (rc == 0 && previous)
+        rewrap_root(root);
+    buf_release(&stored);
+    return rc;
+}
+
+int seal_auto_unseal(struct errbuf *err)
+{
+    uint8_t root[SEAL_KEY_LEN];
+    struct stored_config c;
+    int rc;
+
+    if (autoseal == NULL) {
+        errbuf_set(err, "no auto-unseal seal is configured");
+        return COFFER_EINVAL;
+    }
+    pthread_mutex_lock(&mu);
+    if (!barrier_initialized(barrier) || read_config(&c) != 0) {
+        errbuf_set(err, "Vault is not initialized");
+        rc = COFFER_ENOTFOUND;
+        goto out;
+    }
+    rc = 0;
+    if (!barrier_sealed(barrier))
+        goto out;
+    rc = check_type(&c, err);
+    if (rc == 0)
+        rc = unwrap_root(root, err);
+    if (rc == 0)
+        rc = barrier_unseal(barrier, root, err);
+    crypto_wipe(root, sizeof(root));
+    if (rc == 0) {
+        forget_shares_locked();
+        log_info("seal: unsealed with the static key \"%s\"",
+                 seal_static_current_id(autoseal));
+    }
+out:
+    pthread_mutex_unlock(&mu);
     return rc;
 }
 
@@ -210,6 +441,40 @@ out:
     return rc;
 }
 
+/*
+ * Auto seal, sealed by sys/seal: the recombined recovery key must match
+ * the stored one (Vault's VerifyRecoveryKey), then the static key opens
+ * the root key.
+ */
+static int open_with_recovery(const uint8_t *recovery_key,
+                              struct errbuf *err)
+{
+    uint8_t root[SEAL_KEY_LEN];
+    struct buf stored;
+    uint8_t *expected = NULL;
+    size_t expected_len = 0;
+    int rc;
+
+    buf_init(&stored, 4096);
+    rc = unwrap_root(root, err);
+    if (rc == 0)
+        rc = storage_get(physical, RECOVERY_KEY, &stored);
+    if (rc == 0)
+        rc = barrier_open_value(root, RECOVERY_KEY, stored.ptr, stored.len,
+                                &expected, &expected_len);
+    if (rc == 0 && !crypto_equal(expected, expected_len, recovery_key,
+                                 SEAL_KEY_LEN))
+        rc = COFFER_EPERM;
+    if (rc != 0 && err->msg[0] == '\0')
+        errbuf_set(err, "Unseal failed, invalid key");
+    if (rc == 0)
+        rc = barrier_unseal(barrier, root, err);
+    crypto_wipe(root, sizeof(root));
+    secure_free(expected, expected_len);
+    buf_release(&stored);
+    return rc;
+}
+
 static bool already_given_locked(const uint8_t *share, size_t len)
 {
     for (int i = 0; i < ngiven; i++) {
@@ -219,12 +484,19 @@ static bool already_given_locked(const uint8_t *share, size_t len)
     return false;
 }
 
+/* The number of shares that opens this seal (unseal or recovery). */
+static int unseal_threshold(const struct stored_config *c)
+{
+    return autoseal != NULL ? c->recovery_threshold : c->threshold;
+}
+
 int seal_submit_share(const uint8_t *share, size_t len, bool *unsealed,
                       struct errbuf *err)
 {
-    uint8_t unseal_key[SEAL_KEY_LEN];
+    uint8_t key[SEAL_KEY_LEN];
     const uint8_t *parts[SHAMIR_MAX_PARTS];
-    int shares, threshold, rc;
+    struct stored_config c;
+    int rc;
 
     *unsealed = false;
     if (len != SEAL_SHARE_LEN) {
@@ -235,7 +507,7 @@ int seal_submit_share(const uint8_t *share, size_t len, bool *unsealed,
         return COFFER_EINVAL;
     }
     pthread_mutex_lock(&mu);
-    rc = read_config(&shares, &threshold);
+    rc = read_config(&c);
     if (rc != 0 || !barrier_initialized(barrier)) {
         errbuf_set(err, "Vault is not initialized");
         rc = COFFER_EINVAL;
@@ -243,17 +515,27 @@ int seal_submit_share(const uint8_t *share, size_t len, bool *unsealed,
     }
     if (!barrier_sealed(barrier) || already_given_locked(share, len))
         goto out; /* Vault ignores a repeated share */
+    rc = check_type(&c, err);
+    if (rc != 0 || unseal_threshold(&c) < 1) {
+        if (rc == 0)
+            errbuf_set(err, "the stored recovery configuration is invalid");
+        rc = COFFER_EINVAL;
+        goto out;
+    }
     if (ngiven == 0)
         crypto_uuid(nonce);
     memcpy(given[ngiven++], share, SEAL_SHARE_LEN);
-    if (ngiven < threshold)
+    if (ngiven < unseal_threshold(&c))
         goto out;
     for (int i = 0; i < ngiven; i++)
         parts[i] = given[i];
-    rc = shamir_combine(parts, ngiven, SEAL_SHARE_LEN, unseal_key, err);
-    if (rc == 0)
-        rc = open_with(unseal_key, err);
-    crypto_wipe(unseal_key, sizeof(unseal_key));
+    errbuf_clear(err);
+    rc = shamir_combine(parts, ngiven, SEAL_SHARE_LEN, key, err);
+    if (rc == 0 && autoseal != NULL)
+        rc = open_with_recovery(key, err);
+    else if (rc == 0)
+        rc = open_with(key, err);
+    crypto_wipe(key, sizeof(key));
     forget_shares_locked();
     if (rc == 0) {
         *unsealed = true;
@@ -268,12 +550,23 @@ out:
 
 void seal_get_status(struct seal_status *out)
 {
+    struct stored_config c;
+
     pthread_mutex_lock(&mu);
     memset(out, 0, sizeof(*out));
-    out->initialized = read_config(&out->shares, &out->threshold) == 0 &&
-                       barrier_initialized(barrier);
-    if (!out->initialized)
-        out->shares = out->threshold = 0;
+    out->initialized = read_config(&c) == 0 && barrier_initialized(barrier);
+    out->recovery_seal = autoseal != NULL;
+    /* Vault: once initialised, an auto seal shows its recovery config,
+     * whose type is shamir; before that, the barrier seal's type. */
+    snprintf(out->type, sizeof(out->type), "%s",
+             out->initialized ? "shamir" : seal_type_name());
+    if (out->initialized && autoseal != NULL) {
+        out->shares = c.recovery_shares;
+        out->threshold = c.recovery_threshold;
+    } else if (out->initialized) {
+        out->shares = c.shares;
+        out->threshold = c.threshold;
+    }
     out->progress = ngiven;
     snprintf(out->nonce, sizeof(out->nonce), "%s", nonce);
     pthread_mutex_unlock(&mu);

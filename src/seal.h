@@ -15,6 +15,19 @@
  * Unsealing collects shares until the threshold is met, recombines the
  * unseal key, opens the root key and hands it to the barrier. Every key
  * is wiped as soon as it has been used. Thread-safe.
+ *
+ * With an auto-unseal seal (seal "static", seal_static.h) the root key is
+ * wrapped by the configured key instead, and the shares are recovery
+ * shares of a recovery key that is stored sealed with the root key:
+ *
+ *   core/seal-config   {"type":"static","secret_shares":1,...,
+ *                       "recovery_shares":5,"recovery_threshold":3}
+ *   core/root-key      {"key_id":"...","ciphertext":"..."} (static key)
+ *   core/recovery-key  recovery key sealed with the root key
+ *
+ * The server unseals itself with the static key (seal_auto_unseal); after
+ * a sys/seal, recovery shares unseal it again (Vault: the recombined
+ * recovery key is verified, then the stored root key is used).
  */
 #ifndef COFFER_SEAL_H
 #define COFFER_SEAL_H
@@ -48,6 +61,34 @@ int seal_init(int shares, int threshold, uint8_t **shares_out,
               struct errbuf *err);
 
 /*
+ * Auto seal: initialises as seal_init, but the shares are recovery shares
+ * and the root key is wrapped by the static key. The barrier is left
+ * unsealed. Vault's texts: "recovery configuration must specify a
+ * positive number of shares", "invalid recovery configuration: ...".
+ */
+int seal_init_recovery(int shares, int threshold, uint8_t **shares_out,
+                       struct errbuf *err);
+
+/*
+ * Makes the seal an auto-unseal one with these keys (borrowed; they must
+ * outlive the server). Call before any request; NULL = Shamir.
+ */
+struct seal_static;
+void seal_set_static(const struct seal_static *s);
+bool seal_is_auto(void);
+/* "static" or "shamir": the configured seal's type. */
+const char *seal_type_name(void);
+
+/*
+ * Auto seal: opens the root key with the static key and unseals the
+ * barrier (a no-op if it is unsealed). A root key wrapped by previous_key
+ * is wrapped again with current_key. 0, COFFER_ENOTFOUND while not
+ * initialised, or COFFER_E* with the reason in err (wrong key, unknown
+ * key id, a stored seal of another type).
+ */
+int seal_auto_unseal(struct errbuf *err);
+
+/*
  * Adds one share (raw bytes). When the threshold is reached, recombines,
  * unseals the barrier and sets *unsealed. A share already given in this
  * attempt is ignored. A set of shares that does not open the root key
@@ -61,6 +102,8 @@ void seal_reset_progress(void);
 
 struct seal_status {
     bool initialized;
+    bool recovery_seal; /* an auto seal: t/n count recovery shares */
+    char type[16];      /* seal-status "type" (Vault's rule, seal.c) */
     int threshold;   /* t */
     int shares;      /* n */
     int progress;

@@ -23,16 +23,22 @@
 #include "config.h"
 #include "core.h"
 #include "crypto.h"
+#include "ha.h"
 #include "http.h"
+#include "http_inline.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "metrics.h"
 #include "lua_http.h"
 #include "request.h"
 #include "router.h"
+#include "seal.h"
+#include "seal_static.h"
 #include "storage.h"
 #include "storage_cache.h"
 #include "sys_plugins.h"
+#include "sys_seal.h"
+#include "token_cache.h"
 #include "util.h"
 
 struct server_opts {
@@ -331,6 +337,10 @@ static struct storage *open_storage(const struct coffer_config *conf,
     case CONFIG_STORAGE_SQLITE:
         return storage_sqlite_open(conf->storage.sqlite_path, err);
     case CONFIG_STORAGE_POSTGRESQL:
+        if (conf->storage.ha_enabled)
+            return storage_pg_open_ha(conf->storage.pg_connection_url,
+                                      conf->storage.pg_table,
+                                      conf->storage.ha_table, err);
         return storage_pg_open(conf->storage.pg_connection_url,
                                conf->storage.pg_table, err);
     case CONFIG_STORAGE_INMEM:
@@ -508,14 +518,70 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
     settle_limits(o, &conf->listener, conf->default_max_request_duration);
     router_set_system_ttls(conf->default_lease_ttl, conf->max_lease_ttl);
     storage_cache_configure(conf->cache_size, conf->disable_cache);
+    if (conf->token_cache_size > 0)
+        token_cache_resize(conf->token_cache_size);
+    /* A dev server has no file: its reads run inline too. */
+    http_set_inline_reads(o->config == NULL || conf->http_inline_reads);
+    return 0;
+}
+
+/*
+ * The HA settings from the storage block: renew five times per lock TTL,
+ * contend every second (at most a tenth of the TTL). NULL without HA.
+ */
+static const struct ha_config *ha_settings(const struct coffer_config *conf,
+                                           struct storage *physical,
+                                           struct ha_config *out)
+{
+    int ttl_ms;
+
+    if (!conf->storage.ha_enabled)
+        return NULL;
+    ttl_ms = conf->storage.ha_lock_ttl > 0
+                 ? (int)conf->storage.ha_lock_ttl * 1000
+                 : 0;
+    memset(out, 0, sizeof(*out));
+    out->physical = physical;
+    out->api_addr = conf->api_addr;
+    out->cluster_addr = conf->cluster_addr;
+    out->lock_ttl_ms = ttl_ms;
+    out->renew_ms = ttl_ms / 5;
+    out->retry_ms = ttl_ms > 0 && ttl_ms / 10 < 1000 ? ttl_ms / 10 : 0;
+    return out;
+}
+
+/*
+ * seal "static": loads its keys now, so a missing, unreadable or
+ * wrong-length key stops the start with the reason. *out stays NULL
+ * without a seal block.
+ */
+static int load_seal(const struct coffer_config *conf,
+                     struct seal_static **out)
+{
+    struct errbuf err;
+
+    *out = NULL;
+    if (conf->seal.type == NULL)
+        return 0;
+    *out = seal_static_new(conf->seal.current_key_id, conf->seal.current_key,
+                           conf->seal.previous_key_id,
+                           conf->seal.previous_key, &err);
+    if (*out == NULL) {
+        fprintf(stderr, "Error loading configuration: %s:%d: seal "
+                        "\"static\": %s\n", conf->path, conf->seal.line,
+                err.msg);
+        return -1;
+    }
     return 0;
 }
 
 int server_main(int argc, char **argv)
 {
+    struct seal_static *autoseal = NULL;
     struct server_opts opts = {0};
     struct coffer_config conf = {0};
     struct core_config cfg = {0};
+    struct ha_config ha_cfg;
     struct http_config hcfg = {0};
     struct storage *storage = NULL;
     struct http_server *http = NULL;
@@ -541,8 +607,9 @@ int server_main(int argc, char **argv)
         usage(stderr);
         goto out;
     }
-    if (settle(&opts, &conf) != 0)
+    if (settle(&opts, &conf) != 0 || load_seal(&conf, &autoseal) != 0)
         goto out;
+    seal_set_static(autoseal);
     /* libcurl's global state, before any thread; the file wins. */
     if (lua_http_global_init(conf.plugin_http_allowed.set
                                  ? &conf.plugin_http_allowed.urls
@@ -584,11 +651,15 @@ int server_main(int argc, char **argv)
     cfg.lua_memory_limit = conf.lua_memory_limit;
     cfg.lua_call_timeout = (double)conf.lua_call_timeout;
     cfg.lua_policy_budget = conf.lua_policy_budget;
+    cfg.ha = ha_settings(&conf, storage, &ha_cfg);
+    cfg.disable_request_forwarding = conf.disable_request_forwarding;
     core_up = true;
     if (core_init(&cfg, &root_token, &unseal_key, &err) != 0) {
         fprintf(stderr, "Error initializing core: %s\n", err.msg);
         goto out;
     }
+    /* Before listening: a restarted node answers unsealed at once. */
+    sys_seal_auto_unseal_start();
     hcfg.address = opts.listen;
     hcfg.threads = opts.threads;
     hcfg.max_request_size = opts.max_request_size;
@@ -617,8 +688,11 @@ int server_main(int argc, char **argv)
     code = 0;
 out:
     http_stop(http);
+    sys_seal_auto_unseal_stop();
     if (core_up)
         core_shutdown();
+    seal_set_static(NULL);
+    seal_static_free(autoseal);
     lua_http_global_shutdown();
     strvec_release(&opts.http_allowed);
     storage_free(storage);

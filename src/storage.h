@@ -16,6 +16,7 @@
 #ifndef COFFER_STORAGE_H
 #define COFFER_STORAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -41,8 +42,63 @@ struct storage_op {
 typedef int (*storage_scan_fn)(void *arg, const char *key, const void *value,
                                size_t len);
 
+/*
+ * High availability: several nodes share one physical storage, and one
+ * of them, the holder of a lock kept in the storage itself, is active.
+ * A claim names the holder: `holder` is new for every tenure (a node that
+ * loses the lock and takes it again gets a new one), so a write left over
+ * from an earlier tenure can never pass as the current one.
+ */
+struct storage_ha_claim {
+    const char *holder;       /* "<node_id>/<tenure uuid>" */
+    const char *node_id;
+    const char *api_addr;
+    const char *cluster_addr; /* "" if none */
+};
+
+/* What the lock row says, for sys/leader. Strings are copied in. */
+struct storage_ha_leader {
+    bool held;                /* a holder whose lock has not expired */
+    char node_id[64];
+    char holder[128];
+    char api_addr[256];
+    char cluster_addr[256];
+    double acquired_unix;     /* when the current holder took it */
+};
+
+/*
+ * The lock interface of a backend that several nodes can share (only
+ * postgresql). Writes through a backend with HA switched on are fenced:
+ * each one checks, in the same statement or transaction, that the lock
+ * is still held by the claim that last acquired it, and fails with
+ * COFFER_ESTANDBY otherwise; a takeover waits for fenced writes in
+ * flight, so no write of an old holder lands after a new one took over.
+ */
+struct storage_ha_ops {
+    /*
+     * Takes the lock for claim if it is free or expired, or renews it if
+     * claim already holds it, for ttl_ms measured by the storage's clock.
+     * *held says whether claim holds it now; on success writes are fenced
+     * with claim->holder, on loss they fail from then on.
+     */
+    int (*acquire)(void *ctx, const struct storage_ha_claim *claim,
+                   int ttl_ms, bool *held);
+    /* Gives the lock up if claim->holder has it; writes fail from now. */
+    int (*release)(void *ctx, const char *holder);
+    /* Reads the lock row. */
+    int (*leader)(void *ctx, struct storage_ha_leader *out);
+};
+
 struct storage_backend {
     const char *name;
+    /*
+     * True for a backend whose calls may wait on something other than the
+     * local disk (a network database): the HTTP layer then never runs a
+     * request on its I/O threads (storage_blocking_in_use).
+     */
+    bool may_block;
+    /* NULL unless the backend was opened with HA on. */
+    const struct storage_ha_ops *ha;
     int (*get)(void *ctx, const char *key, struct buf *out);
     int (*put)(void *ctx, const char *key, const void *value, size_t len);
     int (*del)(void *ctx, const char *key);
@@ -79,7 +135,24 @@ struct storage *storage_sqlite_open(const char *path, struct errbuf *err);
  */
 struct storage *storage_pg_open(const char *conninfo, const char *table,
                                 struct errbuf *err);
+/*
+ * The same with HA on: the lock lives in ha_table (default
+ * "<table>_lock"), created if missing, and writes are fenced (see struct
+ * storage_ha_ops). Until the first acquire, every write fails with
+ * COFFER_ESTANDBY.
+ */
+struct storage *storage_pg_open_ha(const char *conninfo, const char *table,
+                                   const char *ha_table, struct errbuf *err);
+/* The backend's lock interface, or NULL. */
+const struct storage_ha_ops *storage_ha(const struct storage *s);
 void storage_free(struct storage *s);
+
+/*
+ * True once any call went to a backend that may block (may_block) in this
+ * process: sticky, because the physical storage is chosen once at start-up
+ * and read (seal configuration) before the first request is served.
+ */
+bool storage_blocking_in_use(void);
 
 /* Appends the value to out (which the caller initialised). */
 int storage_get(struct storage *s, const char *key, struct buf *out);

@@ -228,6 +228,7 @@ static void inmem_close(void *ctx)
 
 static const struct storage_backend inmem_backend = {
     .name = "inmem",
+    .may_block = false,
     .get = inmem_get,
     .put = inmem_put,
     .del = inmem_del,

@@ -22,11 +22,21 @@
  * scan over path (a recursive CTE that seeks past each sub-folder to
  * "name0"), one probe per sub-folder however many keys it holds.
  *
- * High availability (later): the lock will live in a sibling table
- * "<table>_lock" (key text PRIMARY KEY, holder text, expires timestamptz,
- * like Vault's vault_ha_locks) created next to this one, or in a session
- * advisory lock keyed on the table's name. Table names are limited to 48
- * characters so that suffix and the index's always fit in 63.
+ * High availability (storage_pg_open_ha): the lock is one row of a sibling
+ * table, by default "<table>_lock":
+ *
+ *     ha_key text PRIMARY KEY ('leader'), holder, node_id, api_addr,
+ *     cluster_addr text, acquired, valid_until timestamptz
+ *
+ * Its times are PostgreSQL's clock (now()), the one clock every node
+ * shares. Taking the lock locks the row FOR UPDATE first; every write is
+ * fenced by reading the row FOR KEY SHARE in the same statement (or at
+ * the start of a batch's transaction) and checking that the holder is
+ * this tenure's and valid_until is ahead. The two lock modes conflict, so
+ * a takeover waits for writes in flight and any write that starts after
+ * it sees the new holder and fails; renewing (an UPDATE of valid_until,
+ * FOR NO KEY UPDATE) does not wait for writes. Table names are limited to
+ * 48 characters so that the suffixes always fit in 63.
  *
  * Connections. Open on demand up to PG_MAX_OPEN, idle ones kept in a
  * mutex-protected list. No call holds two. A connection that fails with
@@ -66,11 +76,18 @@ struct pg_conn {
 struct pg_store {
     char *conninfo;   /* may hold a password: wiped on close */
     char *table;      /* quoted, ready for SQL: "public"."coffer_kv" */
-    pthread_mutex_t lock; /* guards idle, nidle, nopen */
+    pthread_mutex_t lock; /* guards idle, nidle, nopen, fence */
     pthread_cond_t freed;
     struct pg_conn *idle;
     size_t nidle;
     size_t nopen;
+    /* HA only: the lock table, quoted, and the claim writes are fenced
+     * with ("" = none: writes fail). */
+    char *ha_table;
+    char fence[128];
+    /* HA only: the lock's own connection (acquire, renew, release). */
+    pthread_mutex_t ha_mu;
+    PGconn *ha_conn;
 };
 
 /* ============================================================= SQL == */
@@ -83,12 +100,16 @@ enum pg_stmt {
     PS_LIST_OPEN, /* no upper bound */
     PS_SCAN,      /* $1 lower bound, $2 prefix, $3 upper bound */
     PS_SCAN_OPEN,
+    PS_PUT_FENCED, /* PS_PUT's $1..$4, $5 the holder; one row: fence ok */
+    PS_DEL_FENCED, /* $1 key, $2 the holder; one row: fence ok */
+    PS_FENCE,      /* $1 the holder; in a batch's transaction */
     PS__COUNT
 };
 
 static const char *const stmt_name[PS__COUNT] = {
     "coffer_get", "coffer_put", "coffer_del", "coffer_list",
     "coffer_list_open", "coffer_scan", "coffer_scan_open",
+    "coffer_put_fenced", "coffer_del_fenced", "coffer_fence",
 };
 
 /*
@@ -122,6 +143,11 @@ static const char *const stmt_name[PS__COUNT] = {
 #define PG_STR2(x) #x
 #define PG_STR(x) PG_STR2(x)
 
+/* %2$s is the quoted lock table. count(*) is 1 when the fence holds. */
+#define FENCE_CTE(HOLDER)                                                    \
+    "WITH f AS (SELECT 1 FROM %2$s WHERE ha_key = 'leader' AND holder = "   \
+    HOLDER " AND valid_until > now() FOR KEY SHARE)"
+
 static const char *const stmt_fmt[PS__COUNT] = {
     [PS_GET] = "SELECT value FROM %1$s WHERE key = $1",
     [PS_PUT] = "INSERT INTO %1$s (key, path, name, value) "
@@ -132,12 +158,27 @@ static const char *const stmt_fmt[PS__COUNT] = {
     [PS_LIST_OPEN] = LIST_SQL(""),
     [PS_SCAN] = SCAN_SQL(" AND key < $3"),
     [PS_SCAN_OPEN] = SCAN_SQL(""),
+    [PS_PUT_FENCED] = FENCE_CTE("$5") ", w AS (INSERT INTO %1$s "
+                      "(key, path, name, value) SELECT $1, $2, $3, $4 FROM f "
+                      "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
+                      "RETURNING 1) SELECT count(*) FROM f",
+    [PS_DEL_FENCED] = FENCE_CTE("$2") ", d AS (DELETE FROM %1$s WHERE key = "
+                      "$1 AND EXISTS (SELECT 1 FROM f) RETURNING 1) "
+                      "SELECT count(*) FROM f",
+    [PS_FENCE] = FENCE_CTE("$1") " SELECT count(*) FROM f",
 };
 
 static const int stmt_nparams[PS__COUNT] = {
     [PS_GET] = 1, [PS_PUT] = 4, [PS_DEL] = 1, [PS_LIST] = 3,
     [PS_LIST_OPEN] = 2, [PS_SCAN] = 3, [PS_SCAN_OPEN] = 2,
+    [PS_PUT_FENCED] = 5, [PS_DEL_FENCED] = 2, [PS_FENCE] = 1,
 };
+
+static bool stmt_is_fenced(enum pg_stmt which)
+{
+    return which == PS_PUT_FENCED || which == PS_DEL_FENCED ||
+           which == PS_FENCE;
+}
 
 /* Builds a statement's text for this table; the caller frees it. */
 static char *stmt_text(const struct pg_store *s, enum pg_stmt which)
@@ -145,7 +186,8 @@ static char *stmt_text(const struct pg_store *s, enum pg_stmt which)
     struct buf b;
 
     buf_init(&b, BUF_MAX_DEFAULT);
-    COFFER_ASSERT(buf_appendf(&b, stmt_fmt[which], s->table) == 0);
+    COFFER_ASSERT(buf_appendf(&b, stmt_fmt[which], s->table,
+                              s->ha_table != NULL ? s->ha_table : "") == 0);
     return buf_detach(&b, NULL);
 }
 
@@ -249,11 +291,17 @@ static struct pg_conn *conn_open(const struct pg_store *s, struct errbuf *err)
     if (c->conn == NULL)
         goto fail;
     for (size_t i = 0; i < PS__COUNT; i++) {
-        Oid types[4] = {PG_TEXTOID, PG_TEXTOID, PG_TEXTOID, PG_BYTEAOID};
-        char *sql = stmt_text(s, (enum pg_stmt)i);
-        PGresult *res = PQprepare(c->conn, stmt_name[i], sql,
-                                  stmt_nparams[i], types);
-        bool ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
+        Oid types[5] = {PG_TEXTOID, PG_TEXTOID, PG_TEXTOID, PG_BYTEAOID,
+                        PG_TEXTOID};
+        char *sql;
+        PGresult *res;
+        bool ok;
+
+        if (stmt_is_fenced((enum pg_stmt)i) && s->ha_table == NULL)
+            continue;
+        sql = stmt_text(s, (enum pg_stmt)i);
+        res = PQprepare(c->conn, stmt_name[i], sql, stmt_nparams[i], types);
+        ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
 
         if (!ok)
             err_pg(err, stmt_name[i],
@@ -409,14 +457,67 @@ static int pg_get(void *ctx, const char *key, struct buf *out)
     return with_conn(ctx, op_get, &a);
 }
 
+/*
+ * The claim writes are fenced with, copied into out (HA only). Returns
+ * COFFER_ESTANDBY when there is none: this node does not hold the lock.
+ */
+static int fence_get(struct pg_store *s, char out[static 128])
+{
+    pthread_mutex_lock(&s->lock);
+    memcpy(out, s->fence, 128);
+    pthread_mutex_unlock(&s->lock);
+    return out[0] != '\0' ? 0 : COFFER_ESTANDBY;
+}
+
+/*
+ * Forgets holder as the fence (if it still is): writes fail from now on.
+ * True if it was the fence.
+ */
+static bool fence_clear(struct pg_store *s, const char *holder)
+{
+    bool was = false;
+
+    pthread_mutex_lock(&s->lock);
+    if (strcmp(s->fence, holder) == 0) {
+        s->fence[0] = '\0';
+        was = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return was;
+}
+
+/* The storage refused a write of ours: the lock is no longer ours. */
+static void fence_lost(struct pg_store *s, const char *holder)
+{
+    if (fence_clear(s, holder))
+        log_warn("storage/pg: a write was refused: this node no longer "
+                 "holds the HA lock");
+}
+
+/*
+ * Checks a fenced statement's result: one row, count 1. Returns 0,
+ * COFFER_ESTANDBY (the lock is not ours) or COFFER_EIO (logged).
+ */
+static int check_fenced(PGconn *conn, PGresult *res, const char *what,
+                        const char *key)
+{
+    int rc = check_res(conn, res, PGRES_TUPLES_OK, what, key);
+
+    if (rc == 0 && (PQntuples(res) != 1 || PQgetlength(res, 0, 0) != 8 ||
+                    memcmp(PQgetvalue(res, 0, 0), "\0\0\0\0\0\0\0\1", 8) != 0))
+        rc = COFFER_ESTANDBY;
+    return rc;
+}
+
+/* fence: the holder to check in the same statement, or NULL for none. */
 static int do_put(PGconn *conn, const char *key, const void *value,
-                  size_t len)
+                  size_t len, const char *fence)
 {
     size_t flen = folder_len(key);
     char *folder = NULL;
-    const char *params[4];
-    int lengths[4] = {0, 0, 0, 0};
-    int formats[4] = {0, 0, 0, 1}; /* the value goes as binary bytea */
+    const char *params[5];
+    int lengths[5] = {0, 0, 0, 0, 0};
+    int formats[5] = {0, 0, 0, 1, 0}; /* the value goes as binary bytea */
     PGresult *res;
     int rc;
 
@@ -428,20 +529,47 @@ static int do_put(PGconn *conn, const char *key, const void *value,
     params[2] = key + flen;
     params[3] = len > 0 ? value : "";
     lengths[3] = (int)len;
-    res = PQexecPrepared(conn, stmt_name[PS_PUT], 4, params, lengths,
-                         formats, 1);
-    rc = check_res(conn, res, PGRES_COMMAND_OK, "put", key);
+    params[4] = fence;
+    if (fence != NULL) {
+        res = PQexecPrepared(conn, stmt_name[PS_PUT_FENCED], 5, params,
+                             lengths, formats, 1);
+        rc = check_fenced(conn, res, "put", key);
+    } else {
+        res = PQexecPrepared(conn, stmt_name[PS_PUT], 4, params, lengths,
+                             formats, 1);
+        rc = check_res(conn, res, PGRES_COMMAND_OK, "put", key);
+    }
     PQclear(res);
     free(folder);
     return rc;
 }
 
-static int do_del(PGconn *conn, const char *key)
+static int do_del(PGconn *conn, const char *key, const char *fence)
 {
-    const char *params[1] = {key};
-    PGresult *res = PQexecPrepared(conn, stmt_name[PS_DEL], 1, params, NULL,
-                                   NULL, 1);
-    int rc = check_res(conn, res, PGRES_COMMAND_OK, "delete", key);
+    const char *params[2] = {key, fence};
+    PGresult *res;
+    int rc;
+
+    if (fence != NULL) {
+        res = PQexecPrepared(conn, stmt_name[PS_DEL_FENCED], 2, params, NULL,
+                             NULL, 1);
+        rc = check_fenced(conn, res, "delete", key);
+    } else {
+        res = PQexecPrepared(conn, stmt_name[PS_DEL], 1, params, NULL, NULL,
+                             1);
+        rc = check_res(conn, res, PGRES_COMMAND_OK, "delete", key);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Inside a transaction: the fence for every statement that follows. */
+static int do_fence(PGconn *conn, const char *fence)
+{
+    const char *params[1] = {fence};
+    PGresult *res = PQexecPrepared(conn, stmt_name[PS_FENCE], 1, params,
+                                   NULL, NULL, 1);
+    int rc = check_fenced(conn, res, "fence", NULL);
 
     PQclear(res);
     return rc;
@@ -451,34 +579,67 @@ struct put_arg {
     const char *key;
     const void *value;
     size_t len;
+    const char *fence;
 };
 
 static int op_put(PGconn *conn, void *argp)
 {
     struct put_arg *a = argp;
 
-    return do_put(conn, a->key, a->value, a->len);
+    return do_put(conn, a->key, a->value, a->len, a->fence);
+}
+
+/*
+ * Runs a write op, fenced when HA is on; a refused fence means the lock
+ * is gone, and every later write fails at once.
+ */
+static int with_write_conn(struct pg_store *s, pg_op_fn op, void *arg,
+                           const char **fence_slot)
+{
+    char fence[128];
+    int rc;
+
+    if (s->ha_table == NULL)
+        return with_conn(s, op, arg);
+    rc = fence_get(s, fence);
+    if (rc != 0)
+        return rc;
+    *fence_slot = fence;
+    rc = with_conn(s, op, arg);
+    *fence_slot = NULL;
+    if (rc == COFFER_ESTANDBY)
+        fence_lost(s, fence);
+    return rc;
 }
 
 static int pg_put(void *ctx, const char *key, const void *value, size_t len)
 {
-    struct put_arg a = {key, value, len};
+    struct put_arg a = {key, value, len, NULL};
 
     if (key == NULL || (value == NULL && len > 0))
         return COFFER_EINVAL;
-    return with_conn(ctx, op_put, &a);
+    return with_write_conn(ctx, op_put, &a, &a.fence);
 }
+
+struct del_arg {
+    const char *key;
+    const char *fence;
+};
 
 static int op_del(PGconn *conn, void *argp)
 {
-    return do_del(conn, argp);
+    struct del_arg *a = argp;
+
+    return do_del(conn, a->key, a->fence);
 }
 
 static int pg_del(void *ctx, const char *key)
 {
+    struct del_arg a = {key, NULL};
+
     if (key == NULL)
         return COFFER_EINVAL;
-    return with_conn(ctx, op_del, (void *)key);
+    return with_write_conn(ctx, op_del, &a, &a.fence);
 }
 
 /*
@@ -542,6 +703,7 @@ static int pg_list(void *ctx, const char *prefix, struct strvec *out)
 struct batch_arg {
     const struct storage_op *ops;
     size_t n;
+    const char *fence;
 };
 
 static int op_batch(PGconn *conn, void *argp)
@@ -549,6 +711,9 @@ static int op_batch(PGconn *conn, void *argp)
     struct batch_arg *a = argp;
     int rc = exec_cmd(conn, "BEGIN");
 
+    /* One fence for the whole transaction: the row lock lasts to COMMIT. */
+    if (rc == 0 && a->fence != NULL)
+        rc = do_fence(conn, a->fence);
     for (size_t i = 0; rc == 0 && i < a->n; i++) {
         const struct storage_op *op = &a->ops[i];
 
@@ -557,9 +722,9 @@ static int op_batch(PGconn *conn, void *argp)
         } else if (op->kind == STORAGE_OP_PUT) {
             rc = op->value == NULL && op->len > 0
                      ? COFFER_EINVAL
-                     : do_put(conn, op->key, op->value, op->len);
+                     : do_put(conn, op->key, op->value, op->len, NULL);
         } else if (op->kind == STORAGE_OP_DELETE) {
-            rc = do_del(conn, op->key);
+            rc = do_del(conn, op->key, NULL);
         } else {
             log_error("storage/pg: batch: op %zu has unknown kind %d", i,
                       (int)op->kind);
@@ -576,11 +741,11 @@ static int op_batch(PGconn *conn, void *argp)
 
 static int pg_batch(void *ctx, const struct storage_op *ops, size_t n)
 {
-    struct batch_arg a = {ops, n};
+    struct batch_arg a = {ops, n, NULL};
 
     if (n == 0)
         return 0;
-    return with_conn(ctx, op_batch, &a);
+    return with_write_conn(ctx, op_batch, &a, &a.fence);
 }
 
 struct page_arg {
@@ -657,6 +822,9 @@ static void pg_close(void *ctx)
         s->idle = c->next;
         conn_close(c);
     }
+    PQfinish(s->ha_conn);
+    pthread_mutex_destroy(&s->ha_mu);
+    free(s->ha_table);
     pthread_cond_destroy(&s->freed);
     pthread_mutex_destroy(&s->lock);
     secure_free_str(s->conninfo);
@@ -664,8 +832,245 @@ static void pg_close(void *ctx)
     free(s);
 }
 
+/* ============================================================== HA == */
+
+/*
+ * The lock's connection, (re)opened on demand, with timeouts so that a
+ * takeover waiting on a stuck writer, or a dead server, cannot hold the
+ * HA thread for long. Caller holds ha_mu. NULL (logged) on failure.
+ */
+static PGconn *ha_conn(struct pg_store *s)
+{
+    struct errbuf err;
+
+    if (s->ha_conn != NULL && PQstatus(s->ha_conn) == CONNECTION_OK)
+        return s->ha_conn;
+    PQfinish(s->ha_conn);
+    s->ha_conn = connect_raw(s->conninfo, &err);
+    if (s->ha_conn == NULL) {
+        log_pg("HA lock: connect", NULL, err.msg);
+        return NULL;
+    }
+    if (exec_cmd(s->ha_conn, "SET lock_timeout = '2s'") != 0 ||
+        exec_cmd(s->ha_conn, "SET statement_timeout = '4s'") != 0) {
+        PQfinish(s->ha_conn);
+        s->ha_conn = NULL;
+    }
+    return s->ha_conn;
+}
+
+static void fence_set(struct pg_store *s, const char *holder)
+{
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->fence, sizeof(s->fence), "%s", holder);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Runs one statement with text parameters; the caller clears the result. */
+static PGresult *ha_exec(PGconn *conn, const char *fmt, const char *table,
+                         int n, const char *const *params)
+{
+    struct buf sql;
+    PGresult *res;
+
+    buf_init(&sql, BUF_MAX_DEFAULT);
+    COFFER_ASSERT(buf_appendf(&sql, fmt, table) == 0);
+    res = PQexecParams(conn, sql.ptr, n, NULL, params, NULL, NULL, 0);
+    buf_release(&sql);
+    return res;
+}
+
+/* The lock connection's own session, as the lock row records it. */
+#define HA_SESSION_PID "pg_backend_pid()"
+#define HA_SESSION_START                                                     \
+    "(SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())"
+
+/*
+ * In one transaction: lock the row FOR UPDATE (which waits for fenced
+ * writes in flight), then renew it if claim holds it and it has not
+ * expired, or take it if it is missing, expired, or held by a node whose
+ * lock session is gone.
+ *
+ * The row records the holder's lock session (backend pid and start
+ * time). When a holder's process dies, PostgreSQL ends its sessions at
+ * once, so a contender that finds the recorded session missing from
+ * pg_stat_activity knows the holder is gone and need not wait for
+ * valid_until; a paused holder keeps its session, and only expiry frees
+ * its row. A claim whose own lock expired does not get it back: its node
+ * may have missed writes meanwhile, so it must step down and come back
+ * as a new tenure.
+ */
+static int ha_acquire_tx(PGconn *conn, struct pg_store *s,
+                         const struct storage_ha_claim *c, int ttl_ms,
+                         bool *held)
+{
+    char ttl[32];
+    const char *p[5] = {c->holder, c->node_id, c->api_addr,
+                        c->cluster_addr != NULL ? c->cluster_addr : "", ttl};
+    const char *sql = NULL;
+    PGresult *res;
+    bool row, mine, live, gone;
+    int rc;
+
+    snprintf(ttl, sizeof(ttl), "%d milliseconds", ttl_ms);
+    rc = exec_cmd(conn, "BEGIN");
+    if (rc != 0)
+        return rc;
+    res = ha_exec(conn,
+                  "SELECT l.holder = $1, l.valid_until > now(), NOT EXISTS "
+                  "(SELECT 1 FROM pg_stat_activity a WHERE a.pid = "
+                  "l.holder_pid AND a.backend_start = l.holder_started) "
+                  "FROM %s l WHERE l.ha_key = 'leader' FOR UPDATE OF l",
+                  s->ha_table, 1, p);
+    rc = check_res(conn, res, PGRES_TUPLES_OK, "HA lock", NULL);
+    if (rc != 0)
+        goto out;
+    row = PQntuples(res) == 1;
+    mine = row && PQgetvalue(res, 0, 0)[0] == 't';
+    live = row && PQgetvalue(res, 0, 1)[0] == 't';
+    gone = row && PQgetvalue(res, 0, 2)[0] == 't';
+    PQclear(res);
+    res = NULL;
+    if (!row)
+        sql = "INSERT INTO %s (ha_key, holder, node_id, api_addr, "
+              "cluster_addr, acquired, valid_until, holder_pid, "
+              "holder_started) VALUES ('leader', $1, $2, $3, $4, now(), "
+              "now() + $5::interval, " HA_SESSION_PID ", " HA_SESSION_START
+              ") ON CONFLICT (ha_key) DO NOTHING";
+    else if (mine && live)
+        sql = "UPDATE %s SET valid_until = now() + $5::interval, "
+              "holder_pid = " HA_SESSION_PID ", holder_started = "
+              HA_SESSION_START " WHERE ha_key = 'leader' AND holder = $1 "
+              "AND $2::text IS NOT NULL AND $3::text IS NOT NULL "
+              "AND $4::text IS NOT NULL";
+    else if (!mine && (!live || gone))
+        sql = "UPDATE %s SET holder = $1, node_id = $2, api_addr = $3, "
+              "cluster_addr = $4, acquired = now(), "
+              "valid_until = now() + $5::interval, holder_pid = "
+              HA_SESSION_PID ", holder_started = " HA_SESSION_START
+              " WHERE ha_key = 'leader'";
+    if (sql != NULL) {
+        res = ha_exec(conn, sql, s->ha_table, 5, p);
+        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA lock", NULL);
+        if (rc == 0)
+            *held = strcmp(PQcmdTuples(res), "1") == 0;
+    }
+    if (rc == 0)
+        rc = exec_cmd(conn, "COMMIT");
+out:
+    PQclear(res);
+    if (rc != 0) {
+        *held = false;
+        if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+            (void)exec_cmd(conn, "ROLLBACK");
+    }
+    return rc;
+}
+
+static int pg_ha_acquire(void *ctx, const struct storage_ha_claim *claim,
+                         int ttl_ms, bool *held)
+{
+    struct pg_store *s = ctx;
+    PGconn *conn;
+    int rc = COFFER_EIO;
+
+    *held = false;
+    if (claim->holder == NULL || strlen(claim->holder) >= sizeof(s->fence))
+        return COFFER_EINVAL;
+    pthread_mutex_lock(&s->ha_mu);
+    conn = ha_conn(s);
+    if (conn != NULL)
+        rc = ha_acquire_tx(conn, s, claim, ttl_ms, held);
+    pthread_mutex_unlock(&s->ha_mu);
+    /* Not known to hold it = not allowed to write. */
+    if (rc == 0 && *held)
+        fence_set(s, claim->holder);
+    else
+        (void)fence_clear(s, claim->holder);
+    return rc;
+}
+
+static int pg_ha_release(void *ctx, const char *holder)
+{
+    struct pg_store *s = ctx;
+    const char *params[1] = {holder};
+    PGconn *conn;
+    PGresult *res = NULL;
+    int rc = COFFER_EIO;
+
+    /* Writes stop first: a release must not race a write of ours. */
+    (void)fence_clear(s, holder);
+    pthread_mutex_lock(&s->ha_mu);
+    conn = ha_conn(s);
+    if (conn != NULL) {
+        res = ha_exec(conn,
+                      "DELETE FROM %s WHERE ha_key = 'leader' AND holder = $1",
+                      s->ha_table, 1, params);
+        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA release", NULL);
+    }
+    PQclear(res);
+    pthread_mutex_unlock(&s->ha_mu);
+    return rc;
+}
+
+static void copy_col(char *dst, size_t n, const PGresult *res, int col)
+{
+    snprintf(dst, n, "%s", PQgetvalue(res, 0, col));
+}
+
+static int pg_ha_leader(void *ctx, struct storage_ha_leader *out)
+{
+    struct pg_store *s = ctx;
+    PGconn *conn;
+    PGresult *res = NULL;
+    int rc = COFFER_EIO;
+
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&s->ha_mu);
+    conn = ha_conn(s);
+    if (conn != NULL) {
+        res = ha_exec(conn,
+                      "SELECT node_id, holder, api_addr, cluster_addr, "
+                      "extract(epoch FROM acquired)::float8, "
+                      "valid_until > now() FROM %s WHERE ha_key = 'leader'",
+                      s->ha_table, 0, NULL);
+        rc = check_res(conn, res, PGRES_TUPLES_OK, "HA leader", NULL);
+    }
+    if (rc == 0 && PQntuples(res) == 1) {
+        copy_col(out->node_id, sizeof(out->node_id), res, 0);
+        copy_col(out->holder, sizeof(out->holder), res, 1);
+        copy_col(out->api_addr, sizeof(out->api_addr), res, 2);
+        copy_col(out->cluster_addr, sizeof(out->cluster_addr), res, 3);
+        out->acquired_unix = strtod(PQgetvalue(res, 0, 4), NULL);
+        out->held = PQgetvalue(res, 0, 5)[0] == 't';
+    }
+    PQclear(res);
+    pthread_mutex_unlock(&s->ha_mu);
+    return rc;
+}
+
+static const struct storage_ha_ops pg_ha_ops = {
+    .acquire = pg_ha_acquire,
+    .release = pg_ha_release,
+    .leader = pg_ha_leader,
+};
+
+static const struct storage_backend pg_backend_ha = {
+    .name = "postgresql",
+    .may_block = true, /* every call is a network round trip */
+    .ha = &pg_ha_ops,
+    .get = pg_get,
+    .put = pg_put,
+    .del = pg_del,
+    .list = pg_list,
+    .batch = pg_batch,
+    .scan = pg_scan,
+    .close = pg_close,
+};
+
 static const struct storage_backend pg_backend = {
     .name = "postgresql",
+    .may_block = true, /* every call is a network round trip */
     .get = pg_get,
     .put = pg_put,
     .del = pg_del,
@@ -724,9 +1129,13 @@ static int table_names(const char *table, char **quoted, char **index,
     return 0;
 }
 
-/* Creates the table and index if missing, one node at a time. */
+/*
+ * Creates the table and index, and the HA lock table if ha_quoted is not
+ * NULL, if missing, one node at a time.
+ */
 static int create_table(PGconn *conn, const char *table, const char *quoted,
-                        const char *index, struct errbuf *err)
+                        const char *index, const char *ha_quoted,
+                        struct errbuf *err)
 {
     const char *params[1] = {table};
     PGresult *res = NULL;
@@ -742,6 +1151,19 @@ static int create_table(PGconn *conn, const char *table, const char *quoted,
                 " value bytea NOT NULL);"
                 "CREATE INDEX IF NOT EXISTS %s ON %s (path, name)",
                 quoted, index, quoted);
+    if (ha_quoted != NULL)
+        buf_appendf(&sql,
+                    ";CREATE TABLE IF NOT EXISTS %s ("
+                    " ha_key text COLLATE \"C\" PRIMARY KEY,"
+                    " holder text NOT NULL,"
+                    " node_id text NOT NULL,"
+                    " api_addr text NOT NULL,"
+                    " cluster_addr text NOT NULL,"
+                    " acquired timestamptz NOT NULL,"
+                    " valid_until timestamptz NOT NULL,"
+                    " holder_pid integer,"
+                    " holder_started timestamptz)",
+                    ha_quoted);
     if (exec_cmd(conn, "BEGIN") != 0)
         goto out;
     /* Two nodes starting at once would race on IF NOT EXISTS. */
@@ -769,8 +1191,30 @@ out:
     return rc;
 }
 
-struct storage *storage_pg_open(const char *conninfo, const char *table,
-                                struct errbuf *err)
+/* The quoted lock table: ha_table, or "<table>_lock" next to table. */
+static int ha_table_name(const char *table, const char *ha_table,
+                         char **quoted, struct errbuf *err)
+{
+    char *index = NULL, *name = NULL;
+    int rc;
+
+    if (ha_table == NULL || ha_table[0] == '\0') {
+        struct buf b;
+
+        buf_init(&b, BUF_MAX_DEFAULT);
+        buf_appendf(&b, "%s_lock", table);
+        name = buf_detach(&b, NULL);
+        ha_table = name;
+    }
+    rc = table_names(ha_table, quoted, &index, err);
+    free(index);
+    free(name);
+    return rc;
+}
+
+static struct storage *open_store(const char *conninfo, const char *table,
+                                  bool ha, const char *ha_table,
+                                  struct errbuf *err)
 {
     struct storage *st = NULL;
     struct pg_store *s = NULL;
@@ -796,15 +1240,18 @@ struct storage *storage_pg_open(const char *conninfo, const char *table,
     s = xcalloc(1, sizeof(*s));
     if (table_names(table, &s->table, &index, err) != 0)
         goto fail;
+    if (ha && ha_table_name(table, ha_table, &s->ha_table, err) != 0)
+        goto fail;
     s->conninfo = xstrdup(conninfo);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->freed, NULL);
+    pthread_mutex_init(&s->ha_mu, NULL);
     /* The table must exist before conn_open prepares statements on it. */
     c = xcalloc(1, sizeof(*c));
     c->conn = connect_raw(conninfo, err);
     if (c->conn == NULL)
         goto fail;
-    if (create_table(c->conn, table, s->table, index, err) != 0)
+    if (create_table(c->conn, table, s->table, index, s->ha_table, err) != 0)
         goto fail;
     conn_close(c);
     c = conn_open(s, err);
@@ -815,7 +1262,7 @@ struct storage *storage_pg_open(const char *conninfo, const char *table,
     s->nopen = 1;
     free(index);
     st = xcalloc(1, sizeof(*st));
-    st->backend = &pg_backend;
+    st->backend = ha ? &pg_backend_ha : &pg_backend;
     st->ctx = s;
     return st;
 fail:
@@ -824,9 +1271,23 @@ fail:
     if (s->conninfo != NULL) {
         pthread_cond_destroy(&s->freed);
         pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->ha_mu);
     }
     secure_free_str(s->conninfo);
     free(s->table);
+    free(s->ha_table);
     free(s);
     return NULL;
+}
+
+struct storage *storage_pg_open(const char *conninfo, const char *table,
+                                struct errbuf *err)
+{
+    return open_store(conninfo, table, false, NULL, err);
+}
+
+struct storage *storage_pg_open_ha(const char *conninfo, const char *table,
+                                   const char *ha_table, struct errbuf *err)
+{
+    return open_store(conninfo, table, true, ha_table, err);
 }

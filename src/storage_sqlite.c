@@ -802,6 +802,7 @@ static void sq_close(void *ctx)
 
 static const struct storage_backend sqlite_backend = {
     .name = "sqlite",
+    .may_block = false, /* a local file */
     .get = sq_get,
     .put = sq_put,
     .del = sq_del,

@@ -24,6 +24,7 @@
 #include "policy.h"
 #include "router.h"
 #include "sys_audit.h"
+#include "sys_ha.h"
 #include "sys_leases.h"
 #include "sys_plugins.h"
 #include "sys_policy.h"
@@ -385,6 +386,8 @@ void sys_handle(struct request *req, struct response *resp)
         sys_plugins_handle(req, rel, resp);
     else if (sys_audit_handles(rel))
         sys_audit_handle(req, rel, resp);
+    else if (sys_ha_handles(rel))
+        sys_ha_handle(req, rel, resp);
     else if (strcmp(rel, "internal/ui/mounts") == 0)
         handle_ui_mounts_list(req, resp);
     else if (str_has_prefix(rel, "internal/ui/mounts/"))

@@ -15,6 +15,7 @@
  *     -reset               PUT sys/unseal        {"reset":true}
  *                          then GET sys/leader for the status table
  *   operator seal          PUT sys/seal          (no body)
+ *   operator step-down     PUT sys/step-down     (no body)
  *
  * Exit codes: 0 success, 1 usage error (and `init -status` failing to
  * ask), 2 error from the server; `init -status` exits 2 when the server
@@ -355,9 +356,13 @@ static int init_output(struct cli *ctx, const struct init_req *req,
 static int cmd_operator_init(struct cli *ctx, int argc, char **argv)
 {
     struct operator_init_opts o = { 0, 0, false };
+    /* -recovery-shares/-threshold (Vault's): auto-unseal seals only. */
+    int64_t rshares = 0, rthreshold = 0;
     const struct cli_flag flags[] = {
         CLI_INT("key-shares", "n", &o.key_shares),
         CLI_INT("key-threshold", "t", &o.key_threshold),
+        CLI_INT("recovery-shares", NULL, &rshares),
+        CLI_INT("recovery-threshold", NULL, &rthreshold),
         CLI_BOOL("status", NULL, &o.status),
         CLI_FLAG_END,
     };
@@ -385,6 +390,10 @@ static int cmd_operator_init(struct cli *ctx, int argc, char **argv)
     init_defaults(&req, &o,
                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
                       seal, "recovery_seal")));
+    if (req.recovery_shares != 0 && rshares != 0)
+        req.recovery_shares = rshares;
+    if (req.recovery_threshold != 0 && rthreshold != 0)
+        req.recovery_threshold = rthreshold;
     body = init_body(&req);
     rc = cli__call(ctx, "PUT", "sys/init", NULL, body, CLI_CALL_BARE, &resp,
                    "Error initializing");
@@ -644,6 +653,26 @@ out:
     return rc;
 }
 
+static int cmd_operator_step_down(struct cli *ctx, int argc, char **argv)
+{
+    cJSON *reply = NULL;
+    int rc;
+
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 0);
+    if (rc != 0)
+        goto out;
+    rc = cli__call(ctx, "PUT", "sys/step-down", NULL, NULL, CLI_CALL_RAW,
+                   &reply, "Error stepping down");
+    if (rc != 0)
+        goto out;
+    printf("Success! Stepped down: %s\n", ctx->client.addr);
+out:
+    json_delete_wiped(reply);
+    return rc;
+}
+
 /* ====================================================================
  * Help text and the command table
  * ==================================================================== */
@@ -653,13 +682,19 @@ static const char help_operator_init[] =
     "  Initializes a new server: creates the root key, splits it into\n"
     "  -key-shares unseal keys of which -key-threshold are needed to\n"
     "  unseal, and prints them with the initial root token. The server\n"
-    "  stays sealed. This can be done once per storage.\n\n"
+    "  stays sealed. This can be done once per storage. With an\n"
+    "  auto-unseal seal (seal \"static\") it prints recovery keys instead\n"
+    "  and the server unseals itself.\n\n"
     "      $ coffer operator init -key-shares=5 -key-threshold=3\n\n"
     "Command options:\n\n"
     "  -key-shares=<int>, -n\n"
     "      Number of unseal keys to make (default 5).\n\n"
     "  -key-threshold=<int>, -t\n"
     "      Number of unseal keys needed to unseal (default 3).\n\n"
+    "  -recovery-shares=<int>\n"
+    "      Auto-unseal seals: number of recovery keys (default 5).\n\n"
+    "  -recovery-threshold=<int>\n"
+    "      Auto-unseal seals: recovery keys needed (default 3).\n\n"
     "  -status\n"
     "      Only print whether the server is initialized: exit 0 if it is,\n"
     "      2 if not, 1 on error.\n"
@@ -682,6 +717,14 @@ static const char help_operator_seal[] =
     "  unsealed again it answers every request with an error.\n"
     CLI_HELP_GLOBAL;
 
+static const char help_operator_step_down[] =
+    "Usage: coffer operator step-down [options]\n\n"
+    "  Makes the active node of an HA cluster give up the lock and stay\n"
+    "  out of the contest for 10 seconds, so that a standby takes over\n"
+    "  (PUT /v1/sys/step-down; needs sudo). Sent to a standby, it reaches\n"
+    "  the active node. Without HA it does nothing.\n"
+    CLI_HELP_GLOBAL;
+
 const struct cli_command cli__operator_commands[] = {
     { { "operator", "init", NULL }, cmd_operator_init,
       "Initialize a server", help_operator_init, false },
@@ -689,5 +732,7 @@ const struct cli_command cli__operator_commands[] = {
       "Unseal the server", help_operator_unseal, false },
     { { "operator", "seal", NULL }, cmd_operator_seal,
       "Seal the server", help_operator_seal, false },
+    { { "operator", "step-down", NULL }, cmd_operator_step_down,
+      "Make the active HA node hand over", help_operator_step_down, false },
     { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
 };

@@ -8,7 +8,9 @@ the server, and measures:
     is rebuilt before unseal returns);
   - resident memory per lease: RSS after restore minus the RSS of the same
     server restored with no leases, divided by LEASES. Both are measured in
-    this run, on this machine.
+    this run, on this machine;
+  - storage per lease: the sqlite file (and its WAL) after the restore
+    minus the same for the empty server, divided by LEASES.
 
 Usage: tests/bench/bench_restore.py [--leases 1000000] [--clients 4]
 """
@@ -35,6 +37,11 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def disk_bytes(srv):
+    return sum(os.path.getsize(p) for p in (srv.db_path, srv.db_path + "-wal")
+               if os.path.exists(p))
 
 
 def restart_and_measure(srv, keys):
@@ -65,8 +72,10 @@ def main():
         r = srv.req("POST", "sys/mounts/lg", json={"type": "leasegen"})
         assert r.status_code == 204, r.text
         empty_secs, empty_rss = restart_and_measure(srv, keys)
-        print("empty server: unseal+active %.2fs, RSS %.1f MiB"
-              % (empty_secs, empty_rss / 1024.0))
+        empty_disk = disk_bytes(srv)
+        print("empty server: unseal+active %.2fs, RSS %.1f MiB, storage "
+              "%.1f MiB" % (empty_secs, empty_rss / 1024.0,
+                            empty_disk / 1048576.0))
 
         t0 = time.monotonic()
         batches = [args.batch] * (args.leases // args.batch)
@@ -88,6 +97,10 @@ def main():
         print("restore: %d leases, unseal+active %.2fs (empty: %.2fs); "
               "RSS %.1f MiB, %.0f bytes per lease beyond the empty server"
               % (args.leases, secs, empty_secs, rss / 1024.0, per))
+        disk = disk_bytes(srv)
+        print("storage: %.1f MiB, %.0f bytes per lease beyond the empty "
+              "server" % (disk / 1048576.0,
+                          (disk - empty_disk) / float(args.leases)))
         print("log: " + [l for l in srv.log().splitlines()
                          if "restored" in l][-1])
     finally:

@@ -1,0 +1,461 @@
+/*
+ * ha.c - the HA lock's two threads: one contends for and renews the lock,
+ * one starts and stops the active node's subsystems. See ha.h.
+ *
+ * Tenures. Each acquisition is a tenure with its own number and holder
+ * id. want is the tenure whose subsystems should run (0: none), running
+ * the one whose subsystems do; the lock thread sets want, the transition
+ * thread moves running towards it, one hook call at a time, so activate
+ * and deactivate never overlap. `active` (what requests read) is true
+ * only while want == running != 0.
+ */
+#include "ha.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "storage.h"
+#include "util.h"
+
+#define HA_DEFAULT_TTL_MS 10000
+#define HA_DEFAULT_RENEW_MS 2000
+#define HA_DEFAULT_RETRY_MS 1000
+/* After a failed activation, before contending again. */
+#define HA_ACTIVATE_HOLDOFF_MS 5000
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool started;
+    bool stopping;
+    struct storage *physical;
+    const struct storage_ha_ops *ops;
+    struct ha_hooks hooks;
+    int ttl_ms, renew_ms, retry_ms;
+    char api_addr[256];
+    char cluster_addr[256];
+    char node_id[64];
+    char holder[128];       /* this tenure's, or the next one's */
+    bool held;              /* the lock thread's view */
+    double last_renew;      /* time_mono() when the last renewal began */
+    double holdoff_until;   /* no contending before this */
+    bool release_wanted;    /* give the lock up once running == 0 */
+    unsigned long tenure;   /* acquisitions so far */
+    unsigned long want;
+    unsigned long running;
+    bool transition_done;   /* the transition thread has exited */
+    atomic_bool active;
+    struct storage_ha_leader leader; /* last read, while standing by */
+    double active_since;    /* unix time of our acquisition */
+    pthread_t lock_thread;
+    pthread_t transition_thread;
+} ha = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void new_holder_locked(void)
+{
+    char tenure[40];
+
+    if (crypto_uuid(tenure) != 0)
+        snprintf(tenure, sizeof(tenure), "%lu-%f", ha.tenure, time_mono());
+    snprintf(ha.holder, sizeof(ha.holder), "%s/%s", ha.node_id, tenure);
+}
+
+static void update_active_locked(void)
+{
+    atomic_store(&ha.active,
+                 ha.held && ha.want != 0 && ha.want == ha.running);
+}
+
+/*
+ * The tenure is over, for why: requests stop seeing an active node, the
+ * subsystems are told to stop, and the lock is given up if it is still
+ * ours (which also makes the storage refuse our writes from now on).
+ * Lock thread only; mu held, dropped around the release.
+ */
+static void lose_locked(const char *why)
+{
+    char old[sizeof(ha.holder)];
+
+    if (!ha.held)
+        return;
+    log_warn("ha: this node is no longer active: %s; standing by", why);
+    memcpy(old, ha.holder, sizeof(old));
+    ha.held = false;
+    ha.want = 0;
+    new_holder_locked();
+    update_active_locked();
+    pthread_cond_broadcast(&ha.cond);
+    pthread_mutex_unlock(&ha.mu);
+    (void)ha.ops->release(ha.physical->ctx, old);
+    pthread_mutex_lock(&ha.mu);
+}
+
+static int call_acquire(const char *holder, bool *held)
+{
+    struct storage_ha_claim c = {holder, ha.node_id, ha.api_addr,
+                                 ha.cluster_addr};
+
+    return ha.ops->acquire(ha.physical->ctx, &c, ha.ttl_ms, held);
+}
+
+/* One renewal. Called with mu held; drops it around the storage call. */
+static void renew_locked(void)
+{
+    char holder[sizeof(ha.holder)];
+    double began = time_mono();
+    bool still = false;
+    int rc;
+
+    memcpy(holder, ha.holder, sizeof(holder));
+    pthread_mutex_unlock(&ha.mu);
+    rc = call_acquire(holder, &still);
+    pthread_mutex_lock(&ha.mu);
+    if (!ha.held || strcmp(holder, ha.holder) != 0)
+        return; /* ended meanwhile */
+    if (rc == 0 && still)
+        ha.last_renew = began;
+    else
+        lose_locked(rc != 0 ? "the lock could not be renewed"
+                            : "another node holds the lock");
+}
+
+/* One attempt to take the lock while standing by. mu held, dropped. */
+static void contend_locked(void)
+{
+    char holder[sizeof(ha.holder)];
+    struct storage_ha_leader leader;
+    double began = time_mono();
+    bool got = false;
+    int rc;
+
+    memcpy(holder, ha.holder, sizeof(holder));
+    pthread_mutex_unlock(&ha.mu);
+    rc = call_acquire(holder, &got);
+    if (rc != 0 || !got)
+        rc = ha.ops->leader(ha.physical->ctx, &leader);
+    pthread_mutex_lock(&ha.mu);
+    if (ha.stopping || ha.held)
+        return;
+    if (got) {
+        ha.held = true;
+        ha.last_renew = began;
+        ha.want = ++ha.tenure;
+        ha.active_since = (double)time_now().tv_sec;
+        log_info("ha: this node holds the lock; becoming active");
+        pthread_cond_broadcast(&ha.cond);
+    } else if (rc == 0) {
+        ha.leader = leader;
+    }
+}
+
+/* Gives the lock up after a step-down once the subsystems stopped. */
+static void release_locked(void)
+{
+    char holder[sizeof(ha.holder)];
+
+    memcpy(holder, ha.holder, sizeof(holder));
+    ha.release_wanted = false;
+    ha.held = false;
+    new_holder_locked();
+    update_active_locked();
+    pthread_mutex_unlock(&ha.mu);
+    if (ha.ops->release(ha.physical->ctx, holder) != 0)
+        log_warn("ha: could not release the lock; it expires by itself");
+    pthread_mutex_lock(&ha.mu);
+}
+
+static void wait_until_locked(double when)
+{
+    double now = time_mono();
+    struct timespec ts;
+    double at;
+
+    if (when <= now)
+        return;
+    /* Absolute CLOCK_REALTIME deadline for pthread_cond_timedwait. */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + (when - now);
+    ts.tv_sec = (time_t)at;
+    ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+    pthread_cond_timedwait(&ha.cond, &ha.mu, &ts);
+}
+
+static void *lock_main(void *arg)
+{
+    double grace = (ha.ttl_ms - 2.0 * ha.renew_ms) / 1000.0;
+    double next_try = 0;
+
+    (void)arg;
+    pthread_mutex_lock(&ha.mu);
+    while (!(ha.stopping && ha.transition_done)) {
+        double now = time_mono();
+
+        if (ha.held && now - ha.last_renew > grace) {
+            lose_locked("no renewal succeeded in time");
+        } else if (ha.held && ha.release_wanted && ha.running == 0) {
+            release_locked();
+        } else if (ha.held && now - ha.last_renew >= ha.renew_ms / 1000.0) {
+            renew_locked();
+        } else if (!ha.held && !ha.stopping && now >= ha.holdoff_until &&
+                   now >= next_try) {
+            next_try = now + ha.retry_ms / 1000.0;
+            contend_locked();
+        } else {
+            double wake = ha.held ? ha.last_renew + ha.renew_ms / 1000.0
+                                  : next_try > ha.holdoff_until
+                                        ? next_try
+                                        : ha.holdoff_until;
+            wait_until_locked(ha.stopping ? now + 0.05 : wake);
+        }
+    }
+    if (ha.held)
+        release_locked();
+    pthread_mutex_unlock(&ha.mu);
+    return NULL;
+}
+
+/* Moves running one step towards want. mu held, dropped around hooks. */
+static void transition_locked(void)
+{
+    struct errbuf err;
+    unsigned long target = ha.want;
+    int rc;
+
+    if (ha.running != 0) {
+        pthread_mutex_unlock(&ha.mu);
+        ha.hooks.deactivate(ha.hooks.arg);
+        pthread_mutex_lock(&ha.mu);
+        ha.running = 0;
+        log_info("ha: standing by");
+    } else {
+        errbuf_clear(&err);
+        pthread_mutex_unlock(&ha.mu);
+        rc = ha.hooks.activate(ha.hooks.arg, &err);
+        pthread_mutex_lock(&ha.mu);
+        if (rc == 0) {
+            ha.running = target;
+            if (ha.want == target)
+                log_info("ha: this node is active");
+        } else {
+            log_error("ha: could not become active: %s", err.msg);
+            if (ha.want == target) {
+                ha.want = 0;
+                ha.release_wanted = true;
+                ha.holdoff_until = time_mono() + HA_ACTIVATE_HOLDOFF_MS / 1e3;
+            }
+        }
+    }
+    update_active_locked();
+    pthread_cond_broadcast(&ha.cond);
+}
+
+static void *transition_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&ha.mu);
+    for (;;) {
+        if (ha.stopping)
+            ha.want = 0;
+        if (ha.want != ha.running) {
+            transition_locked();
+            continue;
+        }
+        if (ha.stopping)
+            break;
+        pthread_cond_wait(&ha.cond, &ha.mu);
+    }
+    ha.transition_done = true;
+    pthread_cond_broadcast(&ha.cond);
+    pthread_mutex_unlock(&ha.mu);
+    return NULL;
+}
+
+int ha_start(const struct ha_config *cfg, const struct ha_hooks *hooks,
+             struct errbuf *err)
+{
+    const struct storage_ha_ops *ops = storage_ha(cfg->physical);
+    char id[40];
+    int rc = 0;
+
+    if (ops == NULL) {
+        errbuf_set(err, "the storage backend does not support HA");
+        return COFFER_EUNSUPPORTED;
+    }
+    if (cfg->api_addr == NULL || cfg->api_addr[0] == '\0') {
+        errbuf_set(err, "HA needs api_addr: the address clients are sent "
+                        "to when this node is active");
+        return COFFER_EINVAL;
+    }
+    if (crypto_uuid(id) != 0) {
+        errbuf_set(err, "HA: no randomness for the node id");
+        return COFFER_EINTERNAL;
+    }
+    pthread_mutex_lock(&ha.mu);
+    COFFER_ASSERT(!ha.started);
+    ha.physical = cfg->physical;
+    ha.ops = ops;
+    ha.hooks = *hooks;
+    ha.ttl_ms = cfg->lock_ttl_ms > 0 ? cfg->lock_ttl_ms : HA_DEFAULT_TTL_MS;
+    ha.renew_ms = cfg->renew_ms > 0 ? cfg->renew_ms : HA_DEFAULT_RENEW_MS;
+    ha.retry_ms = cfg->retry_ms > 0 ? cfg->retry_ms : HA_DEFAULT_RETRY_MS;
+    if (ha.renew_ms * 3 > ha.ttl_ms)
+        ha.renew_ms = ha.ttl_ms / 3;
+    snprintf(ha.api_addr, sizeof(ha.api_addr), "%s", cfg->api_addr);
+    snprintf(ha.cluster_addr, sizeof(ha.cluster_addr), "%s",
+             cfg->cluster_addr != NULL ? cfg->cluster_addr : "");
+    snprintf(ha.node_id, sizeof(ha.node_id), "%s", id);
+    new_holder_locked();
+    ha.stopping = ha.held = ha.release_wanted = ha.transition_done = false;
+    ha.want = ha.running = 0;
+    ha.holdoff_until = 0;
+    memset(&ha.leader, 0, sizeof(ha.leader));
+    atomic_store(&ha.active, false);
+    if (pthread_create(&ha.transition_thread, NULL, transition_main, NULL) !=
+        0) {
+        rc = COFFER_EINTERNAL;
+    } else if (pthread_create(&ha.lock_thread, NULL, lock_main, NULL) != 0) {
+        ha.stopping = true;
+        pthread_cond_broadcast(&ha.cond);
+        pthread_mutex_unlock(&ha.mu);
+        pthread_join(ha.transition_thread, NULL);
+        pthread_mutex_lock(&ha.mu);
+        rc = COFFER_EINTERNAL;
+    } else {
+        ha.started = true;
+    }
+    pthread_mutex_unlock(&ha.mu);
+    if (rc != 0)
+        errbuf_set(err, "HA: cannot start its threads");
+    else
+        log_info("ha: node %s contends for the lock (api_addr %s)", id,
+                 cfg->api_addr);
+    return rc;
+}
+
+void ha_stop(void)
+{
+    pthread_mutex_lock(&ha.mu);
+    if (!ha.started) {
+        pthread_mutex_unlock(&ha.mu);
+        return;
+    }
+    ha.stopping = true;
+    update_active_locked();
+    pthread_cond_broadcast(&ha.cond);
+    pthread_mutex_unlock(&ha.mu);
+    pthread_join(ha.transition_thread, NULL);
+    pthread_join(ha.lock_thread, NULL);
+    pthread_mutex_lock(&ha.mu);
+    ha.started = false;
+    atomic_store(&ha.active, false);
+    pthread_mutex_unlock(&ha.mu);
+}
+
+int ha_step_down(int holdoff_ms)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&ha.mu);
+    if (!ha.started || !ha.held) {
+        rc = COFFER_ESTANDBY;
+    } else {
+        log_info("ha: stepping down; not contending for %d ms", holdoff_ms);
+        ha.want = 0;
+        ha.release_wanted = true;
+        ha.holdoff_until = time_mono() + holdoff_ms / 1000.0;
+        update_active_locked();
+        pthread_cond_broadcast(&ha.cond);
+    }
+    pthread_mutex_unlock(&ha.mu);
+    return rc;
+}
+
+int ha_hold_once(struct storage *physical, int ttl_ms, int wait_ms,
+                 char holder[128], struct errbuf *err)
+{
+    const struct storage_ha_ops *ops = storage_ha(physical);
+    char id[40];
+    struct storage_ha_claim c;
+    double until = time_mono() + wait_ms / 1000.0;
+    bool held = false;
+    int rc;
+
+    if (ops == NULL)
+        return 0;
+    if (crypto_uuid(id) != 0) {
+        errbuf_set(err, "HA: no randomness for a claim");
+        return COFFER_EINTERNAL;
+    }
+    snprintf(holder, 128, "init/%s", id);
+    c = (struct storage_ha_claim){holder, "init", "", ""};
+    for (;;) {
+        rc = ops->acquire(physical->ctx, &c, ttl_ms, &held);
+        if (rc == 0 && held)
+            return 0;
+        if (time_mono() >= until)
+            break;
+        nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+    }
+    errbuf_set(err, rc != 0 ? "HA: the lock could not be taken (storage "
+                              "error; see the log)"
+                            : "HA: another node holds the lock");
+    return rc != 0 ? rc : COFFER_ESTANDBY;
+}
+
+void ha_hold_release(struct storage *physical, const char *holder)
+{
+    const struct storage_ha_ops *ops = storage_ha(physical);
+
+    if (ops != NULL && holder[0] != '\0')
+        (void)ops->release(physical->ctx, holder);
+}
+
+bool ha_enabled(void)
+{
+    bool on;
+
+    pthread_mutex_lock(&ha.mu);
+    on = ha.started;
+    pthread_mutex_unlock(&ha.mu);
+    return on;
+}
+
+bool ha_is_active(void)
+{
+    return atomic_load(&ha.active);
+}
+
+void ha_get_status(struct ha_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&ha.mu);
+    out->enabled = ha.started;
+    out->is_self = atomic_load(&ha.active);
+    snprintf(out->node_id, sizeof(out->node_id), "%s", ha.node_id);
+    if (ha.held) {
+        out->leader_known = true;
+        snprintf(out->leader_node_id, sizeof(out->leader_node_id), "%s",
+                 ha.node_id);
+        snprintf(out->leader_address, sizeof(out->leader_address), "%s",
+                 ha.api_addr);
+        snprintf(out->leader_cluster_address,
+                 sizeof(out->leader_cluster_address), "%s", ha.cluster_addr);
+        out->active_since_unix = ha.active_since;
+    } else if (ha.leader.held) {
+        out->leader_known = true;
+        snprintf(out->leader_node_id, sizeof(out->leader_node_id), "%s",
+                 ha.leader.node_id);
+        snprintf(out->leader_address, sizeof(out->leader_address), "%s",
+                 ha.leader.api_addr);
+        snprintf(out->leader_cluster_address,
+                 sizeof(out->leader_cluster_address), "%s",
+                 ha.leader.cluster_addr);
+        out->active_since_unix = ha.leader.acquired_unix;
+    }
+    pthread_mutex_unlock(&ha.mu);
+}
