@@ -626,6 +626,29 @@ static const struct key_spec *find_key(const struct key_spec *keys,
     return NULL;
 }
 
+/*
+ * Stores every key = value of the table at index 1 into base by keys;
+ * what prefixes errors, block names it in "unknown key". [-0, +0, v]
+ */
+static void store_block(lua_State *L, const struct key_spec *keys, size_t n,
+                        void *base, const char *what, const char *block)
+{
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const struct key_spec *spec;
+
+        if (lua_type(L, -2) != LUA_TSTRING)
+            raise_at(L, 1, "%sunexpected value without a key (want "
+                           "key = value)", what);
+        spec = find_key(keys, n, lua_tostring(L, -2));
+        if (spec == NULL)
+            raise_at(L, 1, "unknown key \"%s\" in %s", lua_tostring(L, -2),
+                     block);
+        store_value(L, lua_gettop(L), spec, base, what);
+        lua_pop(L, 1);
+    }
+}
+
 /* ============================================================= blocks == */
 
 static const char *word_name(enum block_word w)
@@ -664,6 +687,7 @@ static int l_config_block(lua_State *L)
     const struct block_kind *b =
         &blocks[lua_tointeger(L, lua_upvalueindex(1))];
     const char *what;
+    char block[64];
     void *base;
 
     what = lua_pushfstring(L, "%s \"%s\": ", word_name(b->word), b->type);
@@ -683,20 +707,8 @@ static int l_config_block(lua_State *L)
         ctx->storage_pending = 0;
     }
 
-    lua_pushnil(L);
-    while (lua_next(L, 1) != 0) {
-        const struct key_spec *spec;
-
-        if (lua_type(L, -2) != LUA_TSTRING)
-            raise_at(L, 1, "%sunexpected value without a key (want "
-                           "key = value)", what);
-        spec = find_key(b->keys, b->nkeys, lua_tostring(L, -2));
-        if (spec == NULL)
-            raise_at(L, 1, "unknown key \"%s\" in %s \"%s\"",
-                     lua_tostring(L, -2), word_name(b->word), b->type);
-        store_value(L, lua_gettop(L), spec, base, what);
-        lua_pop(L, 1);
-    }
+    snprintf(block, sizeof(block), "%s \"%s\"", word_name(b->word), b->type);
+    store_block(L, b->keys, b->nkeys, base, what, block);
 
     for (size_t i = 0; i < b->nkeys; i++) {
         lua_getfield(L, 1, b->keys[i].name);
@@ -783,21 +795,8 @@ static int l_config_telemetry(lua_State *L)
         raise_at(L, 1, "a second telemetry block (the first is at line %d)",
                  ctx->telemetry_line);
     ctx->telemetry_line = line_at(L, 1);
-    lua_pushnil(L);
-    while (lua_next(L, 1) != 0) {
-        const struct key_spec *spec;
-
-        if (lua_type(L, -2) != LUA_TSTRING)
-            raise_at(L, 1, "%sunexpected value without a key (want "
-                           "key = value)", what);
-        spec = find_key(telemetry_keys, ARRAY_LEN(telemetry_keys),
-                        lua_tostring(L, -2));
-        if (spec == NULL)
-            raise_at(L, 1, "unknown key \"%s\" in telemetry",
-                     lua_tostring(L, -2));
-        store_value(L, lua_gettop(L), spec, &ctx->out->telemetry, what);
-        lua_pop(L, 1);
-    }
+    store_block(L, telemetry_keys, ARRAY_LEN(telemetry_keys),
+                &ctx->out->telemetry, what, "telemetry");
     return 0;
 }
 
@@ -822,21 +821,8 @@ static int l_config_seal_body(lua_State *L)
     lua_pushboolean(L, 1);
     lua_replace(L, lua_upvalueindex(1));
     ctx->seal_pending = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 1) != 0) {
-        const struct key_spec *spec;
-
-        if (lua_type(L, -2) != LUA_TSTRING)
-            raise_at(L, 1, "%sunexpected value without a key (want "
-                           "key = value)", what);
-        spec = find_key(static_seal_keys, ARRAY_LEN(static_seal_keys),
-                        lua_tostring(L, -2));
-        if (spec == NULL)
-            raise_at(L, 1, "unknown key \"%s\" in seal \"static\"",
-                     lua_tostring(L, -2));
-        store_value(L, lua_gettop(L), spec, seal, what);
-        lua_pop(L, 1);
-    }
+    store_block(L, static_seal_keys, ARRAY_LEN(static_seal_keys), seal,
+                what, "seal \"static\"");
     for (size_t i = 0; i < ARRAY_LEN(static_seal_keys); i++) {
         if (static_seal_keys[i].required &&
             *(char **)((char *)seal + static_seal_keys[i].offset) == NULL)

@@ -191,25 +191,19 @@ static size_t unicode_escape(const char *p, const char *end, uint32_t *cp)
     return 12;
 }
 
-/*
- * Decodes the string body at ps->p (just past the opening quote) up to
- * the closing quote. With out == NULL it only validates and measures;
- * otherwise it writes the bytes (not NUL-terminated). Returns the
- * decoded length and sets *stop to the closing quote; on error returns
- * SIZE_MAX with the parser failed.
- */
-static size_t decode_string(struct parser *ps, char *out, const char **stop)
+size_t json_decode_string(const char *p, const char *end, char *out,
+                          const char **stop, const char **why)
 {
-    const char *p = ps->p, *end = ps->end;
     size_t n = 0, k;
     uint32_t cp;
     char c;
 
+    *why = NULL;
     while (p < end && *p != '"') {
         c = *p;
         if ((unsigned char)c < 0x20) {
-            fail_at(ps, p, "control character in string");
-            return SIZE_MAX;
+            *why = "control character in string";
+            break;
         }
         if (c != '\\') {
             k = utf8_len((const unsigned char *)p, (const unsigned char *)end);
@@ -225,8 +219,8 @@ static size_t decode_string(struct parser *ps, char *out, const char **stop)
             continue;
         }
         if (end - p < 2) {
-            fail_at(ps, p, "unterminated string");
-            return SIZE_MAX;
+            *why = "unterminated string";
+            break;
         }
         switch (p[1]) {
         case '"': case '\\': case '/':
@@ -238,27 +232,34 @@ static size_t decode_string(struct parser *ps, char *out, const char **stop)
         case 't': cp = '\t'; k = 2; break;
         case 'u':
             k = unicode_escape(p, end, &cp);
-            if (k == 0) {
-                fail_at(ps, p, "invalid \\u escape");
-                return SIZE_MAX;
-            }
+            if (k == 0)
+                *why = "invalid \\u escape";
             break;
         default:
-            fail_at(ps, p, "invalid escape in string");
-            return SIZE_MAX;
+            k = 0;
+            *why = "invalid escape in string";
         }
-        if (cp == 0) {
-            fail_at(ps, p, "strings containing \\u0000 are not supported");
-            return SIZE_MAX;
-        }
+        if (*why == NULL && cp == 0)
+            *why = "strings containing \\u0000 are not supported";
+        if (*why != NULL)
+            break;
         n += put_utf8(out != NULL ? out + n : NULL, cp);
         p += k;
     }
-    if (p >= end) {
-        fail_at(ps, p, "unterminated string");
-        return SIZE_MAX;
-    }
+    if (*why == NULL && p >= end)
+        *why = "unterminated string";
     *stop = p;
+    return *why != NULL ? SIZE_MAX : n;
+}
+
+/* json_decode_string at ps->p; a failure fails the parser. */
+static size_t decode_string(struct parser *ps, char *out, const char **stop)
+{
+    const char *why = NULL;
+    size_t n = json_decode_string(ps->p, ps->end, out, stop, &why);
+
+    if (n == SIZE_MAX)
+        fail_at(ps, *stop, why);
     return n;
 }
 
@@ -296,8 +297,7 @@ static void free_text(char *s)
 
 /* ============================================================ numbers == */
 
-/* Length of the number literal at s (0 if there is none). */
-static size_t scan_number(const char *s, const char *end)
+size_t json_scan_number(const char *s, const char *end)
 {
     const char *p = s;
 
@@ -332,7 +332,7 @@ static size_t scan_number(const char *s, const char *end)
 
 bool json_number_literal(const char *s, size_t len)
 {
-    return len > 0 && scan_number(s, s + len) == len;
+    return len > 0 && json_scan_number(s, s + len) == len;
 }
 
 /*
@@ -604,7 +604,7 @@ static cJSON *parse_value(struct parser *ps, int depth)
             return NULL;
         break;
     default:
-        n = scan_number(ps->p, ps->end);
+        n = json_scan_number(ps->p, ps->end);
         if (n == 0) {
             fail_at(ps, ps->p, "unexpected character");
             return NULL;

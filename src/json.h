@@ -71,6 +71,20 @@ cJSON *json_parse(const char *text, size_t len, int max_depth,
 /* True if s[0..len) is exactly one JSON number literal. */
 bool json_number_literal(const char *s, size_t len);
 
+/* Length of the JSON number literal at s (0 if there is none). */
+size_t json_scan_number(const char *s, const char *end);
+
+/*
+ * Decodes a JSON string body at p (just past the opening quote) up to the
+ * closing quote, as json_parse does: invalid UTF-8 becomes U+FFFD, lone
+ * surrogates too, \u0000 is refused. With out == NULL it only validates
+ * and measures; otherwise it writes the bytes (not NUL-terminated).
+ * Returns the decoded length with *stop on the closing quote, or
+ * SIZE_MAX with *stop where it failed and *why saying why.
+ */
+size_t json_decode_string(const char *p, const char *end, char *out,
+                          const char **stop, const char **why);
+
 /*
  * True if the valid literal lit[0..len) survives as a double: cJSON
  * prints that double back as the identical text, and the literal is a

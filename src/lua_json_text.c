@@ -68,161 +68,16 @@ static void skip_space(struct dec *d)
         d->p++;
 }
 
-/* ---- strings (json.c's decode_string, byte for byte) ------------------ */
+/* ---- strings ---------------------------------------------------------- */
 
-static int hex4(const char *p, const char *end)
-{
-    int v = 0, i, c;
-
-    if (end - p < 4)
-        return -1;
-    for (i = 0; i < 4; i++) {
-        c = hex_value((unsigned char)p[i]);
-        if (c < 0)
-            return -1;
-        v = v << 4 | c;
-    }
-    return v;
-}
-
-/* Length of the well-formed UTF-8 sequence at p, or 0 (json.c). */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n, i;
-
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xC2 && p[0] <= 0xDF)
-        n = 2;
-    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-        n = 3;
-    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (p[0] == 0xE0)
-        lo = 0xA0;
-    else if (p[0] == 0xED)
-        hi = 0x9F;
-    else if (p[0] == 0xF0)
-        lo = 0x90;
-    else if (p[0] == 0xF4)
-        hi = 0x8F;
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (i = 2; i < n; i++) {
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    }
-    return n;
-}
-
-static size_t put_utf8(char *out, uint32_t cp)
-{
-    char b[UTF8_MAX];
-    size_t n = utf8_encode(cp, b);
-
-    if (out != NULL)
-        memcpy(out, b, n);
-    return n;
-}
-
-/* \uXXXX (and a following low surrogate) at p; 0 on bad hex (json.c). */
-static size_t unicode_escape(const char *p, const char *end, uint32_t *cp)
-{
-    int hi = hex4(p + 2, end), lo;
-
-    if (hi < 0)
-        return 0;
-    *cp = (uint32_t)hi;
-    if (hi < 0xD800 || hi > 0xDFFF)
-        return 6;
-    *cp = 0xFFFD; /* a lone surrogate, as Go decodes it */
-    if (hi > 0xDBFF || end - p < 12 || p[6] != '\\' || p[7] != 'u')
-        return 6;
-    lo = hex4(p + 8, end);
-    if (lo < 0xDC00 || lo > 0xDFFF)
-        return 6;
-    *cp = 0x10000 + (((uint32_t)hi - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
-    return 12;
-}
-
-/* The escape at p (a backslash) as a code point; its length or 0. */
-static size_t escape_at(struct dec *d, const char *p, uint32_t *cp)
-{
-    size_t k = 2;
-
-    if (d->end - p < 2) {
-        fail_at(d, p, "unterminated string");
-        return 0;
-    }
-    switch (p[1]) {
-    case '"': case '\\': case '/':
-        *cp = (unsigned char)p[1]; break;
-    case 'b': *cp = '\b'; break;
-    case 'f': *cp = '\f'; break;
-    case 'n': *cp = '\n'; break;
-    case 'r': *cp = '\r'; break;
-    case 't': *cp = '\t'; break;
-    case 'u':
-        k = unicode_escape(p, d->end, cp);
-        if (k == 0) {
-            fail_at(d, p, "invalid \\u escape");
-            return 0;
-        }
-        break;
-    default:
-        fail_at(d, p, "invalid escape in string");
-        return 0;
-    }
-    if (*cp == 0) {
-        fail_at(d, p, "strings containing \\u0000 are not supported");
-        return 0;
-    }
-    return k;
-}
-
-/*
- * Decodes the string body at d->p (past the opening quote). With out ==
- * NULL it validates and measures. Returns the decoded length and sets
- * *stop to the closing quote, or SIZE_MAX (failed).
- */
+/* json.c's decoder at d->p; a failure fails the decoder. */
 static size_t decode_string(struct dec *d, char *out, const char **stop)
 {
-    const char *p = d->p, *end = d->end;
-    size_t n = 0, k;
-    uint32_t cp;
+    const char *why = NULL;
+    size_t n = json_decode_string(d->p, d->end, out, stop, &why);
 
-    while (p < end && *p != '"') {
-        if ((unsigned char)*p < 0x20) {
-            fail_at(d, p, "control character in string");
-            return SIZE_MAX;
-        }
-        if (*p != '\\') {
-            k = utf8_len((const unsigned char *)p, (const unsigned char *)end);
-            if (k == 0) {
-                n += put_utf8(out != NULL ? out + n : NULL, 0xFFFD);
-                p++;
-            } else {
-                if (out != NULL)
-                    memcpy(out + n, p, k);
-                n += k;
-                p += k;
-            }
-            continue;
-        }
-        k = escape_at(d, p, &cp);
-        if (k == 0)
-            return SIZE_MAX;
-        n += put_utf8(out != NULL ? out + n : NULL, cp);
-        p += k;
-    }
-    if (p >= end) {
-        fail_at(d, p, "unterminated string");
-        return SIZE_MAX;
-    }
-    *stop = p;
+    if (n == SIZE_MAX)
+        fail_at(d, *stop, why);
     return n;
 }
 
@@ -280,39 +135,6 @@ static bool push_string(struct dec *d)
 
 /* ---- numbers and words ---------------------------------------------- */
 
-/* Length of the number literal at s (0 if there is none); json.c's. */
-static size_t scan_number(const char *s, const char *end)
-{
-    const char *p = s;
-
-    if (p < end && *p == '-')
-        p++;
-    if (p >= end || *p < '0' || *p > '9')
-        return 0;
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    if (p < end && *p == '.') {
-        p++;
-        if (p >= end || *p < '0' || *p > '9')
-            return 0;
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        if (p >= end || *p < '0' || *p > '9')
-            return 0;
-        while (p < end && *p >= '0' && *p <= '9')
-            p++;
-    }
-    return (size_t)(p - s);
-}
 
 /*
  * A plain integer literal of at most 15 digits: what json_number_exact
@@ -337,7 +159,7 @@ static bool push_small_integer(lua_State *L, const char *s, size_t len)
 
 static bool push_number(struct dec *d)
 {
-    size_t n = scan_number(d->p, d->end);
+    size_t n = json_scan_number(d->p, d->end);
 
     if (n == 0) {
         fail_at(d, d->p, "unexpected character");

@@ -989,8 +989,8 @@ void luavm__push_object(lua_State *L, const cJSON *obj)
         lua_newtable(L);
 }
 
-/* req.mount [-0, +1, e] */
-static void push_mount(lua_State *L, const struct mount *m)
+/* req.mount, and a lease's mount (luavm_lease.c) [-0, +1, e] */
+void luavm__push_mount(lua_State *L, const struct mount *m)
 {
     int64_t def = 0, max = 0;
 
@@ -1071,7 +1071,7 @@ static void push_request(lua_State *L, const struct vm_call *call)
     const struct mount *m = call->m;
 
     luavm__push_request_base(L, req, m, req->token);
-    push_mount(L, m);
+    luavm__push_mount(L, m);
     lua_setfield(L, -2, "mount");
     lua_api_push_storage(L, m->storage_prefix, LUA_API_CTX(L)->gen);
     lua_setfield(L, -2, "storage");
@@ -1444,7 +1444,7 @@ static int vm_run_lease(lua_State *L)
     lua_pushstring(L, c->m->type);
     lua_pushstring(L, c->action);
     luavm__push_object(L, c->record);
-    push_mount(L, c->m);
+    luavm__push_mount(L, c->m);
     lua_setfield(L, -2, "mount");
     lua_api_push_storage(L, c->m->storage_prefix, LUA_API_CTX(L)->gen);
     lua_setfield(L, -2, "storage");
@@ -1526,7 +1526,7 @@ static int vm_run_periodic(lua_State *L)
     lua_getfield(L, -1, "periodic_call");
     lua_pushstring(L, m->type);
     lua_createtable(L, 0, 2);
-    push_mount(L, m);
+    luavm__push_mount(L, m);
     lua_setfield(L, -2, "mount");
     lua_api_push_storage(L, m->storage_prefix, LUA_API_CTX(L)->gen);
     lua_setfield(L, -2, "storage");

@@ -178,6 +178,8 @@ void luavm__set_int(lua_State *L, const char *k, int64_t v);
 
 /* Pushes a JSON object, or an empty table for anything else. [-0, +1, e] */
 void luavm__push_object(lua_State *L, const cJSON *obj);
+/* The mount table handlers and lease callbacks see. [-0, +1, e] */
+void luavm__push_mount(lua_State *L, const struct mount *m);
 
 /* Pushes req.token: display_name, accessor, policies, meta... [-0, +1, e] */
 void luavm__push_token(lua_State *L, const struct token *t);

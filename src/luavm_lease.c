@@ -47,31 +47,11 @@ static void call_one(lua_State *L, int nargs)
         lua_error(L);
 }
 
-/* The mount table a lease carries (luavm.c's request mount). [-0, +1, e] */
-static void push_mount(lua_State *L, const struct mount *m)
-{
-    int64_t def = 0, max = 0;
-
-    mount_resolve_ttl(m, 0, 0, &def, &max);
-    lua_createtable(L, 0, 9);
-    luavm__set_str(L, "path", m->path);
-    luavm__set_str(L, "type", m->type);
-    luavm__set_str(L, "uuid", m->uuid);
-    luavm__set_str(L, "accessor", m->accessor);
-    luavm__set_str(L, "description", m->description);
-    luavm__push_object(L, m->options);
-    lua_setfield(L, -2, "options");
-    luavm__set_int(L, "default_lease_ttl", def);
-    luavm__set_int(L, "max_lease_ttl", max);
-    lua_pushboolean(L, m->local);
-    lua_setfield(L, -2, "local");
-}
-
 /* The leases as Lua sees them: records plus mount and storage. [-0, +1, e] */
 static void push_leases(lua_State *L, const struct batch_call *c)
 {
     lua_createtable(L, (int)c->n, 0);
-    push_mount(L, c->m);
+    luavm__push_mount(L, c->m);
     lua_api_push_storage(L, c->m->storage_prefix, LUA_API_CTX(L)->gen);
     for (size_t i = 0; i < c->n; i++) {
         luavm__push_object(L, c->records[i]);

@@ -633,27 +633,14 @@ out:
     return rc;
 }
 
-static int cmd_operator_seal(struct cli *ctx, int argc, char **argv)
-{
-    cJSON *secret = NULL;
-    int rc;
-
-    rc = cli__parse(ctx, NULL, argc, argv);
-    if (rc == 0)
-        rc = cli__begin(ctx, 0, 0);
-    if (rc != 0)
-        goto out;
-    rc = cli__call(ctx, "PUT", "sys/seal", NULL, NULL, CLI_CALL_RAW, &secret,
-                   "Error sealing");
-    if (rc != 0)
-        goto out;
-    printf("Success! Vault is sealed.\n");
-out:
-    json_delete_wiped(secret);
-    return rc;
-}
-
-static int cmd_operator_step_down(struct cli *ctx, int argc, char **argv)
+/*
+ * A PUT with no body and no options that answers nothing worth showing
+ * (sys/seal, sys/step-down); success is printed, with ": <address>" if
+ * with_addr.
+ */
+static int put_and_say(struct cli *ctx, int argc, char **argv,
+                       const char *path, const char *failed,
+                       const char *success, bool with_addr)
 {
     cJSON *reply = NULL;
     int rc;
@@ -661,16 +648,27 @@ static int cmd_operator_step_down(struct cli *ctx, int argc, char **argv)
     rc = cli__parse(ctx, NULL, argc, argv);
     if (rc == 0)
         rc = cli__begin(ctx, 0, 0);
-    if (rc != 0)
-        goto out;
-    rc = cli__call(ctx, "PUT", "sys/step-down", NULL, NULL, CLI_CALL_RAW,
-                   &reply, "Error stepping down");
-    if (rc != 0)
-        goto out;
-    printf("Success! Stepped down: %s\n", ctx->client.addr);
-out:
+    if (rc == 0)
+        rc = cli__call(ctx, "PUT", path, NULL, NULL, CLI_CALL_RAW, &reply,
+                       "%s", failed);
+    if (rc == 0 && with_addr)
+        printf("%s: %s\n", success, ctx->client.addr);
+    else if (rc == 0)
+        printf("%s\n", success);
     json_delete_wiped(reply);
     return rc;
+}
+
+static int cmd_operator_seal(struct cli *ctx, int argc, char **argv)
+{
+    return put_and_say(ctx, argc, argv, "sys/seal", "Error sealing",
+                       "Success! Vault is sealed.", false);
+}
+
+static int cmd_operator_step_down(struct cli *ctx, int argc, char **argv)
+{
+    return put_and_say(ctx, argc, argv, "sys/step-down",
+                       "Error stepping down", "Success! Stepped down", true);
 }
 
 /* ====================================================================
