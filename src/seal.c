@@ -133,6 +133,16 @@ static int store_shamir(int shares, int threshold, const uint8_t *unseal_key,
     return rc;
 }
 
+/* core/seal-config of an auto seal with these recovery counts. */
+static void auto_config(char *out, size_t cap, int shares, int threshold)
+{
+    snprintf(out, cap,
+             "{\"type\":\"static\",\"secret_shares\":1,"
+             "\"secret_threshold\":1,\"stored_shares\":1,"
+             "\"recovery_shares\":%d,\"recovery_threshold\":%d}",
+             shares, threshold);
+}
+
 /*
  * Auto seal: the root key wrapped by the static key, and the recovery key
  * (whose shares the operators hold) sealed with the root key, so that it
@@ -148,11 +158,7 @@ static int store_auto(int shares, int threshold, const uint8_t *recovery_key,
     struct storage_op ops[3];
     int rc;
 
-    snprintf(config, sizeof(config),
-             "{\"type\":\"static\",\"secret_shares\":1,"
-             "\"secret_threshold\":1,\"stored_shares\":1,"
-             "\"recovery_shares\":%d,\"recovery_threshold\":%d}",
-             shares, threshold);
+    auto_config(config, sizeof(config), shares, threshold);
     rc = seal_static_wrap(autoseal, ROOT_KEY, root_key, SEAL_KEY_LEN,
                           &wrapped);
     if (rc == 0)
@@ -412,32 +418,46 @@ void seal_reset_progress(void)
     pthread_mutex_unlock(&mu);
 }
 
-/* Opens the root key with the recombined unseal key and unseals. */
-static int open_with(const uint8_t *unseal_key, struct errbuf *err)
+/*
+ * Shamir: opens the stored root key with an unseal key into
+ * root[SEAL_KEY_LEN]. COFFER_EPERM (no words) when the key is wrong.
+ */
+static int open_root(const uint8_t *unseal_key, uint8_t *root,
+                     struct errbuf *err)
 {
     struct buf stored;
-    uint8_t *root = NULL;
-    size_t root_len = 0;
+    uint8_t *opened = NULL;
+    size_t opened_len = 0;
     int rc;
 
     buf_init(&stored, 4096);
     rc = storage_get(physical, ROOT_KEY, &stored);
-    if (rc != 0) {
+    if (rc != 0)
         errbuf_set(err, "reading the root key failed: %s",
                    coffer_strerror(rc));
-        goto out;
-    }
-    rc = barrier_open_value(unseal_key, ROOT_KEY, stored.ptr, stored.len,
-                            &root, &root_len);
-    if (rc != 0 || root_len != SEAL_KEY_LEN) {
-        errbuf_set(err, "Unseal failed, invalid key");
+    if (rc == 0 && (barrier_open_value(unseal_key, ROOT_KEY, stored.ptr,
+                                       stored.len, &opened,
+                                       &opened_len) != 0 ||
+                    opened_len != SEAL_KEY_LEN))
         rc = COFFER_EPERM;
-        goto out;
-    }
-    rc = barrier_unseal(barrier, root, err);
-out:
-    secure_free(root, root_len);
+    if (rc == 0)
+        memcpy(root, opened, SEAL_KEY_LEN);
+    secure_free(opened, opened_len);
     buf_release(&stored);
+    return rc;
+}
+
+/* Opens the root key with the recombined unseal key and unseals. */
+static int open_with(const uint8_t *unseal_key, struct errbuf *err)
+{
+    uint8_t root[SEAL_KEY_LEN];
+    int rc = open_root(unseal_key, root, err);
+
+    if (rc == COFFER_EPERM)
+        errbuf_set(err, "Unseal failed, invalid key");
+    if (rc == 0)
+        rc = barrier_unseal(barrier, root, err);
+    crypto_wipe(root, sizeof(root));
     return rc;
 }
 
@@ -621,4 +641,190 @@ int seal_decode_share(const char *text, uint8_t *out, size_t *len,
         return 0;
     errbuf_set(err, "'key' must be a valid hex or base64 string");
     return COFFER_EINVAL;
+}
+
+/* ================================================= operator commands == */
+
+int seal_key_config(int *threshold, int *shares)
+{
+    struct stored_config c;
+    int rc;
+
+    *threshold = *shares = 0;
+    pthread_mutex_lock(&mu);
+    rc = read_config(&c) == 0 && barrier_initialized(barrier)
+             ? 0
+             : COFFER_ENOTFOUND;
+    if (rc == 0) {
+        *threshold = unseal_threshold(&c);
+        *shares = autoseal != NULL ? c.recovery_shares : c.shares;
+    }
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+/* Auto seal: the stored recovery key matches key. */
+static int check_recovery(const uint8_t *root, const uint8_t *key,
+                          struct errbuf *err)
+{
+    struct buf stored;
+    uint8_t *expected = NULL;
+    size_t expected_len = 0;
+    int rc;
+
+    buf_init(&stored, 4096);
+    rc = storage_get(physical, RECOVERY_KEY, &stored);
+    if (rc != 0)
+        errbuf_set(err, "reading the recovery key failed: %s",
+                   coffer_strerror(rc));
+    if (rc == 0 && (barrier_open_value(root, RECOVERY_KEY, stored.ptr,
+                                       stored.len, &expected,
+                                       &expected_len) != 0 ||
+                    !crypto_equal(expected, expected_len, key,
+                                  SEAL_KEY_LEN)))
+        rc = COFFER_EPERM;
+    secure_free(expected, expected_len);
+    buf_release(&stored);
+    return rc;
+}
+
+/*
+ * Recombines the shares and checks the key they make; the root key is
+ * left in root[SEAL_KEY_LEN]. mu held, the barrier unsealed.
+ */
+static int verify_locked(const uint8_t *const *parts, int n, uint8_t *root,
+                         struct errbuf *err)
+{
+    uint8_t key[SEAL_KEY_LEN];
+    struct errbuf why;
+    int rc;
+
+    errbuf_clear(&why);
+    rc = shamir_combine(parts, n, SEAL_SHARE_LEN, key, &why);
+    if (rc == 0 && autoseal != NULL) {
+        rc = unwrap_root(root, &why);
+        if (rc == 0)
+            rc = check_recovery(root, key, &why);
+    } else if (rc == 0) {
+        rc = open_root(key, root, &why);
+    }
+    crypto_wipe(key, sizeof(key));
+    if (rc != 0) {
+        crypto_wipe(root, SEAL_KEY_LEN);
+        errbuf_set(err, "%s key verification failed: %s",
+                   autoseal != NULL ? "recovery" : "root",
+                   why.msg[0] != '\0' ? why.msg : "invalid key");
+        rc = COFFER_EPERM;
+    }
+    return rc;
+}
+
+static int check_unsealed_locked(struct errbuf *err)
+{
+    if (barrier_initialized(barrier) && !barrier_sealed(barrier))
+        return 0;
+    errbuf_set(err, "Vault is sealed");
+    return COFFER_ESEALED;
+}
+
+int seal_verify_shares(const uint8_t *const *parts, int n,
+                       struct errbuf *err)
+{
+    uint8_t root[SEAL_KEY_LEN];
+    int rc;
+
+    pthread_mutex_lock(&mu);
+    rc = check_unsealed_locked(err);
+    if (rc == 0)
+        rc = verify_locked(parts, n, root, err);
+    crypto_wipe(root, sizeof(root));
+    pthread_mutex_unlock(&mu);
+    return rc;
+}
+
+/* Auto seal: the new recovery config and key, in one batch. */
+static int store_recovery(int shares, int threshold,
+                          const uint8_t *recovery_key, const uint8_t *root,
+                          struct errbuf *err)
+{
+    char config[192];
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    struct storage_op ops[2];
+    int rc;
+
+    auto_config(config, sizeof(config), shares, threshold);
+    rc = barrier_seal_value(root, RECOVERY_KEY, recovery_key, SEAL_KEY_LEN,
+                            &sealed, &sealed_len);
+    if (rc != 0) {
+        errbuf_set(err, "sealing the recovery key failed");
+        return rc;
+    }
+    ops[0] = (struct storage_op){STORAGE_OP_PUT, CONFIG_KEY, config,
+                                 strlen(config)};
+    ops[1] = (struct storage_op){STORAGE_OP_PUT, RECOVERY_KEY, sealed,
+                                 sealed_len};
+    rc = storage_batch(physical, ops, 2);
+    if (rc != 0)
+        errbuf_set(err, "storing the new keys failed: %s",
+                   coffer_strerror(rc));
+    secure_free(sealed, sealed_len);
+    return rc;
+}
+
+/* Makes, splits and stores the new key. mu held, root the root key. */
+static int rekey_locked(const uint8_t *root, int shares, int threshold,
+                        uint8_t *keys, struct errbuf *err)
+{
+    uint8_t fresh[SEAL_KEY_LEN];
+    int rc = crypto_random(fresh, sizeof(fresh));
+
+    if (rc != 0)
+        errbuf_set(err, "the random generator failed");
+    if (rc == 0)
+        rc = shamir_split(fresh, SEAL_KEY_LEN, shares, threshold, keys, err);
+    if (rc == 0 && autoseal != NULL)
+        rc = store_recovery(shares, threshold, fresh, root, err);
+    else if (rc == 0)
+        rc = store_shamir(shares, threshold, fresh, root, err);
+    crypto_wipe(fresh, sizeof(fresh));
+    return rc;
+}
+
+int seal_rekey(const uint8_t *const *parts, int n, int new_shares,
+               int new_threshold, uint8_t **shares_out, struct errbuf *err)
+{
+    uint8_t root[SEAL_KEY_LEN];
+    uint8_t *keys = NULL;
+    size_t keys_len = 0;
+    struct errbuf why;
+    int rc;
+
+    *shares_out = NULL;
+    rc = shamir_check_config(new_shares, new_threshold, &why);
+    if (rc != 0) {
+        errbuf_set(err, "invalid %s configuration: %s",
+                   autoseal != NULL ? "recovery" : "seal", why.msg);
+        return rc;
+    }
+    keys_len = (size_t)new_shares * SEAL_SHARE_LEN;
+    keys = xmalloc(keys_len);
+    if (mlock(keys, keys_len) != 0)
+        log_debug("seal: cannot lock the new shares in memory");
+    pthread_mutex_lock(&mu);
+    rc = check_unsealed_locked(err);
+    if (rc == 0)
+        rc = verify_locked(parts, n, root, err);
+    if (rc == 0)
+        rc = rekey_locked(root, new_shares, new_threshold, keys, err);
+    crypto_wipe(root, sizeof(root));
+    pthread_mutex_unlock(&mu);
+    if (rc == 0) {
+        log_info("seal: rekeyed: %d %sshares, threshold %d", new_shares,
+                 autoseal != NULL ? "recovery " : "", new_threshold);
+        *shares_out = keys;
+        keys = NULL;
+    }
+    secure_free(keys, keys_len);
+    return rc;
 }

@@ -120,4 +120,34 @@ void seal_get_status(struct seal_status *out);
 int seal_decode_share(const char *text, uint8_t *out, size_t *len,
                       struct errbuf *err);
 
+/* ====================================== operator commands (sys_rekey.c) == */
+
+/*
+ * The shares that authorise generate-root and rekey: the unseal key's
+ * (Shamir) or the recovery key's (auto seal). *threshold and *shares are
+ * their stored counts. 0, or COFFER_ENOTFOUND when not initialised.
+ */
+int seal_key_config(int *threshold, int *shares);
+
+/*
+ * Recombines n shares (SEAL_SHARE_LEN bytes each) and checks that they
+ * rebuild the unseal key (it opens the stored root key) or the recovery
+ * key (it matches the stored one). 0, or COFFER_EPERM with Vault's
+ * words in err. Only while unsealed.
+ */
+int seal_verify_shares(const uint8_t *const *parts, int n,
+                       struct errbuf *err);
+
+/*
+ * Rekey: after checking the n old shares as seal_verify_shares does,
+ * makes a new unseal key (Shamir: it wraps the root key again) or a new
+ * recovery key (auto seal: stored sealed with the root key), splits it
+ * into new_shares shares with new_threshold, and stores the new key and
+ * config in one storage batch. *shares_out: new_shares * SEAL_SHARE_LEN
+ * bytes (free with secure_free). The old shares stop working at once.
+ * 0, or COFFER_E* with words in err.
+ */
+int seal_rekey(const uint8_t *const *parts, int n, int new_shares,
+               int new_threshold, uint8_t **shares_out, struct errbuf *err);
+
 #endif

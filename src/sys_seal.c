@@ -25,6 +25,7 @@
 #include "log.h"
 #include "seal.h"
 #include "sys_ha.h"
+#include "sys_rekey.h"
 #include "token.h"
 #include "util.h"
 
@@ -505,6 +506,7 @@ static void handle_seal(struct request *req, struct response *resp)
     }
     token_free(t);
     lifecycle_seal();
+    sys_rekey_reset(); /* attempts under way end with the seal (Vault) */
     log_info("core: sealed by request %s", req->id);
     resp->status = 204;
     resp->no_body = true;
@@ -617,8 +619,14 @@ static const struct {
     {"sys/unseal", handle_unseal},     {"sys/seal", handle_seal},
 };
 
+/*
+ * generate-root and rekey (sys_rekey.c) ride along, except on an HA
+ * standby, where core.c then forwards them to the active node.
+ */
 bool sys_seal_handles(const char *path)
 {
+    if (sys_rekey_handles(path))
+        return !lifecycle_is_standby();
     for (size_t i = 0; i < ARRAY_LEN(endpoints); i++) {
         if (strcmp(path, endpoints[i].path) == 0)
             return true;
@@ -628,6 +636,10 @@ bool sys_seal_handles(const char *path)
 
 void sys_seal_handle(struct request *req, struct response *resp)
 {
+    if (sys_rekey_handles(req->path)) {
+        sys_rekey_handle(req, resp);
+        return;
+    }
     for (size_t i = 0; i < ARRAY_LEN(endpoints); i++) {
         if (strcmp(req->path, endpoints[i].path) == 0) {
             endpoints[i].fn(req, resp);

@@ -1,5 +1,6 @@
 /*
- * cli_operator.c - the operator commands: init, unseal and seal.
+ * cli_operator.c - the operator commands: init, unseal, seal,
+ * generate-root and rekey.
  *
  * Owns: the arguments and flags of each command, the sys/ requests it
  * sends (the Go client's request structs, field for field), reading an
@@ -15,6 +16,11 @@
  *     -reset               PUT sys/unseal        {"reset":true}
  *                          then GET sys/leader for the status table
  *   operator seal          PUT sys/seal          (no body)
+ *   operator generate-root GET|PUT|DELETE sys/generate-root/attempt,
+ *     [KEY] -nonce         PUT sys/generate-root/update {"key","nonce"}
+ *     -decode -otp         no request: base64 then XOR with the otp
+ *   operator rekey         GET|PUT|DELETE sys/rekey[-recovery-key]/init,
+ *     [KEY] -nonce         PUT sys/rekey[-recovery-key]/update
  *   operator step-down     PUT sys/step-down     (no body)
  *
  * Exit codes: 0 success, 1 usage error (and `init -status` failing to
@@ -36,6 +42,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +54,7 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "cli_cmd.h"
 #include "cli_format.h"
@@ -672,6 +680,345 @@ static int cmd_operator_step_down(struct cli *ctx, int argc, char **argv)
 }
 
 /* ====================================================================
+ * operator generate-root | rekey
+ * ==================================================================== */
+
+/* Appends "name|value" (value printf-formatted) to a table. */
+static void row(struct strvec *lines, const char *name, const char *fmt,
+                ...) __attribute__((format(printf, 3, 4)));
+static void row(struct strvec *lines, const char *name, const char *fmt, ...)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "%s|", name);
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof(line))
+        vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    strvec_push(lines, line);
+    OPENSSL_cleanse(line, sizeof(line));
+}
+
+static const char *jstr(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int jint(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsNumber(v) ? v->valueint : 0;
+}
+
+static const char *jbool(const cJSON *o, const char *name)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name)) ? "true"
+                                                                   : "false";
+}
+
+/* Prints a table of rows, or the whole answer for -format=json|yaml. */
+static int print_rows(struct cli *ctx, const cJSON *resp,
+                      struct strvec *lines, bool header)
+{
+    struct out o;
+
+    if (ctx->format != CLI_FMT_TABLE)
+        return print_struct(ctx, resp);
+    out_init(&o);
+    if (header)
+        fmt_table(&o, lines, "|");
+    else
+        fmt_columns(&o, lines, "|");
+    return cli__emit(stdout, &o);
+}
+
+/* Vault's generate-root printStatus. */
+static int genroot_print(struct cli *ctx, const cJSON *st)
+{
+    struct strvec lines;
+    int rc;
+
+    strvec_init(&lines);
+    row(&lines, "Nonce", "%s", jstr(st, "nonce"));
+    row(&lines, "Started", "%s", jbool(st, "started"));
+    row(&lines, "Progress", "%d/%d", jint(st, "progress"),
+        jint(st, "required"));
+    row(&lines, "Complete", "%s", jbool(st, "complete"));
+    if (jstr(st, "otp")[0] != '\0')
+        row(&lines, "OTP", "%s", jstr(st, "otp"));
+    if (jint(st, "otp_length") != 0)
+        row(&lines, "OTP Length", "%d", jint(st, "otp_length"));
+    if (jstr(st, "encoded_token")[0] != '\0')
+        row(&lines, "Encoded Token", "%s", jstr(st, "encoded_token"));
+    rc = print_rows(ctx, st, &lines, false);
+    for (size_t i = 0; i < lines.n; i++)
+        OPENSSL_cleanse(lines.v[i], strlen(lines.v[i]));
+    strvec_release(&lines);
+    return rc;
+}
+
+/* -decode: base64 (unpadded or not) of token XOR otp. */
+static int genroot_decode(struct cli *ctx, const char *encoded,
+                          const char *otp)
+{
+    unsigned char raw[256];
+    char padded[384];
+    size_t n = strlen(encoded), olen = strlen(otp);
+    int got, rc = 0;
+    cJSON *o;
+
+    if (olen == 0)
+        return cli__fail(1, "Missing -otp flag; it is required with "
+                            "-decode");
+    if (n == 0 || n + 4 >= sizeof(padded) || n % 4 == 1)
+        return cli__fail(1, "Error decoding root token: invalid base64");
+    memcpy(padded, encoded, n);
+    while (n % 4 != 0)
+        padded[n++] = '=';
+    padded[n] = '\0';
+    got = EVP_DecodeBlock(raw, (const unsigned char *)padded, (int)n);
+    for (size_t i = n; got > 0 && i > 0 && padded[i - 1] == '='; i--)
+        got--;
+    if (got < 0 || (size_t)got != olen) {
+        rc = cli__fail(1, "Error decoding root token: the encoded token "
+                          "and the otp differ in length");
+        goto out;
+    }
+    for (size_t i = 0; i < olen; i++)
+        raw[i] ^= (unsigned char)otp[i];
+    raw[olen] = '\0';
+    if (ctx->format == CLI_FMT_TABLE) {
+        printf("%s\n", (char *)raw);
+    } else {
+        o = cli__one_member("token", (char *)raw);
+        rc = print_struct(ctx, o);
+        json_delete_wiped(o);
+    }
+out:
+    OPENSSL_cleanse(raw, sizeof(raw));
+    OPENSSL_cleanse(padded, sizeof(padded));
+    return rc;
+}
+
+/*
+ * The key (argument or prompt) and the nonce (-nonce, else the attempt's,
+ * read from status_path) as an update body; NULL after printing why.
+ */
+static cJSON *update_body(struct cli *ctx, const char *nonce,
+                          const char *status_path)
+{
+    cJSON *st = NULL, *body = NULL;
+    char *key;
+
+    if (nonce == NULL || nonce[0] == '\0') {
+        if (cli__call(ctx, "GET", status_path, NULL, NULL, CLI_CALL_BARE,
+                      &st, "Error getting the current nonce") != 0)
+            return NULL;
+        nonce = jstr(st, "nonce");
+        if (nonce[0] == '\0') {
+            cli__fail(2, "No attempt is in progress: start one with -init");
+            cJSON_Delete(st);
+            return NULL;
+        }
+    }
+    key = ctx->args.n == 1 ? cli__trim_dup(ctx->args.v[0]) : ask_key();
+    if (key != NULL) {
+        body = cli__one_member("key", key);
+        cJSON_AddStringToObject(body, "nonce", nonce);
+    }
+    secure_free_str(key);
+    cJSON_Delete(st);
+    return body;
+}
+
+struct operator_genroot_opts {
+    bool init, cancel, status;
+    const char *decode, *otp, *nonce, *pgp_key;
+};
+
+static int cmd_operator_generate_root(struct cli *ctx, int argc, char **argv)
+{
+    struct operator_genroot_opts o = { false, false, false, NULL, NULL,
+                                       NULL, NULL };
+    const struct cli_flag flags[] = {
+        CLI_BOOL("init", NULL, &o.init),
+        CLI_BOOL("cancel", NULL, &o.cancel),
+        CLI_BOOL("status", NULL, &o.status),
+        CLI_STRING("decode", NULL, &o.decode),
+        CLI_STRING("otp", NULL, &o.otp),
+        CLI_STRING("nonce", NULL, &o.nonce),
+        CLI_STRING("pgp-key", NULL, &o.pgp_key),
+        CLI_FLAG_END,
+    };
+    const char *path = "sys/generate-root/attempt";
+    cJSON *body = NULL, *resp = NULL;
+    int rc = cli__parse(ctx, flags, argc, argv);
+
+    if (rc == 0 && o.decode != NULL) {
+        rc = genroot_decode(ctx, o.decode, o.otp != NULL ? o.otp : "");
+        goto out;
+    }
+    if (rc == 0 && o.pgp_key != NULL)
+        rc = cli__fail(1, "-pgp-key is not supported: the server "
+                          "generates an OTP");
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, o.init || o.cancel || o.status ? 0 : 1);
+    if (rc != 0)
+        goto out;
+    if (o.cancel) {
+        rc = cli__call(ctx, "DELETE", path, NULL, NULL, CLI_CALL_RAW, &resp,
+                       "Error canceling root token generation");
+        if (rc == 0)
+            printf("Success! Root token generation canceled (if it was "
+                   "started)\n");
+        goto out;
+    }
+    if (o.status || o.init) {
+        if (o.init)
+            body = cJSON_CreateObject();
+        rc = cli__call(ctx, o.init ? "PUT" : "GET", path, NULL, body,
+                       CLI_CALL_BARE, &resp, "Error %s root generation",
+                       o.init ? "initializing" : "getting status of");
+    } else {
+        body = update_body(ctx, o.nonce, path);
+        rc = body == NULL ? 2
+                          : cli__call(ctx, "PUT", "sys/generate-root/update",
+                                      NULL, body, CLI_CALL_BARE, &resp,
+                                      "Error posting unseal key");
+    }
+    if (rc == 0)
+        rc = genroot_print(ctx, resp);
+out:
+    wipe_args(&ctx->args);
+    json_delete_wiped(resp);
+    json_delete_wiped(body);
+    return rc;
+}
+
+/* Vault's rekey printStatus. */
+static int rekey_print_status(struct cli *ctx, const cJSON *st)
+{
+    struct strvec lines;
+    int rc;
+
+    strvec_init(&lines);
+    row(&lines, "Key", "Value");
+    row(&lines, "Nonce", "%s", jstr(st, "nonce"));
+    row(&lines, "Started", "%s", jbool(st, "started"));
+    row(&lines, "Rekey Progress", "%d/%d", jint(st, "progress"),
+        jint(st, "required"));
+    row(&lines, "New Shares", "%d", jint(st, "n"));
+    row(&lines, "New Threshold", "%d", jint(st, "t"));
+    row(&lines, "Verification Required", "%s",
+        jbool(st, "verification_required"));
+    rc = print_rows(ctx, st, &lines, true);
+    strvec_release(&lines);
+    return rc;
+}
+
+/* The new keys, once: Vault's "Key 1: ..." lines. */
+static int rekey_print_keys(struct cli *ctx, const cJSON *resp)
+{
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(resp,
+                                                         "keys_base64");
+    struct out o;
+    int i = 0;
+    const cJSON *k;
+
+    if (ctx->format != CLI_FMT_TABLE)
+        return print_struct(ctx, resp);
+    out_init(&o);
+    cJSON_ArrayForEach(k, keys) {
+        out_printf(&o, "Key %d: %s\n", ++i,
+                   cJSON_IsString(k) ? k->valuestring : "");
+    }
+    out_printf(&o, "\nOperation nonce: %s\n\n", jstr(resp, "nonce"));
+    fmt_wrap(&o, "Vault rekeyed with the new keys above. The old keys "
+                 "no longer work: distribute these and keep them safe.",
+             WRAP_WIDTH, 0);
+    out_putc(&o, '\n');
+    return cli__emit(stdout, &o);
+}
+
+struct operator_rekey_opts {
+    bool init, cancel, status;
+    int64_t shares, threshold;
+    const char *nonce, *target;
+};
+
+static int cmd_operator_rekey(struct cli *ctx, int argc, char **argv)
+{
+    struct operator_rekey_opts o = { false, false, false, DEF_KEY_SHARES,
+                                     DEF_KEY_THRESHOLD, NULL, NULL };
+    const struct cli_flag flags[] = {
+        CLI_BOOL("init", NULL, &o.init),
+        CLI_BOOL("cancel", NULL, &o.cancel),
+        CLI_BOOL("status", NULL, &o.status),
+        CLI_INT("key-shares", "n", &o.shares),
+        CLI_INT("key-threshold", "t", &o.threshold),
+        CLI_STRING("nonce", NULL, &o.nonce),
+        CLI_STRING("target", NULL, &o.target),
+        CLI_FLAG_END,
+    };
+    bool recovery;
+    const char *init_path, *update_path;
+    cJSON *body = NULL, *resp = NULL;
+    int rc = cli__parse(ctx, flags, argc, argv);
+
+    recovery = o.target != NULL && strcmp(o.target, "recovery") == 0;
+    init_path = recovery ? "sys/rekey-recovery-key/init" : "sys/rekey/init";
+    update_path = recovery ? "sys/rekey-recovery-key/update"
+                           : "sys/rekey/update";
+    if (rc == 0 && o.target != NULL && !recovery &&
+        strcmp(o.target, "barrier") != 0)
+        rc = cli__fail(1, "Unknown target: %s", o.target);
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, o.init || o.cancel || o.status ? 0 : 1);
+    if (rc != 0)
+        goto out;
+    if (o.cancel) {
+        rc = cli__call(ctx, "DELETE", init_path, NULL, NULL, CLI_CALL_RAW,
+                       &resp, "Error canceling rekey");
+        if (rc == 0)
+            printf("Success! Canceled rekeying (if it was started)\n");
+        goto out;
+    }
+    if (o.init) {
+        body = cJSON_CreateObject();
+        cJSON_AddNumberToObject(body, "secret_shares", (double)o.shares);
+        cJSON_AddNumberToObject(body, "secret_threshold",
+                                (double)o.threshold);
+    }
+    if (o.init || o.status) {
+        rc = cli__call(ctx, o.init ? "PUT" : "GET", init_path, NULL, body,
+                       CLI_CALL_BARE, &resp, "Error %s rekey",
+                       o.init ? "initializing" : "reading status of");
+        if (rc == 0)
+            rc = rekey_print_status(ctx, resp);
+        goto out;
+    }
+    body = update_body(ctx, o.nonce, init_path);
+    rc = body == NULL ? 2
+                      : cli__call(ctx, "PUT", update_path, NULL, body,
+                                  CLI_CALL_BARE, &resp,
+                                  "Error posting unseal key");
+    if (rc == 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp,
+                                                                 "complete")))
+        rc = rekey_print_keys(ctx, resp);
+    else if (rc == 0)
+        rc = rekey_print_status(ctx, resp);
+out:
+    wipe_args(&ctx->args);
+    json_delete_wiped(resp);
+    json_delete_wiped(body);
+    return rc;
+}
+
+/* ====================================================================
  * Help text and the command table
  * ==================================================================== */
 
@@ -723,6 +1070,50 @@ static const char help_operator_step_down[] =
     "  the active node. Without HA it does nothing.\n"
     CLI_HELP_GLOBAL;
 
+static const char help_operator_generate_root[] =
+    "Usage: coffer operator generate-root [options] [KEY]\n\n"
+    "  Makes a new root token from a quorum of unseal keys (recovery keys\n"
+    "  with an auto-unseal seal). Start with -init, which prints the\n"
+    "  nonce and a one-time password (OTP); each key holder then runs the\n"
+    "  command with a key (asked for with echo off, or as KEY). The last\n"
+    "  one gets the encoded token, which -decode with -otp turns into the\n"
+    "  root token.\n\n"
+    "      $ coffer operator generate-root -init\n"
+    "      $ coffer operator generate-root -nonce=NONCE\n"
+    "      $ coffer operator generate-root -decode=ENCODED -otp=OTP\n\n"
+    "Command options:\n\n"
+    "  -init\n"
+    "      Start an attempt (the server generates the OTP).\n\n"
+    "  -status, -cancel\n"
+    "      Print the attempt under way, or cancel it.\n\n"
+    "  -nonce=<string>\n"
+    "      The attempt's nonce (default: the one under way).\n\n"
+    "  -decode=<string>, -otp=<string>\n"
+    "      Decode an encoded token locally with the OTP.\n\n"
+    "  -pgp-key=<string>\n"
+    "      Not supported.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_operator_rekey[] =
+    "Usage: coffer operator rekey [options] [KEY]\n\n"
+    "  Replaces the unseal keys (or, with -target=recovery, the recovery\n"
+    "  keys) with new ones. Start with -init and the new -key-shares and\n"
+    "  -key-threshold; then a quorum of the current key holders runs the\n"
+    "  command with a key. The last one gets the new keys; the old keys\n"
+    "  stop working at once.\n\n"
+    "      $ coffer operator rekey -init -key-shares=5 -key-threshold=3\n"
+    "      $ coffer operator rekey -nonce=NONCE\n\n"
+    "Command options:\n\n"
+    "  -init, -status, -cancel\n"
+    "      Start, show or cancel the attempt under way.\n\n"
+    "  -key-shares=<int>, -n / -key-threshold=<int>, -t\n"
+    "      The new keys (defaults 5 and 3).\n\n"
+    "  -nonce=<string>\n"
+    "      The attempt's nonce (default: the one under way).\n\n"
+    "  -target=<barrier|recovery>\n"
+    "      Which keys to replace (default barrier).\n"
+    CLI_HELP_GLOBAL;
+
 const struct cli_command cli__operator_commands[] = {
     { { "operator", "init", NULL }, cmd_operator_init,
       "Initialize a server", help_operator_init, false },
@@ -732,5 +1123,9 @@ const struct cli_command cli__operator_commands[] = {
       "Seal the server", help_operator_seal, false },
     { { "operator", "step-down", NULL }, cmd_operator_step_down,
       "Make the active HA node hand over", help_operator_step_down, false },
+    { { "operator", "generate-root", NULL }, cmd_operator_generate_root,
+      "Generate a new root token", help_operator_generate_root, false },
+    { { "operator", "rekey", NULL }, cmd_operator_rekey,
+      "Replace the unseal or recovery keys", help_operator_rekey, false },
     { { NULL, NULL, NULL }, NULL, NULL, NULL, false },
 };
