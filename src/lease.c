@@ -34,6 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "crypto.h"
 #include "heap.h"
@@ -43,6 +48,11 @@
 #include "router.h"
 #include "storage.h"
 #include "util.h"
+
+/* The revocation workers' nice value (lower_priority). */
+#define LEASE_WORKER_NICE 10
+/* Workers at once on one mount's expiries while they come in batches. */
+#define LEASE_BATCH_LANES 4
 
 #define ID_PREFIX "sys/expire/id/"
 #define TOKEN_PREFIX "sys/expire/token/"
@@ -752,8 +762,14 @@ static void lane_park_locked(struct lane *l, struct job job)
 static bool lane_enter_locked(const char *key, struct job job)
 {
     struct lane *l = lane_get_locked(key);
+    unsigned int limit = lane_limit;
 
-    if (l->busy >= lane_limit) {
+    /* Expiries of a lane that batches: few workers with big batches
+     * take the database's CPU in a few transactions at a time, which
+     * leaves the machine to the requests served meanwhile. */
+    if (job.batch == NULL && !l->solo && limit > LEASE_BATCH_LANES)
+        limit = LEASE_BATCH_LANES;
+    if (l->busy >= limit) {
         lane_park_locked(l, job);
         return false;
     }
@@ -838,6 +854,21 @@ static void lanes_release(void)
     nlanes = lanes_cap = 0;
 }
 
+/*
+ * Revocation is background work: its workers run at a lower priority
+ * than the threads that answer requests, so a mass expiry takes the CPU
+ * that reads leave over instead of queueing them. On Linux the nice
+ * value is per thread; elsewhere this does nothing.
+ */
+static void lower_priority(void)
+{
+#ifdef __linux__
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+                    LEASE_WORKER_NICE) != 0)
+        log_debug("lease: cannot lower the revocation workers' priority");
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     struct job job;
@@ -846,6 +877,7 @@ static void *worker_main(void *arg)
     char *key;
 
     (void)arg;
+    lower_priority();
     pthread_mutex_lock(&mu);
     for (;;) {
         while (!stopping && queue_head == queue_n)
