@@ -132,3 +132,25 @@ lua_policy_budget = 100000
 -- devices at arbitrary files or sockets (default true, as in Vault):
 --
 -- unsafe_allow_api_audit_creation = false
+
+-- Auto-unseal (OpenBao's static seal): a 32-byte AES-256-GCM key wraps the
+-- root key, so the server unseals itself at every start; `operator init`
+-- then returns recovery keys instead of unseal keys. The key file must not
+-- be readable by other users. To rotate: the new key as current_key, the
+-- old one as previous_key, one restart.
+--
+-- seal "static" {
+--   current_key_id = "2026-12",
+--   current_key    = "file:///etc/coffer/unseal.key",
+-- }
+
+-- High availability: several nodes on one PostgreSQL, one active, the
+-- others forwarding to it and taking over within seconds (README, "Running
+-- several nodes"). Replace the storage block above with:
+--
+-- storage "postgresql" {
+--   connection_url = "postgresql://coffer:...@db.internal:5432/coffer"
+--   ha_enabled     = true
+--   ha_lock_ttl    = "10s"
+-- }
+-- api_addr = "https://coffer-1.internal:8200"   -- this node, as clients reach it

@@ -267,6 +267,17 @@ static size_t collect_header(char *ptr, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* A header value without CR, LF or other control characters. */
+static bool header_safe(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; p != NULL && *p;
+         p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 /* The headers to send; NULL-terminated list owned by the caller. */
 static struct curl_slist *request_headers(const struct request *req,
                                           const uint8_t key[32])
@@ -317,6 +328,11 @@ int forward_request(const char *leader, const struct request *req,
 
     buf_init(&url, BUF_MAX_DEFAULT);
     buf_init(&body, FORWARD_MAX_BODY);
+    if (!header_safe(req->client_token)) {
+        /* It would end the header line and start another. */
+        errbuf_set(err, "the token holds control characters");
+        goto out;
+    }
     if (e == NULL) {
         errbuf_set(err, "cannot create an HTTP client");
         goto out;
