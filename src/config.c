@@ -192,6 +192,7 @@ static const struct key_spec static_seal_keys[] = {
     {"current_key", V_SECRET, SEA(current_key), true},
     {"previous_key_id", V_STRING, SEA(previous_key_id), false},
     {"previous_key", V_SECRET, SEA(previous_key), false},
+    {"disabled", V_BOOL, SEA(disabled), false},
 };
 
 enum block_word {

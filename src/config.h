@@ -117,6 +117,7 @@ struct config_seal {
     char *current_key;     /* required: hex, base64, env://VAR, file:///p */
     char *previous_key_id; /* with previous_key, or neither */
     char *previous_key;
+    bool disabled; /* disabled = true: migrate from this seal (seal.h) */
     int line;
 };
 

@@ -33,6 +33,16 @@ static int ngiven;
 static char nonce[CRYPTO_UUID_LEN + 1];
 /* The static seal's keys; NULL = Shamir. Set before any request. */
 static const struct seal_static *autoseal;
+/* Its stanza says disabled = true: migrate from it to Shamir. */
+static bool static_disabled;
+
+/*
+ * Seal migration (Vault's sys/unseal with migrate=true), decided by the
+ * configured seal against the stored one: to the static seal while the
+ * storage still holds a Shamir seal, back to Shamir while a disabled
+ * static seal's storage is still static.
+ */
+enum migration { MIGRATE_NONE, MIGRATE_TO_AUTO, MIGRATE_TO_SHAMIR };
 
 /* core/seal-config as stored. type is "shamir" when the field is absent. */
 struct stored_config {
@@ -42,6 +52,12 @@ struct stored_config {
 };
 
 static void forget_shares_locked(void);
+
+/* A static seal that is in use (configured and not disabled). */
+static bool auto_active(void)
+{
+    return autoseal != NULL && !static_disabled;
+}
 
 void seal_setup(struct barrier *b, struct storage *phys)
 {
@@ -110,7 +126,7 @@ static int store_shamir(int shares, int threshold, const uint8_t *unseal_key,
     char config[96];
     uint8_t *sealed = NULL;
     size_t sealed_len = 0;
-    struct storage_op ops[2];
+    struct storage_op ops[3];
     int rc;
 
     snprintf(config, sizeof(config),
@@ -126,7 +142,10 @@ static int store_shamir(int shares, int threshold, const uint8_t *unseal_key,
                                  strlen(config)};
     ops[1] = (struct storage_op){STORAGE_OP_PUT, ROOT_KEY, sealed,
                                  sealed_len};
-    rc = storage_batch(physical, ops, 2);
+    /* After a migration from an auto seal its recovery key goes in the
+     * same batch (deleting a missing key is a no-op at init). */
+    ops[2] = (struct storage_op){STORAGE_OP_DELETE, RECOVERY_KEY, NULL, 0};
+    rc = storage_batch(physical, ops, 3);
     if (rc != 0)
         errbuf_set(err, "storing the seal failed: %s", coffer_strerror(rc));
     secure_free(sealed, sealed_len);
@@ -199,7 +218,7 @@ static int init_locked(int shares, int threshold, uint8_t *secrets,
     /* The sealed root key first, the keyring last: the keyring is what
      * makes the server count as initialised, so a crash in between leaves
      * a server that can simply be initialised again. */
-    if (rc == 0 && autoseal != NULL)
+    if (rc == 0 && auto_active())
         rc = store_auto(shares, threshold, secrets, secrets + SEAL_KEY_LEN,
                         err);
     else if (rc == 0)
@@ -235,7 +254,7 @@ static int initialize(int shares, int threshold, uint8_t **shares_out,
         *shares_out = keys;
         keys = NULL;
         log_info("seal: initialized with %d %sshares, threshold %d", shares,
-                 autoseal != NULL ? "static seal, recovery " : "",
+                 auto_active() ? "static seal, recovery " : "",
                  threshold);
     }
 out:
@@ -255,7 +274,7 @@ int seal_init(int shares, int threshold, uint8_t **shares_out,
     int rc;
 
     *shares_out = NULL;
-    if (autoseal != NULL) {
+    if (auto_active()) {
         errbuf_set(err, "seal \"static\" takes recovery shares");
         return COFFER_EINVAL;
     }
@@ -270,7 +289,7 @@ int seal_init_recovery(int shares, int threshold, uint8_t **shares_out,
     int rc;
 
     *shares_out = NULL;
-    if (autoseal == NULL) {
+    if (!auto_active()) {
         errbuf_set(err, "recovery shares need an auto-unseal seal");
         return COFFER_EINVAL;
     }
@@ -294,25 +313,44 @@ void seal_set_static(const struct seal_static *s)
     autoseal = s;
 }
 
+void seal_set_static_disabled(bool disabled)
+{
+    static_disabled = disabled;
+}
+
 bool seal_is_auto(void)
 {
-    return autoseal != NULL;
+    return auto_active();
 }
 
 const char *seal_type_name(void)
 {
-    return autoseal != NULL ? "static" : "shamir";
+    return auto_active() ? "static" : "shamir";
 }
 
-/* The stored seal must be the configured one: no migration yet. */
+static enum migration migration_of(const struct stored_config *c)
+{
+    bool stored_static = strcmp(c->type, "static") == 0;
+
+    if (auto_active() && strcmp(c->type, "shamir") == 0)
+        return MIGRATE_TO_AUTO;
+    if (autoseal != NULL && static_disabled && stored_static)
+        return MIGRATE_TO_SHAMIR;
+    return MIGRATE_NONE;
+}
+
+/* The stored seal must be the configured one, or be migrated from. */
 static int check_type(const struct stored_config *c, struct errbuf *err)
 {
-    if (strcmp(c->type, seal_type_name()) == 0)
+    if (strcmp(c->type, seal_type_name()) == 0 ||
+        migration_of(c) != MIGRATE_NONE)
         return 0;
-    if (autoseal != NULL)
+    if (auto_active())
         errbuf_set(err, "the stored seal is %s but the configuration has "
-                        "seal \"static\"; migrating between seals is not "
-                        "supported yet", c->type);
+                        "seal \"static\"", c->type);
+    else if (autoseal != NULL)
+        errbuf_set(err, "the stored seal is \"%s\": the disabled seal "
+                        "\"static\" can only be migrated from", c->type);
     else
         errbuf_set(err, "the stored seal is \"%s\": the configuration "
                         "needs its seal \"%s\" stanza", c->type, c->type);
@@ -373,7 +411,7 @@ int seal_auto_unseal(struct errbuf *err)
     struct stored_config c;
     int rc;
 
-    if (autoseal == NULL) {
+    if (!auto_active()) {
         errbuf_set(err, "no auto-unseal seal is configured");
         return COFFER_EINVAL;
     }
@@ -387,6 +425,12 @@ int seal_auto_unseal(struct errbuf *err)
     if (!barrier_sealed(barrier))
         goto out;
     rc = check_type(&c, err);
+    if (rc == 0 && migration_of(&c) != MIGRATE_NONE) {
+        errbuf_set(err, "seal migration is pending: migrating from %s "
+                        "needs its shares given to sys/unseal with "
+                        "\"migrate\": true", c.type);
+        rc = COFFER_EINVAL;
+    }
     if (rc == 0)
         rc = unwrap_root(root, err);
     if (rc == 0)
@@ -504,10 +548,87 @@ static bool already_given_locked(const uint8_t *share, size_t len)
     return false;
 }
 
-/* The number of shares that opens this seal (unseal or recovery). */
+/* The stored seal counts recovery shares (an auto seal). */
+static bool stored_auto(const struct stored_config *c)
+{
+    return strcmp(c->type, "static") == 0;
+}
+
+/* The number of shares that opens the stored seal (unseal or recovery);
+ * during a migration, the seal migrated from. */
 static int unseal_threshold(const struct stored_config *c)
 {
-    return autoseal != NULL ? c->recovery_threshold : c->threshold;
+    return stored_auto(c) ? c->recovery_threshold : c->threshold;
+}
+
+/*
+ * Shamir -> static: the recombined unseal key opens the root key, which
+ * is wrapped with the static key; the old unseal key becomes the recovery
+ * key (Vault), so the operators' shares keep working. One batch.
+ */
+static int migrate_to_auto(const struct stored_config *c,
+                           const uint8_t *unseal_key, struct errbuf *err)
+{
+    uint8_t root[SEAL_KEY_LEN];
+    int rc = open_root(unseal_key, root, err);
+
+    if (rc == COFFER_EPERM)
+        errbuf_set(err, "Unseal failed, invalid key");
+    if (rc == 0)
+        rc = store_auto(c->shares, c->threshold, unseal_key, root, err);
+    if (rc == 0)
+        rc = barrier_unseal(barrier, root, err);
+    crypto_wipe(root, sizeof(root));
+    if (rc == 0)
+        log_info("seal: migrated from Shamir to seal \"static\" (key id "
+                 "\"%s\"); the unseal shares are now recovery shares",
+                 seal_static_current_id(autoseal));
+    return rc;
+}
+
+static int check_recovery(const uint8_t *root, const uint8_t *key,
+                          struct errbuf *err);
+
+/*
+ * static -> Shamir: the static key opens the root key, the recombined
+ * recovery key must be the stored one and becomes the unseal key that
+ * wraps the root key; the recovery key is dropped. One batch.
+ */
+static int migrate_to_shamir(const struct stored_config *c,
+                             const uint8_t *recovery_key, struct errbuf *err)
+{
+    uint8_t root[SEAL_KEY_LEN];
+    int rc = unwrap_root(root, err);
+
+    if (rc == 0 && check_recovery(root, recovery_key, err) != 0) {
+        errbuf_set(err, "Unseal failed, invalid key");
+        rc = COFFER_EPERM;
+    }
+    if (rc == 0)
+        rc = store_shamir(c->recovery_shares, c->recovery_threshold,
+                          recovery_key, root, err);
+    if (rc == 0)
+        rc = barrier_unseal(barrier, root, err);
+    crypto_wipe(root, sizeof(root));
+    if (rc == 0)
+        log_info("seal: migrated from seal \"static\" to Shamir; the "
+                 "recovery shares are now unseal shares");
+    return rc;
+}
+
+/* Opens the stored seal with the recombined key, migrating if pending. */
+static int open_stored(const struct stored_config *c, const uint8_t *key,
+                       struct errbuf *err)
+{
+    switch (migration_of(c)) {
+    case MIGRATE_TO_AUTO:
+        return migrate_to_auto(c, key, err);
+    case MIGRATE_TO_SHAMIR:
+        return migrate_to_shamir(c, key, err);
+    case MIGRATE_NONE:
+        break;
+    }
+    return auto_active() ? open_with_recovery(key, err) : open_with(key, err);
 }
 
 int seal_submit_share(const uint8_t *share, size_t len, bool *unsealed,
@@ -551,10 +672,8 @@ int seal_submit_share(const uint8_t *share, size_t len, bool *unsealed,
         parts[i] = given[i];
     errbuf_clear(err);
     rc = shamir_combine(parts, ngiven, SEAL_SHARE_LEN, key, err);
-    if (rc == 0 && autoseal != NULL)
-        rc = open_with_recovery(key, err);
-    else if (rc == 0)
-        rc = open_with(key, err);
+    if (rc == 0)
+        rc = open_stored(&c, key, err);
     crypto_wipe(key, sizeof(key));
     forget_shares_locked();
     if (rc == 0) {
@@ -575,12 +694,14 @@ void seal_get_status(struct seal_status *out)
     pthread_mutex_lock(&mu);
     memset(out, 0, sizeof(*out));
     out->initialized = read_config(&c) == 0 && barrier_initialized(barrier);
-    out->recovery_seal = autoseal != NULL;
+    out->recovery_seal = auto_active();
+    out->migration = out->initialized && migration_of(&c) != MIGRATE_NONE;
     /* Vault: once initialised, an auto seal shows its recovery config,
      * whose type is shamir; before that, the barrier seal's type. */
     snprintf(out->type, sizeof(out->type), "%s",
              out->initialized ? "shamir" : seal_type_name());
-    if (out->initialized && autoseal != NULL) {
+    /* The counts of the shares that open the stored seal. */
+    if (out->initialized && stored_auto(&c)) {
         out->shares = c.recovery_shares;
         out->threshold = c.recovery_threshold;
     } else if (out->initialized) {
@@ -657,7 +778,7 @@ int seal_key_config(int *threshold, int *shares)
              : COFFER_ENOTFOUND;
     if (rc == 0) {
         *threshold = unseal_threshold(&c);
-        *shares = autoseal != NULL ? c.recovery_shares : c.shares;
+        *shares = stored_auto(&c) ? c.recovery_shares : c.shares;
     }
     pthread_mutex_unlock(&mu);
     return rc;
@@ -701,7 +822,7 @@ static int verify_locked(const uint8_t *const *parts, int n, uint8_t *root,
 
     errbuf_clear(&why);
     rc = shamir_combine(parts, n, SEAL_SHARE_LEN, key, &why);
-    if (rc == 0 && autoseal != NULL) {
+    if (rc == 0 && auto_active()) {
         rc = unwrap_root(root, &why);
         if (rc == 0)
             rc = check_recovery(root, key, &why);
@@ -712,7 +833,7 @@ static int verify_locked(const uint8_t *const *parts, int n, uint8_t *root,
     if (rc != 0) {
         crypto_wipe(root, SEAL_KEY_LEN);
         errbuf_set(err, "%s key verification failed: %s",
-                   autoseal != NULL ? "recovery" : "root",
+                   auto_active() ? "recovery" : "root",
                    why.msg[0] != '\0' ? why.msg : "invalid key");
         rc = COFFER_EPERM;
     }
@@ -783,7 +904,7 @@ static int rekey_locked(const uint8_t *root, int shares, int threshold,
         errbuf_set(err, "the random generator failed");
     if (rc == 0)
         rc = shamir_split(fresh, SEAL_KEY_LEN, shares, threshold, keys, err);
-    if (rc == 0 && autoseal != NULL)
+    if (rc == 0 && auto_active())
         rc = store_recovery(shares, threshold, fresh, root, err);
     else if (rc == 0)
         rc = store_shamir(shares, threshold, fresh, root, err);
@@ -804,7 +925,7 @@ int seal_rekey(const uint8_t *const *parts, int n, int new_shares,
     rc = shamir_check_config(new_shares, new_threshold, &why);
     if (rc != 0) {
         errbuf_set(err, "invalid %s configuration: %s",
-                   autoseal != NULL ? "recovery" : "seal", why.msg);
+                   auto_active() ? "recovery" : "seal", why.msg);
         return rc;
     }
     keys_len = (size_t)new_shares * SEAL_SHARE_LEN;
@@ -821,7 +942,7 @@ int seal_rekey(const uint8_t *const *parts, int n, int new_shares,
     pthread_mutex_unlock(&mu);
     if (rc == 0) {
         log_info("seal: rekeyed: %d %sshares, threshold %d", new_shares,
-                 autoseal != NULL ? "recovery " : "", new_threshold);
+                 auto_active() ? "recovery " : "", new_threshold);
         *shares_out = keys;
         keys = NULL;
     }

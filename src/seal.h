@@ -75,6 +75,13 @@ int seal_init_recovery(int shares, int threshold, uint8_t **shares_out,
  */
 struct seal_static;
 void seal_set_static(const struct seal_static *s);
+/*
+ * The static seal's stanza says disabled = true (Vault/OpenBao): its keys
+ * only open a stored static seal to migrate it to Shamir, and the server
+ * otherwise acts as a Shamir one. Call with seal_set_static.
+ */
+void seal_set_static_disabled(bool disabled);
+/* A static seal that is configured and not disabled. */
 bool seal_is_auto(void);
 /* "static" or "shamir": the configured seal's type. */
 const char *seal_type_name(void);
@@ -90,7 +97,14 @@ int seal_auto_unseal(struct errbuf *err);
 
 /*
  * Adds one share (raw bytes). When the threshold is reached, recombines,
- * unseals the barrier and sets *unsealed. A share already given in this
+ * unseals the barrier and sets *unsealed. During a seal migration
+ * (seal_status.migration; the caller checks Vault's migrate flag) the
+ * shares are those of the stored seal, and at the threshold the seal is
+ * migrated in one storage batch before unsealing:
+ *   Shamir -> static: the root key is wrapped with the static key, the
+ *     unseal key becomes the recovery key (same shares, same counts);
+ *   static (disabled) -> Shamir: the recovery key becomes the unseal key
+ *     wrapping the root key; the stored recovery key is deleted. A share already given in this
  * attempt is ignored. A set of shares that does not open the root key
  * resets the attempt and fails with "Unseal failed, invalid key".
  */
@@ -102,9 +116,10 @@ void seal_reset_progress(void);
 
 struct seal_status {
     bool initialized;
-    bool recovery_seal; /* an auto seal: t/n count recovery shares */
+    bool recovery_seal; /* an auto seal is configured (in use) */
+    bool migration;     /* the stored seal is to be migrated at unseal */
     char type[16];      /* seal-status "type" (Vault's rule, seal.c) */
-    int threshold;   /* t */
+    int threshold;   /* t: of the shares that open the stored seal */
     int shares;      /* n */
     int progress;
     char nonce[CRYPTO_UUID_LEN + 1]; /* "" when no attempt is under way */

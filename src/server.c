@@ -610,6 +610,7 @@ int server_main(int argc, char **argv)
     if (settle(&opts, &conf) != 0 || load_seal(&conf, &autoseal) != 0)
         goto out;
     seal_set_static(autoseal);
+    seal_set_static_disabled(autoseal != NULL && conf.seal.disabled);
     /* libcurl's global state, before any thread; the file wins. */
     if (lua_http_global_init(conf.plugin_http_allowed.set
                                  ? &conf.plugin_http_allowed.urls

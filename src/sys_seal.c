@@ -200,7 +200,7 @@ static cJSON *seal_status_json(void)
     cJSON_AddStringToObject(o, "nonce", active ? "" : st.nonce);
     add_version(o);
     cJSON_AddStringToObject(o, "build_date", "");
-    cJSON_AddBoolToObject(o, "migration", false);
+    cJSON_AddBoolToObject(o, "migration", !active && st.migration);
     if (active)
         add_cluster_identity(o);
     cJSON_AddBoolToObject(o, "recovery_seal", st.recovery_seal);
@@ -447,14 +447,15 @@ static int unseal_with(const char *key, struct response *resp)
 static void handle_unseal(struct request *req, struct response *resp)
 {
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(req->data, "key");
-    bool reset = false, given;
+    bool reset = false, migrate = false, migrating, given;
     struct seal_status st;
 
     if (req->op != OP_UPDATE && req->op != OP_CREATE) {
         response_empty_error(resp, 405);
         return;
     }
-    if (field_bool(req->data, "reset", &reset, &given, resp) != 0)
+    if (field_bool(req->data, "reset", &reset, &given, resp) != 0 ||
+        field_bool(req->data, "migrate", &migrate, &given, resp) != 0)
         return;
     seal_get_status(&st);
     if (!st.initialized) {
@@ -467,14 +468,28 @@ static void handle_unseal(struct request *req, struct response *resp)
             return;
         }
         seal_reset_progress();
-    } else if (!cJSON_IsString(key) || key->valuestring[0] == '\0') {
+        resp->raw = seal_status_json();
+        return;
+    }
+    /* Vault's checks, in its order: the flag must match the mode. */
+    migrating = st.migration && !node_unsealed();
+    if (!migrate && migrating) {
+        response_error(resp, 400, "'migrate' parameter must be set true in "
+                                  "JSON body when in seal migration mode");
+        return;
+    }
+    if (migrate && !migrating) {
+        response_error(resp, 400, "'migrate' parameter set true in JSON body "
+                                  "when not in seal migration mode");
+        return;
+    }
+    if (!cJSON_IsString(key) || key->valuestring[0] == '\0') {
         response_error(resp, 400, "'key' must be specified in request body "
                                   "as JSON, or 'reset' set to true");
         return;
-    } else if (!node_unsealed() &&
-               unseal_with(key->valuestring, resp) != 0) {
-        return;
     }
+    if (!node_unsealed() && unseal_with(key->valuestring, resp) != 0)
+        return;
     resp->raw = seal_status_json();
 }
 

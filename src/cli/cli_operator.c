@@ -571,14 +571,14 @@ static char *ask_key(void)
  * operator unseal | seal
  * ==================================================================== */
 
-/* Go's api.UnsealOpts: {"key": key, "reset": false, "migrate": false}. */
-static cJSON *unseal_body(const char *key)
+/* Go's api.UnsealOpts: {"key": key, "reset": false, "migrate": m}. */
+static cJSON *unseal_body(const char *key, bool migrate)
 {
     cJSON *b = cli__one_member("key", key);
 
     COFFER_ASSERT(b != NULL);
     cJSON_AddFalseToObject(b, "reset");
-    cJSON_AddFalseToObject(b, "migrate");
+    cJSON_AddBoolToObject(b, "migrate", migrate);
     return b;
 }
 
@@ -593,7 +593,8 @@ static void wipe_args(struct strvec *args)
 
 /* operator unseal's flags. */
 struct operator_unseal_opts {
-    bool reset; /* -reset: discard the keys entered so far */
+    bool reset;   /* -reset: discard the keys entered so far */
+    bool migrate; /* -migrate: the key takes part in a seal migration */
 };
 
 static int cmd_operator_unseal(struct cli *ctx, int argc, char **argv)
@@ -601,6 +602,7 @@ static int cmd_operator_unseal(struct cli *ctx, int argc, char **argv)
     struct operator_unseal_opts o = { false };
     const struct cli_flag flags[] = {
         CLI_BOOL("reset", NULL, &o.reset),
+        CLI_BOOL("migrate", NULL, &o.migrate),
         CLI_FLAG_END,
     };
     cJSON *body = NULL, *seal = NULL;
@@ -625,7 +627,7 @@ static int cmd_operator_unseal(struct cli *ctx, int argc, char **argv)
             rc = 1;
             goto out;
         }
-        body = unseal_body(key);
+        body = unseal_body(key, o.migrate);
     }
     rc = cli__call(ctx, "PUT", "sys/unseal", NULL, body, CLI_CALL_BARE, &seal,
                    "%s", what);
@@ -1052,6 +1054,10 @@ static const char help_operator_unseal[] =
     "  with echo off (or reads a line of stdin); a KEY argument ends up in\n"
     "  your shell history.\n\n"
     "Command options:\n\n"
+    "  -migrate\n"
+    "      The key takes part in a seal migration (the configuration\n"
+    "      names a seal the storage is not sealed with yet, or marks the\n"
+    "      current one disabled = true).\n\n"
     "  -reset\n"
     "      Discard the keys entered so far.\n"
     CLI_HELP_GLOBAL;

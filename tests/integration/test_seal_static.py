@@ -279,8 +279,8 @@ def test_bad_key_sources_stop_the_start(tmp_path, case):
         want = "previous_key and previous_key_id go together"
     elif case == "unknownkey":
         block = ('seal "static" { current_key_id = "k1", current_key = "%s",'
-                 ' disabled = true }' % ("ab" * 32))
-        want = 'unknown key "disabled" in seal "static"'
+                 ' key_ring = true }' % ("ab" * 32))
+        want = 'unknown key "key_ring" in seal "static"'
     else:
         block = seal_block("k1", "ab" * 32, "k1", "cd" * 32)
         want = "name different keys"
