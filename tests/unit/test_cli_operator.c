@@ -318,11 +318,16 @@ TEST(init_defaults_and_body)
 
 TEST(unseal_body)
 {
-    cJSON *b = unseal_body("qgE=");
+    cJSON *b = unseal_body("qgE=", false);
     char *s = json_text(b);
 
     /* Go's api.UnsealOpts, every field. */
     CHECK_STREQ(s, "{\"key\":\"qgE=\",\"reset\":false,\"migrate\":false}");
+    free(s);
+    cJSON_Delete(b);
+    b = unseal_body("qgE=", true); /* -migrate */
+    s = json_text(b);
+    CHECK_STREQ(s, "{\"key\":\"qgE=\",\"reset\":false,\"migrate\":true}");
     free(s);
     cJSON_Delete(b);
 }
