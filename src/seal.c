@@ -463,11 +463,13 @@ void seal_reset_progress(void)
 }
 
 /*
- * Shamir: opens the stored root key with an unseal key into
- * root[SEAL_KEY_LEN]. COFFER_EPERM (no words) when the key is wrong.
+ * Reads the key sealed at slot (named what in errors) and opens it with
+ * key into out[SEAL_KEY_LEN]. COFFER_EPERM (no words) when key does not
+ * open it.
  */
-static int open_root(const uint8_t *unseal_key, uint8_t *root,
-                     struct errbuf *err)
+static int open_sealed_key(const char *slot, const char *what,
+                           const uint8_t *key, uint8_t *out,
+                           struct errbuf *err)
 {
     struct buf stored;
     uint8_t *opened = NULL;
@@ -475,20 +477,29 @@ static int open_root(const uint8_t *unseal_key, uint8_t *root,
     int rc;
 
     buf_init(&stored, 4096);
-    rc = storage_get(physical, ROOT_KEY, &stored);
+    rc = storage_get(physical, slot, &stored);
     if (rc != 0)
-        errbuf_set(err, "reading the root key failed: %s",
+        errbuf_set(err, "reading the %s failed: %s", what,
                    coffer_strerror(rc));
-    if (rc == 0 && (barrier_open_value(unseal_key, ROOT_KEY, stored.ptr,
-                                       stored.len, &opened,
-                                       &opened_len) != 0 ||
+    if (rc == 0 && (barrier_open_value(key, slot, stored.ptr, stored.len,
+                                       &opened, &opened_len) != 0 ||
                     opened_len != SEAL_KEY_LEN))
         rc = COFFER_EPERM;
     if (rc == 0)
-        memcpy(root, opened, SEAL_KEY_LEN);
+        memcpy(out, opened, SEAL_KEY_LEN);
     secure_free(opened, opened_len);
     buf_release(&stored);
     return rc;
+}
+
+/*
+ * Shamir: opens the stored root key with an unseal key into
+ * root[SEAL_KEY_LEN]. COFFER_EPERM (no words) when the key is wrong.
+ */
+static int open_root(const uint8_t *unseal_key, uint8_t *root,
+                     struct errbuf *err)
+{
+    return open_sealed_key(ROOT_KEY, "root key", unseal_key, root, err);
 }
 
 /* Opens the root key with the recombined unseal key and unseals. */
@@ -788,24 +799,13 @@ int seal_key_config(int *threshold, int *shares)
 static int check_recovery(const uint8_t *root, const uint8_t *key,
                           struct errbuf *err)
 {
-    struct buf stored;
-    uint8_t *expected = NULL;
-    size_t expected_len = 0;
-    int rc;
+    uint8_t expected[SEAL_KEY_LEN];
+    int rc = open_sealed_key(RECOVERY_KEY, "recovery key", root, expected,
+                             err);
 
-    buf_init(&stored, 4096);
-    rc = storage_get(physical, RECOVERY_KEY, &stored);
-    if (rc != 0)
-        errbuf_set(err, "reading the recovery key failed: %s",
-                   coffer_strerror(rc));
-    if (rc == 0 && (barrier_open_value(root, RECOVERY_KEY, stored.ptr,
-                                       stored.len, &expected,
-                                       &expected_len) != 0 ||
-                    !crypto_equal(expected, expected_len, key,
-                                  SEAL_KEY_LEN)))
+    if (rc == 0 && !crypto_equal(expected, SEAL_KEY_LEN, key, SEAL_KEY_LEN))
         rc = COFFER_EPERM;
-    secure_free(expected, expected_len);
-    buf_release(&stored);
+    crypto_wipe(expected, sizeof(expected));
     return rc;
 }
 

@@ -433,7 +433,7 @@ static void rekey_start(enum kind k, struct request *req,
     pthread_mutex_unlock(&mu);
 }
 
-static cJSON *encode_shares(const uint8_t *shares, int n, bool base64)
+cJSON *sys_rekey_shares_json(const uint8_t *shares, int n, bool base64)
 {
     cJSON *arr = cJSON_CreateArray();
     char text[2 * SEAL_SHARE_LEN + 8];
@@ -472,8 +472,8 @@ static void rekey_finish(struct attempt *a, const uint8_t *const *parts,
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "nonce", a->nonce);
     cJSON_AddBoolToObject(o, "complete", true);
-    cJSON_AddItemToObject(o, "keys", encode_shares(keys, n, false));
-    cJSON_AddItemToObject(o, "keys_base64", encode_shares(keys, n, true));
+    cJSON_AddItemToObject(o, "keys", sys_rekey_shares_json(keys, n, false));
+    cJSON_AddItemToObject(o, "keys_base64", sys_rekey_shares_json(keys, n, true));
     cJSON_AddNullToObject(o, "pgp_fingerprints");
     cJSON_AddBoolToObject(o, "backup", false);
     cJSON_AddBoolToObject(o, "verification_required", false);

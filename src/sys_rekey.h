@@ -13,6 +13,9 @@
 #define COFFER_SYS_REKEY_H
 
 #include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
 
 #include "request.h"
 
@@ -22,5 +25,11 @@ void sys_rekey_handle(struct request *req, struct response *resp);
 
 /* Cancels every attempt (wipes the shares); on seal. */
 void sys_rekey_reset(void);
+
+/*
+ * n key shares of SEAL_SHARE_LEN bytes as a JSON array of hex or base64
+ * strings (sys/init's and sys/rekey's "keys" / "keys_base64").
+ */
+cJSON *sys_rekey_shares_json(const uint8_t *shares, int n, bool base64);
 
 #endif

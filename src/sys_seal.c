@@ -16,7 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
 
 #include "barrier.h"
 #include "crypto.h"
@@ -229,23 +228,6 @@ static void handle_leader(struct request *req, struct response *resp)
 
 /* ================================================================ init == */
 
-static cJSON *encode_shares(const uint8_t *shares, int n, bool base64)
-{
-    cJSON *arr = cJSON_CreateArray();
-    char text[2 * SEAL_SHARE_LEN + 8];
-
-    for (int i = 0; i < n; i++) {
-        const uint8_t *share = shares + (size_t)i * SEAL_SHARE_LEN;
-        if (base64)
-            EVP_EncodeBlock((unsigned char *)text, share, SEAL_SHARE_LEN);
-        else
-            crypto_hex(share, SEAL_SHARE_LEN, text);
-        cJSON_AddItemToArray(arr, cJSON_CreateString(text));
-    }
-    crypto_wipe(text, sizeof(text));
-    return arr;
-}
-
 /*
  * Vault's validateInitParameters: the barrier's parameters with an auto
  * seal, or the recovery ones with Shamir, are refused by name.
@@ -329,8 +311,8 @@ static void init_reply(struct response *resp, const uint8_t *keys, int n,
         names[0] = "recovery_keys";
         names[1] = "recovery_keys_base64";
     }
-    cJSON_AddItemToObject(resp->raw, names[0], encode_shares(keys, n, false));
-    cJSON_AddItemToObject(resp->raw, names[1], encode_shares(keys, n, true));
+    cJSON_AddItemToObject(resp->raw, names[0], sys_rekey_shares_json(keys, n, false));
+    cJSON_AddItemToObject(resp->raw, names[1], sys_rekey_shares_json(keys, n, true));
     cJSON_AddStringToObject(resp->raw, "root_token", root);
 }
 
