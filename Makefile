@@ -16,7 +16,7 @@
 #   make install [PREFIX=/usr/local] [DESTDIR=]   install the built server
 
 BUILD ?= build
-PKGS := lua5.4 libmicrohttpd libcjson openssl libcurl libpq sqlite3
+PKGS := lua5.4 libmicrohttpd libcjson openssl libcurl libpq sqlite3 libmariadb
 CC ?= cc
 OPT ?= -O2
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) \
@@ -174,6 +174,7 @@ bench:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_creds.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_server.py
+	$(Q)$(PYTHON) tests/bench/bench_revoke_sql.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_restore.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_ha.py
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) tests/bench/bench_logins.py

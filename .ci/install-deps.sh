@@ -1,7 +1,10 @@
 #!/bin/sh
 # Install the Debian packages Coffer needs to build, run and test.
 # clang and its runtimes (libFuzzer, ASan, UBSan) build the fuzz harnesses
-# that `make test` runs over their corpora (tests/fuzz/).
+# that `make test` runs over their corpora (tests/fuzz/); softhsm2 is the
+# HSM the pkcs11 seal is tested with; the MariaDB server and client are
+# started per test module by tests/integration/mariadb.py (never a system
+# instance).
 # Idempotent: packages already present are skipped, and apt is not touched
 # at all when nothing is missing.
 set -eu
@@ -11,7 +14,9 @@ liblua5.4-dev libmicrohttpd-dev libpq-dev libssl-dev libcjson-dev
 libsqlite3-dev libcurl4-openssl-dev
 postgresql postgresql-client
 python3 python3-pytest python3-hvac python3-psycopg2 python3-requests
-clang libclang-rt-dev"
+clang libclang-rt-dev
+softhsm2 libp11-kit-dev
+libmariadb-dev mariadb-server mariadb-client"
 # Load generators and the nginx baseline (tests/bench/bench_server.py), only
 # for `make bench` (install-deps.sh --bench).
 BENCH_PKGS="wrk nginx-light"

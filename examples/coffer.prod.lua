@@ -83,6 +83,10 @@ plugin_http_allowed = {
 cache_size        = 131072
 -- disable_cache  = true
 
+-- Reads of the built-in kv engine answered in C, with the engine's exact
+-- bytes (on by default; false runs every read through lua/engines/kv.lua).
+-- kv_native_reads = false
+
 -- trace, debug, info, warn or error. Coffer never logs tokens or secrets.
 log_level         = "info"
 

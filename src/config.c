@@ -114,11 +114,14 @@ static const struct key_spec top_keys[] = {
     {"log_format", V_LOGFORMAT, TOP(log_format), false},
     {"api_addr", V_URL, TOP(api_addr), false},
     {"cluster_addr", V_URL, TOP(cluster_addr), false},
+    /* The CA a standby trusts when forwarding (Coffer-specific). */
+    {"cluster_ca_file", V_STRING, TOP(cluster_ca_file), false},
     /* HA standbys redirect (307) instead of forwarding (Coffer's name). */
     {"disable_request_forwarding", V_BOOL, TOP(disable_request_forwarding),
      false},
     /* Reads that cannot wait run on the I/O threads (Coffer-specific). */
     {"http_inline_reads", V_BOOL, TOP(http_inline_reads), false},
+    {"kv_native_reads", V_BOOL, TOP(kv_native_reads), false},
     {"disable_mlock", V_BOOL, TOP(disable_mlock), false},
     {"workers", V_WORKERS, TOP(workers), false},
     /* Failed logins allowed per second and per client address, and the
@@ -192,6 +195,20 @@ static const struct key_spec static_seal_keys[] = {
     {"current_key", V_SECRET, SEA(current_key), true},
     {"previous_key_id", V_STRING, SEA(previous_key_id), false},
     {"previous_key", V_SECRET, SEA(previous_key), false},
+    {"disabled", V_BOOL, SEA(disabled), false},
+};
+
+/* Vault/OpenBao's names; slot and mechanism are strings ("0", "0x1087"). */
+static const struct key_spec pkcs11_seal_keys[] = {
+    {"lib", V_STRING, SEA(lib), true},
+    {"slot", V_STRING, SEA(slot), false},
+    {"token_label", V_STRING, SEA(token_label), false},
+    {"pin", V_SECRET, SEA(pin), false},
+    {"key_label", V_STRING, SEA(key_label), true},
+    {"key_id", V_STRING, SEA(key_id), false},
+    {"mechanism", V_STRING, SEA(mechanism), false},
+    {"rsa_oaep_hash", V_STRING, SEA(rsa_oaep_hash), false},
+    {"generate_key", V_BOOL, SEA(generate_key), false},
     {"disabled", V_BOOL, SEA(disabled), false},
 };
 
@@ -803,16 +820,41 @@ static int l_config_telemetry(lua_State *L)
 
 /* =============================================================== seal == */
 
+/* Raises unless every required key of the table was given. [-0, +0, v] */
+static void check_required(lua_State *L, const struct key_spec *keys,
+                           size_t n, const void *base, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].required &&
+            *(char *const *)((const char *)base + keys[i].offset) == NULL)
+            raise_at(L, 1, "%s%s is required", what, keys[i].name);
+    }
+}
+
+/* seal "pkcs11": slot or token_label picks the token. [-0, +0, v] */
+static void store_pkcs11_seal(lua_State *L, struct config_seal *seal)
+{
+    const char *what = "seal \"pkcs11\": ";
+
+    store_block(L, pkcs11_seal_keys, ARRAY_LEN(pkcs11_seal_keys), seal,
+                what, "seal \"pkcs11\"");
+    check_required(L, pkcs11_seal_keys, ARRAY_LEN(pkcs11_seal_keys), seal,
+                   what);
+    if ((seal->slot == NULL) == (seal->token_label == NULL))
+        raise_at(L, 1, "%sgive slot or token_label (one of them)", what);
+}
+
 /*
- * The block function of seal "static". Upvalue 1: true once the body was
- * given. Keys are checked here; seal_static.h reads them at start-up.
- * [-0, +0, v]
+ * The block function of seal "static" or "pkcs11". Upvalue 1: true once
+ * the body was given. Keys are checked here; seal_static.h and
+ * seal_pkcs11.h read them at start-up. [-0, +0, v]
  */
 static int l_config_seal_body(lua_State *L)
 {
     struct load_ctx *ctx = ctx_of(L);
     struct config_seal *seal = &ctx->out->seal;
-    const char *what = "seal \"static\": ";
+    bool pkcs11 = strcmp(seal->type, "pkcs11") == 0;
+    const char *what = pkcs11 ? "seal \"pkcs11\": " : "seal \"static\": ";
 
     if (lua_type(L, 1) != LUA_TTABLE)
         raise_at(L, 1, "%sexpected a { ... } block, got %s", what,
@@ -822,21 +864,21 @@ static int l_config_seal_body(lua_State *L)
     lua_pushboolean(L, 1);
     lua_replace(L, lua_upvalueindex(1));
     ctx->seal_pending = 0;
+    if (pkcs11) {
+        store_pkcs11_seal(L, seal);
+        return 0;
+    }
     store_block(L, static_seal_keys, ARRAY_LEN(static_seal_keys), seal,
                 what, "seal \"static\"");
-    for (size_t i = 0; i < ARRAY_LEN(static_seal_keys); i++) {
-        if (static_seal_keys[i].required &&
-            *(char **)((char *)seal + static_seal_keys[i].offset) == NULL)
-            raise_at(L, 1, "%s%s is required", what,
-                     static_seal_keys[i].name);
-    }
+    check_required(L, static_seal_keys, ARRAY_LEN(static_seal_keys), seal,
+                   what);
     if ((seal->previous_key == NULL) != (seal->previous_key_id == NULL))
         raise_at(L, 1, "%sprevious_key and previous_key_id go together: "
                        "give both or neither", what);
     return 0;
 }
 
-/* seal "static" -> block function. [-0, +1, v] */
+/* seal "static" | "pkcs11" -> block function. [-0, +1, v] */
 static int l_config_seal(lua_State *L)
 {
     struct load_ctx *ctx = ctx_of(L);
@@ -849,8 +891,9 @@ static int l_config_seal(lua_State *L)
         raise_at(L, 1, "seal: expected a type name, as in seal \"static\" "
                        "{ ... }");
     t = lua_tostring(L, 1);
-    if (strcmp(t, "static") != 0)
-        raise_at(L, 1, "unknown seal type \"%s\" (want static)", t);
+    if (strcmp(t, "static") != 0 && strcmp(t, "pkcs11") != 0)
+        raise_at(L, 1, "unknown seal type \"%s\" (want static or pkcs11)",
+                 t);
     ctx->out->seal.line = line_at(L, 1) > 0 ? line_at(L, 1) : 1;
     ctx->seal_pending = ctx->out->seal.line;
     set_str(&ctx->out->seal.type, t);
@@ -1317,8 +1360,8 @@ static int check_whole(const struct load_ctx *ctx, const char *path,
         return COFFER_EINVAL;
     }
     if (ctx->seal_pending != 0) {
-        errbuf_set(err, "%s:%d: seal \"static\" has no { ... } block", path,
-                   ctx->seal_pending);
+        errbuf_set(err, "%s:%d: seal \"%s\" has no { ... } block", path,
+                   ctx->seal_pending, c->seal.type);
         return COFFER_EINVAL;
     }
     if (ctx->storage_line == 0) {
@@ -1435,6 +1478,7 @@ int config_load(const char *path, struct coffer_config *out,
     out->path = xstrdup(path);
     out->unsafe_allow_api_audit_creation = true; /* Vault's behaviour */
     out->http_inline_reads = true;
+    out->kv_native_reads = true;
     rc = run_chunk(&ctx, path, file.ptr != NULL ? file.ptr : "", file.len,
                    err);
 out:
@@ -1462,12 +1506,21 @@ void config_release(struct coffer_config *c)
     free(c->telemetry.metrics_prefix);
     free(c->api_addr);
     free(c->cluster_addr);
+    free(c->cluster_ca_file);
     free(c->storage.ha_table);
     free(c->seal.type);
     free(c->seal.current_key_id);
     secure_free_str(c->seal.current_key);
     free(c->seal.previous_key_id);
     secure_free_str(c->seal.previous_key);
+    free(c->seal.lib);
+    free(c->seal.slot);
+    free(c->seal.token_label);
+    secure_free_str(c->seal.pin);
+    free(c->seal.key_label);
+    free(c->seal.key_id);
+    free(c->seal.mechanism);
+    free(c->seal.rsa_oaep_hash);
     strvec_release(&c->plugin_http_allowed.urls);
     for (size_t i = 0; i < c->naudit; i++) {
         free(c->audit[i].type);

@@ -108,15 +108,25 @@ struct config_telemetry {
 
 /*
  * seal "static" { ... } (OpenBao's static auto-unseal seal; seal_static.h
- * reads the keys). type is NULL without a seal block (Shamir). The key
- * sources may hold the key itself and are wiped on release.
+ * reads the keys) or seal "pkcs11" { ... } (an HSM; seal_pkcs11.h). type
+ * is NULL without a seal block (Shamir). The key sources may hold the key
+ * itself and are wiped on release, as is the PIN.
  */
 struct config_seal {
-    char *type;            /* "static" or NULL */
-    char *current_key_id;  /* required */
-    char *current_key;     /* required: hex, base64, env://VAR, file:///p */
-    char *previous_key_id; /* with previous_key, or neither */
+    char *type;            /* "static", "pkcs11" or NULL */
+    char *current_key_id;  /* static: required */
+    char *current_key;     /* static: required: hex, base64, env://, file:// */
+    char *previous_key_id; /* static: with previous_key, or neither */
     char *previous_key;
+    char *lib;             /* pkcs11: required, the module's path */
+    char *slot;            /* pkcs11: slot or token_label */
+    char *token_label;
+    char *pin;             /* pkcs11: or env COFFER_HSM_PIN */
+    char *key_label;       /* pkcs11: required */
+    char *key_id;          /* pkcs11: hex CKA_ID, optional */
+    char *mechanism;       /* pkcs11: NULL = CKM_AES_GCM */
+    char *rsa_oaep_hash;   /* pkcs11: "sha256" (NULL) or "sha1" */
+    bool generate_key;     /* pkcs11: create the key if missing */
     bool disabled; /* disabled = true: migrate from this seal (seal.h) */
     int line;
 };
@@ -146,11 +156,17 @@ struct coffer_config {
     char *log_level;            /* NULL = unset; else a log_level_parse name */
     char *api_addr;             /* NULL = unset; required with HA */
     char *cluster_addr;         /* NULL = unset; shown in sys/leader */
+    /* PEM CA(s) a standby trusts when forwarding to an https:// active;
+     * NULL = the system's. Verification is never off. */
+    char *cluster_ca_file;
     /* HA standbys answer 307 to the active instead of forwarding. */
     bool disable_request_forwarding;
     /* Reads that cannot wait run on the HTTP I/O threads (http_inline.h);
      * default true. */
     bool http_inline_reads;
+    /* Reads of the built-in kv engine answered in C (kv_read.h); default
+     * true. */
+    bool kv_native_reads;
     /* Parsed token entries cached (token_cache.h); 0 = the default
      * (4096). disable_cache turns this cache off too. */
     size_t token_cache_size;

@@ -26,6 +26,7 @@
 #include "forward.h"
 #include "json.h"
 #include "json_write.h"
+#include "kv_read.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "luavm.h"
@@ -85,6 +86,7 @@ int core_init(const struct core_config *cfg, char **root_token,
     *unseal_key = NULL;
     lifecycle_setup(&life);
     lcfg.storage = barrier_storage(lifecycle_barrier());
+    kv_read_configure(lcfg.storage);
     luavm_policy_configure(cfg->policy_dir, cfg->lua_policy_budget);
     rc = luavm_global_init(&lcfg, err);
     if (rc != 0)
@@ -359,7 +361,10 @@ static void dispatch(struct request *req, struct response *resp)
     switch (m->impl) {
     case MOUNT_IMPL_SYSTEM: sys_handle(req, resp); break;
     case MOUNT_IMPL_TOKEN: token_handle(req, resp); break;
-    case MOUNT_IMPL_LUA: luavm_handle(m, req, resp); break;
+    case MOUNT_IMPL_LUA: /* kv reads in C when exact (kv_read.h) */
+        if (!kv_read_handle(m, req, resp))
+            luavm_handle(m, req, resp);
+        break;
     }
 }
 

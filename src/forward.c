@@ -16,6 +16,10 @@
  * root key; the active accepts it only if the MAC holds for this method
  * and path and the stamp is recent. Nothing else can produce that header,
  * so a client cannot choose its address by sending it.
+ *
+ * TLS: an https:// active is verified (peer and host name) against
+ * cluster_ca_file, or the system's CAs; there is no way to turn that
+ * off, since the forwarded request carries the client's token.
  */
 #include "forward.h"
 
@@ -37,6 +41,9 @@
 #define FORWARD_MAX_BODY (32u << 20)
 /* A signed address older than this (either way) is refused. */
 #define FORWARD_STAMP_SKEW_MS 30000
+
+static pthread_mutex_t ca_mu = PTHREAD_MUTEX_INITIALIZER;
+static char ca_file[4096]; /* "" = the system's store */
 
 static pthread_key_t handle_key;
 static pthread_once_t handle_once = PTHREAD_ONCE_INIT;
@@ -79,6 +86,66 @@ static int64_t unix_ms(void)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void forward_set_ca_file(const char *path)
+{
+    pthread_mutex_lock(&ca_mu);
+    snprintf(ca_file, sizeof(ca_file), "%s", path != NULL ? path : "");
+    pthread_mutex_unlock(&ca_mu);
+}
+
+/* Verification on, against ca_file if one is set (curl_easy_reset
+ * clears every option, so this runs for each transfer). */
+static void set_tls(CURL *e, char *errbuf)
+{
+    char ca[sizeof(ca_file)];
+
+    pthread_mutex_lock(&ca_mu);
+    memcpy(ca, ca_file, sizeof(ca));
+    pthread_mutex_unlock(&ca_mu);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (ca[0] != '\0')
+        curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+}
+
+/*
+ * A certificate the standby cannot verify will not fix itself: the reply
+ * is a 502 with the reason, in Vault's error shape.
+ */
+static bool tls_reply(CURLcode cc, const char *leader, const char *detail,
+                      struct forward_reply *out)
+{
+    cJSON *body, *errors;
+    struct buf msg;
+
+    if (cc != CURLE_PEER_FAILED_VERIFICATION &&
+        cc != CURLE_SSL_CACERT_BADFILE)
+        return false;
+    buf_init(&msg, BUF_MAX_DEFAULT);
+    if (cc == CURLE_PEER_FAILED_VERIFICATION)
+        buf_appendf(&msg, "forwarding to the active node %s failed: its TLS "
+                          "certificate could not be verified (%s); set "
+                          "cluster_ca_file to the CA that signed it",
+                    leader, detail);
+    else
+        buf_appendf(&msg, "forwarding to the active node %s failed: "
+                          "cluster_ca_file could not be read (%s)",
+                    leader, detail);
+    log_warn("ha: %s", msg.ptr);
+    body = cJSON_CreateObject();
+    errors = cJSON_AddArrayToObject(body, "errors");
+    cJSON_AddItemToArray(errors, cJSON_CreateString(msg.ptr));
+    out->status = 502;
+    out->body = cJSON_PrintUnformatted(body);
+    out->len = out->body != NULL ? strlen(out->body) : 0;
+    out->text_plain = false;
+    out->location = NULL;
+    cJSON_Delete(body);
+    buf_release(&msg);
+    return true;
 }
 
 /* hex(HMAC(key, "addr\nstamp\nop\npath")) into out[65]. */
@@ -321,6 +388,7 @@ int forward_request(const char *leader, const struct request *req,
     struct curl_slist *headers = NULL;
     struct buf url, body;
     char *payload = NULL;
+    char detail[CURL_ERROR_SIZE];
     long status = 0;
     CURLcode cc;
     CURL *e = thread_handle();
@@ -360,7 +428,17 @@ int forward_request(const char *leader, const struct request *req,
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, collect_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &rh);
+    detail[0] = '\0';
+    set_tls(e, detail);
     cc = curl_easy_perform(e);
+    /* The handle outlives this frame: it must not keep our buffer. */
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+    if (tls_reply(cc, leader, detail[0] != '\0' ? detail
+                                                : curl_easy_strerror(cc),
+                  out)) {
+        rc = 0;
+        goto out;
+    }
     if (cc != CURLE_OK) {
         /* curl's words name the host, never the token or the body. */
         errbuf_set(err, "forwarding to the active node %s failed: %s", leader,

@@ -24,10 +24,19 @@ struct forward_reply {
 };
 
 /*
+ * The PEM file of CAs trusted when the active's api_addr is https://
+ * (config cluster_ca_file); NULL or "" for the system's store. Peer and
+ * host name verification are always on. Thread-safe.
+ */
+void forward_set_ca_file(const char *path);
+
+/*
  * Sends req to the active node at leader (its api_addr), signing the
  * client's address with key, and fills out with the active's reply
  * (status, body, Location). budget_ms bounds the whole call. 0, or
  * COFFER_EIO with words in err when the active could not be reached.
+ * An active whose certificate does not verify is a reply of ours: 502
+ * with the reason (a misconfiguration, not an outage to retry).
  */
 int forward_request(const char *leader, const struct request *req,
                     const uint8_t key[32], int64_t budget_ms,

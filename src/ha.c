@@ -14,10 +14,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "crypto.h"
+#include "forward.h"
 #include "log.h"
 #include "storage.h"
 #include "util.h"
@@ -27,6 +30,10 @@
 #define HA_DEFAULT_RETRY_MS 1000
 /* After a failed activation, before contending again. */
 #define HA_ACTIVATE_HOLDOFF_MS 5000
+/* A node silent for this many echo intervals is left out of listings;
+ * for HA_FORGET_ECHOES its row is deleted. */
+#define HA_STALE_ECHOES 3
+#define HA_FORGET_ECHOES 100
 
 static struct {
     pthread_mutex_t mu;
@@ -44,6 +51,8 @@ static struct {
     bool held;              /* the lock thread's view */
     double last_renew;      /* time_mono() when the last renewal began */
     double holdoff_until;   /* no contending before this */
+    double next_echo;       /* time_mono() of the next registration */
+    struct storage_ha_node self; /* this node's registration row */
     bool release_wanted;    /* give the lock up once running == 0 */
     unsigned long tenure;   /* acquisitions so far */
     unsigned long want;
@@ -153,6 +162,21 @@ static void contend_locked(void)
     }
 }
 
+/* Registers this node (sys/ha-status). Lock thread; mu held, dropped. */
+static void echo_locked(void)
+{
+    struct storage_ha_node self = ha.self;
+    int rc;
+
+    ha.next_echo = time_mono() + ha.renew_ms / 1000.0;
+    pthread_mutex_unlock(&ha.mu);
+    rc = ha.ops->echo(ha.physical->ctx, &self,
+                      ha.renew_ms * HA_FORGET_ECHOES);
+    pthread_mutex_lock(&ha.mu);
+    if (rc != 0)
+        log_debug("ha: could not register this node; retrying");
+}
+
 /* Gives the lock up after a step-down once the subsystems stopped. */
 static void release_locked(void)
 {
@@ -201,6 +225,8 @@ static void *lock_main(void *arg)
             release_locked();
         } else if (ha.held && now - ha.last_renew >= ha.renew_ms / 1000.0) {
             renew_locked();
+        } else if (!ha.stopping && now >= ha.next_echo) {
+            echo_locked();
         } else if (!ha.held && !ha.stopping && now >= ha.holdoff_until &&
                    now >= next_try) {
             next_try = now + ha.retry_ms / 1000.0;
@@ -210,6 +236,9 @@ static void *lock_main(void *arg)
                                   : next_try > ha.holdoff_until
                                         ? next_try
                                         : ha.holdoff_until;
+
+            if (ha.next_echo < wake)
+                wake = ha.next_echo;
             wait_until_locked(ha.stopping ? now + 0.05 : wake);
         }
     }
@@ -275,6 +304,53 @@ static void *transition_main(void *arg)
     return NULL;
 }
 
+/*
+ * An address that may be shown to clients and stored: http(s)://, then
+ * printable ASCII without blanks, quotes, '<', '>' or '\\', under 256.
+ */
+static bool addr_ok(const char *a)
+{
+    size_t n = strlen(a);
+
+    if (n >= 256 || (!str_has_prefix(a, "http://") &&
+                     !str_has_prefix(a, "https://")))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)a[i];
+
+        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\'' ||
+            ch == '<' || ch == '>' || ch == '\\' || ch == '`')
+            return false;
+    }
+    return true;
+}
+
+/* This host's name for the listing, with anything outside [A-Za-z0-9.-_]
+ * replaced, so that a hostile name cannot reach clients as markup. */
+static void hostname_safe(char *out, size_t n)
+{
+    if (gethostname(out, n) != 0 || out[0] == '\0')
+        snprintf(out, n, "unknown");
+    out[n - 1] = '\0';
+    for (char *p = out; *p != '\0'; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
+              *p == '_'))
+            *p = '-';
+    }
+}
+
+static void self_fill_locked(void)
+{
+    memset(&ha.self, 0, sizeof(ha.self));
+    snprintf(ha.self.node_id, sizeof(ha.self.node_id), "%s", ha.node_id);
+    hostname_safe(ha.self.hostname, sizeof(ha.self.hostname));
+    snprintf(ha.self.api_addr, sizeof(ha.self.api_addr), "%s", ha.api_addr);
+    snprintf(ha.self.cluster_addr, sizeof(ha.self.cluster_addr), "%s",
+             ha.cluster_addr);
+    snprintf(ha.self.version, sizeof(ha.self.version), "%s", COFFER_VERSION);
+}
+
 int ha_start(const struct ha_config *cfg, const struct ha_hooks *hooks,
              struct errbuf *err)
 {
@@ -289,6 +365,14 @@ int ha_start(const struct ha_config *cfg, const struct ha_hooks *hooks,
     if (cfg->api_addr == NULL || cfg->api_addr[0] == '\0') {
         errbuf_set(err, "HA needs api_addr: the address clients are sent "
                         "to when this node is active");
+        return COFFER_EINVAL;
+    }
+    if (!addr_ok(cfg->api_addr) ||
+        (cfg->cluster_addr != NULL && cfg->cluster_addr[0] != '\0' &&
+         !addr_ok(cfg->cluster_addr))) {
+        errbuf_set(err, "HA: api_addr and cluster_addr must be http(s) URLs "
+                        "of printable characters without blanks or quotes, "
+                        "under 256 bytes");
         return COFFER_EINVAL;
     }
     if (crypto_uuid(id) != 0) {
@@ -310,9 +394,17 @@ int ha_start(const struct ha_config *cfg, const struct ha_hooks *hooks,
              cfg->cluster_addr != NULL ? cfg->cluster_addr : "");
     snprintf(ha.node_id, sizeof(ha.node_id), "%s", id);
     new_holder_locked();
+    self_fill_locked();
+    forward_set_ca_file(cfg->cluster_ca_file);
+    /* Not fatal (the file may appear later), but say so now rather than
+     * at the first forwarded request. */
+    if (cfg->cluster_ca_file != NULL && cfg->cluster_ca_file[0] != '\0' &&
+        access(cfg->cluster_ca_file, R_OK) != 0)
+        log_error("ha: cluster_ca_file %s cannot be read; forwarding to an "
+                  "https:// active will fail", cfg->cluster_ca_file);
     ha.stopping = ha.held = ha.release_wanted = ha.transition_done = false;
     ha.want = ha.running = 0;
-    ha.holdoff_until = 0;
+    ha.holdoff_until = ha.next_echo = 0;
     memset(&ha.leader, 0, sizeof(ha.leader));
     atomic_store(&ha.active, false);
     if (pthread_create(&ha.transition_thread, NULL, transition_main, NULL) !=
@@ -350,10 +442,31 @@ void ha_stop(void)
     pthread_mutex_unlock(&ha.mu);
     pthread_join(ha.transition_thread, NULL);
     pthread_join(ha.lock_thread, NULL);
+    /* Out of the listing at once rather than after going stale. */
+    (void)ha.ops->leave(ha.physical->ctx, ha.node_id);
     pthread_mutex_lock(&ha.mu);
     ha.started = false;
     atomic_store(&ha.active, false);
     pthread_mutex_unlock(&ha.mu);
+}
+
+int ha_list_nodes(struct storage_ha_node **out, size_t *n)
+{
+    const struct storage_ha_ops *ops;
+    struct storage *physical;
+    int stale_ms, rc;
+
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&ha.mu);
+    ops = ha.started ? ha.ops : NULL;
+    physical = ha.physical;
+    stale_ms = ha.renew_ms * HA_STALE_ECHOES;
+    pthread_mutex_unlock(&ha.mu);
+    if (ops == NULL)
+        return COFFER_ESTANDBY;
+    rc = ops->nodes(physical->ctx, stale_ms, out, n);
+    return rc;
 }
 
 int ha_step_down(int holdoff_ms)

@@ -31,16 +31,21 @@
 #define COFFER_HA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common.h"
 
 struct storage;
+struct storage_ha_node;
 
 struct ha_config {
     struct storage *physical; /* borrowed; storage_ha(physical) != NULL */
     const char *api_addr;     /* what standbys send clients to */
     const char *cluster_addr; /* NULL or "" for none */
+    /* The CA file a standby trusts when it forwards to an https://
+     * active (forward_set_ca_file); NULL for the system's. */
+    const char *cluster_ca_file;
     int lock_ttl_ms;          /* default 10000 */
     int renew_ms;             /* default 2000 */
     int retry_ms;             /* standby attempts, default 1000 */
@@ -103,5 +108,12 @@ bool ha_enabled(void);
 bool ha_is_active(void);
 
 void ha_get_status(struct ha_status *out);
+
+/*
+ * The nodes that registered recently (every node echoes its row each
+ * renew interval; one silent for three is left out), the active first.
+ * *out is an array to free(). COFFER_ESTANDBY without HA.
+ */
+int ha_list_nodes(struct storage_ha_node **out, size_t *n);
 
 #endif

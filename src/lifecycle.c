@@ -28,6 +28,7 @@
 #include "audit.h"
 #include "barrier.h"
 #include "cidr.h"
+#include "db_mysql.h"
 #include "db_pg.h"
 #include "ha.h"
 #include "lease.h"
@@ -241,6 +242,7 @@ static void deactivate_locked(void)
     /* Sealed means no live credentials either: database connections made
      * with a config's root password are closed, and reopened on demand. */
     db_shutdown();
+    dbmy_shutdown();
     state.active = false;
     log_info("core: inactive");
 }

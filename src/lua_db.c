@@ -1,5 +1,11 @@
 /*
- * lua_db.c - coffer.db, the Lua face of db_pg.c (see lua_db.h).
+ * lua_db.c - coffer.db, the Lua face of the database drivers, db_pg.c
+ * ("postgresql") and db_mysql.c ("mysql") (see lua_db.h).
+ *
+ * Drivers: a small table of functions per driver (struct driver); a pool
+ * key lives in one driver's table at a time (configure removes it from
+ * the others), so acquire finds the driver by the key, and a connection
+ * userdata remembers its driver for every method.
  *
  * Resource rule: every C resource is owned by a userdata before anything
  * that can raise runs. A connection lives in a "coffer.dbconn" userdata
@@ -9,21 +15,108 @@
  */
 #include "lua_db.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "common.h"
+#include "db_mysql.h"
 #include "db_pg.h"
 
 #define CONN_MT "coffer.dbconn"
 #define DB_DRIVER_POSTGRESQL "postgresql"
+#define DB_DRIVER_MYSQL "mysql"
 #define RESULT_MT "coffer.dbresult"
 #define MAX_PARAMS 64
 
+/* One driver's functions, with the connection as an opaque pointer. */
+struct driver {
+    const char *name;
+    int (*configure)(const char *key, const struct db_pool_config *cfg,
+                     bool verify, struct db_error *err);
+    void (*remove)(const char *key);
+    bool (*exists)(const char *key);
+    void *(*acquire)(const char *key, struct db_error *err);
+    void (*release)(void *c);
+    int (*exec)(void *c, const char *sql, int nparams,
+                const char *const *params, struct db_result *res,
+                struct db_error *err);
+    int (*exec_script)(void *c, const char *sql, struct db_error *err);
+    int (*begin)(void *c, struct db_error *err);
+    int (*commit)(void *c, struct db_error *err);
+    void (*rollback)(void *c);
+    char *(*escape)(void *c, const char *s, size_t n, bool literal,
+                    struct db_error *err);
+};
+
+/* Adapters from the drivers' typed connections to void *. */
+static void *pg_acquire(const char *key, struct db_error *err)
+{ return db_acquire(key, err); }
+static void pg_release(void *c) { db_release(c); }
+static int pg_exec(void *c, const char *sql, int n, const char *const *p,
+                   struct db_result *res, struct db_error *err)
+{ return db_exec(c, sql, n, p, res, err); }
+static int pg_exec_script(void *c, const char *sql, struct db_error *err)
+{ return db_exec_script(c, sql, err); }
+static int pg_begin(void *c, struct db_error *err) { return db_begin(c, err); }
+static int pg_commit(void *c, struct db_error *err)
+{ return db_commit(c, err); }
+static void pg_rollback(void *c) { db_rollback(c); }
+static char *pg_escape(void *c, const char *s, size_t n, bool literal,
+                       struct db_error *err)
+{ return db_escape(c, s, n, literal, err); }
+
+static void *my_acquire(const char *key, struct db_error *err)
+{ return dbmy_acquire(key, err); }
+static void my_release(void *c) { dbmy_release(c); }
+static int my_exec(void *c, const char *sql, int n, const char *const *p,
+                   struct db_result *res, struct db_error *err)
+{ return dbmy_exec(c, sql, n, p, res, err); }
+static int my_exec_script(void *c, const char *sql, struct db_error *err)
+{ return dbmy_exec_script(c, sql, err); }
+static int my_begin(void *c, struct db_error *err)
+{ return dbmy_begin(c, err); }
+static int my_commit(void *c, struct db_error *err)
+{ return dbmy_commit(c, err); }
+static void my_rollback(void *c) { dbmy_rollback(c); }
+static char *my_escape(void *c, const char *s, size_t n, bool literal,
+                       struct db_error *err)
+{ return dbmy_escape(c, s, n, literal, err); }
+
+static const struct driver drivers[] = {
+    {DB_DRIVER_POSTGRESQL, db_pool_configure, db_pool_remove,
+     db_pool_exists, pg_acquire, pg_release, pg_exec, pg_exec_script,
+     pg_begin, pg_commit, pg_rollback, pg_escape},
+    {DB_DRIVER_MYSQL, dbmy_pool_configure, dbmy_pool_remove,
+     dbmy_pool_exists, my_acquire, my_release, my_exec, my_exec_script,
+     my_begin, my_commit, my_rollback, my_escape},
+};
+#define NDRIVERS (sizeof(drivers) / sizeof(drivers[0]))
+
+static const struct driver *driver_named(const char *name)
+{
+    for (size_t i = 0; i < NDRIVERS; i++) {
+        if (strcmp(drivers[i].name, name) == 0)
+            return &drivers[i];
+    }
+    return NULL;
+}
+
+/* The driver whose table holds key, or NULL. */
+static const struct driver *driver_of_key(const char *key)
+{
+    for (size_t i = 0; i < NDRIVERS; i++) {
+        if (drivers[i].exists(key))
+            return &drivers[i];
+    }
+    return NULL;
+}
+
 struct conn_ud {
-    struct db_conn *conn; /* NULL once released */
+    void *conn; /* NULL once released */
+    const struct driver *drv;
 };
 
 struct result_box {
@@ -125,15 +218,18 @@ static int l_db_configure(lua_State *L)
     struct db_pool_config cfg = {0};
     const char *secrets[MAX_SECRETS];
     struct db_error err;
+    const struct driver *drv = &drivers[0];
     bool verify;
 
     luaL_checktype(L, 2, LUA_TTABLE);
     verify = lua_toboolean(L, 3);
     lua_getfield(L, 2, "driver");
-    if (!lua_isnil(L, -1) &&
-        strcmp(luaL_checkstring(L, -1), DB_DRIVER_POSTGRESQL) != 0)
-        return luaL_error(L, "coffer.db.configure: unknown driver '%s'",
-                          lua_tostring(L, -1));
+    if (!lua_isnil(L, -1)) {
+        drv = driver_named(luaL_checkstring(L, -1));
+        if (drv == NULL)
+            return luaL_error(L, "coffer.db.configure: unknown driver '%s'",
+                              lua_tostring(L, -1));
+    }
     lua_pop(L, 1);
     lua_getfield(L, 2, "conninfo");
     cfg.conninfo = luaL_checkstring(L, -1); /* stays on the stack */
@@ -147,8 +243,13 @@ static int l_db_configure(lua_State *L)
     luaL_checkstack(L, MAX_SECRETS + 4, "db config secrets");
     cfg.nsecrets = collect_secrets(L, 2, secrets);
     cfg.secrets = secrets;
-    if (db_pool_configure(key, &cfg, verify, &err) != 0)
+    if (drv->configure(key, &cfg, verify, &err) != 0)
         return push_db_error(L, &err);
+    /* A config that changed database keeps its key in one table only. */
+    for (size_t i = 0; i < NDRIVERS; i++) {
+        if (&drivers[i] != drv)
+            drivers[i].remove(key);
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -200,23 +301,29 @@ static int l_db_redact_conninfo(lua_State *L)
     const char *s = luaL_checkstring(L, 1);
     struct secret_box *box = push_secret_box(L);
 
-    box->s = db_redact_conninfo(s);
+    bool mysql = dbmy_looks_like_dsn(s);
+
+    box->s = mysql ? dbmy_redact_dsn(s) : db_redact_conninfo(s);
     push_boxed_string(L, box);
-    lua_pushboolean(L, db_conninfo_has_password(s));
+    lua_pushboolean(L, mysql ? dbmy_dsn_has_password(s)
+                             : db_conninfo_has_password(s));
     return 2;
 }
 
 /* coffer.db.remove(key) [-0, +0, e] */
 static int l_db_remove(lua_State *L)
 {
-    db_pool_remove(luaL_checkstring(L, 1));
+    const char *key = luaL_checkstring(L, 1);
+
+    for (size_t i = 0; i < NDRIVERS; i++)
+        drivers[i].remove(key);
     return 0;
 }
 
 /* coffer.db.exists(key) [-0, +1, e] */
 static int l_db_exists(lua_State *L)
 {
-    lua_pushboolean(L, db_pool_exists(luaL_checkstring(L, 1)));
+    lua_pushboolean(L, driver_of_key(luaL_checkstring(L, 1)) != NULL);
     return 1;
 }
 
@@ -263,8 +370,17 @@ static int l_db_acquire(lua_State *L)
     /* The box exists before the connection does, so nothing can leak. */
     ud = lua_newuserdatauv(L, sizeof(*ud), 0);
     ud->conn = NULL;
+    ud->drv = NULL;
     luaL_setmetatable(L, CONN_MT);
-    ud->conn = db_acquire(key, &err);
+    ud->drv = driver_of_key(key);
+    if (ud->drv == NULL) {
+        err.klass = DB_ERR_INTERNAL;
+        err.sqlstate[0] = '\0';
+        snprintf(err.message, sizeof(err.message),
+                 "no database connection is configured for %s", key);
+        return push_db_error(L, &err);
+    }
+    ud->conn = ud->drv->acquire(key, &err);
     if (ud->conn == NULL)
         return push_db_error(L, &err);
     return 1;
@@ -276,7 +392,7 @@ static int l_conn_release(lua_State *L)
     struct conn_ud *ud = luaL_checkudata(L, 1, CONN_MT);
 
     if (ud->conn != NULL) {
-        db_release(ud->conn);
+        ud->drv->release(ud->conn);
         ud->conn = NULL;
     }
     return 0;
@@ -378,7 +494,7 @@ static int l_conn_exec(lua_State *L)
     box = lua_newuserdatauv(L, sizeof(*box), 0);
     box->live = false;
     luaL_setmetatable(L, RESULT_MT);
-    if (db_exec(ud->conn, sql, n, params, &box->res, &err) != 0)
+    if (ud->drv->exec(ud->conn, sql, n, params, &box->res, &err) != 0)
         return push_db_error(L, &err);
     box->live = true;
     push_result(L, &box->res);
@@ -398,7 +514,7 @@ static int l_conn_exec_script(lua_State *L)
     const char *sql = luaL_checkstring(L, 2);
     struct db_error err;
 
-    if (db_exec_script(ud->conn, sql, &err) != 0)
+    if (ud->drv->exec_script(ud->conn, sql, &err) != 0)
         return push_db_error(L, &err);
     lua_pushboolean(L, 1);
     return 1;
@@ -425,7 +541,7 @@ static int conn_escape(lua_State *L, bool literal)
     struct secret_box *box = push_secret_box(L);
     struct db_error err;
 
-    box->s = db_escape(ud->conn, v, n, literal, &err);
+    box->s = ud->drv->escape(ud->conn, v, n, literal, &err);
     if (box->s == NULL)
         return push_db_error(L, &err);
     push_boxed_string(L, box);
@@ -448,7 +564,7 @@ static int l_conn_begin(lua_State *L)
     struct conn_ud *ud = check_conn(L);
     struct db_error err;
 
-    return tx_reply(L, db_begin(ud->conn, &err), &err);
+    return tx_reply(L, ud->drv->begin(ud->conn, &err), &err);
 }
 
 /* conn:commit() [-0, +1|2, e] */
@@ -457,7 +573,7 @@ static int l_conn_commit(lua_State *L)
     struct conn_ud *ud = check_conn(L);
     struct db_error err;
 
-    return tx_reply(L, db_commit(ud->conn, &err), &err);
+    return tx_reply(L, ud->drv->commit(ud->conn, &err), &err);
 }
 
 /* conn:rollback() [-0, +0, e] */
@@ -465,7 +581,7 @@ static int l_conn_rollback(lua_State *L)
 {
     struct conn_ud *ud = check_conn(L);
 
-    db_rollback(ud->conn);
+    ud->drv->rollback(ud->conn);
     return 0;
 }
 
@@ -488,9 +604,11 @@ static const luaL_Reg conn_metamethods[] = {
 /* coffer.db.drivers() -> the names of the C drivers built in. */
 static int l_db_drivers(lua_State *L)
 {
-    lua_createtable(L, 1, 0);
-    lua_pushliteral(L, DB_DRIVER_POSTGRESQL);
-    lua_rawseti(L, -2, 1);
+    lua_createtable(L, (int)NDRIVERS, 0);
+    for (size_t i = 0; i < NDRIVERS; i++) {
+        lua_pushstring(L, drivers[i].name);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
     return 1;
 }
 

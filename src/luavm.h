@@ -108,6 +108,13 @@ void luavm_code_stage(struct luavm_code *c);
 /* The published generation. */
 uint64_t luavm_generation(void);
 
+/*
+ * SHA-256 of the published code's script <lua_dir>/<rel> (e.g.
+ * "engines/kv.lua") into out, and that code's generation into *gen.
+ * false if no code is published or it has no such script.
+ */
+bool luavm_code_digest(const char *rel, unsigned char out[32], uint64_t *gen);
+
 /* Whether c registered an auth method (auth) or engine of this type. */
 bool luavm_code_has_type(const struct luavm_code *c, bool auth,
                          const char *type);

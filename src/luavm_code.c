@@ -37,6 +37,7 @@
 #include <lua.h>
 
 #include "buf.h"
+#include "crypto.h"
 #include "log.h"
 #include "luavm_int.h"
 #include "util.h"
@@ -578,3 +579,20 @@ bool luavm_auth_is_login(const char *type, const char *rel)
     return hit;
 }
 
+bool luavm_code_digest(const char *rel, unsigned char out[32], uint64_t *gen)
+{
+    struct luavm_code *c = code_current();
+    const struct luavm_file *f = NULL;
+    char *path;
+
+    if (c == NULL)
+        return false;
+    path = path_join(luavm__lua_dir(), rel);
+    f = luavm__code_find(c, path);
+    free(path);
+    if (f != NULL)
+        crypto_sha256(f->text, f->len, out);
+    *gen = c->gen;
+    code_put(c);
+    return f != NULL;
+}

@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "log.h"
 #include "seal_static.h"
+#include "seal_wrap.h"
 #include "shamir.h"
 #include "storage.h"
 
@@ -31,8 +32,10 @@ static struct storage *physical;
 static uint8_t given[SHAMIR_MAX_PARTS][SEAL_SHARE_LEN];
 static int ngiven;
 static char nonce[CRYPTO_UUID_LEN + 1];
-/* The static seal's keys; NULL = Shamir. Set before any request. */
-static const struct seal_static *autoseal;
+/* The auto seal (static or pkcs11); NULL = Shamir. Set before any
+ * request. static_wrapper backs seal_set_static. */
+static const struct seal_wrapper *autoseal;
+static struct seal_wrapper static_wrapper;
 /* Its stanza says disabled = true: migrate from it to Shamir. */
 static bool static_disabled;
 
@@ -156,10 +159,10 @@ static int store_shamir(int shares, int threshold, const uint8_t *unseal_key,
 static void auto_config(char *out, size_t cap, int shares, int threshold)
 {
     snprintf(out, cap,
-             "{\"type\":\"static\",\"secret_shares\":1,"
+             "{\"type\":\"%s\",\"secret_shares\":1,"
              "\"secret_threshold\":1,\"stored_shares\":1,"
              "\"recovery_shares\":%d,\"recovery_threshold\":%d}",
-             shares, threshold);
+             autoseal->type, shares, threshold);
 }
 
 /*
@@ -178,11 +181,12 @@ static int store_auto(int shares, int threshold, const uint8_t *recovery_key,
     int rc;
 
     auto_config(config, sizeof(config), shares, threshold);
-    rc = seal_static_wrap(autoseal, ROOT_KEY, root_key, SEAL_KEY_LEN,
-                          &wrapped);
-    if (rc == 0)
-        rc = barrier_seal_value(root_key, RECOVERY_KEY, recovery_key,
-                                SEAL_KEY_LEN, &sealed, &sealed_len);
+    rc = autoseal->wrap(autoseal->ctx, ROOT_KEY, root_key, SEAL_KEY_LEN,
+                        &wrapped, err);
+    if (rc != 0)
+        goto out;
+    rc = barrier_seal_value(root_key, RECOVERY_KEY, recovery_key,
+                            SEAL_KEY_LEN, &sealed, &sealed_len);
     if (rc != 0) {
         errbuf_set(err, "sealing the root key failed");
         goto out;
@@ -254,8 +258,7 @@ static int initialize(int shares, int threshold, uint8_t **shares_out,
         *shares_out = keys;
         keys = NULL;
         log_info("seal: initialized with %d %sshares, threshold %d", shares,
-                 auto_active() ? "static seal, recovery " : "",
-                 threshold);
+                 auto_active() ? "recovery " : "", threshold);
     }
 out:
     pthread_mutex_unlock(&mu);
@@ -275,7 +278,8 @@ int seal_init(int shares, int threshold, uint8_t **shares_out,
 
     *shares_out = NULL;
     if (auto_active()) {
-        errbuf_set(err, "seal \"static\" takes recovery shares");
+        errbuf_set(err, "seal \"%s\" takes recovery shares",
+                   autoseal->type);
         return COFFER_EINVAL;
     }
     rc = check_params(shares, threshold, err);
@@ -310,7 +314,14 @@ int seal_init_recovery(int shares, int threshold, uint8_t **shares_out,
 
 void seal_set_static(const struct seal_static *s)
 {
-    autoseal = s;
+    if (s != NULL)
+        seal_static_wrapper(s, &static_wrapper);
+    seal_set_wrapper(s != NULL ? &static_wrapper : NULL);
+}
+
+void seal_set_wrapper(const struct seal_wrapper *w)
+{
+    autoseal = w;
 }
 
 void seal_set_static_disabled(bool disabled)
@@ -325,12 +336,13 @@ bool seal_is_auto(void)
 
 const char *seal_type_name(void)
 {
-    return auto_active() ? "static" : "shamir";
+    return auto_active() ? autoseal->type : "shamir";
 }
 
 static enum migration migration_of(const struct stored_config *c)
 {
-    bool stored_static = strcmp(c->type, "static") == 0;
+    bool stored_static =
+        autoseal != NULL && strcmp(c->type, autoseal->type) == 0;
 
     if (auto_active() && strcmp(c->type, "shamir") == 0)
         return MIGRATE_TO_AUTO;
@@ -347,10 +359,11 @@ static int check_type(const struct stored_config *c, struct errbuf *err)
         return 0;
     if (auto_active())
         errbuf_set(err, "the stored seal is %s but the configuration has "
-                        "seal \"static\"", c->type);
+                        "seal \"%s\"", c->type, autoseal->type);
     else if (autoseal != NULL)
         errbuf_set(err, "the stored seal is \"%s\": the disabled seal "
-                        "\"static\" can only be migrated from", c->type);
+                        "\"%s\" can only be migrated from", c->type,
+                   autoseal->type);
     else
         errbuf_set(err, "the stored seal is \"%s\": the configuration "
                         "needs its seal \"%s\" stanza", c->type, c->type);
@@ -364,15 +377,16 @@ static int check_type(const struct stored_config *c, struct errbuf *err)
 static void rewrap_root(const uint8_t *root)
 {
     char *wrapped = NULL;
-    int rc = seal_static_wrap(autoseal, ROOT_KEY, root, SEAL_KEY_LEN,
-                              &wrapped);
+    struct errbuf err;
+    int rc = autoseal->wrap(autoseal->ctx, ROOT_KEY, root, SEAL_KEY_LEN,
+                            &wrapped, &err);
 
     if (rc == 0)
         rc = storage_put(physical, ROOT_KEY, wrapped, strlen(wrapped));
     if (rc == 0)
         log_info("seal: the root key is now wrapped with key id \"%s\" "
                  "(it was wrapped with previous_key)",
-                 seal_static_current_id(autoseal));
+                 autoseal->key_name(autoseal->ctx));
     else
         log_warn("seal: re-wrapping the root key with current_key failed: "
                  "%s", coffer_strerror(rc));
@@ -393,8 +407,9 @@ static int unwrap_root(uint8_t *root, struct errbuf *err)
         errbuf_set(err, "reading the root key failed: %s",
                    coffer_strerror(rc));
     if (rc == 0)
-        rc = seal_static_unwrap(autoseal, ROOT_KEY, stored.ptr, stored.len,
-                                root, SEAL_KEY_LEN, &len, &previous, err);
+        rc = autoseal->unwrap(autoseal->ctx, ROOT_KEY, stored.ptr,
+                              stored.len, root, SEAL_KEY_LEN, &len,
+                              &previous, err);
     if (rc == 0 && len != SEAL_KEY_LEN) {
         errbuf_set(err, "the unwrapped root key has the wrong length");
         rc = COFFER_EPERM;
@@ -438,8 +453,8 @@ int seal_auto_unseal(struct errbuf *err)
     crypto_wipe(root, sizeof(root));
     if (rc == 0) {
         forget_shares_locked();
-        log_info("seal: unsealed with the static key \"%s\"",
-                 seal_static_current_id(autoseal));
+        log_info("seal: unsealed with seal \"%s\" (key \"%s\")",
+                 autoseal->type, autoseal->key_name(autoseal->ctx));
     }
 out:
     pthread_mutex_unlock(&mu);
@@ -562,7 +577,7 @@ static bool already_given_locked(const uint8_t *share, size_t len)
 /* The stored seal counts recovery shares (an auto seal). */
 static bool stored_auto(const struct stored_config *c)
 {
-    return strcmp(c->type, "static") == 0;
+    return strcmp(c->type, "shamir") != 0;
 }
 
 /* The number of shares that opens the stored seal (unseal or recovery);
@@ -591,9 +606,9 @@ static int migrate_to_auto(const struct stored_config *c,
         rc = barrier_unseal(barrier, root, err);
     crypto_wipe(root, sizeof(root));
     if (rc == 0)
-        log_info("seal: migrated from Shamir to seal \"static\" (key id "
+        log_info("seal: migrated from Shamir to seal \"%s\" (key "
                  "\"%s\"); the unseal shares are now recovery shares",
-                 seal_static_current_id(autoseal));
+                 autoseal->type, autoseal->key_name(autoseal->ctx));
     return rc;
 }
 
@@ -622,8 +637,8 @@ static int migrate_to_shamir(const struct stored_config *c,
         rc = barrier_unseal(barrier, root, err);
     crypto_wipe(root, sizeof(root));
     if (rc == 0)
-        log_info("seal: migrated from seal \"static\" to Shamir; the "
-                 "recovery shares are now unseal shares");
+        log_info("seal: migrated from seal \"%s\" to Shamir; the "
+                 "recovery shares are now unseal shares", c->type);
     return rc;
 }
 

@@ -76,6 +76,12 @@ int seal_init_recovery(int shares, int threshold, uint8_t **shares_out,
 struct seal_static;
 void seal_set_static(const struct seal_static *s);
 /*
+ * The same for any auto seal (seal_wrap.h; seal "pkcs11"): w is
+ * borrowed and must outlive the server. NULL = Shamir.
+ */
+struct seal_wrapper;
+void seal_set_wrapper(const struct seal_wrapper *w);
+/*
  * The static seal's stanza says disabled = true (Vault/OpenBao): its keys
  * only open a stored static seal to migrate it to Shamir, and the server
  * otherwise acts as a Shamir one. Call with seal_set_static.
@@ -83,7 +89,7 @@ void seal_set_static(const struct seal_static *s);
 void seal_set_static_disabled(bool disabled);
 /* A static seal that is configured and not disabled. */
 bool seal_is_auto(void);
-/* "static" or "shamir": the configured seal's type. */
+/* "static", "pkcs11" or "shamir": the configured seal's type. */
 const char *seal_type_name(void);
 
 /*

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "seal_wrap.h"
 
 #define SEAL_STATIC_KEY_LEN 32
 #define SEAL_STATIC_ID_MAX 128
@@ -80,5 +81,9 @@ int seal_static_unwrap(const struct seal_static *s, const char *label,
                        const char *blob, size_t blob_len, uint8_t *plain,
                        size_t cap, size_t *len, bool *by_previous,
                        struct errbuf *err);
+
+/* Fills w (type "static") so that seal.c wraps with s (borrowed). */
+void seal_static_wrapper(const struct seal_static *s,
+                         struct seal_wrapper *w);
 
 #endif

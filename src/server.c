@@ -25,6 +25,7 @@
 #include "crypto.h"
 #include "ha.h"
 #include "http.h"
+#include "kv_read.h"
 #include "http_inline.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -33,6 +34,7 @@
 #include "request.h"
 #include "router.h"
 #include "seal.h"
+#include "seal_pkcs11.h"
 #include "seal_static.h"
 #include "storage.h"
 #include "storage_cache.h"
@@ -522,6 +524,10 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
         token_cache_resize(conf->token_cache_size);
     /* A dev server has no file: its reads run inline too. */
     http_set_inline_reads(o->config == NULL || conf->http_inline_reads);
+    /* A dev server has no file: COFFER_KV_NATIVE_READS=0 turns its native
+     * kv reads off (kv_read.c). */
+    if (o->config != NULL)
+        kv_read_set_enabled(conf->kv_native_reads);
     return 0;
 }
 
@@ -544,6 +550,7 @@ static const struct ha_config *ha_settings(const struct coffer_config *conf,
     out->physical = physical;
     out->api_addr = conf->api_addr;
     out->cluster_addr = conf->cluster_addr;
+    out->cluster_ca_file = conf->cluster_ca_file;
     out->lock_ttl_ms = ttl_ms;
     out->renew_ms = ttl_ms / 5;
     out->retry_ms = ttl_ms > 0 && ttl_ms / 10 < 1000 ? ttl_ms / 10 : 0;
@@ -551,18 +558,46 @@ static const struct ha_config *ha_settings(const struct coffer_config *conf,
 }
 
 /*
- * seal "static": loads its keys now, so a missing, unreadable or
- * wrong-length key stops the start with the reason. *out stays NULL
- * without a seal block.
+ * seal "pkcs11": opens the HSM now, so a missing module, a wrong PIN or a
+ * missing key stops the start with the reason (as Vault). The PIN in conf
+ * is wiped by the login.
  */
-static int load_seal(const struct coffer_config *conf,
-                     struct seal_static **out)
+static int load_hsm(struct coffer_config *conf, struct seal_pkcs11 **hsm)
+{
+    struct errbuf err;
+    struct seal_pkcs11_config pc = {
+        conf->seal.lib,       conf->seal.slot,   conf->seal.token_label,
+        conf->seal.pin,       conf->seal.key_label, conf->seal.key_id,
+        conf->seal.mechanism, conf->seal.rsa_oaep_hash,
+        conf->seal.generate_key};
+
+    *hsm = seal_pkcs11_new(&pc, &err);
+    if (*hsm == NULL) {
+        fprintf(stderr, "Error loading configuration: %s:%d: seal "
+                        "\"pkcs11\": %s\n", conf->path, conf->seal.line,
+                err.msg);
+        return -1;
+    }
+    seal_set_wrapper(seal_pkcs11_wrapper(*hsm));
+    return 0;
+}
+
+/*
+ * seal "static": loads its keys now, so a missing, unreadable or
+ * wrong-length key stops the start with the reason; seal "pkcs11" goes
+ * to load_hsm. *out and *hsm stay NULL without a seal block.
+ */
+static int load_seal(struct coffer_config *conf, struct seal_static **out,
+                     struct seal_pkcs11 **hsm)
 {
     struct errbuf err;
 
     *out = NULL;
+    *hsm = NULL;
     if (conf->seal.type == NULL)
         return 0;
+    if (strcmp(conf->seal.type, "pkcs11") == 0)
+        return load_hsm(conf, hsm);
     *out = seal_static_new(conf->seal.current_key_id, conf->seal.current_key,
                            conf->seal.previous_key_id,
                            conf->seal.previous_key, &err);
@@ -578,6 +613,7 @@ static int load_seal(const struct coffer_config *conf,
 int server_main(int argc, char **argv)
 {
     struct seal_static *autoseal = NULL;
+    struct seal_pkcs11 *hsm = NULL;
     struct server_opts opts = {0};
     struct coffer_config conf = {0};
     struct core_config cfg = {0};
@@ -607,10 +643,13 @@ int server_main(int argc, char **argv)
         usage(stderr);
         goto out;
     }
-    if (settle(&opts, &conf) != 0 || load_seal(&conf, &autoseal) != 0)
+    if (settle(&opts, &conf) != 0 ||
+        load_seal(&conf, &autoseal, &hsm) != 0)
         goto out;
-    seal_set_static(autoseal);
-    seal_set_static_disabled(autoseal != NULL && conf.seal.disabled);
+    if (hsm == NULL)
+        seal_set_static(autoseal);
+    seal_set_static_disabled((autoseal != NULL || hsm != NULL) &&
+                             conf.seal.disabled);
     /* libcurl's global state, before any thread; the file wins. */
     if (lua_http_global_init(conf.plugin_http_allowed.set
                                  ? &conf.plugin_http_allowed.urls
@@ -694,6 +733,7 @@ out:
         core_shutdown();
     seal_set_static(NULL);
     seal_static_free(autoseal);
+    seal_pkcs11_free(hsm);
     lua_http_global_shutdown();
     strvec_release(&opts.http_allowed);
     storage_free(storage);

@@ -67,6 +67,21 @@ struct storage_ha_leader {
 };
 
 /*
+ * One node's registration (sys/ha-status). Every node, active or not,
+ * echoes its row; rows are keyed by node_id (new at every start). The
+ * strings reach SQL as parameters only, and ha.c checks them first.
+ */
+struct storage_ha_node {
+    char node_id[64];
+    char hostname[128];
+    char api_addr[256];
+    char cluster_addr[256];
+    char version[64];
+    double last_echo_unix;    /* by the storage's clock */
+    bool active;              /* names the live lock holder */
+};
+
+/*
  * The lock interface of a backend that several nodes can share (only
  * postgresql). Writes through a backend with HA switched on are fenced:
  * each one checks, in the same statement or transaction, that the lock
@@ -87,6 +102,18 @@ struct storage_ha_ops {
     int (*release)(void *ctx, const char *holder);
     /* Reads the lock row. */
     int (*leader)(void *ctx, struct storage_ha_leader *out);
+    /*
+     * Registration, never fenced (standbys hold no lock) and touching
+     * nothing but the nodes table. echo upserts self's row with the
+     * storage's now() and deletes rows silent for forget_ms; leave
+     * deletes self's row; nodes lists rows that echoed within stale_ms
+     * (an array the caller frees), active one first.
+     */
+    int (*echo)(void *ctx, const struct storage_ha_node *self,
+                int forget_ms);
+    int (*leave)(void *ctx, const char *node_id);
+    int (*nodes)(void *ctx, int stale_ms, struct storage_ha_node **out,
+                 size_t *n);
 };
 
 struct storage_backend {

@@ -38,6 +38,12 @@
  * FOR NO KEY UPDATE) does not wait for writes. Table names are limited to
  * 48 characters so that the suffixes always fit in 63.
  *
+ * Every node, active or standing by, also registers in "<table>_nodes"
+ * (node_id PRIMARY KEY, hostname, api_addr, cluster_addr, version,
+ * last_echo timestamptz by now()) for sys/ha-status. Those statements
+ * touch that table only and are not fenced: a standby holds no lock,
+ * and a stale row can only make a listing wrong, never data.
+ *
  * Connections. Open on demand up to PG_MAX_OPEN, idle ones kept in a
  * mutex-protected list. No call holds two. A connection that fails with
  * CONNECTION_BAD is closed with every idle one (after a server restart
@@ -84,6 +90,7 @@ struct pg_store {
     /* HA only: the lock table, quoted, and the claim writes are fenced
      * with ("" = none: writes fail). */
     char *ha_table;
+    char *nodes_table; /* HA only: "<table>_nodes", quoted */
     char fence[128];
     /* HA only: the lock's own connection (acquire, renew, release). */
     pthread_mutex_t ha_mu;
@@ -825,6 +832,7 @@ static void pg_close(void *ctx)
     PQfinish(s->ha_conn);
     pthread_mutex_destroy(&s->ha_mu);
     free(s->ha_table);
+    free(s->nodes_table);
     pthread_cond_destroy(&s->freed);
     pthread_mutex_destroy(&s->lock);
     secure_free_str(s->conninfo);
@@ -1049,10 +1057,158 @@ static int pg_ha_leader(void *ctx, struct storage_ha_leader *out)
     return rc;
 }
 
+/* Formats fmt with %1$s the nodes table and %2$s the lock table. */
+static PGresult *nodes_exec(PGconn *conn, const struct pg_store *s,
+                            const char *fmt, int n, const char *const *params)
+{
+    struct buf sql;
+    PGresult *res;
+
+    buf_init(&sql, BUF_MAX_DEFAULT);
+    COFFER_ASSERT(buf_appendf(&sql, fmt, s->nodes_table, s->ha_table) == 0);
+    res = PQexecParams(conn, sql.ptr, n, NULL, params, NULL, NULL, 0);
+    buf_release(&sql);
+    return res;
+}
+
+/* Upserts self's row, then forgets rows silent for forget_ms: two
+ * statements on the lock connection, neither fenced. */
+static int pg_ha_echo(void *ctx, const struct storage_ha_node *self,
+                      int forget_ms)
+{
+    struct pg_store *s = ctx;
+    char forget[32];
+    const char *p[5] = {self->node_id, self->hostname, self->api_addr,
+                        self->cluster_addr, self->version};
+    const char *fp[1] = {forget};
+    PGconn *conn;
+    PGresult *res = NULL;
+    int rc = COFFER_EIO;
+
+    snprintf(forget, sizeof(forget), "%d milliseconds", forget_ms);
+    pthread_mutex_lock(&s->ha_mu);
+    conn = ha_conn(s);
+    if (conn != NULL) {
+        res = nodes_exec(conn, s,
+                         "INSERT INTO %1$s (node_id, hostname, api_addr, "
+                         "cluster_addr, version, last_echo) VALUES ($1, $2, "
+                         "$3, $4, $5, now()) ON CONFLICT (node_id) DO UPDATE "
+                         "SET hostname = $2, api_addr = $3, cluster_addr = "
+                         "$4, version = $5, last_echo = now()",
+                         5, p);
+        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA echo", NULL);
+        PQclear(res);
+        res = NULL;
+    }
+    if (rc == 0) {
+        res = nodes_exec(conn, s,
+                         "DELETE FROM %1$s WHERE last_echo < now() - "
+                         "$1::interval",
+                         1, fp);
+        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA forget", NULL);
+    }
+    PQclear(res);
+    pthread_mutex_unlock(&s->ha_mu);
+    return rc;
+}
+
+static int pg_ha_leave(void *ctx, const char *node_id)
+{
+    struct pg_store *s = ctx;
+    const char *p[1] = {node_id};
+    PGconn *conn;
+    PGresult *res = NULL;
+    int rc = COFFER_EIO;
+
+    pthread_mutex_lock(&s->ha_mu);
+    conn = ha_conn(s);
+    if (conn != NULL) {
+        res = nodes_exec(conn, s, "DELETE FROM %1$s WHERE node_id = $1", 1,
+                         p);
+        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA leave", NULL);
+    }
+    PQclear(res);
+    pthread_mutex_unlock(&s->ha_mu);
+    return rc;
+}
+
+struct nodes_arg {
+    const struct pg_store *s;
+    const char *stale;
+    struct storage_ha_node *out;
+    size_t n;
+};
+
+/* A pool connection: listing is a plain read, and must not queue behind
+ * the lock thread's connection. */
+static int op_nodes(PGconn *conn, void *arg)
+{
+    struct nodes_arg *a = arg;
+    const char *p[1] = {a->stale};
+    PGresult *res;
+    int rc;
+
+    res = nodes_exec(conn, a->s,
+                     "SELECT n.node_id, n.hostname, n.api_addr, "
+                     "n.cluster_addr, n.version, "
+                     "extract(epoch FROM n.last_echo)::float8, "
+                     "EXISTS (SELECT 1 FROM %2$s l WHERE l.ha_key = 'leader' "
+                     "AND l.node_id = n.node_id AND l.valid_until > now()) "
+                     "AS active FROM %1$s n WHERE n.last_echo >= now() - "
+                     "$1::interval ORDER BY active DESC, n.api_addr, "
+                     "n.node_id LIMIT 1000",
+                     1, p);
+    rc = check_res(conn, res, PGRES_TUPLES_OK, "HA nodes", NULL);
+    if (rc == 0) {
+        a->n = (size_t)PQntuples(res);
+        a->out = xcalloc(a->n > 0 ? a->n : 1, sizeof(*a->out));
+        for (int i = 0; i < (int)a->n; i++) {
+            struct storage_ha_node *d = &a->out[i];
+
+            snprintf(d->node_id, sizeof(d->node_id), "%s",
+                     PQgetvalue(res, i, 0));
+            snprintf(d->hostname, sizeof(d->hostname), "%s",
+                     PQgetvalue(res, i, 1));
+            snprintf(d->api_addr, sizeof(d->api_addr), "%s",
+                     PQgetvalue(res, i, 2));
+            snprintf(d->cluster_addr, sizeof(d->cluster_addr), "%s",
+                     PQgetvalue(res, i, 3));
+            snprintf(d->version, sizeof(d->version), "%s",
+                     PQgetvalue(res, i, 4));
+            d->last_echo_unix = strtod(PQgetvalue(res, i, 5), NULL);
+            d->active = PQgetvalue(res, i, 6)[0] == 't';
+        }
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int pg_ha_nodes(void *ctx, int stale_ms, struct storage_ha_node **out,
+                       size_t *n)
+{
+    char stale[32];
+    struct nodes_arg a = {ctx, stale, NULL, 0};
+    int rc;
+
+    snprintf(stale, sizeof(stale), "%d milliseconds", stale_ms);
+    rc = with_conn(ctx, op_nodes, &a);
+    if (rc != 0) {
+        free(a.out);
+        a.out = NULL;
+        a.n = 0;
+    }
+    *out = a.out;
+    *n = a.n;
+    return rc;
+}
+
 static const struct storage_ha_ops pg_ha_ops = {
     .acquire = pg_ha_acquire,
     .release = pg_ha_release,
     .leader = pg_ha_leader,
+    .echo = pg_ha_echo,
+    .leave = pg_ha_leave,
+    .nodes = pg_ha_nodes,
 };
 
 static const struct storage_backend pg_backend_ha = {
@@ -1130,12 +1286,12 @@ static int table_names(const char *table, char **quoted, char **index,
 }
 
 /*
- * Creates the table and index, and the HA lock table if ha_quoted is not
- * NULL, if missing, one node at a time.
+ * Creates the table and index, and the HA lock and nodes tables if
+ * ha_quoted is not NULL, if missing, one node at a time.
  */
 static int create_table(PGconn *conn, const char *table, const char *quoted,
                         const char *index, const char *ha_quoted,
-                        struct errbuf *err)
+                        const char *nodes_quoted, struct errbuf *err)
 {
     const char *params[1] = {table};
     PGresult *res = NULL;
@@ -1162,8 +1318,15 @@ static int create_table(PGconn *conn, const char *table, const char *quoted,
                     " acquired timestamptz NOT NULL,"
                     " valid_until timestamptz NOT NULL,"
                     " holder_pid integer,"
-                    " holder_started timestamptz)",
-                    ha_quoted);
+                    " holder_started timestamptz);"
+                    "CREATE TABLE IF NOT EXISTS %s ("
+                    " node_id text COLLATE \"C\" PRIMARY KEY,"
+                    " hostname text NOT NULL,"
+                    " api_addr text NOT NULL,"
+                    " cluster_addr text NOT NULL,"
+                    " version text NOT NULL,"
+                    " last_echo timestamptz NOT NULL)",
+                    ha_quoted, nodes_quoted);
     if (exec_cmd(conn, "BEGIN") != 0)
         goto out;
     /* Two nodes starting at once would race on IF NOT EXISTS. */
@@ -1189,6 +1352,22 @@ out:
     PQclear(res);
     buf_release(&sql);
     return rc;
+}
+
+/*
+ * The quoted nodes table, "<table>_nodes" next to table (already
+ * checked: parts of at most 48 characters, so the name fits in 63).
+ */
+static char *nodes_table_name(const char *table)
+{
+    const char *dot = strchr(table, '.');
+    struct buf b;
+
+    buf_init(&b, BUF_MAX_DEFAULT);
+    if (dot != NULL)
+        buf_appendf(&b, "\"%.*s\".", (int)(dot - table), table);
+    buf_appendf(&b, "\"%s_nodes\"", dot != NULL ? dot + 1 : table);
+    return buf_detach(&b, NULL);
 }
 
 /* The quoted lock table: ha_table, or "<table>_lock" next to table. */
@@ -1242,6 +1421,8 @@ static struct storage *open_store(const char *conninfo, const char *table,
         goto fail;
     if (ha && ha_table_name(table, ha_table, &s->ha_table, err) != 0)
         goto fail;
+    if (ha)
+        s->nodes_table = nodes_table_name(table);
     s->conninfo = xstrdup(conninfo);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->freed, NULL);
@@ -1251,7 +1432,8 @@ static struct storage *open_store(const char *conninfo, const char *table,
     c->conn = connect_raw(conninfo, err);
     if (c->conn == NULL)
         goto fail;
-    if (create_table(c->conn, table, s->table, index, s->ha_table, err) != 0)
+    if (create_table(c->conn, table, s->table, index, s->ha_table,
+                     s->nodes_table, err) != 0)
         goto fail;
     conn_close(c);
     c = conn_open(s, err);
@@ -1276,6 +1458,7 @@ fail:
     secure_free_str(s->conninfo);
     free(s->table);
     free(s->ha_table);
+    free(s->nodes_table);
     free(s);
     return NULL;
 }

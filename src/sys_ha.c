@@ -4,11 +4,13 @@
  */
 #include "sys_ha.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "ha.h"
 #include "policy.h"
+#include "storage.h"
 #include "util.h"
 
 /* Vault's zero time, for "no active node known". */
@@ -71,28 +73,49 @@ int sys_ha_leader_address(char *out, size_t n)
     return 0;
 }
 
-/* sys/ha-status: the nodes this node knows of (itself and the active). */
+/* One sys/ha-status entry; Vault's last_echo is null for the active. */
+static cJSON *node_json(const struct storage_ha_node *n)
+{
+    cJSON *node = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(node, "hostname", n->hostname);
+    cJSON_AddStringToObject(node, "api_address", n->api_addr);
+    cJSON_AddStringToObject(node, "cluster_address", n->cluster_addr);
+    cJSON_AddBoolToObject(node, "active_node", n->active);
+    if (n->active)
+        cJSON_AddNullToObject(node, "last_echo");
+    else
+        add_time(node, "last_echo", n->last_echo_unix);
+    cJSON_AddStringToObject(node, "version", n->version);
+    cJSON_AddStringToObject(node, "node_id", n->node_id);
+    return node;
+}
+
+/*
+ * sys/ha-status: every node that registered in the storage recently,
+ * the active first. Without HA, an empty list.
+ */
 static void handle_ha_status(struct request *req, struct response *resp)
 {
-    struct ha_status st;
-    cJSON *nodes, *node;
+    struct storage_ha_node *list = NULL;
+    size_t n = 0;
+    cJSON *nodes;
+    int rc;
 
     if (req->op != OP_READ) {
         response_multierror(resp, 405, "unsupported operation");
         return;
     }
-    ha_get_status(&st);
-    nodes = cJSON_CreateArray();
-    if (st.enabled && st.leader_known) {
-        node = cJSON_CreateObject();
-        cJSON_AddStringToObject(node, "hostname", st.leader_node_id);
-        cJSON_AddStringToObject(node, "api_address", st.leader_address);
-        cJSON_AddStringToObject(node, "cluster_address",
-                                st.leader_cluster_address);
-        cJSON_AddBoolToObject(node, "active_node", true);
-        add_time(node, "last_echo", 0);
-        cJSON_AddItemToArray(nodes, node);
+    rc = ha_enabled() ? ha_list_nodes(&list, &n) : 0;
+    if (rc != 0) {
+        response_multierror(resp, 500, "could not read the HA nodes from "
+                                       "storage");
+        return;
     }
+    nodes = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(nodes, node_json(&list[i]));
+    free(list);
     resp->data = cJSON_CreateObject();
     cJSON_AddItemToObject(resp->data, "nodes", nodes);
 }

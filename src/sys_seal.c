@@ -34,6 +34,9 @@
  * the subsystems under it.
  */
 static pthread_mutex_t auto_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Serialises seal migrations (sys/unseal with migrate): each holds the
+ * HA lock for its writes, one hold per node. Taken before auto_mu. */
+static pthread_mutex_t migrate_mu = PTHREAD_MUTEX_INITIALIZER;
 /*
  * Set (under auto_mu) once this process has been unsealed: from then on
  * the start-up poller stops, so a node sealed by sys/seal stays sealed.
@@ -284,7 +287,7 @@ static int share_params(const cJSON *data, const char *shares_name,
     return 0;
 }
 
-/* Auto seal: unseals with the static key and starts. auto_mu held. */
+/* Auto seal: unseals with the seal's key and starts. auto_mu held. */
 static int auto_unseal_locked(struct errbuf *err)
 {
     int rc = seal_auto_unseal(err);
@@ -431,6 +434,7 @@ static void handle_unseal(struct request *req, struct response *resp)
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(req->data, "key");
     bool reset = false, migrate = false, migrating, given;
     struct seal_status st;
+    int rc;
 
     if (req->op != OP_UPDATE && req->op != OP_CREATE) {
         response_empty_error(resp, 405);
@@ -470,7 +474,25 @@ static void handle_unseal(struct request *req, struct response *resp)
                                   "as JSON, or 'reset' set to true");
         return;
     }
-    if (!node_unsealed() && unseal_with(key->valuestring, resp) != 0)
+    /* A migration rewrites the stored seal: on HA storage only a holder
+     * of the lock may write, as for sys/init. One migration at a time:
+     * the hold is one per node. */
+    if (migrating) {
+        struct errbuf err;
+
+        pthread_mutex_lock(&migrate_mu);
+        if (lifecycle_init_begin(&err) != 0) {
+            pthread_mutex_unlock(&migrate_mu);
+            response_error(resp, 503, "%s", err.msg);
+            return;
+        }
+    }
+    rc = !node_unsealed() ? unseal_with(key->valuestring, resp) : 0;
+    if (migrating) {
+        lifecycle_init_end();
+        pthread_mutex_unlock(&migrate_mu);
+    }
+    if (rc != 0)
         return;
     resp->raw = seal_status_json();
 }
@@ -537,7 +559,7 @@ static int auto_attempt(struct errbuf *last)
     if (rc != 0 && strcmp(err.msg, last->msg) != 0) {
         if (rc == COFFER_ENOTFOUND)
             log_info("seal: not initialized yet; waiting for sys/init to "
-                     "unseal with the static key");
+                     "unseal with the %s seal", seal_type_name());
         else
             log_error("seal: auto-unseal failed (sealed; retrying every "
                       "%d s): %s", AUTO_RETRY_SECONDS, err.msg);

@@ -11,6 +11,12 @@
 #   4. every libFuzzer harness over its corpus ($FUZZ_BUILD, default
 #      build-fuzz), through tests/fuzz/run-regress.sh; skipped likewise.
 #
+# Parts 2 and 3 run side by side when the machine has more than one core
+# (COFFER_TEST_SERIAL=1 runs them one after the other): both mostly wait
+# on servers, PostgreSQL and fsync, so together they take little more
+# than the longer one. The ASan part's output is kept in a file and
+# printed whole when it ends, so the two never interleave.
+#
 # `make test` builds all three build dirs first. The last line is
 # "N passed, N failed", every part summed. Exits non-zero if anything
 # failed, or if pytest collected no tests at all.
@@ -53,19 +59,39 @@ fi
 
 t1=$(date +%s)
 
-# --- integration tests ---------------------------------------------------
-run_pytest "$absbuild/coffer" "$tmpdir/it" "$here/integration"
-int_pass=$counted_pass
-int_fail=$counted_fail
-echo "integration: $int_pass passed, $int_fail failed"
-t2=$(date +%s)
+# --- integration tests, and the ASan+UBSan part beside them -------------
+run_integration() {
+    run_pytest "$absbuild/coffer" "$tmpdir/it" "$here/integration"
+    int_pass=$counted_pass
+    int_fail=$counted_fail
+    echo "integration: $int_pass passed, $int_fail failed"
+}
 
-# --- ASan+UBSan ----------------------------------------------------------
+asan=${ASAN_BUILD:-build-asan}
+run_asan() {
+    if [ -n "${ASAN_BUILD:-}" ] || [ -x "$asan/coffer" ]; then
+        sh "$here/run-asan.sh" "$asan" >"$tmpdir/asan.out" 2>&1
+    else
+        : >"$tmpdir/asan.out"
+    fi
+}
+
+cores=$(nproc 2>/dev/null || echo 1)
+if [ "${COFFER_TEST_SERIAL:-0}" = "1" ] || [ "$cores" -lt 2 ]; then
+    run_integration
+    t2=$(date +%s)
+    run_asan
+else
+    run_asan &
+    asan_pid=$!
+    run_integration
+    t2=$(date +%s)
+    wait "$asan_pid"
+fi
 asan_pass=0
 asan_fail=0
-asan=${ASAN_BUILD:-build-asan}
-if [ -n "${ASAN_BUILD:-}" ] || [ -x "$asan/coffer" ]; then
-    sh "$here/run-asan.sh" "$asan" | tee "$tmpdir/asan.out"
+if [ -s "$tmpdir/asan.out" ]; then
+    cat "$tmpdir/asan.out"
     last_counts asan "$tmpdir/asan.out"
     asan_pass=$counted_pass
     asan_fail=$counted_fail
@@ -87,7 +113,7 @@ fi
 t4=$(date +%s)
 
 echo "run-all: took unit $((t1 - t0))s, integration $((t2 - t1))s," \
-    "asan $((t3 - t2))s, fuzz corpora $((t4 - t3))s"
+    "integration and asan $((t3 - t1))s, fuzz corpora $((t4 - t3))s"
 pass=$((unit_pass + int_pass + asan_pass + fuzz_pass))
 fail=$((unit_fail + int_fail + asan_fail + fuzz_fail))
 echo "$pass passed, $fail failed"

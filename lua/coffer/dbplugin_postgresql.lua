@@ -12,6 +12,7 @@
 --   expiration(unix)          -> the {{expiration}} text
 --   default_revoke(conn, username)            -> true | nil, err
 --   default_revoke_sql(username)  (optional)  -> the same as SQL text
+--   default_revoke_many_sql(usernames) (optional) -> one SQL text for many
 --   default_renew, default_rotation, default_root_rotation   statements
 --
 -- Behaviour follows Vault's postgresql-database-plugin (VAULT_API.md 6).
@@ -118,70 +119,75 @@ function M.split(stmt, allow_whole)
 end
 
 -- Vault's default revocation, run server-side in one DO block so that a
--- revocation is one round trip instead of nine: strip the user's table,
+-- revocation is one round trip instead of nine: strip each user's table,
 -- sequence, schema and database privileges, then drop the role. A role
--- that does not exist is a successful revocation.
+-- that does not exist is a successful revocation. The block takes an
+-- array of names: a mass expiry revokes a batch of users in one block,
+-- which PostgreSQL compiles once (64 one-user blocks in one transaction:
+-- ~6,400 roles/s on 4 connections here; one 64-user block: ~28,000/s).
 local REVOKE_BLOCK = [[
 DO $coffer_revoke$
 DECLARE
-  r text := %s;
+  r text;
   roid oid;
   s text;
-  stmts text[] := ARRAY[]::text[];
+  stmts text[];
   stmt text;
 BEGIN
-  SELECT oid INTO roid FROM pg_roles WHERE rolname = r;
-  IF NOT FOUND THEN
-    RETURN;
-  END IF;
-  -- A role that holds nothing in any database (no privilege granted to it
-  -- or by it, no object, no policy: pg_shdepend has no row for it; group
-  -- membership lives in pg_auth_members and goes with the role) needs only
-  -- DROP ROLE, which is where the REVOKEs below lead. Skipping them
-  -- matters: each REVOKE rewrites the ACL of a row every revocation
-  -- shares (schema public, the database), so concurrent revocations queue
-  -- on those rows and fail with "tuple concurrently updated" (mass expiry
-  -- ran at ~200/s against ~6,000/s for plain DROP ROLE).
-  IF NOT EXISTS (SELECT 1 FROM pg_shdepend d
-                 WHERE d.refclassid = 'pg_authid'::regclass
-                   AND d.refobjid = roid) THEN
+  FOREACH r IN ARRAY ARRAY[%s]::text[] LOOP
+    SELECT oid INTO roid FROM pg_roles WHERE rolname = r;
+    CONTINUE WHEN NOT FOUND;
+    -- A role that holds nothing in any database (no privilege granted to
+    -- it or by it, no object, no policy: pg_shdepend has no row for it;
+    -- group membership lives in pg_auth_members and goes with the role)
+    -- needs only DROP ROLE, which is where the REVOKEs below lead.
+    -- Skipping them matters: each REVOKE rewrites the ACL of a row every
+    -- revocation shares (schema public, the database), so concurrent
+    -- revocations queue on those rows and fail with "tuple concurrently
+    -- updated" (mass expiry ran at ~200/s against ~6,000/s for plain
+    -- DROP ROLE).
+    IF NOT EXISTS (SELECT 1 FROM pg_shdepend d
+                   WHERE d.refclassid = 'pg_authid'::regclass
+                     AND d.refobjid = roid) THEN
+      EXECUTE format('DROP ROLE IF EXISTS %%I', r);
+      CONTINUE;
+    END IF;
+    -- Schemas the user was granted something in (the schema itself, or a
+    -- table, column or sequence in it).
+    -- Vault asks information_schema.role_column_grants, which scans every
+    -- column of the database (10 ms with a few thousand roles); the
+    -- grants are also recorded in pg_shdepend, indexed by role.
+    stmts := ARRAY[]::text[];
+    FOR s IN SELECT DISTINCT n.nspname
+             FROM pg_shdepend d
+             JOIN pg_namespace n ON
+               (d.classid = 'pg_namespace'::regclass AND n.oid = d.objid) OR
+               (d.classid = 'pg_class'::regclass AND n.oid =
+                 (SELECT relnamespace FROM pg_class WHERE oid = d.objid))
+             WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = roid
+               AND d.deptype = 'a'
+               AND d.dbid = (SELECT oid FROM pg_database
+                             WHERE datname = current_database()) LOOP
+      stmts := stmts || format('REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA %%I FROM %%I', s, r)
+                     || format('REVOKE ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA %%I FROM %%I', s, r)
+                     || format('REVOKE USAGE ON SCHEMA %%I FROM %%I', s, r);
+    END LOOP;
+    stmts := stmts
+      || format('REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA public FROM %%I', r)
+      || format('REVOKE ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA public FROM %%I', r)
+      || format('REVOKE USAGE ON SCHEMA public FROM %%I', r)
+      || format('REVOKE CONNECT ON DATABASE %%I FROM %%I', current_database(), r);
+    -- A REVOKE the admin may not run cannot matter by itself: if the user
+    -- still holds anything, DROP ROLE below fails and says what.
+    FOREACH stmt IN ARRAY stmts LOOP
+      BEGIN
+        EXECUTE stmt;
+      EXCEPTION WHEN insufficient_privilege THEN
+        NULL;
+      END;
+    END LOOP;
     EXECUTE format('DROP ROLE IF EXISTS %%I', r);
-    RETURN;
-  END IF;
-  -- Schemas the user was granted something in (the schema itself, or a
-  -- table, column or sequence in it).
-  -- Vault asks information_schema.role_column_grants, which scans every
-  -- column of the database (10 ms with a few thousand roles); the grants
-  -- are also recorded in pg_shdepend, indexed by role.
-  FOR s IN SELECT DISTINCT n.nspname
-           FROM pg_shdepend d
-           JOIN pg_namespace n ON
-             (d.classid = 'pg_namespace'::regclass AND n.oid = d.objid) OR
-             (d.classid = 'pg_class'::regclass AND n.oid =
-               (SELECT relnamespace FROM pg_class WHERE oid = d.objid))
-           WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = roid
-             AND d.deptype = 'a'
-             AND d.dbid = (SELECT oid FROM pg_database
-                           WHERE datname = current_database()) LOOP
-    stmts := stmts || format('REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA %%I FROM %%I', s, r)
-                   || format('REVOKE ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA %%I FROM %%I', s, r)
-                   || format('REVOKE USAGE ON SCHEMA %%I FROM %%I', s, r);
   END LOOP;
-  stmts := stmts
-    || format('REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA public FROM %%I', r)
-    || format('REVOKE ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA public FROM %%I', r)
-    || format('REVOKE USAGE ON SCHEMA public FROM %%I', r)
-    || format('REVOKE CONNECT ON DATABASE %%I FROM %%I', current_database(), r);
-  -- A REVOKE the admin may not run cannot matter by itself: if the user
-  -- still holds anything, DROP ROLE below fails and says what.
-  FOREACH stmt IN ARRAY stmts LOOP
-    BEGIN
-      EXECUTE stmt;
-    EXCEPTION WHEN insufficient_privilege THEN
-      NULL;
-    END;
-  END LOOP;
-  EXECUTE format('DROP ROLE IF EXISTS %%I', r);
 END
 $coffer_revoke$]]
 
@@ -191,15 +197,25 @@ local function quote_literal(s)
   return "'" .. s:gsub("'", "''") .. "'"
 end
 
--- The default revocation as SQL text, so that the database engine can
--- send the revocations of many leases in one script (mass expiry).
--- text | nil, err.
-function M.default_revoke_sql(username)
-  if username:find("$coffer_revoke$", 1, true) or username:find("\0", 1, true) then
-    return nil, { class = "sql", message = "refusing to revoke a user " ..
-                  "whose name contains the block delimiter" }
+-- The default revocation of many users as one SQL text (one DO block),
+-- so that the database engine revokes a batch of leases in one statement
+-- (mass expiry). If any of them fails, the whole block does: the engine
+-- then revokes them one by one. text | nil, err.
+function M.default_revoke_many_sql(usernames)
+  local literals = {}
+  for i, username in ipairs(usernames) do
+    if username:find("$coffer_revoke$", 1, true) or
+       username:find("\0", 1, true) then
+      return nil, { class = "sql", message = "refusing to revoke a user " ..
+                    "whose name contains the block delimiter" }
+    end
+    literals[i] = quote_literal(username)
   end
-  return REVOKE_BLOCK:format(quote_literal(username))
+  return REVOKE_BLOCK:format(table.concat(literals, ", "))
+end
+
+function M.default_revoke_sql(username)
+  return M.default_revoke_many_sql({ username })
 end
 
 function M.default_revoke(conn, username)

@@ -677,6 +677,25 @@ local function roll_back(req, plugin, role, vars, lease)
   lease:abort()
 end
 
+local revoke_user -- below, with the lease side
+
+-- The lease could not be stored (the HA lock was lost meanwhile and the
+-- storage refuses our writes, or the new active already revoked the
+-- pending record): nobody will ever revoke this user, and the client
+-- gets an error, so drop it now, straight on the database (no storage
+-- write needed), with the revocation its lease would have run.
+local function drop_unleased(req, role, cfg, lease, username)
+  local gone = { id = lease:id(), internal = {
+    username = username, plugin = cfg.plugin_name,
+    revocation_statements = role.revocation_statements or {} } }
+  local ok, err = with_db(req, role.db_name,
+    function(conn, c) return revoke_user(conn, c, gone) end)
+  if not ok then
+    coffer.log.error("database: the lease of " .. username .. " could not " ..
+      "be stored and dropping the user failed: " .. db_message(err))
+  end
+end
+
 local function issue_creds(req)
   local role_name = req.params.name
   local role = req.storage:get_json("role/" .. role_name)
@@ -715,8 +734,14 @@ local function issue_creds(req)
     roll_back(req, plugin, role, vars, lease)
     db_error("failed to execute query: ", err, { password })
   end
-  return lease:issue({ username = username, password = password },
-                     { ttl = ttl, max_ttl = max_ttl, renewable = true })
+  local issued, res = pcall(lease.issue, lease,
+                            { username = username, password = password },
+                            { ttl = ttl, max_ttl = max_ttl, renewable = true })
+  if not issued then
+    drop_unleased(req, role, cfg, lease, username)
+    error(res, 0)
+  end
+  return res
 end
 
 e:path("creds/:name", {
@@ -729,7 +754,7 @@ e:path("creds/:name", {
 -- checked may hold a hostile one: never paste it into statements again;
 -- the default revocation quotes it properly (and drops the role if it
 -- exists). true | nil, err.
-local function revoke_user(conn, cfg, lease)
+function revoke_user(conn, cfg, lease)
   local int = lease.internal
   local unsafe = unsafe_reason(int.username)
   local plugin = plugin_of(int.plugin or cfg.plugin_name)
@@ -738,7 +763,18 @@ local function revoke_user(conn, cfg, lease)
     local stmts, xerr = expand(plugin, int.revocation_statements,
       { name = int.username, username = int.username }, true, conn)
     if stmts == nil then return nil, xerr end
-    return run_in_tx(conn, stmts)
+    local ok, err = run_in_tx(conn, stmts)
+    -- A lease never issued (its creation failed, or crashed mid-way) may
+    -- name a user that was never or only half created, which the role's
+    -- statements may not handle (MySQL: DROP USER of a missing user
+    -- fails). The plugin's default revocation drops whatever exists.
+    if ok or lease.state ~= "pending" or type(err) ~= "table" or
+       err.class ~= "sql" then
+      return ok, err
+    end
+    coffer.log.warn("database: lease " .. tostring(lease.id) .. " was " ..
+      "never issued and its revocation statements failed; using the " ..
+      "default revocation")
   end
   if unsafe then
     coffer.log.warn("database: lease " .. tostring(lease.id) .. ": " ..
@@ -781,8 +817,10 @@ local function revoke_in_savepoint(conn, cfg, lease)
   return nil, err
 end
 
--- What revoke_user runs, as one SQL text, or nil when it has no text
--- form (a plugin without default_revoke_sql, a name it refuses).
+-- What revoke_user runs for a lease: "sql" and the lease's own
+-- statements as one text, or "default" and the plugin whose default
+-- revocation it is; nil when it has no text form (statements that do
+-- not expand, a name the default revocation must quote alone).
 local function revoke_sql(conn, cfg, lease)
   local int = lease.internal
   local unsafe = unsafe_reason(int.username)
@@ -791,10 +829,32 @@ local function revoke_sql(conn, cfg, lease)
      not unsafe then
     local stmts = expand(plugin, int.revocation_statements,
       { name = int.username, username = int.username }, true, conn)
-    return stmts and table.concat(stmts, ";\n")
+    return stmts and "sql", stmts and table.concat(stmts, ";\n")
   end
-  if unsafe or plugin.default_revoke_sql == nil then return nil end
-  return (plugin.default_revoke_sql(int.username))
+  if unsafe then return nil end
+  return "default", plugin
+end
+
+-- The default revocations of a batch, one text per plugin: one statement
+-- for all of its users when the plugin can (default_revoke_many_sql),
+-- else one per user. Appends to parts; false if one has no text form.
+local function default_revocations(parts, by_plugin)
+  for plugin, names in pairs(by_plugin) do
+    if plugin.default_revoke_many_sql then
+      local sql = plugin.default_revoke_many_sql(names)
+      if sql == nil then return false end
+      parts[#parts + 1] = sql
+    elseif plugin.default_revoke_sql then
+      for _, name in ipairs(names) do
+        local sql = plugin.default_revoke_sql(name)
+        if sql == nil then return false end
+        parts[#parts + 1] = sql
+      end
+    else
+      return false
+    end
+  end
+  return true
 end
 
 -- The common case in one round trip: every lease's revocation and the
@@ -803,11 +863,19 @@ end
 -- happened); nil, err when the connection cannot go on.
 local function revoke_all_at_once(conn, cfg, list)
   local parts = { "BEGIN" }
+  local by_plugin = {}
   for _, lease in ipairs(list) do
-    local sql = revoke_sql(conn, cfg, lease)
-    if sql == nil then return false end
-    if sql ~= "" then parts[#parts + 1] = sql end
+    local kind, what = revoke_sql(conn, cfg, lease)
+    if kind == nil then return false end
+    if kind == "default" then
+      local names = by_plugin[what] or {}
+      by_plugin[what] = names
+      names[#names + 1] = lease.internal.username
+    elseif what ~= "" then
+      parts[#parts + 1] = what
+    end
   end
+  if not default_revocations(parts, by_plugin) then return false end
   parts[#parts + 1] = "COMMIT"
   local ok, err = conn:exec_script(table.concat(parts, ";\n"))
   if ok then return true end

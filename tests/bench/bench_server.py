@@ -24,7 +24,13 @@ two cores, interleaved with it, in the same run:
   expiry    --leases credentials made to expire at the same second, while
             wrk reads KV (16 connections): revocations/s (first role gone to
             last role gone, seen in pg_roles) vs direct `DROP ROLE` of as many
-            roles by 8 psycopg2 connections; KV p99 during the storm vs idle.
+            roles by 8 psycopg2 connections; KV p99 during the storm vs idle;
+            on the sqlite server the same storm again with no reader, to
+            tell revocation's own cost from the cores it shares with wrk.
+
+On the sqlite server the issuance gap at one client is set beside the
+latency of one fdatasync in the server's directory (an issuance waits for
+two durable commits: the pending record, then the lease).
 
 PostgreSQL is started by the benchmark with default settings: fsync on,
 scram-sha-256 password authentication over TCP on 127.0.0.1 (PgCluster with
@@ -359,6 +365,46 @@ def setup_server(srv, pg):
 # -- the parts ------------------------------------------------------------
 
 
+def fdatasync_latency(directory, rounds=200):
+    """Median seconds of one 4 KiB append + fdatasync in `directory`: what
+    one durable sqlite commit (WAL, synchronous=FULL) waits for at least."""
+    path = os.path.join(directory, "fsync-probe")
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        block = b"\0" * 4096
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            os.write(fd, block)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def issuance_gap(res, fsync_s):
+    """Where issuance's gap to direct goes, at one client (requests in
+    series, so time per request = 1 / rate): the gap per credential next
+    to the two durable commits an issuance waits for (the pending record
+    before the user is created, the lease before the reply)."""
+    one = res.get(1)
+    if not one or not one["coffer"]["rps"] or not one["direct"]["rps"]:
+        return None
+    gap = 1.0 / one["coffer"]["rps"] - 1.0 / one["direct"]["rps"]
+    res = {"gap_ms": gap * 1000.0, "fsync_ms": fsync_s * 1000.0,
+           "two_commits_ms": 2 * fsync_s * 1000.0,
+           "share_of_gap": 2 * fsync_s / gap if gap > 0 else None}
+    note("  issuance at 1 client: %.2f ms more per credential than direct; "
+         "one fdatasync here %.2f ms, the two durable commits an issuance "
+         "waits for %.2f ms (%.0f%% of the gap)" % (
+             res["gap_ms"], res["fsync_ms"], res["two_commits_ms"],
+             100 * (res["share_of_gap"] or 0)))
+    return res
+
+
 def part_issuance(kind, srv, pg, args, work):
     url = srv.addr + "/v1/database/creds/bench"
     res = {}
@@ -525,23 +571,20 @@ def direct_drop(pg, n):
     return {"rps": n / secs, "seconds": secs, "retries": sum(retries)}
 
 
-def part_expiry(kind, srv, pg, token, args, issue_rate):
-    url = srv.addr + "/v1/" + KV_PATH
-    warm_up(kind, srv, token)
-    idle_before = run_wrk(url, token, STORM_CONNS, args.seconds,
-                          "%s kv idle" % kind)
-    rate = max(20.0, 0.5 * issue_rate) if issue_rate else 50.0
+def expire_together(kind, srv, pg, leases, rate, on_resume=None):
+    """Issues `leases` credentials due at the same second and watches
+    their roles vanish from pg_roles. Granted TTLs are whole seconds, so
+    due times spread over a second: for "all due at once" the server is
+    paused (SIGSTOP) from before the first is due until after the last is,
+    and wakes to the whole pile. `on_resume` runs right after SIGCONT (the
+    storm's wrk). Returns the figures, or None (reported) on a failure."""
     t0 = time.monotonic()
-    target, due_min, due_max = issue_due_together(srv, args.leases, rate)
+    target, due_min, due_max = issue_due_together(srv, leases, rate)
     issue_secs = time.monotonic() - t0
     made = count_roles(pg, "%-mass-%")
-    if made != args.leases:
-        fail("%s expiry: %d roles exist for %d leases" % (kind, made,
-                                                         args.leases))
+    if made != leases:
+        fail("%s expiry: %d roles exist for %d leases" % (kind, made, leases))
     before = lease_counters(srv)
-    # Granted TTLs are whole seconds, so due times spread over a second.
-    # For "all due at once" the server is paused (SIGSTOP) from before
-    # the first is due until after the last is: it wakes to the whole pile.
     while time.time() < due_min - 0.3:
         time.sleep(0.01)
     srv.proc.send_signal(signal.SIGSTOP)
@@ -549,11 +592,12 @@ def part_expiry(kind, srv, pg, token, args, issue_rate):
         time.sleep(0.01)
     srv.proc.send_signal(signal.SIGCONT)
     resumed = time.time()
-    wrk = start_wrk(url, token, STORM_CONNS)
+    if on_resume:
+        on_resume()
     conn = pg.connect()
     conn.autocommit = True
     first = last = None
-    deadline = time.monotonic() + 60 + args.leases / 20.0
+    deadline = time.monotonic() + 60 + leases / 20.0
     with conn.cursor() as cur:
         while time.monotonic() < deadline:
             cur.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE "
@@ -567,40 +611,67 @@ def part_expiry(kind, srv, pg, token, args, issue_rate):
                 break
             time.sleep(0.05)
     conn.close()
-    storm = stop_wrk(wrk, "%s kv during expiry" % kind)
     after = lease_counters(srv)
-    counters = {k: after[k] - before[k] for k in after}
     if last is None:
         fail("%s expiry: %d roles still exist %.0fs after they were due"
              % (kind, left, time.time() - target))
+        return None
+    span = max(last - resumed, 0.05)
+    return {"leases": made, "issue_seconds": issue_secs,
+            "due_spread_s": [due_min - target, due_max - target],
+            "server_counters": {k: after[k] - before[k] for k in after},
+            "first_gone_after_resume_s": first - resumed,
+            "last_gone_after_resume_s": last - resumed,
+            "coffer_rps": made / span}
+
+
+def part_expiry(kind, srv, pg, token, args, issue_rate):
+    url = srv.addr + "/v1/" + KV_PATH
+    warm_up(kind, srv, token)
+    idle_before = run_wrk(url, token, STORM_CONNS, args.seconds,
+                          "%s kv idle" % kind)
+    rate = max(20.0, 0.5 * issue_rate) if issue_rate else 50.0
+    wrk = []
+    res = expire_together(kind, srv, pg, args.leases, rate,
+                          lambda: wrk.append(start_wrk(url, token,
+                                                       STORM_CONNS)))
+    storm = stop_wrk(wrk[0], "%s kv during expiry" % kind) if wrk else None
+    if res is None or storm is None:
         return None
     # Idle again once the storm is over; the quieter of the two runs is
     # the reference (a noisy neighbour then cannot flatter the ratio).
     idle_after = run_wrk(url, token, STORM_CONNS, args.seconds,
                          "%s kv idle after" % kind)
     idle = min(idle_before, idle_after, key=lambda r: r["p99_ms"])
-    direct = direct_drop(pg, made)
-    span = max(last - resumed, 0.05)
-    res = {"leases": made, "issue_seconds": issue_secs,
-           "due_spread_s": [due_min - target, due_max - target],
-           "server_counters": counters,
-           "first_gone_after_resume_s": first - resumed,
-           "last_gone_after_resume_s": last - resumed,
-           "coffer_rps": made / span, "direct": direct,
-           "ratio": made / span / direct["rps"],
-           "kv_idle": idle, "kv_idle_runs": [idle_before, idle_after],
-           "kv_storm": storm,
-           "p99_ratio": storm["p99_ms"] / idle["p99_ms"]}
+    # The same storm with no reader: what revocation itself costs, apart
+    # from the two cores it shares with wrk and the reads during the storm.
+    # (The sqlite server only: it is the one the targets are for.)
+    quiet = expire_together(kind, srv, pg, args.leases, rate) \
+        if kind == "sqlite" else None
+    direct = direct_drop(pg, res["leases"])
+    res.update({"direct": direct, "ratio": res["coffer_rps"] / direct["rps"],
+                "kv_idle": idle, "kv_idle_runs": [idle_before, idle_after],
+                "kv_storm": storm,
+                "p99_ratio": storm["p99_ms"] / idle["p99_ms"],
+                "quiet": quiet,
+                "quiet_ratio": quiet["coffer_rps"] / direct["rps"]
+                if quiet else None})
+    counters = res["server_counters"]
     note("  expiry %d leases (issued in %.0fs, due %+.1fs..%+.1fs of the "
          "target, all due when the server resumed): first role gone "
          "%+.2fs, last %+.2fs after; coffer %.0f "
          "revocations/s (server: %d revoked, %d failed attempts, %d database "
          "errors), direct DROP ROLE %.0f/s (%d retries), ratio %.2f" % (
-             made, issue_secs, due_min - target, due_max - target,
-             res["first_gone_after_resume_s"], res["last_gone_after_resume_s"],
-             res["coffer_rps"], counters["revoke_success"],
-             counters["revoke_failure"], counters["db_errors"],
-             direct["rps"], direct["retries"], res["ratio"]))
+             res["leases"], res["issue_seconds"], res["due_spread_s"][0],
+             res["due_spread_s"][1], res["first_gone_after_resume_s"],
+             res["last_gone_after_resume_s"], res["coffer_rps"],
+             counters["revoke_success"], counters["revoke_failure"],
+             counters["db_errors"], direct["rps"], direct["retries"],
+             res["ratio"]))
+    if quiet:
+        note("  the same expiry with no KV reader: coffer %.0f revocations/s,"
+             " ratio %.2f to direct" % (quiet["coffer_rps"],
+                                        res["quiet_ratio"]))
     note("  kv c=%d p99 idle %.2f ms (before %.2f, after %.2f), during the "
          "storm %.2f ms (%.0f/s), ratio %.2f" % (
              STORM_CONNS, idle["p99_ms"], idle_before["p99_ms"],
@@ -621,6 +692,9 @@ def run_kind(kind, pg, args, work, skipped):
             try:
                 if part == "issuance":
                     res[part] = part_issuance(kind, srv, pg, args, work)
+                    if kind == "sqlite":
+                        res["issuance_gap"] = issuance_gap(
+                            res[part], fdatasync_latency(srv.dir))
                 elif part == "kv":
                     res[part] = part_kv(kind, srv, token, body, args, work)
                 else:
@@ -679,12 +753,22 @@ def table(results, kinds, only, skipped):
          lambda r: "%.2f (%.0f/s, %.0f/s)" % (r["ratio"], r["coffer_rps"],
                                               r["direct"]["rps"]),
          "≥ 0.8"),
+        ("the same, with no KV reader during the storm (coffer)",
+         "expiry",
+         lambda r: "%.2f (%.0f/s)" % (r["quiet_ratio"],
+                                     r["quiet"]["coffer_rps"]),
+         "(where the gap goes)"),
         ("KV p99 during the expiry storm / idle (storm, idle)", "expiry",
          lambda r: "%.2f (%.1f ms, %.1f ms)" % (
              r["p99_ratio"], r["kv_storm"]["p99_ms"],
              r["kv_idle"]["p99_ms"]),
          "≤ 2×"),
     ]
+    rows.insert(2, (
+        "issuance at 1 client: ms per credential over direct (the two "
+        "durable sqlite commits it waits for)", "issuance_gap",
+        lambda r: "%.2f ms (%.2f ms)" % (r["gap_ms"], r["two_commits_ms"]),
+        "(where the gap goes)"))
     head = "| | " + " | ".join("%s server" % k for k in kinds) + \
         " | target (sqlite server) |"
     lines = [head, "|---" * (len(kinds) + 2) + "|"]

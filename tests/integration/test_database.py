@@ -272,10 +272,11 @@ def test_bad_creation_statement_leaves_nothing(srv, pg, db):
 
 def test_unknown_plugin_lists_supported(srv, db):
     r = srv.req("PUT", "database/config/other",
-                json={"plugin_name": "mysql-database-plugin",
+                json={"plugin_name": "mongodb-database-plugin",
                       "connection_url": "x"})
     assert r.status_code == 400
     assert "postgresql-database-plugin" in r.json()["errors"][0]
+    assert "mysql-database-plugin" in r.json()["errors"][0]
 
 
 def test_wrong_password_refused_at_write(srv, pg, db):

@@ -34,22 +34,34 @@ class Cluster:
     """n nodes on one fresh database; stopped (and their dirs removed)
     by close()."""
 
-    def __init__(self, pg, n=3, lock_ttl="4s", extra=""):
+    def __init__(self, pg, n=3, lock_ttl="4s", extra="", tls=None,
+                 extras=None):
+        """tls: (cert, key) for every node's listener; extras: a config
+        line per node, after extra."""
         self.dbname = "coffer_ha_" + os.urandom(4).hex()
         pg.query("CREATE DATABASE " + self.dbname)
         self.url = pg.url(dbname=self.dbname)
         self.pg = pg
         self.nodes = []
-        for _ in range(n):
+        for i in range(n):
             d = tempfile.mkdtemp(prefix="coffer-ha-")
-            node = RealServer(d, storage="inmem")
+            node = RealServer(d, storage="inmem", tls=tls)
             with open(node.config, "w") as f:
-                f.write('listener "tcp" { address = "127.0.0.1:%d", '
-                        'tls_disable = true }\n' % node.port)
+                if tls:
+                    f.write('listener "tcp" { address = "127.0.0.1:%d", '
+                            'tls_cert_file = "%s", tls_key_file = "%s" }\n'
+                            % (node.port, tls[0], tls[1]))
+                else:
+                    f.write('listener "tcp" { address = "127.0.0.1:%d", '
+                            'tls_disable = true }\n' % node.port)
+                if extras:
+                    extra_i = extra + "\n" + extras[i]
+                else:
+                    extra_i = extra
                 f.write('storage "postgresql" { connection_url = "%s", '
                         'table = "coffer_kv", ha_enabled = true, '
                         'ha_lock_ttl = "%s" }\n' % (self.url, lock_ttl))
-                f.write('api_addr = "%s"\n%s\n' % (node.addr, extra))
+                f.write('api_addr = "%s"\n%s\n' % (node.addr, extra_i))
             self.nodes.append(node)
         self.keys = None
         self.root = None
@@ -364,3 +376,93 @@ def test_concurrent_writes_during_failover_lose_nothing_acknowledged(cluster):
     nc = new.client()
     for key, v in acked:
         assert nc.read(key)["data"] == {"v": v}, key
+
+
+def ha_nodes(node):
+    r = node.req("GET", "sys/ha-status", timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]["nodes"]
+
+
+def wait_nodes(node, want, timeout=15):
+    deadline = time.monotonic() + timeout
+    nodes = None
+    while True:
+        r = node.req("GET", "sys/ha-status", timeout=5)
+        # A standby forwards; right after a start it may not know whereto.
+        assert r.status_code in (200, 503), r.text
+        if r.status_code == 200:
+            nodes = r.json()["data"]["nodes"]
+            if sorted(n["api_address"] for n in nodes) == sorted(want):
+                return nodes
+        assert time.monotonic() < deadline, (nodes, want)
+        time.sleep(0.2)
+
+
+@pytest.mark.once
+def test_ha_status_lists_every_node_and_drops_a_dead_one(cluster, pg):
+    c = cluster()
+    active = c.wait_active()
+    addrs = [n.addr for n in c.nodes]
+    for node in c.nodes:
+        nodes = wait_nodes(node, addrs)
+        assert [n["active_node"] for n in nodes] == [True, False, False]
+        assert nodes[0]["api_address"] == active.addr
+        assert nodes[0]["last_echo"] is None
+        for n in nodes:
+            assert n["version"] and n["hostname"]
+            assert re.match(r"^[A-Za-z0-9._-]+$", n["hostname"])
+            assert n["cluster_address"] == ""
+        for n in nodes[1:]:
+            assert re.match(r"^\d{4}-\d\d-\d\dT", n["last_echo"]), n
+    # The registrations live in their own table; the stored rows are the
+    # config's addresses, passed as parameters.
+    conn = pg.connect(dbname=c.dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT api_addr FROM coffer_kv_nodes")
+            assert sorted(r[0] for r in cur.fetchall()) == sorted(addrs)
+    finally:
+        conn.close()
+    # A standby killed without a goodbye drops out once it stops echoing;
+    # one stopped cleanly leaves at once.
+    dead, gone = others(c, active)
+    dead.kill9()
+    wait_nodes(active, [active.addr, gone.addr], timeout=10)
+    gone.stop()
+    nodes = ha_nodes(active)
+    assert [n["api_address"] for n in nodes] == [active.addr], nodes
+    # The list follows a new active after a failover.
+    gone.start()
+    gone.unseal(c.keys)
+    wait_nodes(gone, [active.addr, gone.addr])
+    active.kill9()
+    new = c.wait_active(among=[gone], timeout=20)
+    nodes = wait_nodes(new, [gone.addr])
+    assert nodes[0]["active_node"] is True and nodes[0]["last_echo"] is None
+
+
+@pytest.mark.once
+def test_a_hostile_api_addr_is_refused_before_it_is_registered(pg):
+    c = Cluster(pg, n=1)
+    node = c.nodes[0]
+    with open(node.config) as f:
+        text = f.read()
+    with open(node.config, "w") as f:
+        f.write(text.replace('api_addr = "%s"' % node.addr,
+                             'api_addr = "%s/<b>\'x"' % node.addr))
+    try:
+        node.start()
+        keys, _ = node.init(shares=1, threshold=1)
+        r = node.req("PUT", "sys/unseal", token=False, json={"key": keys[0]})
+        assert r.status_code >= 400, r.text
+        assert "api_addr" in r.text, r.text
+        rows = pg.connect(dbname=c.dbname)
+        try:
+            with rows.cursor() as cur:
+                cur.execute("SELECT count(*) FROM coffer_kv_nodes")
+                assert cur.fetchone()[0] == 0
+        finally:
+            rows.close()
+    finally:
+        c.close()

@@ -14,6 +14,7 @@ revoked how many leases (one per lease without batching).
 """
 
 import os
+import signal
 import tempfile
 import threading
 import time
@@ -100,10 +101,10 @@ def revoked_counts(srv):
             c.get("coffer.expire.revoke.failure", 0))
 
 
-def issue(srv, role, n, ttl, revoke=REVOKE):
+def issue(srv, role, n, ttl, revoke=REVOKE, create=CREATE):
     """n credentials of role (TTL ttl seconds), 8 threads: [(lease, user)]."""
     r = srv.req("POST", "database/roles/" + role, json={
-        "db_name": "pg", "creation_statements": CREATE,
+        "db_name": "pg", "creation_statements": create,
         "revocation_statements": revoke,
         "default_ttl": "%ds" % ttl, "max_ttl": "1h"})
     assert r.status_code == 204, r.text
@@ -240,6 +241,94 @@ def test_one_failing_lease_does_not_fail_its_batch(srv, pg):
                not leases_listed(srv, "bad"), "the bad lease revoked")
     assert not flagged()
     assert revoked_counts(srv)[0] - ok0 == 100
+
+
+class StatementLog:
+    """PostgreSQL's log_statement = 'all' for the span of a `with`: what
+    was sent (the text of each statement) is read from its log."""
+
+    def __init__(self, pg):
+        self.pg = pg
+
+    def __enter__(self):
+        self.pg.query("ALTER SYSTEM SET log_statement = 'all'")
+        self.pg.query("SELECT pg_reload_conf()")
+        time.sleep(0.2)
+        self.offset = os.path.getsize(self.pg.log)
+        return self
+
+    def __exit__(self, *exc):
+        with open(self.pg.log, errors="replace") as f:
+            f.seek(self.offset)
+            self.text = f.read()
+        self.pg.query("ALTER SYSTEM RESET log_statement")
+        self.pg.query("SELECT pg_reload_conf()")
+
+
+@pytest.mark.once
+def test_default_revocation_revokes_a_batch_in_one_statement(srv, pg):
+    """Leases with the plugin's default revocation, due together: a batch
+    of them is revoked by one DO block (one transaction for many roles),
+    roles holding privileges (the REVOKE path) included; one role that
+    owns a table fails the block, and then its batch-mates are revoked
+    one by one while it alone stays, flagged."""
+    pg.query("CREATE TABLE IF NOT EXISTS granted (x int)")
+    ok0, fail0 = revoked_counts(srv)
+    leases = []
+    # The server is stopped from before the first lease is due until
+    # after the last is, so that it wakes to the whole pile.
+    t0 = time.time()
+    leases += issue(srv, "plain", 60, 4, revoke="")
+    granted = issue(srv, "granted", 30, 4, revoke="", create=CREATE +
+                    ' GRANT SELECT ON granted TO "{{name}}";')
+    leases += granted
+    issued = time.time()
+    assert issued - t0 < 3.5, "issuing took %.1fs" % (issued - t0)
+    srv.proc.send_signal(signal.SIGSTOP)
+    try:
+        rows = pg.query("SELECT count(*) FROM information_schema."
+                        "role_table_grants WHERE table_name = 'granted' "
+                        "AND grantee = ANY(%s)", [u for _, u in granted])
+        assert rows[0][0] == 30
+        log = StatementLog(pg).__enter__()
+        time.sleep(max(0.0, issued + 4 + 1.2 - time.time()))
+    finally:
+        srv.proc.send_signal(signal.SIGCONT)
+    try:
+        wait_until(lambda: not roles_left(pg, leases), "all roles gone")
+    finally:
+        log.__exit__()
+    wait_until(lambda: not leases_listed(srv, "plain") and
+               not leases_listed(srv, "granted"), "all leases gone")
+    # One revocation block per batch (a batch: up to 64 leases, one
+    # transaction), not one per lease (90).
+    blocks = log.text.count("DO $coffer_revoke$")
+    assert 1 <= blocks <= 90 // 6, blocks
+    assert log.text.count("statement: BEGIN") <= 90 // 6
+    ok1, fail1 = revoked_counts(srv)
+    assert (ok1 - ok0, fail1 - fail0) == (90, 0)
+
+    # The same with one role that owns a table in the pile: its block
+    # fails, the batch falls back to one savepoint per lease.
+    t0 = time.time()
+    pile = issue(srv, "mixed", 40, 4, revoke="")
+    issued = time.time()
+    bad_lease, bad_user = pile[len(pile) // 2]
+    srv.proc.send_signal(signal.SIGSTOP)
+    try:
+        pg.query('CREATE TABLE "owned_%s" (x int)' % bad_user)
+        pg.query('ALTER TABLE "owned_%s" OWNER TO "%s"' % (bad_user,
+                                                           bad_user))
+        time.sleep(max(0.0, issued + 4 + 1.2 - time.time()))
+    finally:
+        srv.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: roles_left(pg, pile) == {bad_user},
+               "all roles but the table owner gone")
+    ok2, _ = revoked_counts(srv)
+    assert ok2 - ok1 == 39
+    pg.query('DROP TABLE "owned_%s"' % bad_user)
+    wait_until(lambda: not roles_left(pg, pile) and
+               not leases_listed(srv, "mixed"), "the owner revoked")
 
 
 @pytest.mark.once

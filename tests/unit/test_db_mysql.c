@@ -1,0 +1,208 @@
+/*
+ * test_db_mysql.c - the MySQL driver's pure parts: DSN parsing and
+ * redaction, '?' placeholders, error classes, quoting. The server side is
+ * tests/integration/test_database_mysql.py.
+ */
+#include "../../src/db_mysql.c"
+
+#include "harness.h"
+
+TEST(dsn_tcp_with_port_and_db)
+{
+    struct dsn d;
+    const char *why = NULL;
+
+    CHECK_EQ_INT(dsn_parse("bob:s3cret@tcp(db.example:3307)/app", &d, &why),
+                 0);
+    CHECK_STREQ(d.user, "bob");
+    CHECK_STREQ(d.pass, "s3cret");
+    CHECK_STREQ(d.host, "db.example");
+    CHECK_EQ_INT(d.port, 3307);
+    CHECK_STREQ(d.db, "app");
+    CHECK_STREQ(d.charset, "utf8mb4");
+    CHECK(d.socket == NULL);
+    dsn_release(&d);
+}
+
+TEST(dsn_password_may_hold_colon_and_at)
+{
+    struct dsn d;
+    const char *why = NULL;
+
+    CHECK_EQ_INT(dsn_parse("u:p:a@ss@w@tcp(h)/", &d, &why), 0);
+    CHECK_STREQ(d.user, "u");
+    CHECK_STREQ(d.pass, "p:a@ss@w");
+    CHECK_STREQ(d.host, "h");
+    CHECK_EQ_INT(d.port, 3306);
+    CHECK_STREQ(d.db, "");
+    dsn_release(&d);
+}
+
+TEST(dsn_ipv6_unix_default)
+{
+    struct dsn d;
+    const char *why = NULL;
+
+    CHECK_EQ_INT(dsn_parse("u:p@tcp([::1]:3310)/x?tls=skip-verify", &d, &why),
+                 0);
+    CHECK_STREQ(d.host, "::1");
+    CHECK_EQ_INT(d.port, 3310);
+    CHECK_EQ_INT(d.tls, TLS_SKIP_VERIFY);
+    dsn_release(&d);
+    CHECK_EQ_INT(dsn_parse("u:p@unix(/run/my.sock)/x?charset=latin1", &d,
+                           &why), 0);
+    CHECK_STREQ(d.socket, "/run/my.sock");
+    CHECK_STREQ(d.charset, "latin1");
+    dsn_release(&d);
+    CHECK_EQ_INT(dsn_parse("u@/x", &d, &why), 0);
+    CHECK_STREQ(d.host, "127.0.0.1");
+    CHECK(d.pass == NULL);
+    dsn_release(&d);
+}
+
+TEST(dsn_refusals)
+{
+    static const char *bad[] = {
+        "u:p@localhost:3306/", "u:p@tcp(h", "u:p@tcp(h:0)/",
+        "u:p@tcp(h:99999)/", "u:p@tcp(h:12x)/", "u:p@tcp(h)",
+        "u:p@unix(relative)/", "u:p@tcp(h)/?sql_mode=ANSI",
+        "u:p@tcp(h)/?tls=maybe", "u:p@tcp(h)/?charset=a;b",
+        "u:p@tcp(h)/?novalue", "u:p@tcp([::1)/", "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct dsn d;
+        const char *why = NULL;
+        CHECK(dsn_parse(bad[i], &d, &why) != 0);
+        CHECK(why != NULL);
+        /* The reason never quotes the string (it holds the password). */
+        CHECK(why == NULL || strstr(why, "u:p") == NULL);
+    }
+}
+
+TEST(redaction)
+{
+    char *r = dbmy_redact_dsn("root:hunter2@tcp(h:1)/db");
+
+    CHECK_STREQ(r, "root:xxxxx@tcp(h:1)/db");
+    secure_free_str(r);
+    r = dbmy_redact_dsn("{{username}}:{{password}}@tcp(h:1)/");
+    CHECK_STREQ(r, "{{username}}:{{password}}@tcp(h:1)/");
+    secure_free_str(r);
+    r = dbmy_redact_dsn("a:b@c@unix(/s)/");
+    CHECK_STREQ(r, "a:xxxxx@unix(/s)/");
+    secure_free_str(r);
+    CHECK(dbmy_dsn_has_password("root:pw@tcp(h)/"));
+    CHECK(!dbmy_dsn_has_password("root:{{password}}@tcp(h)/"));
+    CHECK(!dbmy_dsn_has_password("root@tcp(h)/"));
+    CHECK(!dbmy_dsn_has_password("root:@tcp(h)/"));
+    CHECK(dbmy_looks_like_dsn("root:pw@tcp(h)/"));
+    CHECK(dbmy_looks_like_dsn("unix(/s)/db"));
+    CHECK(!dbmy_looks_like_dsn("postgresql://u:p@h/db"));
+    /* libpq key/value strings whose password looks like a DSN's tail. */
+    CHECK(!dbmy_looks_like_dsn("host=h password=p@/x"));
+    CHECK(!dbmy_looks_like_dsn("password=p@tcp(h)/ host=h"));
+    CHECK(!dbmy_looks_like_dsn("user=u password='a:b@unix(/s)/'"));
+    CHECK(!dbmy_looks_like_dsn("host=h:1 password=p@/x"));
+    CHECK(dbmy_looks_like_dsn("root:a=b@tcp(h)/"));
+}
+
+TEST(classes)
+{
+    CHECK_EQ_INT(classify(1213, false), DB_ERR_TRANSIENT);
+    CHECK_EQ_INT(classify(1205, false), DB_ERR_TRANSIENT);
+    CHECK_EQ_INT(classify(1045, true), DB_ERR_AUTH);
+    CHECK_EQ_INT(classify(1045, false), DB_ERR_SQL);
+    CHECK_EQ_INT(classify(2002, true), DB_ERR_UNREACHABLE);
+    CHECK_EQ_INT(classify(2003, true), DB_ERR_UNREACHABLE);
+    CHECK_EQ_INT(classify(2006, false), DB_ERR_UNREACHABLE);
+    CHECK_EQ_INT(classify(2013, false), DB_ERR_UNREACHABLE);
+    CHECK_EQ_INT(classify(1969, false), DB_ERR_TIMEOUT);
+    CHECK_EQ_INT(classify(1317, false), DB_ERR_TIMEOUT);
+    CHECK_EQ_INT(classify(1064, false), DB_ERR_SQL);
+    CHECK_EQ_INT(classify(1396, false), DB_ERR_SQL);
+}
+
+/* A handle that can escape without a server: the charset set by hand. */
+static struct dbmy_conn *offline_conn(void)
+{
+    struct dbmy_conn *c = xcalloc(1, sizeof(*c));
+
+    pthread_once(&lib_once, lib_init);
+    c->m = mysql_init(NULL);
+    c->m->charset = mariadb_get_charset_by_name("utf8mb4");
+    return c;
+}
+
+static void offline_close(struct dbmy_conn *c)
+{
+    mysql_close(c->m);
+    free(c);
+}
+
+static char *interp(struct dbmy_conn *c, const char *sql, int n,
+                    const char *const *p)
+{
+    struct db_error err;
+    size_t len;
+
+    return interpolate(c, sql, n, p, &len, &err);
+}
+
+TEST(placeholders)
+{
+    struct dbmy_conn *c = offline_conn();
+    const char *p[] = {"x' OR '1'='1", NULL, "back\\slash"};
+    char *s;
+
+    s = interp(c, "SELECT ?, ?, ?", 3, p);
+    CHECK_STREQ(s, "SELECT 'x\\' OR \\'1\\'=\\'1', NULL, 'back\\\\slash'");
+    secure_free_str(s);
+    /* '?' in strings, identifiers and comments is text. */
+    s = interp(c, "SELECT '?', \"?\", `?`, 'it\\'s ?', ? -- ?\n# ?\n/* ? */",
+               1, p + 2);
+    CHECK_STREQ(s, "SELECT '?', \"?\", `?`, 'it\\'s ?', 'back\\\\slash' "
+                    "-- ?\n# ?\n/* ? */");
+    secure_free_str(s);
+    s = interp(c, "SELECT 1;  \n", 0, NULL);
+    CHECK_STREQ(s, "SELECT 1;  \n");
+    secure_free_str(s);
+    /* Refusals: count mismatches and a second statement. */
+    CHECK(interp(c, "SELECT ?", 0, NULL) == NULL);
+    CHECK(interp(c, "SELECT ?", 2, p) == NULL);
+    CHECK(interp(c, "SELECT 1; DROP USER x", 0, NULL) == NULL);
+    CHECK(interp(c, "SELECT ?; DROP USER x", 1, p) == NULL);
+    s = interp(c, "SELECT ';'", 0, NULL);
+    CHECK_STREQ(s, "SELECT ';'");
+    secure_free_str(s);
+    offline_close(c);
+}
+
+TEST(quoting)
+{
+    struct dbmy_conn *c = offline_conn();
+    struct db_error err;
+    char *s;
+
+    s = dbmy_escape(c, "a`b", 3, false, &err);
+    CHECK_STREQ(s, "`a``b`");
+    secure_free_str(s);
+    s = dbmy_escape(c, "o'k", 3, true, &err);
+    CHECK_STREQ(s, "'o\\'k'");
+    secure_free_str(s);
+    CHECK(dbmy_escape(c, "a\0b", 3, false, &err) == NULL);
+    offline_close(c);
+}
+
+int main(int argc, char **argv)
+{
+    HARNESS_INIT(argc, argv);
+    RUN(dsn_tcp_with_port_and_db);
+    RUN(dsn_password_may_hold_colon_and_at);
+    RUN(dsn_ipv6_unix_default);
+    RUN(dsn_refusals);
+    RUN(redaction);
+    RUN(classes);
+    RUN(placeholders);
+    RUN(quoting);
+    return HARNESS_DONE();
+}
