@@ -62,10 +62,13 @@
 #define HTTP_SWEEP_MS 100
 /*
  * libmicrohttpd's per-connection memory pool: the read buffer, the header
- * records and the reply headers. 64 KiB holds any header a Vault client
- * sends; larger headers get libmicrohttpd's own 431.
+ * records and the reply headers. 32 KiB (its default) holds any header a
+ * Vault client sends; larger headers get libmicrohttpd's own 431. Not
+ * more: libmicrohttpd 0.9.75 zeroes the whole pool after every request
+ * on a kept-alive connection (at 64 KiB that memset was half of the
+ * instructions of a native KV read: tests/bench/README.md).
  */
-#define HTTP_CONNECTION_MEMORY ((size_t)64 * 1024)
+#define HTTP_CONNECTION_MEMORY ((size_t)32 * 1024)
 
 /* Where a connection is in its current exchange (conn_rec.phase). */
 enum conn_phase {

@@ -304,12 +304,20 @@ def test_too_many_query_parameters_is_a_quick_400(server):
 
 def test_long_query_values_are_a_quick_414(server):
     # Few parameters, long values: as hard on the connection's memory.
-    query = "&".join("p%d=%s" % (i, "v" * 240) for i in range(250))
+    # Over 16 KiB: Coffer's own 414, in Vault's error shape.
+    query = "&".join("p%d=%s" % (i, "v" * 240) for i in range(100))
     r, took = timed(lambda: raw_request(
         server.addr, "GET", "/v1/sys/health?" + query, timeout=10))
     assert took < 2.0, took
     assert r.status_code == 414, r
     assert "request URI too long" in r.json()["errors"][0]
+    # Longer than the connection's whole memory (32 KiB): libmicrohttpd
+    # answers 414 itself, as quickly.
+    query = "&".join("p%d=%s" % (i, "v" * 240) for i in range(250))
+    r, took = timed(lambda: raw_request(
+        server.addr, "GET", "/v1/sys/health?" + query, timeout=10))
+    assert took < 2.0, took
+    assert r.status_code == 414, r
     # A request at the limits still works.
     query = "&".join("p%d=v" % i for i in range(256))
     r = server.req("GET", "secret/data/nothing?" + query)
