@@ -15,6 +15,8 @@
 --     split = function(stmt, allow_whole) return {stmt...} end,
 --     expiration = function(unix) return "..." end,
 --     default_revoke = function(conn, username) ... end,     -- true | nil, err
+--     default_revoke_sql = function(username) ... end,       -- optional
+--     default_revoke_many_sql = function(usernames) ... end, -- optional
 --     default_renew = {...}, default_rotation = {...},
 --     default_root_rotation = {...},
 --   }
@@ -28,6 +30,9 @@ local M = {}
 local registry = {}   -- name -> plugin
 
 local FUNCTIONS = { "connect_info", "split", "expiration", "default_revoke" }
+-- The default revocation as SQL text, of one user or of a whole batch:
+-- the engine sends a batch of due leases in one script when it can.
+local OPTIONAL_FUNCTIONS = { "default_revoke_sql", "default_revoke_many_sql" }
 local STATEMENT_LISTS = { "default_renew", "default_rotation",
                           "default_root_rotation" }
 
@@ -58,6 +63,11 @@ local function check_spec(p)
   for _, k in ipairs(FUNCTIONS) do
     if type(p[k]) ~= "function" then
       return k .. " must be a function"
+    end
+  end
+  for _, k in ipairs(OPTIONAL_FUNCTIONS) do
+    if p[k] ~= nil and type(p[k]) ~= "function" then
+      return k .. " must be a function when given"
     end
   end
   for _, k in ipairs(STATEMENT_LISTS) do

@@ -618,7 +618,8 @@ def registration_keys():
         r"spec\.(\w+)", lua_function_body(fw, "function Engine:secret")))
     db_spec = set(re.findall(
         r"\bp\.(\w+)", lua_function_body(dbp, "local function check_spec")))
-    db_spec |= lua_list(dbp, "FUNCTIONS") | lua_list(dbp, "STATEMENT_LISTS")
+    db_spec |= lua_list(dbp, "FUNCTIONS") | lua_list(dbp, "STATEMENT_LISTS") \
+        | lua_list(dbp, "OPTIONAL_FUNCTIONS")
     return [
         ("e:path spec keys (framework.lua SPEC_KEYS)", "e:path(",
          lua_list(fw, "SPEC_KEYS")),
