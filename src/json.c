@@ -85,18 +85,21 @@ const char *json_get_str(const cJSON *obj, const char *key, const char *def)
     return cJSON_IsString(v) ? v->valuestring : def;
 }
 
+/* Toward zero, clamped: converting an out-of-range double is undefined. */
+static int64_t double_to_int64(double d)
+{
+    if (d >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (d <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)d;
+}
+
 int64_t json_get_int(const cJSON *obj, const char *key, int64_t def)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 
-    if (!cJSON_IsNumber(v))
-        return def;
-    /* Converting an out-of-range double is undefined: clamp first. */
-    if (v->valuedouble >= 9223372036854775807.0)
-        return INT64_MAX;
-    if (v->valuedouble <= -9223372036854775808.0)
-        return INT64_MIN;
-    return (int64_t)v->valuedouble;
+    return cJSON_IsNumber(v) ? double_to_int64(v->valuedouble) : def;
 }
 
 bool json_get_bool(const cJSON *obj, const char *key, bool def)
@@ -753,4 +756,132 @@ int json_number_cmp(const char *a, size_t alen, const char *b, size_t blen)
     if (x.sign == 0)
         return 0;
     return x.sign * decimal_cmp_abs(&x, &y);
+}
+
+/* ======================================================= members, text == */
+
+static const char *text_space(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Past the value at p (which is not space), or NULL if it is not one. */
+static const char *skip_value(const char *p, const char *end, int depth)
+{
+    size_t n;
+
+    if (p >= end || depth > JSON_MEMBER_MAX_DEPTH)
+        return NULL;
+    switch (*p) {
+    case '"':
+        for (p++; p < end && *p != '"'; p++) {
+            if (*p == '\\' && ++p >= end)
+                return NULL;
+        }
+        return p < end ? p + 1 : NULL;
+    case '{':
+    case '[': {
+        char close = *p == '{' ? '}' : ']';
+
+        p = text_space(p + 1, end);
+        if (p < end && *p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                if (p >= end || *p != '"' ||
+                    (p = skip_value(p, end, depth + 1)) == NULL)
+                    return NULL;
+                p = text_space(p, end);
+                if (p >= end || *p != ':')
+                    return NULL;
+                p = text_space(p + 1, end);
+            }
+            if ((p = skip_value(p, end, depth + 1)) == NULL)
+                return NULL;
+            p = text_space(p, end);
+            if (p >= end)
+                return NULL;
+            if (*p == close)
+                return p + 1;
+            if (*p != ',')
+                return NULL;
+            p = text_space(p + 1, end);
+        }
+    }
+    case 't':
+        return end - p >= 4 && memcmp(p, "true", 4) == 0 ? p + 4 : NULL;
+    case 'f':
+        return end - p >= 5 && memcmp(p, "false", 5) == 0 ? p + 5 : NULL;
+    case 'n':
+        return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : NULL;
+    default:
+        n = json_scan_number(p, end);
+        return n > 0 ? p + n : NULL;
+    }
+}
+
+bool json_object_members(const char *text, size_t len,
+                         struct json_member *want, size_t n)
+{
+    const char *end = text + len, *p = text_space(text, end), *q;
+    const char *key;
+    size_t key_len;
+
+    for (size_t i = 0; i < n; i++)
+        want[i].v = want[i].end = NULL;
+    if (p >= end || *p != '{')
+        return false;
+    p = text_space(p + 1, end);
+    if (p < end && *p == '}')
+        return text_space(p + 1, end) == end;
+    for (;;) {
+        if (p >= end || *p != '"' || (q = skip_value(p, end, 1)) == NULL)
+            return false;
+        key = p + 1; /* its bytes, between the quotes */
+        key_len = (size_t)(q - 1 - key);
+        p = text_space(q, end);
+        if (p >= end || *p != ':')
+            return false;
+        p = text_space(p + 1, end);
+        if ((q = skip_value(p, end, 1)) == NULL)
+            return false;
+        for (size_t i = 0; i < n; i++) {
+            if (want[i].v == NULL && strlen(want[i].name) == key_len &&
+                memcmp(want[i].name, key, key_len) == 0) {
+                want[i].v = p;
+                want[i].end = q;
+            }
+        }
+        p = text_space(q, end);
+        if (p >= end)
+            return false;
+        if (*p == '}')
+            return text_space(p + 1, end) == end;
+        if (*p != ',')
+            return false;
+        p = text_space(p + 1, end);
+    }
+}
+
+bool json_member_is(const struct json_member *m, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    return m->v != NULL && (size_t)(m->end - m->v) == n &&
+           memcmp(m->v, lit, n) == 0;
+}
+
+bool json_member_int64(const struct json_member *m, int64_t *out)
+{
+    size_t n = m->v != NULL ? (size_t)(m->end - m->v) : 0;
+    char lit[64];
+
+    if (n == 0 || n >= sizeof(lit) || json_scan_number(m->v, m->end) != n)
+        return false;
+    memcpy(lit, m->v, n);
+    lit[n] = '\0';
+    *out = double_to_int64(strtod(lit, NULL));
+    return true;
 }

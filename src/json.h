@@ -116,6 +116,33 @@ int json_number_cmp(const char *a, size_t alen, const char *b, size_t blen);
 void json_delete_wiped(cJSON *item);
 
 /*
+ * Members of an object's TEXT, without building a tree (a restore reads a
+ * million records for three members each). want[i].name is the key's
+ * bytes; a key written with escapes is not found. For each wanted member
+ * found, [v, end) is its value's text (the first occurrence, as
+ * cJSON_GetObjectItem); v is NULL when absent. Values are skipped by
+ * their structure (strings, nesting up to JSON_MEMBER_MAX_DEPTH) and are
+ * not validated further. false if text[0..len) is not one object.
+ */
+struct json_member {
+    const char *name;
+    const char *v, *end;
+};
+#define JSON_MEMBER_MAX_DEPTH 128
+bool json_object_members(const char *text, size_t len,
+                         struct json_member *want, size_t n);
+
+/* The member's value is exactly the text lit ("true", "\"active\""). */
+bool json_member_is(const struct json_member *m, const char *lit);
+
+/*
+ * The member's value as an integer as json_get_int reads it (a number,
+ * truncated toward zero, clamped to int64); false, *out untouched, if it
+ * is absent or not a number.
+ */
+bool json_member_int64(const struct json_member *m, int64_t *out);
+
+/*
  * Member getters: the member key of obj (case-sensitive, as everywhere in
  * Coffer) when it has the wanted type, else def. obj may be NULL or not
  * an object. Nothing is copied: a string is borrowed from the tree.

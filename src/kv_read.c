@@ -431,48 +431,8 @@ static bool plain_object(const char *text, size_t len)
     return len > 0 && text[0] == '{' && scan_value(&s, 1) && s.p == s.end;
 }
 
-/* A member's value in a checked text: [v, end); v NULL when absent. */
-struct member {
-    const char *name;
-    const char *v, *end;
-};
-
-/*
- * Finds the members named in want[0..n) of the checked object at obj
- * (keys hold no escapes, so a key's first quote closes it).
- */
-static void find_members(const char *obj, const char *end,
-                         struct member *want, size_t n)
-{
-    struct scan s = {obj + 1, end};
-    const char *k, *q;
-
-    for (size_t i = 0; i < n; i++)
-        want[i].v = want[i].end = NULL;
-    if (*s.p == '}')
-        return;
-    for (;;) {
-        k = s.p + 1;
-        q = memchr(k, '"', (size_t)(end - k));
-        s.p = q + 2; /* past the quote and the colon */
-        for (size_t i = 0; i < n; i++) {
-            if (strlen(want[i].name) == (size_t)(q - k) &&
-                memcmp(want[i].name, k, (size_t)(q - k)) == 0)
-                want[i].v = s.p;
-        }
-        (void)scan_value(&s, 0);
-        for (size_t i = 0; i < n; i++) {
-            if (want[i].v != NULL && want[i].end == NULL)
-                want[i].end = s.p;
-        }
-        if (*s.p == '}')
-            return;
-        s.p++;
-    }
-}
-
 /* The member is a string without escapes: a new cJSON string, or NULL. */
-static cJSON *plain_string(const struct member *mb)
+static cJSON *plain_string(const struct json_member *mb)
 {
     char *copy;
     cJSON *out;
@@ -563,7 +523,7 @@ static double now_seconds(void)
  * custom_metadata_out: the object (parsed as the engine parses it), or
  * null when absent or empty; NULL if it is anything else.
  */
-static cJSON *custom_metadata_out(const struct member *cm)
+static cJSON *custom_metadata_out(const struct json_member *cm)
 {
     cJSON *out;
 
@@ -587,12 +547,12 @@ enum { VM_CREATED, VM_DELETED_AT, VM_DELETION, VM_DESTROYED, VM_N };
  * version_out: the "metadata" member of a data read, keys in the
  * engine's (sorted) order. NULL if the entry is not as kv.lua writes it.
  */
-static cJSON *version_out(const struct member *cm, const struct member *vm,
+static cJSON *version_out(const struct json_member *cm, const struct json_member *vm,
                           long v)
 {
     cJSON *created = plain_string(&vm[VM_CREATED]);
     cJSON *deletion = plain_string(&vm[VM_DELETION]);
-    const struct member *d = &vm[VM_DESTROYED];
+    const struct json_member *d = &vm[VM_DESTROYED];
     cJSON *custom = NULL, *out = NULL;
     bool destroyed = d->v != NULL && d->end - d->v == 4; /* "true" */
 
@@ -617,7 +577,7 @@ static cJSON *version_out(const struct member *cm, const struct member *vm,
  * is_deleted(vm): deleted_at set and not after now; -1 if deleted_at is
  * not a number a double holds exactly (the engine compares what it has).
  */
-static int version_deleted(const struct member *at)
+static int version_deleted(const struct json_member *at)
 {
     double d;
 
@@ -668,8 +628,8 @@ static int load_secret(const struct mount *m, const char *path, long v,
 
 /* load_version + data_read for the version entry vm (v) of the key. */
 static enum kv_outcome v2_answer(const struct mount *m, const char *path,
-                                 const struct member *cm,
-                                 const struct member *vm, long v,
+                                 const struct json_member *cm,
+                                 const struct json_member *vm, long v,
                                  struct response *resp)
 {
     int deleted = version_deleted(&vm[VM_DELETED_AT]);
@@ -705,20 +665,20 @@ static enum kv_outcome v2_from_meta(const struct mount *m, const char *path,
                                     const struct buf *meta, long want,
                                     struct response *resp)
 {
-    struct member top[] = {{.name = "current_version"},
+    struct json_member top[] = {{.name = "current_version"},
                            {.name = "custom_metadata"},
                            {.name = "versions"}};
-    struct member vm[VM_N] = {[VM_CREATED] = {.name = "created_time"},
+    struct json_member vm[VM_N] = {[VM_CREATED] = {.name = "created_time"},
                               [VM_DELETED_AT] = {.name = "deleted_at"},
                               [VM_DELETION] = {.name = "deletion_time"},
                               [VM_DESTROYED] = {.name = "destroyed"}};
-    struct member entry = {.name = NULL};
+    struct json_member entry = {.name = NULL};
     char vname[24];
     long v = want;
 
     if (!plain_object(meta->ptr, meta->len))
         return KV_FALLBACK;
-    find_members(meta->ptr, meta->ptr + meta->len, top, ARRAY_LEN(top));
+    (void)json_object_members(meta->ptr, meta->len, top, ARRAY_LEN(top));
     if (v == 0) /* absent or 0: the current version */
         v = top[0].v == NULL
                 ? -1
@@ -727,12 +687,14 @@ static enum kv_outcome v2_from_meta(const struct mount *m, const char *path,
         return KV_FALLBACK;
     snprintf(vname, sizeof(vname), "%ld", v);
     entry.name = vname;
-    find_members(top[2].v, top[2].end, &entry, 1);
+    (void)json_object_members(top[2].v, (size_t)(top[2].end - top[2].v),
+                              &entry, 1);
     if (entry.v == NULL)
         return KV_NOTHING;
     if (entry.v[0] != '{')
         return KV_FALLBACK;
-    find_members(entry.v, entry.end, vm, VM_N);
+    (void)json_object_members(entry.v, (size_t)(entry.end - entry.v), vm,
+                              VM_N);
     return v2_answer(m, path, &top[1], vm, v, resp);
 }
 

@@ -265,68 +265,73 @@ class StatementLog:
         self.pg.query("SELECT pg_reload_conf()")
 
 
-@pytest.mark.once
-def test_default_revocation_revokes_a_batch_in_one_statement(srv, pg):
-    """Leases with the plugin's default revocation, due together: a batch
-    of them is revoked by one DO block (one transaction for many roles),
-    roles holding privileges (the REVOKE path) included; one role that
-    owns a table fails the block, and then its batch-mates are revoked
-    one by one while it alone stays, flagged."""
-    pg.query("CREATE TABLE IF NOT EXISTS granted (x int)")
-    ok0, fail0 = revoked_counts(srv)
-    leases = []
-    # The server is stopped from before the first lease is due until
-    # after the last is, so that it wakes to the whole pile.
+def due_while_stopped(srv, pg, role, n, create=CREATE, before_due=None):
+    """Issues n leases of role (default revocation, TTL 4 s) and keeps the
+    server stopped (SIGSTOP) from before the first is due until after the
+    last is, so that it wakes to the whole pile. before_due(leases) runs
+    while it is stopped. Returns the leases."""
     t0 = time.time()
-    leases += issue(srv, "plain", 60, 4, revoke="")
-    granted = issue(srv, "granted", 30, 4, revoke="", create=CREATE +
-                    ' GRANT SELECT ON granted TO "{{name}}";')
-    leases += granted
+    leases = issue(srv, role, n, 4, revoke="", create=create)
     issued = time.time()
     assert issued - t0 < 3.5, "issuing took %.1fs" % (issued - t0)
     srv.proc.send_signal(signal.SIGSTOP)
     try:
+        if before_due:
+            before_due(leases)
+        time.sleep(max(0.0, issued + 4 + 1.2 - time.time()))
+    finally:
+        srv.proc.send_signal(signal.SIGCONT)
+    return leases
+
+
+@pytest.mark.once
+def test_default_revocation_revokes_a_batch_in_one_statement(srv, pg):
+    """Leases with the plugin's default revocation, due together: a batch
+    of them is revoked by one DO block (one transaction for many roles);
+    roles holding privileges (the REVOKE path) are revoked too; one role
+    that owns a table fails its block, and then its batch-mates are
+    revoked one by one while it alone stays."""
+    ok0, _ = revoked_counts(srv)
+    with StatementLog(pg) as log:
+        plain = due_while_stopped(srv, pg, "plain", 60)
+        wait_until(lambda: not roles_left(pg, plain), "all roles gone")
+    wait_until(lambda: not leases_listed(srv, "plain"), "all leases gone")
+    # One revocation block per batch (a batch: up to 64 leases, one
+    # transaction), not one per lease (60).
+    blocks = log.text.count("DO $coffer_revoke$")
+    assert 1 <= blocks <= 60 // 6, blocks
+
+    # Roles with privileges take the block's REVOKE path.
+    pg.query("CREATE TABLE IF NOT EXISTS granted (x int)")
+
+    def granted_everywhere(leases):
         rows = pg.query("SELECT count(*) FROM information_schema."
                         "role_table_grants WHERE table_name = 'granted' "
-                        "AND grantee = ANY(%s)", [u for _, u in granted])
+                        "AND grantee = ANY(%s)", [u for _, u in leases])
         assert rows[0][0] == 30
-        log = StatementLog(pg).__enter__()
-        time.sleep(max(0.0, issued + 4 + 1.2 - time.time()))
-    finally:
-        srv.proc.send_signal(signal.SIGCONT)
-    try:
-        wait_until(lambda: not roles_left(pg, leases), "all roles gone")
-    finally:
-        log.__exit__()
-    wait_until(lambda: not leases_listed(srv, "plain") and
-               not leases_listed(srv, "granted"), "all leases gone")
-    # One revocation block per batch (a batch: up to 64 leases, one
-    # transaction), not one per lease (90).
-    blocks = log.text.count("DO $coffer_revoke$")
-    assert 1 <= blocks <= 90 // 6, blocks
-    assert log.text.count("statement: BEGIN") <= 90 // 6
-    ok1, fail1 = revoked_counts(srv)
-    assert (ok1 - ok0, fail1 - fail0) == (90, 0)
+    granted = due_while_stopped(
+        srv, pg, "granted", 30, before_due=granted_everywhere,
+        create=CREATE + ' GRANT SELECT ON granted TO "{{name}}";')
+    wait_until(lambda: not roles_left(pg, granted) and
+               not leases_listed(srv, "granted"), "all granted revoked")
+    ok1, _ = revoked_counts(srv)
+    assert ok1 - ok0 == 90
 
-    # The same with one role that owns a table in the pile: its block
-    # fails, the batch falls back to one savepoint per lease.
-    t0 = time.time()
-    pile = issue(srv, "mixed", 40, 4, revoke="")
-    issued = time.time()
-    bad_lease, bad_user = pile[len(pile) // 2]
-    srv.proc.send_signal(signal.SIGSTOP)
-    try:
-        pg.query('CREATE TABLE "owned_%s" (x int)' % bad_user)
-        pg.query('ALTER TABLE "owned_%s" OWNER TO "%s"' % (bad_user,
-                                                           bad_user))
-        time.sleep(max(0.0, issued + 4 + 1.2 - time.time()))
-    finally:
-        srv.proc.send_signal(signal.SIGCONT)
-    wait_until(lambda: roles_left(pg, pile) == {bad_user},
+    # One role that owns a table in the pile: its block fails, the
+    # batch falls back to one savepoint per lease.
+    bad = []
+
+    def own_a_table(leases):
+        user = leases[len(leases) // 2][1]
+        pg.query('CREATE TABLE "owned_%s" (x int)' % user)
+        pg.query('ALTER TABLE "owned_%s" OWNER TO "%s"' % (user, user))
+        bad.append(user)
+    pile = due_while_stopped(srv, pg, "mixed", 40, before_due=own_a_table)
+    wait_until(lambda: roles_left(pg, pile) == {bad[0]},
                "all roles but the table owner gone")
     ok2, _ = revoked_counts(srv)
     assert ok2 - ok1 == 39
-    pg.query('DROP TABLE "owned_%s"' % bad_user)
+    pg.query('DROP TABLE "owned_%s"' % bad[0])
     wait_until(lambda: not roles_left(pg, pile) and
                not leases_listed(srv, "mixed"), "the owner revoked")
 

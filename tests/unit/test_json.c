@@ -583,9 +583,133 @@ TEST(member_getters)
     cJSON_Delete(o);
 }
 
+/* The value text of member name in text, or "(absent)" / "(bad)". */
+static const char *member_text(const char *text, const char *name)
+{
+    static char out[256];
+    struct json_member m = {.name = name};
+
+    if (!json_object_members(text, strlen(text), &m, 1))
+        return "(bad)";
+    if (m.v == NULL)
+        return "(absent)";
+    snprintf(out, sizeof(out), "%.*s", (int)(m.end - m.v), m.v);
+    return out;
+}
+
+TEST(members_read_off_the_text)
+{
+    static const struct {
+        const char *text, *name, *want;
+    } rows[] = {
+        {"{\"a\":1,\"b\":\"x\"}", "b", "\"x\""},
+        {" { \"a\" : [1, {\"b\":2}] , \"b\" : true } ", "b", "true"},
+        {"{\"a\":[1,{\"b\":2}]}", "b", "(absent)"}, /* nested: not a member */
+        {"{\"s\":\"q\\\"\\\\\",\"t\":null}", "t", "null"},
+        {"{\"s\":\"}\",\"t\":-1.5e3}", "t", "-1.5e3"},
+        {"{\"d\":1,\"d\":2}", "d", "1"}, /* the first, as cJSON */
+        {"{\"k\\u0065y\":1}", "key", "(absent)"}, /* escaped key */
+        {"{}", "a", "(absent)"},
+        {"{\"a\":1", "a", "(bad)"},
+        {"{\"a\":1}x", "a", "(bad)"},
+        {"{\"a\":\"open}", "a", "(bad)"},
+        {"{\"a\":tru}", "a", "(bad)"},
+        {"{\"a\" 1}", "a", "(bad)"},
+        {"{\"a\":1,}", "a", "(bad)"},
+        {"[1]", "a", "(bad)"},
+        {"", "a", "(bad)"},
+        {"{\"a\":\"\\", "a", "(bad)"},
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++)
+        CHECK_STREQ(member_text(rows[i].text, rows[i].name), rows[i].want);
+}
+
+TEST(members_nesting_is_bounded)
+{
+    char deep[2 * JSON_MEMBER_MAX_DEPTH + 64];
+    struct json_member m = {.name = "a"};
+    size_t n = 0;
+
+    n += (size_t)snprintf(deep, sizeof(deep), "{\"a\":");
+    for (int i = 0; i < JSON_MEMBER_MAX_DEPTH + 1; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < JSON_MEMBER_MAX_DEPTH + 1; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    CHECK(!json_object_members(deep, n, &m, 1));
+}
+
+TEST(member_integers_as_json_get_int)
+{
+    static const char *lits[] = {"0", "-7", "1796354215123", "1.9", "-1.9",
+                                 "1e3", "1e300", "-1e300", "2.5E-3",
+                                 "9223372036854775807"};
+    char text[128];
+
+    for (size_t i = 0; i < ARRAY_LEN(lits); i++) {
+        struct json_member m = {.name = "n"};
+        cJSON *tree;
+        int64_t got = 42;
+
+        snprintf(text, sizeof(text), "{\"n\":%s}", lits[i]);
+        tree = cJSON_Parse(text);
+        CHECK(json_object_members(text, strlen(text), &m, 1));
+        CHECK(json_member_int64(&m, &got));
+        CHECK(got == json_get_int(tree, "n", 0));
+        cJSON_Delete(tree);
+    }
+    {
+        struct json_member m = {.name = "n"};
+        int64_t got = 42;
+
+        CHECK(json_object_members("{\"n\":\"1\"}", 9, &m, 1));
+        CHECK(!json_member_int64(&m, &got) && got == 42);
+        CHECK(json_member_is(&m, "\"1\"") && !json_member_is(&m, "1"));
+        m.name = "absent";
+        CHECK(json_object_members("{\"n\":1}", 7, &m, 1));
+        CHECK(!json_member_int64(&m, &got) && !json_member_is(&m, "1"));
+    }
+}
+
+/*
+ * Every top-level member of documents cJSON prints (lease records are
+ * written so) is found with exactly the text cJSON prints for it.
+ */
+TEST(members_agree_with_cjson)
+{
+    static const char *docs[] = {
+        "{\"id\":\"database/creds/r/abc\",\"internal\":{\"username\":\"v-"
+        "x\",\"stmts\":[\"DROP ROLE \\\"{{name}}\\\";\"],\"n\":{}},"
+        "\"expire_ms\":1796354215123,\"ttl\":3600,\"renewable\":true,"
+        "\"irrevocable\":false,\"state\":\"active\"}",
+        "{\"a\":[[],[[]],{}],\"b\":\"\\u0001\\n\",\"c\":-0.5,\"d\":null,"
+        "\"e\":\"\xc3\xa9\"}",
+    };
+
+    for (size_t d = 0; d < ARRAY_LEN(docs); d++) {
+        cJSON *tree = cJSON_Parse(docs[d]);
+        const cJSON *item;
+
+        CHECK(tree != NULL);
+        cJSON_ArrayForEach(item, tree)
+        {
+            char *want = cJSON_PrintUnformatted(item);
+
+            CHECK_STREQ(member_text(docs[d], item->string), want);
+            free(want);
+        }
+        cJSON_Delete(tree);
+    }
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
+    RUN(members_read_off_the_text);
+    RUN(members_nesting_is_bounded);
+    RUN(member_integers_as_json_get_int);
+    RUN(members_agree_with_cjson);
     RUN(valid_documents);
     RUN(invalid_documents);
     RUN(error_names_the_byte);
