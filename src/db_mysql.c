@@ -326,10 +326,12 @@ static bool is_template(const char *s, size_t n)
            s[n - 2] == '}';
 }
 
-/* The span of the literal password in dsn: *off and *len, or false. */
+/* The span of the literal password in dsn (taken to be a DSN: the
+ * caller knows, or guessed with dbmy_looks_like_dsn): *off and *len, or
+ * false. */
 static bool dsn_password_span(const char *dsn, size_t *off, size_t *len)
 {
-    long at = dbmy_looks_like_dsn(dsn) ? dsn_at(dsn) : -1;
+    long at = dsn != NULL ? dsn_at(dsn) : -1;
     const char *colon;
 
     if (at < 0)
@@ -544,6 +546,23 @@ static void set_tls(MYSQL *m, enum tls_mode tls)
     }
 }
 
+/*
+ * The authentication methods a connection may use. A server (or whoever
+ * sits between) can ask for any method; some hand it the password:
+ * mysql_clear_password always, sha256_password and caching_sha2_password
+ * by encrypting it with a public key the server itself sends when there
+ * is no verified TLS. So without verified TLS only the challenge-response
+ * methods, which never reveal the password (as Vault's driver refuses
+ * clear text and public-key retrieval by default); with it, the SHA-256
+ * ones too (MySQL 8's default users).
+ */
+static const char *auth_plugins(enum tls_mode tls)
+{
+    return tls == TLS_VERIFY ? "mysql_native_password,client_ed25519,"
+                               "caching_sha2_password,sha256_password"
+                             : "mysql_native_password,client_ed25519";
+}
+
 /* A configured handle, not yet connected. */
 static MYSQL *handle_new(const struct dbmy_pool *p, double connect_timeout)
 {
@@ -564,6 +583,7 @@ static MYSQL *handle_new(const struct dbmy_pool *p, double connect_timeout)
     mysql_options(m, MYSQL_SET_CHARSET_NAME, p->dsn.charset);
     mysql_options(m, MYSQL_OPT_LOCAL_INFILE, &(unsigned int){0});
     set_tls(m, p->dsn.tls);
+    mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH, auth_plugins(p->dsn.tls));
     return m;
 }
 

@@ -95,9 +95,10 @@ char *dbmy_escape(struct dbmy_conn *c, const char *s, size_t n, bool literal,
 
 /*
  * The DSN with a literal password replaced by "xxxxx" (a templated
- * {{password}} is kept); and whether it holds one. True from
- * dbmy_looks_like_dsn for a string in the Go DSN form rather than a
- * PostgreSQL URL or key/value string.
+ * {{password}} is kept); and whether it holds one. The string is taken to
+ * be a DSN. dbmy_looks_like_dsn guesses, from the text alone, whether a
+ * string is in the Go DSN form rather than a PostgreSQL URL or key/value
+ * string; when the driver is known, go by the driver.
  */
 char *dbmy_redact_dsn(const char *dsn);
 bool dbmy_dsn_has_password(const char *dsn);

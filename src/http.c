@@ -540,6 +540,36 @@ static size_t count_params(const char *uri)
 }
 
 /*
+ * libmicrohttpd's unescaping of the path and the query (%XX, in place),
+ * except that an escaped NUL becomes DEL: a NUL would end the C string
+ * there, so "secret/a%00b" would quietly become "secret/a"; DEL is
+ * refused with the other non-printable characters of a path (400), and
+ * makes a query value invalid.
+ */
+static size_t unescape_no_nul(void *cls, struct MHD_Connection *c, char *s)
+{
+    char *out = s;
+
+    (void)cls;
+    (void)c;
+    for (const char *in = s; *in != '\0'; out++) {
+        int hi, lo;
+
+        if (in[0] == '%' && (hi = hex_value(in[1])) >= 0 &&
+            (lo = hex_value(in[2])) >= 0) {
+            *out = (char)(hi * 16 + lo);
+            if (*out == '\0')
+                *out = '\x7f';
+            in += 3;
+        } else {
+            *out = *in++;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
+/*
  * The URI callback: libmicrohttpd calls it once per request, when the
  * request line is in and before it parses the query. Its return value is
  * the *con_cls of the access handler and of on_completed.
@@ -1347,6 +1377,7 @@ struct http_server *http_start(const struct http_config *cfg,
                            ? cfg->max_connections_per_ip
                            : HTTP_DEFAULT_MAX_CONNECTIONS_PER_IP),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONNECTION_MEMORY,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_no_nul, NULL,
         MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         if (tls)

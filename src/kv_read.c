@@ -63,9 +63,10 @@
 static struct storage *kv_storage;
 static atomic_int enabled = -1; /* -1: not decided yet */
 static atomic_uint_fast64_t served;
-/* The code generation whose kv.lua was compared, and the verdict. */
-static atomic_uint_fast64_t engine_gen;
-static atomic_bool engine_known;
+/* The code generation whose kv.lua was compared, shifted left by one,
+ * and the verdict in bit 0: one word, so that a verdict is never read
+ * with another generation's number. */
+static atomic_uint_fast64_t engine_verdict;
 
 /* A read's outcome: answered, answered with nothing (404), or not ours. */
 enum kv_outcome { KV_ANSWERED, KV_NOTHING, KV_FALLBACK };
@@ -108,11 +109,12 @@ static bool engine_is_known(void)
 {
     unsigned char digest[32];
     char hex[65];
-    uint64_t gen = luavm_generation(), seen;
+    uint64_t gen = luavm_generation(), seen = 0;
+    uint_fast64_t verdict = atomic_load(&engine_verdict);
     bool known;
 
-    if (gen == atomic_load(&engine_gen))
-        return atomic_load(&engine_known);
+    if (verdict >> 1 == gen)
+        return (verdict & 1) != 0;
     known = luavm_code_digest("engines/kv.lua", digest, &seen);
     if (known) {
         for (size_t i = 0; i < sizeof(digest); i++)
@@ -122,9 +124,13 @@ static bool engine_is_known(void)
             log_info("kv_read: engines/kv.lua is not the one this build "
                      "answers for (sha256 %s); KV reads run in Lua", hex);
     }
-    atomic_store(&engine_known, known);
-    atomic_store(&engine_gen, seen);
-    return known;
+    /* Only ever forward: a thread that judged an older generation must
+     * not overwrite a newer verdict. */
+    while (verdict >> 1 <= seen &&
+           !atomic_compare_exchange_weak(&engine_verdict, &verdict,
+                                         (uint_fast64_t)seen << 1 | known))
+        ;
+    return known && seen == gen;
 }
 
 /*

@@ -293,15 +293,19 @@ static void push_boxed_string(lua_State *L, struct secret_box *box)
 }
 
 /*
- * coffer.db.redact_conninfo(s) -> s with its passwords as "xxxxx", and
- * whether it held a literal one. [-0, +2, m]
+ * coffer.db.redact_conninfo(s [, driver]) -> s with its passwords as
+ * "xxxxx", and whether it held a literal one. [-0, +2, m]
  */
 static int l_db_redact_conninfo(lua_State *L)
 {
     const char *s = luaL_checkstring(L, 1);
+    const char *driver = luaL_optstring(L, 2, NULL);
     struct secret_box *box = push_secret_box(L);
-
-    bool mysql = dbmy_looks_like_dsn(s);
+    /* The form is the driver's when the caller names it; a guess from
+     * the text alone can take a DSN whose user name holds a space or a
+     * '=' for a libpq string and leave its password in place. */
+    bool mysql = driver != NULL ? strcmp(driver, "mysql") == 0
+                                : dbmy_looks_like_dsn(s);
 
     box->s = mysql ? dbmy_redact_dsn(s) : db_redact_conninfo(s);
     push_boxed_string(L, box);

@@ -438,8 +438,9 @@ end
 -- The connection string with every literal password (URL user-info,
 -- ?password=, key/value password='...') replaced by xxxxx, and whether it
 -- held one. Templated ({{password}}) values are kept, as Vault does.
-local function redact_url(url)
-  return coffer.db.redact_conninfo(url or "")
+local function redact_url(url, plugin_name)
+  local plugin = plugin_name and dbplugins.get(plugin_name)
+  return coffer.db.redact_conninfo(url or "", plugin and plugin.driver)
 end
 
 local function write_config(req)
@@ -456,7 +457,7 @@ local function write_config(req)
   end
   cfg.verify_connection = nil
   req.storage:put_json("config/" .. name, cfg)
-  local _, literal = redact_url(cfg.connection_url)
+  local _, literal = redact_url(cfg.connection_url, cfg.plugin_name)
   if literal then
     return { warnings = { "Password found in connection_url, use a " ..
       "templated url to enable root rotation and prevent read access " ..
@@ -471,7 +472,8 @@ local function read_config(req)
   for _, k in ipairs(DETAIL_FIELDS) do
     if k ~= "password" and cfg[k] ~= nil then details[k] = cfg[k] end
   end
-  details.connection_url = (redact_url(cfg.connection_url))
+  details.connection_url = (redact_url(cfg.connection_url,
+                                       cfg.plugin_name))
   return { data = {
     allowed_roles = json.array(cfg.allowed_roles or {}),
     connection_details = details,

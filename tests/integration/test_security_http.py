@@ -391,3 +391,24 @@ def test_form_pairs_without_equals_do_not_crash_the_server(server, body):
     assert r.status_code in (204, 400, 403), r
     h = requests.get(server.addr + "/v1/sys/health", timeout=5)
     assert h.status_code == 200
+
+
+def test_an_escaped_nul_is_refused_not_a_shorter_path(server):
+    """%00 in the path decoded to a NUL ended the path there: a write to
+    secret/data/a%00b went to secret/data/a. It is a non-printable
+    character like the others now: 400, and nothing is written."""
+    body = b'{"data":{"x":"1"}}'
+    for path in ("/v1/secret/data/nul%00b", "/v1/secret/data/nul%00",
+                 "/v1/sys/policies/password/nul%00x"):
+        r = raw_request(server.addr, "PUT", path, body=body,
+                        headers={"X-Vault-Token": server.token,
+                                 "Content-Type": "application/json"})
+        assert r.status_code == 400, (path, r)
+        assert "non-printable" in r.json()["errors"][0], r.json()
+    r = server.req("GET", "secret/data/nul")
+    assert r.status_code == 404, r.text
+    # Escapes that are not a NUL still decode.
+    r = server.req("PUT", "secret/data/nul%41b", json={"data": {"x": "2"}})
+    assert r.status_code == 200, r.text
+    assert server.req("GET", "secret/data/nulAb").json()["data"]["data"] \
+        == {"x": "2"}
