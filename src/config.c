@@ -119,6 +119,8 @@ static const struct key_spec top_keys[] = {
     /* HA standbys redirect (307) instead of forwarding (Coffer's name). */
     {"disable_request_forwarding", V_BOOL, TOP(disable_request_forwarding),
      false},
+    /* HA standbys forward reads too (OpenBao's name). */
+    {"disable_standby_reads", V_BOOL, TOP(disable_standby_reads), false},
     /* Reads that cannot wait run on the I/O threads (Coffer-specific). */
     {"http_inline_reads", V_BOOL, TOP(http_inline_reads), false},
     {"kv_native_reads", V_BOOL, TOP(kv_native_reads), false},

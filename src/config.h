@@ -161,6 +161,8 @@ struct coffer_config {
     char *cluster_ca_file;
     /* HA standbys answer 307 to the active instead of forwarding. */
     bool disable_request_forwarding;
+    /* HA standbys forward every request, reads too (ha.h). */
+    bool disable_standby_reads;
     /* Reads that cannot wait run on the HTTP I/O threads (http_inline.h);
      * default true. */
     bool http_inline_reads;

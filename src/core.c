@@ -24,6 +24,7 @@
 #include "barrier.h"
 #include "cubbyhole.h"
 #include "forward.h"
+#include "ha.h"
 #include "json.h"
 #include "json_write.h"
 #include "kv_read.h"
@@ -46,6 +47,9 @@
 /* Router and ACL learn what the Lua runtime provides through hooks. */
 /* HA: a standby redirects (307) instead of forwarding. */
 static bool redirect_standby_requests;
+/* How long a standby waits to hear the changes of a request it
+ * forwarded (ha_standby_sync) before it drops its caches instead. */
+#define STANDBY_SYNC_MS 1000
 /* The label of the key that signs a forwarded client address. */
 #define FORWARD_KEY_LABEL "coffer/ha-forward/v1"
 
@@ -516,6 +520,58 @@ static void run(struct request *req, struct response *resp)
 /* ================================================================= HA == */
 
 /*
+ * The one rule for what a standby answers itself (OpenBao's standby
+ * reads): a read that needs no write. The path is a read of the built-in
+ * kv engine (GET or LIST; kv_read.c's native path included), a token's
+ * lookup-self, or a sys/ read that only shows memory (mounts, policies);
+ * the request is not wrapped (a wrapping token is a write) and not one
+ * a standby already forwarded; the token resolves here and has no use
+ * limit (taking a use is a write). Audit devices were loaded read-only
+ * with the rest (lifecycle.c) and log locally. Anything else, and
+ * anything while the standby cannot hear the active's changes (nothing
+ * loaded), goes to the active. Caller holds the state lock.
+ */
+static bool standby_read_path(const struct request *req)
+{
+    const char *p = req->path;
+    const struct mount *m;
+    bool kv;
+
+    if (req->op == OP_READ &&
+        (strcmp(p, "auth/token/lookup-self") == 0 ||
+         strcmp(p, "sys/mounts") == 0 || strcmp(p, "sys/policy") == 0 ||
+         str_has_prefix(p, "sys/policy/") ||
+         str_has_prefix(p, "sys/policies/acl/")))
+        return true;
+    if (req->op == OP_LIST && (strcmp(p, "sys/policy/") == 0 ||
+                               strcmp(p, "sys/policies/acl/") == 0))
+        return true;
+    if (req->op != OP_READ && req->op != OP_LIST)
+        return false;
+    m = router_match(p);
+    kv = m != NULL && m->impl == MOUNT_IMPL_LUA && strcmp(m->type, "kv") == 0;
+    router_mount_put(m);
+    return kv;
+}
+
+static bool standby_serves(const struct request *req)
+{
+    struct token *t = NULL;
+    bool ok = false;
+
+    if (req->forwarded_for != NULL || req->wrap_ttl != 0 ||
+        !lifecycle_standby_reads())
+        return false;
+    if (lifecycle_enter_reads() && standby_read_path(req)) {
+        t = lifecycle_request_token(req);
+        ok = t != NULL && t->num_uses == 0;
+    }
+    lifecycle_leave();
+    token_free(t);
+    return ok;
+}
+
+/*
  * On a standby: the request goes to the active node, forwarded (its
  * reply relayed) or, with disable_request_forwarding, redirected. Vault's
  * text when no active node is known.
@@ -560,6 +616,10 @@ static void send_to_active(struct request *req, struct reply *out)
         out->len = fr.len;
         out->location = fr.location;
         out->content_type = fr.text_plain ? "text/plain; charset=utf-8" : NULL;
+        /* Whatever the active wrote for it is heard here before the
+         * client can read it back through this node. */
+        if (lifecycle_standby_reads())
+            (void)ha_standby_sync(STANDBY_SYNC_MS);
     }
     request_budget_end();
     crypto_wipe(key, sizeof(key));
@@ -621,10 +681,11 @@ void core_handle(struct request *req, struct reply *out)
         /* Outside the state lock: these change or report the state. */
         sys_seal_handle(req, &resp);
         render(req, &resp, out);
-    } else if (lifecycle_is_standby()) {
+    } else if (lifecycle_is_standby() && !standby_serves(req)) {
         send_to_active(req, out);
     } else {
-        bool active = lifecycle_enter();
+        /* Active, sealed, or a standby serving a read (standby_serves) */
+        bool active = lifecycle_enter_reads();
 
         request_budget_begin();
         if (active)

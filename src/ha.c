@@ -8,6 +8,11 @@
  * thread moves running towards it, one hook call at a time, so activate
  * and deactivate never overlap. `active` (what requests read) is true
  * only while want == running != 0.
+ *
+ * The change thread listens while this node stands by (neither holding
+ * the lock nor running a tenure's subsystems) and closes its listener
+ * otherwise; `heard` says a listener is up or opening, so that a sync
+ * waits for its marker rather than trusting a cache filled meanwhile.
  */
 #include "ha.h"
 
@@ -28,6 +33,10 @@
 #define HA_DEFAULT_TTL_MS 10000
 #define HA_DEFAULT_RENEW_MS 2000
 #define HA_DEFAULT_RETRY_MS 1000
+/* The change thread's wait for notifications, and its pause after its
+ * listener failed or while this node is active. */
+#define HA_LISTEN_WAIT_MS 200
+#define HA_LISTEN_RETRY_MS 500
 /* After a failed activation, before contending again. */
 #define HA_ACTIVATE_HOLDOFF_MS 5000
 /* A node silent for this many echo intervals is left out of listings;
@@ -63,7 +72,15 @@ static struct {
     double active_since;    /* unix time of our acquisition */
     pthread_t lock_thread;
     pthread_t transition_thread;
-} ha = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    /* The change thread (NULL listen op: none). */
+    pthread_t change_thread;
+    bool change_started;
+    bool heard;               /* a listener is up or being opened */
+    unsigned long sync_next;  /* the last marker number posted */
+    unsigned long sync_seen;  /* the highest that came back */
+    pthread_cond_t sync_cond; /* sync_seen or heard changed */
+} ha = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+        .sync_cond = PTHREAD_COND_INITIALIZER};
 
 static void new_holder_locked(void)
 {
@@ -304,6 +321,133 @@ static void *transition_main(void *arg)
     return NULL;
 }
 
+/* ========================================================== changes == */
+
+/* A marker "<node_id>:<n>" came back: ours if it names this node. */
+static void note_sync(const char *marker)
+{
+    size_t n = strlen(ha.node_id); /* fixed while the threads run */
+    unsigned long seq;
+
+    if (strncmp(marker, ha.node_id, n) != 0 || marker[n] != ':')
+        return;
+    seq = strtoul(marker + n + 1, NULL, 10);
+    pthread_mutex_lock(&ha.mu);
+    /* Any role that can connect may notify: a marker not yet posted is
+     * not ours, and must not release syncs still to come. */
+    if (seq > ha.sync_seen && seq <= ha.sync_next)
+        ha.sync_seen = seq;
+    pthread_cond_broadcast(&ha.sync_cond);
+    pthread_mutex_unlock(&ha.mu);
+}
+
+/* The listener's report (change thread, mu not held). */
+static void on_change(void *arg, enum storage_change_kind kind,
+                      const char *what)
+{
+    (void)arg;
+    if (kind == STORAGE_CHANGE_SYNC)
+        note_sync(what);
+    else if (ha.hooks.changed != NULL)
+        ha.hooks.changed(ha.hooks.arg,
+                         kind == STORAGE_CHANGE_KEY ? what : NULL);
+}
+
+/* Changes are no longer heard. Change thread; mu held, dropped. */
+static void go_deaf_locked(void)
+{
+    ha.heard = false;
+    pthread_cond_broadcast(&ha.sync_cond);
+    pthread_mutex_unlock(&ha.mu);
+    (void)ha.ops->listen(ha.physical->ctx, -1, on_change, NULL);
+    if (ha.hooks.deaf != NULL)
+        ha.hooks.deaf(ha.hooks.arg);
+    pthread_mutex_lock(&ha.mu);
+}
+
+static void *change_main(void *arg)
+{
+    unsigned long tenure = 0;
+    bool open = false;
+    int rc;
+
+    (void)arg;
+    pthread_mutex_lock(&ha.mu);
+    while (!ha.stopping) {
+        bool standing_by = !ha.held && ha.running == 0 && ha.want == 0;
+
+        /* A tenure since the listener opened: start again from a flush. */
+        if (open && (!standing_by || ha.tenure != tenure)) {
+            open = false;
+            go_deaf_locked();
+            continue;
+        }
+        if (!standing_by) {
+            wait_until_locked(time_mono() + HA_LISTEN_RETRY_MS / 1e3);
+            continue;
+        }
+        tenure = ha.tenure;
+        ha.heard = true;
+        pthread_mutex_unlock(&ha.mu);
+        rc = ha.ops->listen(ha.physical->ctx, HA_LISTEN_WAIT_MS, on_change,
+                            NULL);
+        pthread_mutex_lock(&ha.mu);
+        if (rc == 0) {
+            open = true;
+        } else {
+            open = false;
+            go_deaf_locked();
+            wait_until_locked(time_mono() + HA_LISTEN_RETRY_MS / 1e3);
+        }
+    }
+    go_deaf_locked();
+    pthread_mutex_unlock(&ha.mu);
+    return NULL;
+}
+
+int ha_standby_sync(int timeout_ms)
+{
+    char marker[96];
+    unsigned long seq;
+    double until = time_mono() + timeout_ms / 1000.0;
+    bool back;
+    int rc;
+
+    pthread_mutex_lock(&ha.mu);
+    if (!ha.change_started || !ha.heard) {
+        pthread_mutex_unlock(&ha.mu);
+        return COFFER_ESTANDBY;
+    }
+    seq = ++ha.sync_next;
+    snprintf(marker, sizeof(marker), "%s:%lu", ha.node_id, seq);
+    pthread_mutex_unlock(&ha.mu);
+    rc = ha.ops->sync_post(ha.physical->ctx, marker);
+    pthread_mutex_lock(&ha.mu);
+    while (rc == 0 && ha.heard && ha.sync_seen < seq &&
+           time_mono() < until) {
+        struct timespec ts;
+        double at;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 +
+             (until - time_mono());
+        ts.tv_sec = (time_t)at;
+        ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+        pthread_cond_timedwait(&ha.sync_cond, &ha.mu, &ts);
+    }
+    back = rc == 0 && ha.sync_seen >= seq;
+    rc = back ? 0 : ha.heard ? COFFER_EIO : COFFER_ESTANDBY;
+    pthread_mutex_unlock(&ha.mu);
+    /* Not known to be in step: whatever is cached may predate the write
+     * (deaf, it caches nothing). */
+    if (rc == COFFER_EIO && ha.hooks.changed != NULL) {
+        log_warn("ha: the change listener did not catch up in %d ms; "
+                 "dropping every cache", timeout_ms);
+        ha.hooks.changed(ha.hooks.arg, NULL);
+    }
+    return rc;
+}
+
 /*
  * An address that may be shown to clients and stored: http(s)://, then
  * printable ASCII without blanks, quotes, '<', '>' or '\\', under 256.
@@ -405,6 +549,7 @@ int ha_start(const struct ha_config *cfg, const struct ha_hooks *hooks,
     ha.stopping = ha.held = ha.release_wanted = ha.transition_done = false;
     ha.want = ha.running = 0;
     ha.holdoff_until = ha.next_echo = 0;
+    ha.heard = ha.change_started = false;
     memset(&ha.leader, 0, sizeof(ha.leader));
     atomic_store(&ha.active, false);
     if (pthread_create(&ha.transition_thread, NULL, transition_main, NULL) !=
@@ -419,6 +564,11 @@ int ha_start(const struct ha_config *cfg, const struct ha_hooks *hooks,
         rc = COFFER_EINTERNAL;
     } else {
         ha.started = true;
+        /* Without it a standby caches nothing and forwards everything. */
+        ha.change_started =
+            !cfg->disable_standby_reads && ops->listen != NULL &&
+            ops->sync_post != NULL &&
+            pthread_create(&ha.change_thread, NULL, change_main, NULL) == 0;
     }
     pthread_mutex_unlock(&ha.mu);
     if (rc != 0)
@@ -442,10 +592,12 @@ void ha_stop(void)
     pthread_mutex_unlock(&ha.mu);
     pthread_join(ha.transition_thread, NULL);
     pthread_join(ha.lock_thread, NULL);
+    if (ha.change_started)
+        pthread_join(ha.change_thread, NULL);
     /* Out of the listing at once rather than after going stale. */
     (void)ha.ops->leave(ha.physical->ctx, ha.node_id);
     pthread_mutex_lock(&ha.mu);
-    ha.started = false;
+    ha.started = ha.change_started = false;
     atomic_store(&ha.active, false);
     pthread_mutex_unlock(&ha.mu);
 }
@@ -526,6 +678,16 @@ void ha_hold_release(struct storage *physical, const char *holder)
 
     if (ops != NULL && holder[0] != '\0')
         (void)ops->release(physical->ctx, holder);
+}
+
+bool ha_standby_reads(void)
+{
+    bool on;
+
+    pthread_mutex_lock(&ha.mu);
+    on = ha.change_started;
+    pthread_mutex_unlock(&ha.mu);
+    return on;
 }
 
 bool ha_enabled(void)

@@ -25,6 +25,12 @@
  * pass. A node that lost or gave up the lock contends again as a new
  * tenure (a new holder id).
  *
+ * Standing by, a third thread (the change thread) listens to what the
+ * active commits (storage_ha_ops.listen) and reports it through the
+ * changed/deaf hooks, so that a standby's caches follow the active's
+ * writes. It reopens its listener for every tenure this node had, so a
+ * node that was active meanwhile always starts again with changed(NULL).
+ *
  * Thread-safe after ha_start().
  */
 #ifndef COFFER_HA_H
@@ -46,6 +52,9 @@ struct ha_config {
     /* The CA file a standby trusts when it forwards to an https://
      * active (forward_set_ca_file); NULL for the system's. */
     const char *cluster_ca_file;
+    /* Standbys forward reads too: no listening, nothing cached or loaded
+     * (ha_standby_reads). */
+    bool disable_standby_reads;
     int lock_ttl_ms;          /* default 10000 */
     int renew_ms;             /* default 2000 */
     int retry_ms;             /* standby attempts, default 1000 */
@@ -59,6 +68,19 @@ struct ha_hooks {
     int (*activate)(void *arg, struct errbuf *err);
     /* The lock is gone (or given up): stop them. */
     void (*deactivate)(void *arg);
+    /*
+     * Standing by (the change thread): the active committed a change of
+     * key; key NULL: anything may have changed (the listener was opened
+     * or reopened, or a change too large to name): drop every cache and
+     * reload. NULL hook: none.
+     */
+    void (*changed)(void *arg, const char *key);
+    /*
+     * The listener is gone (or this node became active): changes are no
+     * longer heard, so nothing cached can be trusted. A changed(NULL)
+     * follows when it is back. NULL hook: none.
+     */
+    void (*deaf)(void *arg);
     void *arg;
 };
 
@@ -101,6 +123,19 @@ int ha_step_down(int holdoff_ms);
 int ha_hold_once(struct storage *physical, int ttl_ms, int wait_ms,
                  char holder[128], struct errbuf *err);
 void ha_hold_release(struct storage *physical, const char *holder);
+
+/*
+ * Standing by: waits until every change committed before this call has
+ * been reported through the changed hook (a marker posted on the change
+ * channel comes back), so that a client that wrote through the active
+ * reads its own write here. Up to timeout_ms; when the marker does not
+ * come back, the changed(NULL) hook runs before it returns. 0, or
+ * COFFER_ESTANDBY when the listener is not up (then nothing is cached).
+ */
+int ha_standby_sync(int timeout_ms);
+
+/* Standbys answer reads themselves (not disable_standby_reads). */
+bool ha_standby_reads(void);
 
 bool ha_enabled(void);
 

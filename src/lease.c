@@ -1500,6 +1500,56 @@ int lease_count_matching(const char *prefix, const char *key,
     return rc;
 }
 
+struct values_run {
+    const char *key;
+    struct strvec *out;
+};
+
+/* storage_scan callback: internal[key] of one record, when a string. */
+static int value_of_record(void *arg, const char *key, const void *value,
+                           size_t len)
+{
+    struct values_run *run = arg;
+    struct json_member internal = {.name = "internal"};
+    struct json_member v = {.name = run->key};
+    const char *stop, *why;
+    size_t n;
+    char *text;
+
+    (void)key;
+    if (!json_object_members(value, len, &internal, 1) ||
+        internal.v == NULL || internal.v[0] != '{' ||
+        !json_object_members(internal.v, (size_t)(internal.end - internal.v),
+                             &v, 1) ||
+        v.v == NULL || v.v[0] != '"')
+        return 0;
+    n = json_decode_string(v.v + 1, v.end, NULL, &stop, &why);
+    if (n == SIZE_MAX)
+        return 0;
+    text = xmalloc(n + 1);
+    (void)json_decode_string(v.v + 1, v.end, text, &stop, &why);
+    text[n] = '\0';
+    strvec_push(run->out, text);
+    free(text);
+    return 0;
+}
+
+int lease_collect_values(const char *prefix, const char *key,
+                         struct strvec *out)
+{
+    struct values_run run = {key, out};
+    size_t n = strlen(ID_PREFIX) + strlen(prefix) + 1;
+    char *full = xmalloc(n);
+    int rc;
+
+    snprintf(full, n, "%s%s", ID_PREFIX, prefix);
+    /* One paged pass over the records, the value read off each text: no
+     * listing, no read and no tree per lease. */
+    rc = storage_scan(store, full, value_of_record, &run);
+    free(full);
+    return rc;
+}
+
 /* ================================================================ tidy == */
 
 struct tidy_counts {

@@ -128,6 +128,14 @@ int lease_count_matching(const char *prefix, const char *key,
                          const char *value, size_t *count);
 
 /*
+ * Appends internal[key] of every lease under prefix (pending included;
+ * string values only) to out: one pass (orphan reconciliation).
+ */
+struct strvec;
+int lease_collect_values(const char *prefix, const char *key,
+                         struct strvec *out);
+
+/*
  * Records the lease of a token (secret_type "token"), active at once:
  *
  *   lease id    <creation path>/<token hmac>

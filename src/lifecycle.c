@@ -10,6 +10,10 @@
  *                  and switch off the read cache, seal the barrier
  *   teardown       seal's stop, wipe and free the read cache, then free
  *                  the barrier
+ *   standby load   HA, standing by and hearing the active's changes: read
+ *                  cache on, token store, router, policies, audit, read
+ *                  only (no leases, no ticker); reloaded when a change
+ *                  touches their keys, dropped when changes go unheard
  *
  * Requests hold the state lock for reading (lifecycle_enter); every move
  * takes it for writing, so it waits for the requests in flight and holds
@@ -22,6 +26,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/evp.h>
 
@@ -42,6 +47,7 @@
 #include "storage_cache.h"
 #include "ticker.h"
 #include "token.h"
+#include "token_cache.h"
 
 static struct {
     pthread_rwlock_t lock;
@@ -54,6 +60,8 @@ static struct {
     bool contending; /* HA: unsealed, ha_start done */
     /* contending && !active, read without the lock on every request */
     atomic_bool standby;
+    /* Standing by with the read-only subsystems loaded (standby reads). */
+    atomic_bool standby_loaded;
     char init_holder[128]; /* HA: sys/init's hold of the lock, or "" */
 } state = {.lock = PTHREAD_RWLOCK_INITIALIZER};
 
@@ -254,6 +262,128 @@ static void note_standby_locked(void)
                           memory_order_release);
 }
 
+/* ========================================================= standby == */
+
+/*
+ * What a standby needs to serve reads, loaded read-only: no lease
+ * manager and no ticker (they write and expire), and the storage refuses
+ * its writes anyway (the fence). A load that would have to write (a
+ * missing default policy or audit salt) fails, and the standby forwards
+ * everything. Caller holds the write lock.
+ */
+static void standby_unload_locked(void)
+{
+    if (!atomic_load(&state.standby_loaded))
+        return;
+    atomic_store(&state.standby_loaded, false);
+    audit_shutdown();
+    policy_shutdown();
+    router_shutdown();
+    token_store_shutdown();
+    storage_cache_enable(state.cache, false);
+}
+
+static void standby_load_locked(void)
+{
+    struct storage *logical = barrier_storage(state.barrier);
+    struct errbuf err;
+    int rc;
+
+    if (!state.contending || state.active ||
+        atomic_load(&state.standby_loaded))
+        return;
+    errbuf_clear(&err);
+    storage_cache_enable(state.cache, true);
+    rc = token_store_init(logical);
+    if (rc == 0)
+        rc = router_init(logical, false, &err);
+    if (rc == 0)
+        rc = policy_init(logical, &err);
+    if (rc == 0)
+        rc = audit_init(logical, &err);
+    atomic_store(&state.standby_loaded, true);
+    if (rc != 0) {
+        log_warn("ha: standby reads off until the next change: %s",
+                 err.msg[0] != '\0' ? err.msg : coffer_strerror(rc));
+        standby_unload_locked();
+    }
+}
+
+/* Keys whose change needs a reload of what a standby keeps in memory. */
+static bool standby_reload_key(const char *key)
+{
+    return strcmp(key, "core/mounts") == 0 ||
+           strcmp(key, "core/cubbyhole-mount") == 0 ||
+           strcmp(key, "core/audit") == 0 ||
+           strcmp(key, "core/token-salt") == 0 ||
+           strcmp(key, "core/keyring") == 0 ||
+           str_has_prefix(key, "sys/policy/");
+}
+
+/* Everything again from storage; the keyring too when it may have
+ * rotated (keyring: its key changed, or anything may have). */
+static void standby_reload(bool keyring)
+{
+    struct errbuf err;
+
+    pthread_rwlock_wrlock(&state.lock);
+    if (state.contending && !state.active) {
+        standby_unload_locked();
+        storage_cache_enable(state.cache, false); /* wipes, refuses fills */
+        token_cache_clear();
+        errbuf_clear(&err);
+        if (keyring && barrier_reload(state.barrier, &err) != 0)
+            log_warn("ha: reloading the keyring: %s", err.msg);
+        else
+            standby_load_locked();
+    }
+    pthread_rwlock_unlock(&state.lock);
+}
+
+/*
+ * HA hook (ha.c's change thread): the active committed key (NULL: any).
+ * The caches drop it the way they drop a write of this node's own, so a
+ * read that began before it cannot refill the old value.
+ */
+static void ha_changed(void *arg, const char *key)
+{
+    (void)arg;
+    if (key == NULL) {
+        standby_reload(true);
+        return;
+    }
+    storage_cache_invalidate(state.cache, key);
+    if (str_has_prefix(key, "token/id/")) {
+        token_cache_write_begin(key + strlen("token/id/"));
+        token_cache_write_end(key + strlen("token/id/"));
+    }
+    if (standby_reload_key(key))
+        standby_reload(strcmp(key, "core/keyring") == 0);
+}
+
+/* HA hook: changes are no longer heard; serve nothing from memory. */
+static void ha_deaf(void *arg)
+{
+    (void)arg;
+    pthread_rwlock_wrlock(&state.lock);
+    if (!state.active) {
+        standby_unload_locked();
+        storage_cache_enable(state.cache, false);
+    }
+    pthread_rwlock_unlock(&state.lock);
+}
+
+bool lifecycle_enter_reads(void)
+{
+    pthread_rwlock_rdlock(&state.lock);
+    return state.active || atomic_load(&state.standby_loaded);
+}
+
+bool lifecycle_standby_reads(void)
+{
+    return atomic_load(&state.standby_loaded);
+}
+
 /*
  * HA hooks (ha.c's transition thread). Taking over reads the keyring
  * again (the last active may have rotated it) and then starts what an
@@ -265,6 +395,7 @@ static int ha_activate(void *arg, struct errbuf *err)
 
     (void)arg;
     pthread_rwlock_wrlock(&state.lock);
+    standby_unload_locked();
     rc = barrier_reload(state.barrier, err);
     if (rc == 0)
         rc = activate_locked(err);
@@ -286,7 +417,8 @@ static void ha_deactivate(void *arg)
 
 int lifecycle_activate(struct errbuf *err)
 {
-    const struct ha_hooks hooks = {ha_activate, ha_deactivate, NULL};
+    const struct ha_hooks hooks = {ha_activate, ha_deactivate, ha_changed,
+                                   ha_deaf, NULL};
     int rc;
 
     if (state.cfg.ha != NULL) {
@@ -326,6 +458,7 @@ static void stop_contending(void)
         return;
     ha_stop();
     pthread_rwlock_wrlock(&state.lock);
+    standby_unload_locked();
     state.contending = false;
     note_standby_locked();
     pthread_rwlock_unlock(&state.lock);

@@ -98,6 +98,14 @@ bool lifecycle_enter(void);
 void lifecycle_leave(void);
 
 /*
+ * HA standby reads: lifecycle_enter that also says true on a standby
+ * whose read-only subsystems are loaded (it hears the active's changes).
+ * Pair with lifecycle_leave(). lifecycle_standby_reads: that state, now.
+ */
+bool lifecycle_enter_reads(void);
+bool lifecycle_standby_reads(void);
+
+/*
  * The request's token, resolved the one way: looked up (without taking
  * a use) and refused from an address outside its CIDR bindings. NULL if
  * there is none to use. Caller is inside lifecycle_enter() and the

@@ -38,6 +38,8 @@
 #include "lua_db.h"
 #include "lua_http.h"
 #include "lua_jose.h"
+#include "lua_metrics.h"
+#include "lua_password.h"
 #include "lua_json.h"
 #include "lua_json_text.h"
 #include "mount.h"
@@ -995,6 +997,38 @@ static int l_lease_count(lua_State *L)
     return 1;
 }
 
+/*
+ * req:lease_values(secret_type, key) -> {[internal[key]] = true, ...} over
+ * every lease (pending included) of this mount under <mount>/<type>/.
+ * [-3, +1, e]
+ */
+static int l_lease_values(lua_State *L)
+{
+    struct lua_api_ctx *ctx = LUA_API_CTX(L);
+    const char *type = luaL_checkstring(L, 2);
+    const char *key = luaL_checkstring(L, 3);
+    char prefix[1024];
+    struct strvec vals;
+    int rc;
+
+    if (ctx == NULL || ctx->mount == NULL)
+        return luaL_error(L, "lease_values is only available in a request");
+    snprintf(prefix, sizeof(prefix), "%s%s/", ctx->mount->path, type);
+    strvec_init(&vals);
+    rc = lease_collect_values(prefix, key, &vals);
+    if (rc == 0 && lua_checkstack(L, 4)) {
+        lua_createtable(L, 0, (int)vals.n);
+        for (size_t i = 0; i < vals.n; i++) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, vals.v[i]);
+        }
+    }
+    strvec_release(&vals);
+    if (rc != 0)
+        return raise_multierror(L, 500, "listing leases failed");
+    return 1;
+}
+
 void lua_api_push_lease_factory(lua_State *L)
 {
     lua_pushcfunction(L, l_lease_pending);
@@ -1006,6 +1040,8 @@ void lua_api_push_lease_helpers(lua_State *L)
     lua_setfield(L, -2, "lease_ttl");
     lua_pushcfunction(L, l_lease_count);
     lua_setfield(L, -2, "count_leases");
+    lua_pushcfunction(L, l_lease_values);
+    lua_setfield(L, -2, "lease_values");
 }
 
 /* ======================================================= pbkdf2, net == */
@@ -1277,4 +1313,6 @@ void lua_api_open(lua_State *L)
     lua_db_open(L);
     lua_http_open(L);
     lua_jose_open(L);
+    lua_metrics_open(L);
+    lua_password_open(L);
 }

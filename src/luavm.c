@@ -1530,6 +1530,7 @@ static int vm_run_periodic(lua_State *L)
     lua_setfield(L, -2, "mount");
     lua_api_push_storage(L, m->storage_prefix, LUA_API_CTX(L)->gen);
     lua_setfield(L, -2, "storage");
+    lua_api_push_lease_helpers(L); /* count_leases, lease_values */
     lua_call(L, 2, 0);
     return 0;
 }

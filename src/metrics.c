@@ -21,6 +21,7 @@
 #include "lease.h"
 #include "lifecycle.h"
 #include "luavm.h"
+#include "metrics_plugin.h"
 #include "mount.h"
 #include "storage_cache.h"
 #include "util.h"
@@ -478,12 +479,27 @@ static void collect_cache(struct list *l)
     add_value(l, GAUGE, "cache.entries", (double)entries);
 }
 
+/* One counter of a Lua engine (coffer.metrics.incr). */
+static void collect_plugin(void *arg, const struct metrics_plugin_series *s)
+{
+    const char *keys[METRICS_PLUGIN_MAX_LABELS];
+    const char *vals[METRICS_PLUGIN_MAX_LABELS];
+
+    for (int i = 0; i < s->nlabels; i++) {
+        keys[i] = s->key[i];
+        vals[i] = s->value[i];
+    }
+    add_labeled(arg, COUNTER, s->name, s->nlabels, keys, vals)->value =
+        (double)s->count;
+}
+
 static void collect(struct list *l)
 {
     add_value(l, GAUGE, "core.unsealed", lifecycle_is_active() ? 1 : 0);
     collect_leases(l);
     collect_cache(l);
     db_pool_stats_each(collect_pool, l);
+    metrics_plugin_each(collect_plugin, l);
     collect_requests(l);
 }
 

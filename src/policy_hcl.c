@@ -541,6 +541,19 @@ static cJSON *hv_to_json(const struct hv *v)
     return cJSON_CreateNull();
 }
 
+/*
+ * The HCL reader for other grammars (password policies): the document as
+ * JSON, repeated keys kept in order. Syntax errors name their line.
+ */
+cJSON *policy_hcl_to_json(const char *text, struct errbuf *err)
+{
+    struct hv *root = parse_doc(text, err);
+    cJSON *j = root != NULL ? hv_to_json(root) : NULL;
+
+    hv_free(root);
+    return j;
+}
+
 static void lower(char *s)
 {
     for (; *s != '\0'; s++)

@@ -78,6 +78,13 @@ struct policy *policy_from_paths(const cJSON *paths, struct errbuf *err);
 
 void policy_free(struct policy *p);
 
+/*
+ * Reads HCL/JSON text with the same reader into a JSON tree (an object;
+ * repeated keys kept, in order; numbers as doubles), for other HCL
+ * grammars (password_policy.c). NULL with "line N: ..." in err.
+ */
+cJSON *policy_hcl_to_json(const char *text, struct errbuf *err);
+
 /* Reformats HCL/JSON policy text as canonical HCL (comments are lost). */
 char *policy_format(const char *text, struct errbuf *err);
 

@@ -82,6 +82,24 @@ struct storage_ha_node {
 };
 
 /*
+ * Change notification between nodes (HA): what a standby's listener
+ * hears. KEY: the active committed a write or delete of `what`. FLUSH:
+ * anything may have changed (a batch of many keys, a key the channel
+ * cannot carry, or a listening connection that was (re)opened or lost, so
+ * that something may have been missed; `what` is NULL). SYNC: a marker a
+ * node posted (sync_post); every change committed before it was posted
+ * has been reported before it.
+ */
+enum storage_change_kind {
+    STORAGE_CHANGE_KEY = 1,
+    STORAGE_CHANGE_FLUSH = 2,
+    STORAGE_CHANGE_SYNC = 3,
+};
+
+typedef void (*storage_change_fn)(void *arg, enum storage_change_kind kind,
+                                  const char *what);
+
+/*
  * The lock interface of a backend that several nodes can share (only
  * postgresql). Writes through a backend with HA switched on are fenced:
  * each one checks, in the same statement or transaction, that the lock
@@ -114,6 +132,20 @@ struct storage_ha_ops {
     int (*leave)(void *ctx, const char *node_id);
     int (*nodes)(void *ctx, int stale_ms, struct storage_ha_node **out,
                  size_t *n);
+    /*
+     * Change notification. Every fenced write, delete and batch also
+     * announces its keys in the same transaction (delivered on commit
+     * only). listen waits up to timeout_ms on a connection of its own
+     * (opened on demand; its opening reports FLUSH) and reports what
+     * arrived through fn; an error closes it, and the caller must take
+     * it that anything may have been missed until the next opening.
+     * timeout_ms < 0 closes it (the active does not listen). One thread
+     * only. sync_post announces marker (printable ASCII, no control
+     * bytes), after every change committed before.
+     */
+    int (*listen)(void *ctx, int timeout_ms, storage_change_fn fn,
+                  void *arg);
+    int (*sync_post)(void *ctx, const char *marker);
 };
 
 struct storage_backend {

@@ -432,6 +432,14 @@ static int cache_batch(void *ctx, const struct storage_op *ops, size_t n)
     return rc;
 }
 
+void storage_cache_invalidate(struct storage_cache *c, const char *key)
+{
+    if (c == NULL || key == NULL)
+        return;
+    write_begin(c, key);
+    write_end(c, key);
+}
+
 /* ==================================================== pass-through == */
 
 static int cache_list(void *ctx, const char *prefix, struct strvec *out)

@@ -31,10 +31,10 @@
  * them to the physical storage directly, around the barrier), "core/keyring"
  * (the barrier's own), values larger than STORAGE_CACHE_MAX_VALUE.
  *
- * Single writer: the cache assumes every write to the inner storage goes
- * through it. Another process (a second node on the same postgresql
- * table) writing behind it would not be seen until eviction; Coffer runs
- * one node per storage today.
+ * Writers elsewhere: a write that does not go through the cache (the
+ * active node of an HA cluster, seen from a standby) must be reported
+ * with storage_cache_invalidate; lifecycle.c does so for every change the
+ * active announces, and keeps the cache off while it cannot hear them.
  *
  * All functions are thread-safe except storage_cache_interpose and
  * storage_cache_free, which run while no other thread uses the storage.
@@ -96,6 +96,13 @@ struct storage_cache *storage_cache_interpose(
  * refused). NULL c is a no-op.
  */
 void storage_cache_enable(struct storage_cache *c, bool on);
+
+/*
+ * Another node wrote key (HA: the active, heard by a standby): the cached
+ * value goes, and a fill that read before now is refused, exactly as for
+ * a write of our own. NULL c is a no-op.
+ */
+void storage_cache_invalidate(struct storage_cache *c, const char *key);
 
 /* Wipes every entry, restores an interposed storage, frees. NULL ok. */
 void storage_cache_free(struct storage_cache *c);

@@ -44,6 +44,16 @@
  * touch that table only and are not fenced: a standby holds no lock,
  * and a stale row can only make a listing wrong, never data.
  *
+ * Change notification (HA): each fenced write, delete and batch also
+ * calls pg_notify on "<table>_changes" in its own transaction, so
+ * standbys hear it on commit only. The payload is the keys, '\n'
+ * separated, or a flush marker (more than PG_NOTIFY_KEYS_MAX keys, more
+ * than PG_NOTIFY_MAX bytes, a key with a control byte). The listener is a
+ * connection of its own with TCP keepalives (a dead server is noticed in
+ * seconds), read with poll/PQconsumeInput/PQnotifies. Cost: PostgreSQL
+ * serialises the commits of transactions that notify (one lock per
+ * database, held through the commit's WAL flush).
+ *
  * Connections. Open on demand up to PG_MAX_OPEN, idle ones kept in a
  * mutex-protected list. No call holds two. A connection that fails with
  * CONNECTION_BAD is closed with every idle one (after a server restart
@@ -58,7 +68,11 @@
  * "key >= last || chr(1)"), so a million keys are never materialised at
  * once, and the callback runs with no connection held.
  */
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +109,10 @@ struct pg_store {
     /* HA only: the lock's own connection (acquire, renew, release). */
     pthread_mutex_t ha_mu;
     PGconn *ha_conn;
+    /* HA only: the change channel, and the connection that LISTENs on
+     * it (the listening thread's alone). */
+    char channel[64];
+    PGconn *listen_conn;
 };
 
 /* ============================================================= SQL == */
@@ -110,6 +128,7 @@ enum pg_stmt {
     PS_PUT_FENCED, /* PS_PUT's $1..$4, $5 the holder; one row: fence ok */
     PS_DEL_FENCED, /* $1 key, $2 the holder; one row: fence ok */
     PS_FENCE,      /* $1 the holder; in a batch's transaction */
+    PS_NOTIFY,     /* $1 the payload; HA only, never fenced */
     PS__COUNT
 };
 
@@ -117,6 +136,7 @@ static const char *const stmt_name[PS__COUNT] = {
     "coffer_get", "coffer_put", "coffer_del", "coffer_list",
     "coffer_list_open", "coffer_scan", "coffer_scan_open",
     "coffer_put_fenced", "coffer_del_fenced", "coffer_fence",
+    "coffer_notify",
 };
 
 /*
@@ -150,7 +170,12 @@ static const char *const stmt_name[PS__COUNT] = {
 #define PG_STR2(x) #x
 #define PG_STR(x) PG_STR2(x)
 
-/* %2$s is the quoted lock table. count(*) is 1 when the fence holds. */
+/*
+ * %2$s is the quoted lock table. count(*) is 1 when the fence holds.
+ * %3$s is the change channel (ident_ok's alphabet and '.', so it can sit
+ * in a literal): a fenced write that changed a row announces its payload
+ * there, in its own transaction, so standbys hear it on commit only.
+ */
 #define FENCE_CTE(HOLDER)                                                    \
     "WITH f AS (SELECT 1 FROM %2$s WHERE ha_key = 'leader' AND holder = "   \
     HOLDER " AND valid_until > now() FOR KEY SHARE)"
@@ -168,23 +193,28 @@ static const char *const stmt_fmt[PS__COUNT] = {
     [PS_PUT_FENCED] = FENCE_CTE("$5") ", w AS (INSERT INTO %1$s "
                       "(key, path, name, value) SELECT $1, $2, $3, $4 FROM f "
                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
-                      "RETURNING 1) SELECT count(*) FROM f",
+                      "RETURNING 1) SELECT count(*), (SELECT max(pg_notify("
+                      "'%3$s', $6)::text) FROM w) FROM f",
     [PS_DEL_FENCED] = FENCE_CTE("$2") ", d AS (DELETE FROM %1$s WHERE key = "
                       "$1 AND EXISTS (SELECT 1 FROM f) RETURNING 1) "
-                      "SELECT count(*) FROM f",
+                      "SELECT count(*), (SELECT max(pg_notify('%3$s', $3)"
+                      "::text) FROM d) FROM f",
     [PS_FENCE] = FENCE_CTE("$1") " SELECT count(*) FROM f",
+    [PS_NOTIFY] = "SELECT pg_notify('%3$s', $1)",
 };
 
 static const int stmt_nparams[PS__COUNT] = {
     [PS_GET] = 1, [PS_PUT] = 4, [PS_DEL] = 1, [PS_LIST] = 3,
     [PS_LIST_OPEN] = 2, [PS_SCAN] = 3, [PS_SCAN_OPEN] = 2,
-    [PS_PUT_FENCED] = 5, [PS_DEL_FENCED] = 2, [PS_FENCE] = 1,
+    [PS_PUT_FENCED] = 6, [PS_DEL_FENCED] = 3, [PS_FENCE] = 1,
+    [PS_NOTIFY] = 1,
 };
 
-static bool stmt_is_fenced(enum pg_stmt which)
+/* Prepared only with HA on (they name the lock table or the channel). */
+static bool stmt_is_ha(enum pg_stmt which)
 {
     return which == PS_PUT_FENCED || which == PS_DEL_FENCED ||
-           which == PS_FENCE;
+           which == PS_FENCE || which == PS_NOTIFY;
 }
 
 /* Builds a statement's text for this table; the caller frees it. */
@@ -194,7 +224,8 @@ static char *stmt_text(const struct pg_store *s, enum pg_stmt which)
 
     buf_init(&b, BUF_MAX_DEFAULT);
     COFFER_ASSERT(buf_appendf(&b, stmt_fmt[which], s->table,
-                              s->ha_table != NULL ? s->ha_table : "") == 0);
+                              s->ha_table != NULL ? s->ha_table : "",
+                              s->channel) == 0);
     return buf_detach(&b, NULL);
 }
 
@@ -253,14 +284,12 @@ static void quiet_notice(void *arg, const char *msg)
 }
 
 /*
- * Opens a bare connection. conninfo goes last, so its own settings win
- * over these defaults. NULL with words in err.
+ * Opens a bare connection. conninfo goes last (dbname, expanded), so its
+ * own settings win over the defaults before it. NULL with words in err.
  */
-static PGconn *connect_raw(const char *conninfo, struct errbuf *err)
+static PGconn *connect_params(const char *const *keys,
+                              const char *const *vals, struct errbuf *err)
 {
-    static const char *const keys[] = {"application_name", "connect_timeout",
-                                       "dbname", NULL};
-    const char *vals[] = {"coffer", "10", conninfo, NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
 
     if (conn == NULL) {
@@ -281,6 +310,32 @@ static PGconn *connect_raw(const char *conninfo, struct errbuf *err)
     return conn;
 }
 
+static PGconn *connect_raw(const char *conninfo, struct errbuf *err)
+{
+    static const char *const keys[] = {"application_name", "connect_timeout",
+                                       "dbname", NULL};
+    const char *vals[] = {"coffer", "10", conninfo, NULL};
+
+    return connect_params(keys, vals, err);
+}
+
+/*
+ * The change listener's: a dead peer must end it within seconds (TCP
+ * keepalives and a user timeout), since a standby that cannot hear the
+ * active must stop serving from its caches.
+ */
+static PGconn *connect_listen(const char *conninfo, struct errbuf *err)
+{
+    static const char *const keys[] = {
+        "application_name", "connect_timeout", "keepalives",
+        "keepalives_idle", "keepalives_interval", "keepalives_count",
+        "tcp_user_timeout", "dbname", NULL};
+    const char *vals[] = {"coffer", "10", "1", "1", "1", "2", "3000",
+                          conninfo, NULL};
+
+    return connect_params(keys, vals, err);
+}
+
 static void conn_close(struct pg_conn *c)
 {
     if (c == NULL)
@@ -298,13 +353,13 @@ static struct pg_conn *conn_open(const struct pg_store *s, struct errbuf *err)
     if (c->conn == NULL)
         goto fail;
     for (size_t i = 0; i < PS__COUNT; i++) {
-        Oid types[5] = {PG_TEXTOID, PG_TEXTOID, PG_TEXTOID, PG_BYTEAOID,
-                        PG_TEXTOID};
+        Oid types[6] = {PG_TEXTOID, PG_TEXTOID, PG_TEXTOID, PG_BYTEAOID,
+                        PG_TEXTOID, PG_TEXTOID};
         char *sql;
         PGresult *res;
         bool ok;
 
-        if (stmt_is_fenced((enum pg_stmt)i) && s->ha_table == NULL)
+        if (stmt_is_ha((enum pg_stmt)i) && s->ha_table == NULL)
             continue;
         sql = stmt_text(s, (enum pg_stmt)i);
         res = PQprepare(c->conn, stmt_name[i], sql, stmt_nparams[i], types);
@@ -516,15 +571,39 @@ static int check_fenced(PGconn *conn, PGresult *res, const char *what,
     return rc;
 }
 
+/*
+ * Change payloads: keys separated by '\n', or a marker starting with
+ * \x01 (no key a payload carries has a control byte, so neither can be
+ * mistaken for one). Under PostgreSQL's limit of 8000 bytes; more keys,
+ * or a key the channel cannot carry, send the flush marker instead.
+ */
+#define PG_NOTIFY_MAX 7900
+#define PG_NOTIFY_KEYS_MAX 64
+#define PG_NOTIFY_FLUSH "\001flush"
+#define PG_NOTIFY_SYNC "\001sync "
+
+static bool key_notifiable(const char *key)
+{
+    size_t n = strlen(key);
+
+    if (n == 0 || n > PG_NOTIFY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)key[i] < 0x20)
+            return false;
+    }
+    return true;
+}
+
 /* fence: the holder to check in the same statement, or NULL for none. */
 static int do_put(PGconn *conn, const char *key, const void *value,
                   size_t len, const char *fence)
 {
     size_t flen = folder_len(key);
     char *folder = NULL;
-    const char *params[5];
-    int lengths[5] = {0, 0, 0, 0, 0};
-    int formats[5] = {0, 0, 0, 1, 0}; /* the value goes as binary bytea */
+    const char *params[6];
+    int lengths[6] = {0, 0, 0, 0, 0, 0};
+    int formats[6] = {0, 0, 0, 1, 0, 0}; /* the value goes as binary bytea */
     PGresult *res;
     int rc;
 
@@ -537,8 +616,9 @@ static int do_put(PGconn *conn, const char *key, const void *value,
     params[3] = len > 0 ? value : "";
     lengths[3] = (int)len;
     params[4] = fence;
+    params[5] = key_notifiable(key) ? key : PG_NOTIFY_FLUSH;
     if (fence != NULL) {
-        res = PQexecPrepared(conn, stmt_name[PS_PUT_FENCED], 5, params,
+        res = PQexecPrepared(conn, stmt_name[PS_PUT_FENCED], 6, params,
                              lengths, formats, 1);
         rc = check_fenced(conn, res, "put", key);
     } else {
@@ -553,12 +633,13 @@ static int do_put(PGconn *conn, const char *key, const void *value,
 
 static int do_del(PGconn *conn, const char *key, const char *fence)
 {
-    const char *params[2] = {key, fence};
+    const char *params[3] = {key, fence,
+                             key_notifiable(key) ? key : PG_NOTIFY_FLUSH};
     PGresult *res;
     int rc;
 
     if (fence != NULL) {
-        res = PQexecPrepared(conn, stmt_name[PS_DEL_FENCED], 2, params, NULL,
+        res = PQexecPrepared(conn, stmt_name[PS_DEL_FENCED], 3, params, NULL,
                              NULL, 1);
         rc = check_fenced(conn, res, "delete", key);
     } else {
@@ -707,6 +788,37 @@ static int pg_list(void *ctx, const char *prefix, struct strvec *out)
     return rc;
 }
 
+/* Announces payload on the change channel (in the current transaction). */
+static int do_notify(PGconn *conn, const char *payload)
+{
+    const char *params[1] = {payload};
+    PGresult *res = PQexecPrepared(conn, stmt_name[PS_NOTIFY], 1, params,
+                                   NULL, NULL, 0);
+    int rc = check_res(conn, res, PGRES_TUPLES_OK, "notify", NULL);
+
+    PQclear(res);
+    return rc;
+}
+
+/* A batch's keys as one payload, or the flush marker. Caller frees. */
+static char *batch_payload(const struct storage_op *ops, size_t n)
+{
+    struct buf b;
+    bool ok = n <= PG_NOTIFY_KEYS_MAX;
+
+    buf_init(&b, BUF_MAX_DEFAULT);
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = key_notifiable(ops[i].key) &&
+             b.len + strlen(ops[i].key) + 1 <= PG_NOTIFY_MAX &&
+             buf_appendf(&b, "%s%s", i > 0 ? "\n" : "", ops[i].key) == 0;
+    }
+    if (!ok) {
+        buf_release(&b);
+        return xstrdup(PG_NOTIFY_FLUSH);
+    }
+    return buf_detach(&b, NULL);
+}
+
 struct batch_arg {
     const struct storage_op *ops;
     size_t n;
@@ -737,6 +849,12 @@ static int op_batch(PGconn *conn, void *argp)
                       (int)op->kind);
             rc = COFFER_EINVAL;
         }
+    }
+    if (rc == 0 && a->fence != NULL) { /* HA: standbys hear it on COMMIT */
+        char *payload = batch_payload(a->ops, a->n);
+
+        rc = do_notify(conn, payload);
+        free(payload);
     }
     if (rc == 0)
         rc = exec_cmd(conn, "COMMIT");
@@ -830,6 +948,7 @@ static void pg_close(void *ctx)
         conn_close(c);
     }
     PQfinish(s->ha_conn);
+    PQfinish(s->listen_conn);
     pthread_mutex_destroy(&s->ha_mu);
     free(s->ha_table);
     free(s->nodes_table);
@@ -1202,6 +1321,138 @@ static int pg_ha_nodes(void *ctx, int stale_ms, struct storage_ha_node **out,
     return rc;
 }
 
+/* ========================================================= changes == */
+
+/* Reports one payload: a marker, or its keys one by one. */
+static void report_payload(const char *payload, storage_change_fn fn,
+                           void *arg)
+{
+    size_t slen = strlen(PG_NOTIFY_SYNC);
+    char *copy, *save = NULL;
+
+    if (payload[0] == '\001') {
+        if (strncmp(payload, PG_NOTIFY_SYNC, slen) == 0)
+            fn(arg, STORAGE_CHANGE_SYNC, payload + slen);
+        else
+            fn(arg, STORAGE_CHANGE_FLUSH, NULL);
+        return;
+    }
+    copy = xstrdup(payload);
+    for (char *k = strtok_r(copy, "\n", &save); k != NULL;
+         k = strtok_r(NULL, "\n", &save))
+        fn(arg, STORAGE_CHANGE_KEY, k);
+    free(copy);
+}
+
+/* Opens the listening connection; FLUSH: what came before is unheard. */
+static int listen_open(struct pg_store *s, storage_change_fn fn, void *arg)
+{
+    struct errbuf err;
+    struct buf sql;
+    int rc;
+
+    s->listen_conn = connect_listen(s->conninfo, &err);
+    if (s->listen_conn == NULL) {
+        log_pg("change listener: connect", NULL, err.msg);
+        return COFFER_EIO;
+    }
+    buf_init(&sql, BUF_MAX_DEFAULT);
+    COFFER_ASSERT(buf_appendf(&sql, "LISTEN \"%s\"", s->channel) == 0);
+    rc = exec_cmd(s->listen_conn, sql.ptr);
+    buf_release(&sql);
+    if (rc != 0) {
+        PQfinish(s->listen_conn);
+        s->listen_conn = NULL;
+        return rc;
+    }
+    fn(arg, STORAGE_CHANGE_FLUSH, NULL);
+    return 0;
+}
+
+/* Waits for the socket to be readable; -1 on error, 0 on timeout. */
+static int listen_wait(PGconn *conn, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+    int n;
+
+    if (pfd.fd < 0)
+        return -1;
+    do {
+        n = poll(&pfd, 1, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static int pg_ha_listen(void *ctx, int timeout_ms, storage_change_fn fn,
+                        void *arg)
+{
+    struct pg_store *s = ctx;
+    PGnotify *note;
+    int rc = 0;
+
+    if (timeout_ms < 0 || (s->listen_conn != NULL &&
+                           PQstatus(s->listen_conn) != CONNECTION_OK)) {
+        PQfinish(s->listen_conn);
+        s->listen_conn = NULL;
+        return timeout_ms < 0 ? 0 : COFFER_EIO;
+    }
+    if (s->listen_conn == NULL)
+        return listen_open(s, fn, arg);
+    if (listen_wait(s->listen_conn, timeout_ms) < 0 ||
+        PQconsumeInput(s->listen_conn) == 0) {
+        log_pg("change listener", NULL, PQerrorMessage(s->listen_conn));
+        rc = COFFER_EIO;
+    }
+    while ((note = PQnotifies(s->listen_conn)) != NULL) {
+        report_payload(note->extra, fn, arg);
+        PQfreemem(note);
+    }
+    if (rc != 0 || PQstatus(s->listen_conn) != CONNECTION_OK) {
+        PQfinish(s->listen_conn);
+        s->listen_conn = NULL;
+        rc = COFFER_EIO;
+    }
+    return rc;
+}
+
+static int op_sync_post(PGconn *conn, void *arg)
+{
+    return do_notify(conn, arg);
+}
+
+static int pg_ha_sync_post(void *ctx, const char *marker)
+{
+    struct buf b;
+    int rc;
+
+    buf_init(&b, BUF_MAX_DEFAULT);
+    if (buf_appendf(&b, "%s%s", PG_NOTIFY_SYNC, marker) != 0 ||
+        !key_notifiable(marker))
+        rc = COFFER_EINVAL;
+    else
+        rc = with_conn(ctx, op_sync_post, b.ptr);
+    buf_release(&b);
+    return rc;
+}
+
+/*
+ * The change channel: "<table>_changes", or, if that is too long for an
+ * identifier, "coffer_changes_" and a hash of table (FNV-1a). table is
+ * already checked (letters, digits, '_', one '.').
+ */
+static void channel_name(const char *table, char out[64])
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    if (strlen(table) + sizeof("_changes") <= 64) {
+        snprintf(out, 64, "%s_changes", table);
+        return;
+    }
+    for (const char *p = table; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    snprintf(out, 64, "coffer_changes_%016llx", (unsigned long long)h);
+}
+
 static const struct storage_ha_ops pg_ha_ops = {
     .acquire = pg_ha_acquire,
     .release = pg_ha_release,
@@ -1209,6 +1460,8 @@ static const struct storage_ha_ops pg_ha_ops = {
     .echo = pg_ha_echo,
     .leave = pg_ha_leave,
     .nodes = pg_ha_nodes,
+    .listen = pg_ha_listen,
+    .sync_post = pg_ha_sync_post,
 };
 
 static const struct storage_backend pg_backend_ha = {
@@ -1421,8 +1674,10 @@ static struct storage *open_store(const char *conninfo, const char *table,
         goto fail;
     if (ha && ha_table_name(table, ha_table, &s->ha_table, err) != 0)
         goto fail;
-    if (ha)
+    if (ha) {
         s->nodes_table = nodes_table_name(table);
+        channel_name(table, s->channel);
+    }
     s->conninfo = xstrdup(conninfo);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->freed, NULL);

@@ -27,6 +27,7 @@
 #include "sys_ha.h"
 #include "sys_leases.h"
 #include "sys_plugins.h"
+#include "sys_password_policy.h"
 #include "sys_policy.h"
 #include "token.h"
 #include "util.h"
@@ -382,6 +383,8 @@ void sys_handle(struct request *req, struct response *resp)
         sys_leases_handle(req, rel, resp);
     else if (sys_policy_handles(rel))
         sys_policy_handle(req, rel, resp);
+    else if (sys_password_policy_handles(rel))
+        sys_password_policy_handle(req, rel, resp);
     else if (sys_plugins_handles(rel))
         sys_plugins_handle(req, rel, resp);
     else if (sys_audit_handles(rel))

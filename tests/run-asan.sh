@@ -26,13 +26,15 @@ trap 'rm -rf "$tmpdir"' EXIT INT TERM
 
 # Suites whose code handles tokens, policies, logins and database users,
 # or parses what a remote party sends (JWTs, JWKS, certificates, HTTP
-# responses), or swaps code under running threads (reload): where a
-# memory error would be a security hole. New security suites
+# responses, MySQL packets, password policies), or answers reads without
+# the engine (native kv reads), or swaps code under running threads
+# (reload): where a memory error would be a security hole. New security suites
 # (test_security_*.py) join automatically.
 SUITES="test_token_store.py test_tokens.py test_policy.py test_auth.py
 test_database.py test_auth_jwt.py test_auth_kubernetes.py
 test_plugin_jose.py test_plugin_http.py test_plugin_reload.py
-test_audit.py test_wrapping.py"
+test_audit.py test_wrapping.py test_password_policy.py test_kv_native.py
+test_database_mysql.py"
 for f in "$here"/integration/test_security_*.py; do
     [ -f "$f" ] && SUITES="$SUITES ${f##*/}"
 done

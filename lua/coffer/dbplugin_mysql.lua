@@ -104,35 +104,105 @@ end
 -- The account as SQL, for a name known to be made of safe characters.
 local SAFE = "^[A-Za-z0-9_.-]+$"
 
+-- revoke_sessions (unless the config sets it false): a dropped account's
+-- open connections go on with the rights they had, so they are killed
+-- before DROP USER.
+local function revoke_sessions(cfg)
+  return cfg == nil or cfg.revoke_sessions ~= false
+end
+
 -- text | nil, err: the default revocation of a safe name, as SQL text
--- (the engine sends many at once in mass expiry).
-function M.default_revoke_sql(username)
+-- (the engine sends many at once in mass expiry). With revoke_sessions,
+-- MariaDB's KILL CONNECTION USER ends its connections in the same
+-- script; MySQL has no such statement, so the script fails there and
+-- the engine falls back to default_revoke, one user at a time.
+function M.default_revoke_sql(username, cfg)
   if type(username) ~= "string" or not username:match(SAFE) then
     return nil, { class = "sql", message = "refusing to revoke a user " ..
                   "whose name holds characters outside [A-Za-z0-9_.-] " ..
                   "as text" }
   end
-  return "DROP USER IF EXISTS '" .. username .. "'@'%'"
+  local drop = "DROP USER IF EXISTS '" .. username .. "'@'%'"
+  if not revoke_sessions(cfg) then return drop end
+  return "KILL CONNECTION USER '" .. username .. "'@'%';\n" .. drop
 end
 
 -- The default revocation of many safe names in one statement (mass
 -- expiry): DROP USER takes a list. text | nil.
-function M.default_revoke_many_sql(names)
+function M.default_revoke_many_sql(names, cfg)
   local accounts = {}
   for i, name in ipairs(names) do
     if type(name) ~= "string" or not name:match(SAFE) then return nil end
     accounts[i] = "'" .. name .. "'@'%'"
   end
   if #accounts == 0 then return "" end
-  return "DROP USER IF EXISTS " .. table.concat(accounts, ", ")
+  local drop = "DROP USER IF EXISTS " .. table.concat(accounts, ", ")
+  if not revoke_sessions(cfg) then return drop end
+  local kills = {}
+  for i, account in ipairs(accounts) do
+    kills[i] = "KILL CONNECTION USER " .. account
+  end
+  return table.concat(kills, ";\n") .. ";\n" .. drop
+end
+
+-- Kills the connections of one account, found in the process list (works
+-- on MySQL and MariaDB). Best effort: a connection that ended meanwhile,
+-- or one the admin may not kill, must not stop the revocation.
+local function kill_sessions(conn, username)
+  local res = conn:exec("SELECT ID FROM information_schema.PROCESSLIST " ..
+                        "WHERE USER = ? AND ID <> CONNECTION_ID()",
+                        { username })
+  for _, row in ipairs(res and res.rows or {}) do
+    local id = math.tointeger(tonumber(row.ID or row.id))
+    if id ~= nil then
+      local ok, err = conn:exec("KILL CONNECTION " .. id)
+      if not ok then
+        coffer.log.warn("mysql: could not end a session of a revoked " ..
+                        "user: " .. tostring(err and err.message))
+      end
+    end
+  end
+end
+
+-- For roles with their own revocation statements and revoke_sessions
+-- set true (lua/coffer/dbplugin_postgresql.lua has the interface).
+function M.terminate_sessions(conn, username)
+  kill_sessions(conn, username)
+  return true
+end
+
+-- MariaDB's form; on MySQL the batch fails and falls back to the above.
+function M.terminate_sessions_sql(username)
+  if type(username) ~= "string" or not username:match(SAFE) then
+    return nil
+  end
+  return "KILL CONNECTION USER '" .. username .. "'@'%'"
 end
 
 -- Any name, quoted by the server's rules (mysql_real_escape_string):
 -- leases issued before names were checked may hold a hostile one.
-function M.default_revoke(conn, username)
+function M.default_revoke(conn, username, cfg)
   local q, err = conn:quote_literal(username)
   if q == nil then return nil, err end
+  if revoke_sessions(cfg) then kill_sessions(conn, username) end
   return conn:exec("DROP USER IF EXISTS " .. q .. "@'%'")
+end
+
+-- Orphan reconciliation (lua/coffer/reconcile.lua): the accounts of
+-- host '%' (the one Vault's statements create) whose name is LIKE
+-- like_prefix (metacharacters escaped with a backslash, MySQL's default
+-- LIKE escape). MySQL keeps no comment to tag users with: tag is nil.
+-- list of {name} | nil, err.
+function M.list_users(conn, like_prefix)
+  local res, err = conn:exec("SELECT User AS name FROM mysql.user " ..
+                             "WHERE Host = '%' AND User LIKE ?",
+                             { like_prefix })
+  if res == nil then return nil, err end
+  local out = {}
+  for i, row in ipairs(res.rows) do
+    out[i] = { name = row.name or row.User }
+  end
+  return out
 end
 
 local dbplugins = require("dbplugins")

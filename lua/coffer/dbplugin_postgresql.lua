@@ -10,10 +10,20 @@
 --   connect_info(config)      -> conninfo string for coffer.db, or nil, err
 --   split(stmt, allow_whole)  -> list of statements to run
 --   expiration(unix)          -> the {{expiration}} text
---   default_revoke(conn, username)            -> true | nil, err
---   default_revoke_sql(username)  (optional)  -> the same as SQL text
---   default_revoke_many_sql(usernames) (optional) -> one SQL text for many
+--   default_revoke(conn, username, cfg)       -> true | nil, err
+--   default_revoke_sql(username, cfg)  (optional)  -> the same as SQL text
+--   default_revoke_many_sql(usernames, cfg) (optional) -> one text for many
+--                             (cfg: the connection config; unless its
+--                             revoke_sessions is false, the user's
+--                             sessions are ended before it is dropped)
+--   terminate_sessions(conn, username)  (optional) ends the user's
+--                             sessions before a role's own revocation
+--                             statements, when the config's
+--                             revoke_sessions is true; best effort
+--   terminate_sessions_sql(username)  (optional) the same as SQL text
 --   default_renew, default_rotation, default_root_rotation   statements
+--   list_users(conn, like_prefix) (optional) -> {{name, tag}...} | nil, err
+--   tag_statement (optional)  tags a user at creation (reconcile_tag)
 --
 -- Behaviour follows Vault's postgresql-database-plugin (VAULT_API.md 6).
 
@@ -128,13 +138,15 @@ end
 local REVOKE_BLOCK = [[
 DO $coffer_revoke$
 DECLARE
+  names text[] := ARRAY[%s]::text[];
   r text;
   roid oid;
   s text;
   stmts text[];
   stmt text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY[%s]::text[] LOOP
+%s
+  FOREACH r IN ARRAY names LOOP
     SELECT oid INTO roid FROM pg_roles WHERE rolname = r;
     CONTINUE WHEN NOT FOUND;
     -- A role that holds nothing in any database (no privilege granted to
@@ -152,6 +164,13 @@ BEGIN
       EXECUTE format('DROP ROLE IF EXISTS %%I', r);
       CONTINUE;
     END IF;
+    -- The REVOKEs below rewrite ACLs that such revocations share (schema
+    -- public, the database, a table granted to many users): two
+    -- transactions doing them at once fail with "tuple concurrently
+    -- updated" and their whole batch falls back to one lease at a time.
+    -- So one transaction at a time does them, until it ends (the key is
+    -- "coffer" in ASCII).
+    PERFORM pg_advisory_xact_lock(109330110506354);
     -- Schemas the user was granted something in (the schema itself, or a
     -- table, column or sequence in it).
     -- Vault asks information_schema.role_column_grants, which scans every
@@ -191,6 +210,20 @@ BEGIN
 END
 $coffer_revoke$]]
 
+-- revoke_sessions: the users' sessions end before their roles are
+-- dropped (PostgreSQL lets a role be dropped while it is connected, and
+-- the session goes on with the rights it had). One scan of
+-- pg_stat_activity for the whole batch. A backend the admin may not
+-- signal (a superuser's, or no pg_signal_backend) must not fail the
+-- revocation: the role is still dropped.
+local TERMINATE_SESSIONS = [[
+  BEGIN
+    PERFORM pg_terminate_backend(a.pid) FROM pg_stat_activity a
+      WHERE a.usename::text = ANY(names) AND a.pid <> pg_backend_pid();
+  EXCEPTION WHEN insufficient_privilege THEN
+    NULL;
+  END;]]
+
 -- A string literal for SQL: single quotes doubled, no backslash escapes
 -- (standard_conforming_strings is on by default since PostgreSQL 9.1).
 local function quote_literal(s)
@@ -201,7 +234,7 @@ end
 -- so that the database engine revokes a batch of leases in one statement
 -- (mass expiry). If any of them fails, the whole block does: the engine
 -- then revokes them one by one. text | nil, err.
-function M.default_revoke_many_sql(usernames)
+function M.default_revoke_many_sql(usernames, cfg)
   local literals = {}
   for i, username in ipairs(usernames) do
     if username:find("$coffer_revoke$", 1, true) or
@@ -211,17 +244,70 @@ function M.default_revoke_many_sql(usernames)
     end
     literals[i] = quote_literal(username)
   end
-  return REVOKE_BLOCK:format(table.concat(literals, ", "))
+  local terminate = ""
+  if cfg == nil or cfg.revoke_sessions ~= false then
+    terminate = TERMINATE_SESSIONS
+  end
+  return REVOKE_BLOCK:format(table.concat(literals, ", "), terminate)
 end
 
-function M.default_revoke_sql(username)
-  return M.default_revoke_many_sql({ username })
+-- Ends one user's sessions, for roles with their own revocation
+-- statements (the default revocation does it inside its block). One DO
+-- block, so a refused signal is caught server-side and never aborts the
+-- transaction it runs in.
+local TERMINATE_ONE = [[
+DO $coffer_terminate$
+BEGIN
+  PERFORM pg_terminate_backend(a.pid) FROM pg_stat_activity a
+    WHERE a.usename::text = %s AND a.pid <> pg_backend_pid();
+EXCEPTION WHEN insufficient_privilege THEN
+  NULL;
+END
+$coffer_terminate$]]
+
+function M.terminate_sessions_sql(username)
+  if type(username) ~= "string" or
+     username:find("$coffer_terminate$", 1, true) or
+     username:find("\0", 1, true) then
+    return nil
+  end
+  return TERMINATE_ONE:format(quote_literal(username))
 end
 
-function M.default_revoke(conn, username)
-  local sql, err = M.default_revoke_sql(username)
+function M.terminate_sessions(conn, username)
+  local sql = M.terminate_sessions_sql(username)
+  if sql == nil then return true end
+  return conn:exec(sql)
+end
+
+function M.default_revoke_sql(username, cfg)
+  return M.default_revoke_many_sql({ username }, cfg)
+end
+
+function M.default_revoke(conn, username, cfg)
+  local sql, err = M.default_revoke_sql(username, cfg)
   if sql == nil then return nil, err end
   return conn:exec(sql)
 end
+
+-- Orphan reconciliation (lua/coffer/reconcile.lua): the users whose
+-- name is LIKE like_prefix (the engine escapes the prefix's
+-- metacharacters with a backslash and appends '%'), each with its tag
+-- (the role's comment). list of {name, tag} | nil, err.
+function M.list_users(conn, like_prefix)
+  local res, err = conn:exec(
+    "SELECT rolname, shobj_description(oid, 'pg_authid') AS tag " ..
+    "FROM pg_roles WHERE rolname LIKE $1 ESCAPE '\\'", { like_prefix })
+  if res == nil then return nil, err end
+  local out = {}
+  for i, row in ipairs(res.rows) do
+    out[i] = { name = row.rolname, tag = row.tag }
+  end
+  return out
+end
+
+-- Tags a user at creation (reconcile_tag = true), in the creation's
+-- transaction: the engine fills in {{tag}}, then {{name}} as usual.
+M.tag_statement = [[COMMENT ON ROLE "{{name}}" IS '{{tag}}']]
 
 return require("dbplugins").register(M)

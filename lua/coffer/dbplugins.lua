@@ -32,7 +32,8 @@ local registry = {}   -- name -> plugin
 local FUNCTIONS = { "connect_info", "split", "expiration", "default_revoke" }
 -- The default revocation as SQL text, of one user or of a whole batch:
 -- the engine sends a batch of due leases in one script when it can.
-local OPTIONAL_FUNCTIONS = { "default_revoke_sql", "default_revoke_many_sql" }
+local OPTIONAL_FUNCTIONS = { "default_revoke_sql", "default_revoke_many_sql",
+                             "terminate_sessions", "terminate_sessions_sql" }
 local STATEMENT_LISTS = { "default_renew", "default_rotation",
                           "default_root_rotation" }
 
@@ -74,6 +75,13 @@ local function check_spec(p)
     if type(p[k]) ~= "table" then
       return k .. " must be a list of statements"
     end
+  end
+  -- Optional: orphan reconciliation (lua/coffer/reconcile.lua).
+  if p.list_users ~= nil and type(p.list_users) ~= "function" then
+    return "list_users must be a function"
+  end
+  if p.tag_statement ~= nil and type(p.tag_statement) ~= "string" then
+    return "tag_statement must be a string"
   end
   return nil
 end

@@ -22,6 +22,10 @@ local template = require("template")
 
 local dbplugins = require("dbplugins")
 
+local reconcile = require("reconcile")
+
+local leaselimits = require("leaselimits")
+
 local multierror = require("framework").multierror
 
 local json = coffer.json
@@ -314,7 +318,15 @@ end
 -- least one lowercase, uppercase, digit and dash.
 local PW_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
 
-local function generate_password()
+-- With a password policy (sys/policies/password) named on the connection,
+-- that policy's generator instead; nil and why when it fails (deleted
+-- policy, impossible rules), as Vault words it.
+local function generate_password(cfg)
+  if cfg.password_policy and cfg.password_policy ~= "" then
+    local pw, err = coffer.password.generate(cfg.password_policy)
+    if not pw then return nil, "unable to generate password: " .. err end
+    return pw
+  end
   while true do
     local pw = coffer.crypto.random_string(20, PW_ALPHABET)
     if pw:find("%l") and pw:find("%u") and pw:find("%d") and
@@ -356,6 +368,12 @@ local CONFIG_FIELDS = {
   -- a connection before the next one is refused with a 503.
   connect_timeout = "duration", statement_timeout = "duration",
   max_waiting_requests = "int",
+  -- Coffer's own: orphan reconciliation (lua/coffer/reconcile.lua).
+  reconcile = "string", reconcile_interval = "duration",
+  reconcile_tag = "bool",
+  -- Coffer's own: end the user's sessions when its lease is revoked
+  -- (default on; false keeps them, as Vault does).
+  revoke_sessions = "bool",
 }
 
 -- Connection details: the fields a plugin reads, kept as the client sent
@@ -429,10 +447,6 @@ local function check_config(cfg)
                        'use "password"')
   end
   check_limits(cfg)
-  if cfg.password_policy and cfg.password_policy ~= "" then
-    coffer.bad_request("password policies are not supported yet: leave " ..
-                       "password_policy empty to use the default generator")
-  end
 end
 
 -- The connection string with every literal password (URL user-info,
@@ -448,6 +462,7 @@ local function write_config(req)
   local cfg = load_config(req.storage, name) or {}
   merge_config(cfg, req)
   check_config(cfg)
+  reconcile.check_config(cfg, name, dbplugins.get(cfg.plugin_name))
   local verify = req.data.verify_connection
   local ok, err = configure_pool(req.mount, name, cfg, verify)
   if not ok then
@@ -482,7 +497,11 @@ local function read_config(req)
     plugin_version = cfg.plugin_version or "",
     root_credentials_rotate_statements =
       json.array(cfg.root_rotation_statements or {}),
+    reconcile = cfg.reconcile or reconcile.DEFAULT_MODE,
+    reconcile_interval = cfg.reconcile_interval or reconcile.DEFAULT_INTERVAL,
+    reconcile_tag = cfg.reconcile_tag == true,
     verify_connection = true,
+    revoke_sessions = cfg.revoke_sessions ~= false,
   } }
 end
 
@@ -497,6 +516,7 @@ local function delete_config(req)
       req.mount.path))
   end
   req.storage:delete("config/" .. name)
+  req.storage:delete("reconcile/" .. name)
   coffer.db.remove(pool_key(req.mount, name))
 end
 
@@ -555,7 +575,8 @@ e:path("rotate-root/:name", {
       coffer.bad_request("unable to rotate root credentials: the " ..
                          "configured username " .. why)
     end
-    local new = generate_password()
+    local new, perr = generate_password(cfg)
+    if not new then internal_error(perr) end
     why = unsafe_reason(new)
     if why then
       coffer.bad_request("unable to rotate root credentials: the " ..
@@ -590,6 +611,7 @@ local ROLE_FIELDS = {
   renew_statements = "list", default_ttl = "duration", max_ttl = "duration",
   credential_type = "string", credential_config = "map",
 }
+for k, v in pairs(leaselimits.FIELDS) do ROLE_FIELDS[k] = v end
 
 local function write_role(req)
   local name = req.params.name
@@ -611,6 +633,7 @@ local function write_role(req)
   if role.max_ttl > 0 and role.default_ttl > role.max_ttl then
     coffer.bad_request("ttl cannot be greater than max_ttl")
   end
+  leaselimits.check(role)
   req.storage:put_json("role/" .. name, role)
 end
 
@@ -626,7 +649,7 @@ local function read_role(req)
     data[k] = json.array(role[k] or {})
   end
   if role.credential_config then data.credential_config = role.credential_config end
-  return { data = data }
+  return { data = leaselimits.describe(role, data) }
 end
 
 e:path("roles/", {
@@ -716,22 +739,31 @@ local function issue_creds(req)
   local plugin = plugin_of(cfg.plugin_name)
   local ttl, max_ttl = req:lease_ttl(role.default_ttl, role.max_ttl)
   local username = make_username(cfg, plugin, req, role_name)
-  local password = generate_password()
+  local password, perr = generate_password(cfg)
+  if not password then internal_error(perr) end
   local why = unsafe_reason(password)
   if why then coffer.bad_request("the generated password " .. why) end
   local vars = {
     name = username, username = username, password = password,
     expiration = plugin.expiration(math.floor(coffer.time.now()) + ttl + 5),
   }
+  -- max_leases, max_leases_per_token, reuse_existing (leaselimits.lua):
+  -- the role's lock is held from the count until the pending lease is.
+  local slot <close>, reused = leaselimits.admit(req,
+    { type = "creds/" .. role_name, name = role_name, limits = role })
+  if reused then return reused end
   -- Recorded before the user exists: a crash from here on is revoked.
-  local lease = req:pending_lease("creds", {
+  local lease = req:pending_lease("creds", slot:internal {
     username = username, db_name = role.db_name, role = role_name,
     plugin = cfg.plugin_name,
     revocation_statements = json.array(role.revocation_statements or {}),
     renew_statements = json.array(role.renew_statements or {}),
   })
+  slot:release()
   local ok, err = exec_template(req, role.db_name, plugin,
-                                role.creation_statements, vars, true)
+                                reconcile.creation_statements(cfg, plugin,
+                                  req.mount, role.db_name,
+                                  role.creation_statements), vars, true)
   if not ok then
     roll_back(req, plugin, role, vars, lease)
     db_error("failed to execute query: ", err, { password })
@@ -743,7 +775,7 @@ local function issue_creds(req)
     drop_unleased(req, role, cfg, lease, username)
     error(res, 0)
   end
-  return res
+  return slot:issued(res)
 end
 
 e:path("creds/:name", {
@@ -765,6 +797,11 @@ function revoke_user(conn, cfg, lease)
     local stmts, xerr = expand(plugin, int.revocation_statements,
       { name = int.username, username = int.username }, true, conn)
     if stmts == nil then return nil, xerr end
+    -- revoke_sessions set true: also before the role's own statements
+    -- (unset, it applies to the default revocation only).
+    if cfg.revoke_sessions == true and plugin.terminate_sessions then
+      plugin.terminate_sessions(conn, int.username)
+    end
     local ok, err = run_in_tx(conn, stmts)
     -- A lease never issued (its creation failed, or crashed mid-way) may
     -- name a user that was never or only half created, which the role's
@@ -782,7 +819,7 @@ function revoke_user(conn, cfg, lease)
     coffer.log.warn("database: lease " .. tostring(lease.id) .. ": " ..
       "its username " .. unsafe .. "; using the default revocation")
   end
-  return plugin.default_revoke(conn, int.username)
+  return plugin.default_revoke(conn, int.username, cfg)
 end
 
 -- Errors after which the connection or transaction cannot go on: the
@@ -831,6 +868,12 @@ local function revoke_sql(conn, cfg, lease)
      not unsafe then
     local stmts = expand(plugin, int.revocation_statements,
       { name = int.username, username = int.username }, true, conn)
+    if stmts and cfg.revoke_sessions == true and
+       plugin.terminate_sessions_sql then
+      local kill = plugin.terminate_sessions_sql(int.username)
+      if kill == nil then return nil end
+      table.insert(stmts, 1, kill)
+    end
     return stmts and "sql", stmts and table.concat(stmts, ";\n")
   end
   if unsafe then return nil end
@@ -840,15 +883,15 @@ end
 -- The default revocations of a batch, one text per plugin: one statement
 -- for all of its users when the plugin can (default_revoke_many_sql),
 -- else one per user. Appends to parts; false if one has no text form.
-local function default_revocations(parts, by_plugin)
+local function default_revocations(parts, by_plugin, cfg)
   for plugin, names in pairs(by_plugin) do
     if plugin.default_revoke_many_sql then
-      local sql = plugin.default_revoke_many_sql(names)
+      local sql = plugin.default_revoke_many_sql(names, cfg)
       if sql == nil then return false end
       parts[#parts + 1] = sql
     elseif plugin.default_revoke_sql then
       for _, name in ipairs(names) do
-        local sql = plugin.default_revoke_sql(name)
+        local sql = plugin.default_revoke_sql(name, cfg)
         if sql == nil then return false end
         parts[#parts + 1] = sql
       end
@@ -877,7 +920,7 @@ local function revoke_all_at_once(conn, cfg, list)
       parts[#parts + 1] = what
     end
   end
-  if not default_revocations(parts, by_plugin) then return false end
+  if not default_revocations(parts, by_plugin, cfg) then return false end
   parts[#parts + 1] = "COMMIT"
   local ok, err = conn:exec_script(table.concat(parts, ";\n"))
   if ok then return true end
@@ -917,7 +960,8 @@ local function revoke_db_group(name, list, idx, out)
 end
 
 -- The lease side: what the expiration manager calls.
-e:secret("creds", {
+-- leaselimits.wrap_secret: a revoked lease is never reused.
+e:secret("creds", leaselimits.wrap_secret {
   revoke = function(lease)
     local ok, err = with_db(lease, lease.internal.db_name,
       function(conn, cfg) return revoke_user(conn, cfg, lease) end)
@@ -991,7 +1035,8 @@ local function rotate_static(ctx, name, srole)
   local why = unsafe_reason(srole.username)
   if why then return nil, "the static role's username " .. why, 400 end
   local cred = ctx.storage:get_json("static-cred/" .. name) or {}
-  local new = generate_password()
+  local new, perr = generate_password(cfg)
+  if not new then return nil, perr end
   why = unsafe_reason(new)
   if why then return nil, "the generated password " .. why, 400 end
   cred.pending = new
@@ -1133,6 +1178,12 @@ e:path("rotate-role/:name", {
   help = "Rotate the password of a static role now.",
 })
 
+-- Orphan reconciliation (lua/coffer/reconcile.lua): reconcile/:name, and
+-- a run per config every reconcile_interval from the periodic below.
+local reconcile_deps = { with_db = with_db, plugin_of = plugin_of,
+                         load_config = load_config, message = db_message }
+reconcile.register(e, reconcile_deps)
+
 -- Every few seconds: rotate static roles whose period has passed, and
 -- finish rotations a crash interrupted.
 e:periodic(function(ctx)
@@ -1150,6 +1201,7 @@ e:periodic(function(ctx)
       end
     end
   end
+  reconcile.periodic(reconcile_deps, ctx)
 end)
 
 return e

@@ -8,6 +8,8 @@ SCRAM; the one bench_server.py starts), HA on:
             and credential issuance (4 clients) through the standby
             against the same on the active, interleaved, same run:
             ratio standby/active (targets: >= 0.7 reads, >= 0.9 issuance).
+            The standby answers the reads itself (standby reads); with
+            --disable-standby-reads it forwards them, as before them.
   failover  --leases leases (the benchmark-only leasegen engine, no
             database users), then kill -9 of the active: time to the first
             successful write on the other node (targets: <= 5 s with
@@ -16,6 +18,7 @@ SCRAM; the one bench_server.py starts), HA on:
 
 Usage: tests/bench/bench_ha.py [--seconds 5] [--leases 10000[,1000000]]
                                [--only forward,failover]
+                               [--disable-standby-reads]
 """
 
 import argparse
@@ -43,6 +46,8 @@ PLUGINS = os.path.join(HERE, "plugins")
 class Node(RealServer):
     """A real server on postgresql storage with HA on."""
 
+    extra = ""  # a config line for every node (main sets it)
+
     def __init__(self, work, url, lock_ttl="10s"):
         super().__init__(tempfile.mkdtemp(prefix="coffer-bench-ha-",
                                           dir=work), storage="inmem")
@@ -53,7 +58,8 @@ class Node(RealServer):
                     'table = "coffer_kv", ha_enabled = true, '
                     'ha_lock_ttl = "%s" }\n' % (url, lock_ttl))
             f.write('api_addr = "%s"\nlog_level = "info"\n'
-                    'plugin_directory = "%s"\n' % (self.addr, PLUGINS))
+                    'plugin_directory = "%s"\n%s\n' % (self.addr, PLUGINS,
+                                                      Node.extra))
 
     def is_active(self):
         try:
@@ -175,7 +181,10 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--leases", default="10000")
     ap.add_argument("--only", default="forward,failover")
+    ap.add_argument("--disable-standby-reads", action="store_true")
     args = ap.parse_args()
+    if args.disable_standby_reads:
+        Node.extra = "disable_standby_reads = true"
     only = args.only.split(",")
     work = tempfile.mkdtemp(prefix="coffer-bench-ha-")
     pg = DefaultPg(dbname="bench")
