@@ -25,6 +25,8 @@
 -- failure path (rollback statements, then the pending lease's revocation)
 -- drops it, and the default revocation drops it whether or not it exists.
 
+local dbplugins = require("dbplugins")
+
 local M = {}
 
 M.driver = "mysql"
@@ -75,30 +77,11 @@ function M.connect_info(cfg)
   return url
 end
 
-local function decode_base64_or_nil(s)
-  if #s % 4 ~= 0 or not s:match("^[%w%+/]+=?=?$") then
-    return nil
-  end
-  return coffer.crypto.base64_decode(s)
-end
-
 -- Vault's strutil.ParseArbitraryStringSlice(stmt, ";"): a JSON array
 -- (possibly base64-encoded) or ';'-separated statements. MySQL has no
 -- anonymous blocks to keep whole.
 function M.split(stmt)
-  local text = decode_base64_or_nil(stmt) or stmt
-  local ok, list = pcall(coffer.json.decode, text)
-  if ok and type(list) == "table" and coffer.json.is_array(list) then
-    return list
-  end
-  local out = {}
-  for piece in (text .. ";"):gmatch("(.-);") do
-    piece = piece:match("^%s*(.-)%s*$")
-    if piece ~= "" then
-      out[#out + 1] = piece
-    end
-  end
-  return out
+  return dbplugins.split_statements(stmt)
 end
 
 -- The account as SQL, for a name known to be made of safe characters.
@@ -205,7 +188,6 @@ function M.list_users(conn, like_prefix)
   return out
 end
 
-local dbplugins = require("dbplugins")
 
 -- One registration per Vault name; the legacy three share their rules.
 local function register(name, template, max_len)

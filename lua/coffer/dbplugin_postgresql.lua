@@ -27,6 +27,8 @@
 --
 -- Behaviour follows Vault's postgresql-database-plugin (VAULT_API.md 6).
 
+local dbplugins = require("dbplugins")
+
 local M = {}
 
 M.name = "postgresql-database-plugin"
@@ -101,31 +103,13 @@ local function has_end_keyword(s)
   return stripped:upper():match("%f[%w_]END%f[^%w_]") ~= nil
 end
 
-local function decode_base64_or_nil(s)
-  if #s % 4 ~= 0 or not s:match("^[%w%+/]+=?=?$") then
-    return nil
-  end
-  return coffer.crypto.base64_decode(s)
-end
-
--- Splits one configured statement string into the statements to execute.
+-- Splits one configured statement string into the statements to execute
+-- (a PL/pgSQL body with an END kept whole when allowed).
 function M.split(stmt, allow_whole)
   if allow_whole and has_end_keyword(stmt) then
     return { stmt }
   end
-  local text = decode_base64_or_nil(stmt) or stmt
-  local ok, list = pcall(coffer.json.decode, text)
-  if ok and type(list) == "table" and coffer.json.is_array(list) then
-    return list
-  end
-  local out = {}
-  for piece in (text .. ";"):gmatch("(.-);") do
-    piece = piece:match("^%s*(.-)%s*$")
-    if piece ~= "" then
-      out[#out + 1] = piece
-    end
-  end
-  return out
+  return dbplugins.split_statements(stmt)
 end
 
 -- Vault's default revocation, run server-side in one DO block so that a
@@ -310,4 +294,4 @@ end
 -- transaction: the engine fills in {{tag}}, then {{name}} as usual.
 M.tag_statement = [[COMMENT ON ROLE "{{name}}" IS '{{tag}}']]
 
-return require("dbplugins").register(M)
+return dbplugins.register(M)

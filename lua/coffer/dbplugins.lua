@@ -101,6 +101,32 @@ function M.register(p)
   return p
 end
 
+local function decode_base64_or_nil(s)
+  if #s % 4 ~= 0 or not s:match("^[%w%+/]+=?=?$") then
+    return nil
+  end
+  return coffer.crypto.base64_decode(s)
+end
+
+-- split_statements(stmt) -> list: Vault's strutil.ParseArbitraryStringSlice
+-- (stmt, ";"), the statement splitting every plugin starts from: a JSON
+-- array of statements (possibly base64-encoded), or ';'-separated text.
+function M.split_statements(stmt)
+  local text = decode_base64_or_nil(stmt) or stmt
+  local ok, list = pcall(coffer.json.decode, text)
+  if ok and type(list) == "table" and coffer.json.is_array(list) then
+    return list
+  end
+  local out = {}
+  for piece in (text .. ";"):gmatch("(.-);") do
+    piece = piece:match("^%s*(.-)%s*$")
+    if piece ~= "" then
+      out[#out + 1] = piece
+    end
+  end
+  return out
+end
+
 -- get(name) -> plugin or nil.
 function M.get(name)
   return registry[name]
