@@ -108,6 +108,7 @@ struct conn_ctx {
     bool too_big;
     bool too_many_params;
     bool uri_too_long;
+    bool after_stop;       /* begun once the server was stopping: 503 */
     size_t nparams;
     struct buf body;
     struct request req;
@@ -594,6 +595,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 
     ctx->srv = srv;
     ctx->c = c;
+    /* A request begun before the stop is served (its body may still be
+     * arriving); one begun after it is refused. */
+    ctx->after_stop = atomic_load(&srv->draining);
     atomic_init(&ctx->refs, 1);
     buf_init(&ctx->body, srv->max_request_size);
     request_init(&ctx->req);
@@ -1162,7 +1166,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (state != RS_READING)
         return MHD_YES; /* not ours to answer yet */
     rec_enter(srv, ctx->rec, PH_BUSY);
-    if (atomic_load(&srv->draining)) {
+    if (ctx->after_stop) {
         ctx->state = RS_DONE;
         core_error_reply(&ctx->out, 503, "server is shutting down");
         return send_reply(c, &ctx->out);
@@ -1427,8 +1431,9 @@ static void wait_drained(struct http_server *srv, double seconds)
 }
 
 /*
- * Drains, then stops. The listener stays open while requests in flight
- * finish, and new ones are answered 503: MHD_quiesce_daemon would close
+ * Drains, then stops. The listener stays open while requests begun
+ * before the stop finish (a body still arriving included), and requests
+ * begun after it are answered 503: MHD_quiesce_daemon would close
  * it, but on an epoll daemon with its own threads it races the threads'
  * own removal of the listening socket from their epoll sets and
  * libmicrohttpd aborts the process ("Failed to remove listen FD from
