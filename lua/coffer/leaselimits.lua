@@ -21,13 +21,16 @@
 -- limit of n admit exactly n.
 --
 -- Reuse keeps the issued data in this mount's storage (barrier
--- encrypted, like everything stored) under lease-reuse/<type>/<hash of
--- the token's accessor>; the engine's revoke deletes it (wrap_secret).
+-- encrypted, like everything stored) under lease-reuse/<type>/<HMAC of
+-- the token's accessor under the mount's salt>; the engine's revoke
+-- deletes it (wrap_secret).
 -- While a token's first credential is being created the entry is marked
 -- pending, and the token's parallel requests wait for it.
 --
 -- Cost: a count reads the role's lease records (one decryption each),
 -- under the role's lock; nothing runs when a role sets no limit.
+
+local authutil = require("authutil")
 
 local M = {}
 
@@ -63,19 +66,27 @@ local function active(limits)
          limits.reuse_existing == true
 end
 
+-- A token's or entity's id as it lands in lease records and storage
+-- keys: an HMAC under the mount's own random salt (authutil.salt), so
+-- that what is stored cannot be matched against an accessor seen
+-- elsewhere.
+local function keyed(req, what)
+  return authutil.salted(authutil.salt(req), what)
+end
+
 -- Who holds a lease, for max_leases_per_token: the entity when the token
 -- has one (every token of one person shares the budget), else the token.
--- A hash: the value lands in lease records and storage keys. Requests
--- whose token has neither share one budget: a limit never fails open.
+-- Requests whose token has neither share one budget: a limit never fails
+-- open.
 local function holder_of(req)
   local t = req.token or {}
   if t.entity_id ~= nil and t.entity_id ~= "" then
-    return coffer.crypto.sha256_hex("entity:" .. t.entity_id)
+    return keyed(req, "entity:" .. t.entity_id)
   end
   if t.accessor ~= nil and t.accessor ~= "" then
-    return coffer.crypto.sha256_hex("token:" .. t.accessor)
+    return keyed(req, "token:" .. t.accessor)
   end
-  return coffer.crypto.sha256_hex("none")
+  return keyed(req, "none")
 end
 
 -- The token itself, for reuse: a lease belongs to the token that made
@@ -83,7 +94,7 @@ end
 local function token_key(req)
   local t = req.token
   if t == nil or t.accessor == nil or t.accessor == "" then return nil end
-  return coffer.crypto.sha256_hex("token:" .. t.accessor)
+  return keyed(req, "token:" .. t.accessor)
 end
 
 -- Counts an event in sys/metrics: <mount type>.lease_limit.<event>
