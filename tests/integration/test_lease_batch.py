@@ -298,9 +298,14 @@ def test_default_revocation_revokes_a_batch_in_one_statement(srv, pg):
         wait_until(lambda: not roles_left(pg, plain), "all roles gone")
     wait_until(lambda: not leases_listed(srv, "plain"), "all leases gone")
     # One revocation block per batch (a batch: up to 64 leases, one
-    # transaction), not one per lease (60).
-    blocks = log.text.count("DO $coffer_revoke$")
-    assert 1 <= blocks <= 60 // 6, blocks
+    # transaction), not one per lease (60). How the pile splits into
+    # batches depends on how fast the workers wake (a loaded machine makes
+    # more, smaller ones), so: far fewer blocks than leases, and blocks
+    # that carry many names.
+    blocks = log.text.split("DO $coffer_revoke$")[1:]
+    names = [b.split("]::text[]")[0].count("'") // 2 for b in blocks]
+    assert 1 <= len(blocks) <= 60 // 2, len(blocks)
+    assert max(names) >= 5, names
 
     # Roles with privileges take the block's REVOKE path.
     pg.query("CREATE TABLE IF NOT EXISTS granted (x int)")
@@ -321,7 +326,7 @@ def test_default_revocation_revokes_a_batch_in_one_statement(srv, pg):
     # lock), rather than colliding on the table's ACL ("tuple concurrently
     # updated") and falling back to one lease at a time (~30 blocks).
     blocks = log.text.count("DO $coffer_revoke$")
-    assert 1 <= blocks <= 30 // 3, blocks
+    assert 1 <= blocks <= 30 // 2, blocks
     ok1, _ = revoked_counts(srv)
     assert ok1 - ok0 == 90
 
