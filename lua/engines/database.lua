@@ -318,12 +318,16 @@ end
 -- least one lowercase, uppercase, digit and dash.
 local PW_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
 
--- With a password policy (sys/policies/password) named on the connection,
--- that policy's generator instead; nil and why when it fails (deleted
--- policy, impossible rules), as Vault words it.
-local function generate_password(cfg)
-  if cfg.password_policy and cfg.password_policy ~= "" then
-    local pw, err = coffer.password.generate(cfg.password_policy)
+-- With a password policy (sys/policies/password) named by the role's
+-- credential_config, or else by the connection, that policy's generator
+-- instead; nil and why when it fails (deleted policy, impossible rules),
+-- as Vault words it.
+local function generate_password(cfg, role)
+  local cc = role and role.credential_config
+  local policy = cc and cc.password_policy
+  if policy == nil or policy == "" then policy = cfg.password_policy end
+  if policy and policy ~= "" then
+    local pw, err = coffer.password.generate(policy)
     if not pw then return nil, "unable to generate password: " .. err end
     return pw
   end
@@ -334,6 +338,32 @@ local function generate_password(cfg)
       return pw
     end
   end
+end
+
+-- A role's (or static role's) credential_type and credential_config:
+-- only "password" exists here, and its config names at most the password
+-- policy that overrides the connection's. Unknown fields are refused, not
+-- ignored: a misspelt policy key would otherwise silently fall back.
+local function check_credential(role)
+  role.credential_type = role.credential_type or "password"
+  if role.credential_type ~= "password" then
+    coffer.bad_request('credential_type "' .. role.credential_type ..
+                       '" is not supported; use "password"')
+  end
+  local cc = role.credential_config
+  if cc == nil then return end
+  for k, v in pairs(cc) do
+    if k ~= "password_policy" then
+      coffer.bad_request('invalid credential_config: unknown field "' ..
+                         tostring(k):sub(1, 64) .. '" (credential_type ' ..
+                         '"password" takes only password_policy)')
+    end
+    if type(v) ~= "string" then
+      coffer.bad_request("invalid credential_config: password_policy " ..
+                         "must be a string")
+    end
+  end
+  if next(cc) == nil then role.credential_config = nil end
 end
 
 local function db_message(err)
@@ -623,11 +653,7 @@ local function write_role(req)
   if role.db_name == nil or role.db_name == "" then
     coffer.bad_request("database name is required")
   end
-  role.credential_type = role.credential_type or "password"
-  if role.credential_type ~= "password" then
-    coffer.bad_request('credential_type "' .. role.credential_type ..
-                       '" is not supported; use "password"')
-  end
+  check_credential(role)
   role.default_ttl = role.default_ttl or 0
   role.max_ttl = role.max_ttl or 0
   if role.max_ttl > 0 and role.default_ttl > role.max_ttl then
@@ -739,7 +765,7 @@ local function issue_creds(req)
   local plugin = plugin_of(cfg.plugin_name)
   local ttl, max_ttl = req:lease_ttl(role.default_ttl, role.max_ttl)
   local username = make_username(cfg, plugin, req, role_name)
-  local password, perr = generate_password(cfg)
+  local password, perr = generate_password(cfg, role)
   if not password then internal_error(perr) end
   local why = unsafe_reason(password)
   if why then coffer.bad_request("the generated password " .. why) end
@@ -1035,7 +1061,7 @@ local function rotate_static(ctx, name, srole)
   local why = unsafe_reason(srole.username)
   if why then return nil, "the static role's username " .. why, 400 end
   local cred = ctx.storage:get_json("static-cred/" .. name) or {}
-  local new, perr = generate_password(cfg)
+  local new, perr = generate_password(cfg, srole)
   if not new then return nil, perr end
   why = unsafe_reason(new)
   if why then return nil, "the generated password " .. why, 400 end
@@ -1087,7 +1113,7 @@ local function write_static_role(req)
   if why then
     coffer.bad_request("username " .. why)
   end
-  srole.credential_type = srole.credential_type or "password"
+  check_credential(srole)
   local cfg = load_config(req.storage, srole.db_name)
   if cfg == nil then
     coffer.bad_request('failed to find entry for connection with name: "' ..
@@ -1112,6 +1138,7 @@ local function read_static_role(req)
     rotation_period = srole.rotation_period,
     rotation_statements = json.array(srole.rotation_statements or {}),
     credential_type = srole.credential_type,
+    credential_config = srole.credential_config,
     last_vault_rotation = cred.last_vault_rotation and
                           rfc3339(cred.last_vault_rotation) or json.null,
   } }

@@ -397,3 +397,103 @@ def test_deleted_policy_fails_creds_clearly(server, pg):
         assert r.status_code == 500 and "no password policy found" in r.text
     finally:
         server.unmount(path)
+
+
+# ------------------------------- a role's own policy (credential_config) --
+
+ROLE_ALPHA = "xyzXYZ"
+ROLE_DIGITS = "0189"
+
+
+def matches_role_policy(pw):
+    return (len(pw) == 24 and set(pw) <= set(ROLE_ALPHA + ROLE_DIGITS) and
+            sum(c in ROLE_DIGITS for c in pw) >= 5)
+
+
+@pytest.fixture(scope="module")
+def rolepol(server):
+    pol = "pp-role-" + uuid.uuid4().hex[:6]
+    assert put(server, pol, charset_policy(
+        24, (ROLE_ALPHA, 1), (ROLE_DIGITS, 5))).status_code == 204
+    return pol
+
+
+def test_role_policy_overrides_the_connection(server, pg, dbmount, rolepol):
+    path, _ = dbmount
+    r = server.req("PUT", path + "/roles/own", json={
+        "db_name": "pg", "creation_statements": CREATE,
+        "credential_type": "password",
+        "credential_config": {"password_policy": rolepol}})
+    assert r.status_code == 204, r.text
+    got = server.req("GET", path + "/roles/own").json()["data"]
+    assert got["credential_config"] == {"password_policy": rolepol}
+    for _ in range(2):
+        d = server.req("GET", path + "/creds/own").json()["data"]
+        assert matches_role_policy(d["password"]), d["password"]
+        assert can_login(pg, d["username"], d["password"])
+    # the role without one still follows the connection's policy
+    d = server.req("GET", path + "/creds/app").json()["data"]
+    assert matches_db_policy(d["password"]), d["password"]
+
+
+def test_static_role_policy_overrides_the_connection(server, pg, dbmount,
+                                                     rolepol):
+    path, _ = dbmount
+    user = "svc_" + uuid.uuid4().hex[:8]
+    pg.query('CREATE ROLE "%s" LOGIN PASSWORD \'initial\'' % user)
+    r = server.req("PUT", path + "/static-roles/" + user, json={
+        "db_name": "pg", "username": user, "rotation_period": "1h",
+        "credential_config": {"password_policy": rolepol}})
+    assert r.status_code == 204, r.text
+    got = server.req("GET", path + "/static-roles/" + user).json()["data"]
+    assert got["credential_config"] == {"password_policy": rolepol}
+    c = server.req("GET", path + "/static-creds/" + user).json()["data"]
+    assert matches_role_policy(c["password"]), c["password"]
+    assert can_login(pg, user, c["password"])
+    r = server.req("PUT", path + "/rotate-role/" + user, json={})
+    assert r.status_code in (200, 204), r.text
+    c2 = server.req("GET", path + "/static-creds/" + user).json()["data"]
+    assert c2["password"] != c["password"]
+    assert matches_role_policy(c2["password"]), c2["password"]
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"credential_config": {"password_polcy": "x"}},
+     'unknown field "password_polcy"'),
+    ({"credential_config": {"password_policy": 7}},
+     "password_policy must be a string"),
+    ({"credential_config": {"password_policy": {"a": 1}}},
+     "password_policy must be a string"),
+    ({"credential_type": "rsa_private_key"}, "is not supported"),
+])
+def test_bad_credential_config_refused(server, dbmount, body, words):
+    path, _ = dbmount
+    role = "bad-" + uuid.uuid4().hex[:6]
+    r = server.req("PUT", path + "/roles/" + role,
+                   json=dict({"db_name": "pg", "creation_statements": CREATE},
+                             **body))
+    assert r.status_code == 400, r.text
+    assert words in r.json()["errors"][0]
+    assert server.req("GET", path + "/roles/" + role).status_code == 404
+    # an existing role is not changed by a refused update
+    r = server.req("PUT", path + "/roles/app", json=body)
+    assert r.status_code == 400, r.text
+    got = server.req("GET", path + "/roles/app").json()["data"]
+    assert "credential_config" not in got
+    assert got["credential_type"] == "password"
+
+
+def test_deleted_role_policy_fails_creds_without_a_lease(server, dbmount):
+    path, _ = dbmount
+    pol = name()
+    assert put(server, pol, charset_policy(20, ("abc", 1))).status_code == 204
+    r = server.req("PUT", path + "/roles/gone", json={
+        "db_name": "pg", "creation_statements": CREATE,
+        "credential_config": {"password_policy": pol}})
+    assert r.status_code == 204, r.text
+    assert server.req("DELETE", P + pol).status_code == 204
+    r = server.req("GET", path + "/creds/gone")
+    assert r.status_code == 500, r.text
+    assert "unable to generate password: no password policy found" in r.text
+    r = server.req("LIST", "sys/leases/lookup/" + path + "/creds/gone")
+    assert r.status_code == 404 or r.json()["data"]["keys"] == []
