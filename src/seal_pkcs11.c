@@ -113,27 +113,6 @@ static int fail_rv(struct errbuf *err, int code, CK_RV rv, const char *what)
 
 /* ========================================================== settings == */
 
-/* A label: 1..LABEL_MAX printable characters (it goes in JSON and AAD). */
-static int check_label(const char *what, const char *s, struct errbuf *err)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > LABEL_MAX) {
-        errbuf_set(err, "%s is required (1 to %d characters)", what,
-                   LABEL_MAX);
-        return COFFER_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '"' ||
-            s[i] == '\\') {
-            errbuf_set(err, "%s has a control character, quote or "
-                            "backslash", what);
-            return COFFER_EINVAL;
-        }
-    }
-    return 0;
-}
-
 /* key_id: hex (an optional 0x), into p->key_id. */
 static int parse_key_id(struct seal_pkcs11 *p, const char *s,
                         struct errbuf *err)
@@ -581,7 +560,7 @@ struct seal_pkcs11 *seal_pkcs11_new(const struct seal_pkcs11_config *c,
     pthread_mutex_init(&p->mu, NULL);
     p->wrapper = (struct seal_wrapper){"pkcs11", p, pkcs11_wrap,
                                        pkcs11_unwrap, pkcs11_key_name};
-    rc = check_label("key_label", c->key_label, err);
+    rc = seal_wrap_check_name("key_label", c->key_label, LABEL_MAX, err);
     if (rc == 0) {
         snprintf(p->key_label, sizeof(p->key_label), "%s", c->key_label);
         rc = parse_key_id(p, c->key_id, err);

@@ -192,35 +192,11 @@ int seal_static_decode_key(const char *what, const char *source,
 
 /* ============================================================== keys == */
 
-static int check_id(const char *what, const char *id, struct errbuf *err)
-{
-    size_t n = id != NULL ? strlen(id) : 0;
-
-    if (n == 0) {
-        errbuf_set(err, "%s is required", what);
-        return COFFER_EINVAL;
-    }
-    if (n > SEAL_STATIC_ID_MAX) {
-        errbuf_set(err, "%s is longer than %d characters", what,
-                   SEAL_STATIC_ID_MAX);
-        return COFFER_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f || id[i] == '"' ||
-            id[i] == '\\') {
-            errbuf_set(err, "%s has a control character, quote or "
-                            "backslash", what);
-            return COFFER_EINVAL;
-        }
-    }
-    return 0;
-}
-
 static int load_key(struct seal_key *k, const char *id_what, const char *id,
                     const char *key_what, const char *source,
                     struct errbuf *err)
 {
-    int rc = check_id(id_what, id, err);
+    int rc = seal_wrap_check_name(id_what, id, SEAL_STATIC_ID_MAX, err);
 
     if (rc == 0)
         rc = seal_static_decode_key(key_what, source, k->key, err);

@@ -39,4 +39,12 @@ struct seal_wrapper {
     const char *(*key_name)(const void *ctx);
 };
 
+/*
+ * A key id or label from the config: 1..max characters, none of them a
+ * control character, quote or backslash (it goes into JSON, the log and
+ * the wrapping's associated data). 0, or COFFER_EINVAL naming `what`.
+ */
+int seal_wrap_check_name(const char *what, const char *s, size_t max,
+                         struct errbuf *err);
+
 #endif
