@@ -155,3 +155,33 @@ def raw_request(addr, method, target, headers=None, body=b"", body_len=None,
         return _read_response(sock, deadline, head_only=(method == "HEAD"))
     finally:
         sock.close()
+
+
+# ------------------------------------------------ database engine fixtures --
+
+# The creation statement the PostgreSQL engine tests share.
+PG_CREATE = ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
+             "VALID UNTIL '{{expiration}}';")
+
+
+def fast_lease_server(tick=0.5, extra=()):
+    """Fixture body (`yield from`): a dev server whose lease retries and
+    ticks are fast, so backoff, irrevocable leases and rotation show
+    within seconds; it must stop cleanly (exit 0) at the end."""
+    from conftest import Server
+    s = Server(extra_args=["-dev-lease-retry-base=0.05",
+                           "-dev-lease-retry-max=0.5",
+                           "-dev-tick-interval=%g" % tick, *extra])
+    yield s
+    rc = s.stop()
+    assert rc == 0, s.stderr_text()[-4000:]
+
+
+def write_pg_config(srv, path, pg, *fields, user="postgres",
+                    password="postgres"):
+    """Writes the PostgreSQL connection `path` (mount/config/name) for
+    cluster pg through the CLI; fields are more key=value arguments."""
+    r = srv.cli("write", path, "plugin_name=postgresql-database-plugin",
+                "connection_url=" + pg.url(templated=True),
+                "username=" + user, "password=" + password, *fields)
+    assert r.rc == 0, r

@@ -14,11 +14,10 @@ import hvac
 import psycopg2
 import pytest
 
-from conftest import Server
+from helpers import PG_CREATE, fast_lease_server, write_pg_config
 from pgcluster import PgCluster
 
-CREATE = ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
-          "VALID UNTIL '{{expiration}}';")
+CREATE = PG_CREATE
 GRANT_GROUP = 'GRANT app_readonly TO "{{name}}";'
 GRANT_TABLE = 'GRANT SELECT ON shared_table TO "{{name}}";'
 
@@ -35,14 +34,7 @@ def pg():
 
 @pytest.fixture(scope="module")
 def srv(pg):
-    # Fast retries and ticks so that backoff, irrevocable leases and
-    # static rotation can be watched within seconds.
-    s = Server(extra_args=["-dev-lease-retry-base=0.05",
-                           "-dev-lease-retry-max=0.5",
-                           "-dev-tick-interval=0.5"])
-    yield s
-    rc = s.stop()
-    assert rc == 0, s.stderr_text()[-4000:]
+    yield from fast_lease_server(tick=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +42,8 @@ def db(srv, pg):
     """A database/ mount with config myapp and roles my-role and short."""
     r = srv.cli("secrets", "enable", "database")
     assert r.rc == 0, r
-    r = srv.cli("write", "database/config/myapp",
-                "plugin_name=postgresql-database-plugin",
-                "connection_url=" + pg.url(templated=True),
-                "username=postgres", "password=postgres",
-                "allowed_roles=my-role, short, granting, bad, readonly")
-    assert r.rc == 0, r
+    write_pg_config(srv, "database/config/myapp", pg,
+                    "allowed_roles=my-role, short, granting, bad, readonly")
     r = srv.cli("write", "database/roles/my-role", "db_name=myapp",
                 "creation_statements=" + CREATE + " " + GRANT_GROUP,
                 "default_ttl=5m", "max_ttl=24h")

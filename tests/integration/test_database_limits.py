@@ -14,10 +14,10 @@ import psycopg2
 import pytest
 
 from conftest import Server
+from helpers import PG_CREATE, fast_lease_server, write_pg_config
 from pgcluster import PgCluster
 
-CREATE = ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
-          "VALID UNTIL '{{expiration}}';")
+CREATE = PG_CREATE
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +29,11 @@ def pg():
 
 @pytest.fixture(scope="module")
 def srv(pg):
-    s = Server(extra_args=["-dev-lease-retry-base=0.05",
-                           "-dev-lease-retry-max=0.5",
-                           "-dev-tick-interval=0.5"])
-    r = s.cli("secrets", "enable", "database")
-    assert r.rc == 0, r
-    r = s.cli("write", "database/config/pg",
-              "plugin_name=postgresql-database-plugin",
-              "connection_url=" + pg.url(templated=True),
-              "username=postgres", "password=postgres", "allowed_roles=*")
-    assert r.rc == 0, r
-    yield s
-    rc = s.stop()
-    assert rc == 0, s.stderr_text()[-4000:]
+    for s in fast_lease_server(tick=0.5):
+        r = s.cli("secrets", "enable", "database")
+        assert r.rc == 0, r
+        write_pg_config(s, "database/config/pg", pg, "allowed_roles=*")
+        yield s
 
 
 def make_role(srv, **fields):

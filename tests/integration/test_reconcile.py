@@ -14,11 +14,10 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import Server
+from helpers import PG_CREATE, fast_lease_server
 from pgcluster import PgCluster
 
-CREATE = ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
-          "VALID UNTIL '{{expiration}}';")
+CREATE = PG_CREATE
 # Users that are not Coffer's and must never be touched.
 BYSTANDERS = ("v_other", "app")
 
@@ -34,12 +33,7 @@ def pg():
 
 @pytest.fixture(scope="module")
 def srv(pg):
-    s = Server(extra_args=["-dev-lease-retry-base=0.05",
-                           "-dev-lease-retry-max=0.5",
-                           "-dev-tick-interval=0.1"])
-    yield s
-    rc = s.stop()
-    assert rc == 0, s.stderr_text()[-4000:]
+    yield from fast_lease_server(tick=0.1)
 
 
 @pytest.fixture(scope="module")

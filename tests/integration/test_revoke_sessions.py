@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 
 import mariadb
-from conftest import Server
+from helpers import fast_lease_server, write_pg_config
 from pgcluster import PgCluster
 
 PG_CREATE = ("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
@@ -40,12 +40,7 @@ def pg():
 
 @pytest.fixture(scope="module")
 def srv():
-    s = Server(extra_args=["-dev-lease-retry-base=0.05",
-                           "-dev-lease-retry-max=0.5",
-                           "-dev-tick-interval=0.5"])
-    yield s
-    rc = s.stop()
-    assert rc == 0, s.stderr_text()[-4000:]
+    yield from fast_lease_server(tick=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +49,8 @@ def pgdb(srv, pg):
     assert r.rc == 0, r
     for name, extra in (("kill", []), ("keep", ["revoke_sessions=false"]),
                         ("force", ["revoke_sessions=true"])):
-        r = srv.cli("write", "pgs/config/" + name,
-                    "plugin_name=postgresql-database-plugin",
-                    "connection_url=" + pg.url(templated=True),
-                    "username=postgres", "password=postgres",
-                    "allowed_roles=*", *extra)
-        assert r.rc == 0, r
+        write_pg_config(srv, "pgs/config/" + name, pg, "allowed_roles=*",
+                        *extra)
     weak_url = pg.url(templated=True)
     r = srv.cli("write", "pgs/config/weak",
                 "plugin_name=postgresql-database-plugin",
