@@ -250,15 +250,16 @@ static int vm_raise_at_caller(lua_State *L, const char *fmt, const char *name)
     return lua_error(L);
 }
 
-/* _ENV __index: G's value, or an error for a name nobody declared. */
-static int l_vm_env_index(lua_State *L)
+/*
+ * G's __index: reached only for a name G does not hold. Every _ENV reads
+ * through G as a plain table (its __index is G itself), so a declared
+ * global costs the VM one table lookup and no C call; a name nobody
+ * declared is an error.
+ */
+static int l_vm_undeclared_global(lua_State *L)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &key_globals);
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TNIL)
-        return 1;
     if (lua_type(L, 2) != LUA_TSTRING)
-        return 1;
+        return 0;
     return vm_raise_at_caller(L, "attempt to read undeclared global '%s'",
                               lua_tostring(L, 2));
 }
@@ -536,7 +537,12 @@ static void open_sandbox(lua_State *L)
     open_lib(L, G, LUA_COLIBNAME, luaopen_coroutine);
     lua_api_open(L);
     lua_setfield(L, G, "coffer");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_globals);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_vm_undeclared_global);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "locked");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, G);
 
     /* Scripts must not reach the string library through "". */
     lua_pushliteral(L, "");
@@ -546,13 +552,14 @@ static void open_sandbox(lua_State *L)
     lua_pop(L, 2);
 
     lua_createtable(L, 0, 3);
-    lua_pushcfunction(L, l_vm_env_index);
+    lua_pushvalue(L, G);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_vm_env_newindex);
     lua_setfield(L, -2, "__newindex");
     lua_pushliteral(L, "locked");
     lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &key_env_mt);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &key_globals);
 
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &luavm__key_modules);

@@ -284,6 +284,17 @@ TEST(broken_scripts_fail_init)
                       "engines/bad.lua:2: attempt to index");
     expect_init_fails("b3", "\nfoo = 1\n",
                       "bad.lua:2: assignment to undeclared global 'foo'");
+    expect_init_fails("b3r", "local x = 1\nlocal y = undeclared_thing\n",
+                      "bad.lua:2: attempt to read undeclared global "
+                      "'undeclared_thing'");
+    /* The globals table stays out of reach: _ENV's metatable is locked,
+     * the globals are not in _ENV itself, and they cannot be replaced. */
+    expect_init_fails("b3m", "assert(getmetatable(_ENV) == 'locked')\n"
+                             "assert(rawget(_ENV, 'coffer') == nil)\n"
+                             "assert(type(string.format) == 'function')\n"
+                             "assert(_ENV[1] == nil and _ENV[true] == nil)\n"
+                             "string = nil\n",
+                      "bad.lua:5: assignment to undeclared global 'string'");
     expect_init_fails("b4", "coffer.engine { name = 'd' }\n"
                             "coffer.engine { name = 'd' }\n",
                       "already registered");
