@@ -82,6 +82,36 @@ local function load_config(storage, name)
   return storage:get_json("config/" .. name)
 end
 
+-- Parsed role and config records of the issuance path, per Lua state.
+-- Every use reads the stored text again (a storage-cache hit, no JSON
+-- parse) and reuses the parsed table only while that text is byte for
+-- byte the one it was parsed from: a write by any thread or node is seen
+-- by the very next request. Callers must not modify what this returns.
+local PARSED_MAX = 256
+local parsed_cache, parsed_cached = {}, 0
+
+local function shared_json(ctx, key)
+  local raw = ctx.storage:get(key)
+  local slot = ctx.mount.uuid .. "/" .. key
+  if raw == nil then
+    parsed_cache[slot] = nil -- a deleted config's password leaves memory
+    return nil
+  end
+  local hit = parsed_cache[slot]
+  if hit ~= nil and hit.raw == raw then return hit.value end
+  local value, err = json.decode(raw)
+  if value == nil then
+    error(coffer.error { status = 500, errors = {
+      "stored " .. key .. " is not valid JSON: " .. tostring(err) } })
+  end
+  if hit == nil then
+    if parsed_cached >= PARSED_MAX then parsed_cache, parsed_cached = {}, 0 end
+    parsed_cached = parsed_cached + 1
+  end
+  parsed_cache[slot] = { raw = raw, value = value }
+  return value
+end
+
 -- Placeholders in statements. {{name}} is replaced literally, as Vault
 -- does (no escaping: the engine refuses names and passwords outside a safe
 -- alphabet before any statement runs). {{name | ident}} and
@@ -157,7 +187,7 @@ end
 -- Borrows a connection to the named config's database, creating the pool
 -- from the stored config when this process has not yet.
 local function acquire(ctx, name)
-  local cfg = load_config(ctx.storage, name)
+  local cfg = shared_json(ctx, "config/" .. name)
   if cfg == nil then
     return nil, { class = "sql", message =
       'failed to find entry for connection with name: "' .. name .. '"' }
@@ -175,7 +205,8 @@ local function acquire(ctx, name)
     for k, v in pairs(cfg) do trial[k] = v end
     trial.password = cfg.pending_password
     if configure_pool(ctx.mount, name, trial, true) then
-      cfg.password, cfg.pending_password = cfg.pending_password, nil
+      trial.pending_password = nil
+      cfg = trial -- the shared parsed table stays as stored
       ctx.storage:put_json("config/" .. name, cfg)
       coffer.log.warn("database: config " .. name .. " adopted the " ..
                       "password of an interrupted root rotation")
@@ -749,9 +780,9 @@ end
 
 local function issue_creds(req)
   local role_name = req.params.name
-  local role = req.storage:get_json("role/" .. role_name)
+  local role = shared_json(req, "role/" .. role_name)
   if role == nil then coffer.bad_request("unknown role: " .. role_name) end
-  local cfg = load_config(req.storage, role.db_name)
+  local cfg = shared_json(req, "config/" .. role.db_name)
   if cfg == nil then
     internal_error('failed to find entry for connection with name: "' ..
                    role.db_name .. '"')
