@@ -36,15 +36,25 @@ from bench_server import DefaultPg, GROUP, note  # noqa: E402
 BATCH = 64
 
 
+def lua_long_string(src, name):
+    """The text of `local NAME = [[...]]` in a Lua source."""
+    start = src.index("local %s = [[" % name) + len("local %s = [[" % name)
+    return src[start:src.index("]]", start)]
+
+
 def plugin_block():
-    """REVOKE_BLOCK of the postgresql plugin, as SQL with {NAMES}."""
+    """The postgresql plugin's default_revoke_many_sql as SQL with {NAMES}:
+    REVOKE_BLOCK with its sessions part (TERMINATE_SESSIONS, as with the
+    default revoke_sessions = true)."""
     path = os.path.join(ROOT, "lua", "coffer", "dbplugin_postgresql.lua")
     with open(path) as f:
         src = f.read()
-    start = src.index("local REVOKE_BLOCK = [[") + len("local REVOKE_BLOCK = [[")
-    block = src[start:src.index("]]", start)].strip()
-    # Lua's string.format: %s is the list of name literals, %% a percent.
-    return block.replace("%s", "{NAMES}", 1).replace("%%", "%")
+    block = lua_long_string(src, "REVOKE_BLOCK").strip()
+    terminate = lua_long_string(src, "TERMINATE_SESSIONS")
+    # Lua's string.format: the first %s is the list of name literals, the
+    # second the sessions part; %% is a percent.
+    block = block.replace("%s", "{NAMES}", 1).replace("%s", "{TERMINATE}", 1)
+    return block.replace("%%", "%").replace("{TERMINATE}", terminate)
 
 
 def make_roles(pg, prefix, n):
