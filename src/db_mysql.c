@@ -2,15 +2,16 @@
  * db_mysql.c - the MySQL/MariaDB driver over MariaDB Connector/C (see
  * db_mysql.h for the contract).
  *
- * Layout: DSN parsing, errors, connecting, pools and lending (the same
- * rules as db_pg.c: max_open, max_idle, max_waiting, idle timeout,
- * lifetime, dead connections dropped when taken), statements.
+ * Layout: DSN parsing, errors, connecting, the pool operations (the
+ * lending rules themselves are db_pool.c's, shared with db_pg.c),
+ * statements.
  *
  * Why KILL QUERY rather than the read timeout alone: a read timeout only
  * stops the client; the server would go on running the statement (holding
- * its locks) on a connection nobody reads. The read timeout stays as the
- * backstop for the answers after the first (a script's later results),
- * and MariaDB's max_statement_time bounds each statement on the server.
+ * its locks) on a connection nobody reads. So every statement, the later
+ * ones of a script too, is waited for with poll() until its deadline; the
+ * read timeout stays as a backstop, and MariaDB's max_statement_time
+ * bounds each statement on the server.
  */
 #include "db_mysql.h"
 
@@ -29,14 +30,12 @@
 #include <mysqld_error.h>
 
 #include "db_pg_conninfo.h"
+#include "db_mysql_tls.h"
+#include "db_pool.h"
 #include "log.h"
 #include "request.h"
 #include "util.h"
 
-#define DEFAULT_MAX_OPEN 4
-#define DEFAULT_IDLE_TIMEOUT 300.0
-#define DEFAULT_CONNECT_TIMEOUT 10.0
-#define DEFAULT_STATEMENT_TIMEOUT 30.0
 /* How long a KILL QUERY may take to land, and the read timeout's margin. */
 #define CANCEL_GRACE 1.0
 #define READ_GRACE 2.0
@@ -44,7 +43,6 @@
    its own, clearer error) before the client cancels. */
 #define SERVER_FIRST 0.3
 /* A caller beyond max_waiting waits at most this long. */
-#define OVERFLOW_WAIT 0.5
 #define MAX_PARAMS 64
 
 /* Server errors that are not in every mysqld_error.h. */
@@ -64,38 +62,24 @@ struct dsn {
     enum tls_mode tls;
 };
 
-struct dbmy_pool;
-
+/* A lent connection; the pool's head first (db_pool.h). */
 struct dbmy_conn {
+    struct dbpool_conn base;
     MYSQL *m;
-    struct dbmy_pool *pool;
-    double created;
-    double idle_since;
-    bool broken;
     bool server_limit;  /* the server enforces statement_timeout itself */
-    struct dbmy_conn *next;
 };
 
-struct dbmy_pool {
-    char *key;
-    char *dsn_text;        /* secret: wiped on free */
-    struct dsn dsn;        /* secret: wiped on free */
-    struct strvec secrets; /* longest first */
-    int max_open, max_idle, max_waiting;
-    double max_lifetime, idle_timeout, connect_timeout, statement_timeout;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct dbmy_conn *idle;
-    int nidle, nopen, nwaiting;
-    double last_timeout;
-    int refs;
-    bool closed;
-    struct dbmy_pool *next; /* guarded by table_mu */
+/* A pool's own data (its ops data): the parsed DSN and TLS material. */
+struct my_pool {
+    struct dsn dsn;
+    struct dbmy_tls tls;
 };
 
-static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct dbmy_pool *table;
+static const struct dsn *dsn_of(const struct dbpool *p)
+{
+    return &((const struct my_pool *)p->data)->dsn;
+}
+
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
 /* mysql_library_init is not thread-safe: run it once, before any thread
@@ -369,28 +353,7 @@ bool dbmy_dsn_has_password(const char *dsn)
 
 /* =========================================================== errors == */
 
-static void err_clear(struct db_error *err)
-{
-    err->klass = DB_OK;
-    err->sqlstate[0] = '\0';
-    err->message[0] = '\0';
-}
-
-static void err_set(struct db_error *err, enum db_error_class klass,
-                    const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void err_set(struct db_error *err, enum db_error_class klass,
-                    const char *fmt, ...)
-{
-    va_list ap;
-
-    err->klass = klass;
-    err->sqlstate[0] = '\0';
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-}
+#define err_set db_error_set
 
 static bool is_client_error(unsigned int code)
 {
@@ -438,7 +401,7 @@ static enum db_error_class classify(unsigned int code, bool at_connect)
  * cut to size.
  */
 static void err_from_mysql(struct db_error *err, MYSQL *m,
-                           const struct dbmy_pool *p, bool at_connect,
+                           const struct dbpool *p, bool at_connect,
                            const char *prefix)
 {
     unsigned int code = mysql_errno(m);
@@ -452,8 +415,7 @@ static void err_from_mysql(struct db_error *err, MYSQL *m,
         snprintf(text, n, "%s", mysql_error(m));
     else
         snprintf(text, n, "Error %u (%s): %s", code, state, mysql_error(m));
-    clean = db__scrub_text(text, p != NULL ? p->dsn_text : NULL,
-                           p != NULL ? &p->secrets : NULL);
+    clean = dbpool_scrub(p, text);
     err->klass = classify(code, at_connect);
     snprintf(err->sqlstate, sizeof(err->sqlstate), "%s",
              is_client_error(code) ? "" : state);
@@ -464,20 +426,6 @@ static void err_from_mysql(struct db_error *err, MYSQL *m,
 }
 
 /* ========================================================= deadlines == */
-
-static double deadline_after(double timeout)
-{
-    int64_t left = request_budget_left_ms();
-
-    if (left >= 0 && (double)left / 1000.0 < timeout)
-        timeout = (double)left / 1000.0;
-    return time_mono() + timeout;
-}
-
-static bool budget_spent(void)
-{
-    return request_budget_left_ms() == 0;
-}
 
 /* Waits until fd is readable or deadline passes: 1 ready, 0 timeout,
    -1 error. */
@@ -496,22 +444,6 @@ static int wait_readable(int fd, double deadline)
             return 1;
         if (n < 0 && errno != EINTR)
             return -1;
-    }
-}
-
-static void timespec_of(double t, struct timespec *ts)
-{
-    struct timespec now;
-    double wait = t - time_mono();
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (wait < 0)
-        wait = 0;
-    ts->tv_sec = now.tv_sec + (time_t)wait;
-    ts->tv_nsec = now.tv_nsec + (long)((wait - floor(wait)) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
     }
 }
 
@@ -547,6 +479,21 @@ static void set_tls(MYSQL *m, enum tls_mode tls)
 }
 
 /*
+ * The memory files of tls_ca / tls_certificate_key (db_mysql_tls.h).
+ * Connector/C checks the chain whenever it has a CA, so tls_skip_verify
+ * (verify nothing, as Go's InsecureSkipVerify) leaves the CA out.
+ */
+static void set_tls_files(MYSQL *m, const struct dbmy_tls *t)
+{
+    if (t->ca_fd >= 0 && !t->skip_verify)
+        mysql_options(m, MYSQL_OPT_SSL_CA, t->ca_path);
+    if (t->cert_fd >= 0) {
+        mysql_options(m, MYSQL_OPT_SSL_CERT, t->cert_path);
+        mysql_options(m, MYSQL_OPT_SSL_KEY, t->cert_path);
+    }
+}
+
+/*
  * The authentication methods a connection may use. A server (or whoever
  * sits between) can ask for any method; some hand it the password:
  * mysql_clear_password always, sha256_password and caching_sha2_password
@@ -564,12 +511,12 @@ static const char *auth_plugins(enum tls_mode tls)
 }
 
 /* A configured handle, not yet connected. */
-static MYSQL *handle_new(const struct dbmy_pool *p, double connect_timeout)
+static MYSQL *handle_new(const struct dbpool *p, double connect_timeout)
 {
     MYSQL *m;
     unsigned int ct = whole_seconds(connect_timeout);
     unsigned int rt = whole_seconds(p->statement_timeout + READ_GRACE);
-    unsigned int proto = p->dsn.socket != NULL ? MYSQL_PROTOCOL_SOCKET
+    unsigned int proto = dsn_of(p)->socket != NULL ? MYSQL_PROTOCOL_SOCKET
                                                : MYSQL_PROTOCOL_TCP;
 
     pthread_once(&lib_once, lib_init);
@@ -580,16 +527,20 @@ static MYSQL *handle_new(const struct dbmy_pool *p, double connect_timeout)
     mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &rt);
     mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &rt);
     mysql_options(m, MYSQL_OPT_PROTOCOL, &proto);
-    mysql_options(m, MYSQL_SET_CHARSET_NAME, p->dsn.charset);
+    mysql_options(m, MYSQL_SET_CHARSET_NAME, dsn_of(p)->charset);
     mysql_options(m, MYSQL_OPT_LOCAL_INFILE, &(unsigned int){0});
-    set_tls(m, p->dsn.tls);
-    mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH, auth_plugins(p->dsn.tls));
+    /* For the later results of a script (next_result); blocking calls
+       keep working on such a handle. */
+    mysql_options(m, MYSQL_OPT_NONBLOCK, 0);
+    set_tls(m, dsn_of(p)->tls);
+    set_tls_files(m, &((const struct my_pool *)p->data)->tls);
+    mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH, auth_plugins(dsn_of(p)->tls));
     return m;
 }
 
-static bool handle_connect(MYSQL *m, const struct dbmy_pool *p)
+static bool handle_connect(MYSQL *m, const struct dbpool *p)
 {
-    const struct dsn *d = &p->dsn;
+    const struct dsn *d = dsn_of(p);
 
     return mysql_real_connect(m, d->socket != NULL ? "localhost" : d->host,
                               d->user, d->pass,
@@ -611,40 +562,34 @@ static int session_setup(struct dbmy_conn *c, struct db_error *err)
     c->server_limit = mariadb_connection(c->m);
     if (c->server_limit)
         snprintf(sql, sizeof(sql), "SET time_zone = '+00:00', "
-                 "max_statement_time = %.3f", c->pool->statement_timeout);
+                 "max_statement_time = %.3f", c->base.pool->statement_timeout);
     else
         snprintf(sql, sizeof(sql), "SET time_zone = '+00:00'");
     if (mysql_real_query(c->m, sql, strlen(sql)) != 0) {
-        err_from_mysql(err, c->m, c->pool, false,
+        err_from_mysql(err, c->m, c->base.pool, false,
                        "setting up the session failed: ");
         return COFFER_EIO;
     }
     return 0;
 }
 
-static void conn_close(struct dbmy_conn *c)
+static void conn_close(struct dbpool_conn *base)
 {
+    struct dbmy_conn *c = (struct dbmy_conn *)base;
+
     if (c == NULL)
         return;
     mysql_close(c->m);
     free(c);
 }
 
-static void conn_close_list(struct dbmy_conn *list)
-{
-    while (list != NULL) {
-        struct dbmy_conn *next = list->next;
-        conn_close(list);
-        list = next;
-    }
-}
-
-static struct dbmy_conn *conn_open(struct dbmy_pool *p, struct db_error *err)
+/* ops.open: connects and sets the session up, or NULL with err. */
+static struct dbpool_conn *conn_open(struct dbpool *p, struct db_error *err)
 {
     struct dbmy_conn *c = xcalloc(1, sizeof(*c));
-    double limit = deadline_after(p->connect_timeout) - time_mono();
+    double limit = dbpool_deadline_after(p->connect_timeout) - time_mono();
 
-    c->pool = p;
+    c->base.pool = p;
     if (limit <= 0) {
         err_set(err, DB_ERR_TIMEOUT, "the request ran out of time "
                 "(max_request_duration) before connecting to the database");
@@ -659,420 +604,33 @@ static struct dbmy_conn *conn_open(struct dbmy_pool *p, struct db_error *err)
     }
     if (!handle_connect(c->m, p)) {
         err_from_mysql(err, c->m, p, true, "");
-        conn_close(c);
+        conn_close(&c->base);
         return NULL;
     }
     if (session_setup(c, err) != 0) {
-        conn_close(c);
+        conn_close(&c->base);
         return NULL;
     }
-    c->created = time_mono();
-    c->idle_since = c->created;
-    return c;
+    return &c->base;
 }
 
 /*
- * An idle connection has nothing to read: if its socket is readable, the
- * server closed it (restart, wait_timeout, KILL) or sent something we did
- * not ask for. Either way it cannot be trusted. No round trip.
+ * ops.alive. An idle connection has nothing to read: if its socket is
+ * readable, the server closed it (restart, wait_timeout, KILL) or sent
+ * something we did not ask for. Either way it cannot be trusted. No
+ * round trip.
  */
-static bool conn_alive(struct dbmy_conn *c)
+static bool conn_alive(struct dbpool_conn *base)
 {
+    struct dbmy_conn *c = (struct dbmy_conn *)base;
     struct pollfd pfd = {.events = POLLIN};
 
-    if (c->broken)
+    if (c->base.broken)
         return false;
     pfd.fd = (int)mysql_get_socket(c->m);
     if (pfd.fd < 0)
         return false;
     return poll(&pfd, 1, 0) == 0;
-}
-
-static bool conn_expired(const struct dbmy_pool *p, const struct dbmy_conn *c,
-                         double now)
-{
-    if (p->max_lifetime > 0 && now - c->created >= p->max_lifetime)
-        return true;
-    return now - c->idle_since >= p->idle_timeout;
-}
-
-/* ============================================================= pools == */
-
-static void pool_free(struct dbmy_pool *p)
-{
-    if (p == NULL)
-        return;
-    conn_close_list(p->idle);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
-    secure_free_str(p->dsn_text);
-    dsn_release(&p->dsn);
-    db__secrets_wipe(&p->secrets);
-    free(p->key);
-    free(p);
-}
-
-static void pool_init_limits(struct dbmy_pool *p,
-                             const struct db_pool_config *cfg)
-{
-    p->max_open = cfg->max_open > 0 ? cfg->max_open : DEFAULT_MAX_OPEN;
-    p->max_idle = cfg->max_idle > 0 ? cfg->max_idle : p->max_open;
-    if (p->max_idle > p->max_open)
-        p->max_idle = p->max_open;
-    p->max_waiting = cfg->max_waiting > 0 ? cfg->max_waiting
-                     : p->max_open / 2 > 0 ? p->max_open / 2 : 1;
-    p->max_lifetime = cfg->max_lifetime > 0 ? (double)cfg->max_lifetime : 0;
-    p->idle_timeout = cfg->idle_timeout > 0 ? (double)cfg->idle_timeout
-                                            : DEFAULT_IDLE_TIMEOUT;
-    p->connect_timeout = cfg->connect_timeout > 0 ? cfg->connect_timeout
-                                                  : DEFAULT_CONNECT_TIMEOUT;
-    if (p->connect_timeout > 86400)
-        p->connect_timeout = 86400;
-    p->statement_timeout = cfg->statement_timeout > 0
-                               ? cfg->statement_timeout
-                               : DEFAULT_STATEMENT_TIMEOUT;
-    if (p->statement_timeout > 86400)
-        p->statement_timeout = 86400;
-}
-
-static struct dbmy_pool *pool_new(const char *key,
-                                  const struct db_pool_config *cfg,
-                                  struct db_error *err)
-{
-    struct dbmy_pool *p = xcalloc(1, sizeof(*p));
-    pthread_condattr_t attr;
-    const char *why = NULL;
-    const char *extra[10];
-    int nextra = 0;
-
-    p->key = xstrdup(key);
-    p->dsn_text = xstrdup(cfg->conninfo);
-    strvec_init(&p->secrets);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&p->mu, NULL);
-    p->refs = 1;
-    pool_init_limits(p, cfg);
-    if (dsn_parse(cfg->conninfo, &p->dsn, &why) != 0) {
-        err_set(err, DB_ERR_SQL, "invalid connection_url: %s", why);
-        pool_free(p);
-        return NULL;
-    }
-    if (p->dsn.pass != NULL && p->dsn.pass[0] != '\0')
-        extra[nextra++] = p->dsn.pass;
-    for (int i = 0; i < cfg->nsecrets && nextra < 10; i++)
-        extra[nextra++] = cfg->secrets[i];
-    /* Not a libpq string: only the extra secrets are collected. */
-    db__secrets_collect(&p->secrets, "", extra, nextra);
-    return p;
-}
-
-static void pool_unref(struct dbmy_pool *p)
-{
-    bool last;
-
-    pthread_mutex_lock(&p->mu);
-    last = --p->refs == 0;
-    pthread_mutex_unlock(&p->mu);
-    if (last)
-        pool_free(p);
-}
-
-static struct dbmy_pool *pool_lookup(const char *key)
-{
-    struct dbmy_pool *p;
-
-    pthread_mutex_lock(&table_mu);
-    for (p = table; p != NULL; p = p->next) {
-        if (strcmp(p->key, key) == 0)
-            break;
-    }
-    if (p != NULL) {
-        pthread_mutex_lock(&p->mu);
-        p->refs++;
-        pthread_mutex_unlock(&p->mu);
-    }
-    pthread_mutex_unlock(&table_mu);
-    return p;
-}
-
-static struct dbmy_pool *table_unlink_locked(const char *key)
-{
-    for (struct dbmy_pool **pp = &table; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->key, key) == 0) {
-            struct dbmy_pool *p = *pp;
-            *pp = p->next;
-            p->next = NULL;
-            return p;
-        }
-    }
-    return NULL;
-}
-
-/* Closes the idle connections of an unlinked pool and drops the table's
-   reference; lent ones close as they come back. */
-static void pool_retire(struct dbmy_pool *p)
-{
-    struct dbmy_conn *idle;
-
-    if (p == NULL)
-        return;
-    pthread_mutex_lock(&p->mu);
-    p->closed = true;
-    idle = p->idle;
-    p->idle = NULL;
-    p->nopen -= p->nidle;
-    p->nidle = 0;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    conn_close_list(idle);
-    pool_unref(p);
-}
-
-int dbmy_pool_configure(const char *key, const struct db_pool_config *cfg,
-                        bool verify, struct db_error *err)
-{
-    struct db_error scratch;
-    struct dbmy_pool *p = NULL, *old;
-    struct dbmy_conn *c;
-    int rc = 0;
-
-    if (err == NULL)
-        err = &scratch;
-    err_clear(err);
-    if (key == NULL || cfg == NULL || cfg->conninfo == NULL ||
-        cfg->conninfo[0] == '\0') {
-        err_set(err, DB_ERR_INTERNAL, "connection string is empty");
-        return COFFER_EINVAL;
-    }
-    p = pool_new(key, cfg, err);
-    if (p == NULL)
-        return COFFER_EINVAL;
-    if (verify) {
-        c = conn_open(p, err);
-        if (c == NULL) {
-            pool_free(p);
-            return COFFER_EIO;
-        }
-        p->idle = c;
-        p->nidle = 1;
-        p->nopen = 1;
-    }
-    pthread_mutex_lock(&table_mu);
-    old = table_unlink_locked(key);
-    p->next = table;
-    table = p;
-    pthread_mutex_unlock(&table_mu);
-    pool_retire(old);
-    return rc;
-}
-
-void dbmy_pool_remove(const char *key)
-{
-    struct dbmy_pool *p;
-
-    if (key == NULL)
-        return;
-    pthread_mutex_lock(&table_mu);
-    p = table_unlink_locked(key);
-    pthread_mutex_unlock(&table_mu);
-    pool_retire(p);
-}
-
-bool dbmy_pool_exists(const char *key)
-{
-    struct dbmy_pool *p;
-
-    pthread_mutex_lock(&table_mu);
-    for (p = table; p != NULL; p = p->next) {
-        if (strcmp(p->key, key) == 0)
-            break;
-    }
-    pthread_mutex_unlock(&table_mu);
-    return p != NULL;
-}
-
-void dbmy_shutdown(void)
-{
-    struct dbmy_pool *list, *next;
-
-    pthread_mutex_lock(&table_mu);
-    list = table;
-    table = NULL;
-    pthread_mutex_unlock(&table_mu);
-    for (; list != NULL; list = next) {
-        next = list->next;
-        list->next = NULL;
-        pool_retire(list);
-    }
-}
-
-/* ========================================================== lending == */
-
-enum checkout { CHECKOUT_TAKEN = 1, CHECKOUT_OPEN, CHECKOUT_CLOSED,
-                CHECKOUT_TIMEOUT, CHECKOUT_BUSY };
-
-/* Drops expired and dead idle connections onto *dead; pops a live one. */
-static struct dbmy_conn *pool_pop_idle_locked(struct dbmy_pool *p,
-                                              struct dbmy_conn **dead)
-{
-    struct dbmy_conn **pp = &p->idle, *c, *found = NULL;
-    double now = time_mono();
-
-    while (*pp != NULL) {
-        c = *pp;
-        if (conn_expired(p, c, now) || (found == NULL && !conn_alive(c))) {
-            *pp = c->next;
-            c->next = *dead;
-            *dead = c;
-            p->nidle--;
-            p->nopen--;
-        } else if (found == NULL) {
-            *pp = c->next;
-            c->next = NULL;
-            p->nidle--;
-            found = c;
-        } else {
-            pp = &c->next;
-        }
-    }
-    return found;
-}
-
-/*
- * max_waiting callers wait until their deadline; one more waits
- * OVERFLOW_WAIT at most, or is refused at once when a call on this pool
- * timed out recently (a stalled database must not hold every worker).
- * Returns 0 refuse, 1 wait, 2 wait briefly. Called locked.
- */
-static int pool_admit_locked(struct dbmy_pool *p, double *deadline)
-{
-    double now = time_mono();
-
-    if (p->nwaiting < p->max_waiting)
-        return 1;
-    if (p->last_timeout > 0 && now - p->last_timeout < p->statement_timeout)
-        return 0;
-    if (*deadline > now + OVERFLOW_WAIT)
-        *deadline = now + OVERFLOW_WAIT;
-    return 2;
-}
-
-static enum checkout pool_checkout(struct dbmy_pool *p, double deadline,
-                                   struct dbmy_conn **out)
-{
-    struct dbmy_conn *dead = NULL;
-    struct timespec ts;
-    enum checkout r;
-    int admitted = 0;
-    bool waiting = false;
-
-    *out = NULL;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        if (p->closed) {
-            r = CHECKOUT_CLOSED;
-            break;
-        }
-        *out = pool_pop_idle_locked(p, &dead);
-        if (*out != NULL) {
-            r = CHECKOUT_TAKEN;
-            break;
-        }
-        if (p->nopen < p->max_open) {
-            p->nopen++;
-            r = CHECKOUT_OPEN;
-            break;
-        }
-        if (!waiting) {
-            admitted = pool_admit_locked(p, &deadline);
-            if (admitted == 0) {
-                r = CHECKOUT_BUSY;
-                break;
-            }
-            waiting = true;
-            p->nwaiting++;
-            timespec_of(deadline, &ts);
-        }
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
-            r = admitted == 2 ? CHECKOUT_BUSY : CHECKOUT_TIMEOUT;
-            break;
-        }
-    }
-    if (waiting)
-        p->nwaiting--;
-    if (dead != NULL)
-        pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    conn_close_list(dead);
-    return r;
-}
-
-static void pool_slot_free(struct dbmy_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    p->nopen--;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void checkout_error(struct dbmy_pool *p, enum checkout r,
-                           struct db_error *err)
-{
-    if (r == CHECKOUT_BUSY)
-        err_set(err, DB_ERR_BUSY, "the database is not keeping up: all "
-                "%d connections are in use and %d requests are already "
-                "waiting; try again later", p->max_open, p->max_waiting);
-    else if (budget_spent())
-        err_set(err, DB_ERR_TIMEOUT, "the request ran out of time "
-                "(max_request_duration) while waiting for a database "
-                "connection");
-    else
-        err_set(err, DB_ERR_TIMEOUT, "timed out after %gs waiting for a "
-                "database connection (all %d are in use)",
-                p->connect_timeout, p->max_open);
-}
-
-struct dbmy_conn *dbmy_acquire(const char *key, struct db_error *err)
-{
-    struct db_error scratch;
-    struct dbmy_pool *p = NULL;
-    struct dbmy_conn *c = NULL;
-    double deadline = 0;
-    enum checkout r;
-
-    if (err == NULL)
-        err = &scratch;
-    err_clear(err);
-    for (;;) {
-        p = pool_lookup(key);
-        if (p == NULL) {
-            err_set(err, DB_ERR_INTERNAL,
-                    "no database connection is configured for %s", key);
-            break;
-        }
-        if (deadline == 0)
-            deadline = deadline_after(p->connect_timeout);
-        r = pool_checkout(p, deadline, &c);
-        if (r == CHECKOUT_CLOSED) {
-            pool_unref(p);
-            p = NULL;
-            continue;
-        }
-        if (r == CHECKOUT_TIMEOUT || r == CHECKOUT_BUSY) {
-            checkout_error(p, r, err);
-        } else if (r == CHECKOUT_OPEN) {
-            c = conn_open(p, err);
-            if (c == NULL)
-                pool_slot_free(p);
-        }
-        break;
-    }
-    if (c == NULL && p != NULL)
-        pool_unref(p);
-    return c;
 }
 
 static bool in_transaction(MYSQL *m)
@@ -1084,33 +642,99 @@ static bool in_transaction(MYSQL *m)
     return (status & SERVER_STATUS_IN_TRANS) != 0;
 }
 
+/* ops.make_clean: a returned connection never carries a transaction. */
+static void conn_make_clean(struct dbpool_conn *base)
+{
+    struct dbmy_conn *c = (struct dbmy_conn *)base;
+
+    if (!c->base.broken && in_transaction(c->m))
+        dbmy_rollback(c);
+}
+
+/* ============================================================= pools == */
+
+static void pool_free_data(void *data)
+{
+    struct my_pool *mp = data;
+
+    if (mp != NULL) {
+        dsn_release(&mp->dsn);
+        dbmy_tls_release(&mp->tls);
+        free(mp);
+    }
+}
+
+/* ops.prepare: parses the DSN; its password and the caller's secrets are
+   what messages are scrubbed of. */
+static int pool_prepare(struct dbpool *p, const struct db_pool_config *cfg,
+                        struct db_error *err)
+{
+    struct my_pool *mp = xcalloc(1, sizeof(*mp));
+    struct dsn *d = &mp->dsn;
+    const char *why = NULL;
+    const char *extra[10];
+    int nextra = 0;
+
+    mp->tls.ca_fd = mp->tls.cert_fd = -1;
+    p->data = mp;
+    if (dsn_parse(cfg->conninfo, d, &why) != 0) {
+        err_set(err, DB_ERR_SQL, "invalid connection_url: %s", why);
+        return COFFER_EINVAL;
+    }
+    if (d->pass != NULL && d->pass[0] != '\0')
+        extra[nextra++] = d->pass;
+    for (int i = 0; i < cfg->nsecrets && nextra < 10; i++)
+        extra[nextra++] = cfg->secrets[i];
+    /* Not a libpq string: only the extra secrets are collected. */
+    db__secrets_collect(&p->secrets, "", extra, nextra);
+    if (dbmy_tls_prepare(&mp->tls, cfg, d->socket != NULL ? NULL : d->host,
+                         err) != 0)
+        return COFFER_EINVAL;
+    /* Given PEM material, TLS is required whatever tls= said (Vault). */
+    if (mp->tls.custom)
+        d->tls = mp->tls.skip_verify ? TLS_SKIP_VERIFY : TLS_VERIFY;
+    return 0;
+}
+
+static const struct dbpool_ops my_ops = {
+    .driver = "mysql",
+    .prepare = pool_prepare,
+    .free_data = pool_free_data,
+    .open = conn_open,
+    .close = conn_close,
+    .alive = conn_alive,
+    .make_clean = conn_make_clean,
+};
+
+int dbmy_pool_configure(const char *key, const struct db_pool_config *cfg,
+                        bool verify, struct db_error *err)
+{
+    return dbpool_configure(&my_ops, key, cfg, verify, err);
+}
+
+void dbmy_pool_remove(const char *key)
+{
+    dbpool_remove(&my_ops, key);
+}
+
+bool dbmy_pool_exists(const char *key)
+{
+    return dbpool_exists(&my_ops, key);
+}
+
+void dbmy_shutdown(void)
+{
+    dbpool_shutdown(&my_ops);
+}
+
+struct dbmy_conn *dbmy_acquire(const char *key, struct db_error *err)
+{
+    return (struct dbmy_conn *)dbpool_acquire(&my_ops, key, err);
+}
+
 void dbmy_release(struct dbmy_conn *c)
 {
-    struct dbmy_pool *p;
-    bool keep;
-
-    if (c == NULL)
-        return;
-    p = c->pool;
-    if (!c->broken && in_transaction(c->m))
-        dbmy_rollback(c);
-    pthread_mutex_lock(&p->mu);
-    c->idle_since = time_mono();
-    keep = !p->closed && !c->broken && p->nidle < p->max_idle &&
-           !(p->max_lifetime > 0 &&
-             c->idle_since - c->created >= p->max_lifetime);
-    if (keep) {
-        c->next = p->idle;
-        p->idle = c;
-        p->nidle++;
-    } else {
-        p->nopen--;
-    }
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    if (!keep)
-        conn_close(c);
-    pool_unref(p);
+    dbpool_release(c != NULL ? &c->base : NULL);
 }
 
 /* ======================================================= statements == */
@@ -1118,9 +742,9 @@ void dbmy_release(struct dbmy_conn *c)
 /* Marks the connection broken when the failure lost the link. */
 static void exec_failed(struct dbmy_conn *c, struct db_error *err)
 {
-    err_from_mysql(err, c->m, c->pool, false, "");
+    err_from_mysql(err, c->m, c->base.pool, false, "");
     if (err->klass == DB_ERR_UNREACHABLE || err->klass == DB_ERR_INTERNAL)
-        c->broken = true;
+        c->base.broken = true;
 }
 
 /*
@@ -1130,17 +754,29 @@ static void exec_failed(struct dbmy_conn *c, struct db_error *err)
  */
 static bool kill_query(struct dbmy_conn *c)
 {
-    MYSQL *k = handle_new(c->pool, CANCEL_GRACE);
+    MYSQL *k = handle_new(c->base.pool, CANCEL_GRACE);
     char sql[64];
     bool ok = false;
 
     if (k == NULL)
         return false;
     snprintf(sql, sizeof(sql), "KILL QUERY %lu", mysql_thread_id(c->m));
-    if (handle_connect(k, c->pool))
+    if (handle_connect(k, c->base.pool))
         ok = mysql_real_query(k, sql, strlen(sql)) == 0;
     mysql_close(k);
     return ok;
+}
+
+/* Fills err for a statement cancelled after limit seconds. */
+static void timeout_error(struct db_error *err, double limit)
+{
+    if (dbpool_budget_spent())
+        err_set(err, DB_ERR_TIMEOUT, "the request ran out of time "
+                "(max_request_duration) while the database ran a statement; "
+                "it was cancelled");
+    else
+        err_set(err, DB_ERR_TIMEOUT, "canceling statement due to statement "
+                "timeout (%gs)", limit);
 }
 
 /*
@@ -1154,25 +790,17 @@ static void statement_timed_out(struct dbmy_conn *c, double limit,
     int fd = (int)mysql_get_socket(c->m);
 
     if (!kill_query(c) || wait_readable(fd, time_mono() + CANCEL_GRACE) != 1)
-        c->broken = true;
+        c->base.broken = true;
     else if (mysql_read_query_result(c->m) == 0)
         mysql_free_result(mysql_store_result(c->m));
-    if (!c->broken && mysql_errno(c->m) != 0 &&
+    if (!c->base.broken && mysql_errno(c->m) != 0 &&
         classify(mysql_errno(c->m), false) == DB_ERR_UNREACHABLE)
-        c->broken = true;
+        c->base.broken = true;
     /* A script may have more results queued: this link is done. */
-    if (!c->broken && mysql_more_results(c->m))
-        c->broken = true;
-    pthread_mutex_lock(&c->pool->mu);
-    c->pool->last_timeout = time_mono();
-    pthread_mutex_unlock(&c->pool->mu);
-    if (budget_spent())
-        err_set(err, DB_ERR_TIMEOUT, "the request ran out of time "
-                "(max_request_duration) while the database ran a statement; "
-                "it was cancelled");
-    else
-        err_set(err, DB_ERR_TIMEOUT, "canceling statement due to statement "
-                "timeout (%gs)", limit);
+    if (!c->base.broken && mysql_more_results(c->m))
+        c->base.broken = true;
+    dbpool_note_timeout(c->base.pool);
+    timeout_error(err, limit);
 }
 
 /*
@@ -1182,12 +810,12 @@ static void statement_timed_out(struct dbmy_conn *c, double limit,
 static int send_and_wait(struct dbmy_conn *c, const char *sql, size_t len,
                          struct db_error *err)
 {
-    double limit = c->pool->statement_timeout;
-    double deadline = deadline_after(limit + (c->server_limit ? SERVER_FIRST
+    double limit = c->base.pool->statement_timeout;
+    double deadline = dbpool_deadline_after(limit + (c->server_limit ? SERVER_FIRST
                                                               : 0));
     int w;
 
-    if (c->broken) {
+    if (c->base.broken) {
         err_set(err, DB_ERR_UNREACHABLE, "the database connection was lost");
         return COFFER_EIO;
     }
@@ -1202,7 +830,7 @@ static int send_and_wait(struct dbmy_conn *c, const char *sql, size_t len,
     }
     if (w < 0 || mysql_read_query_result(c->m) != 0) {
         if (w < 0)
-            c->broken = true;
+            c->base.broken = true;
         exec_failed(c, err);
         return COFFER_EIO;
     }
@@ -1238,6 +866,73 @@ static void result_copy(MYSQL_RES *r, struct db_result *res)
 }
 
 /*
+ * Runs a suspended non-blocking call of Connector/C (status from its
+ * _start) to its end, waiting on the socket until deadline. Returns 0
+ * done, or 1 when the deadline passed first (the call is still pending).
+ */
+static int finish_async(struct dbmy_conn *c, int status, int *st,
+                        double deadline)
+{
+    while (status != 0) {
+        struct pollfd pfd = {.fd = (int)mysql_get_socket(c->m)};
+        double left = deadline - time_mono();
+        int n;
+
+        if (left <= 0)
+            return 1;
+        pfd.events = (short)(((status & MYSQL_WAIT_READ) ? POLLIN : 0) |
+                             ((status & MYSQL_WAIT_WRITE) ? POLLOUT : 0) |
+                             ((status & MYSQL_WAIT_EXCEPT) ? POLLPRI : 0));
+        n = poll(&pfd, 1, (int)ceil(left * 1000));
+        if (n < 0 && errno != EINTR)
+            return 1;
+        status = mysql_next_result_cont(st, c->m,
+                                        n > 0 ? MYSQL_WAIT_READ |
+                                                    MYSQL_WAIT_WRITE
+                                              : MYSQL_WAIT_TIMEOUT);
+    }
+    return 0;
+}
+
+/*
+ * Moves to the next result of a script, each statement under its own
+ * statement deadline as the first one is (send_and_wait): a later
+ * statement that overruns is cancelled with KILL QUERY too, rather than
+ * left running on the server behind a read timeout (MySQL has no server
+ * limit for it, and a script may lift MariaDB's with SET
+ * max_statement_time). *st as mysql_next_result's. 0, or COFFER_EIO with
+ * err filled.
+ */
+static int next_result(struct dbmy_conn *c, int *st, struct db_error *err)
+{
+    double limit = c->base.pool->statement_timeout;
+    double deadline = dbpool_deadline_after(limit + (c->server_limit
+                                                         ? SERVER_FIRST
+                                                         : 0));
+
+    *st = -1;
+    if (!mysql_more_results(c->m))
+        return 0;
+    if (finish_async(c, mysql_next_result_start(st, c->m), st,
+                     deadline) != 0) {
+        /* Keep the link only if the server owns up to the KILL at once. */
+        if (!kill_query(c) ||
+            finish_async(c, MYSQL_WAIT_READ, st,
+                         time_mono() + CANCEL_GRACE) != 0 ||
+            mysql_more_results(c->m))
+            c->base.broken = true;
+        dbpool_note_timeout(c->base.pool);
+        timeout_error(err, limit);
+        return COFFER_EIO;
+    }
+    if (*st > 0) {
+        exec_failed(c, err);
+        return COFFER_EIO;
+    }
+    return 0;
+}
+
+/*
  * Reads every result of the statement(s) already answered: the first row
  * set goes to res (if not NULL), the others are dropped. Stops at the
  * first failure, which is what the server stopped at.
@@ -1262,11 +957,8 @@ static int drain_results(struct dbmy_conn *c, struct db_result *res,
         } else if (res != NULL && !have) {
             res->affected = (int64_t)mysql_affected_rows(c->m);
         }
-        st = mysql_next_result(c->m);
-        if (st > 0) {
-            exec_failed(c, err);
+        if (next_result(c, &st, err) != 0)
             return COFFER_EIO;
-        }
     } while (st == 0);
     return 0;
 }
@@ -1402,6 +1094,23 @@ static char *interpolate(struct dbmy_conn *c, const char *sql, int nparams,
     return buf;
 }
 
+/*
+ * Sends sql, reads every result, and counts the statement (its latency
+ * and outcome) for sys/metrics.
+ */
+static int run_counted(struct dbmy_conn *c, const char *sql, size_t len,
+                       struct db_result *res, struct db_error *err)
+{
+    double start = time_mono();
+    int rc = send_and_wait(c, sql, len, err);
+
+    if (rc == 0)
+        rc = drain_results(c, res, err);
+    dbpool_note_statement(c->base.pool, (time_mono() - start) * 1000.0,
+                          rc != 0);
+    return rc;
+}
+
 static void result_init(struct db_result *res)
 {
     if (res != NULL)
@@ -1419,7 +1128,7 @@ int dbmy_exec(struct dbmy_conn *c, const char *sql, int nparams,
 
     if (err == NULL)
         err = &scratch;
-    err_clear(err);
+    db_error_clear(err);
     result_init(res);
     if (c == NULL || sql == NULL || nparams < 0 || nparams > MAX_PARAMS ||
         (nparams > 0 && params == NULL)) {
@@ -1427,11 +1136,8 @@ int dbmy_exec(struct dbmy_conn *c, const char *sql, int nparams,
         return COFFER_EINVAL;
     }
     text = interpolate(c, sql, nparams, params, &len, err);
-    if (text != NULL) {
-        rc = send_and_wait(c, text, len, err);
-        if (rc == 0)
-            rc = drain_results(c, res, err);
-    }
+    if (text != NULL)
+        rc = run_counted(c, text, len, res, err);
     secure_free_str(text);
     if (rc != 0)
         db_result_release(res);
@@ -1442,19 +1148,15 @@ int dbmy_exec_script(struct dbmy_conn *c, const char *sql,
                      struct db_error *err)
 {
     struct db_error scratch;
-    int rc;
 
     if (err == NULL)
         err = &scratch;
-    err_clear(err);
+    db_error_clear(err);
     if (c == NULL || sql == NULL) {
         err_set(err, DB_ERR_INTERNAL, "bad arguments to exec_script");
         return COFFER_EINVAL;
     }
-    rc = send_and_wait(c, sql, strlen(sql), err);
-    if (rc == 0)
-        rc = drain_results(c, NULL, err);
-    return rc;
+    return run_counted(c, sql, strlen(sql), NULL, err);
 }
 
 int dbmy_begin(struct dbmy_conn *c, struct db_error *err)
@@ -1469,10 +1171,10 @@ int dbmy_commit(struct dbmy_conn *c, struct db_error *err)
 
 void dbmy_rollback(struct dbmy_conn *c)
 {
-    if (c == NULL || c->broken)
+    if (c == NULL || c->base.broken)
         return;
     if (dbmy_exec_script(c, "ROLLBACK", NULL) != 0)
-        c->broken = true;
+        c->base.broken = true;
 }
 
 char *dbmy_escape(struct dbmy_conn *c, const char *s, size_t n, bool literal,
@@ -1484,7 +1186,7 @@ char *dbmy_escape(struct dbmy_conn *c, const char *s, size_t n, bool literal,
 
     if (err == NULL)
         err = &scratch;
-    err_clear(err);
+    db_error_clear(err);
     if (memchr(s, '\0', n) != NULL) {
         err_set(err, DB_ERR_SQL, "a NUL byte cannot be quoted");
         return NULL;

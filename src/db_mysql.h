@@ -7,8 +7,8 @@
  * caller-chosen key, a connection lent to one thread at a time, dead
  * connections discarded and replaced, the same error classes and return
  * conventions (0 or a negative COFFER_E* code, err filled, err may be
- * NULL). Pools of the two drivers live in separate tables; lua_db.c keeps
- * a key in one of them only.
+ * NULL). The pools themselves are db_pool.c's, one table for both
+ * drivers: configuring a key replaces the pool of either driver.
  *
  * Connection string: the Go driver's DSN that Vault takes,
  *   [user[:password]@][tcp(host[:port])|unix(/path/to/socket)]/[dbname][?k=v&...]
@@ -43,9 +43,13 @@
  * statement deadline (statement_timeout, capped by the request's budget);
  * on expiry the statement is cancelled with KILL QUERY sent from a second,
  * short-lived connection, and the connection is kept only if the server
- * confirms the interruption within a grace second. MariaDB also enforces
- * the limit itself (session max_statement_time), which bounds every
- * statement of a script, not only the first.
+ * confirms the interruption within a grace second. Each later statement
+ * of a script gets the same deadline and cancellation (Connector/C's
+ * non-blocking next-result calls, polled). MariaDB also enforces the limit
+ * itself (session max_statement_time).
+ *
+ * TLS material as PEM text (tls_ca, tls_certificate_key of struct
+ * db_pool_config): see db_mysql_tls.h.
  */
 #ifndef COFFER_DB_MYSQL_H
 #define COFFER_DB_MYSQL_H

@@ -2,33 +2,17 @@
  * db_pg.c - the PostgreSQL driver: connection pools, statements,
  * transactions (libpq).
  *
- * Owns: the global table of pools, every PGconn Coffer opens, and the
- * translation of libpq/PostgreSQL failures into struct db_error. Does not
- * own: what the statements say (the Lua engines build them), connection
- * URL templating (the database engine fills credentials before calling
- * db_pool_configure), retry policy (callers decide from err->klass).
+ * Owns: every PGconn Coffer opens, and the translation of libpq/PostgreSQL
+ * failures into struct db_error. Does not own: the pools and their
+ * lending rules (db_pool.c, given this driver's operations: connect,
+ * alive check, clean, close), what the statements say (the Lua engines
+ * build them), connection URL templating (the database engine fills
+ * credentials before calling db_pool_configure), retry policy (callers
+ * decide from err->klass).
  *
- * Locking. One global mutex guards the table (a short list: one pool per
- * database config). Each pool has its own mutex and condition variable
- * guarding its idle list and counters. Order: global, then pool; never
- * the other way. No lock is held while talking to the server: connecting
- * costs ~15 ms of SCRAM (PERF_NOTES.md), so opening, closing and queries
- * all happen outside the pool lock. The only I/O under a pool lock is a
- * non-blocking poll()/PQconsumeInput on an idle connection.
- *
- * Lifetimes. The table holds one reference on each pool, every lent
- * connection holds one more. Replacing or removing a pool marks it closed,
- * closes its idle connections and drops the table's reference; connections
- * still lent keep the pool alive and are closed when they come back.
- *
- *     idle list (LIFO) <-- db_release -- lent --> db_exec ...
- *          |                                ^
- *          +----------- db_acquire ---------+
- *                  (or open a new one while nopen < max_open,
- *                   or wait on the condvar until connect_timeout)
- *
- * The idle list is a stack so that the busy head is reused and the tail
- * ages out through idle_timeout when traffic drops.
+ * No lock is held while talking to the server: connecting costs ~15 ms
+ * of SCRAM (PERF_NOTES.md). The only I/O under a pool lock is the alive
+ * check, a non-blocking poll()/PQconsumeInput on an idle connection.
  */
 #include "db_pg.h"
 
@@ -51,72 +35,20 @@
 #include "request.h"
 #include "util.h"
 
-#define DEFAULT_MAX_OPEN 4
-#define DEFAULT_IDLE_TIMEOUT 300.0
-#define DEFAULT_CONNECT_TIMEOUT 10.0
-#define DEFAULT_STATEMENT_TIMEOUT 30.0
 /* After a statement's deadline: how long the cancel may take to land. */
 #define CANCEL_GRACE 1.0
-/* A caller beyond max_waiting waits at most this long. */
-#define OVERFLOW_WAIT 0.5
 /* Cancel requests in flight at once (each a short-lived thread). */
 #define MAX_CANCELS 16
 
-struct db_pool;
-
+/* A lent connection; the pool's head first (db_pool.h). */
 struct db_conn {
+    struct dbpool_conn base;
     PGconn *pg;
-    struct db_pool *pool;
-    double created;     /* time_mono() when connected */
-    double idle_since;  /* time_mono() when last returned */
-    bool broken;        /* never reuse: link lost or server said FATAL */
-    struct db_conn *next; /* idle list link */
 };
 
-struct db_pool {
-    char *key;
-    /*
-     * Secrets: the connection string and the passwords found in it, kept
-     * only so that error messages can be scrubbed of them. Wiped on free.
-     */
-    char *conninfo;
-    struct strvec secrets; /* longest first */
-    char timeout_str[16]; /* libpq connect_timeout, whole seconds */
-    char options[96];     /* startup options: UTC, server statement_timeout */
-    int max_open;
-    int max_idle;
-    int max_waiting;
-    double max_lifetime;  /* 0 = unlimited */
-    double idle_timeout;
-    double connect_timeout;
-    double statement_timeout;
-
-    pthread_mutex_t mu;   /* guards everything below */
-    pthread_cond_t cv;    /* a connection or a slot came free, or closed */
-    struct db_conn *idle;
-    int nidle;
-    int nopen;            /* idle + lent + being opened */
-    int nwaiting;         /* callers blocked in pool_checkout */
-    double last_timeout;  /* time_mono() of the last call that timed out */
-    /* Statement latency for sys/metrics (db_pg_stats.h). */
-    uint64_t nstatements, nstatement_errors;
-    double stmt_sum_ms, stmt_min_ms, stmt_max_ms;
-    int refs;             /* table + lent connections + acquirers */
-    bool closed;          /* replaced or removed: no new lending */
-    struct db_pool *next; /* table link, guarded by table_mu */
-};
-
-static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct db_pool *table;
+static const struct dbpool_ops pg_ops;
 
 /* ============================================================ errors == */
-
-static void err_clear(struct db_error *err)
-{
-    err->klass = DB_OK;
-    err->sqlstate[0] = '\0';
-    err->message[0] = '\0';
-}
 
 static void err_set(struct db_error *err, enum db_error_class klass,
                     const char *sqlstate, const char *fmt, ...)
@@ -144,7 +76,7 @@ static void copy_libpq_message(char *dst, size_t n, const char *src);
  */
 static void err_set_text(struct db_error *err, enum db_error_class klass,
                          const char *sqlstate, const char *prefix,
-                         const char *text, const struct db_pool *p);
+                         const char *text, const struct dbpool *p);
 /*
  * Copies a libpq message: drops the trailing newline libpq always adds and
  * joins the lines of multi-host attempts with "; ".
@@ -171,10 +103,9 @@ static void copy_libpq_message(char *dst, size_t n, const char *src)
 
 static void err_set_text(struct db_error *err, enum db_error_class klass,
                          const char *sqlstate, const char *prefix,
-                         const char *text, const struct db_pool *p)
+                         const char *text, const struct dbpool *p)
 {
-    char *clean = db__scrub_text(text, p != NULL ? p->conninfo : NULL,
-                             p != NULL ? &p->secrets : NULL);
+    char *clean = dbpool_scrub(p, text);
     size_t used;
 
     err_set(err, klass, sqlstate, "%s", prefix != NULL ? prefix : "");
@@ -232,9 +163,9 @@ static const struct {
     {"permission denied for database", "42501"},
 };
 
-static void conn_close(struct db_conn *c);
+static void conn_close(struct dbpool_conn *base);
 
-static void classify_connect_failure(PGconn *pg, const struct db_pool *p,
+static void classify_connect_failure(PGconn *pg, const struct dbpool *p,
                                      struct db_error *err)
 {
     const char *msg = pg != NULL ? PQerrorMessage(pg) : "out of memory";
@@ -275,31 +206,12 @@ static void notice_receiver(void *arg, const PGresult *res)
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
     if (sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
-        c->broken = true;
+        c->base.broken = true;
     log_debug("db: server %s: %s", sev != NULL ? sev : "notice",
               msg != NULL ? msg : "");
 }
 
 /* ------------------------------------------------------- deadlines -- */
-
-/*
- * The deadline (time_mono) of one wait of at most timeout seconds, capped
- * by what is left of the request being served on this thread, if any.
- */
-static double deadline_after(double timeout)
-{
-    int64_t left = request_budget_left_ms();
-
-    if (left >= 0 && (double)left / 1000.0 < timeout)
-        timeout = (double)left / 1000.0;
-    return time_mono() + timeout;
-}
-
-/* True when the current thread's request budget is what ran out. */
-static bool budget_spent(void)
-{
-    return request_budget_left_ms() == 0;
-}
 
 enum wait_result {
     WAIT_READY = 1,
@@ -334,12 +246,6 @@ static enum wait_result sock_wait(PGconn *pg, bool rd, bool wr,
 
 /* time_mono() seconds as a timespec (the condition variables here wait
    on CLOCK_MONOTONIC). */
-static void timespec_of(double t, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)t;
-    ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
-}
-
 /* ---------------------------------------------------------- cancel -- */
 
 /*
@@ -393,7 +299,7 @@ static bool cancel_job_wait(struct cancel_job *j, double deadline)
     struct timespec ts;
     bool done;
 
-    timespec_of(deadline, &ts);
+    dbpool_timespec_of(deadline, &ts);
     pthread_mutex_lock(&j->mu);
     while (!j->done &&
            pthread_cond_timedwait(&j->done_cv, &j->mu, &ts) == 0)
@@ -553,7 +459,7 @@ static PGresult *roundtrip(struct db_conn *c, const char *sql, int nparams,
 
     *timed_out = false;
     if (!send_query(c, sql, nparams, params, script, deadline, timed_out)) {
-        c->broken = c->broken || *timed_out ||
+        c->base.broken = c->base.broken || *timed_out ||
                     PQstatus(c->pg) != CONNECTION_OK;
         return NULL;
     }
@@ -567,11 +473,11 @@ static PGresult *roundtrip(struct db_conn *c, const char *sql, int nparams,
        connection is reusable only once the cancel cannot land any more. */
     if (cancel != NULL) {
         if (!cancel_job_wait(cancel, grace))
-            c->broken = true;
+            c->base.broken = true;
         cancel_job_unref(cancel);
     }
     if (r == NULL) {
-        c->broken = true;
+        c->base.broken = true;
         *timed_out = true;
         return NULL;
     }
@@ -586,12 +492,8 @@ static PGresult *roundtrip(struct db_conn *c, const char *sql, int nparams,
 static void timeout_error(struct db_conn *c, double limit,
                           struct db_error *err)
 {
-    struct db_pool *p = c->pool;
-
-    pthread_mutex_lock(&p->mu);
-    p->last_timeout = time_mono();
-    pthread_mutex_unlock(&p->mu);
-    if (budget_spent())
+    dbpool_note_timeout(c->base.pool);
+    if (dbpool_budget_spent())
         err_set(err, DB_ERR_TIMEOUT, "57014",
                 "the request ran out of time (max_request_duration) while "
                 "waiting for the database; the statement was cancelled");
@@ -622,7 +524,7 @@ static int session_set_utc(struct db_conn *c, double deadline,
                     &timed_out);
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
         err_set_text(err, timed_out ? DB_ERR_TIMEOUT : DB_ERR_UNREACHABLE, "",
-                     NULL, PQerrorMessage(c->pg), c->pool);
+                     NULL, PQerrorMessage(c->pg), c->base.pool);
         rc = COFFER_EIO;
     }
     PQclear(res);
@@ -660,13 +562,12 @@ static PGconn *connect_until(const char *const *keys, const char *const *vals,
 }
 
 /*
- * Opens one connection for pool p. Blocks until the connect timeout (or
- * the request's budget) at most; call it without holding any lock.
- * Returns a new connection (not yet counted anywhere, holding no pool
- * reference) or NULL with err filled.
+ * Opens one connection for pool p (ops.open). Blocks until the connect
+ * timeout (or the request's budget) at most; called without any lock.
  */
-static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
+static struct dbpool_conn *conn_open(struct dbpool *p, struct db_error *err)
 {
+    char timeout_str[16], options[96];
     /*
      * Our defaults come before "dbname": libpq expands the conninfo given
      * as dbname in place and later values win, so whatever the conninfo
@@ -674,17 +575,26 @@ static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
      */
     const char *keys[] = {"connect_timeout", "fallback_application_name",
                           "client_encoding", "options", "dbname", NULL};
-    const char *vals[] = {p->timeout_str, "coffer", "UTF8", p->options,
+    const char *vals[] = {timeout_str, "coffer", "UTF8", options,
                           p->conninfo, NULL};
     double limit = p->connect_timeout;
-    double deadline = deadline_after(limit);
+    double deadline = dbpool_deadline_after(limit);
     PGconn *pg = NULL;
     struct db_conn *c = NULL;
     bool timed_out = false;
 
+    /* libpq takes whole seconds (and treats 1 as 2). */
+    snprintf(timeout_str, sizeof(timeout_str), "%d", (int)ceil(limit));
+    /*
+     * The server enforces the statement limit by itself (a cancel may not
+     * get through); the client's deadline leaves it a moment to do so.
+     */
+    snprintf(options, sizeof(options),
+             "-c TimeZone=UTC -c statement_timeout=%lld",
+             (long long)ceil(p->statement_timeout * 1000));
     pg = connect_until(keys, vals, deadline, &timed_out);
     if (timed_out) {
-        if (budget_spent())
+        if (dbpool_budget_spent())
             err_set(err, DB_ERR_TIMEOUT, "", "the request ran out of time "
                     "(max_request_duration) while connecting to the "
                     "database");
@@ -698,8 +608,7 @@ static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
         goto out;
     }
     c = xcalloc(1, sizeof(*c));
-    c->pool = p;
-    c->created = time_mono();
+    c->base.pool = p;
     c->pg = pg;
     pg = NULL;
     /* c outlives pg, so it can be the receiver's argument. */
@@ -709,46 +618,37 @@ static struct db_conn *conn_open(struct db_pool *p, struct db_error *err)
         if (err->klass == DB_OK)
             err_set(err, DB_ERR_INTERNAL, "", "cannot make the database "
                     "connection non-blocking");
-        conn_close(c);
+        conn_close(&c->base);
         c = NULL;
-        goto out;
     }
-    log_debug("db: %s: opened a connection", p->key);
 out:
     if (pg != NULL)
         PQfinish(pg);
-    return c;
+    return c != NULL ? &c->base : NULL;
 }
 
-static void conn_close(struct db_conn *c)
+static void conn_close(struct dbpool_conn *base)
 {
+    struct db_conn *c = (struct db_conn *)base;
+
     if (c == NULL)
         return;
     PQfinish(c->pg);
     free(c);
 }
 
-static void conn_close_list(struct db_conn *list)
-{
-    struct db_conn *next;
-
-    for (; list != NULL; list = next) {
-        next = list->next;
-        conn_close(list);
-    }
-}
-
 /*
- * Checks an idle connection without blocking. PQstatus alone only knows
- * what the last call saw; a server restart is noticed by reading what the
- * server sent meanwhile (a FATAL notice, then EOF).
+ * Checks an idle connection without blocking (ops.alive). PQstatus alone
+ * only knows what the last call saw; a server restart is noticed by
+ * reading what the server sent meanwhile (a FATAL notice, then EOF).
  */
-static bool conn_alive(struct db_conn *c)
+static bool conn_alive(struct dbpool_conn *base)
 {
+    struct db_conn *c = (struct db_conn *)base;
     struct pollfd pfd;
     int n;
 
-    if (c->broken || PQstatus(c->pg) != CONNECTION_OK)
+    if (c->base.broken || PQstatus(c->pg) != CONNECTION_OK)
         return false;
     pfd.fd = PQsocket(c->pg);
     pfd.events = POLLIN;
@@ -760,30 +660,49 @@ static bool conn_alive(struct db_conn *c)
         return false;
     if (n > 0 && PQconsumeInput(c->pg) == 0)
         return false;
-    return !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
+    return !c->base.broken && PQstatus(c->pg) == CONNECTION_OK &&
            PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 }
 
-static bool conn_expired(const struct db_pool *p, const struct db_conn *c,
-                         double now)
+/*
+ * Ends whatever transaction a returned connection is still in, so the
+ * next borrower never inherits it (ops.make_clean). Marks the connection
+ * broken when that cannot be done.
+ */
+static void conn_make_clean(struct dbpool_conn *base)
 {
-    if (p->max_lifetime > 0 && now - c->created >= p->max_lifetime)
-        return true;
-    return now - c->idle_since >= p->idle_timeout;
+    struct db_conn *c = (struct db_conn *)base;
+    PGTransactionStatusType ts;
+
+    if (c->base.broken || PQstatus(c->pg) != CONNECTION_OK) {
+        c->base.broken = true;
+        return;
+    }
+    ts = PQtransactionStatus(c->pg);
+    if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
+        db_rollback(c);
+    else if (ts != PQTRANS_IDLE)
+        c->base.broken = true; /* ACTIVE/UNKNOWN: a query is mid-flight */
+    if (!c->base.broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        c->base.broken = true;
 }
 
 /* ============================================================= pools == */
 
 /*
- * Parses the conninfo now, so that a malformed one is refused at configure
- * time. libpq's complaint quotes the string: it is scrubbed like any other.
+ * ops.prepare: collects the passwords to scrub and parses the conninfo
+ * now, so that a malformed one is refused at configure time. libpq's
+ * complaint quotes the string: it is scrubbed like any other.
  */
-static int pool_parse_conninfo(struct db_pool *p, struct db_error *err)
+static int pool_prepare(struct dbpool *p, const struct db_pool_config *cfg,
+                        struct db_error *err)
 {
     PQconninfoOption *opts = NULL;
     char *errmsg = NULL;
     int rc = 0;
 
+    db__secrets_collect(&p->secrets, cfg->conninfo, cfg->secrets,
+                        cfg->nsecrets);
     opts = PQconninfoParse(p->conninfo, &errmsg);
     if (opts == NULL) {
         err_set_text(err, DB_ERR_SQL, "", "invalid connection string: ",
@@ -799,500 +718,45 @@ static int pool_parse_conninfo(struct db_pool *p, struct db_error *err)
     return rc;
 }
 
-static void pool_free(struct db_pool *p)
-{
-    if (p == NULL)
-        return;
-    conn_close_list(p->idle);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
-    secure_free_str(p->conninfo);
-    db__secrets_wipe(&p->secrets);
-    free(p->key);
-    free(p);
-}
-
-static void pool_init_limits(struct db_pool *p,
-                             const struct db_pool_config *cfg)
-{
-    double timeout;
-
-    p->max_open = cfg->max_open > 0 ? cfg->max_open : DEFAULT_MAX_OPEN;
-    p->max_idle = cfg->max_idle > 0 ? cfg->max_idle : p->max_open;
-    if (p->max_idle > p->max_open)
-        p->max_idle = p->max_open;
-    p->max_waiting = cfg->max_waiting > 0 ? cfg->max_waiting
-                     : p->max_open / 2 > 0 ? p->max_open / 2 : 1;
-    p->max_lifetime = cfg->max_lifetime > 0 ? (double)cfg->max_lifetime : 0;
-    p->idle_timeout = cfg->idle_timeout > 0 ? (double)cfg->idle_timeout
-                                            : DEFAULT_IDLE_TIMEOUT;
-    timeout = cfg->connect_timeout > 0 ? cfg->connect_timeout
-                                       : DEFAULT_CONNECT_TIMEOUT;
-    if (timeout > 86400)
-        timeout = 86400;
-    p->connect_timeout = timeout;
-    /* libpq takes whole seconds (and treats 1 as 2). */
-    snprintf(p->timeout_str, sizeof(p->timeout_str), "%d", (int)ceil(timeout));
-    p->statement_timeout = cfg->statement_timeout > 0
-                               ? cfg->statement_timeout
-                               : DEFAULT_STATEMENT_TIMEOUT;
-    if (p->statement_timeout > 86400)
-        p->statement_timeout = 86400;
-    /*
-     * The server enforces the same limit by itself (a cancel may not get
-     * through); the client's deadline leaves it a moment to do so first.
-     */
-    snprintf(p->options, sizeof(p->options),
-             "-c TimeZone=UTC -c statement_timeout=%lld",
-             (long long)ceil(p->statement_timeout * 1000));
-}
-
-/* Creates a pool (refs = 1, the table's) or returns NULL with err set. */
-static struct db_pool *pool_new(const char *key,
-                                const struct db_pool_config *cfg,
-                                struct db_error *err)
-{
-    struct db_pool *p = xcalloc(1, sizeof(*p));
-    pthread_condattr_t attr;
-
-    p->key = xstrdup(key);
-    p->conninfo = xstrdup(cfg->conninfo);
-    strvec_init(&p->secrets);
-    db__secrets_collect(&p->secrets, cfg->conninfo, cfg->secrets,
-                        cfg->nsecrets);
-    p->refs = 1;
-    pool_init_limits(p, cfg);
-    /* Waits use monotonic deadlines: wall-clock jumps must not matter. */
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &attr);
-    pthread_condattr_destroy(&attr);
-    pthread_mutex_init(&p->mu, NULL);
-    if (pool_parse_conninfo(p, err) != 0) {
-        pool_free(p);
-        return NULL;
-    }
-    return p;
-}
-
-static void pool_unref(struct db_pool *p)
-{
-    bool last;
-
-    pthread_mutex_lock(&p->mu);
-    COFFER_ASSERT(p->refs > 0);
-    last = --p->refs == 0;
-    pthread_mutex_unlock(&p->mu);
-    if (last)
-        pool_free(p);
-}
-
-/* Looks key up and takes a reference, or returns NULL. */
-static struct db_pool *pool_lookup(const char *key)
-{
-    struct db_pool *p;
-
-    pthread_mutex_lock(&table_mu);
-    for (p = table; p != NULL; p = p->next) {
-        if (strcmp(p->key, key) == 0)
-            break;
-    }
-    if (p != NULL) {
-        pthread_mutex_lock(&p->mu);
-        p->refs++;
-        pthread_mutex_unlock(&p->mu);
-    }
-    pthread_mutex_unlock(&table_mu);
-    return p;
-}
-
-/* Unlinks key from the table; the caller owns the table's reference. */
-static struct db_pool *table_unlink_locked(const char *key)
-{
-    struct db_pool **pp, *p;
-
-    for (pp = &table; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->key, key) == 0) {
-            p = *pp;
-            *pp = p->next;
-            p->next = NULL;
-            return p;
-        }
-    }
-    return NULL;
-}
-
-/*
- * Retires a pool already unlinked from the table: wakes its waiters (they
- * look the key up again), closes the idle connections and drops the
- * table's reference. Lent connections are closed as they come back.
- */
-static void pool_retire(struct db_pool *p)
-{
-    struct db_conn *idle;
-
-    if (p == NULL)
-        return;
-    pthread_mutex_lock(&p->mu);
-    p->closed = true;
-    idle = p->idle;
-    p->idle = NULL;
-    p->nopen -= p->nidle;
-    p->nidle = 0;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    conn_close_list(idle);
-    pool_unref(p);
-}
+static const struct dbpool_ops pg_ops = {
+    .driver = "postgresql",
+    .prepare = pool_prepare,
+    .free_data = NULL,
+    .open = conn_open,
+    .close = conn_close,
+    .alive = conn_alive,
+    .make_clean = conn_make_clean,
+};
 
 int db_pool_configure(const char *key, const struct db_pool_config *cfg,
                       bool verify, struct db_error *err)
 {
-    struct db_error scratch;
-    struct db_pool *p = NULL, *old = NULL;
-    struct db_conn *c = NULL;
-    int rc = 0;
-
-    if (err == NULL)
-        err = &scratch;
-    err_clear(err);
-    if (key == NULL || cfg == NULL || cfg->conninfo == NULL ||
-        cfg->conninfo[0] == '\0') {
-        err_set(err, DB_ERR_INTERNAL, "", "connection string is empty");
-        rc = COFFER_EINVAL;
-        goto out;
-    }
-    p = pool_new(key, cfg, err);
-    if (p == NULL) {
-        rc = COFFER_EINVAL;
-        goto out;
-    }
-    if (verify) {
-        c = conn_open(p, err);
-        if (c == NULL) {
-            rc = COFFER_EIO;
-            goto out;
-        }
-        /* Keep the verified connection: it cost a SCRAM handshake. */
-        c->idle_since = time_mono();
-        p->idle = c;
-        p->nidle = 1;
-        p->nopen = 1;
-    }
-    pthread_mutex_lock(&table_mu);
-    old = table_unlink_locked(key);
-    p->next = table;
-    table = p;
-    pthread_mutex_unlock(&table_mu);
-    p = NULL;
-    pool_retire(old);
-out:
-    pool_free(p);
-    return rc;
+    return dbpool_configure(&pg_ops, key, cfg, verify, err);
 }
 
 void db_pool_remove(const char *key)
 {
-    struct db_pool *p;
-
-    if (key == NULL)
-        return;
-    pthread_mutex_lock(&table_mu);
-    p = table_unlink_locked(key);
-    pthread_mutex_unlock(&table_mu);
-    pool_retire(p);
+    dbpool_remove(&pg_ops, key);
 }
 
 bool db_pool_exists(const char *key)
 {
-    struct db_pool *p;
-
-    pthread_mutex_lock(&table_mu);
-    for (p = table; p != NULL; p = p->next) {
-        if (strcmp(p->key, key) == 0)
-            break;
-    }
-    pthread_mutex_unlock(&table_mu);
-    return p != NULL;
-}
-
-/*
- * Each pool's counts for sys/metrics (db_pg_stats.h). Table lock
- * then pool lock, the order every other walker of the table uses.
- */
-void db_pool_stats_each(void (*fn)(void *arg, const struct db_pool_stats *s),
-                        void *arg)
-{
-    pthread_mutex_lock(&table_mu);
-    for (struct db_pool *p = table; p != NULL; p = p->next) {
-        struct db_pool_stats st = {.key = p->key};
-        pthread_mutex_lock(&p->mu);
-        st.open = p->nopen;
-        st.idle = p->nidle;
-        st.in_use = p->nopen - p->nidle;
-        st.waiting = p->nwaiting;
-        st.statements = p->nstatements;
-        st.statement_errors = p->nstatement_errors;
-        st.statement_sum_ms = p->stmt_sum_ms;
-        st.statement_min_ms = p->stmt_min_ms;
-        st.statement_max_ms = p->stmt_max_ms;
-        st.max_open = p->max_open;
-        pthread_mutex_unlock(&p->mu);
-        fn(arg, &st);
-    }
-    pthread_mutex_unlock(&table_mu);
+    return dbpool_exists(&pg_ops, key);
 }
 
 void db_shutdown(void)
 {
-    struct db_pool *list, *next;
-
-    pthread_mutex_lock(&table_mu);
-    list = table;
-    table = NULL;
-    pthread_mutex_unlock(&table_mu);
-    for (; list != NULL; list = next) {
-        next = list->next;
-        list->next = NULL;
-        pool_retire(list);
-    }
-}
-
-/* ========================================================= lending == */
-
-enum checkout {
-    CHECKOUT_TAKEN = 1,   /* an idle connection was lent */
-    CHECKOUT_OPEN = 2,    /* a slot was reserved: open a new connection */
-    CHECKOUT_CLOSED = 3,  /* the pool was retired: look the key up again */
-    CHECKOUT_TIMEOUT = 4,
-    CHECKOUT_BUSY = 5,    /* too many waiters already */
-};
-
-/*
- * Moves idle connections that expired or died onto *dead (closed later,
- * outside the lock), then pops the first healthy one. Called locked.
- */
-static struct db_conn *pool_pop_idle_locked(struct db_pool *p,
-                                            struct db_conn **dead)
-{
-    struct db_conn **pp = &p->idle, *c, *found = NULL;
-    double now = time_mono();
-
-    while (*pp != NULL) {
-        c = *pp;
-        if (conn_expired(p, c, now) || (found == NULL && !conn_alive(c))) {
-            *pp = c->next;
-            c->next = *dead;
-            *dead = c;
-            p->nidle--;
-            p->nopen--;
-        } else if (found == NULL) {
-            *pp = c->next;
-            c->next = NULL;
-            p->nidle--;
-            found = c;
-        } else {
-            pp = &c->next;
-        }
-    }
-    return found;
-}
-
-/*
- * Called locked by a caller about to wait. Up to max_waiting callers wait
- * until the deadline; one more is either refused at once, when a call on
- * this pool timed out recently (the database is stalled: waiting would
- * only hold a worker thread), or waits OVERFLOW_WAIT at most (a healthy
- * but busy pool frees a connection within milliseconds).
- */
-enum admission {
-    ADMIT_WAIT = 1,     /* wait until the caller's deadline */
-    ADMIT_BRIEFLY = 2,  /* over max_waiting: wait OVERFLOW_WAIT at most */
-    ADMIT_REFUSE = 3,
-};
-
-static enum admission pool_admit_waiter_locked(struct db_pool *p,
-                                               double *deadline)
-{
-    double now = time_mono();
-
-    if (p->nwaiting < p->max_waiting)
-        return ADMIT_WAIT;
-    if (p->last_timeout > 0 && now - p->last_timeout < p->statement_timeout)
-        return ADMIT_REFUSE;
-    if (*deadline > now + OVERFLOW_WAIT)
-        *deadline = now + OVERFLOW_WAIT;
-    return ADMIT_BRIEFLY;
-}
-
-static enum checkout pool_checkout(struct db_pool *p, double deadline,
-                                   struct db_conn **out)
-{
-    struct db_conn *dead = NULL;
-    struct timespec ts;
-    enum checkout r;
-    enum admission admitted = ADMIT_REFUSE;
-    bool waiting = false;
-
-    *out = NULL;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        if (p->closed) {
-            r = CHECKOUT_CLOSED;
-            break;
-        }
-        *out = pool_pop_idle_locked(p, &dead);
-        if (*out != NULL) {
-            r = CHECKOUT_TAKEN;
-            break;
-        }
-        if (p->nopen < p->max_open) {
-            p->nopen++;
-            r = CHECKOUT_OPEN;
-            break;
-        }
-        if (!waiting) {
-            admitted = pool_admit_waiter_locked(p, &deadline);
-            if (admitted == ADMIT_REFUSE) {
-                r = CHECKOUT_BUSY;
-                break;
-            }
-            waiting = true;
-            p->nwaiting++;
-            timespec_of(deadline, &ts);
-        }
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
-            r = admitted == ADMIT_BRIEFLY ? CHECKOUT_BUSY : CHECKOUT_TIMEOUT;
-            break;
-        }
-    }
-    if (waiting)
-        p->nwaiting--;
-    /* Slots freed by dropping dead connections may serve other waiters. */
-    if (dead != NULL)
-        pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    conn_close_list(dead);
-    return r;
-}
-
-/* Gives back a slot reserved by CHECKOUT_OPEN whose connect failed. */
-static void pool_slot_free(struct db_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    p->nopen--;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-}
-
-static void checkout_error(struct db_pool *p, enum checkout r, double limit,
-                           struct db_error *err)
-{
-    if (r == CHECKOUT_BUSY) {
-        err_set(err, DB_ERR_BUSY, "", "the database is not keeping up: all "
-                "%d connections are in use and %d requests are already "
-                "waiting; try again later", p->max_open, p->max_waiting);
-    } else if (budget_spent()) {
-        err_set(err, DB_ERR_TIMEOUT, "", "the request ran out of time "
-                "(max_request_duration) while waiting for a database "
-                "connection");
-    } else {
-        err_set(err, DB_ERR_TIMEOUT, "", "timed out after %gs waiting for "
-                "a database connection (all %d are in use)", limit,
-                p->max_open);
-    }
+    dbpool_shutdown(&pg_ops);
 }
 
 struct db_conn *db_acquire(const char *key, struct db_error *err)
 {
-    struct db_error scratch;
-    struct db_pool *p = NULL;
-    struct db_conn *c = NULL;
-    double deadline = 0;
-    enum checkout r;
-
-    if (err == NULL)
-        err = &scratch;
-    err_clear(err);
-    for (;;) {
-        p = pool_lookup(key);
-        if (p == NULL) {
-            err_set(err, DB_ERR_INTERNAL, "",
-                    "no database connection is configured for %s", key);
-            break;
-        }
-        if (deadline == 0)
-            deadline = deadline_after(p->connect_timeout);
-        r = pool_checkout(p, deadline, &c);
-        if (r == CHECKOUT_CLOSED) {
-            /* Replaced while we waited: the new pool serves us. */
-            pool_unref(p);
-            p = NULL;
-            continue;
-        }
-        if (r == CHECKOUT_TIMEOUT || r == CHECKOUT_BUSY) {
-            checkout_error(p, r, p->connect_timeout, err);
-        } else if (r == CHECKOUT_OPEN) {
-            c = conn_open(p, err);
-            if (c == NULL)
-                pool_slot_free(p);
-        }
-        break;
-    }
-    /* A lent connection keeps the reference taken by pool_lookup. */
-    if (c == NULL && p != NULL)
-        pool_unref(p);
-    return c;
-}
-
-/*
- * Ends whatever transaction a returned connection is still in, so the
- * next borrower never inherits it. Marks the connection broken when that
- * cannot be done.
- */
-static void conn_make_clean(struct db_conn *c)
-{
-    PGTransactionStatusType ts;
-
-    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
-        c->broken = true;
-        return;
-    }
-    ts = PQtransactionStatus(c->pg);
-    if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR)
-        db_rollback(c);
-    else if (ts != PQTRANS_IDLE)
-        c->broken = true; /* ACTIVE/UNKNOWN: a query is mid-flight */
-    if (!c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-        c->broken = true;
+    return (struct db_conn *)dbpool_acquire(&pg_ops, key, err);
 }
 
 void db_release(struct db_conn *c)
 {
-    struct db_pool *p;
-    bool keep;
-
-    if (c == NULL)
-        return;
-    p = c->pool;
-    conn_make_clean(c);
-    pthread_mutex_lock(&p->mu);
-    c->idle_since = time_mono();
-    keep = !p->closed && !c->broken && p->nidle < p->max_idle &&
-           !(p->max_lifetime > 0 &&
-             c->idle_since - c->created >= p->max_lifetime);
-    if (keep) {
-        c->next = p->idle;
-        p->idle = c;
-        p->nidle++;
-    } else {
-        p->nopen--;
-    }
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    if (!keep)
-        conn_close(c);
-    pool_unref(p);
+    dbpool_release(c != NULL ? &c->base : NULL);
 }
 
 /* ======================================================= statements == */
@@ -1365,37 +829,22 @@ static void exec_failure(struct db_conn *c, const PGresult *r,
                                    : PQerrorMessage(c->pg));
         primary = joined;
     }
-    err_set_text(err, klass, state, NULL, primary, c->pool);
+    err_set_text(err, klass, state, NULL, primary, c->base.pool);
     if (err->message[0] == '\0')
         snprintf(err->message, sizeof(err->message),
                  "the database connection failed");
     if (klass == DB_ERR_UNREACHABLE)
-        c->broken = true;
+        c->base.broken = true;
     secure_free_str(joined);
 }
 
 /* The client-side deadline of a statement on this thread. */
-static double statement_deadline(const struct db_pool *p, double *limit)
+static double statement_deadline(const struct dbpool *p, double *limit)
 {
     /* A moment past the server's own statement_timeout, so that it
      * normally speaks first and the connection stays usable. */
     *limit = p->statement_timeout;
-    return deadline_after(p->statement_timeout + 0.25);
-}
-
-/* Counts one statement of p that took ms, for sys/metrics. */
-static void pool_note_statement(struct db_pool *p, double ms, bool failed)
-{
-    pthread_mutex_lock(&p->mu);
-    if (p->nstatements == 0 || ms < p->stmt_min_ms)
-        p->stmt_min_ms = ms;
-    if (p->nstatements == 0 || ms > p->stmt_max_ms)
-        p->stmt_max_ms = ms;
-    p->nstatements++;
-    p->stmt_sum_ms += ms;
-    if (failed)
-        p->nstatement_errors++;
-    pthread_mutex_unlock(&p->mu);
+    return dbpool_deadline_after(p->statement_timeout + 0.25);
 }
 
 /* exec_raw without the counting (below). */
@@ -1412,12 +861,12 @@ static PGresult *exec_checked(struct db_conn *c, const char *sql,
         err_set(err, DB_ERR_INTERNAL, "", "invalid statement arguments");
         return NULL;
     }
-    if (c->broken) {
+    if (c->base.broken) {
         err_set(err, DB_ERR_UNREACHABLE, "",
                 "the database connection was lost");
         return NULL;
     }
-    deadline = statement_deadline(c->pool, &limit);
+    deadline = statement_deadline(c->base.pool, &limit);
     r = roundtrip(c, sql, nparams, params, script, deadline, &timed_out);
     if (timed_out) {
         timeout_error(c, limit, err);
@@ -1426,7 +875,7 @@ static PGresult *exec_checked(struct db_conn *c, const char *sql,
     }
     if (r == NULL) {
         exec_failure(c, NULL, err);
-        c->broken = true;
+        c->base.broken = true;
         err->klass = DB_ERR_UNREACHABLE;
         return NULL;
     }
@@ -1439,7 +888,7 @@ static PGresult *exec_checked(struct db_conn *c, const char *sql,
     case PGRES_COPY_OUT:
     case PGRES_COPY_BOTH:
         /* The session is now stuck in COPY mode: never reuse it. */
-        c->broken = true;
+        c->base.broken = true;
         err_set(err, DB_ERR_SQL, "", "COPY is not supported");
         break;
     default:
@@ -1464,8 +913,8 @@ static PGresult *exec_raw(struct db_conn *c, const char *sql, int nparams,
     double start = time_mono();
     PGresult *r = exec_checked(c, sql, nparams, params, script, err);
 
-    if (c != NULL && c->pool != NULL)
-        pool_note_statement(c->pool, (time_mono() - start) * 1000.0,
+    if (c != NULL)
+        dbpool_note_statement(c->base.pool, (time_mono() - start) * 1000.0,
                             r == NULL);
     return r;
 }
@@ -1479,7 +928,7 @@ int db_exec(struct db_conn *c, const char *sql, int nparams,
 
     if (err == NULL)
         err = &scratch;
-    err_clear(err);
+    db_error_clear(err);
     if (res != NULL)
         result_init(res);
     r = exec_raw(c, sql, nparams, params, false, err);
@@ -1498,7 +947,7 @@ int db_exec_script(struct db_conn *c, const char *sql, struct db_error *err)
 
     if (err == NULL)
         err = &scratch;
-    err_clear(err);
+    db_error_clear(err);
     r = exec_raw(c, sql, 0, NULL, true, err);
     if (r == NULL)
         return err->klass == DB_ERR_INTERNAL ? COFFER_EINVAL : COFFER_EIO;
@@ -1519,7 +968,7 @@ int db_commit(struct db_conn *c, struct db_error *err)
 
     if (err == NULL)
         err = &scratch;
-    err_clear(err);
+    db_error_clear(err);
     r = exec_raw(c, "COMMIT", 0, NULL, false, err);
     if (r == NULL)
         return COFFER_EIO;
@@ -1542,9 +991,9 @@ void db_rollback(struct db_conn *c)
     PGresult *r = NULL;
     bool timed_out = false;
 
-    if (c == NULL || c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+    if (c == NULL || c->base.broken || PQstatus(c->pg) != CONNECTION_OK) {
         if (c != NULL)
-            c->broken = true;
+            c->base.broken = true;
         return;
     }
     if (PQtransactionStatus(c->pg) == PQTRANS_IDLE)
@@ -1554,12 +1003,12 @@ void db_rollback(struct db_conn *c)
      * the connection, which rolls back too, but costs a reconnect.
      */
     r = roundtrip(c, "ROLLBACK", 0, NULL, true,
-                  time_mono() + (c->pool->statement_timeout < 5
-                                     ? c->pool->statement_timeout : 5),
+                  time_mono() + (c->base.pool->statement_timeout < 5
+                                     ? c->base.pool->statement_timeout : 5),
                   &timed_out);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK ||
         PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-        c->broken = true;
+        c->base.broken = true;
     PQclear(r);
 }
 
@@ -1571,7 +1020,7 @@ char *db_escape(struct db_conn *c, const char *s, size_t n, bool literal,
 
     if (err == NULL)
         err = &scratch;
-    err_clear(err);
+    db_error_clear(err);
     if (c == NULL || c->pg == NULL || s == NULL || memchr(s, '\0', n)) {
         err_set(err, DB_ERR_SQL, "", "cannot quote a value holding a NUL "
                 "byte");
@@ -1582,7 +1031,7 @@ char *db_escape(struct db_conn *c, const char *s, size_t n, bool literal,
     if (q == NULL) {
         /* libpq's message names the problem, never the value. */
         err_set_text(err, DB_ERR_SQL, "", "cannot quote a value: ",
-                     PQerrorMessage(c->pg), c->pool);
+                     PQerrorMessage(c->pg), c->base.pool);
         return NULL;
     }
     out = xstrdup(q);

@@ -2,9 +2,9 @@
  * db_pg.h - the PostgreSQL driver: connection pools, statements,
  * transactions (libpq).
  *
- * A pool is named by a caller-chosen key (the database engine uses
- * "<mount uuid>/<config name>") and created from a libpq connection
- * string or URL. Pools are shared by every thread; a connection is lent
+ * A pool (db_pool.h, shared with the MySQL driver) is named by a
+ * caller-chosen key (the database engine uses "<mount uuid>/<config
+ * name>") and created from a libpq connection string or URL. Pools are shared by every thread; a connection is lent
  * to one thread at a time. A connection whose server went away is
  * discarded and replaced on the next use, so a PostgreSQL restart heals
  * by itself.
@@ -52,46 +52,7 @@
 
 #include "common.h"
 #include "db_pg_conninfo.h"
-
-enum db_error_class {
-    DB_OK = 0,
-    DB_ERR_UNREACHABLE = 1, /* cannot connect / connection lost: retry later */
-    DB_ERR_TRANSIENT = 2,   /* serialization, deadlock, lock: retry now */
-    DB_ERR_AUTH = 3,        /* bad password, no such role/database */
-    DB_ERR_SQL = 4,         /* syntax, permission, constraint: caller's fault */
-    DB_ERR_INTERNAL = 5,
-    DB_ERR_TIMEOUT = 6,     /* a deadline passed; the call was cancelled */
-    DB_ERR_BUSY = 7,        /* too many callers already wait on this pool */
-};
-
-struct db_error {
-    enum db_error_class klass;
-    char sqlstate[6];
-    char message[512];
-};
-
-struct db_pool_config {
-    const char *conninfo;      /* URL or key=value string, credentials filled */
-    int max_open;              /* default 4 */
-    int max_idle;              /* default = max_open, capped to it */
-    int64_t max_lifetime;      /* seconds, 0 = unlimited */
-    int64_t idle_timeout;      /* seconds an idle connection is kept, 0 = 300 */
-    double connect_timeout;    /* seconds, 0 = 10; also the pool wait */
-    double statement_timeout;  /* seconds, 0 = 30 */
-    int max_waiting;           /* callers waiting for a connection,
-                                  0 = max_open / 2 (at least 1) */
-    const char *const *secrets; /* more strings to scrub from messages */
-    int nsecrets;
-};
-
-/* A result: rows of text cells (NULL for SQL NULL). */
-struct db_result {
-    int nrows;
-    int ncols;
-    char **colnames;   /* ncols entries */
-    char **cells;      /* nrows * ncols entries, row-major */
-    int64_t affected;  /* rows affected by the last command */
-};
+#include "db_pool.h"
 
 struct db_conn; /* a connection lent from a pool */
 

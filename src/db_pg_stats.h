@@ -2,7 +2,8 @@
  * db_pg_stats.h - the database pools' counts, for sys/metrics.
  *
  * Its own header so that metrics.c can read them and db_pg.c need not
- * know about metrics (no include cycle). Defined in db_pg.c.
+ * know about metrics (no include cycle). Defined in db_pool.c; covers
+ * the pools of every driver.
  */
 #ifndef COFFER_DB_PG_STATS_H
 #define COFFER_DB_PG_STATS_H
@@ -11,6 +12,7 @@
 
 struct db_pool_stats {
     const char *key;  /* the pool's name, valid during the callback */
+    const char *driver; /* "postgresql", "mysql" */
     int open, idle, in_use, waiting, max_open;
     /* Statements run (every one through the driver, failed ones too),
        their latency in ms, and how many failed. */

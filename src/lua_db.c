@@ -2,10 +2,11 @@
  * lua_db.c - coffer.db, the Lua face of the database drivers, db_pg.c
  * ("postgresql") and db_mysql.c ("mysql") (see lua_db.h).
  *
- * Drivers: a small table of functions per driver (struct driver); a pool
- * key lives in one driver's table at a time (configure removes it from
- * the others), so acquire finds the driver by the key, and a connection
- * userdata remembers its driver for every method.
+ * Drivers: a small table of functions per driver (struct driver). The
+ * pools of every driver live in one table (db_pool.c), a key in one pool
+ * of one driver at a time (configuring it replaces whatever pool had it),
+ * so acquire finds the driver by the key, and a connection userdata
+ * remembers its driver for every method.
  *
  * Resource rule: every C resource is owned by a userdata before anything
  * that can raise runs. A connection lives in a "coffer.dbconn" userdata
@@ -24,6 +25,7 @@
 #include "common.h"
 #include "db_mysql.h"
 #include "db_pg.h"
+#include "db_pool.h"
 
 #define CONN_MT "coffer.dbconn"
 #define DB_DRIVER_POSTGRESQL "postgresql"
@@ -36,8 +38,6 @@ struct driver {
     const char *name;
     int (*configure)(const char *key, const struct db_pool_config *cfg,
                      bool verify, struct db_error *err);
-    void (*remove)(const char *key);
-    bool (*exists)(const char *key);
     void *(*acquire)(const char *key, struct db_error *err);
     void (*release)(void *c);
     int (*exec)(void *c, const char *sql, int nparams,
@@ -86,11 +86,9 @@ static char *my_escape(void *c, const char *s, size_t n, bool literal,
 { return dbmy_escape(c, s, n, literal, err); }
 
 static const struct driver drivers[] = {
-    {DB_DRIVER_POSTGRESQL, db_pool_configure, db_pool_remove,
-     db_pool_exists, pg_acquire, pg_release, pg_exec, pg_exec_script,
+    {DB_DRIVER_POSTGRESQL, db_pool_configure, pg_acquire, pg_release, pg_exec, pg_exec_script,
      pg_begin, pg_commit, pg_rollback, pg_escape},
-    {DB_DRIVER_MYSQL, dbmy_pool_configure, dbmy_pool_remove,
-     dbmy_pool_exists, my_acquire, my_release, my_exec, my_exec_script,
+    {DB_DRIVER_MYSQL, dbmy_pool_configure, my_acquire, my_release, my_exec, my_exec_script,
      my_begin, my_commit, my_rollback, my_escape},
 };
 #define NDRIVERS (sizeof(drivers) / sizeof(drivers[0]))
@@ -104,14 +102,12 @@ static const struct driver *driver_named(const char *name)
     return NULL;
 }
 
-/* The driver whose table holds key, or NULL. */
+/* The driver of the pool named key, or NULL. */
 static const struct driver *driver_of_key(const char *key)
 {
-    for (size_t i = 0; i < NDRIVERS; i++) {
-        if (drivers[i].exists(key))
-            return &drivers[i];
-    }
-    return NULL;
+    const char *name = dbpool_driver_of(key);
+
+    return name != NULL ? driver_named(name) : NULL;
 }
 
 struct conn_ud {
@@ -171,6 +167,20 @@ static lua_Integer opt_int_field(lua_State *L, int idx, const char *name,
         luaL_error(L, "db config field '%s' must be an integer", name);
     lua_pop(L, 1);
     return v;
+}
+
+/*
+ * The string field name of the table at idx, or NULL when absent; the
+ * value stays on the stack (the C string lives as long as it does).
+ */
+static const char *opt_str_field(lua_State *L, int idx, const char *name)
+{
+    lua_getfield(L, idx, name);
+    if (lua_isnil(L, -1))
+        return NULL;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "coffer.db.configure: %s must be a string", name);
+    return lua_tostring(L, -1);
 }
 
 static double opt_num_field(lua_State *L, int idx, const char *name)
@@ -240,16 +250,18 @@ static int l_db_configure(lua_State *L)
     cfg.idle_timeout = opt_int_field(L, 2, "idle_timeout", 0);
     cfg.connect_timeout = opt_num_field(L, 2, "connect_timeout");
     cfg.statement_timeout = opt_num_field(L, 2, "statement_timeout");
+    /* MySQL's TLS material (db_mysql_tls.h); ignored by PostgreSQL. */
+    cfg.tls_ca = opt_str_field(L, 2, "tls_ca");
+    cfg.tls_cert_key = opt_str_field(L, 2, "tls_certificate_key");
+    cfg.tls_server_name = opt_str_field(L, 2, "tls_server_name");
+    lua_getfield(L, 2, "tls_skip_verify");
+    cfg.tls_skip_verify = lua_toboolean(L, -1);
     luaL_checkstack(L, MAX_SECRETS + 4, "db config secrets");
     cfg.nsecrets = collect_secrets(L, 2, secrets);
     cfg.secrets = secrets;
+    /* Replaces the key's pool whichever driver had it. */
     if (drv->configure(key, &cfg, verify, &err) != 0)
         return push_db_error(L, &err);
-    /* A config that changed database keeps its key in one table only. */
-    for (size_t i = 0; i < NDRIVERS; i++) {
-        if (&drivers[i] != drv)
-            drivers[i].remove(key);
-    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -317,17 +329,14 @@ static int l_db_redact_conninfo(lua_State *L)
 /* coffer.db.remove(key) [-0, +0, e] */
 static int l_db_remove(lua_State *L)
 {
-    const char *key = luaL_checkstring(L, 1);
-
-    for (size_t i = 0; i < NDRIVERS; i++)
-        drivers[i].remove(key);
+    dbpool_remove(NULL, luaL_checkstring(L, 1));
     return 0;
 }
 
 /* coffer.db.exists(key) [-0, +1, e] */
 static int l_db_exists(lua_State *L)
 {
-    lua_pushboolean(L, driver_of_key(luaL_checkstring(L, 1)) != NULL);
+    lua_pushboolean(L, dbpool_exists(NULL, luaL_checkstring(L, 1)));
     return 1;
 }
 

@@ -362,19 +362,24 @@ static void collect_leases(struct list *l)
 static void collect_pool(void *arg, const struct db_pool_stats *s)
 {
     struct list *l = arg;
+    const char *keys[2] = {"pool", "driver"};
+    const char *vals[2] = {s->key, s->driver};
 
-    add(l, GAUGE, "database.pool.open", "pool", s->key)->value = s->open;
-    add(l, GAUGE, "database.pool.idle", "pool", s->key)->value = s->idle;
-    add(l, GAUGE, "database.pool.in_use", "pool", s->key)->value = s->in_use;
-    add(l, GAUGE, "database.pool.waiting", "pool", s->key)->value =
+    add_labeled(l, GAUGE, "database.pool.open", 2, keys, vals)->value =
+        s->open;
+    add_labeled(l, GAUGE, "database.pool.idle", 2, keys, vals)->value =
+        s->idle;
+    add_labeled(l, GAUGE, "database.pool.in_use", 2, keys, vals)->value =
+        s->in_use;
+    add_labeled(l, GAUGE, "database.pool.waiting", 2, keys, vals)->value =
         s->waiting;
-    add(l, GAUGE, "database.pool.max_open", "pool", s->key)->value =
+    add_labeled(l, GAUGE, "database.pool.max_open", 2, keys, vals)->value =
         s->max_open;
-    add(l, SUMMARY, "database.statement", "pool", s->key)->s =
+    add_labeled(l, SUMMARY, "database.statement", 2, keys, vals)->s =
         (struct summary){s->statements, s->statement_sum_ms,
                          s->statement_min_ms, s->statement_max_ms};
-    add(l, COUNTER, "database.statement.error", "pool", s->key)->value =
-        (double)s->statement_errors;
+    add_labeled(l, COUNTER, "database.statement.error", 2, keys, vals)
+        ->value = (double)s->statement_errors;
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -77,6 +77,29 @@ function M.connect_info(cfg)
   return url
 end
 
+-- Vault's TLS fields of the mysql plugin: tls_ca (PEM of the CA),
+-- tls_certificate_key (PEM of the client certificate and its key),
+-- tls_server_name, tls_skip_verify. The two PEM fields are secret-ish:
+-- stored like the password and never returned on read. With either PEM
+-- set, TLS is required whatever the DSN's tls= says (src/db_mysql_tls.h).
+M.config_fields = {
+  tls_ca = { type = "string", sensitive = true },
+  tls_certificate_key = { type = "string", sensitive = true },
+  tls_server_name = "string",
+  tls_skip_verify = "bool",
+}
+M.secret_config_fields = { "tls_ca", "tls_certificate_key" }
+
+-- The extra options of coffer.db.configure for a stored config.
+function M.pool_options(cfg)
+  return {
+    tls_ca = cfg.tls_ca,
+    tls_certificate_key = cfg.tls_certificate_key,
+    tls_server_name = cfg.tls_server_name,
+    tls_skip_verify = cfg.tls_skip_verify == true,
+  }
+end
+
 -- Vault's strutil.ParseArbitraryStringSlice(stmt, ";"): a JSON array
 -- (possibly base64-encoded) or ';'-separated statements. MySQL has no
 -- anonymous blocks to keep whole.

@@ -25,6 +25,8 @@
 -- in every Lua state; lookups happen per request. Built-in plugins are
 -- the lua/coffer/dbplugin_<database>.lua modules.
 
+local fields = require("fields")
+
 local M = {}
 
 local registry = {}   -- name -> plugin
@@ -33,7 +35,8 @@ local FUNCTIONS = { "connect_info", "split", "expiration", "default_revoke" }
 -- The default revocation as SQL text, of one user or of a whole batch:
 -- the engine sends a batch of due leases in one script when it can.
 local OPTIONAL_FUNCTIONS = { "default_revoke_sql", "default_revoke_many_sql",
-                             "terminate_sessions", "terminate_sessions_sql" }
+                             "terminate_sessions", "terminate_sessions_sql",
+                             "pool_options" }
 local STATEMENT_LISTS = { "default_renew", "default_rotation",
                           "default_root_rotation" }
 
@@ -42,6 +45,37 @@ local function is_driver(name)
     if d == name then return true end
   end
   return false
+end
+
+-- Optional: the plugin's own config fields ({name = type | {type = ...,
+-- sensitive = true}}, types of fields.lua) and which of them are secret
+-- (never returned on read).
+local function check_config_fields(p)
+  if p.config_fields == nil then
+    if p.secret_config_fields ~= nil then
+      return "secret_config_fields needs config_fields"
+    end
+    return nil
+  end
+  if type(p.config_fields) ~= "table" then
+    return "config_fields must be a table"
+  end
+  for k, spec in pairs(p.config_fields) do
+    local t = type(spec) == "table" and spec.type or spec
+    if type(k) ~= "string" or not k:match("^[%l][%l%d_]*$") then
+      return "config_fields: names are lower-case words"
+    end
+    if type(t) ~= "string" or fields.types[t] == nil then
+      return "config_fields: field '" .. k .. "' has an unknown type"
+    end
+  end
+  for _, k in ipairs(p.secret_config_fields or {}) do
+    if p.config_fields[k] == nil then
+      return "secret_config_fields: '" .. tostring(k) ..
+             "' is not in config_fields"
+    end
+  end
+  return nil
 end
 
 local function check_spec(p)
@@ -83,7 +117,7 @@ local function check_spec(p)
   if p.tag_statement ~= nil and type(p.tag_statement) ~= "string" then
     return "tag_statement must be a string"
   end
-  return nil
+  return check_config_fields(p)
 end
 
 -- register(plugin) -> plugin. Load time only; names are unique.

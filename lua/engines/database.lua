@@ -26,6 +26,8 @@ local reconcile = require("reconcile")
 
 local leaselimits = require("leaselimits")
 
+local fields = require("fields")
+
 local multierror = require("framework").multierror
 
 local json = coffer.json
@@ -171,7 +173,7 @@ local function configure_pool(mount, name, cfg, verify)
   if conninfo == nil then
     return nil, { message = why, class = "sql" }
   end
-  return coffer.db.configure(pool_key(mount, name), {
+  local opts = {
     driver = plugin.driver,
     conninfo = conninfo,
     max_open = cfg.max_open_connections,
@@ -181,7 +183,12 @@ local function configure_pool(mount, name, cfg, verify)
     connect_timeout = cfg.connect_timeout,
     statement_timeout = cfg.statement_timeout,
     secrets = { cfg.password, cfg.pending_password },
-  }, verify)
+  }
+  -- The plugin's own connection settings (the mysql plugin's TLS).
+  if plugin.pool_options ~= nil then
+    for k, v in pairs(plugin.pool_options(cfg)) do opts[k] = v end
+  end
+  return coffer.db.configure(pool_key(mount, name), opts, verify)
 end
 
 -- Borrows a connection to the named config's database, creating the pool
@@ -456,8 +463,41 @@ local function validate_username_template(text)
   coffer.bad_request("invalid username template: " .. err)
 end
 
+-- A plugin's own config fields (plugin.config_fields: the mysql plugin's
+-- TLS settings), converted like the engine's. Another plugin's field is
+-- refused rather than stored unused, and a plugin change drops the old
+-- plugin's values.
+local function merge_plugin_fields(cfg, req)
+  local plugin = dbplugins.get(cfg.plugin_name or "")
+  local own = plugin and plugin.config_fields or {}
+  for _, name in ipairs(dbplugins.names()) do
+    for k in pairs(dbplugins.get(name).config_fields or {}) do
+      if own[k] == nil then
+        if req.raw[k] ~= nil and req.raw[k] ~= json.null then
+          coffer.bad_request(k .. " is not a setting of " ..
+                             tostring(cfg.plugin_name))
+        end
+        cfg[k] = nil
+      end
+    end
+  end
+  for k, spec in pairs(own) do
+    local v = req.raw[k]
+    if v ~= nil and v ~= json.null then
+      local value, why = fields.convert(type(spec) == "table" and spec.type
+                                        or spec, v)
+      if value == nil then
+        coffer.bad_request('Field validation failed: error converting ' ..
+                           'input for field "' .. k .. '": ' .. why)
+      end
+      cfg[k] = value
+    end
+  end
+end
+
 local function merge_config(cfg, req)
   merge_supplied(cfg, req, CONFIG_FIELDS)
+  merge_plugin_fields(cfg, req)
   cfg.allowed_roles = cfg.allowed_roles or json.array()
   cfg.root_rotation_statements = cfg.root_rotation_statements or json.array()
   cfg.max_open_connections = cfg.max_open_connections or 4
@@ -547,6 +587,17 @@ local function read_config(req)
   local details = {}
   for _, k in ipairs(DETAIL_FIELDS) do
     if k ~= "password" and cfg[k] ~= nil then details[k] = cfg[k] end
+  end
+  -- The plugin's own settings, but never its secret ones (PEM keys).
+  local plugin = dbplugins.get(cfg.plugin_name or "")
+  if plugin ~= nil and plugin.config_fields ~= nil then
+    local secret = {}
+    for _, k in ipairs(plugin.secret_config_fields or {}) do
+      secret[k] = true
+    end
+    for k in pairs(plugin.config_fields) do
+      if not secret[k] and cfg[k] ~= nil then details[k] = cfg[k] end
+    end
   end
   details.connection_url = (redact_url(cfg.connection_url,
                                        cfg.plugin_name))

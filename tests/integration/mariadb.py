@@ -37,7 +37,10 @@ def free_port():
 
 
 class MariaDB:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: None, or (ca, cert, key) PEM file paths the server uses
+        (then TLS is on offer; a user can be made to REQUIRE SSL)."""
+        self.tls = tls
         self.dir = tempfile.mkdtemp(prefix="coffer-mariadb-")
         self.data = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "mysqld.sock")
@@ -79,7 +82,7 @@ class MariaDB:
              "--pid-file=" + os.path.join(self.dir, "mysqld.pid"),
              "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M",
              "--max-connections=300", "--skip-log-bin",
-             "--innodb-flush-log-at-trx-commit=0"] + user,
+             "--innodb-flush-log-at-trx-commit=0"] + user + self.tls_args(),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -94,6 +97,12 @@ class MariaDB:
                     pass
             time.sleep(0.1)
         raise RuntimeError("mariadbd did not start: " + self.log_tail())
+
+    def tls_args(self):
+        if self.tls is None:
+            return []
+        ca, cert, key = self.tls
+        return ["--ssl-ca=" + ca, "--ssl-cert=" + cert, "--ssl-key=" + key]
 
     def log_tail(self):
         try:

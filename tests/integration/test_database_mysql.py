@@ -490,3 +490,20 @@ def test_mass_expiry_drops_every_user(srv, my, db):
         time.sleep(0.2)
     assert not set(users) & my.users()
     assert no_leases(srv, "mass")
+
+
+def test_mysql_pool_in_metrics(srv, my, db):
+    # The pools of both drivers are one pool implementation (db_pool.c):
+    # a MySQL config's pool is counted in sys/metrics like PostgreSQL's,
+    # with its driver as a label, and its statements are counted.
+    creds(srv)
+    gauges = [g for g in srv.req("GET", "sys/metrics").json()["Gauges"]
+              if g["Name"] == "coffer.database.pool.open"
+              and g["Labels"].get("pool", "").endswith("/app")]
+    assert gauges, "no pool gauge for mysql/config/app"
+    assert all(g["Labels"]["driver"] == "mysql" for g in gauges), gauges
+    assert max(g["Value"] for g in gauges) >= 1
+    samples = [s for s in srv.req("GET", "sys/metrics").json()["Samples"]
+               if s["Name"] == "coffer.database.statement"
+               and s["Labels"].get("driver") == "mysql"]
+    assert samples and samples[0]["Count"] >= 1, samples

@@ -91,6 +91,22 @@ BAD = {
                      'p.name = "x-plugin"\np.driver = "oracle"\n'
                      'coffer.database_plugin(p)\n',
                      "nodriver.lua:6:", "driver must be one of: postgresql"),
+    "badfield.lua": ('local pg = require("coffer.dbplugin_postgresql")\n'
+                     'local p = {}\nfor k, v in pairs(pg) do p[k] = v end\n'
+                     'p.name = "f-plugin"\n'
+                     'p.config_fields = { tls_ca = "pem" }\n'
+                     'coffer.database_plugin(p)\n',
+                     "badfield.lua:6:",
+                     "config_fields: field 'tls_ca' has an unknown type"),
+    "badsecret.lua": ('local pg = require("coffer.dbplugin_postgresql")\n'
+                      'local p = {}\nfor k, v in pairs(pg) do p[k] = v end\n'
+                      'p.name = "s-plugin"\n'
+                      'p.config_fields = { tls_ca = "string" }\n'
+                      'p.secret_config_fields = { "tls_key" }\n'
+                      'coffer.database_plugin(p)\n',
+                      "badsecret.lua:7:",
+                      "secret_config_fields: 'tls_key' is not in "
+                      "config_fields"),
     "nofunc.lua": ('coffer.database_plugin { name = "y-plugin", '
                    'driver = "postgresql",\n default_username_template = "x",'
                    ' max_username_length = 10 }\n',

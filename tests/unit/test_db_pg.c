@@ -71,13 +71,9 @@ static bool exec_ok(struct db_conn *c, const char *sql)
     return false;
 }
 
-static struct db_pool *peek_pool(const char *key)
+static struct dbpool *peek_pool(const char *key)
 {
-    struct db_pool *p = pool_lookup(key);
-
-    if (p != NULL)
-        pool_unref(p); /* the table still holds it */
-    return p;
+    return dbpool_find(&pg_ops, key);
 }
 
 /* ================================================ configure/verify == */
@@ -87,7 +83,7 @@ TEST(configure_verify_good)
     char url[256];
     struct db_pool_config cfg;
     struct db_error err;
-    struct db_pool *p;
+    struct dbpool *p;
 
     tcp_url(url, sizeof(url), PG_PASSWORD);
     cfg = config_of(url);
@@ -299,7 +295,7 @@ TEST(exec_sql_error)
     v = scalar(c, "SELECT 7");
     CHECK_STREQ(v, "7");
     free(v);
-    CHECK(!c->broken);
+    CHECK(!c->base.broken);
     db_release(c);
     db_pool_remove("sqlerr");
 }
@@ -625,7 +621,7 @@ TEST(reconnect_after_terminate)
     /* The lent connection learns it the hard way, and is marked broken. */
     CHECK(db_exec(a, "SELECT 1", 0, NULL, NULL, &err) != 0);
     CHECK_EQ_INT(err.klass, DB_ERR_UNREACHABLE);
-    CHECK(a->broken);
+    CHECK(a->base.broken);
     CHECK(strstr(err.message, PG_PASSWORD) == NULL);
     db_release(a);
     a = NULL;
@@ -698,7 +694,7 @@ TEST(pool_replace_while_lent)
 {
     struct db_error err;
     struct db_conn *old_c, *new_c;
-    struct db_pool *old_p;
+    struct dbpool *old_p;
     char *v;
 
     CHECK_EQ_INT(configure_main("replace", 2, 0), 0);
@@ -706,7 +702,7 @@ TEST(pool_replace_while_lent)
     CHECK(old_c != NULL);
     if (old_c == NULL)
         return;
-    old_p = old_c->pool;
+    old_p = old_c->base.pool;
     CHECK_EQ_INT(configure_main("replace", 3, 0), 0);
     CHECK(peek_pool("replace") != old_p);
     CHECK(old_p->closed);
@@ -715,7 +711,7 @@ TEST(pool_replace_while_lent)
     CHECK_STREQ(v, "still here");
     free(v);
     new_c = db_acquire("replace", &err);
-    CHECK(new_c != NULL && new_c->pool != old_p);
+    CHECK(new_c != NULL && new_c->base.pool != old_p);
     db_release(new_c);
     /* ...and is closed on return, freeing the old pool (valgrind). */
     db_release(old_c);
@@ -906,12 +902,13 @@ TEST(error_messages_scrubbed_before_truncation)
     char big[2048];
     struct db_pool_config cfg;
     struct db_error err;
-    struct db_pool *p;
+    struct dbpool *p;
     size_t n = 0;
 
     /* A password straddling the 512-byte cut must not leave a prefix. */
     cfg = config_of("host=h password=Zq9SecretTail77");
-    p = pool_new("scrub", &cfg, &err);
+    CHECK_EQ_INT(db_pool_configure("scrub", &cfg, false, &err), 0);
+    p = peek_pool("scrub");
     CHECK(p != NULL);
     if (p == NULL)
         return;
@@ -921,7 +918,7 @@ TEST(error_messages_scrubbed_before_truncation)
     err_set_text(&err, DB_ERR_SQL, "", "x: ", big, p);
     CHECK(strstr(err.message, "Zq9") == NULL);
     CHECK(strstr(err.message, "xxxxx") != NULL);
-    pool_free(p);
+    db_pool_remove("scrub");
 }
 
 TEST(configure_errors_do_not_leak)
@@ -973,7 +970,7 @@ TEST(statement_timeout_server_and_client)
     CHECK(time_mono() - t0 < 2);
     CHECK_EQ_INT(err.klass, DB_ERR_TIMEOUT);
     CHECK_STREQ(err.sqlstate, "57014");
-    CHECK(!c->broken);
+    CHECK(!c->base.broken);
     /* Without it, the client deadline cancels the statement. */
     CHECK(exec_ok(c, "SET statement_timeout = 0"));
     t0 = time_mono();
@@ -982,8 +979,8 @@ TEST(statement_timeout_server_and_client)
     CHECK_EQ_INT(err.klass, DB_ERR_TIMEOUT);
     CHECK(strstr(err.message, "statement_timeout") != NULL);
     /* The cancel landed: the session answers again. */
-    CHECK(!c->broken);
-    if (!c->broken) {
+    CHECK(!c->base.broken);
+    if (!c->base.broken) {
         char *one = scalar(c, "SELECT 1");
         CHECK_STREQ(one, "1");
         free(one);
@@ -1082,7 +1079,7 @@ TEST(pool_waiters_are_bounded)
     struct db_pool_config cfg;
     struct db_error err;
     struct db_conn *held;
-    struct db_pool *p;
+    struct dbpool *p;
     pthread_t t1, t2;
     char url[256];
     double t0;
