@@ -967,18 +967,21 @@ static int drain_results(struct dbmy_conn *c, struct db_result *res,
 
 /*
  * Length of the quoted or commented span starting at s[i], or 0 when s[i]
- * starts none. Strings '..' and "..": backslash escapes and doubled
- * quotes; `identifiers`: doubled backticks; -- and # to end of line;
- * block comments.
+ * starts none. Strings '..' and "..": doubled quotes, and backslash
+ * escapes unless the session has NO_BACKSLASH_ESCAPES (backslash false);
+ * `identifiers`: doubled backticks; -- and # to end of line; block
+ * comments. An executable comment (/x!..x/, MariaDB's /x M!..x/, with an
+ * optional version) is code the server runs: only its opening marker is
+ * skipped, so a '?' inside it is a placeholder as the server sees it.
  */
-static size_t skip_span(const char *s, size_t i, size_t n)
+static size_t skip_span(const char *s, size_t i, size_t n, bool backslash)
 {
     size_t j = i + 1;
     char q = s[i];
 
     if (q == '\'' || q == '"' || q == '`') {
         while (j < n) {
-            if (q != '`' && s[j] == '\\' && j + 1 < n) {
+            if (q != '`' && backslash && s[j] == '\\' && j + 1 < n) {
                 j += 2;
             } else if (s[j] == q) {
                 if (j + 1 < n && s[j + 1] == q)
@@ -999,10 +1002,31 @@ static size_t skip_span(const char *s, size_t i, size_t n)
         return j - i;
     }
     if (q == '/' && j < n && s[j] == '*') {
-        const char *end = strstr(s + j + 1, "*/");
+        const char *end;
+        size_t k = j + 1;
+
+        if (k < n && s[k] == 'M')
+            k++;
+        if (k < n && s[k] == '!') {
+            for (k++; k < n && s[k] >= '0' && s[k] <= '9'; k++)
+                ;
+            return k - i;
+        }
+        end = strstr(s + j + 1, "*/");
         return end != NULL ? (size_t)(end + 2 - (s + i)) : n - i;
     }
     return 0;
+}
+
+/* Whether this session treats backslash as an escape in strings. */
+static bool backslash_escapes(struct dbmy_conn *c)
+{
+    unsigned int status = 0;
+
+    if (mariadb_get_infov(c->m, MARIADB_CONNECTION_SERVER_STATUS,
+                          &status) != 0)
+        return true;
+    return (status & SERVER_STATUS_NO_BACKSLASH_ESCAPES) == 0;
 }
 
 static void append(char **buf, size_t *len, size_t *cap, const char *s,
@@ -1057,10 +1081,11 @@ static char *interpolate(struct dbmy_conn *c, const char *sql, int nparams,
     size_t n = strlen(sql), i = 0, start = 0, len = 0, cap = 0;
     char *buf = NULL;
     int used = 0;
+    bool backslash = backslash_escapes(c);
 
     append(&buf, &len, &cap, "", 0);
     while (i < n) {
-        size_t span = skip_span(sql, i, n);
+        size_t span = skip_span(sql, i, n, backslash);
         if (span > 0) {
             i += span;
         } else if (sql[i] == '?') {

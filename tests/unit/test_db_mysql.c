@@ -177,6 +177,45 @@ TEST(placeholders)
     offline_close(c);
 }
 
+TEST(placeholders_in_executable_comments)
+{
+    struct dbmy_conn *c = offline_conn();
+    const char *p[] = {"a", "b"};
+    char *s;
+
+    /* The server runs what is inside /x!..x/ and /x M!..x/: a '?' there
+     * is a placeholder; in a plain comment it is text. */
+    s = interp(c, "SELECT 1 /*!50100 , ? */ /*M!100100 , ? */ /* ? */", 2,
+               p);
+    CHECK_STREQ(s, "SELECT 1 /*!50100 , 'a' */ /*M!100100 , 'b' */ /* ? */");
+    secure_free_str(s);
+    /* A quote inside one is a quote: the '?' after it is in a string. */
+    s = interp(c, "SELECT /*! '?' */ ?", 1, p);
+    CHECK_STREQ(s, "SELECT /*! '?' */ 'a'");
+    secure_free_str(s);
+    /* ...and a second statement inside one is still refused. */
+    CHECK(interp(c, "SELECT 1 /*! ; DROP USER x */", 0, NULL) == NULL);
+    offline_close(c);
+}
+
+TEST(placeholders_without_backslash_escapes)
+{
+    struct dbmy_conn *c = offline_conn();
+    const char *p[] = {"x' OR '1'='1", "b\\"};
+    char *s;
+
+    /* With NO_BACKSLASH_ESCAPES 'a\' is a whole string: the '?' after it
+     * is a placeholder, and values are escaped by doubling quotes. */
+    c->m->server_status |= SERVER_STATUS_NO_BACKSLASH_ESCAPES;
+    s = interp(c, "SELECT 'a\\', ?, ?", 2, p);
+    CHECK_STREQ(s, "SELECT 'a\\', 'x'' OR ''1''=''1', 'b\\'");
+    secure_free_str(s);
+    c->m->server_status &= ~SERVER_STATUS_NO_BACKSLASH_ESCAPES;
+    /* With backslash escapes the same text is one unfinished string. */
+    CHECK(interp(c, "SELECT 'a\\', ?, ?", 2, p) == NULL);
+    offline_close(c);
+}
+
 TEST(quoting)
 {
     struct dbmy_conn *c = offline_conn();
@@ -203,6 +242,8 @@ int main(int argc, char **argv)
     RUN(redaction);
     RUN(classes);
     RUN(placeholders);
+    RUN(placeholders_in_executable_comments);
+    RUN(placeholders_without_backslash_escapes);
     RUN(quoting);
     return HARNESS_DONE();
 }
