@@ -28,12 +28,14 @@
 #include "json.h"
 #include "json_write.h"
 #include "kv_read.h"
+#include "lease_standby.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "luavm.h"
 #include "luavm_policy.h"
 #include "metrics.h"
 #include "policy.h"
+#include "policy_explain.h"
 #include "router.h"
 #include "storage.h"
 #include "sys.h"
@@ -91,6 +93,7 @@ int core_init(const struct core_config *cfg, char **root_token,
     lifecycle_setup(&life);
     lcfg.storage = barrier_storage(lifecycle_barrier());
     kv_read_configure(lcfg.storage);
+    lease_standby_configure(lcfg.storage); /* a standby's lease index */
     luavm_policy_configure(cfg->policy_dir, cfg->lua_policy_budget);
     rc = luavm_global_init(&lcfg, err);
     if (rc != 0)
@@ -260,8 +263,14 @@ static void render(struct request *req, struct response *resp,
                    resp->warnings == NULL && resp->lease_id == NULL;
 
     if (resp->errors != NULL) {
-        cJSON *o = cJSON_CreateObject();
+        cJSON *o = cJSON_CreateObject(), *extra = take(&resp->raw);
         cJSON_AddItemToObject(o, "errors", take(&resp->errors));
+        /* A 403's explanation (authorise): members beside "errors". */
+        while (cJSON_IsObject(extra) && extra->child != NULL) {
+            cJSON *m = cJSON_DetachItemViaPointer(extra, extra->child);
+            cJSON_AddItemToObject(o, m->string, m);
+        }
+        cJSON_Delete(extra);
         out->status = resp->status ? resp->status : 400;
         set_body(out, o);
     } else if (resp->text != NULL) {
@@ -415,6 +424,9 @@ static void authorise(struct request *req, struct response *resp)
         log_debug("policy: %s %s denied: %s", req_op_name(req->op),
                   req->path, why.msg);
         response_multierror(resp, 403, "permission denied");
+        /* X-Coffer-Explain: warnings + explain join the error body. */
+        if (req->explain)
+            resp->raw = policy_explain_denied(t, req);
         return;
     }
     if (token_use(t) != 0)

@@ -372,6 +372,8 @@ static struct curl_slist *request_headers(const struct request *req,
                 (long long)stamp, mac);
     h = curl_slist_append(h, line.ptr);
     h = curl_slist_append(h, "X-Vault-Request: true");
+    if (req->explain) /* the client asked for a 403's explanation */
+        h = curl_slist_append(h, "X-Coffer-Explain: 1");
     h = curl_slist_append(h, req->op == OP_PATCH
                                  ? "Content-Type: application/merge-patch+json"
                                  : "Content-Type: application/json");

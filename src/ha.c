@@ -26,6 +26,7 @@
 
 #include "crypto.h"
 #include "forward.h"
+#include "lease_standby.h"
 #include "log.h"
 #include "storage.h"
 #include "util.h"
@@ -37,6 +38,8 @@
  * listener failed or while this node is active. */
 #define HA_LISTEN_WAIT_MS 200
 #define HA_LISTEN_RETRY_MS 500
+/* Taking over: the wait for the old active's last changes to be heard. */
+#define HA_HANDOFF_WAIT_MS 2000
 /* After a failed activation, before contending again. */
 #define HA_ACTIVATE_HOLDOFF_MS 5000
 /* A node silent for this many echo intervals is left out of listings;
@@ -265,6 +268,20 @@ static void *lock_main(void *arg)
     return NULL;
 }
 
+/*
+ * Before activating: the change thread's handoff (it closes its listener
+ * after it), so that it reports the old active's last changes while the
+ * hooks still may take the state lock they need. mu held.
+ */
+static void wait_handoff_locked(void)
+{
+    double until = time_mono() + HA_HANDOFF_WAIT_MS / 1e3;
+
+    while (ha.change_started && ha.heard && !ha.stopping &&
+           time_mono() < until)
+        wait_until_locked(until);
+}
+
 /* Moves running one step towards want. mu held, dropped around hooks. */
 static void transition_locked(void)
 {
@@ -280,6 +297,7 @@ static void transition_locked(void)
         log_info("ha: standing by");
     } else {
         errbuf_clear(&err);
+        wait_handoff_locked();
         pthread_mutex_unlock(&ha.mu);
         rc = ha.hooks.activate(ha.hooks.arg, &err);
         pthread_mutex_lock(&ha.mu);
@@ -346,11 +364,14 @@ static void on_change(void *arg, enum storage_change_kind kind,
                       const char *what)
 {
     (void)arg;
-    if (kind == STORAGE_CHANGE_SYNC)
+    if (kind == STORAGE_CHANGE_SYNC) {
         note_sync(what);
-    else if (ha.hooks.changed != NULL)
+        return;
+    }
+    if (ha.hooks.changed != NULL)
         ha.hooks.changed(ha.hooks.arg,
                          kind == STORAGE_CHANGE_KEY ? what : NULL);
+    lease_standby_heard(kind == STORAGE_CHANGE_KEY ? what : NULL);
 }
 
 /* Changes are no longer heard. Change thread; mu held, dropped. */
@@ -358,10 +379,42 @@ static void go_deaf_locked(void)
 {
     ha.heard = false;
     pthread_cond_broadcast(&ha.sync_cond);
+    pthread_cond_broadcast(&ha.cond); /* a takeover waits for it */
     pthread_mutex_unlock(&ha.mu);
     (void)ha.ops->listen(ha.physical->ctx, -1, on_change, NULL);
     if (ha.hooks.deaf != NULL)
         ha.hooks.deaf(ha.hooks.arg);
+    lease_standby_deaf();
+    pthread_mutex_lock(&ha.mu);
+}
+
+/*
+ * This node acquired the lock while listening: the old active is fenced
+ * from that moment, so once a marker posted now comes back, every change
+ * it committed has been heard; the lease index says whether it is in
+ * step. Change thread; mu held, dropped.
+ */
+static void handoff_locked(void)
+{
+    char marker[96];
+    unsigned long seq = ++ha.sync_next;
+    double until = time_mono() + HA_HANDOFF_WAIT_MS / 1e3;
+    bool back;
+    int rc;
+
+    snprintf(marker, sizeof(marker), "%s:%lu", ha.node_id, seq);
+    pthread_mutex_unlock(&ha.mu);
+    rc = ha.ops->sync_post(ha.physical->ctx, marker);
+    for (;;) {
+        pthread_mutex_lock(&ha.mu);
+        back = ha.sync_seen >= seq;
+        pthread_mutex_unlock(&ha.mu);
+        if (rc != 0 || back || time_mono() >= until)
+            break;
+        rc = ha.ops->listen(ha.physical->ctx, HA_LISTEN_WAIT_MS, on_change,
+                            NULL);
+    }
+    lease_standby_handoff(rc == 0 && back);
     pthread_mutex_lock(&ha.mu);
 }
 
@@ -379,6 +432,8 @@ static void *change_main(void *arg)
         /* A tenure since the listener opened: start again from a flush. */
         if (open && (!standing_by || ha.tenure != tenure)) {
             open = false;
+            if (ha.held && ha.tenure != tenure)
+                handoff_locked();
             go_deaf_locked();
             continue;
         }

@@ -1059,6 +1059,9 @@ static int build_request(struct MHD_Connection *c, const char *url,
     fwd = MHD_lookup_connection_value(c, MHD_HEADER_KIND, FORWARD_HEADER);
     req->forwarded_for = fwd != NULL && strlen(fwd) < 256 ? xstrdup(fwd)
                                                           : NULL;
+    /* Policy explain on a 403 (policy_explain.h), when asked for. */
+    fwd = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Coffer-Explain");
+    req->explain = fwd != NULL && strcmp(fwd, "1") == 0;
     if (req->op == OP_PATCH &&
         (ct == NULL ||
          strncmp(ct, "application/merge-patch+json", 28) != 0)) {

@@ -43,6 +43,7 @@
 #include "crypto.h"
 #include "heap.h"
 #include "json.h"
+#include "lease_standby.h"
 #include "log.h"
 #include "mount.h"
 #include "router.h"
@@ -966,51 +967,36 @@ static int walk_ids(const char *prefix, id_visit_fn fn, void *arg)
     return rc;
 }
 
-/*
- * storage_scan callback: one lease record back into the heap. Records are
- * read once, in key order, in a single pass over the backend: a restore
- * of a million leases must take seconds (issue 4). A pending lease is
- * due at once: Coffer stopped between recording it and issuing it, so
- * whatever the engine may have created is revoked.
- */
-static int restore_one(void *arg, const char *key, const void *value,
-                       size_t len)
+/* The reconciliation's restore of a record the standby index lacked,
+ * with the expiration manager running (lease_standby.h). */
+static int restore_running(void *arg, const char *key, const void *value,
+                           size_t len)
 {
-    enum { STATE, EXPIRE, IRREVOCABLE };
-    /* Three members read off the text: no tree per record (a cJSON parse
-     * was most of a million-lease restore's CPU: tests/bench/README.md). */
-    struct json_member m[] = {[STATE] = {.name = "state"},
-                              [EXPIRE] = {.name = "expire_ms"},
-                              [IRREVOCABLE] = {.name = "irrevocable"}};
-    size_t *count = arg;
-    const char *id = key + strlen(ID_PREFIX);
-    int64_t when = now_ms();
+    struct lease_counts c = {0, 0, 0};
 
-    if (!json_object_members(value, len, m, ARRAY_LEN(m))) {
-        log_error("lease: record %s is corrupt; skipping it", id);
-        return 0;
-    }
-    if (json_member_is(&m[STATE], "\"active\"")) {
-        when = 0;
-        (void)json_member_int64(&m[EXPIRE], &when);
-    } else {
-        log_warn("lease: %s was still pending at start-up; revoking it", id);
-    }
-    live_leases++;
-    if (json_member_is(&m[STATE], "\"pending\""))
-        pending_leases++;
-    if (json_member_is(&m[IRREVOCABLE], "true"))
-        atomic_fetch_add(&stat_irrevocable, 1);
-    heap_push(&heap, when, xstrdup(id));
-    (*count)++;
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    lease_restore_record(&heap, key + strlen(ID_PREFIX), value, len,
+                         now_ms(), &c);
+    live_leases += c.live;
+    pending_leases += c.pending;
+    pthread_cond_signal(&heap_cond);
+    pthread_mutex_unlock(&mu);
+    atomic_fetch_add(&stat_irrevocable, c.irrevocable);
     return 0;
+}
+
+static void schedule_running(void *arg, const char *id, int64_t when)
+{
+    (void)arg;
+    schedule(id, when);
 }
 
 int lease_init(struct storage *s, const struct lease_config *cfg,
                struct errbuf *err)
 {
-    size_t restored = 0;
-    double t0;
+    struct lease_counts c = {0, 0, 0};
+    bool reconcile = false;
     int rc;
 
     store = s;
@@ -1034,16 +1020,12 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
     heap_init(&heap);
     strvec_init(&claims);
     stopping = false;
-    atomic_store(&stat_irrevocable, 0);
-    live_leases = pending_leases = 0;
-    t0 = time_mono();
-    rc = storage_scan(store, ID_PREFIX, restore_one, &restored);
-    if (rc != 0) {
-        errbuf_set(err, "restoring leases failed: %s", coffer_strerror(rc));
+    rc = lease_restore_heap(store, ID_PREFIX, &heap, &c, &reconcile, err);
+    if (rc != 0)
         return rc;
-    }
-    log_info("lease: restored %zu leases in %.2fs", restored,
-             time_mono() - t0);
+    live_leases = c.live;
+    pending_leases = c.pending;
+    atomic_store(&stat_irrevocable, c.irrevocable);
     workers = xcalloc(conf.workers, sizeof(*workers));
     for (nworkers = 0; nworkers < conf.workers; nworkers++) {
         if (pthread_create(&workers[nworkers], NULL, worker_main, NULL) != 0)
@@ -1055,11 +1037,16 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
         return COFFER_EINTERNAL;
     }
     started = true;
+    log_info("lease: expirations running");
+    if (reconcile)
+        lease_standby_reconcile_start(store, ID_PREFIX, restore_running,
+                                      schedule_running, NULL);
     return 0;
 }
 
 void lease_shutdown(void)
 {
+    lease_standby_reconcile_stop(); /* it pushes onto the heap */
     pthread_mutex_lock(&mu);
     stopping = true;
     pthread_cond_broadcast(&heap_cond);
@@ -1144,8 +1131,12 @@ static int store_new_record(const cJSON *rec, struct errbuf *err)
         {STORAGE_OP_PUT, key, text, strlen(text)},
         {STORAGE_OP_PUT, tkey, id, strlen(id)},
     };
-    int rc = storage_batch(store, ops, tkey ? 2 : 1);
+    int rc;
 
+    /* Before it is stored: a reconciliation that reads it must know it
+     * is counted already. */
+    lease_standby_known(id);
+    rc = storage_batch(store, ops, tkey ? 2 : 1);
     if (rc == 0)
         count_added(rec);
     if (rc != 0)

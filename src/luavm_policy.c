@@ -35,8 +35,8 @@
  *   { name = "...", paths = { [pattern] = {capabilities = {...}} },
  *     check = function(req) ... end }
  * Every state keeps name -> check in the registry (key_policies); the
- * scratch bootstrap also copies name, paths and whether a check exists
- * into its code snapshot's policy list for policy.c, which compiles the
+ * scratch bootstrap also copies name, paths, whether a check exists and
+ * the line it starts on into its code snapshot's policy list for policy.c, which compiles the
  * paths like HCL rules.
  */
 static char key_policies;
@@ -143,6 +143,12 @@ static void load_policy_dir(lua_State *L, const char *root, cJSON *list)
             cJSON_AddStringToObject(e, "file", file);
             lua_getfield(L, t, "check");
             cJSON_AddBoolToObject(e, "check", lua_isfunction(L, -1));
+            if (lua_isfunction(L, -1)) { /* where explain points to */
+                lua_Debug ar;
+                lua_pushvalue(L, -1);
+                if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0)
+                    cJSON_AddNumberToObject(e, "check_line", ar.linedefined);
+            }
             lua_pop(L, 1);
             cJSON_AddItemToArray(list, e); /* owned before any raise */
             if (lua_getfield(L, t, "paths") != LUA_TNIL) {

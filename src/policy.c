@@ -21,6 +21,10 @@
  * Rules with the same pattern string in several policies were merged
  * when the ACL was built (VAULT_API 7.2).
  *
+ * Every entry keeps the policies (and lines) its rules came from, and one
+ * decide() serves both real requests and, with a trace, explanations
+ * (policy_trace; rendered by policy_explain.c), so the two cannot drift.
+ *
  * Locking: pl.lock (rwlock) guards the policy table and the ACL cache.
  * ACLs are immutable once built and reference-counted, so a request keeps
  * using its ACL after a policy change drops it from the cache.
@@ -38,114 +42,12 @@
 #include "json.h"
 #include "log.h"
 #include "policy_hcl.h"
+#include "policy_params.h"
 #include "storage.h"
 #include "token.h"
 
 #define POLICY_PREFIX "sys/policy/"
 #define ACL_CACHE_SLOTS 512 /* power of two; cleared when half full */
-
-const char policy_default_text[] =
-    "# Allow tokens to look up their own properties\n"
-    "path \"auth/token/lookup-self\" {\n"
-    "    capabilities = [\"read\"]\n"
-    "}\n"
-    "\n"
-    "# Allow tokens to renew themselves\n"
-    "path \"auth/token/renew-self\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow tokens to revoke themselves\n"
-    "path \"auth/token/revoke-self\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow a token to look up its own capabilities on a path\n"
-    "path \"sys/capabilities-self\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow a token to look up its own entity by id or name\n"
-    "path \"identity/entity/id/{{identity.entity.id}}\" {\n"
-    "  capabilities = [\"read\"]\n"
-    "}\n"
-    "path \"identity/entity/name/{{identity.entity.name}}\" {\n"
-    "  capabilities = [\"read\"]\n"
-    "}\n"
-    "\n"
-    "\n"
-    "# Allow a token to look up its resultant ACL from all policies. This "
-    "is useful\n"
-    "# for UIs. It is an internal path because the format may change at "
-    "any time\n"
-    "# based on how the internal ACL features and capabilities change.\n"
-    "path \"sys/internal/ui/resultant-acl\" {\n"
-    "    capabilities = [\"read\"]\n"
-    "}\n"
-    "\n"
-    "# Allow a token to renew a lease via lease_id in the request body; "
-    "old path for\n"
-    "# old clients, new path for newer\n"
-    "path \"sys/renew\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "path \"sys/leases/renew\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow looking up lease properties. This requires knowing the lease "
-    "ID ahead\n"
-    "# of time and does not divulge any sensitive information.\n"
-    "path \"sys/leases/lookup\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow a token to manage its own cubbyhole\n"
-    "path \"cubbyhole/*\" {\n"
-    "    capabilities = [\"create\", \"read\", \"update\", \"delete\", "
-    "\"list\"]\n"
-    "}\n"
-    "\n"
-    "# Allow a token to wrap arbitrary values in a response-wrapping token\n"
-    "path \"sys/wrapping/wrap\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow a token to look up the creation time and TTL of a given\n"
-    "# response-wrapping token\n"
-    "path \"sys/wrapping/lookup\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow a token to unwrap a response-wrapping token. This is a "
-    "convenience to\n"
-    "# avoid client token swapping since this is also part of the response "
-    "wrapping\n"
-    "# policy.\n"
-    "path \"sys/wrapping/unwrap\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow general purpose tools\n"
-    "path \"sys/tools/hash\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "path \"sys/tools/hash/*\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow checking the status of a Control Group request if the user has "
-    "the\n"
-    "# accessor\n"
-    "path \"sys/control-group/request\" {\n"
-    "    capabilities = [\"update\"]\n"
-    "}\n"
-    "\n"
-    "# Allow a token to make requests to the Authorization Endpoint for "
-    "OIDC providers.\n"
-    "path \"identity/oidc/provider/+/authorize\" {\n"
-    "    capabilities = [\"read\", \"update\"]\n"
-    "}\n";
 
 /* ========================================================= merged ACL == */
 
@@ -158,6 +60,8 @@ struct acl_ent {
     int nplus;        /* '+' segments */
     bool prefix;      /* ends with '*' */
     struct policy_perms perms;
+    struct policy_src *src; /* the policies' rules merged here (explain) */
+    size_t nsrc;
 };
 
 struct htab {
@@ -178,6 +82,7 @@ struct acl {
     struct acl_ent **all;  /* owns every entry */
     size_t nall;
     struct strvec checks;  /* Lua policies with a check function */
+    struct strvec names;   /* the policy set; policy_src names point here */
 };
 
 /* `+` patterns sharing the literal text before their first '+'. */
@@ -263,6 +168,7 @@ static void acl_free(struct acl *a)
         return;
     for (size_t i = 0; i < a->nall; i++) {
         free(a->all[i]->pat);
+        free(a->all[i]->src);
         policy_perms_release(&a->all[i]->perms);
         free(a->all[i]);
     }
@@ -275,6 +181,7 @@ static void acl_free(struct acl *a)
         free(a->pg[i].v);
     free(a->pg);
     strvec_release(&a->checks);
+    strvec_release(&a->names);
     free(a);
 }
 
@@ -284,11 +191,24 @@ static void acl_put(struct acl *a)
         acl_free(a);
 }
 
+/* Records which policy's rule (and line) was merged into e. */
+static void ent_add_src(struct acl_ent *e, const char *policy,
+                        const struct policy_rule *r)
+{
+    e->src = xrealloc(e->src, (e->nsrc + 1) * sizeof(*e->src));
+    e->src[e->nsrc++] = (struct policy_src){.policy = policy,
+                                            .line = r->line,
+                                            .caps = r->perms.caps};
+}
+
 /*
- * Builds the merged ACL of n compiled policies. Rules with the same
- * pattern string merge (capabilities union, deny wins, parameters).
+ * Builds the merged ACL of n compiled policies named names[i] (NULL:
+ * unnamed). Rules
+ * with the same pattern string merge (capabilities union, deny wins,
+ * parameters); each entry remembers the rules it came from.
  */
-static struct acl *acl_build(struct policy *const *pols, size_t n)
+static struct acl *acl_build(struct policy *const *pols,
+                             const char *const *names, size_t n)
 {
     struct acl *a = xcalloc(1, sizeof(*a));
     struct htab byname;
@@ -296,8 +216,11 @@ static struct acl *acl_build(struct policy *const *pols, size_t n)
 
     atomic_init(&a->refs, 1);
     strvec_init(&a->checks);
-    for (i = 0; i < n; i++)
+    strvec_init(&a->names);
+    for (i = 0; i < n; i++) {
+        strvec_push(&a->names, names != NULL ? names[i] : "");
         total += pols[i] != NULL ? pols[i]->n : 0;
+    }
     htab_init(&byname, total);
     cap = total > 0 ? total : 1;
     a->all = xcalloc(cap, sizeof(*a->all));
@@ -320,6 +243,7 @@ static struct acl *acl_build(struct policy *const *pols, size_t n)
                 a->all[a->nall++] = e;
             }
             policy_perms_merge(&e->perms, &r->perms);
+            ent_add_src(e, a->names.v[i], r);
         }
     }
     free(byname.slot);
@@ -444,18 +368,27 @@ static bool plus_match(const struct acl_ent *e, const char *path, size_t n)
     }
 }
 
-/* Vault's wcPathDescr ordering: true when a is more specific than b. */
-static bool more_specific(const struct acl_ent *a, const struct acl_ent *b)
+/*
+ * Vault's wcPathDescr ordering: the criterion by which a is more
+ * specific than b, or PLOST_NONE when it is not (explain names it).
+ */
+static enum policy_lost outranks(const struct acl_ent *a,
+                                 const struct acl_ent *b)
 {
     if (a->wc_pos != b->wc_pos)
-        return a->wc_pos > b->wc_pos;
+        return a->wc_pos > b->wc_pos ? PLOST_WILDCARD : PLOST_NONE;
     if (a->prefix != b->prefix)
-        return !a->prefix;
+        return !a->prefix ? PLOST_PREFIX : PLOST_NONE;
     if (a->nplus != b->nplus)
-        return a->nplus < b->nplus;
+        return a->nplus < b->nplus ? PLOST_PLUS : PLOST_NONE;
     if (a->len != b->len)
-        return a->len > b->len;
-    return strcmp(a->pat, b->pat) > 0;
+        return a->len > b->len ? PLOST_LENGTH : PLOST_NONE;
+    return strcmp(a->pat, b->pat) > 0 ? PLOST_LEXICAL : PLOST_NONE;
+}
+
+static bool more_specific(const struct acl_ent *a, const struct acl_ent *b)
+{
+    return outranks(a, b) != PLOST_NONE;
 }
 
 static const struct pgroup *pgroup_get(const struct acl *a, uint64_t h,
@@ -524,122 +457,6 @@ static const struct acl_ent *acl_match(const struct acl *a, const char *path,
     return e;
 }
 
-/* ========================================================= parameters == */
-
-/* Vault's GlobbedStringsMatch: leading and/or trailing '*'. */
-static bool glob_match(const char *pat, const char *s)
-{
-    size_t pl = strlen(pat), sl = strlen(s);
-
-    if (pl >= 2 && pat[0] == '*' && pat[pl - 1] == '*') {
-        char *mid = xstrndup(pat + 1, pl - 2);
-        bool ok = strstr(s, mid) != NULL;
-        free(mid);
-        return ok;
-    }
-    if (pl >= 1 && pat[0] == '*')
-        return sl >= pl - 1 && strcmp(s + sl - (pl - 1), pat + 1) == 0;
-    if (pl >= 1 && pat[pl - 1] == '*')
-        return strncmp(s, pat, pl - 1) == 0;
-    return strcmp(pat, s) == 0;
-}
-
-static bool value_in_list(const cJSON *v, const cJSON *list)
-{
-    const cJSON *e;
-
-    if (cJSON_GetArraySize(list) == 0)
-        return true;
-    cJSON_ArrayForEach(e, list) {
-        if (cJSON_IsString(e) && cJSON_IsString(v)) {
-            if (glob_match(e->valuestring, v->valuestring))
-                return true;
-        } else if (cJSON_IsNumber(e) && cJSON_IsRaw(v)) {
-            double d;
-            if (json_number_exact(v->valuestring, strlen(v->valuestring),
-                                  &d) && d == e->valuedouble)
-                return true;
-        } else if (cJSON_Compare(e, v, true)) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Looks key up lower-cased in a params object. */
-static const cJSON *param_get(const cJSON *params, const char *key)
-{
-    char low[256];
-    size_t i;
-
-    for (i = 0; key[i] != '\0' && i + 1 < sizeof(low); i++)
-        low[i] = (char)tolower((unsigned char)key[i]);
-    low[i] = '\0';
-    if (key[i] != '\0')
-        return NULL;
-    return cJSON_GetObjectItemCaseSensitive(params, low);
-}
-
-static bool has_key_ci(const cJSON *data, const char *name)
-{
-    const cJSON *e;
-
-    cJSON_ArrayForEach(e, data) {
-        if (strcasecmp(e->string, name) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Vault's parameter checks (acl.go), for read/create/update/patch. */
-static bool params_ok(const struct policy_perms *p, const cJSON *data,
-                      struct errbuf *why)
-{
-    const cJSON *e, *list;
-    bool all_allowed;
-
-    for (size_t i = 0; i < p->required.n; i++) {
-        if (data == NULL || !has_key_ci(data, p->required.v[i])) {
-            errbuf_set(why, "required parameter \"%s\" missing",
-                       p->required.v[i]);
-            return false;
-        }
-    }
-    if (data == NULL || data->child == NULL)
-        return true;
-    if (p->denied != NULL && p->denied->child != NULL) {
-        if (cJSON_GetObjectItemCaseSensitive(p->denied, "*") != NULL) {
-            errbuf_set(why, "all parameters are denied");
-            return false;
-        }
-        cJSON_ArrayForEach(e, data) {
-            list = param_get(p->denied, e->string);
-            if (list != NULL && value_in_list(e, list)) {
-                errbuf_set(why, "parameter \"%s\" is denied", e->string);
-                return false;
-            }
-        }
-    }
-    if (p->allowed == NULL || p->allowed->child == NULL)
-        return true;
-    all_allowed = cJSON_GetObjectItemCaseSensitive(p->allowed, "*") != NULL;
-    if (all_allowed && cJSON_GetArraySize(p->allowed) == 1)
-        return true;
-    cJSON_ArrayForEach(e, data) {
-        list = param_get(p->allowed, e->string);
-        if (list == NULL && !all_allowed) {
-            errbuf_set(why, "parameter \"%s\" is not allowed", e->string);
-            return false;
-        }
-        if (list != NULL && !value_in_list(e, list)) {
-            errbuf_set(why, "value of parameter \"%s\" is not allowed",
-                       e->string);
-            return false;
-        }
-    }
-    return true;
-}
-
 static unsigned op_cap(enum req_op op)
 {
     switch (op) {
@@ -654,37 +471,62 @@ static unsigned op_cap(enum req_op op)
     return 0;
 }
 
+/* Records the deciding step (and rule) in tr; returns rc. */
+static int traced(struct policy_trace *tr, enum policy_step step,
+                  const struct acl_ent **used, const struct acl_ent *e,
+                  int rc)
+{
+    if (tr != NULL)
+        tr->step = step;
+    if (used != NULL)
+        *used = e;
+    return rc;
+}
+
 /*
  * The whole ACL decision for one request against a merged ACL: rule,
  * capability, sudo, parameters, wrapping. 0 or COFFER_EPERM with why.
+ * tr (NULL on real requests) records the step and *used the rule.
  */
-static int acl_check(const struct acl *a, const char *path, enum req_op op,
-                     const cJSON *data, int64_t wrap_ttl, struct errbuf *why)
+static int acl_check(const struct acl *a, const struct request *req,
+                     struct errbuf *why, struct policy_trace *tr,
+                     const struct acl_ent **used)
 {
+    const char *path = req->path;
+    enum req_op op = req->op;
+    int64_t wrap_ttl = req->wrap_ttl;
     const struct acl_ent *e = acl_match(a, path, op == OP_LIST);
     const struct policy_perms *p;
+    struct param_fail pf;
 
+    if (tr != NULL)
+        tr->sudo_required = policy_path_needs_sudo(path, op);
     if (e == NULL) {
         errbuf_set(why, "no policy rule matches \"%s\"", path);
-        return COFFER_EPERM;
+        return traced(tr, PSTEP_NO_RULE, used, e, COFFER_EPERM);
     }
     p = &e->perms;
     if (p->caps & PCAP_DENY) {
         errbuf_set(why, "rule \"%s\" denies", e->pat);
-        return COFFER_EPERM;
+        return traced(tr, PSTEP_DENY, used, e, COFFER_EPERM);
     }
     if ((p->caps & op_cap(op)) == 0) {
         errbuf_set(why, "rule \"%s\" does not grant %s", e->pat,
                    req_op_name(op));
-        return COFFER_EPERM;
+        return traced(tr, PSTEP_NO_CAP, used, e, COFFER_EPERM);
     }
     if (policy_path_needs_sudo(path, op) && (p->caps & PCAP_SUDO) == 0) {
         errbuf_set(why, "\"%s\" needs sudo", path);
-        return COFFER_EPERM;
+        return traced(tr, PSTEP_SUDO, used, e, COFFER_EPERM);
     }
     if ((op == OP_READ || op == OP_CREATE || op == OP_UPDATE ||
-         op == OP_PATCH) && !params_ok(p, data, why))
-        return COFFER_EPERM;
+         op == OP_PATCH) && !policy_params_ok(p, req->data, why, &pf)) {
+        if (tr != NULL) {
+            tr->param_rule = pf.rule;
+            memcpy(tr->param, pf.name, sizeof(tr->param));
+        }
+        return traced(tr, PSTEP_PARAM, used, e, COFFER_EPERM);
+    }
     if ((p->min_wrap > 0 || p->max_wrap > 0) &&
         (wrap_ttl <= 0 || (p->min_wrap > 0 && wrap_ttl < p->min_wrap) ||
          (p->max_wrap > 0 && wrap_ttl > p->max_wrap) ||
@@ -692,9 +534,9 @@ static int acl_check(const struct acl *a, const char *path, enum req_op op,
         /* Vault: the rule simply does not grant it (no special text). */
         errbuf_set(why, "rule \"%s\": wrap TTL %lld outside its bounds",
                    e->pat, (long long)wrap_ttl);
-        return COFFER_EPERM;
+        return traced(tr, PSTEP_WRAP, used, e, COFFER_EPERM);
     }
-    return 0;
+    return traced(tr, PSTEP_ALLOW, used, e, 0);
 }
 
 /* ============================================================== store == */
@@ -705,6 +547,8 @@ struct named {
     struct policy *pol;
     bool lua;
     bool has_check;
+    char *file;            /* Lua: its file, and its check's first line */
+    int check_line;
 };
 
 static struct {
@@ -750,6 +594,7 @@ static void put_named(const char *name, char *text, struct policy *pol,
 
     if (e != NULL) {
         free(e->text);
+        free(e->file);
         policy_free(e->pol);
     } else {
         if (pl.n == pl.cap) {
@@ -766,6 +611,8 @@ static void put_named(const char *name, char *text, struct policy *pol,
     e->pol = pol;
     e->lua = lua;
     e->has_check = has_check;
+    e->file = NULL;
+    e->check_line = 0;
 }
 
 static void drop_named(const char *name)
@@ -778,6 +625,7 @@ static void drop_named(const char *name)
     i = (size_t)(e - pl.v);
     free(e->name);
     free(e->text);
+    free(e->file);
     policy_free(e->pol);
     memmove(&pl.v[i], &pl.v[i + 1], (pl.n - i - 1) * sizeof(*pl.v));
     pl.n--;
@@ -891,7 +739,7 @@ static struct acl *acl_for(const struct strvec *names)
             if (e != NULL && e->has_check)
                 strvec_push(&a_checks_scratch, e->name);
         }
-        a = acl_build(pols, names->n);
+        a = acl_build(pols, (const char *const *)names->v, names->n);
         free(pols);
         a->checks = a_checks_scratch;
         strvec_init(&a_checks_scratch);
@@ -1006,6 +854,7 @@ static void batch_release(struct lua_batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         free(b->v[i].name);
+        free(b->v[i].file);
         policy_free(b->v[i].pol);
     }
     free(b->v);
@@ -1031,6 +880,8 @@ static int compile_lua(const cJSON *list, struct lua_batch *b,
         const cJSON *paths = cJSON_GetObjectItemCaseSensitive(e, "paths");
         const cJSON *check = cJSON_GetObjectItemCaseSensitive(e, "check");
         const cJSON *file = cJSON_GetObjectItemCaseSensitive(e, "file");
+        const cJSON *line = cJSON_GetObjectItemCaseSensitive(e,
+                                                             "check_line");
         struct policy *pol;
         struct errbuf perr;
 
@@ -1051,9 +902,11 @@ static int compile_lua(const cJSON *list, struct lua_batch *b,
             batch_release(b);
             return COFFER_EINVAL;
         }
-        b->v[b->n++] = (struct named){.name = xstrdup(name->valuestring),
-                                      .pol = pol, .lua = true,
-                                      .has_check = cJSON_IsTrue(check)};
+        b->v[b->n++] = (struct named){
+            .name = xstrdup(name->valuestring), .pol = pol, .lua = true,
+            .has_check = cJSON_IsTrue(check),
+            .file = cJSON_IsString(file) ? xstrdup(file->valuestring) : NULL,
+            .check_line = cJSON_IsNumber(line) ? line->valueint : 0};
     }
     return 0;
 }
@@ -1062,7 +915,12 @@ static int compile_lua(const cJSON *list, struct lua_batch *b,
 static void install_lua(struct lua_batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
+        struct named *e;
         put_named(b->v[i].name, NULL, b->v[i].pol, true, b->v[i].has_check);
+        e = find_named(b->v[i].name);
+        e->file = b->v[i].file;
+        e->check_line = b->v[i].check_line;
+        b->v[i].file = NULL;
         free(b->v[i].name);
         b->v[i].pol = NULL;
     }
@@ -1120,6 +978,7 @@ static void clear_all(void)
 {
     for (size_t i = 0; i < pl.n; i++) {
         free(pl.v[i].name);
+        free(pl.v[i].file);
         free(pl.v[i].text);
         policy_free(pl.v[i].pol);
     }
@@ -1230,6 +1089,19 @@ int policy_read(const char *name, char **text)
     return rc;
 }
 
+char *policy_lua_file(const char *name)
+{
+    struct named *e;
+    char *file = NULL;
+
+    pthread_rwlock_rdlock(&pl.lock);
+    e = pl.ready ? find_named(name) : NULL;
+    if (e != NULL && e->lua)
+        file = xstrdup(e->file != NULL ? e->file : "");
+    pthread_rwlock_unlock(&pl.lock);
+    return file;
+}
+
 int policy_delete(const char *name, struct errbuf *err)
 {
     struct named *e;
@@ -1308,6 +1180,7 @@ static const struct {
     {"sys/seal", false},
     {"sys/step-down", false},
     {"auth/token/revoke-orphan/*", false},
+    {"sys/policies/explain", false}, /* any token's policies, explained */
     {"auth/token/accessors*", false},
 };
 
@@ -1324,6 +1197,142 @@ bool policy_path_needs_sudo(const char *path, enum req_op op)
     return false;
 }
 
+/* ------------------------------------------------------------ traces -- */
+
+static enum policy_kind ent_kind(const struct acl_ent *e)
+{
+    return e->nplus > 0 ? PKIND_SEGMENT : e->prefix ? PKIND_GLOB
+                                                    : PKIND_EXACT;
+}
+
+/* Whether e's pattern matches path[0..n) at all (acl_match's tests). */
+static bool ent_matches(const struct acl_ent *e, const char *path, size_t n,
+                        bool list)
+{
+    if (e->nplus > 0)
+        return plus_match(e, path, n);
+    if (e->prefix)
+        return n >= e->klen && memcmp(path, e->pat, e->klen) == 0;
+    if (e->len == n && memcmp(path, e->pat, n) == 0)
+        return true;
+    return list && n > 0 && path[n - 1] == '/' && e->len == n - 1 &&
+           memcmp(path, e->pat, n - 1) == 0;
+}
+
+static struct policy_hit hit_of(const struct acl_ent *e,
+                                enum policy_lost lost)
+{
+    return (struct policy_hit){.pattern = e->pat, .kind = ent_kind(e),
+                               .caps = e->perms.caps, .src = e->src,
+                               .nsrc = e->nsrc, .lost = lost};
+}
+
+static void hit_add(struct policy_trace *tr, const struct acl_ent *e,
+                    enum policy_lost lost)
+{
+    tr->hits[tr->nhits++] = hit_of(e, lost);
+}
+
+/* No rule matched: the one sharing the most whole segments with path. */
+static void trace_closest(const struct acl *a, const char *path,
+                          struct policy_trace *tr)
+{
+    size_t best = 0;
+
+    for (size_t i = 0; i < a->nall; i++) {
+        const char *pat = a->all[i]->pat;
+        size_t seg = 0;
+        for (size_t k = 0; path[k] != '\0' && path[k] == pat[k]; k++) {
+            if (path[k] == '/')
+                seg = k + 1;
+        }
+        if (seg > best) {
+            best = seg;
+            tr->closest = hit_of(a->all[i], PLOST_NONE);
+        }
+    }
+}
+
+/* The rule used first, then every other matching rule and why it lost. */
+static void trace_hits(const struct acl *a, const struct request *req,
+                       const struct acl_ent *used, struct policy_trace *tr)
+{
+    size_t n = strlen(req->path);
+
+    tr->hits = xcalloc(a->nall + 1, sizeof(*tr->hits));
+    if (used != NULL) {
+        hit_add(tr, used, PLOST_NONE);
+        tr->decisive = true;
+    } else {
+        trace_closest(a, req->path, tr);
+    }
+    for (size_t i = 0; i < a->nall; i++) {
+        const struct acl_ent *e = a->all[i];
+        if (e == used || !ent_matches(e, req->path, n, req->op == OP_LIST))
+            continue;
+        hit_add(tr, e, used == NULL ? PLOST_NONE
+                       : ent_kind(used) == PKIND_EXACT ? PLOST_EXACT
+                                                       : outranks(used, e));
+    }
+}
+
+/* Records one Lua check's outcome: {policy, file, line, result, reason}. */
+static void trace_lua(struct policy_trace *tr, const char *name, int rc,
+                      const struct errbuf *why)
+{
+    cJSON *o = cJSON_CreateObject();
+    const char *msg = why->msg;
+    size_t plen = strlen("policy ") + strlen(name) + 2;
+    struct named *e;
+
+    pthread_rwlock_rdlock(&pl.lock);
+    e = pl.ready ? find_named(name) : NULL;
+    cJSON_AddStringToObject(o, "policy", name);
+    if (e != NULL && e->file != NULL)
+        cJSON_AddStringToObject(o, "file", e->file);
+    else
+        cJSON_AddNullToObject(o, "file");
+    if (e != NULL && e->check_line > 0)
+        cJSON_AddNumberToObject(o, "line", e->check_line);
+    else
+        cJSON_AddNullToObject(o, "line");
+    pthread_rwlock_unlock(&pl.lock);
+    cJSON_AddStringToObject(o, "result", rc == 0 ? "allow"
+                                         : rc == COFFER_EPERM ? "deny"
+                                                              : "error");
+    if (strncmp(msg, "policy ", 7) == 0 && strlen(msg) >= plen &&
+        strncmp(msg + 7, name, strlen(name)) == 0)
+        msg += plen; /* luavm_policy_check's "policy <name>: " */
+    cJSON_AddStringToObject(o, "reason", rc == 0 ? "" : msg);
+    cJSON_AddItemToArray(tr->lua, o);
+}
+
+/*
+ * The decision for req against a (t may be NULL): the ACL, then each
+ * Lua policy's check. Real requests pass tr NULL; explain passes a
+ * trace, so both take exactly this path.
+ */
+static int decide(const struct acl *a, const struct token *t,
+                  const struct request *req, struct errbuf *why,
+                  struct policy_trace *tr)
+{
+    const struct acl_ent *used = NULL;
+    int rc = acl_check(a, req, why, tr, &used);
+
+    for (size_t i = 0; rc == 0 && i < a->checks.n; i++) {
+        rc = lua_provider != NULL
+                 ? lua_provider->check(a->checks.v[i], req, t, why)
+                 : COFFER_EINTERNAL;
+        if (tr != NULL)
+            trace_lua(tr, a->checks.v[i], rc, why);
+        if (rc != 0)
+            rc = traced(tr, PSTEP_LUA, NULL, NULL, COFFER_EPERM);
+    }
+    if (tr != NULL)
+        trace_hits(a, req, used, tr);
+    return rc;
+}
+
 int policy_check(const struct token *t, const struct request *req,
                  struct errbuf *why)
 {
@@ -1338,16 +1347,57 @@ int policy_check(const struct token *t, const struct request *req,
         errbuf_set(why, "policies are not loaded");
         return COFFER_EPERM;
     }
-    rc = acl_check(a, req->path, req->op, req->data, req->wrap_ttl, why);
-    for (size_t i = 0; rc == 0 && i < a->checks.n; i++) {
-        rc = lua_provider != NULL
-                 ? lua_provider->check(a->checks.v[i], req, t, why)
-                 : COFFER_EINTERNAL;
-        if (rc != 0)
-            rc = COFFER_EPERM;
-    }
+    rc = decide(a, t, req, why, NULL);
     acl_put(a);
     return rc;
+}
+
+/* Traces req against a (a reference the trace then holds). */
+static int trace_acl(struct acl *a, const struct token *t,
+                     const struct request *req, struct policy_trace *tr,
+                     struct errbuf *why)
+{
+    if (a == NULL) {
+        errbuf_set(why, "policies are not loaded");
+        tr->step = PSTEP_NO_ACL;
+        return COFFER_EPERM;
+    }
+    tr->acl = a;
+    return decide(a, t, req, why, tr);
+}
+
+int policy_trace(const struct token *t, const struct strvec *names,
+                 const struct request *req, struct policy_trace *tr,
+                 struct errbuf *why)
+{
+    memset(tr, 0, sizeof(*tr));
+    tr->lua = cJSON_CreateArray();
+    errbuf_clear(why);
+    tr->sudo_required = policy_path_needs_sudo(req->path, req->op);
+    if (t != NULL ? t->is_root : strvec_contains(names, "root"))
+        return 0; /* PSTEP_ALLOW, as policy_check answers root */
+    return trace_acl(t != NULL ? acl_for_token(t) : acl_for(names), t, req,
+                     tr, why);
+}
+
+int policy_trace_one(const struct policy *p, const char *name,
+                     const struct request *req, struct policy_trace *tr,
+                     struct errbuf *why)
+{
+    struct policy *pols[1] = {(struct policy *)p};
+
+    memset(tr, 0, sizeof(*tr));
+    tr->lua = cJSON_CreateArray();
+    errbuf_clear(why);
+    return trace_acl(acl_build(pols, &name, 1), NULL, req, tr, why);
+}
+
+void policy_trace_release(struct policy_trace *tr)
+{
+    free(tr->hits);
+    cJSON_Delete(tr->lua);
+    acl_put(tr->acl);
+    memset(tr, 0, sizeof(*tr));
 }
 
 bool policy_allows(const struct token *t, const char *path, enum req_op op)
@@ -1383,6 +1433,63 @@ bool policy_has_sudo(const struct token *t, const char *path)
         return false;
     e = acl_match(a, path, false);
     ok = e != NULL && (e->perms.caps & (PCAP_DENY | PCAP_SUDO)) == PCAP_SUDO;
+    acl_put(a);
+    return ok;
+}
+
+/* A `+` pattern that can match some path under mount: segment by
+ * segment, '+' matching any one segment, until the mount's segments end. */
+static bool plus_reaches(const struct acl_ent *e, const char *mount)
+{
+    const char *p = e->pat, *m = mount;
+
+    while (*m != '\0') {
+        const char *ms = strchr(m, '/'), *ps = strchr(p, '/');
+        size_t mn = ms != NULL ? (size_t)(ms - m) : strlen(m);
+        size_t pn = ps != NULL ? (size_t)(ps - p) : strlen(p);
+
+        /* A trailing glob whose text so far fits covers the rest. */
+        if (p[pn] == '\0' && e->prefix && pn - 1 <= mn &&
+            memcmp(p, m, pn - 1) == 0)
+            return true;
+        if (!(pn == 1 && p[0] == '+') &&
+            !(pn == mn && memcmp(p, m, mn) == 0))
+            return false;
+        if (ms == NULL)
+            return true;
+        if (ps == NULL)
+            return false; /* the pattern ends inside the mount path */
+        m = ms + 1;
+        p = ps + 1;
+    }
+    return true;
+}
+
+bool policy_mount_visible(const struct token *t, const char *mount)
+{
+    struct acl *a;
+    const struct acl_ent *e;
+    size_t n = strlen(mount);
+    bool ok;
+
+    if (t == NULL)
+        return false;
+    if (t->is_root)
+        return true;
+    a = acl_for_token(t);
+    if (a == NULL)
+        return false;
+    e = acl_match(a, mount, true);
+    ok = e != NULL && e->perms.caps != 0 && (e->perms.caps & PCAP_DENY) == 0;
+    for (size_t i = 0; i < a->nall && !ok; i++) {
+        e = a->all[i];
+        if (e->perms.caps == 0 || (e->perms.caps & PCAP_DENY) != 0)
+            continue;
+        if (e->nplus > 0)
+            ok = plus_reaches(e, mount);
+        else
+            ok = e->len >= n && strncmp(e->pat, mount, n) == 0;
+    }
     acl_put(a);
     return ok;
 }

@@ -48,6 +48,9 @@ struct request {
      * client's address; forward.h), NULL if none. Trusted only once its
      * signature is checked. */
     char *forwarded_for;
+    /* X-Coffer-Explain: 1 was sent: a 403 carries the explanation
+     * (policy_explain.h) when the token may call explain-self. */
+    bool explain;
 
     /* Filled by the pipeline before the backend runs. */
     const struct token *token; /* NULL on unauthenticated paths */

@@ -551,8 +551,7 @@ static const struct ha_config *ha_settings(const struct coffer_config *conf,
     out->api_addr = conf->api_addr;
     out->cluster_addr = conf->cluster_addr;
     out->cluster_ca_file = conf->cluster_ca_file;
-    out->disable_standby_reads = conf->disable_standby_reads ||
-                                 conf->disable_request_forwarding;
+    out->disable_standby_reads = conf->disable_standby_reads;
     out->lock_ttl_ms = ttl_ms;
     out->renew_ms = ttl_ms / 5;
     out->retry_ms = ttl_ms > 0 && ttl_ms / 10 < 1000 ? ttl_ms / 10 : 0;

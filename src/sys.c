@@ -219,18 +219,34 @@ static void handle_ui_mount(struct request *req, const char *rest,
     router_mount_put(m);
 }
 
+/* The mounts of one class that t may use something under (Vault's
+ * hasMountAccess); no token sees none. */
+static cJSON *visible_mounts(const struct token *t, enum mount_class klass)
+{
+    cJSON *all = router_list_json(klass), *m = all != NULL ? all->child
+                                                            : NULL;
+
+    while (m != NULL) {
+        cJSON *next = m->next;
+        char path[512];
+        int n = snprintf(path, sizeof(path), "%s%s",
+                         klass == MOUNT_AUTH ? "auth/" : "", m->string);
+
+        if (t == NULL || n < 0 || (size_t)n >= sizeof(path) ||
+            !policy_mount_visible(t, path))
+            cJSON_Delete(cJSON_DetachItemViaPointer(all, m));
+        m = next;
+    }
+    return all;
+}
+
 static void handle_ui_mounts_list(struct request *req, struct response *resp)
 {
-    if (req->token == NULL || !req->token->is_root) {
-        resp->data = cJSON_CreateObject();
-        cJSON_AddItemToObject(resp->data, "auth", cJSON_CreateObject());
-        cJSON_AddItemToObject(resp->data, "secret", cJSON_CreateObject());
-        return;
-    }
     resp->data = cJSON_CreateObject();
-    cJSON_AddItemToObject(resp->data, "auth", router_list_json(MOUNT_AUTH));
+    cJSON_AddItemToObject(resp->data, "auth",
+                          visible_mounts(req->token, MOUNT_AUTH));
     cJSON_AddItemToObject(resp->data, "secret",
-                          router_list_json(MOUNT_SECRET));
+                          visible_mounts(req->token, MOUNT_SECRET));
 }
 
 /* ============================================================== keyring == */

@@ -9,15 +9,18 @@
  *   sys/policies/acl           LIST      keys
  *   sys/policies/acl/<name>    GET {name, policy}, PUT policy, DELETE
  *   sys/capabilities[-self|-accessor]    PUT/POST
+ *   sys/policies/explain[-self]          PUT/POST (policy_explain.h)
  */
 #include "sys_policy.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fields.h"
 #include "policy.h"
+#include "policy_explain.h"
 #include "token.h"
 #include "util.h"
 
@@ -117,6 +120,13 @@ static void read_policy(const char *name, bool legacy, struct response *resp)
     cJSON_AddStringToObject(resp->data, legacy ? "rules" : "policy", text);
     resp->inject_top = legacy;
     free(text);
+    /* Coffer's own: a Lua policy says so (read-only; its rules as HCL). */
+    text = legacy ? NULL : policy_lua_file(name);
+    if (text != NULL) {
+        cJSON_AddBoolToObject(resp->data, "lua", true);
+        cJSON_AddStringToObject(resp->data, "file", text);
+        free(text);
+    }
 }
 
 static void write_policy(struct request *req, const char *raw_name,
@@ -253,6 +263,158 @@ out:
     strvec_release(&paths);
 }
 
+/* ============================================================= explain == */
+
+#define EXPLAIN_PATH_MAX 4096
+
+/* The one selector of sys/policies/explain: token, accessor or policies. */
+static int explain_subject(const cJSON *in, struct token **other,
+                           struct strvec *names, struct response *resp)
+{
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(in, "token");
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(in, "accessor");
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(in, "policies");
+    bool given;
+
+    if ((tok != NULL) + (acc != NULL) + (pol != NULL) != 1) {
+        response_error(resp, 400, "exactly one of token, accessor or "
+                                  "policies must be supplied");
+        return -1;
+    }
+    if (tok != NULL) {
+        *other = cJSON_IsString(tok) ? token_lookup(tok->valuestring, false)
+                                     : NULL;
+        if (*other == NULL)
+            response_error(resp, 400, "invalid token");
+        return *other != NULL ? 0 : -1;
+    }
+    if (acc != NULL) {
+        *other = cJSON_IsString(acc)
+                     ? token_lookup_accessor(acc->valuestring) : NULL;
+        if (*other == NULL)
+            response_error(resp, 400, "invalid accessor");
+        return *other != NULL ? 0 : -1;
+    }
+    if (field_strlist(in, "policies", names, &given, resp) != 0)
+        return -1;
+    for (size_t i = 0; i < names->n; i++) {
+        char *low = lower_dup(names->v[i]);
+        free(names->v[i]);
+        names->v[i] = low;
+    }
+    strvec_sort(names);
+    strvec_uniq(names);
+    if (names->n == 0 || names->v[0][0] == '\0') {
+        response_error(resp, 400, "policies must name at least one policy");
+        return -1;
+    }
+    return 0;
+}
+
+/* path, operation, data and remote_addr of the request to explain. */
+static int explain_request(const cJSON *in, const struct request *caller,
+                           struct request *q, struct response *resp)
+{
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(in, "path");
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(in, "operation");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(in, "data");
+    const cJSON *addr = cJSON_GetObjectItemCaseSensitive(in, "remote_addr");
+    const char *p;
+
+    if (!cJSON_IsString(path) || path->valuestring[0] == '\0') {
+        response_error(resp, 400, "path must be supplied as a string");
+        return -1;
+    }
+    if (strlen(path->valuestring) > EXPLAIN_PATH_MAX) {
+        response_error(resp, 400, "path is longer than %d bytes",
+                       EXPLAIN_PATH_MAX);
+        return -1;
+    }
+    if (!cJSON_IsString(op) || !policy_explain_op(op->valuestring, &q->op)) {
+        response_error(resp, 400, "operation must be one of create, read, "
+                                  "update, delete, list, patch");
+        return -1;
+    }
+    if (data != NULL && !cJSON_IsObject(data) && !cJSON_IsNull(data)) {
+        response_error(resp, 400, "data must be a JSON object");
+        return -1;
+    }
+    if (addr != NULL && (!cJSON_IsString(addr) ||
+                         strlen(addr->valuestring) >= sizeof(q->remote_addr))) {
+        response_error(resp, 400, "remote_addr must be an address string");
+        return -1;
+    }
+    for (p = path->valuestring; *p == '/'; p++)
+        ;
+    if (*p == '\0') {
+        response_error(resp, 400, "path must be supplied as a string");
+        return -1;
+    }
+    q->path = xstrdup(p);
+    q->data = cJSON_IsObject(data) ? cJSON_Duplicate(data, 1)
+                                   : cJSON_CreateObject();
+    snprintf(q->remote_addr, sizeof(q->remote_addr), "%s",
+             addr != NULL ? addr->valuestring : caller->remote_addr);
+    memcpy(q->id, caller->id, sizeof(q->id));
+    return 0;
+}
+
+/* A warning for each name of the set that is not a policy (no rules). */
+static void warn_unknown(const struct strvec *names, struct response *resp)
+{
+    for (size_t i = 0; i < names->n; i++) {
+        char *text = NULL;
+        if (strcmp(names->v[i], "root") != 0 &&
+            policy_read(names->v[i], &text) == COFFER_ENOTFOUND)
+            response_warn(resp, "policy \"%s\" does not exist; it grants "
+                                "nothing", names->v[i]);
+        free(text);
+    }
+}
+
+/*
+ * sys/policies/explain (sudo: any token or policy set) and
+ * sys/policies/explain-self (the calling token only: it takes no
+ * selector, so it tells a token nothing about another one).
+ */
+static void explain(struct request *req, bool self, struct response *resp)
+{
+    struct request q;
+    struct token *other = NULL;
+    struct strvec names;
+    const cJSON *in = req->data;
+
+    request_init(&q);
+    strvec_init(&names);
+    if (req->op != OP_UPDATE && req->op != OP_CREATE) {
+        response_multierror(resp, 405, "unsupported operation");
+        goto out;
+    }
+    if (self && (cJSON_GetObjectItemCaseSensitive(in, "token") != NULL ||
+                 cJSON_GetObjectItemCaseSensitive(in, "accessor") != NULL ||
+                 cJSON_GetObjectItemCaseSensitive(in, "policies") != NULL)) {
+        response_error(resp, 400, "explain-self explains the calling token; "
+                                  "use sys/policies/explain for token, "
+                                  "accessor or policies");
+        goto out;
+    }
+    if (self && req->token == NULL) {
+        response_error(resp, 400, "invalid token");
+        goto out;
+    }
+    if (explain_request(in, req, &q, resp) != 0 ||
+        (!self && explain_subject(in, &other, &names, resp) != 0))
+        goto out;
+    q.token = self ? req->token : other;
+    resp->data = policy_explain(q.token, &names, &q);
+    warn_unknown(q.token != NULL ? &q.token->policies : &names, resp);
+out:
+    q.token = NULL;
+    token_free(other);
+    strvec_release(&names);
+    request_release(&q);
+}
+
 /* ============================================================ dispatch == */
 
 bool sys_policy_handles(const char *rel)
@@ -262,7 +424,9 @@ bool sys_policy_handles(const char *rel)
            str_has_prefix(rel, "policies/acl/") ||
            strcmp(rel, "capabilities") == 0 ||
            strcmp(rel, "capabilities-self") == 0 ||
-           strcmp(rel, "capabilities-accessor") == 0;
+           strcmp(rel, "capabilities-accessor") == 0 ||
+           strcmp(rel, "policies/explain") == 0 ||
+           strcmp(rel, "policies/explain-self") == 0;
 }
 
 void sys_policy_handle(struct request *req, const char *rel,
@@ -270,6 +434,8 @@ void sys_policy_handle(struct request *req, const char *rel,
 {
     if (str_has_prefix(rel, "capabilities")) {
         capabilities(req, rel, resp);
+    } else if (str_has_prefix(rel, "policies/explain")) {
+        explain(req, strcmp(rel, "policies/explain-self") == 0, resp);
     } else if (strcmp(rel, "policy") == 0 || strcmp(rel, "policy/") == 0) {
         if (req->op == OP_READ || req->op == OP_LIST)
             list_policies(true, resp);

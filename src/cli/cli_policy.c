@@ -10,6 +10,11 @@
  *   policy list                LIST sys/policies/acl
  *   policy delete NAME         DELETE sys/policies/acl/NAME
  *   policy fmt FILE            local: reformats FILE in place
+ *   policy explain -path=P -op=O [-token=T|-accessor=A|-policies=a,b]
+ *                              PUT sys/policies/explain[-self]
+ *   policy test FILE CASES     local: runs CASES against the policy FILE
+ *                              with the server's own decision code (a
+ *                              .lua file in an in-memory core)
  *   token capabilities [TOKEN] PATH
  *                              PUT sys/capabilities-self {"path"}, or
  *                              PUT sys/capabilities {"token","path"}
@@ -31,8 +36,11 @@
 #include "cli_cmd.h"
 #include "cli_format.h"
 #include "cli_http.h"
+#include "cli_policy_lua.h"
 #include "../common.h"
 #include "../json.h"
+#include "../policy.h"
+#include "../policy_explain.h"
 #include "../policy_hcl.h"
 #include "../util.h"
 
@@ -262,6 +270,342 @@ out:
 }
 
 /* ====================================================================
+ * policy explain | test
+ * ==================================================================== */
+
+/* "dev: secret/data/x (line 3) [read, list] exact" of one rule. */
+static void print_rule(const char *lead, const cJSON *r)
+{
+    const cJSON *line = cJSON_GetObjectItemCaseSensitive(r, "line");
+    const cJSON *caps = cJSON_GetObjectItemCaseSensitive(r, "capabilities");
+    const cJSON *c;
+
+    printf("%s%s: %s", lead, cli__str_member(r, "policy"),
+           cli__str_member(r, "pattern"));
+    if (cJSON_IsNumber(line))
+        printf(" (line %d)", line->valueint);
+    printf(" [");
+    cJSON_ArrayForEach(c, caps) {
+        printf("%s%s", c != caps->child ? ", " : "",
+               cJSON_IsString(c) ? c->valuestring : "");
+    }
+    printf("] %s", cli__str_member(r, "kind"));
+}
+
+/* The table form of an explanation. */
+static void print_explain(const cJSON *d)
+{
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(d, "decisive");
+    const cJSON *e;
+
+    printf("Result      %s\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                                   d, "allowed")) ? "allowed" : "denied");
+    printf("Reason      %s\n", cli__str_member(d, "reason"));
+    if (cJSON_IsObject(dec)) {
+        print_rule("Decisive    ", dec);
+        printf("\n");
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d, "matches")) {
+        if (e == cJSON_GetObjectItemCaseSensitive(d, "matches")->child)
+            printf("\nMatching rules:\n");
+        print_rule(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+                       e, "decisive")) ? "  * " : "    ", e);
+        printf("  -- %s\n", cli__str_member(e, "why"));
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d,
+                                                           "constraints")) {
+        printf("\nConstraint  %s %s: %s\n", cli__str_member(e, "rule"),
+               cli__str_member(e, "parameter"), cli__str_member(e, "reason"));
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(d, "lua")) {
+        const cJSON *line = cJSON_GetObjectItemCaseSensitive(e, "line");
+        printf("\nLua check   %s (%s:%d) %s%s%s\n",
+               cli__str_member(e, "policy"), cli__str_member(e, "file"),
+               cJSON_IsNumber(line) ? line->valueint : 0,
+               cli__str_member(e, "result"),
+               cli__str_member(e, "reason")[0] != '\0' ? ": " : "",
+               cli__str_member(e, "reason"));
+    }
+}
+
+/* -data k=v pairs as a JSON object (values are strings). */
+static cJSON *data_object(const struct strvec *kv)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    for (size_t i = 0; i < kv->n; i++) {
+        const char *eq = strchr(kv->v[i], '=');
+        char *k = xstrndup(kv->v[i], (size_t)(eq - kv->v[i]));
+        cJSON_AddStringToObject(o, k, eq + 1);
+        free(k);
+    }
+    return o;
+}
+
+/* Appends the comma-separated names of s to arr. */
+static void add_names(cJSON *arr, const char *s)
+{
+    while (*s != '\0') {
+        size_t n = strcspn(s, ",");
+        char *name = xstrndup(s, n);
+        char *t = cli__trim_dup(name);
+        if (t[0] != '\0')
+            cJSON_AddItemToArray(arr, cJSON_CreateString(t));
+        free(t);
+        free(name);
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+}
+
+static int cmd_policy_explain(struct cli *ctx, int argc, char **argv)
+{
+    const char *path = NULL, *op = NULL, *token = NULL, *accessor = NULL;
+    const char *addr = NULL;
+    struct strvec policies, data;
+    const struct cli_flag flags[] = {
+        CLI_STRING("path", NULL, &path),
+        CLI_STRING("op", NULL, &op),
+        CLI_STRING("token", NULL, &token),
+        CLI_STRING("accessor", NULL, &accessor),
+        CLI_LIST("policies", NULL, &policies),
+        CLI_MAP("data", NULL, &data),
+        CLI_STRING("remote-addr", NULL, &addr),
+        CLI_FLAG_END,
+    };
+    cJSON *body = NULL, *secret = NULL, *list;
+    const cJSON *d;
+    bool self;
+    int rc;
+
+    strvec_init(&policies);
+    strvec_init(&data);
+    rc = cli__parse(ctx, flags, argc, argv);
+    if (rc == 0 && (path == NULL || op == NULL))
+        rc = cli__fail(1, "Both -path and -op are required");
+    if (rc == 0 && (token != NULL) + (accessor != NULL) +
+                           (policies.n > 0) > 1)
+        rc = cli__fail(1, "At most one of -token, -accessor and -policies");
+    if (rc == 0)
+        rc = cli__begin(ctx, 0, 0);
+    if (rc != 0)
+        goto out;
+    self = token == NULL && accessor == NULL && policies.n == 0;
+    body = cli__one_member("path", path);
+    cJSON_AddStringToObject(body, "operation", op);
+    cJSON_AddItemToObject(body, "data", data_object(&data));
+    if (addr != NULL)
+        cJSON_AddStringToObject(body, "remote_addr", addr);
+    if (token != NULL)
+        cJSON_AddStringToObject(body, "token", token);
+    if (accessor != NULL)
+        cJSON_AddStringToObject(body, "accessor", accessor);
+    if (policies.n > 0) {
+        list = cJSON_AddArrayToObject(body, "policies");
+        for (size_t i = 0; i < policies.n; i++) /* a,b or -policies twice */
+            add_names(list, policies.v[i]);
+    }
+    rc = cli__call(ctx, "PUT", self ? "sys/policies/explain-self"
+                                    : "sys/policies/explain",
+                   NULL, body, CLI_CALL_RAW, &secret,
+                   "Error explaining the request");
+    if (rc != 0)
+        goto out;
+    d = cJSON_GetObjectItemCaseSensitive(secret, "data");
+    if (ctx->format != CLI_FMT_TABLE)
+        rc = cli__print_data(ctx, d);
+    else
+        print_explain(d);
+out:
+    json_delete_wiped(secret);
+    json_delete_wiped(body);
+    strvec_release(&policies);
+    strvec_release(&data);
+    return rc;
+}
+
+/* The policy's name for the trace: FILE's base name without extension. */
+static char *file_policy_name(const char *file)
+{
+    const char *b = strrchr(file, '/');
+    const char *dot;
+
+    b = b != NULL ? b + 1 : file;
+    dot = strrchr(b, '.');
+    return dot != NULL && dot != b ? xstrndup(b, (size_t)(dot - b))
+                                   : xstrdup(b);
+}
+
+/*
+ * Checks one case {path, operation, data?, remote_addr?, expect} and
+ * fills q from it. 0, or -1 with the problem in err.
+ */
+static int test_case(const cJSON *c, struct request *q, bool *want_allow,
+                     struct out *err)
+{
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(c, "path");
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(c, "operation");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(c, "data");
+    const cJSON *expect = cJSON_GetObjectItemCaseSensitive(c, "expect");
+    const cJSON *addr = cJSON_GetObjectItemCaseSensitive(c, "remote_addr");
+
+    if (!cJSON_IsString(path) || path->valuestring[0] == '\0') {
+        out_puts(err, "path must be a non-empty string");
+        return -1;
+    }
+    if (!cJSON_IsString(op) || !policy_explain_op(op->valuestring, &q->op)) {
+        out_puts(err, "operation must be one of create, read, update, "
+                      "delete, list, patch");
+        return -1;
+    }
+    if (data != NULL && !cJSON_IsObject(data) && !cJSON_IsNull(data)) {
+        out_puts(err, "data must be a JSON object");
+        return -1;
+    }
+    if (!cJSON_IsString(expect) ||
+        (strcmp(expect->valuestring, "allow") != 0 &&
+         strcmp(expect->valuestring, "deny") != 0)) {
+        out_puts(err, "expect must be \"allow\" or \"deny\"");
+        return -1;
+    }
+    if (addr != NULL && (!cJSON_IsString(addr) ||
+                         strlen(addr->valuestring) >= sizeof(q->remote_addr))) {
+        out_puts(err, "remote_addr must be an address string");
+        return -1;
+    }
+    if (addr != NULL)
+        snprintf(q->remote_addr, sizeof(q->remote_addr), "%s",
+                 addr->valuestring);
+    *want_allow = strcmp(expect->valuestring, "allow") == 0;
+    q->path = xstrdup(path->valuestring + strspn(path->valuestring, "/"));
+    q->data = cJSON_IsObject(data) ? cJSON_Duplicate(data, 1)
+                                   : cJSON_CreateObject();
+    return 0;
+}
+
+/*
+ * Runs every case; prints a line each (or collects them for -format).
+ * pol is the parsed HCL/JSON policy, or NULL for the Lua policy `name`
+ * loaded into the in-memory core (cli_policy_lua.c).
+ */
+static int run_cases(struct cli *ctx, const struct policy *pol,
+                     const char *name, const cJSON *cases)
+{
+    struct strvec set;
+    const cJSON *c;
+    cJSON *results = cJSON_CreateArray();
+    size_t pass = 0, fail = 0, i = 0;
+    int rc = 0;
+
+    strvec_init(&set);
+    strvec_push(&set, name);
+    cJSON_ArrayForEach(c, cases) {
+        struct request q;
+        struct policy_trace tr;
+        struct errbuf why;
+        struct out err;
+        bool want = false, ok;
+        cJSON *ex;
+        int drc;
+
+        i++;
+        request_init(&q);
+        out_init(&err);
+        if (test_case(c, &q, &want, &err) != 0) {
+            rc = cli__report(&err, "Error in case %zu", i);
+            out_release(&err);
+            request_release(&q);
+            break;
+        }
+        out_release(&err);
+        drc = pol != NULL ? policy_trace_one(pol, name, &q, &tr, &why)
+                          : policy_trace(NULL, &set, &q, &tr, &why);
+        ex = policy_explain_render(&tr, drc, &why, &q, &set, false);
+        policy_trace_release(&tr);
+        ok = (drc == 0) == want;
+        ok ? pass++ : fail++;
+        if (ctx->format == CLI_FMT_TABLE)
+            printf("%s %s %s: expected %s; %s\n", ok ? "PASS" : "FAIL",
+                   req_op_name(q.op), q.path, want ? "allow" : "deny",
+                   cli__str_member(ex, "reason"));
+        cJSON_AddBoolToObject(ex, "pass", ok);
+        cJSON_AddStringToObject(ex, "expect", want ? "allow" : "deny");
+        cJSON_AddItemToArray(results, ex);
+        request_release(&q);
+    }
+    if (rc == 0 && ctx->format == CLI_FMT_TABLE) {
+        printf("%zu passed, %zu failed\n", pass, fail);
+    } else if (rc == 0) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "results", results);
+        cJSON_AddNumberToObject(o, "passed", (double)pass);
+        cJSON_AddNumberToObject(o, "failed", (double)fail);
+        results = NULL;
+        rc = cli__print_data(ctx, o);
+        cJSON_Delete(o);
+    }
+    cJSON_Delete(results);
+    strvec_release(&set);
+    return rc != 0 ? rc : fail > 0 ? 1 : 0;
+}
+
+static int cmd_policy_test(struct cli *ctx, int argc, char **argv)
+{
+    char *text = NULL, *ctext = NULL, *name = NULL;
+    struct policy *pol = NULL;
+    cJSON *cases = NULL;
+    struct errbuf perr;
+    struct out err;
+    bool lua = false;
+    int rc;
+
+    out_init(&err);
+    rc = cli__parse(ctx, NULL, argc, argv);
+    if (rc == 0)
+        rc = cli__arg_count_error(ctx->args.n, 2, 2);
+    if (rc != 0)
+        goto out;
+    lua = str_has_suffix(ctx->args.v[0], ".lua");
+    text = read_text(ctx, ctx->args.v[0], &err);
+    ctext = text != NULL ? read_text(ctx, ctx->args.v[1], &err) : NULL;
+    if (ctext == NULL) {
+        rc = cli__report(&err, "Error opening file");
+        goto out;
+    }
+    if (lua && cli_policy_lua_boot(ctx->args.v[0], &name, &perr) != 0) {
+        rc = cli__fail(2, "Error loading policy %s: %s", ctx->args.v[0],
+                       perr.msg);
+        goto out;
+    }
+    pol = lua ? NULL : policy_parse(text, &perr);
+    if (pol == NULL && !lua) {
+        rc = cli__fail(2, "Error parsing policy %s: %s", ctx->args.v[0],
+                       perr.msg);
+        goto out;
+    }
+    cases = json_parse(ctext, strlen(ctext), 64, false, NULL);
+    if (!cJSON_IsArray(cases)) {
+        rc = cli__fail(2, "Error: %s must hold a JSON array of cases "
+                          "{path, operation, data, expect}", ctx->args.v[1]);
+        goto out;
+    }
+    if (name == NULL)
+        name = file_policy_name(ctx->args.v[0]);
+    rc = run_cases(ctx, pol, name, cases);
+out:
+    if (lua)
+        cli_policy_lua_shutdown();
+    cJSON_Delete(cases);
+    policy_free(pol);
+    out_release(&err);
+    free(text);
+    free(ctext);
+    free(name);
+    return rc;
+}
+
+/* ====================================================================
  * token capabilities
  * ==================================================================== */
 
@@ -340,6 +684,35 @@ static const char help_policy_fmt[] =
     "  are dropped). Works offline.\n"
     CLI_HELP_GLOBAL;
 
+static const char help_policy_explain[] =
+    "Usage: coffer policy explain [options]\n\n"
+    "  Explains why a request would be allowed or denied: the decisive\n"
+    "  rule (policy, pattern, line), the other matching rules and why\n"
+    "  they lost, failed parameter constraints and Lua policy checks.\n"
+    "  Without -token, -accessor or -policies it explains the token in\n"
+    "  use (sys/policies/explain-self); with one of them it needs sudo on\n"
+    "  sys/policies/explain. Exit code 0 whether allowed or denied.\n\n"
+    "      $ coffer policy explain -path=secret/data/app -op=read\n"
+    "      $ coffer policy explain -policies=dev,ops -path=x -op=update \\\n"
+    "            -data ttl=1h\n\n"
+    "  -path, -op (create, read, update, delete, list, patch), -token,\n"
+    "  -accessor, -policies (a,b; repeatable), -data k=v (repeatable),\n"
+    "  -remote-addr.\n"
+    CLI_HELP_GLOBAL;
+
+static const char help_policy_test[] =
+    "Usage: coffer policy test [options] FILE CASES\n\n"
+    "  Runs the cases in CASES (a JSON array of {\"path\", \"operation\",\n"
+    "  \"data\", \"expect\": \"allow\"|\"deny\"}) against the policy in\n"
+    "  FILE (HCL, JSON or Lua), offline, with the server's own decision\n"
+    "  code.\n"
+    "  Prints one line per case and \"N passed, N failed\". Exit code 0\n"
+    "  when every case passes, 1 when one fails, 2 on bad input. A Lua\n"
+    "  policy (FILE.lua) is loaded into an in-memory server, so its paths\n"
+    "  and check function run as they would in a real one; a case may set\n"
+    "  \"remote_addr\" for the check.\n"
+    CLI_HELP_GLOBAL;
+
 static const char help_token_capabilities[] =
     "Usage: coffer token capabilities [options] [TOKEN] PATH\n\n"
     "  Prints the capabilities of a token on PATH: the token in use, or\n"
@@ -358,6 +731,12 @@ const struct cli_command cli__policy_commands[] = {
       "Delete a policy by name", help_policy_delete, false },
     { { "policy", "fmt", NULL }, cmd_policy_fmt,
       "Format a policy file in place", help_policy_fmt, false },
+    { { "policy", "explain", NULL }, cmd_policy_explain,
+      "Explain why a request is allowed or denied", help_policy_explain,
+      false },
+    { { "policy", "test", NULL }, cmd_policy_test,
+      "Test a policy file against cases, offline", help_policy_test,
+      false },
     { { "token", "capabilities", NULL }, cmd_token_capabilities,
       "Print capabilities of a token on a path", help_token_capabilities,
       false },

@@ -141,6 +141,37 @@ def make_leases(node, n, clients=4, batch=200):
     return time.monotonic() - t0
 
 
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ")
+
+
+def stamp_of(line):
+    m = STAMP.match(line)
+    if m is None:
+        return None
+    t = time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")
+    return time.mktime(t) + int(m.group(1)[20:]) / 1000.0
+
+
+def takeover_phases(log):
+    """Seconds from the last lock acquisition in log to the expiration
+    manager running (the index handed over, or else the restore done) and
+    to serving ("this node is active")."""
+    lines = log.splitlines()
+    got = [i for i, ln in enumerate(lines) if "holds the lock" in ln]
+    if not got:
+        return {}
+    t0 = stamp_of(lines[got[-1]])
+    out = {}
+    for key, marks in (("expirations", ("expirations running",
+                                        "restored")),
+                       ("serving", ("this node is active",))):
+        for ln in lines[got[-1]:]:
+            if any(mk in ln for mk in marks) and stamp_of(ln) is not None:
+                out[key] = stamp_of(ln) - t0
+                break
+    return out
+
+
 def part_failover(pg, args, work, leases):
     active, standby, _ = start_pair(pg, work, "coffer_ha_fo_%d" % leases)
     try:
@@ -161,17 +192,38 @@ def part_failover(pg, args, work, leases):
             except Exception:  # noqa: BLE001 - still taking over
                 pass
             time.sleep(0.02)
-        restored = [line for line in standby.log().splitlines()
-                    if "restored" in line]
+        # the background reconciliation of a takeover from the index
+        took = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            log = standby.log()
+            took = re.search(r"took over the standby index of (\d+) leases",
+                             log)
+            if took is None or "reconciled the index" in log:
+                break
+            time.sleep(0.2)
+        rec = re.search(r"reconciled the index with storage: (\d+) leases, "
+                        r"(\d+) were missing, \d+ due earlier, "
+                        r"in ([0-9.]+)s", log)
+        if took is not None:
+            note("  took over the standby index of %s leases; reconciled "
+                 "in the background: %s" % (took.group(1), "%s leases, %s "
+                 "missing, %s s" % rec.groups() if rec else "?"))
+        restored = [line for line in log.splitlines() if "restored" in line]
         m = re.search(r"restored (\d+) leases in ([0-9.]+)s",
                       restored[-1] if restored else "")
+        phases = takeover_phases(log)
         note("  failover with %d leases: first write after %s s; takeover "
              "restore %s" % (leases, "%.2f" % first if first else "never",
                              "%s leases in %s s" % m.groups() if m else "?"))
+        note("  from lock acquisition: expirations running after %s s, "
+             "serving after %s s" % tuple(
+                 "%.3f" % phases[k] if phases.get(k) is not None else "?"
+                 for k in ("expirations", "serving")))
         if first is None:
             FAILURES.append("no write within 120 s of the kill")
         return {"leases": leases, "first_write_s": first,
-                "restore": m.groups() if m else None}
+                "restore": m.groups() if m else None, "phases": phases}
     finally:
         stop_all([active, standby])
 

@@ -14,6 +14,18 @@
 #include "../../src/policy.c"
 
 #include "fuzz.h"
+#include "policy_explain.h"
+
+/* acl_check for a bare path, op and data (no trace). */
+static int fuzz_acl_check(const struct acl *a, const char *path,
+                          enum req_op op, const cJSON *data, int64_t wrap_ttl,
+                          struct errbuf *why)
+{
+    struct request q = {.path = (char *)path, .op = op,
+                        .data = (cJSON *)data, .wrap_ttl = wrap_ttl};
+
+    return acl_check(a, &q, why, NULL, NULL);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -96,13 +108,30 @@ static char *concrete(const char *pat, const char *suffix)
     return s;
 }
 
+/* policy_trace_one + its rendering (policy_explain.c); its decision. */
+static int check_trace(const struct policy *p, const char *path,
+                       enum req_op op, cJSON *data)
+{
+    struct request q = {.path = (char *)path, .op = op, .data = data};
+    struct policy_trace tr;
+    struct errbuf why;
+    struct strvec set = {0};
+    int rc = policy_trace_one(p, "fuzz", &q, &tr, &why);
+    cJSON *o = policy_explain_render(&tr, rc, &why, &q, &set, false);
+
+    FUZZ_CHECK(cJSON_GetObjectItemCaseSensitive(o, "reason") != NULL);
+    cJSON_Delete(o);
+    policy_trace_release(&tr);
+    return rc;
+}
+
 static void check_acl(struct policy *p)
 {
     static const enum req_op ops[] = {OP_READ, OP_LIST, OP_UPDATE,
                                       OP_CREATE, OP_DELETE, OP_PATCH};
     static const char *const suffixes[] = {"", "/", "a/b"};
     struct policy *pols[2] = {p, p};
-    struct acl *a = acl_build(pols, 2);
+    struct acl *a = acl_build(pols, NULL, 2);
     cJSON *data = cJSON_CreateObject();
     struct errbuf why;
 
@@ -111,15 +140,17 @@ static void check_acl(struct policy *p)
         for (size_t s = 0; s < ARRAY_LEN(suffixes); s++) {
             char *path = concrete(p->rules[i].path, suffixes[s]);
             for (size_t o = 0; o < ARRAY_LEN(ops); o++) {
-                (void)acl_check(a, path, ops[o], data, 0, &why);
+                int rc = fuzz_acl_check(a, path, ops[o], data, 0, &why);
+                /* the explanation decides as the check does */
+                FUZZ_CHECK(check_trace(p, path, ops[o], data) == rc);
                 /* with a wrap TTL: the min/max_wrapping_ttl checks */
-                (void)acl_check(a, path, ops[o], data, 300, &why);
+                (void)fuzz_acl_check(a, path, ops[o], data, 300, &why);
             }
             free(path);
         }
     }
-    (void)acl_check(a, "", OP_READ, data, 0, &why);
-    (void)acl_check(a, "sys/policy/x", OP_UPDATE, data, 0, &why);
+    (void)fuzz_acl_check(a, "", OP_READ, data, 0, &why);
+    (void)fuzz_acl_check(a, "sys/policy/x", OP_UPDATE, data, 0, &why);
     cJSON_Delete(data);
     acl_put(a);
 }

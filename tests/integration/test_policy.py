@@ -161,6 +161,12 @@ def test_lua_policy_is_read_only(server):
     r = server.req("GET", "sys/policies/acl/local-only")
     assert r.status_code == 200
     assert 'path "secret/data/local/*"' in r.json()["data"]["policy"]
+    # Coffer's own fields say where it comes from (the web UI shows it
+    # read-only); an HCL policy has neither.
+    assert r.json()["data"]["lua"] is True
+    assert r.json()["data"]["file"].endswith(".lua")
+    d = server.req("GET", "sys/policies/acl/default").json()["data"]
+    assert "lua" not in d and "file" not in d
     assert put_policy(server, "local-only", MY_ROLE).status_code == 400
     assert server.req("DELETE", "sys/policy/local-only").status_code == 400
     assert "local-only" in server.req("GET", "sys/policy").json()["keys"]

@@ -12,6 +12,17 @@
 
 #include "harness.h"
 
+/* acl_check for a bare path, op and data (no trace). */
+static int test_acl_check(const struct acl *a, const char *path,
+                          enum req_op op, const cJSON *data, int64_t wrap_ttl,
+                          struct errbuf *why)
+{
+    struct request q = {.path = (char *)path, .op = op,
+                        .data = (cJSON *)data, .wrap_ttl = wrap_ttl};
+
+    return acl_check(a, &q, why, NULL, NULL);
+}
+
 /* ============================================================= parser == */
 
 struct parse_err_case {
@@ -46,6 +57,37 @@ static const struct parse_err_case parse_errs[] = {
     {"path \"a\" {\n  capabilities = [\"read\"]\n}\n@", "line 4: unexpected "
                                                       "character '@'"},
 };
+
+/* plus_reaches: can a `+` pattern match some path under a mount? */
+TEST(plus_patterns_reaching_mounts)
+{
+    static const struct {
+        const char *pat, *mount;
+        bool want;
+    } cases[] = {
+        {"secret/+/app", "secret/", true},
+        {"+/data/x", "kv/", true},
+        {"+/data/x", "a/b/", false},  /* "+/data" is not under a/b/ */
+        {"+/b/+", "a/b/", true},
+        {"+", "a/b/", false},         /* matches "a" only */
+        {"a/+", "b/", false},
+        {"kv/+/x*", "kv/", true},
+        {"kv/+/x*", "kv/y/xz/", true},
+        {"kv/+/x*", "kv/y/z/", false},
+        {"team/+/sub", "team/a/", true},
+        {"team/+", "team/a/b/", false},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct acl_ent e = {.pat = (char *)cases[i].pat,
+                            .len = strlen(cases[i].pat), .nplus = 1};
+
+        e.prefix = e.len > 0 && e.pat[e.len - 1] == '*';
+        if (plus_reaches(&e, cases[i].mount) != cases[i].want)
+            harness_fail(__FILE__, __LINE__, "%s under %s: want %d",
+                         cases[i].pat, cases[i].mount, cases[i].want);
+    }
+}
 
 TEST(parse_errors_name_the_line)
 {
@@ -110,7 +152,7 @@ TEST(parse_forms)
     policy_free(p);
 
     p = policy_parse(policy_default_text, &err);
-    CHECK(p != NULL && p->n == 18);
+    CHECK(p != NULL && p->n == 19);
     policy_free(p);
 }
 
@@ -253,7 +295,7 @@ TEST(cases_file)
                 for (tok = strtok_r(names, ",", &save); tok && ns < 8;
                      tok = strtok_r(NULL, ",", &save))
                     set[ns++] = find_pol(texts, pols, ntexts, tok);
-                acl = acl_build(set, ns);
+                acl = acl_build(set, NULL, ns);
                 mode = CASES;
             }
             continue;
@@ -284,7 +326,7 @@ TEST(cases_file)
             }
             if (rest[0] != '\0')
                 data = cJSON_Parse(rest);
-            rc = acl_check(acl, p, op_parse(op), data, 0, &why);
+            rc = test_acl_check(acl, p, op_parse(op), data, 0, &why);
             if ((rc == 0) != (strcmp(want, "allow") == 0))
                 harness_fail(path, lineno, "%s %s %s: got %s (%s), want %s",
                              op, p, rest, rc == 0 ? "allow" : "deny", why.msg,
@@ -314,7 +356,7 @@ TEST(merge_rules)
     struct policy *c = policy_parse("path \"x\" { capabilities = [\"deny\"] }",
                                     &err);
     struct policy *ab[2] = {a, b}, *abc[3] = {a, b, c};
-    struct acl *m = acl_build(ab, 2);
+    struct acl *m = acl_build(ab, NULL, 2);
     const struct acl_ent *e = acl_match(m, "x", false);
 
     CHECK(e != NULL);
@@ -325,7 +367,7 @@ TEST(merge_rules)
         CHECK_EQ_INT(e->perms.max_wrap, 300);
     }
     acl_put(m);
-    m = acl_build(abc, 3);
+    m = acl_build(abc, NULL, 3);
     e = acl_match(m, "x", false);
     CHECK(e != NULL && e->perms.caps == PCAP_DENY &&
           e->perms.required.n == 0);
@@ -354,18 +396,18 @@ TEST(many_policies_lookup)
         pols[i] = policy_parse(text, &err);
         COFFER_ASSERT(pols[i] != NULL);
     }
-    a = acl_build(pols, 100);
+    a = acl_build(pols, NULL, 100);
     for (int i = 0; i < 100; i++) {
         char p[64];
         struct errbuf why;
         snprintf(p, sizeof(p), "app%d/r0/deep/er", i);
-        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, 0, &why), 0);
+        CHECK_EQ_INT(test_acl_check(a, p, OP_READ, NULL, 0, &why), 0);
         snprintf(p, sizeof(p), "app%d/r1", i);
-        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, 0, &why), 0);
+        CHECK_EQ_INT(test_acl_check(a, p, OP_READ, NULL, 0, &why), 0);
         snprintf(p, sizeof(p), "app%d/r2/seg/x", i);
-        CHECK_EQ_INT(acl_check(a, p, OP_READ, NULL, 0, &why), 0);
+        CHECK_EQ_INT(test_acl_check(a, p, OP_READ, NULL, 0, &why), 0);
         snprintf(p, sizeof(p), "app%d/r1/no", i);
-        CHECK(acl_check(a, p, OP_READ, NULL, 0, &why) != 0);
+        CHECK(test_acl_check(a, p, OP_READ, NULL, 0, &why) != 0);
     }
     acl_put(a);
     for (int i = 0; i < 100; i++)
@@ -375,6 +417,7 @@ TEST(many_policies_lookup)
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
+    RUN(plus_patterns_reaching_mounts);
     RUN(parse_errors_name_the_line);
     RUN(parse_forms);
     RUN(format_canonical);
