@@ -12,6 +12,7 @@
 #   make valgrind   run the unit tests under valgrind
 #   make noopt      build without optimisation
 #   make check-style  banned functions
+#   make test-ui    the web UI's browser tests (headless Chromium)
 #   make V=1        show full command lines
 #   make install [PREFIX=/usr/local] [DESTDIR=]   install the built server
 
@@ -42,7 +43,12 @@ Q := @
 endif
 
 SRCS := $(wildcard src/*.c src/cli/*.c)
-OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+# The web UI (src/ui.h): every file under src/ui/ becomes a table in a
+# generated C file, so the binary needs no files at run time.
+UI_FILES := $(shell find src/ui -type f ! -name '.*' | LC_ALL=C sort)
+UI_GEN := $(BUILD)/gen/ui_files.c
+UI_OBJ := $(BUILD)/gen/ui_files.o
+OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS)) $(UI_OBJ)
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -61,7 +67,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
 .PHONY: all deps test unit integration dev clean noopt valgrind check-style \
         bench fuzz fuzz-bins fuzz-bins-build fuzz-regress asan-build \
-        asan-test unit-bins
+        asan-test unit-bins test-ui FORCE
 
 all: $(BUILD)/coffer
 
@@ -76,6 +82,26 @@ $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC   $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+# The UI table: src/tools/ui_embed runs on every make and the file is replaced
+# only when its text changed, so an added or removed file is noticed and
+# nothing rebuilds otherwise.
+$(BUILD)/tools/ui_embed: src/tools/ui_embed.c
+	@mkdir -p $(dir $@)
+	@echo "  CC   $<"
+	$(Q)$(CC) -std=c11 -Wall -Wextra -Werror -O2 -o $@ $<
+
+$(UI_GEN): $(BUILD)/tools/ui_embed FORCE
+	@mkdir -p $(dir $@)
+	$(Q)$(BUILD)/tools/ui_embed src/ui/ $(UI_FILES) > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; \
+	    else mv $@.tmp $@ && echo "  GEN  $@"; fi
+
+$(UI_OBJ): $(UI_GEN)
+	@echo "  CC   $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Isrc -c -o $@ $<
+
+FORCE:
 
 # A unit test includes the .c file it tests, so it can reach static
 # functions; it links against every other object (file names are unique
@@ -108,6 +134,13 @@ unit: $(UNIT_BINS)
 
 integration: $(BUILD)/coffer
 	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) -m pytest -q tests/integration
+
+# The browser tests of the web UI (headless Chromium, tests/ui/cdp.py):
+# the one `make test` runs too, and every tests/ui/test_*.py.
+test-ui: $(BUILD)/coffer
+	$(Q)COFFER_BIN=$(abspath $(BUILD)/coffer) $(PYTHON) -m pytest -q \
+	    -p no:cacheprovider tests/integration/test_ui_browser.py \
+	    $(wildcard tests/ui/test_*.py)
 
 # `make test` compiles three build dirs (plain, ASan, fuzz): in parallel
 # unless make already runs with -j.
@@ -163,9 +196,9 @@ valgrind: $(UNIT_BINS)
 	$(Q)VALGRIND=1 sh tests/run-unit.sh $(UNIT_BINS)
 
 check-style:
-	$(Q)! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|gets)\s*\(' src/*.c src/cli/*.c
-	$(Q)! grep -nE '\blua_call\s*\(' src/*.c src/cli/*.c | grep -vE 'src/luavm(_policy|_code)?\.c'
-	$(Q)! grep -nE '[^x](malloc|calloc|realloc)\s*\(' src/*.c src/cli/*.c | grep -vE 'src/(common|buf)\.c|luavm\.c|/\*'
+	$(Q)! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|strtok|atoi|atol|gets)\s*\(' src/*.c src/cli/*.c src/tools/*.c
+	$(Q)! grep -nE '\blua_call\s*\(' src/*.c src/cli/*.c src/tools/*.c | grep -vE 'src/luavm(_policy|_code)?\.c'
+	$(Q)! grep -nE '[^x](malloc|calloc|realloc)\s*\(' src/*.c src/cli/*.c src/tools/*.c | grep -vE 'src/(common|buf)\.c|src/tools/|luavm\.c|/\*'
 	$(Q)$(PYTHON) tests/check-include-cycles.py
 	@echo "check-style: ok"
 

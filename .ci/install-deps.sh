@@ -4,7 +4,7 @@
 # that `make test` runs over their corpora (tests/fuzz/); softhsm2 is the
 # HSM the pkcs11 seal is tested with; the MariaDB server and client are
 # started per test module by tests/integration/mariadb.py (never a system
-# instance).
+# instance). chromium runs the web UI's browser tests (tests/ui/cdp.py).
 # Idempotent: packages already present are skipped, and apt is not touched
 # at all when nothing is missing.
 set -eu
@@ -16,7 +16,8 @@ postgresql postgresql-client
 python3 python3-pytest python3-hvac python3-psycopg2 python3-requests
 clang libclang-rt-dev
 softhsm2 libp11-kit-dev
-libmariadb-dev mariadb-server mariadb-client"
+libmariadb-dev mariadb-server mariadb-client
+chromium"
 # Load generators and the nginx baseline (tests/bench/bench_server.py), only
 # for `make bench` (install-deps.sh --bench).
 BENCH_PKGS="wrk nginx-light"

@@ -124,6 +124,7 @@ static const struct key_spec top_keys[] = {
     /* Reads that cannot wait run on the I/O threads (Coffer-specific). */
     {"http_inline_reads", V_BOOL, TOP(http_inline_reads), false},
     {"kv_native_reads", V_BOOL, TOP(kv_native_reads), false},
+    {"ui", V_BOOL, TOP(ui), false},
     {"disable_mlock", V_BOOL, TOP(disable_mlock), false},
     {"workers", V_WORKERS, TOP(workers), false},
     /* Failed logins allowed per second and per client address, and the
@@ -1481,6 +1482,7 @@ int config_load(const char *path, struct coffer_config *out,
     out->unsafe_allow_api_audit_creation = true; /* Vault's behaviour */
     out->http_inline_reads = true;
     out->kv_native_reads = true;
+    out->ui = true;
     rc = run_chunk(&ctx, path, file.ptr != NULL ? file.ptr : "", file.len,
                    err);
 out:

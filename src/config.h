@@ -169,6 +169,8 @@ struct coffer_config {
     /* Reads of the built-in kv engine answered in C (kv_read.h); default
      * true. */
     bool kv_native_reads;
+    /* The web UI at /ui/ (ui.h; Vault's `ui`); default true. */
+    bool ui;
     /* Parsed token entries cached (token_cache.h); 0 = the default
      * (4096). disable_cache turns this cache off too. */
     size_t token_cache_size;

@@ -56,6 +56,7 @@
 #include "log.h"
 #include "request.h"
 #include "sys_seal.h"
+#include "ui.h"
 #include "util.h"
 
 /* How often the sweeper looks for expired reads and requests. */
@@ -460,6 +461,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *c,
                             r->content_type ? r->content_type
                                             : "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    ui_add_headers(resp, r);
     if (r->location != NULL)
         MHD_add_response_header(resp, "Location", r->location);
     ret = MHD_queue_response(c, (unsigned int)r->status, resp);
@@ -1030,7 +1032,9 @@ static int build_request(struct MHD_Connection *c, const char *url,
         return -1;
     }
     if (strncmp(url, "/v1/", 4) != 0) {
-        core_error_reply(out, 404, NULL);
+        /* The web UI (ui.h) answers its own URLs, sealed or not. */
+        if (ui_answer(url, method, out) != 0)
+            core_error_reply(out, 404, NULL);
         return -1;
     }
     clean = clean_path(url);

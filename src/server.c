@@ -41,6 +41,7 @@
 #include "sys_plugins.h"
 #include "sys_seal.h"
 #include "token_cache.h"
+#include "ui.h"
 #include "util.h"
 
 struct server_opts {
@@ -404,6 +405,7 @@ static void reload_config_on_hup(const char *path)
     }
     audit_configure(conf.audit, conf.naudit,
                     conf.unsafe_allow_api_audit_creation, conf.path);
+    ui_set_enabled(conf.ui);
     if (lifecycle_enter() && audit_apply_declared(&err) != 0)
         log_error("SIGHUP: audit devices: %s", err.msg);
     lifecycle_leave();
@@ -528,6 +530,7 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
      * kv reads off (kv_read.c). */
     if (o->config != NULL)
         kv_read_set_enabled(conf->kv_native_reads);
+    ui_set_enabled(o->config == NULL || conf->ui);
     return 0;
 }
 
