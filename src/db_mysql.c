@@ -183,11 +183,22 @@ static int dsn_param(struct dsn *d, const char *k, const char *v,
         }
         return 0;
     }
-    if (strcmp(k, "charset") == 0 && v[0] != '\0' &&
-        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(v)) {
-        free(d->charset);
-        d->charset = xstrdup(v);
-        return 0;
+    if (strcmp(k, "charset") == 0) {
+        /* Only character sets in which no byte of a multi-byte character
+         * is ASCII: in GBK, SJIS, Big5 or CP932 a trailing byte can be a
+         * backslash, and quoting that does not know it can be escaped. */
+        static const char *const safe[] = {"utf8mb4", "utf8mb3", "utf8",
+                                           "latin1", "ascii", "binary"};
+        for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++) {
+            if (strcmp(v, safe[i]) == 0) {
+                free(d->charset);
+                d->charset = xstrdup(v);
+                return 0;
+            }
+        }
+        *why = "charset must be utf8mb4, utf8mb3, utf8, latin1, ascii or "
+               "binary";
+        return -1;
     }
     *why = "unsupported connection parameter (supported: tls, charset)";
     return -1;
@@ -995,8 +1006,7 @@ static size_t skip_span(const char *s, size_t i, size_t n, bool backslash)
         return n - i;
     }
     if (q == '#' || (q == '-' && j < n && s[j] == '-' &&
-                     (j + 1 >= n || s[j + 1] == ' ' || s[j + 1] == '\t' ||
-                      s[j + 1] == '\n'))) {
+                     (j + 1 >= n || (unsigned char)s[j + 1] <= ' '))) {
         while (j < n && s[j] != '\n')
             j++;
         return j - i;
@@ -1048,11 +1058,36 @@ static void append(char **buf, size_t *len, size_t *cap, const char *s,
     (*buf)[*len] = '\0';
 }
 
-/* Appends v as a quoted literal (or NULL), escaped for this connection. */
-static void append_literal(struct dbmy_conn *c, char **buf, size_t *len,
-                           size_t *cap, const char *v)
+/*
+ * v (n bytes) as a hexadecimal string literal with its character set,
+ * _utf8mb4 X'...', into out (room for HEX_LITERAL_MAX(n) bytes); returns
+ * its length. The literal is hex digits only, so no quoting rule of the
+ * session (its character set, NO_BACKSLASH_ESCAPES) can make a value's
+ * bytes end it and run as SQL.
+ */
+#define HEX_LITERAL_PREFIX "_utf8mb4 X'"
+#define HEX_LITERAL_MAX(n) (2 * (n) + sizeof(HEX_LITERAL_PREFIX) + 1)
+
+static size_t hex_literal(const char *v, size_t n, char *out)
 {
-    size_t n;
+    static const char hex[] = "0123456789abcdef";
+    size_t o = sizeof(HEX_LITERAL_PREFIX) - 1;
+
+    memcpy(out, HEX_LITERAL_PREFIX, o);
+    for (size_t i = 0; i < n; i++) {
+        out[o++] = hex[(unsigned char)v[i] >> 4];
+        out[o++] = hex[(unsigned char)v[i] & 15];
+    }
+    out[o++] = '\'';
+    out[o] = '\0';
+    return o;
+}
+
+/* Appends v as a hex literal (hex_literal), or NULL. */
+static void append_literal(char **buf, size_t *len, size_t *cap,
+                           const char *v)
+{
+    size_t n, o;
     char *q;
 
     if (v == NULL) {
@@ -1060,13 +1095,34 @@ static void append_literal(struct dbmy_conn *c, char **buf, size_t *len,
         return;
     }
     n = strlen(v);
-    q = xmalloc(2 * n + 3);
-    q[0] = '\'';
-    n = mysql_real_escape_string(c->m, q + 1, v, (unsigned long)n);
-    q[n + 1] = '\'';
-    append(buf, len, cap, q, n + 2);
-    explicit_bzero(q, n + 2);
+    q = xmalloc(HEX_LITERAL_MAX(n));
+    o = hex_literal(v, n, q);
+    append(buf, len, cap, q, o);
+    explicit_bzero(q, o);
     free(q);
+}
+
+/*
+ * Whether a '?' sits inside an executable comment that names a server
+ * version (/x!50700 .. x/, /x M!100100 .. x/): whether the server runs or
+ * skips it depends on version rules of its own (MariaDB skips some MySQL
+ * versions it is above), so a placeholder there is refused.
+ */
+static bool gated_placeholder(const char *sql)
+{
+    for (const char *p = strstr(sql, "/*"); p != NULL; p = strstr(p, "/*")) {
+        const char *q = p + 2, *end;
+
+        if (*q == 'M')
+            q++;
+        p += 2;
+        if (*q != '!' || q[1] < '0' || q[1] > '9')
+            continue;
+        end = strstr(q, "*/");
+        if (memchr(q, '?', end != NULL ? (size_t)(end - q) : strlen(q)))
+            return true;
+    }
+    return false;
 }
 
 /*
@@ -1083,6 +1139,11 @@ static char *interpolate(struct dbmy_conn *c, const char *sql, int nparams,
     int used = 0;
     bool backslash = backslash_escapes(c);
 
+    if (gated_placeholder(sql)) {
+        err_set(err, DB_ERR_SQL, "a '?' inside a version-gated comment "
+                "(/*!NNNNN ... */) is refused: the server may skip it");
+        return NULL;
+    }
     append(&buf, &len, &cap, "", 0);
     while (i < n) {
         size_t span = skip_span(sql, i, n, backslash);
@@ -1096,7 +1157,7 @@ static char *interpolate(struct dbmy_conn *c, const char *sql, int nparams,
                 secure_free_str(buf);
                 return NULL;
             }
-            append_literal(c, &buf, &len, &cap, params[used++]);
+            append_literal(&buf, &len, &cap, params[used++]);
             start = ++i;
         } else if (sql[i] == ';' && sql[i + 1 + strspn(sql + i + 1,
                                                         " \t\r\n")] != '\0') {
@@ -1218,6 +1279,9 @@ char *dbmy_escape(struct dbmy_conn *c, const char *s, size_t n, bool literal,
     }
     out = xmalloc(2 * n + 3);
     if (literal) {
+        /* A quoted string, not a hex literal: account names ('u'@'h')
+         * must be strings. The pool's character sets have no ASCII
+         * trail bytes (dsn_param), so the escaping holds. */
         out[0] = '\'';
         o = 1 + mysql_real_escape_string(c->m, out + 1, s, (unsigned long)n);
         out[o++] = '\'';

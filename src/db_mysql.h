@@ -90,9 +90,10 @@ int dbmy_commit(struct dbmy_conn *c, struct db_error *err);
 void dbmy_rollback(struct dbmy_conn *c);
 
 /*
- * Quotes s (n bytes): a literal '...' through mysql_real_escape_string,
- * or an identifier `...` with backticks doubled. A NUL byte in an
- * identifier is refused. The caller frees the result with secure_free_str.
+ * Quotes s (n bytes): a literal '...' through mysql_real_escape_string
+ * (a string, so it can name an account 'u'@'h'), or an identifier `...`
+ * with backticks doubled. A NUL byte is refused. ('?' parameters are hex
+ * literals instead: values only.) The caller frees the result with secure_free_str.
  */
 char *dbmy_escape(struct dbmy_conn *c, const char *s, size_t n, bool literal,
                   struct db_error *err);

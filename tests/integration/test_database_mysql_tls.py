@@ -84,9 +84,11 @@ e:path("params", { write = function(req)
   if not ok then return { data = { ok = false, message = err.message } } end
   local c = assert(coffer.db.acquire(key))
   local out = {}
-  for _, mode in ipairs({ "", "NO_BACKSLASH_ESCAPES" }) do
-    assert(c:exec("SET SESSION sql_mode = '" .. mode .. "'"))
-    local r, qerr = c:exec(d.sql, { d.value })
+  for _, pre in ipairs({ "SET SESSION sql_mode = ''",
+                         "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'",
+                         "SET NAMES gbk" }) do
+    assert(c:exec(pre))
+    local r, qerr = c:exec(d.sql, { d.value, d.value })
     out[#out + 1] = r and r.rows[1] or { error = qerr.message }
   end
   c:release()
@@ -393,19 +395,39 @@ def test_database_config_takes_the_tls_fields(env):
 
 
 HOSTILE = ["x' OR '1'='1", "x\\' OR 1=1 -- ", "\\", "'; DROP USER tlsuser; --",
-           "a\\\\'b", "/*! SELECT 1 */", "?"]
+           "a\\\\'b", "/*! SELECT 1 */", "?",
+           # In GBK, AD 5C is one character: quoting by escaping the quote
+           # with a backslash would end the string here.
+           "\u4e2d' , (SELECT CURRENT_USER()) , '"]
 
 
 @pytest.mark.parametrize("value", HOSTILE)
-def test_parameters_stay_values_in_both_sql_modes(env, value):
-    # With and without NO_BACKSLASH_ESCAPES, a parameter comes back byte
-    # for byte, also when its placeholder sits in an executable comment.
+def test_parameters_stay_values_in_every_session_mode(env, value):
+    # With and without NO_BACKSLASH_ESCAPES, and after SET NAMES gbk, a
+    # parameter reaches the server as exactly its bytes (HEX of it), also
+    # when its placeholder sits in an executable comment.
     pki, my, srv, pw = env
-    for sql in ("SELECT ? AS v", "SELECT 1 AS one /*!, ? AS v */",
-                "SELECT 'it''s' AS q, ? AS v -- ?"):
+    want = value.encode().hex().upper()
+    for sql in ("SELECT HEX(?) AS h, ? AS v", "SELECT 1 AS one "
+                "/*!, HEX(?) AS h */, ? AS v",
+                "SELECT 'it''s' AS q, HEX(?) AS h, ? AS v -- ?"):
         out = probe_path(srv, "params", conninfo=dsn(my, "tlsuser", pw),
                          tls_ca=_pem(pki.ca), sql=sql, value=value)
         assert out["ok"], out
-        for row in out["rows"]:
-            assert row.get("v") == value, (sql, row)
+        for mode, row in zip(("plain", "no-backslash", "gbk"), out["rows"]):
+            assert row.get("h") == want, (sql, mode, row)
+            if mode != "gbk":  # results come back in the session's charset
+                assert row.get("v") == value, (sql, mode, row)
     assert "tlsuser" in my.users()
+
+
+def test_charsets_with_ascii_trail_bytes_are_refused(env):
+    pki, my, srv, pw = env
+    for cs in ("gbk", "sjis", "big5", "cp932", "gb18030"):
+        out = probe(srv, conninfo=dsn(my, "tlsuser", pw, "?charset=" + cs),
+                    tls_ca=_pem(pki.ca))
+        assert not out["ok"], out
+        assert "charset must be utf8mb4" in out["message"], out
+    out = probe(srv, conninfo=dsn(my, "tlsuser", pw, "?charset=latin1"),
+                tls_ca=_pem(pki.ca))
+    assert out["ok"], out
