@@ -32,7 +32,6 @@
 
 #include "audit.h"
 #include "barrier.h"
-#include "cidr.h"
 #include "db_mysql.h"
 #include "db_pg.h"
 #include "ha.h"
@@ -149,30 +148,11 @@ bool lifecycle_is_active(void)
     return active;
 }
 
-/*
- * A token bound to CIDR blocks (token_bound_cidrs) is only good from
- * addresses inside one of them; a malformed block matches nothing, and
- * no address (a caller outside any request) matches no block.
- */
-static bool address_allowed(const struct token *t, const char *addr)
-{
-    bool match = false;
-
-    if (t->bound_cidrs.n == 0)
-        return true;
-    for (size_t i = 0; addr != NULL && i < t->bound_cidrs.n && !match;
-         i++) {
-        if (cidr_match(t->bound_cidrs.v[i], addr, &match) != 0)
-            match = false;
-    }
-    return match;
-}
-
 struct token *lifecycle_request_token(const struct request *req)
 {
     struct token *t = token_lookup(req->client_token, false);
 
-    if (t != NULL && !address_allowed(t, req->remote_addr)) {
+    if (t != NULL && !token_address_allowed(t, req->remote_addr)) {
         token_free(t);
         t = NULL;
     }

@@ -205,7 +205,7 @@ static const char *str_of(const cJSON *o, const char *k)
 /* The one-sentence reason. */
 static void reason_text(char *out, size_t n, const struct policy_trace *tr,
                         const struct errbuf *why, const struct request *req,
-                        bool root, size_t dsrc)
+                        bool root, size_t dsrc, bool full)
 {
     const char *op = req_op_name(req->op);
     char rule[1400] = "", list[128] = "";
@@ -263,9 +263,15 @@ static void reason_text(char *out, size_t n, const struct policy_trace *tr,
         break;
     case PSTEP_LUA:
         l = last_lua(tr);
-        snprintf(out, n, "denied: %s grants %s but the check of Lua policy "
-                         "\"%s\" said no: %s", rule, op, str_of(l, "policy"),
-                 str_of(l, "reason"));
+        if (full)
+            snprintf(out, n, "denied: %s grants %s but the check of Lua "
+                             "policy \"%s\" said no: %s", rule, op,
+                     str_of(l, "policy"), str_of(l, "reason"));
+        else
+            snprintf(out, n, "denied: %s grants %s but the check of Lua "
+                             "policy \"%s\" said no (its reason is in the "
+                             "server log and in sys/policies/explain, which "
+                             "needs sudo)", rule, op, str_of(l, "policy"));
         break;
     }
 }
@@ -296,10 +302,39 @@ static cJSON *constraints_json(const struct policy_trace *tr,
     return arr;
 }
 
+/*
+ * The Lua checks that ran. Unless full, without what only the server's
+ * operators should read: a check's reason (it was the log's alone before
+ * explain existed, and may name internals) and the file's directory.
+ */
+static cJSON *lua_json(const cJSON *lua, bool full)
+{
+    cJSON *out = cJSON_Duplicate(lua, 1), *e;
+
+    if (full)
+        return out;
+    cJSON_ArrayForEach(e, out) {
+        cJSON *file = cJSON_GetObjectItemCaseSensitive(e, "file");
+        cJSON *reason = cJSON_GetObjectItemCaseSensitive(e, "reason");
+
+        if (cJSON_IsString(file)) {
+            const char *base = strrchr(file->valuestring, '/');
+            cJSON_SetValuestring(file, base != NULL ? base + 1
+                                                    : file->valuestring);
+        }
+        if (cJSON_IsString(reason) && reason->valuestring[0] != '\0') {
+            cJSON_SetValuestring(reason, "");
+            cJSON_AddBoolToObject(e, "reason_hidden", true);
+        }
+    }
+    return out;
+}
+
 cJSON *policy_explain_render(const struct policy_trace *tr, int rc,
                              const struct errbuf *why,
                              const struct request *req,
-                             const struct strvec *policies, bool root)
+                             const struct strvec *policies, bool root,
+                             bool full)
 {
     cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray(), *d;
     size_t dsrc = tr->decisive
@@ -327,22 +362,60 @@ cJSON *policy_explain_render(const struct policy_trace *tr, int rc,
                               rule_json(&tr->closest, &tr->closest.src[0]));
     cJSON_AddItemToObject(o, "matches", matches_json(tr, dsrc));
     cJSON_AddItemToObject(o, "constraints", constraints_json(tr, why, dsrc));
-    cJSON_AddItemToObject(o, "lua", cJSON_Duplicate(tr->lua, 1));
-    reason_text(reason, sizeof(reason), tr, why, req, root, dsrc);
+    cJSON_AddItemToObject(o, "lua", lua_json(tr->lua, full));
+    reason_text(reason, sizeof(reason), tr, why, req, root, dsrc, full);
+    cJSON_AddStringToObject(o, "reason", reason);
+    return o;
+}
+
+/*
+ * The answer for a token that is not valid from the request's address
+ * (token_bound_cidrs): the request is refused before any policy runs.
+ */
+static cJSON *cidr_refusal(const struct token *t, const struct request *req)
+{
+    cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray();
+    char reason[600];
+
+    cJSON_AddBoolToObject(o, "allowed", false);
+    cJSON_AddStringToObject(o, "path", req->path);
+    cJSON_AddStringToObject(o, "operation", req_op_name(req->op));
+    for (size_t i = 0; i < t->policies.n; i++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(t->policies.v[i]));
+    cJSON_AddItemToObject(o, "policies", names);
+    cJSON_AddBoolToObject(o, "root", t->is_root);
+    cJSON_AddBoolToObject(o, "sudo_required", false);
+    cJSON_AddNullToObject(o, "decisive");
+    cJSON_AddItemToObject(o, "matches", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "constraints", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "lua", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "bound_cidrs",
+                          cJSON_CreateStringArray(
+                              (const char *const *)t->bound_cidrs.v,
+                              (int)t->bound_cidrs.n));
+    snprintf(reason, sizeof(reason), "denied: the token is bound to "
+             "token_bound_cidrs and is not valid from %s; no policy is "
+             "consulted", req->remote_addr[0] ? req->remote_addr
+                                              : "an unknown address");
     cJSON_AddStringToObject(o, "reason", reason);
     return o;
 }
 
 cJSON *policy_explain(const struct token *t, const struct strvec *names,
-                      const struct request *req)
+                      const struct request *req, bool full)
 {
     struct policy_trace tr;
     struct errbuf why;
     const struct strvec *set = t != NULL ? &t->policies : names;
     bool root = t != NULL ? t->is_root : strvec_contains(names, "root");
-    int rc = policy_trace(t, names, req, &tr, &why);
-    cJSON *o = policy_explain_render(&tr, rc, &why, req, set, root);
+    int rc;
+    cJSON *o;
 
+    /* What lifecycle_request_token checks before any policy. */
+    if (t != NULL && !token_address_allowed(t, req->remote_addr))
+        return cidr_refusal(t, req);
+    rc = policy_trace(t, names, req, &tr, &why);
+    o = policy_explain_render(&tr, rc, &why, req, set, root, full);
     policy_trace_release(&tr);
     return o;
 }
@@ -375,7 +448,7 @@ cJSON *policy_explain_denied(const struct token *t,
 
     if (!may_explain_self(t, req))
         return NULL;
-    ex = policy_explain(t, NULL, req);
+    ex = policy_explain(t, NULL, req, false);
     reason = cJSON_GetObjectItemCaseSensitive(ex, "reason");
     log_debug("policy: %s %s: %s", req_op_name(req->op), req->path,
               reason->valuestring);

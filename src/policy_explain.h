@@ -10,7 +10,7 @@
  *    decisive: {policy, pattern, line, capabilities, kind} | null,
  *    matches: [{policy, pattern, line, capabilities, kind, decisive, why}],
  *    constraints: [{policy, pattern, line, parameter, rule, reason}],
- *    lua: [{policy, file, line, result, reason}],
+ *    lua: [{policy, file, line, result, reason [, reason_hidden]}],
  *    reason: "one sentence"}
  */
 #ifndef COFFER_POLICY_EXPLAIN_H
@@ -30,9 +30,12 @@ struct token;
  * Explains req (path, op, data, remote_addr) for token t, or (t NULL)
  * for the policy set names (sorted, de-duplicated). Returns the answer
  * object (a new tree); its "reason" member is the one-line sentence.
+ * Unless full (sudo's explain, the offline `policy test`), Lua checks'
+ * reasons are left out and their files named without a directory: the
+ * token holder asking about itself sees which check said no, not why.
  */
 cJSON *policy_explain(const struct token *t, const struct strvec *names,
-                      const struct request *req);
+                      const struct request *req, bool full);
 
 /*
  * The answer for a trace already made (by policy_trace or
@@ -42,7 +45,8 @@ cJSON *policy_explain(const struct token *t, const struct strvec *names,
 cJSON *policy_explain_render(const struct policy_trace *tr, int rc,
                              const struct errbuf *why,
                              const struct request *req,
-                             const struct strvec *policies, bool root);
+                             const struct strvec *policies, bool root,
+                             bool full);
 
 /*
  * A real request of t was denied with 403. When the client asked

@@ -406,7 +406,7 @@ static void explain(struct request *req, bool self, struct response *resp)
         (!self && explain_subject(in, &other, &names, resp) != 0))
         goto out;
     q.token = self ? req->token : other;
-    resp->data = policy_explain(q.token, &names, &q);
+    resp->data = policy_explain(q.token, &names, &q, !self);
     warn_unknown(q.token != NULL ? &q.token->policies : &names, resp);
 out:
     q.token = NULL;

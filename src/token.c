@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cidr.h"
 #include "crypto.h"
 #include "cubbyhole.h"
 #include "fields.h"
@@ -1063,4 +1064,23 @@ int token_tidy(size_t *dropped_out, size_t *revoked_out)
     *dropped_out = dropped;
     *revoked_out = revoked;
     return rc;
+}
+
+/*
+ * A token bound to CIDR blocks (token_bound_cidrs) is only good from
+ * addresses inside one of them; a malformed block matches nothing, and
+ * no address (a caller outside any request) matches no block.
+ */
+bool token_address_allowed(const struct token *t, const char *addr)
+{
+    bool match = false;
+
+    if (t->bound_cidrs.n == 0)
+        return true;
+    for (size_t i = 0; addr != NULL && i < t->bound_cidrs.n && !match;
+         i++) {
+        if (cidr_match(t->bound_cidrs.v[i], addr, &match) != 0)
+            match = false;
+    }
+    return match;
 }

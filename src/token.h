@@ -155,4 +155,11 @@ int token_lease_renew(const struct mount *m, const cJSON *record,
 /* Handles a request to the auth/token/ mount. */
 void token_handle(struct request *req, struct response *resp);
 
+/*
+ * Whether t may be used from addr: always without token_bound_cidrs, else
+ * only from inside one of its blocks (a malformed block matches nothing,
+ * a NULL addr none).
+ */
+bool token_address_allowed(const struct token *t, const char *addr);
+
 #endif

@@ -467,12 +467,31 @@ end
 -- TLS settings), converted like the engine's. Another plugin's field is
 -- refused rather than stored unused, and a plugin change drops the old
 -- plugin's values.
+-- Internal members of a stored config that no plugin field may name.
+local INTERNAL_CONFIG = { pending_password = true }
+
+-- The plugin's own config fields; one that shadows the engine's (a
+-- "password" not listed as secret would be returned on read) stops the
+-- request instead.
+local function plugin_fields(plugin)
+  local own = plugin and plugin.config_fields or {}
+  for k in pairs(own) do
+    if CONFIG_FIELDS[k] ~= nil or INTERNAL_CONFIG[k] then
+      error(coffer.error { status = 500, errors = { multierror(
+        "database plugin " .. plugin.name .. " declares the config field " ..
+        k .. ", which the engine owns") } })
+    end
+  end
+  return own
+end
+
 local function merge_plugin_fields(cfg, req)
   local plugin = dbplugins.get(cfg.plugin_name or "")
-  local own = plugin and plugin.config_fields or {}
+  local own = plugin_fields(plugin)
   for _, name in ipairs(dbplugins.names()) do
     for k in pairs(dbplugins.get(name).config_fields or {}) do
-      if own[k] == nil then
+      if own[k] == nil and CONFIG_FIELDS[k] == nil and
+         not INTERNAL_CONFIG[k] then
         if req.raw[k] ~= nil and req.raw[k] ~= json.null then
           coffer.bad_request(k .. " is not a setting of " ..
                              tostring(cfg.plugin_name))
@@ -595,7 +614,7 @@ local function read_config(req)
     for _, k in ipairs(plugin.secret_config_fields or {}) do
       secret[k] = true
     end
-    for k in pairs(plugin.config_fields) do
+    for k in pairs(plugin_fields(plugin)) do
       if not secret[k] and cfg[k] ~= nil then details[k] = cfg[k] end
     end
   end

@@ -521,7 +521,7 @@ static int run_cases(struct cli *ctx, const struct policy *pol,
         out_release(&err);
         drc = pol != NULL ? policy_trace_one(pol, name, &q, &tr, &why)
                           : policy_trace(NULL, &set, &q, &tr, &why);
-        ex = policy_explain_render(&tr, drc, &why, &q, &set, false);
+        ex = policy_explain_render(&tr, drc, &why, &q, &set, false, true);
         policy_trace_release(&tr);
         ok = (drc == 0) == want;
         ok ? pass++ : fail++;

@@ -39,10 +39,24 @@ function setToken(t) {
   updateChrome();
 }
 
+// Whether a path has a '.' or '..' segment, plain or percent-encoded:
+// the browser would resolve it before sending, so a crafted link (its
+// hash becomes part of a path) could point a request at another path.
+function hasDotSegment(path) {
+  return path.split('?')[0].split('/').some((seg) => {
+    let s = seg;
+    try { s = decodeURIComponent(seg); } catch (e) { return true; }
+    return s === '.' || s === '..';
+  });
+}
+
 // path is relative to /v1/; 'LIST' is GET with ?list=true (as Vault's CLI).
 async function api(method, path, body) {
   let m = String(method).toUpperCase();
   let url = '/v1/' + String(path).replace(/^\/+/, '');
+  if (hasDotSegment(url)) {
+    throw new ApiError(400, ['refused: the path "' + path + '" has a "." or ".." segment']);
+  }
   if (m === 'LIST') {
     m = 'GET';
     url += (url.includes('?') ? '&' : '?') + 'list=true';

@@ -117,7 +117,7 @@ static int check_trace(const struct policy *p, const char *path,
     struct errbuf why;
     struct strvec set = {0};
     int rc = policy_trace_one(p, "fuzz", &q, &tr, &why);
-    cJSON *o = policy_explain_render(&tr, rc, &why, &q, &set, false);
+    cJSON *o = policy_explain_render(&tr, rc, &why, &q, &set, false, true);
 
     FUZZ_CHECK(cJSON_GetObjectItemCaseSensitive(o, "reason") != NULL);
     cJSON_Delete(o);

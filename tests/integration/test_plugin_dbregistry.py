@@ -127,3 +127,22 @@ def test_bad_registration_stops_start_up_with_file_line(name):
         assert where in msg and what in msg, msg
     finally:
         shutil.rmtree(d)
+
+
+def test_plugin_field_shadowing_an_engine_field_is_refused(srv, pg, mount):
+    r = srv.req("POST", mount + "/config/shadow", json={
+        "plugin_name": "shadowing-postgresql-plugin",
+        "connection_url": pg.url(templated=True), "username": "postgres",
+        "password": "postgres", "region": "eu"})
+    assert r.status_code == 500, r.text
+    assert ("database plugin shadowing-postgresql-plugin declares the "
+            "config field password, which the engine owns") in r.text
+    assert srv.req("GET", mount + "/config/shadow").status_code == 404
+    # Other plugins' configs are not disturbed by its fields.
+    r = srv.req("POST", mount + "/config/plain", json={
+        "plugin_name": "postgresql-database-plugin",
+        "connection_url": pg.url(templated=True), "username": "postgres",
+        "password": "postgres"})
+    assert r.status_code in (200, 204), r.text
+    d = srv.req("GET", mount + "/config/plain").json()["data"]
+    assert "password" not in d["connection_details"]

@@ -165,6 +165,47 @@ def test_lua_policy_check_reason_with_file_and_line(server):
     assert d["allowed"] is True and d["lua"][0]["result"] == "allow"
 
 
+def test_self_explain_hides_lua_reasons_and_directories(server):
+    # The token holder learns which check said no, not its reason (the
+    # server log's and sudo's) nor where the policy files live.
+    tok, _ = token_for(server, ["local-only"])
+    body = {"path": "secret/data/local/x", "operation": "read",
+            "remote_addr": "10.0.0.7"}
+    d = ok_data(explain(server, body, token=tok, self_=True))
+    assert d["allowed"] is False
+    assert d["lua"] == [{
+        "policy": "local-only", "file": "local-only.lua", "line": 6,
+        "result": "deny", "reason": "", "reason_hidden": True}]
+    assert "not from 127.0.0.1" not in json.dumps(d)
+    assert POLICY_DIR not in json.dumps(d)
+    # sudo's explain of the same token shows both.
+    d = ok_data(explain(server, dict(body, token=tok)))
+    assert d["lua"][0]["reason"] == "not from 127.0.0.1"
+
+
+def test_cidr_bound_token_explained_as_refused_by_its_address(server):
+    # A token bound to token_bound_cidrs is refused before any policy when
+    # used from elsewhere: explain says so instead of naming a rule.
+    role = "cidr-" + os.urandom(4).hex()
+    r = server.req("POST", "auth/token/roles/" + role, json={
+        "allowed_policies": ["dev"], "token_bound_cidrs": ["10.0.0.0/8"]})
+    assert r.status_code == 204, r.text
+    r = server.req("POST", "auth/token/create/" + role,
+                   json={"policies": ["dev"]})
+    assert r.status_code == 200, r.text
+    tok = r.json()["auth"]["client_token"]
+    body = {"token": tok, "path": "secret/data/app/db",
+            "operation": "update", "data": {"k": "v"}}
+    assert server.req("PUT", "secret/data/app/db", token=tok,
+                      json={"data": {"k": "v"}}).status_code == 403
+    d = ok_data(explain(server, body))   # from the caller's 127.0.0.1
+    assert d["allowed"] is False and d["decisive"] is None
+    assert "token_bound_cidrs" in d["reason"] and "127.0.0.1" in d["reason"]
+    assert d["bound_cidrs"] == ["10.0.0.0/8"]
+    d = ok_data(explain(server, dict(body, remote_addr="10.1.2.3")))
+    assert d["allowed"] is True, d
+
+
 def test_sudo_path_and_root(server):
     d = ok_data(explain(server, {"policies": ["other"], "path": "sys/seal",
                                  "operation": "update"}))

@@ -11,6 +11,7 @@ console error and sent no request off the server's origin.
 
 import http.client
 import json
+import urllib.parse
 import os
 import sys
 import tempfile
@@ -427,6 +428,36 @@ def test_ui_unknown_route_stays_in_page(server, browser):
     b.goto(server.addr + "/ui/#/secrets")
     page_ready(b, "secrets")
     assert b.exists("#nav-secrets") and b.exists("#nav-leases")
+    assert_clean(b, server.addr)
+
+
+@needs_browser
+@pytest.mark.once
+def test_ui_crafted_link_cannot_redirect_api_calls(server, browser, kv1):
+    """A link whose route holds '..' segments (plain or %2e-encoded) must
+    not become a request to another API path: the browser would resolve
+    them before sending. The UI refuses such a path and says so."""
+    b = browser
+    b.goto(server.addr + "/ui/")
+    b.eval("sessionStorage.setItem('coffer.token', %s); true"
+           % json.dumps(server.token))
+    evil = "../../sys/mounts/" + kv1
+    b.goto(server.addr + "/ui/#/secrets/%s/show/%s"
+           % (kv1, urllib.parse.quote(evil, safe="")))
+    b.wait_until("document.body.innerText.includes('segment')")
+    assert 'has a "." or ".." segment' in b.text('.error[role="alert"]')
+    # Percent-encoded dots reach the server as a literal key (404), never
+    # as a path of their own; the database page's links likewise.
+    for route in ("secrets/%s/show/%s" % (kv1, urllib.parse.quote(
+                      "%2e%2e/%2E%2e/sys/mounts/" + kv1, safe="")),
+                  "database/x/role/" + urllib.parse.quote(
+                      "../../sys/mounts/" + kv1, safe="")):
+        b.goto(server.addr + "/ui/#/" + route)
+        b.wait_for('.error[role="alert"]')
+    assert not any(u.rstrip("/").endswith("/v1/sys/mounts/" + kv1)
+                   for u in b.requests()), b.requests()
+    # The mount is still there and nothing was deleted through it.
+    assert server.req("GET", "sys/mounts").json()["data"].get(kv1 + "/")
     assert_clean(b, server.addr)
 
 

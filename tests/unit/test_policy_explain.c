@@ -118,7 +118,7 @@ static cJSON *explain_for(const char *csv, const char *path, enum req_op op,
 
     token_of(&t, csv);
     request_of(&q, path, op, data);
-    o = policy_explain(&t, NULL, &q);
+    o = policy_explain(&t, NULL, &q, true);
     request_release(&q);
     strvec_release(&t.policies);
     return o;
@@ -260,6 +260,32 @@ TEST(lua_check_reported_with_file_and_line)
     cJSON_Delete(o);
 }
 
+/* A token asking about itself learns which check said no, not why, and
+ * not where the server keeps its policy files. */
+TEST(lua_reason_and_directory_hidden_unless_full)
+{
+    struct token t;
+    struct request q;
+    cJSON *o;
+    const cJSON *l;
+
+    token_of(&t, "gate");
+    request_of(&q, "secret/gate/a", OP_READ, "{\"pass\": \"no\"}");
+    o = policy_explain(&t, NULL, &q, false);
+    l = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "lua"), 0);
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "allowed")));
+    CHECK_STREQ(member_str(l, "file", NULL), "gate.lua");
+    CHECK_EQ_INT(cJSON_GetObjectItemCaseSensitive(l, "line")->valueint, 12);
+    CHECK_STREQ(member_str(l, "result", NULL), "deny");
+    CHECK_STREQ(member_str(l, "reason", NULL), "");
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(l, "reason_hidden")));
+    CHECK(strstr(member_str(o, "reason", NULL), "no pass given") == NULL);
+    CHECK(strstr(member_str(o, "reason", NULL), "\"gate\" said no") != NULL);
+    cJSON_Delete(o);
+    request_release(&q);
+    strvec_release(&t.policies);
+}
+
 /* ============================================ generated: no drift == */
 
 static unsigned rng_state = 12345;
@@ -353,7 +379,7 @@ static void one_case(size_t k, const char *set, const struct token *t)
     rc0 = policy_check(t, &q, &why0);
     rc1 = policy_trace(t, NULL, &q, &tr1, &why1);
     rc2 = policy_trace(NULL, &t->policies, &q, &tr2, &why2);
-    ex = policy_explain(t, NULL, &q);
+    ex = policy_explain(t, NULL, &q, true);
     if (rc0 != rc1 || rc0 != rc2 ||
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ex, "allowed")) !=
             (rc0 == 0) ||
@@ -458,6 +484,7 @@ int main(int argc, char **argv)
     RUN(parameter_constraint_named);
     RUN(no_rule_and_sudo_and_root);
     RUN(lua_check_reported_with_file_and_line);
+    RUN(lua_reason_and_directory_hidden_unless_full);
     RUN(generated_decisions_equal_the_real_check);
     RUN(explain_sees_policy_changes);
     RUN(offline_trace_matches_stored);
