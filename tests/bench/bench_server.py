@@ -571,6 +571,36 @@ def direct_drop(pg, n):
     return {"rps": n / secs, "seconds": secs, "retries": sum(retries)}
 
 
+def cpu_by_priority(pid):
+    """CPU seconds of pid's threads so far: (revocation workers, the rest).
+    The workers are the threads running at a higher nice value than the
+    main thread (lease.c's lower_priority); under `nice -n 10` they run
+    at the server's own priority and count as the rest. A thread gone
+    since is not counted."""
+    threads = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime + stime, nice (fields 14, 15 and 19 of proc(5))
+        threads.append((int(tid), int(fields[11]) + int(fields[12]),
+                        int(fields[16])))
+    base = min((n for t, _, n in threads if t == pid), default=0)
+    workers = sum(c for _, c, n in threads if n > base)
+    rest = sum(c for _, c, n in threads if n <= base)
+    return workers / CLK_TCK, rest / CLK_TCK
+
+
+def gone_after(timeline, made, share):
+    """Seconds after the resume when `share` of the roles were gone."""
+    for t, left in timeline:
+        if made - left >= share * made:
+            return t
+    return None
+
+
 def expire_together(kind, srv, pg, leases, rate, on_resume=None):
     """Issues `leases` credentials due at the same second and watches
     their roles vanish from pg_roles. Granted TTLs are whole seconds, so
@@ -590,6 +620,7 @@ def expire_together(kind, srv, pg, leases, rate, on_resume=None):
     srv.proc.send_signal(signal.SIGSTOP)
     while time.time() < due_max + 0.2:
         time.sleep(0.01)
+    cpu0 = cpu_by_priority(srv.proc.pid)
     srv.proc.send_signal(signal.SIGCONT)
     resumed = time.time()
     if on_resume:
@@ -597,6 +628,7 @@ def expire_together(kind, srv, pg, leases, rate, on_resume=None):
     conn = pg.connect()
     conn.autocommit = True
     first = last = None
+    timeline = []
     deadline = time.monotonic() + 60 + leases / 20.0
     with conn.cursor() as cur:
         while time.monotonic() < deadline:
@@ -604,6 +636,7 @@ def expire_together(kind, srv, pg, leases, rate, on_resume=None):
                         "'%-mass-%'")
             left = cur.fetchone()[0]
             now = time.time()
+            timeline.append((now - resumed, left))
             if first is None and left < made:
                 first = now
             if left == 0:
@@ -611,6 +644,7 @@ def expire_together(kind, srv, pg, leases, rate, on_resume=None):
                 break
             time.sleep(0.05)
     conn.close()
+    cpu1 = cpu_by_priority(srv.proc.pid)
     after = lease_counters(srv)
     if last is None:
         fail("%s expiry: %d roles still exist %.0fs after they were due"
@@ -622,6 +656,10 @@ def expire_together(kind, srv, pg, leases, rate, on_resume=None):
             "server_counters": {k: after[k] - before[k] for k in after},
             "first_gone_after_resume_s": first - resumed,
             "last_gone_after_resume_s": last - resumed,
+            "half_gone_after_resume_s": gone_after(timeline, made, 0.5),
+            "p90_gone_after_resume_s": gone_after(timeline, made, 0.9),
+            "server_cpu_s": {"workers": cpu1[0] - cpu0[0],
+                             "rest": cpu1[1] - cpu0[1]},
             "coffer_rps": made / span}
 
 
@@ -630,7 +668,7 @@ def part_expiry(kind, srv, pg, token, args, issue_rate):
     warm_up(kind, srv, token)
     idle_before = run_wrk(url, token, STORM_CONNS, args.seconds,
                           "%s kv idle" % kind)
-    rate = max(20.0, 0.5 * issue_rate) if issue_rate else 50.0
+    rate = max(20.0, 0.5 * issue_rate) if issue_rate else args.issue_rate
     wrk = []
     res = expire_together(kind, srv, pg, args.leases, rate,
                           lambda: wrk.append(start_wrk(url, token,
@@ -659,12 +697,17 @@ def part_expiry(kind, srv, pg, token, args, issue_rate):
     counters = res["server_counters"]
     note("  expiry %d leases (issued in %.0fs, due %+.1fs..%+.1fs of the "
          "target, all due when the server resumed): first role gone "
-         "%+.2fs, last %+.2fs after; coffer %.0f "
+         "%+.2fs, half %+.2fs, 90%% %+.2fs, last %+.2fs after (server CPU "
+         "meanwhile: revocation workers %.2f s, other threads %.2f s); "
+         "coffer %.0f "
          "revocations/s (server: %d revoked, %d failed attempts, %d database "
          "errors), direct DROP ROLE %.0f/s (%d retries), ratio %.2f" % (
              res["leases"], res["issue_seconds"], res["due_spread_s"][0],
              res["due_spread_s"][1], res["first_gone_after_resume_s"],
-             res["last_gone_after_resume_s"], res["coffer_rps"],
+             res["half_gone_after_resume_s"], res["p90_gone_after_resume_s"],
+             res["last_gone_after_resume_s"],
+             res["server_cpu_s"]["workers"], res["server_cpu_s"]["rest"],
+             res["coffer_rps"],
              counters["revoke_success"], counters["revoke_failure"],
              counters["db_errors"], direct["rps"], direct["retries"],
              res["ratio"]))
@@ -787,6 +830,10 @@ def main():
     ap.add_argument("--leases", type=int, default=None,
                     help="leases in the mass expiry (default 10000; 1000 "
                          "with --quick)")
+    ap.add_argument("--issue-rate", type=float, default=50.0,
+                    help="credentials/s the expiry's issuance is planned "
+                         "for when the issuance part did not run "
+                         "(default 50)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 2 s per point, 1,000 leases")
     ap.add_argument("--only", default=",".join(PARTS),
@@ -802,7 +849,7 @@ def main():
     kinds = [k for k in args.kinds.split(",") if k]
     bad = [p for p in args.only if p not in PARTS] + \
         [k for k in kinds if k not in KINDS]
-    if bad or args.seconds < 1 or args.leases < 1:
+    if bad or args.seconds < 1 or args.leases < 1 or args.issue_rate < 1:
         ap.error("unknown part or kind, or bad number: %s" % bad)
 
     pg = DefaultPg(dbname="bench")
