@@ -68,6 +68,7 @@ PGPORT=$port PGUSER=postgres COFFER=$bin sh "$here/dynamic-postgres.sh" >/dev/nu
 cat <<MSG
 
 Coffer dev server:   http://$addr   (root token: $token)
+Web UI:              http://$addr/ui/   (log in with the token)
 Scratch PostgreSQL:  127.0.0.1:$port, database myapp (user postgres, password postgres)
 
 Get database credentials, in another shell:
