@@ -24,6 +24,7 @@ from realserver import RealServer
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "ui"))
 import cdp  # noqa: E402
+import jose_fixtures as jf  # noqa: E402
 
 UI_DIR = os.path.join(ROOT, "src", "ui")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -526,6 +527,24 @@ def test_ui_login_userpass_approle_jwt(server, browser):
                              json={"role": "r", "jwt": "e30.e30.x"}).json()
         assert b.text("#login-result .error") == "\n".join(refused["errors"])
         assert b.eval("sessionStorage.getItem('coffer.token')") is None
+
+        # A signed JWT from a key the mount trusts logs in.
+        key = jf.Key("ES256")
+        r = server.req("POST", "auth/%s/config" % jw,
+                       json={"jwt_validation_pubkeys": [key.public_pem]})
+        assert r.status_code == 204, r.text
+        r = server.req("POST", "auth/%s/role/r" % jw, json={
+            "role_type": "jwt", "user_claim": "email",
+            "bound_audiences": ["coffer-ui-test"],
+            "token_policies": ["default"]})
+        assert r.status_code == 204, r.text
+        signed = key.sign(jf.claims(sub="ci", email="ci@acme.test",
+                                    aud="coffer-ui-test"), kid=False)
+        login("jwt", jw, [("#login-role", "r"), ("#login-jwt", signed)])
+        page_ready(b, "secrets")
+        tok = b.eval("sessionStorage.getItem('coffer.token')")
+        me = server.req("GET", "auth/token/lookup-self", token=tok).json()
+        assert me["data"]["meta"]["role"] == "r", me
         assert_clean(b, server.addr)
     finally:
         for path in (up, ar, jw):
