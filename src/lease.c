@@ -43,6 +43,8 @@
 #include "crypto.h"
 #include "heap.h"
 #include "json.h"
+#include "json_write.h"
+#include "lease_record.h"
 #include "lease_standby.h"
 #include "log.h"
 #include "mount.h"
@@ -55,8 +57,6 @@
 /* Workers at once on one mount's expiries while they come in batches. */
 #define LEASE_BATCH_LANES 4
 
-#define ID_PREFIX "sys/expire/id/"
-#define TOKEN_PREFIX "sys/expire/token/"
 #define PENDING_GRACE_MS (5 * 60 * 1000)
 /* Due leases of one mount a worker revokes with one revoke_batch call. */
 #define DUE_BATCH_MAX 64
@@ -139,89 +139,81 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void format_ms(int64_t ms, char *out, size_t n)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-
-    time_format_rfc3339(ts, out, n);
-}
-
 /* True when token_hmac names a live token (lease_config.token_alive). */
 static bool token_alive(const char *token_hmac)
 {
     return conf.token_alive == NULL || conf.token_alive(token_hmac);
 }
 
-static char *record_key(const char *id)
+/*
+ * Appends id's stored record text to out (initialised by the caller).
+ * 0, COFFER_ENOTFOUND, or another error (logged).
+ */
+static int read_record(const char *id, struct buf *out)
 {
-    size_t n = strlen(ID_PREFIX) + strlen(id) + 1;
-    char *k = xmalloc(n);
+    char *key = lrec_key(id);
+    int rc = storage_get(store, key, out);
 
-    snprintf(k, n, "%s%s", ID_PREFIX, id);
-    return k;
+    if (rc != 0 && rc != COFFER_ENOTFOUND)
+        log_error("lease: reading %s failed: %s", id, coffer_strerror(rc));
+    free(key);
+    return rc;
 }
 
-static char *token_index_key(const char *token_hmac, const char *id)
+/* A stored record text parsed, or NULL when corrupt (logged). */
+static cJSON *parse_record(const char *id, const struct buf *stored)
 {
-    unsigned char digest[32];
-    char hex[65];
-    size_t n = strlen(TOKEN_PREFIX) + strlen(token_hmac) + 66;
-    char *k = xmalloc(n);
+    cJSON *rec = cJSON_ParseWithLength(stored->ptr, stored->len);
 
-    crypto_sha256(id, strlen(id), digest);
-    crypto_hex(digest, sizeof(digest), hex);
-    snprintf(k, n, "%s%s/%s", TOKEN_PREFIX, token_hmac, hex);
-    return k;
-}
-
-static void rec_set_num(cJSON *rec, const char *key, double v)
-{
-    cJSON_DeleteItemFromObjectCaseSensitive(rec, key);
-    cJSON_AddNumberToObject(rec, key, v);
-}
-
-static void rec_set_str(cJSON *rec, const char *key, const char *v)
-{
-    cJSON_DeleteItemFromObjectCaseSensitive(rec, key);
-    cJSON_AddStringToObject(rec, key, v);
-}
-
-static void rec_set_bool(cJSON *rec, const char *key, bool v)
-{
-    cJSON_DeleteItemFromObjectCaseSensitive(rec, key);
-    cJSON_AddBoolToObject(rec, key, v);
+    if (!cJSON_IsObject(rec)) {
+        log_error("lease: record %s is corrupt", id);
+        cJSON_Delete(rec);
+        rec = NULL;
+    }
+    return rec;
 }
 
 /* Returns the record, or NULL when missing or unreadable (logged). */
 static cJSON *load_record(const char *id)
 {
-    char *key = record_key(id);
     struct buf stored;
     cJSON *rec = NULL;
-    int rc;
 
     buf_init(&stored, 0);
-    rc = storage_get(store, key, &stored);
-    if (rc == 0) {
-        rec = cJSON_ParseWithLength(stored.ptr, stored.len);
-        if (!cJSON_IsObject(rec)) {
-            log_error("lease: record %s is corrupt", id);
-            cJSON_Delete(rec);
-            rec = NULL;
-        }
-    } else if (rc != COFFER_ENOTFOUND) {
-        log_error("lease: reading %s failed: %s", id, coffer_strerror(rc));
-    }
+    if (read_record(id, &stored) == 0)
+        rec = parse_record(id, &stored);
     buf_release(&stored);
-    free(key);
     return rec;
+}
+
+/*
+ * rec's text as stored: byte for byte what cJSON_PrintUnformatted gives,
+ * written by json_write.c without a sprintf per number. A new string of
+ * *len bytes, or NULL past the buffer's ceiling.
+ */
+static char *record_text(const cJSON *rec, size_t *len)
+{
+    struct buf b;
+    struct json_writer w;
+
+    buf_init(&b, 0);
+    json_write_init(&w, &b);
+    json_write_value(&w, rec);
+    *len = 0;
+    if (w.rc != 0) {
+        buf_release(&b);
+        return NULL;
+    }
+    return buf_detach(&b, len);
 }
 
 static int save_record(const cJSON *rec)
 {
-    char *key = record_key(json_get_str(rec, "id", ""));
-    char *text = cJSON_PrintUnformatted(rec);
-    int rc = storage_put(store, key, text, strlen(text));
+    char *key = lrec_key(json_get_str(rec, "id", ""));
+    size_t len;
+    char *text = record_text(rec, &len);
+    int rc = text != NULL ? storage_put(store, key, text, len)
+                          : COFFER_ETOOBIG;
 
     secure_free_str(text);
     free(key);
@@ -233,8 +225,8 @@ static int delete_record(const cJSON *rec)
 {
     const char *id = json_get_str(rec, "id", "");
     const char *tok = json_get_str(rec, "token", "");
-    char *key = record_key(id);
-    char *tkey = tok[0] ? token_index_key(tok, id) : NULL;
+    char *key = lrec_key(id);
+    char *tkey = tok[0] ? lrec_token_key(tok, id) : NULL;
     struct storage_op ops[2] = {
         {STORAGE_OP_DELETE, key, NULL, 0},
         {STORAGE_OP_DELETE, tkey, NULL, 0},
@@ -246,17 +238,12 @@ static int delete_record(const cJSON *rec)
     return rc;
 }
 
-static bool rec_is_pending(const cJSON *rec)
-{
-    return strcmp(json_get_str(rec, "state", ""), "pending") == 0;
-}
-
 /* A record was stored: count it as live (and pending if it is). */
 static void count_added(const cJSON *rec)
 {
     pthread_mutex_lock(&mu);
     live_leases++;
-    if (rec_is_pending(rec))
+    if (lrec_is_pending(rec))
         pending_leases++;
     pthread_mutex_unlock(&mu);
     atomic_fetch_add(&stat_created, 1);
@@ -269,7 +256,7 @@ static void uncount_records(const cJSON *const *recs, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (live_leases > 0)
             live_leases--;
-        if (rec_is_pending(recs[i]) && pending_leases > 0)
+        if (lrec_is_pending(recs[i]) && pending_leases > 0)
             pending_leases--;
     }
     pthread_mutex_unlock(&mu);
@@ -302,10 +289,10 @@ static int drop_records(const cJSON *const *recs, size_t n)
         const char *id = json_get_str(recs[i], "id", "");
         const char *tok = json_get_str(recs[i], "token", "");
         ops[nops].kind = STORAGE_OP_DELETE;
-        ops[nops++].key = record_key(id);
+        ops[nops++].key = lrec_key(id);
         if (tok[0] != '\0') {
             ops[nops].kind = STORAGE_OP_DELETE;
-            ops[nops++].key = token_index_key(tok, id);
+            ops[nops++].key = lrec_token_key(tok, id);
         }
     }
     rc = storage_batch(store, ops, nops);
@@ -481,12 +468,12 @@ static void note_failure(cJSON *rec, const char *why)
     double delay = backoff_seconds(attempts);
     const char *id = json_get_str(rec, "id", "");
 
-    rec_set_num(rec, "attempts", attempts);
-    rec_set_str(rec, "last_error", why);
+    lrec_set_num(rec, "attempts", attempts);
+    lrec_set_str(rec, "last_error", why);
     if (attempts == conf.irrevocable_after)
         atomic_fetch_add(&stat_irrevocable, 1);
     if (attempts >= conf.irrevocable_after)
-        rec_set_bool(rec, "irrevocable", true);
+        lrec_set_bool(rec, "irrevocable", true);
     if (save_record(rec) != 0)
         log_error("lease: saving the failure of %s failed", id);
     log_warn("lease: revoking %s failed (attempt %d, next in %.1fs): %s", id,
@@ -960,7 +947,7 @@ static int walk_ids(const char *prefix, id_visit_fn fn, void *arg)
         if (str_has_suffix(full, "/"))
             rc = walk_ids(full, fn, arg);
         else
-            fn(arg, full + strlen(ID_PREFIX));
+            fn(arg, full + strlen(LEASE_ID_PREFIX));
         free(full);
     }
     strvec_release(&keys);
@@ -976,7 +963,7 @@ static int restore_running(void *arg, const char *key, const void *value,
 
     (void)arg;
     pthread_mutex_lock(&mu);
-    lease_restore_record(&heap, key + strlen(ID_PREFIX), value, len,
+    lease_restore_record(&heap, key + strlen(LEASE_ID_PREFIX), value, len,
                          now_ms(), &c);
     live_leases += c.live;
     pending_leases += c.pending;
@@ -1020,7 +1007,7 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
     heap_init(&heap);
     strvec_init(&claims);
     stopping = false;
-    rc = lease_restore_heap(store, ID_PREFIX, &heap, &c, &reconcile, err);
+    rc = lease_restore_heap(store, LEASE_ID_PREFIX, &heap, &c, &reconcile, err);
     if (rc != 0)
         return rc;
     live_leases = c.live;
@@ -1039,7 +1026,7 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
     started = true;
     log_info("lease: expirations running");
     if (reconcile)
-        lease_standby_reconcile_start(store, ID_PREFIX, restore_running,
+        lease_standby_reconcile_start(store, LEASE_ID_PREFIX, restore_running,
                                       schedule_running, NULL);
     return 0;
 }
@@ -1073,70 +1060,30 @@ void lease_shutdown(void)
 /* ============================================================ issuance == */
 
 /*
- * Everything a new lease record is built from. A pending lease (an engine
- * is about to create something) has no TTL yet; a token lease is active
- * from the start and carries its TTL, max TTL and renewability.
+ * Stores a new record and, when it has a token, its index entry, at once.
+ * With text_out, the stored text (*len_out bytes) is handed over on
+ * success.
  */
-struct lease_spec {
-    const char *id;
-    const struct mount *mount;
-    const char *path;          /* request path the lease was issued on */
-    const char *secret_type;
-    cJSON *internal;           /* taken over by the record */
-    const char *token_hmac;    /* the token that asked; "" = none */
-    struct timespec issued;
-    int64_t expire_ms;
-    bool active;               /* else pending */
-    int64_t ttl, max_ttl;      /* only for active records */
-    bool renewable;
-};
-
-/* The one builder of lease records (lease.h lists the fields). */
-static cJSON *build_record(const struct lease_spec *s)
-{
-    cJSON *rec = cJSON_CreateObject();
-    char when[64];
-
-    time_format_rfc3339(s->issued, when, sizeof(when));
-    cJSON_AddStringToObject(rec, "id", s->id);
-    cJSON_AddStringToObject(rec, "path", s->path);
-    cJSON_AddStringToObject(rec, "mount_path", s->mount->path);
-    cJSON_AddStringToObject(rec, "mount_uuid", s->mount->uuid);
-    cJSON_AddStringToObject(rec, "secret_type", s->secret_type);
-    cJSON_AddItemToObject(rec, "internal", s->internal);
-    cJSON_AddStringToObject(rec, "token", s->token_hmac);
-    cJSON_AddStringToObject(rec, "issue_time", when);
-    cJSON_AddNumberToObject(rec, "issue_ms",
-                            (double)s->issued.tv_sec * 1000 +
-                                s->issued.tv_nsec / 1000000);
-    cJSON_AddNumberToObject(rec, "expire_ms", (double)s->expire_ms);
-    if (s->active) {
-        cJSON_AddNumberToObject(rec, "ttl", (double)s->ttl);
-        cJSON_AddNumberToObject(rec, "max_ttl", (double)s->max_ttl);
-        cJSON_AddBoolToObject(rec, "renewable", s->renewable);
-    }
-    cJSON_AddStringToObject(rec, "state", s->active ? "active" : "pending");
-    return rec;
-}
-
-/* Stores a new record and, when it has a token, its index entry, at once. */
-static int store_new_record(const cJSON *rec, struct errbuf *err)
+static int store_new_record(const cJSON *rec, char **text_out,
+                            size_t *len_out, struct errbuf *err)
 {
     const char *id = json_get_str(rec, "id", "");
     const char *tok = json_get_str(rec, "token", "");
-    char *key = record_key(id);
-    char *tkey = tok[0] ? token_index_key(tok, id) : NULL;
-    char *text = cJSON_PrintUnformatted(rec);
+    char *key = lrec_key(id);
+    char *tkey = tok[0] ? lrec_token_key(tok, id) : NULL;
+    size_t len;
+    char *text = record_text(rec, &len);
     struct storage_op ops[2] = {
-        {STORAGE_OP_PUT, key, text, strlen(text)},
+        {STORAGE_OP_PUT, key, text, len},
         {STORAGE_OP_PUT, tkey, id, strlen(id)},
     };
-    int rc;
+    int rc = COFFER_ETOOBIG;
 
     /* Before it is stored: a reconciliation that reads it must know it
      * is counted already. */
     lease_standby_known(id);
-    rc = storage_batch(store, ops, tkey ? 2 : 1);
+    if (text != NULL)
+        rc = storage_batch(store, ops, tkey ? 2 : 1);
     if (rc == 0)
         count_added(rec);
     if (rc != 0)
@@ -1144,6 +1091,11 @@ static int store_new_record(const cJSON *rec, struct errbuf *err)
                    strcmp(json_get_str(rec, "secret_type", ""), "token") == 0
                        ? "token " : "",
                    coffer_strerror(rc));
+    if (rc == 0 && text_out != NULL) {
+        *text_out = text;
+        *len_out = len;
+        text = NULL;
+    }
     secure_free_str(text);
     free(key);
     free(tkey);
@@ -1178,36 +1130,68 @@ static char *lease_id_join(const char *path, const char *suffix)
     return id;
 }
 
+struct lease_pending {
+    char *id;
+    cJSON *rec;  /* the record as stored; NULL once activation used it */
+    char *text;  /* its stored text, byte for byte; NULL with rec */
+    size_t len;
+};
+
+const char *lease_pending_id(const struct lease_pending *p)
+{
+    return p->id;
+}
+
+/* Activation used the copy (or gave up on it): storage decides from now. */
+static void pending_drop_copy(struct lease_pending *p)
+{
+    cJSON_Delete(p->rec);
+    p->rec = NULL;
+    secure_free_str(p->text);
+    p->text = NULL;
+    p->len = 0;
+}
+
+void lease_pending_free(struct lease_pending *p)
+{
+    if (p == NULL)
+        return;
+    pending_drop_copy(p);
+    free(p->id);
+    free(p);
+}
+
 int lease_create_pending(const struct mount *m, const char *request_path,
-                         const char *secret_type, const cJSON *internal,
-                         const char *token_hmac, char **lease_id,
+                         const char *secret_type, cJSON *internal,
+                         const char *token_hmac, struct lease_pending **out,
                          struct errbuf *err)
 {
-    char suffix[CRYPTO_ID_LEN + 1], *id;
+    char suffix[CRYPTO_ID_LEN + 1];
     struct lease_spec spec = {
         .mount = m,
         .path = request_path,
         .secret_type = secret_type,
+        .internal = internal != NULL ? internal : cJSON_CreateObject(),
         .token_hmac = token_hmac ? token_hmac : "",
         .issued = time_now(),
     };
-    cJSON *rec = NULL;
+    struct lease_pending *p;
     int rc;
 
-    *lease_id = NULL;
+    *out = NULL;
     rc = crypto_random_base62(suffix, CRYPTO_ID_LEN);
     if (rc != 0) {
+        cJSON_Delete(spec.internal);
         errbuf_set(err, "random number generator failed");
         return rc;
     }
-    id = lease_id_join(request_path, suffix);
-    spec.id = id;
-    spec.internal = internal ? cJSON_Duplicate(internal, 1)
-                             : cJSON_CreateObject();
+    p = xcalloc(1, sizeof(*p));
+    p->id = lease_id_join(request_path, suffix);
+    spec.id = p->id;
     /* Revoked at start-up if Coffer stops before lease_activate. */
     spec.expire_ms = now_ms() + PENDING_GRACE_MS;
-    rec = build_record(&spec);
-    rc = store_new_record(rec, err);
+    p->rec = lrec_build(&spec);
+    rc = store_new_record(p->rec, &p->text, &p->len, err);
     /*
      * Checked after the index entry is stored, not before: a revocation
      * of the token that lists its leases after this point finds the
@@ -1215,16 +1199,14 @@ int lease_create_pending(const struct mount *m, const char *request_path,
      * token, which this check sees. Either way no lease outlives it.
      */
     if (rc == 0 && spec.token_hmac[0] && !token_alive(spec.token_hmac)) {
-        drop_unissued(id);
+        drop_unissued(p->id);
         errbuf_set(err, "the token that asked for this lease was revoked");
         rc = COFFER_EPERM;
     }
-    if (rc == 0) {
-        *lease_id = id;
-        id = NULL;
-    }
-    cJSON_Delete(rec);
-    free(id);
+    if (rc == 0)
+        *out = p;
+    else
+        lease_pending_free(p);
     return rc;
 }
 
@@ -1254,8 +1236,8 @@ int lease_register_token(const struct mount *m, const char *path,
     spec.expire_ms = (int64_t)spec.issued.tv_sec * 1000 +
                      spec.issued.tv_nsec / 1000000 + ttl * 1000;
     cJSON_AddStringToObject(spec.internal, "token", token_hmac);
-    rec = build_record(&spec);
-    rc = store_new_record(rec, err);
+    rec = lrec_build(&spec);
+    rc = store_new_record(rec, NULL, NULL, err);
     if (rc == 0) {
         schedule(id, spec.expire_ms);
         *lease_id = id;
@@ -1275,10 +1257,10 @@ int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl)
     claim(lease_id);
     rec = load_record(lease_id);
     if (rec != NULL) {
-        format_ms(now_ms(), when, sizeof(when));
-        rec_set_num(rec, "expire_ms", (double)expire_unix * 1000);
-        rec_set_num(rec, "ttl", (double)ttl);
-        rec_set_str(rec, "last_renewal", when);
+        lrec_format_ms(now_ms(), when, sizeof(when));
+        lrec_set_num(rec, "expire_ms", (double)expire_unix * 1000);
+        lrec_set_num(rec, "ttl", (double)ttl);
+        lrec_set_str(rec, "last_renewal", when);
         rc = save_record(rec);
         if (rc == 0)
             schedule(lease_id, expire_unix * 1000);
@@ -1288,30 +1270,68 @@ int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl)
     return rc;
 }
 
-int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
-                   int64_t max_ttl, bool renewable, int64_t *granted,
-                   struct errbuf *err)
+/*
+ * p's record as storage holds it now (the caller holds the claim): p's
+ * own copy while the stored text is byte for byte the one p stored, so
+ * nothing changed it since; else what is stored, parsed into *loaded for
+ * the caller to free, exactly what load_record gives (NULL when gone).
+ */
+static cJSON *current_pending(struct lease_pending *p, cJSON **loaded)
 {
-    cJSON *rec;
+    struct buf stored;
+    cJSON *rec = NULL;
+
+    *loaded = NULL;
+    buf_init(&stored, 0);
+    if (read_record(p->id, &stored) == 0) {
+        if (p->text != NULL && stored.len == p->len &&
+            memcmp(stored.ptr, p->text, p->len) == 0)
+            rec = p->rec;
+        else
+            rec = *loaded = parse_record(p->id, &stored);
+    }
+    buf_release(&stored);
+    return rec;
+}
+
+int lease_activate(struct lease_pending *p, const struct mount *m,
+                   int64_t ttl, int64_t max_ttl, bool renewable,
+                   int64_t *granted, struct errbuf *err)
+{
+    const char *lease_id = p->id;
+    cJSON *rec, *loaded;
     int64_t max, t, issue;
     int rc = COFFER_ENOTFOUND;
 
     /* Claimed: a revocation racing the activation must not be undone by
-     * the save below, which would bring a deleted record back. */
+     * the save below, which would bring a deleted record back; and the
+     * stored record is read under it, so p's copy is used only if it is
+     * still exactly what storage holds. */
     claim(lease_id);
-    rec = load_record(lease_id);
-    if (rec == NULL || strcmp(json_get_str(rec, "state", ""), "pending") != 0) {
+    rec = current_pending(p, &loaded);
+    if (rec == NULL || !lrec_is_pending(rec)) {
         errbuf_set(err, "lease %s is not pending", lease_id);
+        goto out;
+    }
+    /* Revoked while it was being issued (asynchronously: a token
+     * revocation, revoke with sync=false) and not yet by a worker, whose
+     * attempt may have failed and wait for a retry: activating would move
+     * its expiry out and lose the revocation. The record stays, due now,
+     * and the caller drops what it created. */
+    if (cJSON_GetObjectItemCaseSensitive(rec, "end_reason") != NULL) {
+        errbuf_set(err, "lease %s was revoked while it was being issued",
+                   lease_id);
+        rc = COFFER_EPERM;
         goto out;
     }
     mount_resolve_ttl(m, ttl, max_ttl, &t, &max);
     issue = json_get_int(rec, "issue_ms", 0);
-    rec_set_str(rec, "state", "active");
+    lrec_set_str(rec, "state", "active");
     /* Renewals without an increment get the TTL the lease started with. */
-    rec_set_num(rec, "ttl", (double)t);
-    rec_set_num(rec, "max_ttl", (double)max);
-    rec_set_num(rec, "expire_ms", (double)(issue + t * 1000));
-    rec_set_bool(rec, "renewable", renewable);
+    lrec_set_num(rec, "ttl", (double)t);
+    lrec_set_num(rec, "max_ttl", (double)max);
+    lrec_set_num(rec, "expire_ms", (double)(issue + t * 1000));
+    lrec_set_bool(rec, "renewable", renewable);
     rc = save_record(rec);
     if (rc != 0) {
         errbuf_set(err, "storing the lease failed: %s", coffer_strerror(rc));
@@ -1324,7 +1344,8 @@ int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
     *granted = t;
     schedule(lease_id, issue + t * 1000);
 out:
-    cJSON_Delete(rec);
+    cJSON_Delete(loaded);
+    pending_drop_copy(p);
     unclaim(lease_id);
     return rc;
 }
@@ -1370,7 +1391,7 @@ static void enqueue_batch_job(void *arg, const char *id)
 int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err)
 {
     struct batch b = {.force = force};
-    size_t n = strlen(ID_PREFIX) + strlen(prefix) + 2;
+    size_t n = strlen(LEASE_ID_PREFIX) + strlen(prefix) + 2;
     char *key = xmalloc(n);
     cJSON *exact = load_record(prefix);
     int rc = 0;
@@ -1378,7 +1399,7 @@ int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err)
     if (exact != NULL) {
         enqueue_batch_job(&b, prefix);
     } else {
-        snprintf(key, n, "%s%s%s", ID_PREFIX, prefix,
+        snprintf(key, n, "%s%s%s", LEASE_ID_PREFIX, prefix,
                  prefix[0] == '\0' || str_has_suffix(prefix, "/") ? "" : "/");
         rc = walk_ids(key, enqueue_batch_job, &b);
     }
@@ -1409,7 +1430,7 @@ static void expire_now(const char *id, const char *reason)
     claim(id);
     rec = load_record(id);
     if (rec != NULL) {
-        rec_set_num(rec, "expire_ms", (double)now_ms());
+        lrec_set_num(rec, "expire_ms", (double)now_ms());
         /* Why it ends, for the revoked hook (audit) when a worker does it. */
         cJSON_DeleteItemFromObjectCaseSensitive(rec, "end_reason");
         cJSON_AddStringToObject(rec, "end_reason", reason);
@@ -1429,11 +1450,11 @@ void lease_revoke_async(const char *lease_id)
 /* Token revocation does not wait for the engines: see expire_now. */
 void lease_revoke_token(const char *token_hmac, const char *revoking_lease_id)
 {
-    size_t n = strlen(TOKEN_PREFIX) + strlen(token_hmac) + 2;
+    size_t n = strlen(LEASE_TOKEN_PREFIX) + strlen(token_hmac) + 2;
     char *prefix = xmalloc(n);
     struct strvec keys;
 
-    snprintf(prefix, n, "%s%s/", TOKEN_PREFIX, token_hmac);
+    snprintf(prefix, n, "%s%s/", LEASE_TOKEN_PREFIX, token_hmac);
     strvec_init(&keys);
     if (storage_list(store, prefix, &keys) == 0) {
         for (size_t i = 0; i < keys.n; i++) {
@@ -1480,11 +1501,11 @@ int lease_count_matching(const char *prefix, const char *key,
                          const char *value, size_t *count)
 {
     struct count_run run = {key, value, 0};
-    size_t n = strlen(ID_PREFIX) + strlen(prefix) + 1;
+    size_t n = strlen(LEASE_ID_PREFIX) + strlen(prefix) + 1;
     char *full = xmalloc(n);
     int rc;
 
-    snprintf(full, n, "%s%s", ID_PREFIX, prefix);
+    snprintf(full, n, "%s%s", LEASE_ID_PREFIX, prefix);
     rc = walk_ids(full, count_one, &run);
     free(full);
     *count = run.count;
@@ -1529,11 +1550,11 @@ int lease_collect_values(const char *prefix, const char *key,
                          struct strvec *out)
 {
     struct values_run run = {key, out};
-    size_t n = strlen(ID_PREFIX) + strlen(prefix) + 1;
+    size_t n = strlen(LEASE_ID_PREFIX) + strlen(prefix) + 1;
     char *full = xmalloc(n);
     int rc;
 
-    snprintf(full, n, "%s%s", ID_PREFIX, prefix);
+    snprintf(full, n, "%s%s", LEASE_ID_PREFIX, prefix);
     /* One paged pass over the records, the value read off each text: no
      * listing, no read and no tree per lease. */
     rc = storage_scan(store, full, value_of_record, &run);
@@ -1551,12 +1572,12 @@ struct tidy_counts {
 /* Tidies the index of one token. */
 static void tidy_token(const char *hmac, struct tidy_counts *n)
 {
-    size_t plen = strlen(TOKEN_PREFIX) + strlen(hmac) + 2;
+    size_t plen = strlen(LEASE_TOKEN_PREFIX) + strlen(hmac) + 2;
     char *prefix = xmalloc(plen);
     bool alive = token_alive(hmac);
     struct strvec keys;
 
-    snprintf(prefix, plen, "%s%s/", TOKEN_PREFIX, hmac);
+    snprintf(prefix, plen, "%s%s/", LEASE_TOKEN_PREFIX, hmac);
     strvec_init(&keys);
     if (storage_list(store, prefix, &keys) == 0) {
         for (size_t i = 0; i < keys.n; i++) {
@@ -1592,7 +1613,7 @@ void lease_tick(void)
     if (!atomic_exchange(&tidy_requested, false))
         return;
     strvec_init(&tokens);
-    if (storage_list(store, TOKEN_PREFIX, &tokens) == 0) {
+    if (storage_list(store, LEASE_TOKEN_PREFIX, &tokens) == 0) {
         for (size_t i = 0; i < tokens.n; i++) {
             size_t len = strlen(tokens.v[i]);
             if (len > 0 && tokens.v[i][len - 1] == '/') {
@@ -1627,34 +1648,10 @@ void lease_get_stats(struct lease_stats *out)
 
 /* ====================================================== sys/leases views == */
 
-/* The record as sys/leases/lookup shows it. */
-static cJSON *lookup_json(const cJSON *rec)
-{
-    cJSON *d = cJSON_CreateObject();
-    const cJSON *last = cJSON_GetObjectItemCaseSensitive(rec, "last_renewal");
-    int64_t expire = json_get_int(rec, "expire_ms", 0), left;
-    char when[64];
-
-    left = (expire - now_ms()) / 1000;
-    cJSON_AddStringToObject(d, "id", json_get_str(rec, "id", ""));
-    cJSON_AddStringToObject(d, "issue_time", json_get_str(rec, "issue_time", ""));
-    format_ms(expire, when, sizeof(when));
-    cJSON_AddStringToObject(d, "expire_time", when);
-    if (cJSON_IsString(last))
-        cJSON_AddStringToObject(d, "last_renewal", last->valuestring);
-    else
-        cJSON_AddNullToObject(d, "last_renewal");
-    cJSON_AddBoolToObject(
-        d, "renewable",
-        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "renewable")));
-    cJSON_AddNumberToObject(d, "ttl", (double)(left > 0 ? left : 0));
-    return d;
-}
-
 cJSON *lease_lookup(const char *lease_id)
 {
     cJSON *rec = load_record(lease_id);
-    cJSON *d = rec != NULL ? lookup_json(rec) : NULL;
+    cJSON *d = rec != NULL ? lrec_lookup_json(rec, now_ms()) : NULL;
 
     cJSON_Delete(rec);
     return d;
@@ -1662,11 +1659,11 @@ cJSON *lease_lookup(const char *lease_id)
 
 int lease_list(const char *prefix, struct strvec *keys)
 {
-    size_t n = strlen(ID_PREFIX) + strlen(prefix) + 1;
+    size_t n = strlen(LEASE_ID_PREFIX) + strlen(prefix) + 1;
     char *key = xmalloc(n);
     int rc;
 
-    snprintf(key, n, "%s%s", ID_PREFIX, prefix);
+    snprintf(key, n, "%s%s", LEASE_ID_PREFIX, prefix);
     rc = storage_list(store, key, keys);
     free(key);
     return rc;
@@ -1686,7 +1683,7 @@ static void collect_irrevocable(void *arg, const char *id)
         cJSON_AddStringToObject(o, "lease_id", id);
         cJSON_AddStringToObject(o, "mount_id", json_get_str(rec, "mount_uuid", ""));
         cJSON_AddStringToObject(o, "error", json_get_str(rec, "last_error", ""));
-        format_ms(json_get_int(rec, "expire_ms", 0), when, sizeof(when));
+        lrec_format_ms(json_get_int(rec, "expire_ms", 0), when, sizeof(when));
         cJSON_AddStringToObject(o, "expire_time", when);
         cJSON_AddItemToArray(out, o);
     }
@@ -1697,7 +1694,7 @@ cJSON *lease_irrevocable(void)
 {
     cJSON *list = cJSON_CreateArray();
 
-    walk_ids(ID_PREFIX, collect_irrevocable, list);
+    walk_ids(LEASE_ID_PREFIX, collect_irrevocable, list);
     return list;
 }
 
@@ -1776,9 +1773,9 @@ static int renew_record(cJSON *rec, int64_t increment,
         rc = COFFER_EIO;
         goto out;
     }
-    format_ms(now_ms(), when, sizeof(when));
-    rec_set_num(rec, "expire_ms", (double)expire);
-    rec_set_str(rec, "last_renewal", when);
+    lrec_format_ms(now_ms(), when, sizeof(when));
+    lrec_set_num(rec, "expire_ms", (double)expire);
+    lrec_set_str(rec, "last_renewal", when);
     if (save_record(rec) != 0) {
         errbuf_set(err, "saving the renewed lease failed");
         rc = COFFER_EINTERNAL;

@@ -103,22 +103,37 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
 void lease_shutdown(void);
 
 /*
- * Records a pending lease before the engine creates anything. internal is
- * copied. token_hmac may be NULL. On success *lease_id is a new string.
+ * A pending lease as its creator holds it from lease_create_pending to
+ * lease_activate: the id, and the record with the exact text stored, so
+ * that activation need not read the record back and parse it (issue 14).
  */
-int lease_create_pending(const struct mount *m, const char *request_path,
-                         const char *secret_type, const cJSON *internal,
-                         const char *token_hmac, char **lease_id,
-                         struct errbuf *err);
+struct lease_pending;
 
 /*
- * Turns a pending lease into an active one. ttl and max_ttl are what the
- * engine asks for (0 = mount default / mount max); the result is capped by
- * the mount and system maximum. *granted receives the TTL in seconds.
+ * Records a pending lease before the engine creates anything; it is
+ * durable when this returns 0. internal is taken over (NULL = {}), also on
+ * failure. token_hmac may be NULL. On success *out is the caller's, to
+ * free with lease_pending_free after lease_activate or lease_abort.
  */
-int lease_activate(const char *lease_id, const struct mount *m, int64_t ttl,
-                   int64_t max_ttl, bool renewable, int64_t *granted,
-                   struct errbuf *err);
+int lease_create_pending(const struct mount *m, const char *request_path,
+                         const char *secret_type, cJSON *internal,
+                         const char *token_hmac, struct lease_pending **out,
+                         struct errbuf *err);
+const char *lease_pending_id(const struct lease_pending *p);
+void lease_pending_free(struct lease_pending *p);
+
+/*
+ * Turns a pending lease into an active one, durably. ttl and max_ttl are
+ * what the engine asks for (0 = mount default / mount max); the result is
+ * capped by the mount and system maximum. *granted receives the TTL in
+ * seconds. Under the lease's claim the stored record is read and must be
+ * the text the creator stored; otherwise (revoked, marked for revocation,
+ * changed by another node) what is stored decides, as if p held no copy.
+ * p's copy is used up either way; a retry reads storage.
+ */
+int lease_activate(struct lease_pending *p, const struct mount *m,
+                   int64_t ttl, int64_t max_ttl, bool renewable,
+                   int64_t *granted, struct errbuf *err);
 
 /*
  * Counts leases under prefix whose internal[key] equals value (a database

@@ -814,20 +814,23 @@ static int l_storage_tostring(lua_State *L)
  * renewable}. A lease still pending when the call ends (the script raised
  * or forgot to issue) is aborted by luavm.c through ctx->pending.
  *
- *   userdata "coffer.lease": | gen | id (owned C string) | done |
+ *   userdata "coffer.lease": | gen | pending (owned) | done |
+ *
+ * The handle keeps lease.c's pending record from pending_lease to issue,
+ * so that issue() does not read it back from storage (issue 14).
  */
 struct lease_handle {
     uint64_t gen;
-    char *id;   /* NULL until created */
-    bool done;  /* issued or aborted */
+    struct lease_pending *p; /* NULL until created */
+    bool done;               /* issued or aborted */
 };
 
 static int l_lease_gc(lua_State *L)
 {
     struct lease_handle *h = luaL_checkudata(L, 1, LEASE_MT);
 
-    free(h->id);
-    h->id = NULL;
+    lease_pending_free(h->p);
+    h->p = NULL;
     return 0;
 }
 
@@ -851,7 +854,7 @@ static struct lease_handle *lease_check(lua_State *L, struct lua_api_ctx **c)
     struct lua_api_ctx *ctx = LUA_API_CTX(L);
 
     if (ctx == NULL || ctx->gen != h->gen || ctx->mount == NULL ||
-        h->id == NULL)
+        h->p == NULL)
         luaL_error(L, "lease used outside of its request");
     if (h->done)
         luaL_error(L, "lease was already issued or aborted");
@@ -874,20 +877,19 @@ static int l_lease_pending(lua_State *L)
         return luaL_error(L, "pending_lease is only available in a request");
     h = lua_newuserdatauv(L, sizeof(*h), 0);
     h->gen = ctx->gen;
-    h->id = NULL;
+    h->p = NULL;
     h->done = false;
     luaL_setmetatable(L, LEASE_MT);
     lua_json_to(L, 3, &internal);
-    /* nothing below raises until internal is freed */
+    /* nothing below raises until lease.c has taken internal over */
     rc = lease_create_pending(ctx->mount, ctx->req->path, type, internal,
                               ctx->req->token != NULL
                                   ? ctx->req->token->id_hmac
                                   : NULL,
-                              &h->id, &err);
-    cJSON_Delete(internal);
+                              &h->p, &err);
     if (rc != 0)
         return raise_multierror(L, 500, err.msg);
-    strvec_push(&ctx->pending, h->id);
+    strvec_push(&ctx->pending, lease_pending_id(h->p));
     return 1;
 }
 
@@ -916,15 +918,15 @@ static int l_lease_issue(lua_State *L)
     lua_getfield(L, 3, "renewable");
     renewable = lua_isnil(L, -1) ? true : lua_toboolean(L, -1);
     luaL_argcheck(L, ttl >= 0 && max_ttl >= 0, 3, "negative TTL");
-    if (lease_activate(h->id, ctx->mount, ttl, max_ttl, renewable, &granted,
+    if (lease_activate(h->p, ctx->mount, ttl, max_ttl, renewable, &granted,
                        &err) != 0)
         return raise_multierror(L, 500, err.msg);
     h->done = true;
-    pending_forget(ctx, h->id);
+    pending_forget(ctx, lease_pending_id(h->p));
     lua_createtable(L, 0, 4);
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "data");
-    lua_pushstring(L, h->id);
+    lua_pushstring(L, lease_pending_id(h->p));
     lua_setfield(L, -2, "lease_id");
     lua_pushinteger(L, (lua_Integer)granted);
     lua_setfield(L, -2, "lease_duration");
@@ -940,8 +942,8 @@ static int l_lease_abort(lua_State *L)
     struct lease_handle *h = lease_check(L, &ctx);
 
     h->done = true;
-    pending_forget(ctx, h->id);
-    lease_abort(h->id);
+    pending_forget(ctx, lease_pending_id(h->p));
+    lease_abort(lease_pending_id(h->p));
     return 0;
 }
 
@@ -950,7 +952,7 @@ static int l_lease_id(lua_State *L)
 {
     struct lease_handle *h = luaL_checkudata(L, 1, LEASE_MT);
 
-    lua_pushstring(L, h->id != NULL ? h->id : "");
+    lua_pushstring(L, h->p != NULL ? lease_pending_id(h->p) : "");
     return 1;
 }
 

@@ -80,7 +80,7 @@ def db(srv, pg):
         "plugin_name": "postgresql-database-plugin",
         "connection_url": pg.url(templated=True),
         "username": "postgres", "password": "postgres",
-        "allowed_roles": ["ui-role", "ui-broken"]})
+        "allowed_roles": ["ui-role", "ui-broken", "ui-gated"]})
     assert r.status_code in (200, 204), r.text
     r = srv.req("PUT", "uidb/roles/ui-role", json={
         "db_name": "app", "creation_statements": [CREATE],
@@ -264,6 +264,49 @@ def test_revoke_prefix_asks_first(srv, pg, db, browser):
     wait_js(b, "document.querySelector('[data-page=\"leases\"][data-ready=\"1\"] #leases-empty')")
     for u in users:
         assert pg.wait_role_gone(u, timeout=10)
+
+
+def test_pending_lease_is_highlighted(srv, pg, db, browser):
+    """A lease whose issuance is under way (its creation statement waits
+    for an advisory lock the test holds) shows as pending, then active."""
+    import threading
+    b = browser
+    gate = 6161
+    r = srv.req("PUT", "uidb/roles/ui-gated", json={
+        "db_name": "app", "default_ttl": "10m",
+        "creation_statements": ["SELECT pg_advisory_xact_lock_shared(%d);" % gate, CREATE]})
+    assert r.status_code in (200, 204), r.text
+    conn = pg.connect()
+    conn.autocommit = True
+    conn.cursor().execute("SELECT pg_advisory_lock(%s)", (gate,))
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=srv.req("GET", "uidb/creds/ui-gated")))
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        keys = []
+        while not keys and time.monotonic() < deadline:
+            r = srv.req("LIST", "sys/leases/lookup/uidb/creds/ui-gated/")
+            keys = r.json()["data"]["keys"] if r.status_code == 200 else []
+            time.sleep(0.05)
+        assert len(keys) == 1, keys
+        lease = "uidb/creds/ui-gated/" + keys[0]
+        sel = open_page(b, "leases/tree/uidb/creds/ui-gated", "leases")
+        assert b.eval("[...document.querySelectorAll('%s a.lease-id.pending')]"
+                      ".map(a => a.dataset.key)" % sel) == [lease]
+        assert "pending" in text(b, sel + " .badge.pending")
+        open_page(b, "leases/id/" + lease, "leases")
+        assert "pending" in text(b, "#lease-pending")
+        shot(b, "lease-pending")
+    finally:
+        conn.cursor().execute("SELECT pg_advisory_unlock(%s)", (gate,))
+        conn.close()
+        t.join(timeout=30)
+    assert out["r"].status_code == 200, out["r"].text
+    open_page(b, "leases/id/" + lease, "leases")
+    assert text(b, "#lease-state") == "active"
+    assert not b.eval("!!document.querySelector('#lease-pending')")
+    srv.req("PUT", "sys/leases/revoke", json={"lease_id": lease})
 
 
 def test_irrevocable_lease_is_highlighted(srv, pg, db, browser):

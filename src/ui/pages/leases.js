@@ -1,7 +1,8 @@
 // leases.js - the lease tree: sys/leases/lookup/<prefix> LIST walked by
 // prefix (as Vault's UI does), a count of leases under each prefix, one
 // lease's lookup with renew and revoke, revoke-prefix behind a confirmation,
-// and irrevocable leases (sys/leases, sudo) highlighted.
+// irrevocable leases (sys/leases, sudo) and pending ones (an issuance still
+// under way: the lookup's Coffer-only "state") highlighted.
 //
 // Routes: #/leases                    the top of the tree
 //         #/leases/tree/<prefix...>   a prefix
@@ -14,6 +15,8 @@ import {
 const ID = 'leases';
 // LIST calls one page may spend on counting; past it a count shows "≥n".
 const COUNT_BUDGET = 200;
+// Lookups one page may spend on the state of the leases it lists.
+const STATE_BUDGET = 100;
 
 // The lease ids the server gave up revoking ({lease_id: error}); {} when the
 // token may not read sys/leases (sudo) - the tree still works without it.
@@ -51,6 +54,30 @@ function crumbs(ctx, parts, last) {
   return nav;
 }
 
+// A listed lease's lookup (for its state), or null past the budget or on
+// an error: the row then just shows no state.
+async function lookupState(ctx, id, budget) {
+  if (budget.left <= 0) return null;
+  budget.left--;
+  try {
+    return data(await ctx.api('PUT', 'sys/leases/lookup', { lease_id: id }));
+  } catch (err) {
+    return null;
+  }
+}
+
+// The badge of one lease: irrevocable (sys/leases or its lookup), pending.
+function stateBadge(ctx, irrError, d) {
+  if (irrError === undefined && d && d.irrevocable) irrError = d.last_error || '';
+  if (irrError !== undefined) {
+    return ctx.h('span', { class: 'badge bad irrevocable' }, 'irrevocable: ' + irrError);
+  }
+  if (d && d.state === 'pending') {
+    return ctx.h('span', { class: 'badge warn pending' }, 'pending: issuance under way');
+  }
+  return '';
+}
+
 function hasIrrevocable(irr, prefix) {
   for (const id of irr.keys()) if (id.startsWith(prefix)) return true;
   return false;
@@ -62,19 +89,23 @@ async function renderTree(el, ctx, parts) {
     listKeys(ctx, 'sys/leases/lookup/' + prefix), irrevocable(ctx)]);
   el.append(crumbs(ctx, parts, true), ctx.h('h1', {}, 'Leases' + (prefix ? ': ' + prefix : '')));
   const budget = { left: COUNT_BUDGET };
+  const looks = { left: STATE_BUDGET };
   const rows = await Promise.all(keys.map(async (k) => {
     const folder = k.endsWith('/');
     const name = folder ? k.slice(0, -1) : k;
     const full = prefix + k;
-    const bad = folder ? hasIrrevocable(irr, full) : irr.has(full);
     const c = folder ? await countUnder(ctx, full, budget) : { n: 1, exact: true };
+    const d = folder ? null : await lookupState(ctx, full, looks);
+    const bad = folder ? hasIrrevocable(irr, full) : irr.has(full) || !!(d && d.irrevocable);
+    const pending = !bad && !!(d && d.state === 'pending');
     const href = folder ? route(ID, 'tree', ...parts, name) : route(ID, 'id', ...parts, name);
-    const cls = 'lease-' + (folder ? 'prefix' : 'id') + (bad ? ' irrevocable' : '');
+    const cls = 'lease-' + (folder ? 'prefix' : 'id') + (bad ? ' irrevocable' : '') +
+      (pending ? ' pending' : '');
     return {
       key: link(ctx, href, k, { class: cls, 'data-key': full }),
       count: (c.exact ? '' : '≥') + c.n,
-      state: bad ? ctx.h('span', { class: 'badge bad irrevocable' },
-        folder ? 'has irrevocable leases' : 'irrevocable: ' + irr.get(full)) : '',
+      state: folder ? (bad ? ctx.h('span', { class: 'badge bad irrevocable' }, 'has irrevocable leases') : '')
+        : stateBadge(ctx, irr.has(full) ? irr.get(full) : undefined, d),
     };
   }));
   el.append(rows.length === 0
@@ -117,9 +148,15 @@ function leaseDetails(ctx, d, irrError) {
     ['Renewable', ctx.h('span', { id: 'lease-renewable' }, d.renewable ? 'yes' : 'no')],
     ['Last renewal', d.last_renewal || 'never'],
   ];
+  if (irrError === undefined && d.irrevocable) irrError = d.last_error || '';
   if (irrError !== undefined) {
     pairs.push(['State', ctx.h('span', { class: 'badge bad irrevocable', id: 'lease-irrevocable' },
       'irrevocable: ' + irrError)]);
+  } else if (d.state === 'pending') {
+    pairs.push(['State', ctx.h('span', { class: 'badge warn pending', id: 'lease-pending' },
+      'pending: issuance under way')]);
+  } else if (d.state) {
+    pairs.push(['State', ctx.h('span', { id: 'lease-state' }, d.state)]);
   }
   return details(ctx, 'lease-details', pairs);
 }
