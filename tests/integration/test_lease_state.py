@@ -148,6 +148,10 @@ def test_revoked_while_pending_is_not_activated(srv, pg, db):
     assert "is not pending" in r.text
     assert lookup(srv, lease_id).status_code == 400
     assert lease_id.rsplit("/", 1)[1] not in gated_keys(srv)
+    # The user the creation statement made after all is dropped at once
+    # (the engine's failed-activation path), not left for reconciliation.
+    assert pg.query("SELECT count(*) FROM pg_roles WHERE rolname LIKE "
+                    "'v-%-gated-%'")[0][0] == 0
 
 
 def test_revoked_by_the_workers_while_pending(srv, pg, db):
