@@ -79,6 +79,7 @@ static struct {
     pthread_t change_thread;
     bool change_started;
     bool heard;               /* a listener is up or being opened */
+    bool resync;              /* a sync failed: prove the listener first */
     unsigned long sync_next;  /* the last marker number posted */
     unsigned long sync_seen;  /* the highest that came back */
     pthread_cond_t sync_cond; /* sync_seen or heard changed */
@@ -378,6 +379,7 @@ static void on_change(void *arg, enum storage_change_kind kind,
 static void go_deaf_locked(void)
 {
     ha.heard = false;
+    ha.resync = false; /* reopening reports a flush, which reloads */
     pthread_cond_broadcast(&ha.sync_cond);
     pthread_cond_broadcast(&ha.cond); /* a takeover waits for it */
     pthread_mutex_unlock(&ha.mu);
@@ -389,16 +391,15 @@ static void go_deaf_locked(void)
 }
 
 /*
- * This node acquired the lock while listening: the old active is fenced
- * from that moment, so once a marker posted now comes back, every change
- * it committed has been heard; the lease index says whether it is in
- * step. Change thread; mu held, dropped.
+ * Posts a marker and listens until it comes back (true) or wait_ms
+ * passes or the listener fails (false): every change committed before
+ * the post has then been heard. Change thread; mu held, dropped.
  */
-static void handoff_locked(void)
+static bool marker_back_locked(int wait_ms)
 {
     char marker[96];
     unsigned long seq = ++ha.sync_next;
-    double until = time_mono() + HA_HANDOFF_WAIT_MS / 1e3;
+    double until = time_mono() + wait_ms / 1e3;
     bool back;
     int rc;
 
@@ -414,8 +415,46 @@ static void handoff_locked(void)
         rc = ha.ops->listen(ha.physical->ctx, HA_LISTEN_WAIT_MS, on_change,
                             NULL);
     }
-    lease_standby_handoff(rc == 0 && back);
     pthread_mutex_lock(&ha.mu);
+    return rc == 0 && back;
+}
+
+/*
+ * This node acquired the lock while listening: the old active is fenced
+ * from that moment, so once a marker posted now comes back, every change
+ * it committed has been heard; the lease index says whether it is in
+ * step. Change thread; mu held, dropped.
+ */
+static void handoff_locked(void)
+{
+    bool back = marker_back_locked(HA_HANDOFF_WAIT_MS);
+
+    pthread_mutex_unlock(&ha.mu);
+    lease_standby_handoff(back);
+    pthread_mutex_lock(&ha.mu);
+}
+
+/*
+ * A sync of a request thread failed; it dropped every cache (serving
+ * nothing from memory). They are loaded again only here, in the thread
+ * that also goes deaf, and only once a marker proves that the listener
+ * hears what is committed; a listener that does not is reopened (its
+ * flush loads them then). False: the listener was closed. Change thread;
+ * mu held, dropped.
+ */
+static bool resync_locked(void)
+{
+    ha.resync = false;
+    if (!marker_back_locked(HA_HANDOFF_WAIT_MS)) {
+        log_warn("ha: the change listener is not in step; reopening it");
+        go_deaf_locked();
+        return false;
+    }
+    pthread_mutex_unlock(&ha.mu);
+    if (ha.hooks.changed != NULL)
+        ha.hooks.changed(ha.hooks.arg, NULL);
+    pthread_mutex_lock(&ha.mu);
+    return true;
 }
 
 static void *change_main(void *arg)
@@ -449,6 +488,8 @@ static void *change_main(void *arg)
         pthread_mutex_lock(&ha.mu);
         if (rc == 0) {
             open = true;
+            if (ha.resync && ha.tenure == tenure && !ha.held)
+                open = resync_locked();
         } else {
             open = false;
             go_deaf_locked();
@@ -494,11 +535,18 @@ int ha_standby_sync(int timeout_ms)
     rc = back ? 0 : ha.heard ? COFFER_EIO : COFFER_ESTANDBY;
     pthread_mutex_unlock(&ha.mu);
     /* Not known to be in step: whatever is cached may predate the write
-     * (deaf, it caches nothing). */
-    if (rc == COFFER_EIO && ha.hooks.changed != NULL) {
+     * (deaf, it caches nothing). Drop it all and serve nothing from
+     * memory until the change thread has proven its listener (loading
+     * here could race the listener going deaf, and would trust one that
+     * hears nothing). Dropped first, so its reload cannot come before. */
+    if (rc == COFFER_EIO) {
         log_warn("ha: the change listener did not catch up in %d ms; "
                  "dropping every cache", timeout_ms);
-        ha.hooks.changed(ha.hooks.arg, NULL);
+        if (ha.hooks.deaf != NULL)
+            ha.hooks.deaf(ha.hooks.arg);
+        pthread_mutex_lock(&ha.mu);
+        ha.resync = true;
+        pthread_mutex_unlock(&ha.mu);
     }
     return rc;
 }
@@ -649,6 +697,8 @@ void ha_stop(void)
     pthread_join(ha.lock_thread, NULL);
     if (ha.change_started)
         pthread_join(ha.change_thread, NULL);
+    /* Nothing more is heard: the index thread must not outlive storage. */
+    lease_standby_quiesce();
     /* Out of the listing at once rather than after going stale. */
     (void)ha.ops->leave(ha.physical->ctx, ha.node_id);
     pthread_mutex_lock(&ha.mu);

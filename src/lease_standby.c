@@ -180,6 +180,7 @@ static struct {
     unsigned long gen;        /* bumped by whatever distrusts the index */
     bool thread_started;
     pthread_t thread;
+    atomic_bool quiesce;      /* cut the thread's storage work short */
     /* the reconciliation after a take */
     struct ls_map known;
     bool reconciling;         /* its thread is to be joined */
@@ -252,6 +253,8 @@ static int scan_one(void *arg, const char *key, const void *value,
     struct ls_map *fresh = arg;
     struct lease_due d;
 
+    if (atomic_load(&ls.quiesce))
+        return LS_STOPPED;
     if (lease_record_due(value, len, wall_ms(), &d))
         map_put_owned(fresh, xstrdup(key + strlen(LS_PREFIX)), d.when,
                       flags_of(&d));
@@ -279,7 +282,7 @@ static void rebuild_locked(void)
         return;
     }
     map_release(&fresh);
-    if (rc != 0)
+    if (rc != 0 && rc != LS_STOPPED)
         log_warn("lease: standby index scan failed: %s; not trusted until "
                  "the next rebuild", coffer_strerror(rc));
 }
@@ -295,7 +298,7 @@ static void apply_notes_locked(void)
     strvec_sort(&ids);
     strvec_uniq(&ids);
     buf_init(&val, 0);
-    for (size_t i = 0; i < ids.n; i++) {
+    for (size_t i = 0; i < ids.n && !atomic_load(&ls.quiesce); i++) {
         size_t klen = strlen(LS_PREFIX) + strlen(ids.v[i]) + 1;
         char *key = xmalloc(klen);
         struct lease_due d;
@@ -348,10 +351,10 @@ static void *index_main(void *arg)
             pthread_cond_wait(&ls.cond, &ls.mu);
             continue;
         }
-        /* Flushes can come in a stream (a mass expiry's batches are too
-         * large to name): one scan per LS_REBUILD_GAP_S at most, the
-         * index untrusted in between. The notes wait too: a rebuild
-         * comes before them. */
+        /* Flushes can come in a stream (forged ones, batches naming
+         * more than the channel carries): one scan per LS_REBUILD_GAP_S
+         * at most, the index untrusted in between. The notes wait too: a
+         * rebuild comes before them. */
         if (ls.rescan && time_mono() < next_rebuild) {
             wait_until_locked(next_rebuild);
             continue;
@@ -400,6 +403,22 @@ void lease_standby_heard(const char *key)
         strvec_push(&ls.queue, key + strlen(LS_PREFIX));
         pthread_cond_broadcast(&ls.cond);
     }
+    pthread_mutex_unlock(&ls.mu);
+}
+
+void lease_standby_quiesce(void)
+{
+    pthread_mutex_lock(&ls.mu);
+    atomic_store(&ls.quiesce, true);
+    strvec_release(&ls.queue);
+    strvec_init(&ls.queue);
+    ls.rescan = false;
+    ls.handoff = 0;
+    distrust_locked();
+    while (ls.busy)
+        pthread_cond_wait(&ls.cond, &ls.mu);
+    map_release(&ls.map);
+    atomic_store(&ls.quiesce, false);
     pthread_mutex_unlock(&ls.mu);
 }
 

@@ -116,4 +116,11 @@ void lease_standby_known(const char *id);
 /* Stops and joins the reconciliation (lease_shutdown). */
 void lease_standby_reconcile_stop(void);
 
+/*
+ * ha_stop, after the change thread ended: drops the index and what is
+ * queued, and returns once the index thread is idle (a scan or read in
+ * progress is cut short), so storage may be closed after it.
+ */
+void lease_standby_quiesce(void);
+
 #endif

@@ -46,11 +46,9 @@
  *
  * Change notification (HA): each fenced write, delete and batch also
  * calls pg_notify on "<table>_changes" in its own transaction, so
- * standbys hear it on commit only. The payload is the keys, '\n'
- * separated, or a flush marker (more than PG_NOTIFY_KEYS_MAX keys, more
- * than PG_NOTIFY_MAX bytes, a key with a control byte). The listener is a
- * connection of its own with TCP keepalives (a dead server is noticed in
- * seconds), read with poll/PQconsumeInput/PQnotifies. Cost: PostgreSQL
+ * standbys hear it on commit only; the payloads and the listener are
+ * storage_pg_notify.c's. The listener is a connection of its own with TCP
+ * keepalives (a dead server is noticed in seconds). Cost: PostgreSQL
  * serialises the commits of transactions that notify (one lock per
  * database, held through the commit's WAL flush).
  *
@@ -66,10 +64,12 @@
  *
  * Scans read pages of PG_SCAN_PAGE rows in key order (keyset paging:
  * "key >= last || chr(1)"), so a million keys are never materialised at
- * once, and the callback runs with no connection held.
+ * once. While the callback works through one page the next is already
+ * being fetched on a connection the scan keeps (prefetch_get: only one
+ * taken without waiting, and by at most PG_PREFETCH_MAX scans, so the
+ * callback, which may read storage, always finds the rest of the pool);
+ * without one, the callback runs with no connection held.
  */
-#include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,10 +80,13 @@
 
 #include "log.h"
 #include "storage.h"
+#include "storage_pg_notify.h"
 
 #define PG_MAX_OPEN 16
 #define PG_MAX_IDLE 8
 #define PG_SCAN_PAGE 500
+/* Scans that may keep a connection across pages at once (prefetch_get). */
+#define PG_PREFETCH_MAX (PG_MAX_OPEN / 4)
 #define PG_TABLE_PART_MAX 48
 #define PG_TEXTOID 25
 #define PG_BYTEAOID 17
@@ -101,6 +104,7 @@ struct pg_store {
     struct pg_conn *idle;
     size_t nidle;
     size_t nopen;
+    size_t nprefetch; /* connections scans keep across pages */
     /* HA only: the lock table, quoted, and the claim writes are fenced
      * with ("" = none: writes fail). */
     char *ha_table;
@@ -112,7 +116,7 @@ struct pg_store {
     /* HA only: the change channel, and the connection that LISTENs on
      * it (the listening thread's alone). */
     char channel[64];
-    PGconn *listen_conn;
+    struct pg_listener listener;
 };
 
 /* ============================================================= SQL == */
@@ -128,7 +132,8 @@ enum pg_stmt {
     PS_PUT_FENCED, /* PS_PUT's $1..$4, $5 the holder; one row: fence ok */
     PS_DEL_FENCED, /* $1 key, $2 the holder; one row: fence ok */
     PS_FENCE,      /* $1 the holder; in a batch's transaction */
-    PS_NOTIFY,     /* $1 the payload; HA only, never fenced */
+    PS_NOTIFY,     /* $1 payloads joined by PG_NOTIFY_SEP; HA only, never
+                    * fenced */
     PS__COUNT
 };
 
@@ -200,7 +205,8 @@ static const char *const stmt_fmt[PS__COUNT] = {
                       "SELECT count(*), (SELECT max(pg_notify('%3$s', $3)"
                       "::text) FROM d) FROM f",
     [PS_FENCE] = FENCE_CTE("$1") " SELECT count(*) FROM f",
-    [PS_NOTIFY] = "SELECT pg_notify('%3$s', $1)",
+    [PS_NOTIFY] = "SELECT max(pg_notify('%3$s', p)::text) FROM "
+                  "unnest(string_to_array($1, " PG_NOTIFY_SEP_SQL ")) p",
 };
 
 static const int stmt_nparams[PS__COUNT] = {
@@ -230,7 +236,7 @@ static char *stmt_text(const struct pg_store *s, enum pg_stmt which)
 }
 
 /* libpq messages end in a newline; log lines do not. */
-static void log_pg(const char *what, const char *key, const char *msg)
+void storage_pg_log(const char *what, const char *key, const char *msg)
 {
     size_t n = strlen(msg);
 
@@ -244,21 +250,21 @@ static void log_pg(const char *what, const char *key, const char *msg)
  * Checks a result. Returns 0 if its status is want, else logs the
  * server's words and returns COFFER_EIO. Does not clear res.
  */
-static int check_res(PGconn *conn, PGresult *res, ExecStatusType want,
+int storage_pg_check(PGconn *conn, PGresult *res, ExecStatusType want,
                      const char *what, const char *key)
 {
     if (res != NULL && PQresultStatus(res) == want)
         return 0;
-    log_pg(what, key, res != NULL ? PQresultErrorMessage(res)
+    storage_pg_log(what, key, res != NULL ? PQresultErrorMessage(res)
                                   : PQerrorMessage(conn));
     return COFFER_EIO;
 }
 
 /* Runs a command with no parameters and no rows. */
-static int exec_cmd(PGconn *conn, const char *sql)
+int storage_pg_exec(PGconn *conn, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
-    int rc = check_res(conn, res, PGRES_COMMAND_OK, sql, NULL);
+    int rc = storage_pg_check(conn, res, PGRES_COMMAND_OK, sql, NULL);
 
     PQclear(res);
     return rc;
@@ -380,6 +386,39 @@ fail:
     return NULL;
 }
 
+/* Takes an idle connection, or NULL if none. Caller holds lock. */
+static struct pg_conn *idle_take_locked(struct pg_store *s)
+{
+    struct pg_conn *c = s->idle;
+
+    if (c != NULL) {
+        s->idle = c->next;
+        s->nidle--;
+    }
+    return c;
+}
+
+/*
+ * Opens a connection for a slot already counted in nopen (and in
+ * nprefetch when prefetch), giving the slot back on failure (logged).
+ */
+static struct pg_conn *conn_open_slot(struct pg_store *s, bool prefetch)
+{
+    struct errbuf err;
+    struct pg_conn *c = conn_open(s, &err);
+
+    if (c == NULL) {
+        storage_pg_log("connect", NULL, err.msg);
+        pthread_mutex_lock(&s->lock);
+        s->nopen--;
+        if (prefetch)
+            s->nprefetch--;
+        pthread_cond_signal(&s->freed);
+        pthread_mutex_unlock(&s->lock);
+    }
+    return c;
+}
+
 /*
  * Takes an idle connection (*fresh = false) or opens one (*fresh =
  * true), waiting while PG_MAX_OPEN are lent out. NULL (logged) on
@@ -387,32 +426,17 @@ fail:
  */
 static struct pg_conn *conn_get(struct pg_store *s, bool *fresh)
 {
-    struct pg_conn *c = NULL;
-    struct errbuf err;
+    struct pg_conn *c;
 
     pthread_mutex_lock(&s->lock);
     while (s->idle == NULL && s->nopen >= PG_MAX_OPEN)
         pthread_cond_wait(&s->freed, &s->lock);
-    if (s->idle != NULL) {
-        c = s->idle;
-        s->idle = c->next;
-        s->nidle--;
-    } else {
+    c = idle_take_locked(s);
+    if (c == NULL)
         s->nopen++;
-    }
     pthread_mutex_unlock(&s->lock);
     *fresh = c == NULL;
-    if (c != NULL)
-        return c;
-    c = conn_open(s, &err);
-    if (c == NULL) {
-        log_pg("connect", NULL, err.msg);
-        pthread_mutex_lock(&s->lock);
-        s->nopen--;
-        pthread_cond_signal(&s->freed);
-        pthread_mutex_unlock(&s->lock);
-    }
-    return c;
+    return c != NULL ? c : conn_open_slot(s, false);
 }
 
 /*
@@ -501,7 +525,7 @@ static int op_get(PGconn *conn, void *argp)
     const char *params[1] = {a->key};
     PGresult *res = PQexecPrepared(conn, stmt_name[PS_GET], 1, params, NULL,
                                    NULL, 1);
-    int rc = check_res(conn, res, PGRES_TUPLES_OK, "get", a->key);
+    int rc = storage_pg_check(conn, res, PGRES_TUPLES_OK, "get", a->key);
 
     if (rc == 0 && PQntuples(res) == 0)
         rc = COFFER_ENOTFOUND;
@@ -563,36 +587,12 @@ static void fence_lost(struct pg_store *s, const char *holder)
 static int check_fenced(PGconn *conn, PGresult *res, const char *what,
                         const char *key)
 {
-    int rc = check_res(conn, res, PGRES_TUPLES_OK, what, key);
+    int rc = storage_pg_check(conn, res, PGRES_TUPLES_OK, what, key);
 
     if (rc == 0 && (PQntuples(res) != 1 || PQgetlength(res, 0, 0) != 8 ||
                     memcmp(PQgetvalue(res, 0, 0), "\0\0\0\0\0\0\0\1", 8) != 0))
         rc = COFFER_ESTANDBY;
     return rc;
-}
-
-/*
- * Change payloads: keys separated by '\n', or a marker starting with
- * \x01 (no key a payload carries has a control byte, so neither can be
- * mistaken for one). Under PostgreSQL's limit of 8000 bytes; more keys,
- * or a key the channel cannot carry, send the flush marker instead.
- */
-#define PG_NOTIFY_MAX 7900
-#define PG_NOTIFY_KEYS_MAX 64
-#define PG_NOTIFY_FLUSH "\001flush"
-#define PG_NOTIFY_SYNC "\001sync "
-
-static bool key_notifiable(const char *key)
-{
-    size_t n = strlen(key);
-
-    if (n == 0 || n > PG_NOTIFY_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)key[i] < 0x20)
-            return false;
-    }
-    return true;
 }
 
 /* fence: the holder to check in the same statement, or NULL for none. */
@@ -616,7 +616,7 @@ static int do_put(PGconn *conn, const char *key, const void *value,
     params[3] = len > 0 ? value : "";
     lengths[3] = (int)len;
     params[4] = fence;
-    params[5] = key_notifiable(key) ? key : PG_NOTIFY_FLUSH;
+    params[5] = pg_notify_key_payload(key);
     if (fence != NULL) {
         res = PQexecPrepared(conn, stmt_name[PS_PUT_FENCED], 6, params,
                              lengths, formats, 1);
@@ -624,7 +624,7 @@ static int do_put(PGconn *conn, const char *key, const void *value,
     } else {
         res = PQexecPrepared(conn, stmt_name[PS_PUT], 4, params, lengths,
                              formats, 1);
-        rc = check_res(conn, res, PGRES_COMMAND_OK, "put", key);
+        rc = storage_pg_check(conn, res, PGRES_COMMAND_OK, "put", key);
     }
     PQclear(res);
     free(folder);
@@ -633,8 +633,7 @@ static int do_put(PGconn *conn, const char *key, const void *value,
 
 static int do_del(PGconn *conn, const char *key, const char *fence)
 {
-    const char *params[3] = {key, fence,
-                             key_notifiable(key) ? key : PG_NOTIFY_FLUSH};
+    const char *params[3] = {key, fence, pg_notify_key_payload(key)};
     PGresult *res;
     int rc;
 
@@ -645,7 +644,7 @@ static int do_del(PGconn *conn, const char *key, const char *fence)
     } else {
         res = PQexecPrepared(conn, stmt_name[PS_DEL], 1, params, NULL, NULL,
                              1);
-        rc = check_res(conn, res, PGRES_COMMAND_OK, "delete", key);
+        rc = storage_pg_check(conn, res, PGRES_COMMAND_OK, "delete", key);
     }
     PQclear(res);
     return rc;
@@ -767,7 +766,7 @@ static int op_list(PGconn *conn, void *argp)
 
     res = PQexecPrepared(conn, stmt_name[hi != NULL ? PS_LIST : PS_LIST_OPEN],
                          hi != NULL ? 3 : 2, params, NULL, NULL, 1);
-    rc = check_res(conn, res, PGRES_TUPLES_OK, "list", a->prefix);
+    rc = storage_pg_check(conn, res, PGRES_TUPLES_OK, "list", a->prefix);
     for (int i = 0; rc == 0 && i < PQntuples(res); i++)
         strvec_push(a->out, PQgetvalue(res, i, 0));
     PQclear(res);
@@ -794,29 +793,10 @@ static int do_notify(PGconn *conn, const char *payload)
     const char *params[1] = {payload};
     PGresult *res = PQexecPrepared(conn, stmt_name[PS_NOTIFY], 1, params,
                                    NULL, NULL, 0);
-    int rc = check_res(conn, res, PGRES_TUPLES_OK, "notify", NULL);
+    int rc = storage_pg_check(conn, res, PGRES_TUPLES_OK, "notify", NULL);
 
     PQclear(res);
     return rc;
-}
-
-/* A batch's keys as one payload, or the flush marker. Caller frees. */
-static char *batch_payload(const struct storage_op *ops, size_t n)
-{
-    struct buf b;
-    bool ok = n <= PG_NOTIFY_KEYS_MAX;
-
-    buf_init(&b, BUF_MAX_DEFAULT);
-    for (size_t i = 0; ok && i < n; i++) {
-        ok = key_notifiable(ops[i].key) &&
-             b.len + strlen(ops[i].key) + 1 <= PG_NOTIFY_MAX &&
-             buf_appendf(&b, "%s%s", i > 0 ? "\n" : "", ops[i].key) == 0;
-    }
-    if (!ok) {
-        buf_release(&b);
-        return xstrdup(PG_NOTIFY_FLUSH);
-    }
-    return buf_detach(&b, NULL);
 }
 
 struct batch_arg {
@@ -828,7 +808,7 @@ struct batch_arg {
 static int op_batch(PGconn *conn, void *argp)
 {
     struct batch_arg *a = argp;
-    int rc = exec_cmd(conn, "BEGIN");
+    int rc = storage_pg_exec(conn, "BEGIN");
 
     /* One fence for the whole transaction: the row lock lasts to COMMIT. */
     if (rc == 0 && a->fence != NULL)
@@ -851,16 +831,16 @@ static int op_batch(PGconn *conn, void *argp)
         }
     }
     if (rc == 0 && a->fence != NULL) { /* HA: standbys hear it on COMMIT */
-        char *payload = batch_payload(a->ops, a->n);
+        char *payload = pg_notify_batch_payloads(a->ops, a->n);
 
         rc = do_notify(conn, payload);
         free(payload);
     }
     if (rc == 0)
-        rc = exec_cmd(conn, "COMMIT");
+        rc = storage_pg_exec(conn, "COMMIT");
     if (rc != 0 && PQstatus(conn) == CONNECTION_OK &&
         PQtransactionStatus(conn) != PQTRANS_IDLE)
-        (void)exec_cmd(conn, "ROLLBACK");
+        (void)storage_pg_exec(conn, "ROLLBACK");
     return rc;
 }
 
@@ -880,16 +860,37 @@ struct page_arg {
     PGresult *res; /* out: the page */
 };
 
-static int op_page(PGconn *conn, void *argp)
+/* Sends a page's query without waiting for it (libpq's async API). */
+static int page_send(PGconn *conn, const struct page_arg *a)
 {
-    struct page_arg *a = argp;
     const char *params[3] = {a->lo, a->prefix, a->hi};
-    int rc;
+    enum pg_stmt which = a->hi != NULL ? PS_SCAN : PS_SCAN_OPEN;
 
-    a->res = PQexecPrepared(conn,
-                            stmt_name[a->hi != NULL ? PS_SCAN : PS_SCAN_OPEN],
-                            a->hi != NULL ? 3 : 2, params, NULL, NULL, 1);
-    rc = check_res(conn, a->res, PGRES_TUPLES_OK, "scan", a->prefix);
+    if (PQsendQueryPrepared(conn, stmt_name[which], a->hi != NULL ? 3 : 2,
+                            params, NULL, NULL, 1) == 0) {
+        storage_pg_log("scan", a->prefix, PQerrorMessage(conn));
+        return COFFER_EIO;
+    }
+    return 0;
+}
+
+/* Collects the page page_send asked for into a->res, draining the
+ * connection (it is idle again whatever happened). */
+static int page_recv(PGconn *conn, struct page_arg *a)
+{
+    PGresult *res;
+    int rc = COFFER_EIO;
+
+    a->res = NULL;
+    while ((res = PQgetResult(conn)) != NULL) {
+        if (a->res == NULL) {
+            a->res = res;
+            rc = storage_pg_check(conn, res, PGRES_TUPLES_OK, "scan",
+                                  a->prefix);
+        } else {
+            PQclear(res);
+        }
+    }
     if (rc != 0) {
         PQclear(a->res);
         a->res = NULL;
@@ -897,38 +898,119 @@ static int op_page(PGconn *conn, void *argp)
     return rc;
 }
 
+static int op_page(PGconn *conn, void *argp)
+{
+    struct page_arg *a = argp;
+    int rc = page_send(conn, a);
+
+    return rc == 0 ? page_recv(conn, a) : rc;
+}
+
+/*
+ * A connection the scan may keep across pages, so that the next page is
+ * fetched while the callback works through this one. Taken only if one
+ * is idle or may be opened without waiting, and by at most
+ * PG_PREFETCH_MAX scans at once, so the callbacks (which may read
+ * storage themselves) always find the rest of the pool. NULL: none.
+ */
+static struct pg_conn *prefetch_get(struct pg_store *s)
+{
+    struct pg_conn *c = NULL;
+    bool open_one = false;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->nprefetch < PG_PREFETCH_MAX) {
+        c = idle_take_locked(s);
+        open_one = c == NULL && s->nopen < PG_MAX_OPEN;
+        s->nopen += open_one;
+        s->nprefetch += c != NULL || open_one;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return open_one ? conn_open_slot(s, true) : c;
+}
+
+static void prefetch_put(struct pg_store *s, struct pg_conn *c)
+{
+    pthread_mutex_lock(&s->lock);
+    s->nprefetch--;
+    pthread_mutex_unlock(&s->lock);
+    conn_put(s, c);
+}
+
+/* Keys above last, for the next page: last || chr(1). Caller frees. */
+static char *key_after(const char *last)
+{
+    size_t n = strlen(last);
+    char *lo = xmalloc(n + 2);
+
+    memcpy(lo, last, n);
+    lo[n] = '\x01';
+    lo[n + 1] = '\0';
+    return lo;
+}
+
+/*
+ * One page: the one prefetched on pf (if any; a failure there falls back
+ * to a fetch of its own, which retries on a fresh connection), else
+ * fetched now.
+ */
+static int page_get(struct pg_store *s, struct pg_conn **pf, bool sent,
+                    struct page_arg *a)
+{
+    int rc;
+
+    if (sent) {
+        rc = page_recv((*pf)->conn, a);
+        if (rc == 0)
+            return 0;
+        prefetch_put(s, *pf);
+        *pf = NULL;
+    }
+    return with_conn(s, op_page, a);
+}
+
 static int pg_scan(void *ctx, const char *prefix, storage_scan_fn fn,
                    void *arg)
 {
+    struct pg_store *s = ctx;
     struct page_arg a = {NULL, prefix, NULL, NULL};
+    struct pg_conn *pf = prefetch_get(s);
     char *hi = prefix_successor(prefix);
     char *lo = xstrdup(prefix);
+    bool sent = false;
     int rc = 0, rows = PG_SCAN_PAGE;
 
     a.hi = hi;
     while (rc == 0 && rows == PG_SCAN_PAGE) {
         a.lo = lo;
-        rc = with_conn(ctx, op_page, &a);
+        rc = page_get(s, &pf, sent, &a);
+        sent = false;
         if (rc != 0)
             break;
         rows = PQntuples(a.res);
+        if (rows > 0) {
+            free(lo);
+            lo = key_after(PQgetvalue(a.res, rows - 1, 0));
+        }
+        /* The next page is on its way while fn works through this one. */
+        if (rows == PG_SCAN_PAGE && pf != NULL) {
+            struct page_arg next = {lo, prefix, hi, NULL};
+
+            sent = page_send(pf->conn, &next) == 0;
+        }
         for (int i = 0; rc == 0 && i < rows; i++)
             rc = fn(arg, PQgetvalue(a.res, i, 0), PQgetvalue(a.res, i, 1),
                     (size_t)PQgetlength(a.res, i, 1));
-        if (rows > 0) {
-            /* Next page: keys above the last, i.e. >= last || chr(1). */
-            const char *last = PQgetvalue(a.res, rows - 1, 0);
-            size_t n = strlen(last);
-
-            free(lo);
-            lo = xmalloc(n + 2);
-            memcpy(lo, last, n);
-            lo[n] = '\x01';
-            lo[n + 1] = '\0';
-        }
         PQclear(a.res);
         a.res = NULL;
     }
+    if (sent) { /* stopped early: the page in flight is not wanted */
+        a.lo = lo;
+        if (page_recv(pf->conn, &a) == 0)
+            PQclear(a.res);
+    }
+    if (pf != NULL)
+        prefetch_put(s, pf);
     free(lo);
     free(hi);
     return rc;
@@ -948,7 +1030,7 @@ static void pg_close(void *ctx)
         conn_close(c);
     }
     PQfinish(s->ha_conn);
-    PQfinish(s->listen_conn);
+    pg_listener_close(&s->listener);
     pthread_mutex_destroy(&s->ha_mu);
     free(s->ha_table);
     free(s->nodes_table);
@@ -975,11 +1057,11 @@ static PGconn *ha_conn(struct pg_store *s)
     PQfinish(s->ha_conn);
     s->ha_conn = connect_raw(s->conninfo, &err);
     if (s->ha_conn == NULL) {
-        log_pg("HA lock: connect", NULL, err.msg);
+        storage_pg_log("HA lock: connect", NULL, err.msg);
         return NULL;
     }
-    if (exec_cmd(s->ha_conn, "SET lock_timeout = '2s'") != 0 ||
-        exec_cmd(s->ha_conn, "SET statement_timeout = '4s'") != 0) {
+    if (storage_pg_exec(s->ha_conn, "SET lock_timeout = '2s'") != 0 ||
+        storage_pg_exec(s->ha_conn, "SET statement_timeout = '4s'") != 0) {
         PQfinish(s->ha_conn);
         s->ha_conn = NULL;
     }
@@ -1040,7 +1122,7 @@ static int ha_acquire_tx(PGconn *conn, struct pg_store *s,
     int rc;
 
     snprintf(ttl, sizeof(ttl), "%d milliseconds", ttl_ms);
-    rc = exec_cmd(conn, "BEGIN");
+    rc = storage_pg_exec(conn, "BEGIN");
     if (rc != 0)
         return rc;
     res = ha_exec(conn,
@@ -1049,7 +1131,7 @@ static int ha_acquire_tx(PGconn *conn, struct pg_store *s,
                   "l.holder_pid AND a.backend_start = l.holder_started) "
                   "FROM %s l WHERE l.ha_key = 'leader' FOR UPDATE OF l",
                   s->ha_table, 1, p);
-    rc = check_res(conn, res, PGRES_TUPLES_OK, "HA lock", NULL);
+    rc = storage_pg_check(conn, res, PGRES_TUPLES_OK, "HA lock", NULL);
     if (rc != 0)
         goto out;
     row = PQntuples(res) == 1;
@@ -1078,18 +1160,18 @@ static int ha_acquire_tx(PGconn *conn, struct pg_store *s,
               " WHERE ha_key = 'leader'";
     if (sql != NULL) {
         res = ha_exec(conn, sql, s->ha_table, 5, p);
-        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA lock", NULL);
+        rc = storage_pg_check(conn, res, PGRES_COMMAND_OK, "HA lock", NULL);
         if (rc == 0)
             *held = strcmp(PQcmdTuples(res), "1") == 0;
     }
     if (rc == 0)
-        rc = exec_cmd(conn, "COMMIT");
+        rc = storage_pg_exec(conn, "COMMIT");
 out:
     PQclear(res);
     if (rc != 0) {
         *held = false;
         if (PQtransactionStatus(conn) != PQTRANS_IDLE)
-            (void)exec_cmd(conn, "ROLLBACK");
+            (void)storage_pg_exec(conn, "ROLLBACK");
     }
     return rc;
 }
@@ -1133,7 +1215,7 @@ static int pg_ha_release(void *ctx, const char *holder)
         res = ha_exec(conn,
                       "DELETE FROM %s WHERE ha_key = 'leader' AND holder = $1",
                       s->ha_table, 1, params);
-        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA release", NULL);
+        rc = storage_pg_check(conn, res, PGRES_COMMAND_OK, "HA release", NULL);
     }
     PQclear(res);
     pthread_mutex_unlock(&s->ha_mu);
@@ -1161,7 +1243,7 @@ static int pg_ha_leader(void *ctx, struct storage_ha_leader *out)
                       "extract(epoch FROM acquired)::float8, "
                       "valid_until > now() FROM %s WHERE ha_key = 'leader'",
                       s->ha_table, 0, NULL);
-        rc = check_res(conn, res, PGRES_TUPLES_OK, "HA leader", NULL);
+        rc = storage_pg_check(conn, res, PGRES_TUPLES_OK, "HA leader", NULL);
     }
     if (rc == 0 && PQntuples(res) == 1) {
         copy_col(out->node_id, sizeof(out->node_id), res, 0);
@@ -1215,7 +1297,7 @@ static int pg_ha_echo(void *ctx, const struct storage_ha_node *self,
                          "SET hostname = $2, api_addr = $3, cluster_addr = "
                          "$4, version = $5, last_echo = now()",
                          5, p);
-        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA echo", NULL);
+        rc = storage_pg_check(conn, res, PGRES_COMMAND_OK, "HA echo", NULL);
         PQclear(res);
         res = NULL;
     }
@@ -1224,7 +1306,7 @@ static int pg_ha_echo(void *ctx, const struct storage_ha_node *self,
                          "DELETE FROM %1$s WHERE last_echo < now() - "
                          "$1::interval",
                          1, fp);
-        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA forget", NULL);
+        rc = storage_pg_check(conn, res, PGRES_COMMAND_OK, "HA forget", NULL);
     }
     PQclear(res);
     pthread_mutex_unlock(&s->ha_mu);
@@ -1244,7 +1326,7 @@ static int pg_ha_leave(void *ctx, const char *node_id)
     if (conn != NULL) {
         res = nodes_exec(conn, s, "DELETE FROM %1$s WHERE node_id = $1", 1,
                          p);
-        rc = check_res(conn, res, PGRES_COMMAND_OK, "HA leave", NULL);
+        rc = storage_pg_check(conn, res, PGRES_COMMAND_OK, "HA leave", NULL);
     }
     PQclear(res);
     pthread_mutex_unlock(&s->ha_mu);
@@ -1277,7 +1359,7 @@ static int op_nodes(PGconn *conn, void *arg)
                      "$1::interval ORDER BY active DESC, n.api_addr, "
                      "n.node_id LIMIT 1000",
                      1, p);
-    rc = check_res(conn, res, PGRES_TUPLES_OK, "HA nodes", NULL);
+    rc = storage_pg_check(conn, res, PGRES_TUPLES_OK, "HA nodes", NULL);
     if (rc == 0) {
         a->n = (size_t)PQntuples(res);
         a->out = xcalloc(a->n > 0 ? a->n : 1, sizeof(*a->out));
@@ -1323,96 +1405,20 @@ static int pg_ha_nodes(void *ctx, int stale_ms, struct storage_ha_node **out,
 
 /* ========================================================= changes == */
 
-/* Reports one payload: a marker, or its keys one by one. */
-static void report_payload(const char *payload, storage_change_fn fn,
-                           void *arg)
+/* The listener's connection opener. */
+static PGconn *listen_connect(void *arg, struct errbuf *err)
 {
-    size_t slen = strlen(PG_NOTIFY_SYNC);
-    char *copy, *save = NULL;
+    const struct pg_store *s = arg;
 
-    if (payload[0] == '\001') {
-        if (strncmp(payload, PG_NOTIFY_SYNC, slen) == 0)
-            fn(arg, STORAGE_CHANGE_SYNC, payload + slen);
-        else
-            fn(arg, STORAGE_CHANGE_FLUSH, NULL);
-        return;
-    }
-    copy = xstrdup(payload);
-    for (char *k = strtok_r(copy, "\n", &save); k != NULL;
-         k = strtok_r(NULL, "\n", &save))
-        fn(arg, STORAGE_CHANGE_KEY, k);
-    free(copy);
-}
-
-/* Opens the listening connection; FLUSH: what came before is unheard. */
-static int listen_open(struct pg_store *s, storage_change_fn fn, void *arg)
-{
-    struct errbuf err;
-    struct buf sql;
-    int rc;
-
-    s->listen_conn = connect_listen(s->conninfo, &err);
-    if (s->listen_conn == NULL) {
-        log_pg("change listener: connect", NULL, err.msg);
-        return COFFER_EIO;
-    }
-    buf_init(&sql, BUF_MAX_DEFAULT);
-    COFFER_ASSERT(buf_appendf(&sql, "LISTEN \"%s\"", s->channel) == 0);
-    rc = exec_cmd(s->listen_conn, sql.ptr);
-    buf_release(&sql);
-    if (rc != 0) {
-        PQfinish(s->listen_conn);
-        s->listen_conn = NULL;
-        return rc;
-    }
-    fn(arg, STORAGE_CHANGE_FLUSH, NULL);
-    return 0;
-}
-
-/* Waits for the socket to be readable; -1 on error, 0 on timeout. */
-static int listen_wait(PGconn *conn, int timeout_ms)
-{
-    struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
-    int n;
-
-    if (pfd.fd < 0)
-        return -1;
-    do {
-        n = poll(&pfd, 1, timeout_ms);
-    } while (n < 0 && errno == EINTR);
-    return n;
+    return connect_listen(s->conninfo, err);
 }
 
 static int pg_ha_listen(void *ctx, int timeout_ms, storage_change_fn fn,
                         void *arg)
 {
     struct pg_store *s = ctx;
-    PGnotify *note;
-    int rc = 0;
 
-    if (timeout_ms < 0 || (s->listen_conn != NULL &&
-                           PQstatus(s->listen_conn) != CONNECTION_OK)) {
-        PQfinish(s->listen_conn);
-        s->listen_conn = NULL;
-        return timeout_ms < 0 ? 0 : COFFER_EIO;
-    }
-    if (s->listen_conn == NULL)
-        return listen_open(s, fn, arg);
-    if (listen_wait(s->listen_conn, timeout_ms) < 0 ||
-        PQconsumeInput(s->listen_conn) == 0) {
-        log_pg("change listener", NULL, PQerrorMessage(s->listen_conn));
-        rc = COFFER_EIO;
-    }
-    while ((note = PQnotifies(s->listen_conn)) != NULL) {
-        report_payload(note->extra, fn, arg);
-        PQfreemem(note);
-    }
-    if (rc != 0 || PQstatus(s->listen_conn) != CONNECTION_OK) {
-        PQfinish(s->listen_conn);
-        s->listen_conn = NULL;
-        rc = COFFER_EIO;
-    }
-    return rc;
+    return pg_listener_poll(&s->listener, timeout_ms, fn, arg);
 }
 
 static int op_sync_post(PGconn *conn, void *arg)
@@ -1422,35 +1428,13 @@ static int op_sync_post(PGconn *conn, void *arg)
 
 static int pg_ha_sync_post(void *ctx, const char *marker)
 {
-    struct buf b;
-    int rc;
+    char *payload = pg_notify_sync_payload(marker);
+    int rc = COFFER_EINVAL;
 
-    buf_init(&b, BUF_MAX_DEFAULT);
-    if (buf_appendf(&b, "%s%s", PG_NOTIFY_SYNC, marker) != 0 ||
-        !key_notifiable(marker))
-        rc = COFFER_EINVAL;
-    else
-        rc = with_conn(ctx, op_sync_post, b.ptr);
-    buf_release(&b);
+    if (payload != NULL)
+        rc = with_conn(ctx, op_sync_post, payload);
+    free(payload);
     return rc;
-}
-
-/*
- * The change channel: "<table>_changes", or, if that is too long for an
- * identifier, "coffer_changes_" and a hash of table (FNV-1a). table is
- * already checked (letters, digits, '_', one '.').
- */
-static void channel_name(const char *table, char out[64])
-{
-    uint64_t h = 14695981039346656037ULL;
-
-    if (strlen(table) + sizeof("_changes") <= 64) {
-        snprintf(out, 64, "%s_changes", table);
-        return;
-    }
-    for (const char *p = table; *p != '\0'; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    snprintf(out, 64, "coffer_changes_%016llx", (unsigned long long)h);
 }
 
 static const struct storage_ha_ops pg_ha_ops = {
@@ -1580,7 +1564,7 @@ static int create_table(PGconn *conn, const char *table, const char *quoted,
                     " version text NOT NULL,"
                     " last_echo timestamptz NOT NULL)",
                     ha_quoted, nodes_quoted);
-    if (exec_cmd(conn, "BEGIN") != 0)
+    if (storage_pg_exec(conn, "BEGIN") != 0)
         goto out;
     /* Two nodes starting at once would race on IF NOT EXISTS. */
     res = PQexecParams(conn, "SELECT pg_advisory_xact_lock(hashtext($1))", 1,
@@ -1676,7 +1660,10 @@ static struct storage *open_store(const char *conninfo, const char *table,
         goto fail;
     if (ha) {
         s->nodes_table = nodes_table_name(table);
-        channel_name(table, s->channel);
+        pg_notify_channel_name(table, s->channel);
+        s->listener.channel = s->channel;
+        s->listener.connect = listen_connect;
+        s->listener.connect_arg = s;
     }
     s->conninfo = xstrdup(conninfo);
     pthread_mutex_init(&s->lock, NULL);

@@ -74,6 +74,28 @@ def takeover_log(node):
     return log[log.rindex("holds the lock"):]
 
 
+def reconciled(node):
+    """(leases, missing, due earlier) of node's reconciliation after its
+    last lock acquisition."""
+    r = wait_log(node, r"reconciled the index with storage: (\d+) "
+                 r"leases, (\d+) were missing, (\d+) due earlier",
+                 since=node.log().rindex("holds the lock"))
+    return int(r.group(1)), int(r.group(2)), int(r.group(3))
+
+
+def kill_and_take_over(c, active, standby):
+    """kill -9 of active; standby takes over from its lease index, with no
+    full scan before expirations. (the new active, leases it took)"""
+    active.kill9()
+    new = c.wait_active(among=[standby], timeout=20)
+    assert new is standby
+    log = takeover_log(standby)
+    m = re.search(r"took over the standby index of (\d+) leases", log)
+    assert m is not None, log[-3000:]
+    assert "lease: restored" not in log
+    return new, int(m.group(1))
+
+
 def creds(hc, role):
     r = hc.read("database/creds/" + role)
     return r["lease_id"], r["data"]["username"]
@@ -93,21 +115,11 @@ def test_takeover_starts_from_the_standby_index(pair, pg):
     # Issued just before the kill: its notes may still be in flight; the
     # handoff must wait for them.
     short_id, short_user = creds(hc, "short")
-    active.kill9()
-    new = c.wait_active(among=[standby], timeout=20)
-    assert new is standby
+    new, took = kill_and_take_over(c, active, standby)
     log = takeover_log(standby)
-    m = re.search(r"took over the standby index of (\d+) leases", log)
-    assert m is not None, log[-3000:]
-    assert "lease: restored" not in log  # no full scan before expirations
-    took = int(m.group(1))
-    r = wait_log(standby, r"reconciled the index with storage: (\d+) "
-                 r"leases, (\d+) were missing, (\d+) due earlier",
-                 since=standby.log().rindex("holds the lock"))
     # Nothing the old active wrote was missed, and the revoked lease did
     # not come back into the index.
-    assert (int(r.group(1)), int(r.group(2)), int(r.group(3))) == \
-        (took, 0, 0), log[-3000:]
+    assert reconciled(standby) == (took, 0, 0), log[-3000:]
     assert took == 2, log[-3000:]  # keep and short
     # The short lease was due during the failover: revoked by the new
     # active; the long one is left alone.
@@ -207,10 +219,7 @@ def test_issuance_cut_by_kill9_is_all_in_the_index_and_revoked(pair):
     m = re.search(r"took over the standby index of (\d+) leases",
                   takeover_log(standby))
     assert m is not None, takeover_log(standby)[-3000:]
-    r = wait_log(standby, r"reconciled the index with storage: (\d+) "
-                 r"leases, (\d+) were missing, (\d+) due earlier",
-                 since=standby.log().rindex("holds the lock"))
-    assert (int(r.group(2)), int(r.group(3))) == (0, 0), r.group(0)
+    assert reconciled(standby)[1:] == (0, 0)
     assert int(m.group(1)) >= len(made)
     deadline = time.monotonic() + 20
     alive = list(made)

@@ -7,6 +7,7 @@ missed notification (the listener's connection killed) flushes
 everything.
 """
 
+import os
 import signal
 import threading
 import time
@@ -264,7 +265,10 @@ def test_a_rotated_keyring_is_followed_by_the_standby(pair):
         assert r.status_code == 204
         assert poll(lambda: read_kv(standby, "kv1/app"), (200, want)) == \
             (200, want), "round %d" % i
-    with paused(active):  # served by the standby itself
+    # Served by the standby itself, once it has its state again (a reload
+    # in progress, or a sync that timed out under load, forwards).
+    wait_local(c, active, standby)
+    with paused(active):
         assert read_kv(standby, "kv1/app", timeout=2) == (200, want)
 
 
@@ -291,24 +295,77 @@ def test_a_use_limited_token_is_forwarded(pair):
     assert read_kv(standby, "kv/data/app", token=tok)[0] == 403
 
 
+def wait_listener(pg, c, killed, timeout=10):
+    """The pid of the standby's listening session, once there is one that
+    is not among killed (a session just terminated may linger in
+    pg_stat_activity, and the standby reopens its listener only after it
+    noticed the loss)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [r[0] for r in pg.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND "
+            "query LIKE 'LISTEN%%' ORDER BY backend_start DESC", c.dbname)
+            if r[0] not in killed]
+        if pids:
+            return pids[0]
+        time.sleep(0.05)
+    raise AssertionError("no listening session")
+
+
 @pytest.mark.once
 def test_a_lost_listener_flushes_what_it_may_have_missed(pair, pg):
     c, active, standby = pair()
-    def kill_listener():
-        return pg.query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND query LIKE 'LISTEN%%'", c.dbname)
+    killed = set()
     for i in range(5):
-        wait_local(c, active, standby)  # listening again, state loaded
+        # Listening again on a new session, and its state loaded after it.
+        pid = wait_listener(pg, c, killed)
+        wait_local(c, active, standby)
         assert read_kv(standby, "kv1/app")[0] == 200  # cached
         # Kill the standby's listening session, then write at once: the
         # notification may reach nobody.
-        assert kill_listener(), "round %d: no listening session" % i
+        assert pg.query("SELECT pg_terminate_backend(%s)", pid) == \
+            [(True,)], "round %d" % i
+        killed.add(pid)
         want = {"k": "after-kill-%d" % i}
         r = active.req("POST", "kv1/app", json=want)
         assert r.status_code == 204
         assert poll(lambda: read_kv(standby, "kv1/app"), (200, want),
                     deadline=3) == (200, want), "round %d" % i
+
+
+@pytest.mark.once
+def test_a_listener_that_hears_nothing_is_not_trusted(pair, pg):
+    """The standby's listening session alive but stuck (its backend
+    stopped): a forwarded write's sync times out, and from then on the
+    standby must not serve from memory what it no longer hears; once a
+    marker of its own does not come back either, it reopens its
+    listener."""
+    c, active, standby = pair()
+    pid = wait_listener(pg, c, set())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # Forwarded; its marker never comes back (1 s).
+        put(standby, "kv/data/app", {"k": "fwd"})
+        assert read_kv(standby, "kv1/app")[0] == 200  # cached, if served
+        want = {"k": "unheard"}
+        r = active.req("POST", "kv1/app", json=want)
+        assert r.status_code == 204
+        got, end = [], time.monotonic() + 3
+        while time.monotonic() < end:
+            got.append(read_kv(standby, "kv1/app"))
+            time.sleep(0.05)
+        assert set(map(str, got)) == {str((200, want))}, got
+        # Listening on a new session: the stuck one no longer counts.
+        wait_listener(pg, c, {pid})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_local(c, active, standby)
+    assert read_kv(standby, "kv1/app") == (200, want)
+    want = {"k": "heard"}
+    r = active.req("POST", "kv1/app", json=want)
+    assert r.status_code == 204
+    assert poll(lambda: read_kv(standby, "kv1/app"), (200, want)) == \
+        (200, want)
 
 
 @pytest.mark.once
