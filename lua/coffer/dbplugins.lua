@@ -50,17 +50,17 @@ end
 -- Optional: the plugin's own config fields ({name = type | {type = ...,
 -- sensitive = true}}, types of fields.lua) and which of them are secret
 -- (never returned on read).
-local function check_config_fields(p)
-  if p.config_fields == nil then
-    if p.secret_config_fields ~= nil then
+local function check_config_fields(declared, secret)
+  if declared == nil then
+    if secret ~= nil then
       return "secret_config_fields needs config_fields"
     end
     return nil
   end
-  if type(p.config_fields) ~= "table" then
+  if type(declared) ~= "table" then
     return "config_fields must be a table"
   end
-  for k, spec in pairs(p.config_fields) do
+  for k, spec in pairs(declared) do
     local t = type(spec) == "table" and spec.type or spec
     if type(k) ~= "string" or not k:match("^[%l][%l%d_]*$") then
       return "config_fields: names are lower-case words"
@@ -69,8 +69,8 @@ local function check_config_fields(p)
       return "config_fields: field '" .. k .. "' has an unknown type"
     end
   end
-  for _, k in ipairs(p.secret_config_fields or {}) do
-    if p.config_fields[k] == nil then
+  for _, k in ipairs(secret or {}) do
+    if declared[k] == nil then
       return "secret_config_fields: '" .. tostring(k) ..
              "' is not in config_fields"
     end
@@ -117,7 +117,7 @@ local function check_spec(p)
   if p.tag_statement ~= nil and type(p.tag_statement) ~= "string" then
     return "tag_statement must be a string"
   end
-  return check_config_fields(p)
+  return check_config_fields(p.config_fields, p.secret_config_fields)
 end
 
 -- register(plugin) -> plugin. Load time only; names are unique.

@@ -240,10 +240,10 @@ def db(srv, pg):
 def statement(srv, pool):
     j = metrics(srv)
     s = [m for m in j["Samples"] if m["Name"] == "coffer.database.statement"
-         and m["Labels"] == {"pool": pool}]
+         and m["Labels"] == {"pool": pool, "driver": "postgresql"}]
     e = [m for m in j["Counters"]
          if m["Name"] == "coffer.database.statement.error"
-         and m["Labels"] == {"pool": pool}]
+         and m["Labels"] == {"pool": pool, "driver": "postgresql"}]
     assert len(s) == 1 and len(e) == 1, (s, e)
     return s[0], e[0]["Count"]
 
@@ -270,8 +270,8 @@ def test_statement_latency_moves_with_creds(srv, db, pg, _repeat):
     assert not pg.role_exists(user)
     assert statement(srv, pool)[0]["Count"] > after["Count"]
     text = prom(srv)
-    assert 'coffer_database_statement_count{pool="%s"}' % pool in text
-    assert 'coffer_database_statement_error{pool="%s"}' % pool in text
+    assert 'coffer_database_statement_count{pool="%s",driver="postgresql"}' % pool in text
+    assert 'coffer_database_statement_error{pool="%s",driver="postgresql"}' % pool in text
 
 
 def test_failed_statements_are_counted(srv, db, _repeat):
