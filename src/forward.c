@@ -80,14 +80,6 @@ static CURL *thread_handle(void)
     return e;
 }
 
-static int64_t unix_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void forward_set_ca_file(const char *path)
 {
     pthread_mutex_lock(&ca_mu);
@@ -169,7 +161,7 @@ bool forward_verify_client_addr(const char *value, const uint8_t key[32],
 {
     char got_addr[64], got_mac[65], want[65];
     long long stamp;
-    int64_t now = unix_ms();
+    int64_t now = time_unix_ms();
 
     if (value == NULL ||
         sscanf(value, "%63s %lld %64s", got_addr, &stamp, got_mac) != 3 ||
@@ -352,7 +344,7 @@ static struct curl_slist *request_headers(const struct request *req,
     struct curl_slist *h = NULL;
     struct buf line;
     char mac[65];
-    int64_t stamp = unix_ms();
+    int64_t stamp = time_unix_ms();
 
     buf_init(&line, BUF_MAX_DEFAULT);
     if (req->client_token != NULL) {

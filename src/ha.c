@@ -218,15 +218,10 @@ static void wait_until_locked(double when)
 {
     double now = time_mono();
     struct timespec ts;
-    double at;
 
     if (when <= now)
         return;
-    /* Absolute CLOCK_REALTIME deadline for pthread_cond_timedwait. */
-    clock_gettime(CLOCK_REALTIME, &ts);
-    at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + (when - now);
-    ts.tv_sec = (time_t)at;
-    ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+    ts = time_deadline(when - now);
     pthread_cond_timedwait(&ha.cond, &ha.mu, &ts);
 }
 
@@ -521,14 +516,8 @@ int ha_standby_sync(int timeout_ms)
     pthread_mutex_lock(&ha.mu);
     while (rc == 0 && ha.heard && ha.sync_seen < seq &&
            time_mono() < until) {
-        struct timespec ts;
-        double at;
+        struct timespec ts = time_deadline(until - time_mono());
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 +
-             (until - time_mono());
-        ts.tv_sec = (time_t)at;
-        ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
         pthread_cond_timedwait(&ha.sync_cond, &ha.mu, &ts);
     }
     back = rc == 0 && ha.sync_seen >= seq;

@@ -1014,7 +1014,7 @@ static int build_request(struct MHD_Connection *c, const char *url,
 {
     struct request *req = &ctx->req;
     struct args_ctx args = {0};
-    const char *ct, *fwd;
+    const char *ct, *fwd, *explain;
     char *clean;
     char msg[300];
 
@@ -1064,8 +1064,9 @@ static int build_request(struct MHD_Connection *c, const char *url,
     req->forwarded_for = fwd != NULL && strlen(fwd) < 256 ? xstrdup(fwd)
                                                           : NULL;
     /* Policy explain on a 403 (policy_explain.h), when asked for. */
-    fwd = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Coffer-Explain");
-    req->explain = fwd != NULL && strcmp(fwd, "1") == 0;
+    explain = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                          "X-Coffer-Explain");
+    req->explain = explain != NULL && strcmp(explain, "1") == 0;
     if (req->op == OP_PATCH &&
         (ct == NULL ||
          strncmp(ct, "application/merge-patch+json", 28) != 0)) {

@@ -132,13 +132,6 @@ static atomic_bool tidy_requested;
 
 /* ============================================================ helpers == */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts = time_now();
-
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* True when token_hmac names a live token (lease_config.token_alive). */
 static bool token_alive(const char *token_hmac)
 {
@@ -478,7 +471,7 @@ static void note_failure(cJSON *rec, const char *why)
         log_error("lease: saving the failure of %s failed", id);
     log_warn("lease: revoking %s failed (attempt %d, next in %.1fs): %s", id,
              attempts, delay, why);
-    schedule(id, now_ms() + (int64_t)(delay * 1000));
+    schedule(id, time_unix_ms() + (int64_t)(delay * 1000));
 }
 
 /*
@@ -494,7 +487,7 @@ static cJSON *load_due(const char *id)
         return NULL;
     expire = json_get_int(rec, "expire_ms", 0);
     if (strcmp(json_get_str(rec, "state", ""), "active") == 0 &&
-        expire > now_ms()) {
+        expire > time_unix_ms()) {
         schedule(id, expire);
         cJSON_Delete(rec);
         return NULL;
@@ -913,7 +906,7 @@ static void *expirer_main(void *arg)
     pthread_mutex_lock(&mu);
     while (!stopping) {
         top = heap_peek(&heap);
-        now = now_ms();
+        now = time_unix_ms();
         if (top == NULL) {
             pthread_cond_wait(&heap_cond, &mu);
         } else if (top->when > now) {
@@ -964,7 +957,7 @@ static int restore_running(void *arg, const char *key, const void *value,
     (void)arg;
     pthread_mutex_lock(&mu);
     lease_restore_record(&heap, key + strlen(LEASE_ID_PREFIX), value, len,
-                         now_ms(), &c);
+                         time_unix_ms(), &c);
     live_leases += c.live;
     pending_leases += c.pending;
     pthread_cond_signal(&heap_cond);
@@ -1189,7 +1182,7 @@ int lease_create_pending(const struct mount *m, const char *request_path,
     p->id = lease_id_join(request_path, suffix);
     spec.id = p->id;
     /* Revoked at start-up if Coffer stops before lease_activate. */
-    spec.expire_ms = now_ms() + PENDING_GRACE_MS;
+    spec.expire_ms = time_unix_ms() + PENDING_GRACE_MS;
     p->rec = lrec_build(&spec);
     rc = store_new_record(p->rec, &p->text, &p->len, err);
     /*
@@ -1257,7 +1250,7 @@ int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl)
     claim(lease_id);
     rec = load_record(lease_id);
     if (rec != NULL) {
-        lrec_format_ms(now_ms(), when, sizeof(when));
+        lrec_format_ms(time_unix_ms(), when, sizeof(when));
         lrec_set_num(rec, "expire_ms", (double)expire_unix * 1000);
         lrec_set_num(rec, "ttl", (double)ttl);
         lrec_set_str(rec, "last_renewal", when);
@@ -1371,7 +1364,7 @@ void lease_abort(const char *lease_id)
     if (lease_revoke(lease_id, &err) != 0) {
         log_warn("lease: cleaning up failed issuance %s: %s; will retry",
                  lease_id, err.msg);
-        schedule(lease_id, now_ms());
+        schedule(lease_id, time_unix_ms());
     }
 }
 
@@ -1430,13 +1423,13 @@ static void expire_now(const char *id, const char *reason)
     claim(id);
     rec = load_record(id);
     if (rec != NULL) {
-        lrec_set_num(rec, "expire_ms", (double)now_ms());
+        lrec_set_num(rec, "expire_ms", (double)time_unix_ms());
         /* Why it ends, for the revoked hook (audit) when a worker does it. */
         cJSON_DeleteItemFromObjectCaseSensitive(rec, "end_reason");
         cJSON_AddStringToObject(rec, "end_reason", reason);
         if (save_record(rec) != 0)
             log_error("lease: cannot mark %s for revocation", id);
-        schedule(id, now_ms());
+        schedule(id, time_unix_ms());
     }
     cJSON_Delete(rec);
     unclaim(id);
@@ -1651,7 +1644,7 @@ void lease_get_stats(struct lease_stats *out)
 cJSON *lease_lookup(const char *lease_id)
 {
     cJSON *rec = load_record(lease_id);
-    cJSON *d = rec != NULL ? lrec_lookup_json(rec, now_ms()) : NULL;
+    cJSON *d = rec != NULL ? lrec_lookup_json(rec, time_unix_ms()) : NULL;
 
     cJSON_Delete(rec);
     return d;
@@ -1714,7 +1707,7 @@ static int renewable_now(const cJSON *rec, struct errbuf *err)
         return COFFER_EINVAL;
     }
     if (strcmp(json_get_str(rec, "state", ""), "active") != 0 ||
-        json_get_int(rec, "expire_ms", 0) <= now_ms()) {
+        json_get_int(rec, "expire_ms", 0) <= time_unix_ms()) {
         errbuf_set(err, "lease expired");
         return COFFER_EINVAL;
     }
@@ -1732,7 +1725,7 @@ static int renewable_now(const cJSON *rec, struct errbuf *err)
 static int renew_ttl(const cJSON *rec, int64_t increment,
                      struct lease_renewal *out, struct errbuf *err)
 {
-    int64_t now = now_ms(), ttl, limit;
+    int64_t now = time_unix_ms(), ttl, limit;
     int64_t max = json_get_int(rec, "max_ttl", 0);
 
     ttl = increment > 0 ? increment : json_get_int(rec, "ttl", 0);
@@ -1766,14 +1759,14 @@ static int renew_record(cJSON *rec, int64_t increment,
         rc = renew_ttl(rec, increment, out, err);
     if (rc != 0)
         return rc;
-    expire = now_ms() + out->ttl * 1000;
+    expire = time_unix_ms() + out->ttl * 1000;
     m = lease_mount(rec);
     if (m != NULL && ops != NULL && ops->renew != NULL &&
         ops->renew(m, rec, expire / 1000, err) != 0) {
         rc = COFFER_EIO;
         goto out;
     }
-    lrec_format_ms(now_ms(), when, sizeof(when));
+    lrec_format_ms(time_unix_ms(), when, sizeof(when));
     lrec_set_num(rec, "expire_ms", (double)expire);
     lrec_set_str(rec, "last_renewal", when);
     if (save_record(rec) != 0) {

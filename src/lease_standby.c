@@ -194,14 +194,6 @@ static struct {
     void *rec_arg;
 } ls = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool lease_record_due(const void *text, size_t len, int64_t now_ms,
                       struct lease_due *out)
 {
@@ -255,7 +247,7 @@ static int scan_one(void *arg, const char *key, const void *value,
 
     if (atomic_load(&ls.quiesce))
         return LS_STOPPED;
-    if (lease_record_due(value, len, wall_ms(), &d))
+    if (lease_record_due(value, len, time_unix_ms(), &d))
         map_put_owned(fresh, xstrdup(key + strlen(LS_PREFIX)), d.when,
                       flags_of(&d));
     return 0;
@@ -308,7 +300,7 @@ static void apply_notes_locked(void)
         val.len = 0;
         rc = storage_get(ls.store, key, &val);
         pthread_mutex_lock(&ls.mu);
-        if (rc == 0 && lease_record_due(val.ptr, val.len, wall_ms(), &d)) {
+        if (rc == 0 && lease_record_due(val.ptr, val.len, time_unix_ms(), &d)) {
             map_put_owned(&ls.map, xstrdup(ids.v[i]), d.when, flags_of(&d));
         } else if (rc == COFFER_ENOTFOUND) {
             map_del(&ls.map, ids.v[i]);
@@ -329,14 +321,8 @@ static void apply_notes_locked(void)
 /* Waits on cond until until (time_mono) or a signal. mu held. */
 static void wait_until_locked(double until)
 {
-    struct timespec ts;
-    double at;
+    struct timespec ts = time_deadline(until - time_mono());
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 +
-         (until - time_mono());
-    ts.tv_sec = (time_t)at;
-    ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
     pthread_cond_timedwait(&ls.cond, &ls.mu, &ts);
 }
 
@@ -453,14 +439,8 @@ static void wait_settled_locked(int wait_ms)
     while (ls.trusted &&
            (ls.handoff == 0 || ls.busy || ls.rescan || ls.queue.n > 0) &&
            time_mono() < until) {
-        struct timespec ts;
+        struct timespec ts = time_deadline(0.02);
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
         pthread_cond_timedwait(&ls.cond, &ls.mu, &ts);
     }
 }
@@ -547,7 +527,7 @@ int lease_restore_heap(struct storage *store, const char *prefix,
                        struct heap *heap, struct lease_counts *counts,
                        bool *reconcile, struct errbuf *err)
 {
-    struct restore_arg a = {heap, counts, strlen(prefix), wall_ms()};
+    struct restore_arg a = {heap, counts, strlen(prefix), time_unix_ms()};
     size_t taken = 0;
     double t0 = time_mono();
     int rc;
@@ -593,7 +573,7 @@ static int reconcile_one(void *arg, const char *key, const void *value,
     pthread_mutex_unlock(&ls.mu);
     /* Due earlier than the index said (it cannot be, when the index was
      * in step): one more heap entry; the later one finds it handled. */
-    if (known && lease_record_due(value, len, wall_ms(), &d) &&
+    if (known && lease_record_due(value, len, time_unix_ms(), &d) &&
         d.when < had) {
         n->earlier++;
         ls.rec_schedule(ls.rec_arg, id, d.when);

@@ -233,6 +233,30 @@ struct timespec time_now(void)
     return ts;
 }
 
+int64_t time_unix_ms(void)
+{
+    struct timespec ts = time_now();
+
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct timespec time_deadline(double seconds)
+{
+    struct timespec ts = time_now();
+    double whole, frac;
+
+    if (seconds <= 0)
+        return ts;
+    frac = modf(seconds, &whole);
+    ts.tv_sec += (time_t)whole;
+    ts.tv_nsec += (long)(frac * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 double time_mono(void)
 {
     struct timespec ts;

@@ -54,6 +54,13 @@ void duration_format_short(int64_t secs, char *out, size_t n);
 struct timespec time_now(void);
 /* Monotonic seconds, for deadlines and intervals. */
 double time_mono(void);
+/* Wall-clock milliseconds since the epoch. */
+int64_t time_unix_ms(void);
+/*
+ * The absolute CLOCK_REALTIME time `seconds` from now (<= 0: now), for
+ * pthread_cond_timedwait; pair it with a time_mono() deadline loop.
+ */
+struct timespec time_deadline(double seconds);
 /* RFC3339 in UTC with nanoseconds: "2024-05-01T10:00:00.123456789Z". */
 void time_format_rfc3339(struct timespec ts, char *out, size_t n);
 /* Parses an RFC3339 string back; returns 0 or COFFER_EINVAL. */

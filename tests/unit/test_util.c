@@ -504,6 +504,19 @@ TEST(file_read_too_big)
     free(path);
 }
 
+TEST(time_deadline_normalised)
+{
+    struct timespec now = time_now(), d = time_deadline(1.75);
+    double ahead = (double)(d.tv_sec - now.tv_sec) +
+                   (double)(d.tv_nsec - now.tv_nsec) / 1e9;
+
+    CHECK(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+    CHECK(ahead > 1.7 && ahead < 1.9);
+    d = time_deadline(-3);
+    CHECK(d.tv_sec - now.tv_sec <= 1);
+    CHECK(time_unix_ms() / 1000 - (int64_t)now.tv_sec <= 1);
+}
+
 TEST(file_read_errors)
 {
     struct file_error why;
@@ -547,5 +560,6 @@ int main(int argc, char **argv)
     RUN(file_read_empty_and_chunked);
     RUN(file_read_too_big);
     RUN(file_read_errors);
+    RUN(time_deadline_normalised);
     return HARNESS_DONE();
 }
