@@ -1204,8 +1204,9 @@ int lease_create_pending(const struct mount *m, const char *request_path,
 }
 
 int lease_register_token(const struct mount *m, const char *path,
-                         const char *token_hmac, int64_t ttl, int64_t max_ttl,
-                         bool renewable, char **lease_id, struct errbuf *err)
+                         const char *token_hmac, const char *accessor,
+                         int64_t ttl, int64_t max_ttl, bool renewable,
+                         char **lease_id, struct errbuf *err)
 {
     struct lease_spec spec = {
         .mount = m,
@@ -1222,6 +1223,8 @@ int lease_register_token(const struct mount *m, const char *path,
     /* The token's hmac is the suffix: one lease per token, found by it. */
     char *id = lease_id_join(path, token_hmac);
     cJSON *rec;
+
+    cJSON *prev;
     int rc;
 
     *lease_id = NULL;
@@ -1229,10 +1232,25 @@ int lease_register_token(const struct mount *m, const char *path,
     spec.expire_ms = (int64_t)spec.issued.tv_sec * 1000 +
                      spec.issued.tv_nsec / 1000000 + ttl * 1000;
     cJSON_AddStringToObject(spec.internal, "token", token_hmac);
+    /* Which token of that id the lease belongs to: see token_lease_revoke. */
+    cJSON_AddStringToObject(spec.internal, "accessor", accessor);
     rec = lrec_build(&spec);
+    /*
+     * A token re-created with the id of a revoked one gets the same lease
+     * id. The old lease may still wait in the queue: its token is gone
+     * (the new entry could not be stored otherwise), so it ends here,
+     * under the claim a worker revoking it would hold.
+     */
+    claim(id);
+    prev = load_record(id);
+    if (prev != NULL && drop_record(prev) == 0)
+        note_revoked(prev, "token revoked");
+    cJSON_Delete(prev);
     rc = store_new_record(rec, NULL, NULL, err);
-    if (rc == 0) {
+    if (rc == 0)
         schedule(id, spec.expire_ms);
+    unclaim(id);
+    if (rc == 0) {
         *lease_id = id;
         id = NULL;
     }

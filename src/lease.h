@@ -156,15 +156,19 @@ int lease_collect_values(const char *prefix, const char *key,
  *   lease id    <creation path>/<token hmac>
  *               "auth/token/create/3f1c...", "auth/userpass/login/alice/3f1c..."
  *
- * internal = {"token": <hmac>}; the lease is indexed under the token's own
- * hmac, so revoking the token (lease_revoke_token) drops it too, and its
- * expiry revokes the token tree through lease_config.token_ops. ttl is the
+ * internal = {"token": <hmac>, "accessor": <accessor>}. A token re-created
+ * with the same id has the same lease id: the accessor tells the two
+ * apart, and a record the old one left is dropped here. The lease is
+ * indexed under the token's own hmac, so revoking the token
+ * (lease_revoke_token) drops it too, and its expiry revokes the token
+ * tree through lease_config.token_ops. ttl is the
  * token's TTL in seconds (> 0); max_ttl bounds sys/leases renewals. On
  * success *lease_id is a new string.
  */
 int lease_register_token(const struct mount *m, const char *path,
-                         const char *token_hmac, int64_t ttl, int64_t max_ttl,
-                         bool renewable, char **lease_id, struct errbuf *err);
+                         const char *token_hmac, const char *accessor,
+                         int64_t ttl, int64_t max_ttl, bool renewable,
+                         char **lease_id, struct errbuf *err);
 
 /*
  * Moves an active lease's expiry to expire_unix (token renewal) and

@@ -504,21 +504,38 @@ static int revoke_tree_locked(const char *hmac, int depth,
 }
 
 /*
+ * token_revoke_tree, but when accessor is set only if the token stored
+ * under hmac is that one (or none is): a token re-created with the same
+ * id is another token, which a late revocation of the old one's lease
+ * must not take. Checked under write_lock, where tokens are stored.
+ */
+static int revoke_tree_of(const char *hmac, const char *accessor,
+                          const char *revoking_lease_id)
+{
+    struct strvec done;
+    struct token *t = NULL;
+    int rc = 0;
+
+    strvec_init(&done);
+    pthread_mutex_lock(&write_lock);
+    if (accessor != NULL)
+        t = token_entry_load(hmac);
+    if (t == NULL || strcmp(t->accessor, accessor) == 0)
+        rc = revoke_tree_locked(hmac, 0, &done);
+    pthread_mutex_unlock(&write_lock);
+    token_free(t);
+    revoke_leases(&done, revoking_lease_id);
+    return rc;
+}
+
+/*
  * revoking_lease_id is the token lease whose expiry or revocation brought
  * us here (lease.c holds it and deletes it afterwards), NULL when the
  * revocation starts here: lease.c must not wait for that lease.
  */
 int token_revoke_tree(const char *hmac, const char *revoking_lease_id)
 {
-    struct strvec done;
-    int rc;
-
-    strvec_init(&done);
-    pthread_mutex_lock(&write_lock);
-    rc = revoke_tree_locked(hmac, 0, &done);
-    pthread_mutex_unlock(&write_lock);
-    revoke_leases(&done, revoking_lease_id);
-    return rc;
+    return revoke_tree_of(hmac, NULL, revoking_lease_id);
 }
 
 /* Revokes only this token; its children become orphans. */
@@ -832,8 +849,8 @@ int token_persist_new(struct token *t, const struct mount *m)
     if (t->explicit_max_ttl > 0 && t->explicit_max_ttl < max)
         max = t->explicit_max_ttl;
     errbuf_clear(&err);
-    rc = lease_register_token(m, t->path, t->id_hmac, t->ttl, max,
-                              t->renewable, &t->lease_id, &err);
+    rc = lease_register_token(m, t->path, t->id_hmac, t->accessor, t->ttl,
+                              max, t->renewable, &t->lease_id, &err);
     if (rc == 0)
         rc = record_lease_id(t);
     if (rc != 0) {
@@ -958,9 +975,12 @@ int token_lease_revoke(const struct mount *m, const cJSON *record,
         errbuf_set(err, "token lease without a token");
         return COFFER_EINVAL;
     }
-    rc = token_revoke_tree(hmac->valuestring,
-                     cJSON_GetStringValue(
-                         cJSON_GetObjectItemCaseSensitive(record, "id")));
+    /* Leases stored before accessors were recorded carry none. */
+    rc = revoke_tree_of(hmac->valuestring,
+                        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                            internal, "accessor")),
+                        cJSON_GetStringValue(
+                            cJSON_GetObjectItemCaseSensitive(record, "id")));
     if (rc != 0)
         errbuf_set(err, "revoking the token failed: %s", coffer_strerror(rc));
     return rc;

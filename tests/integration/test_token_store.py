@@ -203,3 +203,44 @@ def test_bound_cidrs_limit_where_a_token_works(server):
     assert r.json() == {"errors": ["permission denied"]}
     assert server.req("GET", "auth/token/lookup-self",
                       token=t_near).status_code == 200
+
+
+def test_recreated_token_survives_its_predecessors_lease(server):
+    """A token re-created with a revoked token's id has the same lease id.
+    The old lease, still queued for revocation, must end without taking
+    the new token (race: revoke, re-create at once, many times)."""
+    custom = "again-" + uuid.uuid4().hex[:12]
+    for i in range(30):
+        create(server, id=custom, ttl="1h")
+        r = server.req("POST", "auth/token/revoke", json={"token": custom})
+        assert r.status_code == 204, r.text
+        create(server, id=custom, ttl="1h")
+        time.sleep(0.02)
+        assert alive(server, custom), "round %d" % i
+        r = server.req("POST", "auth/token/revoke", json={"token": custom})
+        assert r.status_code == 204, r.text
+    # One live lease for the id at the end, not a pile of old records.
+    create(server, id=custom, ttl="1h")
+    time.sleep(0.3)
+    assert alive(server, custom)
+    server.req("POST", "auth/token/revoke", json={"token": custom})
+
+
+def test_token_recreated_as_the_old_one_expires(server):
+    """The expiry of the old token races with the creation of the new one
+    (creation is refused with 400 while the old entry exists)."""
+    custom = "expiring-" + uuid.uuid4().hex[:12]
+    for i in range(3):
+        create(server, id=custom, ttl="1s")
+        deadline = time.monotonic() + 15
+        while True:
+            r = server.req("POST", "auth/token/create",
+                           json={"id": custom, "ttl": "1h"})
+            if r.status_code == 200:
+                break
+            assert r.status_code == 400, r.text
+            assert time.monotonic() < deadline, "old token never expired"
+            time.sleep(0.005)
+        time.sleep(0.5)
+        assert alive(server, custom), "round %d" % i
+        server.req("POST", "auth/token/revoke", json={"token": custom})
