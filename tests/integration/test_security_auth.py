@@ -6,11 +6,15 @@ concurrency.
 """
 
 import concurrent.futures
+import fcntl
 import hashlib
 import http.client
 import itertools
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
 import uuid
 
 import pytest
@@ -20,7 +24,9 @@ from conftest import Server
 from helpers import multierror
 from realserver import RealServer
 
-BASE_BIN = "/work/base/build/coffer"
+# The last commit before AppRole ids were stored under salted keys: the
+# upgrade test runs its binary on the old layout.
+PRE_SALT_COMMIT = "aaf3e05"
 HOSTILE_NAMES = [
     'x"; alter role "userpass-x" superuser login password \'pwned\'; --z',
     "a b", "-lead", "trail-", "dot.", ".dot", "a'b", 'a"b', "a;b",
@@ -346,12 +352,47 @@ def test_storage_keys_hold_no_credentials(tmp_path):
         srv.stop()
 
 
-def test_old_layout_entries_survive_the_upgrade(tmp_path, monkeypatch):
+@pytest.fixture(scope="session")
+def pre_salt_bin():
+    """The pre-salt binary: $COFFER_BASE_BIN, or built once from the
+    repository's history into build/pre-salt (a file lock keeps two test
+    processes from building it at once). Skipped where the checkout has
+    no history to build it from."""
+    given = os.environ.get("COFFER_BASE_BIN")
+    if given:
+        return given
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    dest = os.path.join(root, "build", "pre-salt")
+    binary = os.path.join(dest, "build", "coffer")
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(dest + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.access(binary, os.X_OK):
+            return binary
+        have = subprocess.run(["git", "-C", root, "cat-file", "-e",
+                               PRE_SALT_COMMIT + "^{commit}"],
+                              capture_output=True)
+        if have.returncode != 0:
+            pytest.skip("no git history holding %s to build the pre-salt "
+                        "binary from; set COFFER_BASE_BIN" % PRE_SALT_COMMIT)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.makedirs(dest)
+        archive = subprocess.run(["git", "-C", root, "archive",
+                                  PRE_SALT_COMMIT], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+        subprocess.run(["make", "-C", dest, "-j2", "build/coffer"],
+                       capture_output=True, check=True)
+    return binary
+
+
+def test_old_layout_entries_survive_the_upgrade(tmp_path, monkeypatch,
+                                                pre_salt_bin):
     """Entries written by the original binary (unsalted keys) keep working
     after an upgrade, and their old keys are gone afterwards."""
     srv = RealServer(str(tmp_path), storage="sqlite")
     with monkeypatch.context() as m:
-        m.setattr(realserver, "coffer_bin", lambda: BASE_BIN)
+        m.setattr(realserver, "coffer_bin", lambda: pre_salt_bin)
         srv.start()
         keys, _ = srv.init(shares=1, threshold=1)
         srv.unseal(keys)
