@@ -107,6 +107,13 @@ workers           = 32
 login_rate_limit = 1
 login_rate_burst = 10
 
+-- The nice value (0..19) of the threads that revoke expired leases
+-- (Coffer-specific). The default, 10, keeps a mass expiry from slowing
+-- the requests being answered meanwhile; 0 runs revocation on a par with
+-- them, so roles go sooner while reads wait longer (tests/bench/README.md,
+-- "Part expiry", has the trade measured).
+lease_revocation_nice = 10
+
 -- Limits of the Lua runtime that runs the engines, auth methods and Lua
 -- policies (Coffer-specific). The defaults suit the bundled engines.
 -- lua_memory_limit: bytes one Lua state may allocate (default 64 MiB,

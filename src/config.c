@@ -90,6 +90,7 @@ enum value_kind {
     V_LOGFORMAT,    /* "standard" or "json" */
     V_METRIC_NAME,  /* [A-Za-z_][A-Za-z0-9_.]*, at most 64 characters */
     V_CACHE_SIZE,   /* entries, 0..CONFIG_CACHE_SIZE_MAX -> size_t */
+    V_NICE,         /* a nice value, 0..19 -> int */
 };
 
 struct key_spec {
@@ -153,6 +154,8 @@ static const struct key_spec top_keys[] = {
     {"disable_cache", V_BOOL, TOP(disable_cache), false},
     /* Parsed token entries (Coffer-specific; 0 = default 4096). */
     {"token_cache_size", V_CACHE_SIZE, TOP(token_cache_size), false},
+    /* The revocation workers' nice value (Coffer-specific; default 10). */
+    {"lease_revocation_nice", V_NICE, TOP(lease_revocation_nice), false},
 };
 
 static const struct key_spec listener_keys[] = {
@@ -585,6 +588,9 @@ static void store_value(lua_State *L, int idx, const struct key_spec *spec,
     case V_WORKERS:
         *(unsigned int *)field = (unsigned int)check_integer(
             L, idx, what, spec->name, 1, CONFIG_MAX_WORKERS);
+        break;
+    case V_NICE:
+        *(int *)field = (int)check_integer(L, idx, what, spec->name, 0, 19);
         break;
     case V_SIZE:
         *(size_t *)field = (size_t)check_integer(L, idx, what, spec->name, 1,
@@ -1483,6 +1489,7 @@ int config_load(const char *path, struct coffer_config *out,
     out->http_inline_reads = true;
     out->kv_native_reads = true;
     out->ui = true;
+    out->lease_revocation_nice = -1; /* unset: lease.c's default */
     rc = run_chunk(&ctx, path, file.ptr != NULL ? file.ptr : "", file.len,
                    err);
 out:

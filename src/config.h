@@ -174,6 +174,14 @@ struct coffer_config {
     /* Parsed token entries cached (token_cache.h); 0 = the default
      * (4096). disable_cache turns this cache off too. */
     size_t token_cache_size;
+    /*
+     * The nice value (0..19) of the lease revocation workers (lease.h):
+     * 10 by default, below the threads that answer requests, so a mass
+     * expiry takes the CPU reads leave over; 0 runs them on a par with
+     * requests (revocations finish sooner, reads wait longer meanwhile).
+     * -1 = unset.
+     */
+    int lease_revocation_nice;
     bool disable_mlock;
     unsigned int workers;           /* request worker threads; 0 = unset */
     unsigned int login_rate_limit;  /* failed logins/s per address, 0 = unset */

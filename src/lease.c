@@ -52,7 +52,7 @@
 #include "storage.h"
 #include "util.h"
 
-/* The revocation workers' nice value (lower_priority). */
+/* The revocation workers' nice value by default (lower_priority). */
 #define LEASE_WORKER_NICE 10
 /* Workers at once on one mount's expiries while they come in batches. */
 #define LEASE_BATCH_LANES 4
@@ -841,11 +841,21 @@ static void lanes_release(void)
  * that reads leave over instead of queueing them. On Linux the nice
  * value is per thread; elsewhere this does nothing.
  */
+static atomic_int worker_nice = LEASE_WORKER_NICE;
+
+void lease_set_worker_nice(int nice)
+{
+    atomic_store(&worker_nice, nice);
+}
+
 static void lower_priority(void)
 {
 #ifdef __linux__
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
-                    LEASE_WORKER_NICE) != 0)
+    int nice = atomic_load(&worker_nice);
+
+    /* 0: on a par with the threads that answer requests, as started. */
+    if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+                                nice) != 0)
         log_debug("lease: cannot lower the revocation workers' priority");
 #endif
 }

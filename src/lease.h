@@ -197,6 +197,13 @@ int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err);
 void lease_revoke_token(const char *token_hmac, const char *revoking_lease_id);
 
 /*
+ * The revocation workers' nice value (0..19; 10 by default): workers
+ * started afterwards run at it, 0 leaves them at the process's own
+ * (config lease_revocation_nice). Call before lease_start.
+ */
+void lease_set_worker_nice(int nice);
+
+/*
  * Revokes a lease in the background: its expiry is set to now, durably,
  * and the expiration manager does the rest (sys/leases/revoke sync=false).
  */

@@ -26,6 +26,7 @@
 #include "ha.h"
 #include "http.h"
 #include "kv_read.h"
+#include "lease.h"
 #include "http_inline.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -531,6 +532,8 @@ static int settle(struct server_opts *o, struct coffer_config *conf)
     if (o->config != NULL)
         kv_read_set_enabled(conf->kv_native_reads);
     ui_set_enabled(o->config == NULL || conf->ui);
+    if (o->config != NULL && conf->lease_revocation_nice >= 0)
+        lease_set_worker_nice(conf->lease_revocation_nice);
     return 0;
 }
 

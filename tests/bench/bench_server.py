@@ -305,8 +305,10 @@ class Nginx:
 # -- the servers ----------------------------------------------------------
 
 
-def start_server(kind, work):
-    """Both kinds answer .addr, .token, .proc and .req(method, path, ...)."""
+def start_server(kind, work, revocation_nice=None):
+    """Both kinds answer .addr, .token, .proc and .req(method, path, ...).
+    revocation_nice: the sqlite server's lease_revocation_nice (the dev
+    server has no file: its workers keep the default)."""
     if kind == "dev":
         return Server(extra_args=["-log-level=warn"])
     sdir = tempfile.mkdtemp(prefix="coffer-bench-server-", dir="/tmp")
@@ -315,8 +317,10 @@ def start_server(kind, work):
     note("  sqlite database in %s (%s)%s" % (
         sdir, fs, " - WARNING: tmpfs, its fsyncs cost nothing"
         if fs == "tmpfs" else ""))
-    srv = RealServer(sdir, storage="sqlite",
-                     extra_config='log_level = "warn"\n')
+    extra = 'log_level = "warn"\n'
+    if revocation_nice is not None:
+        extra += "lease_revocation_nice = %d\n" % revocation_nice
+    srv = RealServer(sdir, storage="sqlite", extra_config=extra)
     srv.start()
     keys, _ = srv.init(shares=1, threshold=1)
     srv.unseal(keys)
@@ -725,7 +729,7 @@ def part_expiry(kind, srv, pg, token, args, issue_rate):
 
 def run_kind(kind, pg, args, work, skipped):
     note("\n== %s server ==" % kind)
-    srv = start_server(kind, work)
+    srv = start_server(kind, work, args.revocation_nice)
     res = {}
     try:
         token, body = setup_server(srv, pg)
@@ -834,6 +838,9 @@ def main():
                     help="credentials/s the expiry's issuance is planned "
                          "for when the issuance part did not run "
                          "(default 50)")
+    ap.add_argument("--revocation-nice", type=int, default=None,
+                    help="the sqlite server's lease_revocation_nice "
+                         "(0..19; default: the server's, 10)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 2 s per point, 1,000 leases")
     ap.add_argument("--only", default=",".join(PARTS),

@@ -183,7 +183,8 @@ TEST(valid_every_key)
         "login_rate_burst  = 20\n"
         "lua_memory_limit  = 128 * 1024 * 1024\n"
         "lua_call_timeout  = \"30s\"\n"
-        "lua_policy_budget = 500000\n";
+        "lua_policy_budget = 500000\n"
+        "lease_revocation_nice = 0\n";
     struct coffer_config c;
     struct errbuf err;
 
@@ -217,6 +218,7 @@ TEST(valid_every_key)
     CHECK_EQ_INT(c.lua_memory_limit, 128 * 1024 * 1024);
     CHECK_EQ_INT(c.lua_call_timeout, 30);
     CHECK_EQ_INT(c.lua_policy_budget, 500000);
+    CHECK_EQ_INT(c.lease_revocation_nice, 0);
     config_release(&c);
     CHECK(c.path == NULL && c.listener.address == NULL);
 }
@@ -255,6 +257,7 @@ TEST(valid_defaults_and_readback)
     CHECK(c.plugin_directory == NULL && c.log_level == NULL);
     CHECK_EQ_INT(c.workers, 0);
     CHECK(!c.disable_mlock);
+    CHECK_EQ_INT(c.lease_revocation_nice, -1); /* lease.c's default */
     /* Unset Lua limits are 0: the runtime's defaults apply. */
     CHECK(c.lua_memory_limit == 0 && c.lua_call_timeout == 0 &&
           c.lua_policy_budget == 0);
@@ -339,6 +342,12 @@ static const struct bad_case bad_cases[] = {
      ":3: workers: expected integer, got string"},
     {INMEM PLAIN_LISTENER "workers = 0\n",
      ":3: workers: expected an integer from 1 to 1024, got 0"},
+    {INMEM PLAIN_LISTENER "lease_revocation_nice = 20\n",
+     ":3: lease_revocation_nice: expected an integer from 0 to 19, got 20"},
+    {INMEM PLAIN_LISTENER "lease_revocation_nice = -5\n",
+     ":3: lease_revocation_nice: expected an integer from 0 to 19, got -5"},
+    {INMEM PLAIN_LISTENER "lease_revocation_nice = \"low\"\n",
+     ":3: lease_revocation_nice: expected integer, got string"},
     {INMEM PLAIN_LISTENER "default_max_request_duration = \"1m\"\n"
                           "max_request_duration = \"2m\"\n",
      ":4: max_request_duration is set twice: as "

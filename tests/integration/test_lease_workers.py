@@ -1,0 +1,68 @@
+"""The revocation workers' priority (lease_revocation_nice): they start at
+the configured nice value when the server unseals, 10 by default, and at
+the process's own with 0; out-of-range values are refused at start-up."""
+
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import coffer_bin
+from realserver import RealServer
+
+
+def thread_nices(pid):
+    """{tid: nice} of pid's threads (field 19 of proc(5)'s stat)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = int(fields[16])
+    return out
+
+
+def nices_after_unseal(extra):
+    with tempfile.TemporaryDirectory(prefix="coffer-nice-") as d:
+        srv = RealServer(d, extra_config=extra)
+        srv.start()
+        try:
+            before = thread_nices(srv.proc.pid)
+            keys, _ = srv.init(shares=1, threshold=1)
+            srv.unseal(keys)
+            return srv.proc.pid, before, thread_nices(srv.proc.pid)
+        finally:
+            srv.stop()
+
+
+@pytest.mark.parametrize("extra,want", [("", 10),
+                                        ("lease_revocation_nice = 3\n", 3),
+                                        ("lease_revocation_nice = 19\n", 19)])
+def test_workers_start_at_the_configured_nice(extra, want):
+    pid, before, after = nices_after_unseal(extra)
+    base = after[pid]
+    assert all(n == base for n in before.values()), before
+    workers = [t for t, n in after.items() if t not in before and n == want]
+    # 16 revocation workers by default (lease.h); request threads keep
+    # the process's priority.
+    assert len(workers) == 16, after
+    assert all(n in (base, want) for n in after.values()), after
+
+
+def test_nice_zero_leaves_the_workers_at_the_process_priority():
+    pid, _, after = nices_after_unseal("lease_revocation_nice = 0\n")
+    assert set(after.values()) == {after[pid]}, after
+
+
+@pytest.mark.parametrize("value", ["20", "-1", "\"low\""])
+def test_out_of_range_is_refused_at_start(value):
+    with tempfile.TemporaryDirectory(prefix="coffer-nice-") as d:
+        srv = RealServer(d, extra_config="lease_revocation_nice = %s\n"
+                         % value)
+        p = subprocess.run([coffer_bin(), "server", "-config=" + srv.config],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0
+        assert "lease_revocation_nice" in p.stderr, p.stderr
