@@ -14,12 +14,19 @@ bench_server.py sets them up, one request at a time:
   strace     `strace -f -c` attached to the server for the --calls
              issuances after --warm: system calls per credential
              (fdatasync, writes, futex).
-  cpu        natively: server CPU (utime + stime) and the PostgreSQL
-             processes' CPU per credential over --calls issuances, next
-             to the PostgreSQL CPU of the same transaction sent directly
-             (psycopg2, one connection), --calls times.
+  cpu        natively: server CPU (utime + stime, and each apart) and the
+             PostgreSQL processes' CPU per credential over --calls
+             issuances, next to the PostgreSQL CPU of the same
+             transaction sent directly (psycopg2, one connection),
+             --calls times.
+  perf       natively: `perf record` (cycles, kernel included) on the
+             server over the --calls issuances; the samples by shared
+             object (the kernel, libsqlite3, libmicrohttpd, liblua,
+             libcrypto, libpq, libc, coffer itself) and, for the
+             kernel's, by the system call they came from. Per credential
+             in µs of CPU, from the server's utime + stime over the run.
 
-Usage: tests/bench/profile_issuance.py [--mode callgrind|strace|cpu]
+Usage: tests/bench/profile_issuance.py [--mode callgrind|strace|cpu|perf]
            [--warm 30] [--calls 100] [--out DIR]
 """
 
@@ -43,6 +50,13 @@ sys.path.insert(0, HERE)
 from realserver import RealServer  # noqa: E402
 from bench_server import DefaultPg, setup_server  # noqa: E402
 from benchlib import CLK_TCK, cpu_ticks, must  # noqa: E402
+
+
+def cpu_split(pid):
+    """(utime, stime) of pid in clock ticks, all threads."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
 
 # Inclusive cost of these functions, per credential (callgrind mode).
 PARTS = [
@@ -164,9 +178,10 @@ def mode_strace(srv, args):
 def mode_cpu(srv, pg, args):
     pid = server_pid(srv)
     issue(srv, args.warm)
-    s0, p0, t0 = cpu_ticks(pid), pg_cpu(pg), time.monotonic()
+    (u0, k0), p0, t0 = cpu_split(pid), pg_cpu(pg), time.monotonic()
     issue(srv, args.calls)
-    s1, p1, t1 = cpu_ticks(pid), pg_cpu(pg), time.monotonic()
+    (u1, k1), p1, t1 = cpu_split(pid), pg_cpu(pg), time.monotonic()
+    s0, s1 = u0 + k0, u1 + k1
     conn = psycopg2.connect(pg.url(dbname="bench"))
     conn.autocommit = False
     cur = conn.cursor()
@@ -183,14 +198,59 @@ def mode_cpu(srv, pg, args):
     print("per credential: wall %.2f ms, coffer CPU %.2f ms, PostgreSQL "
           "CPU %.2f ms" % ((t1 - t0) * 1000 / args.calls, (s1 - s0) * ms,
                            (p1 - p0) * ms))
+    print("  coffer CPU in user space %.2f ms, in the kernel %.2f ms" %
+          ((u1 - u0) * ms, (k1 - k0) * ms))
     print("direct transaction: wall %.2f ms, PostgreSQL CPU %.2f ms" %
           ((d1 - d0) * 1000 / args.calls, (q1 - q0) * ms))
+
+
+def perf_table(data, sort, extra=()):
+    """(share %, key) rows of `perf report --sort <sort>` on data."""
+    out = subprocess.run(["perf", "report", "-i", data, "--stdio",
+                          "--sort", sort, "--percent-limit", "0.5"] +
+                         list(extra), text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL).stdout
+    rows = []
+    for line in out.splitlines():
+        # --children prints the inclusive share first, then the self one
+        m = re.match(r"^\s+([0-9.]+)%\s+(?:[0-9.]+%\s+)?(\S.*)$", line)
+        if m:
+            rows.append((float(m.group(1)), m.group(2).strip()))
+    return rows
+
+
+def mode_perf(srv, args):
+    pid = server_pid(srv)
+    issue(srv, args.warm)
+    data = os.path.join(args.out, "perf.data")
+    rec = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F",
+                            "4999", "-g", "-p", str(pid), "-o", data],
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    c0 = cpu_ticks(pid)
+    issue(srv, args.calls)
+    c1 = cpu_ticks(pid)
+    rec.send_signal(signal.SIGINT)
+    rec.wait(timeout=60)
+    us = (c1 - c0) * 1e6 / CLK_TCK / args.calls
+    print("server CPU per credential: %.0f µs (utime + stime over %d "
+          "issuances); perf data: %s" % (us, args.calls, data))
+    print("by shared object (share of samples, µs per credential):")
+    for share, dso in perf_table(data, "dso", ["--no-children"]):
+        print("  %5.1f%%  %6.0f µs  %s" % (share, share * us / 100, dso))
+    print("kernel time by system call (inclusive share of all samples):")
+    calls = [(share, sym[4:]) for share, sym in
+             perf_table(data, "sym", ["--children"])
+             if sym.startswith("[k] __x64_sys_") or sym == "[k] schedule"]
+    for share, sym in calls[:20]:
+        print("  %5.1f%%  %6.0f µs  %s" % (share, share * us / 100, sym))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", default="callgrind",
-                    choices=("callgrind", "strace", "cpu"))
+                    choices=("callgrind", "strace", "cpu", "perf"))
     ap.add_argument("--warm", type=int, default=30)
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--top", type=int, default=80)
@@ -215,6 +275,8 @@ def main():
             mode_callgrind(srv, args)
         elif args.mode == "strace":
             mode_strace(srv, args)
+        elif args.mode == "perf":
+            mode_perf(srv, args)
         else:
             mode_cpu(srv, pg, args)
     finally:
