@@ -132,10 +132,31 @@ static atomic_bool tidy_requested;
 
 /* ============================================================ helpers == */
 
-/* True when token_hmac names a live token (lease_config.token_alive). */
-static bool token_alive(const char *token_hmac)
+/*
+ * True when token_hmac names a live token, and when accessor is set the
+ * one with that accessor (lease_config.token_alive).
+ */
+static bool token_alive(const char *token_hmac, const char *accessor)
 {
-    return conf.token_alive == NULL || conf.token_alive(token_hmac);
+    return conf.token_alive == NULL ||
+           conf.token_alive(token_hmac,
+                            accessor != NULL && accessor[0] ? accessor
+                                                            : NULL);
+}
+
+/*
+ * Whether rec belongs to a token that is alive now. A token's revocation
+ * deletes its entry before it marks its leases, so a live owner under
+ * the same hmac is a token re-created with that id since: its leases are
+ * not the revoked one's. Records without an accessor (stored before
+ * accessors were recorded) cannot be told apart and count as not.
+ */
+static bool owner_alive(const cJSON *rec)
+{
+    const char *acc = json_get_str(rec, "token_accessor", "");
+    const char *tok = json_get_str(rec, "token", "");
+
+    return acc[0] != '\0' && tok[0] != '\0' && token_alive(tok, acc);
 }
 
 /*
@@ -1166,8 +1187,8 @@ void lease_pending_free(struct lease_pending *p)
 
 int lease_create_pending(const struct mount *m, const char *request_path,
                          const char *secret_type, cJSON *internal,
-                         const char *token_hmac, struct lease_pending **out,
-                         struct errbuf *err)
+                         const char *token_hmac, const char *token_accessor,
+                         struct lease_pending **out, struct errbuf *err)
 {
     char suffix[CRYPTO_ID_LEN + 1];
     struct lease_spec spec = {
@@ -1176,6 +1197,7 @@ int lease_create_pending(const struct mount *m, const char *request_path,
         .secret_type = secret_type,
         .internal = internal != NULL ? internal : cJSON_CreateObject(),
         .token_hmac = token_hmac ? token_hmac : "",
+        .token_accessor = token_accessor,
         .issued = time_now(),
     };
     struct lease_pending *p;
@@ -1201,7 +1223,8 @@ int lease_create_pending(const struct mount *m, const char *request_path,
      * entry, and one that listed them before has already removed the
      * token, which this check sees. Either way no lease outlives it.
      */
-    if (rc == 0 && spec.token_hmac[0] && !token_alive(spec.token_hmac)) {
+    if (rc == 0 && spec.token_hmac[0] &&
+        !token_alive(spec.token_hmac, token_accessor)) {
         drop_unissued(p->id);
         errbuf_set(err, "the token that asked for this lease was revoked");
         rc = COFFER_EPERM;
@@ -1224,6 +1247,7 @@ int lease_register_token(const struct mount *m, const char *path,
         .secret_type = "token",
         .internal = cJSON_CreateObject(),
         .token_hmac = token_hmac,
+        .token_accessor = accessor,
         .issued = time_now(),
         .active = true,
         .ttl = ttl,
@@ -1242,8 +1266,6 @@ int lease_register_token(const struct mount *m, const char *path,
     spec.expire_ms = (int64_t)spec.issued.tv_sec * 1000 +
                      spec.issued.tv_nsec / 1000000 + ttl * 1000;
     cJSON_AddStringToObject(spec.internal, "token", token_hmac);
-    /* Which token of that id the lease belongs to: see token_lease_revoke. */
-    cJSON_AddStringToObject(spec.internal, "accessor", accessor);
     rec = lrec_build(&spec);
     /*
      * A token re-created with the id of a revoked one gets the same lease
@@ -1269,7 +1291,8 @@ int lease_register_token(const struct mount *m, const char *path,
     return rc;
 }
 
-int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl)
+int lease_extend(const char *lease_id, const char *accessor,
+                 int64_t expire_unix, int64_t ttl)
 {
     cJSON *rec;
     char when[64];
@@ -1277,7 +1300,11 @@ int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl)
 
     claim(lease_id);
     rec = load_record(lease_id);
-    if (rec != NULL) {
+    /* Another token's, re-created with this one's id since: not ours. */
+    if (rec != NULL && accessor != NULL &&
+        strcmp(json_get_str(rec, "token_accessor", accessor), accessor) != 0)
+        rc = COFFER_ENOTFOUND;
+    else if (rec != NULL) {
         lrec_format_ms(time_unix_ms(), when, sizeof(when));
         lrec_set_num(rec, "expire_ms", (double)expire_unix * 1000);
         lrec_set_num(rec, "ttl", (double)ttl);
@@ -1442,15 +1469,18 @@ int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err)
 
 /*
  * Asynchronous revocation: the lease is set to expire now, durably so that
- * a restart still revokes it, and handed to the expiration manager.
+ * a restart still revokes it, and handed to the expiration manager. With
+ * unless_owner_alive, a lease whose token is alive is left alone (a
+ * revoked token's leases: see owner_alive).
  */
-static void expire_now(const char *id, const char *reason)
+static void expire_now(const char *id, const char *reason,
+                       bool unless_owner_alive)
 {
     cJSON *rec;
 
     claim(id);
     rec = load_record(id);
-    if (rec != NULL) {
+    if (rec != NULL && !(unless_owner_alive && owner_alive(rec))) {
         lrec_set_num(rec, "expire_ms", (double)time_unix_ms());
         /* Why it ends, for the revoked hook (audit) when a worker does it. */
         cJSON_DeleteItemFromObjectCaseSensitive(rec, "end_reason");
@@ -1465,7 +1495,7 @@ static void expire_now(const char *id, const char *reason)
 
 void lease_revoke_async(const char *lease_id)
 {
-    expire_now(lease_id, "revoked");
+    expire_now(lease_id, "revoked", false);
 }
 
 /* Token revocation does not wait for the engines: see expire_now. */
@@ -1492,7 +1522,7 @@ void lease_revoke_token(const char *token_hmac, const char *revoking_lease_id)
             if (storage_get(store, k, &id) == 0 &&
                 (revoking_lease_id == NULL ||
                  strcmp(id.ptr, revoking_lease_id) != 0))
-                expire_now(id.ptr, "token revoked");
+                expire_now(id.ptr, "token revoked", true);
             buf_release(&id);
             free(k);
         }
@@ -1595,7 +1625,7 @@ static void tidy_token(const char *hmac, struct tidy_counts *n)
 {
     size_t plen = strlen(LEASE_TOKEN_PREFIX) + strlen(hmac) + 2;
     char *prefix = xmalloc(plen);
-    bool alive = token_alive(hmac);
+    bool alive = token_alive(hmac, NULL);
     struct strvec keys;
 
     snprintf(prefix, plen, "%s%s/", LEASE_TOKEN_PREFIX, hmac);
@@ -1613,8 +1643,11 @@ static void tidy_token(const char *hmac, struct tidy_counts *n)
             if (rec == NULL) {
                 storage_delete(store, k);
                 n->dangling++;
-            } else if (!alive) {
-                expire_now(id.ptr, "tidy: token gone");
+            } else if (!alive || (json_get_str(rec, "token_accessor", "")[0] &&
+                                  !owner_alive(rec))) {
+                /* No token, or a newer one of the same id: this lease's
+                 * own token is gone. */
+                expire_now(id.ptr, "tidy: token gone", false);
                 n->orphaned++;
             }
             cJSON_Delete(rec);

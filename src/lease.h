@@ -10,6 +10,11 @@
  *   storage     sys/expire/id/<lease id>                  the record (JSON)
  *               sys/expire/token/<token hmac>/<sha256(id)> -> lease id
  *
+ * The record names its token by hmac ("token") and accessor
+ * ("token_accessor"; lease_record.c builds it): a token re-created with a
+ * revoked one's id has the same hmac, so only the accessor says whose a
+ * lease is.
+ *
  * Life of a lease:
  *
  *   lease_create_pending ──▶ PENDING ──lease_activate──▶ ACTIVE ──▶ revoked
@@ -74,11 +79,14 @@ struct lease_config {
      */
     const struct lease_ops *token_ops;
     /*
-     * Whether the token with this hmac still exists (token.c). Asked when
-     * a lease is recorded for a token and by tidy. NULL = every token
+     * Whether the token with this hmac still exists (token.c) and, when
+     * accessor is not NULL, is the one with that accessor (a token
+     * re-created with a revoked one's id has its hmac, not its
+     * accessor). Asked when a lease is recorded for a token, before a
+     * token's revocation marks a lease, and by tidy. NULL = every token
      * counts as alive.
      */
-    bool (*token_alive)(const char *token_hmac);
+    bool (*token_alive)(const char *token_hmac, const char *accessor);
     unsigned int workers;     /* revocation workers, default 16 */
     double retry_base;        /* seconds before the first retry, default 1 */
     double retry_max;         /* backoff cap in seconds, default 60 */
@@ -112,13 +120,14 @@ struct lease_pending;
 /*
  * Records a pending lease before the engine creates anything; it is
  * durable when this returns 0. internal is taken over (NULL = {}), also on
- * failure. token_hmac may be NULL. On success *out is the caller's, to
- * free with lease_pending_free after lease_activate or lease_abort.
+ * failure. token_hmac and token_accessor (the token that asks) may be
+ * NULL. On success *out is the caller's, to free with lease_pending_free
+ * after lease_activate or lease_abort.
  */
 int lease_create_pending(const struct mount *m, const char *request_path,
                          const char *secret_type, cJSON *internal,
-                         const char *token_hmac, struct lease_pending **out,
-                         struct errbuf *err);
+                         const char *token_hmac, const char *token_accessor,
+                         struct lease_pending **out, struct errbuf *err);
 const char *lease_pending_id(const struct lease_pending *p);
 void lease_pending_free(struct lease_pending *p);
 
@@ -156,10 +165,10 @@ int lease_collect_values(const char *prefix, const char *key,
  *   lease id    <creation path>/<token hmac>
  *               "auth/token/create/3f1c...", "auth/userpass/login/alice/3f1c..."
  *
- * internal = {"token": <hmac>, "accessor": <accessor>}. A token re-created
- * with the same id has the same lease id: the accessor tells the two
- * apart, and a record the old one left is dropped here. The lease is
- * indexed under the token's own hmac, so revoking the token
+ * internal = {"token": <hmac>}; token_accessor is the token's. A token
+ * re-created with the same id has the same lease id: the accessor tells
+ * the two apart, and a record the old one left is dropped here. The lease
+ * is indexed under the token's own hmac, so revoking the token
  * (lease_revoke_token) drops it too, and its expiry revokes the token
  * tree through lease_config.token_ops. ttl is the
  * token's TTL in seconds (> 0); max_ttl bounds sys/leases renewals. On
@@ -172,9 +181,12 @@ int lease_register_token(const struct mount *m, const char *path,
 
 /*
  * Moves an active lease's expiry to expire_unix (token renewal) and
- * records ttl as its last granted TTL. 0, or COFFER_ENOTFOUND.
+ * records ttl as its last granted TTL. 0, or COFFER_ENOTFOUND, also when
+ * accessor is set and the lease is another token's (one re-created with
+ * the same id since).
  */
-int lease_extend(const char *lease_id, int64_t expire_unix, int64_t ttl);
+int lease_extend(const char *lease_id, const char *accessor,
+                 int64_t expire_unix, int64_t ttl);
 
 /* Revokes a lease now (engine first, then the record). */
 int lease_revoke(const char *lease_id, struct errbuf *err);

@@ -77,6 +77,8 @@ cJSON *lrec_build(const struct lease_spec *s)
     cJSON_AddStringToObject(rec, "secret_type", s->secret_type);
     cJSON_AddItemToObject(rec, "internal", s->internal);
     cJSON_AddStringToObject(rec, "token", s->token_hmac);
+    if (s->token_accessor != NULL && s->token_accessor[0] != '\0')
+        cJSON_AddStringToObject(rec, "token_accessor", s->token_accessor);
     cJSON_AddStringToObject(rec, "issue_time", when);
     cJSON_AddNumberToObject(rec, "issue_ms",
                             (double)s->issued.tv_sec * 1000 +

@@ -46,6 +46,9 @@ struct lease_spec {
     const char *secret_type;
     cJSON *internal;           /* taken over by the record */
     const char *token_hmac;    /* the token that asked; "" = none */
+    /* Its accessor, NULL or "" = unknown: a token re-created with the
+     * same id has the same hmac, and the accessor tells them apart. */
+    const char *token_accessor;
     struct timespec issued;
     int64_t expire_ms;
     bool active;               /* else pending */

@@ -178,7 +178,7 @@ static int activate_locked(struct errbuf *err)
     struct lease_config lcfg = {
         .ops = &engine_lease_ops,
         .token_ops = &token_lease_ops,
-        .token_alive = token_exists_hmac,
+        .token_alive = token_alive_as,
         .revoked = audit_log_revocation,
         .workers = state.cfg.lease_workers,
         .retry_base = state.cfg.lease_retry_base,

@@ -886,6 +886,9 @@ static int l_lease_pending(lua_State *L)
                               ctx->req->token != NULL
                                   ? ctx->req->token->id_hmac
                                   : NULL,
+                              ctx->req->token != NULL
+                                  ? ctx->req->token->accessor
+                                  : NULL,
                               &h->p, &err);
     if (rc != 0)
         return raise_multierror(L, 500, err.msg);

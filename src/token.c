@@ -533,13 +533,14 @@ static int revoke_tree_of(const char *hmac, const char *accessor,
  * us here (lease.c holds it and deletes it afterwards), NULL when the
  * revocation starts here: lease.c must not wait for that lease.
  */
-int token_revoke_tree(const char *hmac, const char *revoking_lease_id)
+int token_revoke_tree(const char *hmac, const char *accessor,
+                      const char *revoking_lease_id)
 {
-    return revoke_tree_of(hmac, NULL, revoking_lease_id);
+    return revoke_tree_of(hmac, accessor, revoking_lease_id);
 }
 
 /* Revokes only this token; its children become orphans. */
-int token_revoke_orphan(const char *hmac)
+int token_revoke_orphan(const char *hmac, const char *accessor)
 {
     char prefix[128];
     struct strvec children;
@@ -548,6 +549,15 @@ int token_revoke_orphan(const char *hmac)
     int rc = 0;
 
     pthread_mutex_lock(&write_lock);
+    t = token_entry_load(hmac);
+    /* Gone, or re-created with the same id since: its children are the
+     * new token's. */
+    if (t == NULL || strcmp(t->accessor, accessor) != 0) {
+        pthread_mutex_unlock(&write_lock);
+        token_free(t);
+        return 0;
+    }
+    token_free(t);
     snprintf(prefix, sizeof(prefix), "token/parent/%s/", hmac);
     strvec_init(&children);
     rc = storage_list(store, prefix, &children);
@@ -667,7 +677,7 @@ static struct token *lookup_hmac(const char *hmac)
     struct token *t = entry_load_cached(hmac);
 
     if (t != NULL && token_expired(t)) {
-        token_revoke_tree(hmac, NULL);
+        token_revoke_tree(hmac, t->accessor, NULL);
         token_free(t);
         return NULL;
     }
@@ -708,7 +718,7 @@ int token_use(struct token *t)
 void token_finish_use(const struct token *t)
 {
     if (t != NULL && t->last_use)
-        token_revoke_tree(t->id_hmac, NULL);
+        token_revoke_tree(t->id_hmac, t->accessor, NULL);
 }
 
 struct token *token_lookup(const char *client_token, bool use)
@@ -728,17 +738,23 @@ struct token *token_lookup(const char *client_token, bool use)
     return t;
 }
 
-bool token_exists_hmac(const char *hmac)
+bool token_alive_as(const char *hmac, const char *accessor)
 {
     struct token *t = entry_load_cached(hmac);
-    bool found = t != NULL;
+    bool alive = t != NULL &&
+                 (accessor == NULL || strcmp(t->accessor, accessor) == 0);
 
-    if (found && token_expired(t)) {
-        token_revoke_tree(hmac, NULL);
-        found = false;
+    if (alive && token_expired(t)) {
+        token_revoke_tree(hmac, t->accessor, NULL);
+        alive = false;
     }
     token_free(t);
-    return found;
+    return alive;
+}
+
+bool token_exists_hmac(const char *hmac)
+{
+    return token_alive_as(hmac, NULL);
 }
 
 /* The stored id named by an accessor into out; false if none. */
@@ -857,7 +873,7 @@ int token_persist_new(struct token *t, const struct mount *m)
         if (rc != COFFER_ENOTFOUND)
             log_error("token: registering the lease of accessor %s failed: "
                       "%s", t->accessor, err.msg);
-        token_revoke_tree(t->id_hmac, NULL);
+        token_revoke_tree(t->id_hmac, t->accessor, NULL);
     }
     return rc;
 }
@@ -912,7 +928,7 @@ static void extend_lease(const struct token *t)
 {
     struct token *cur;
 
-    if (lease_extend(t->lease_id, t->expire_time, t->ttl) != 0)
+    if (lease_extend(t->lease_id, t->accessor, t->expire_time, t->ttl) != 0)
         log_warn("token: lease of accessor %s is missing; the token "
                  "still expires on lookup", t->accessor);
     pthread_mutex_lock(&write_lock);
@@ -978,7 +994,7 @@ int token_lease_revoke(const struct mount *m, const cJSON *record,
     /* Leases stored before accessors were recorded carry none. */
     rc = revoke_tree_of(hmac->valuestring,
                         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-                            internal, "accessor")),
+                            record, "token_accessor")),
                         cJSON_GetStringValue(
                             cJSON_GetObjectItemCaseSensitive(record, "id")));
     if (rc != 0)
@@ -1026,7 +1042,7 @@ static bool tidy_accessor(const char *key)
     if (storage_get(store, key, &stored) == 0) {
         t = token_entry_load(stored.ptr);
         if (t != NULL && t->num_uses < 0)
-            token_revoke_tree(t->id_hmac, NULL);
+            token_revoke_tree(t->id_hmac, t->accessor, NULL);
         if (t == NULL || !token_exists_hmac(stored.ptr)) {
             storage_delete(store, key);
             dropped = true;
@@ -1064,14 +1080,24 @@ int token_tidy(size_t *dropped_out, size_t *revoked_out)
         strvec_init(&children);
         list_plain(key, &children);
         for (size_t j = 0; j < children.n; j++) {
-            if (!parent_alive) {
-                token_revoke_tree(children.v[j], NULL);
+            struct token *c = parent_alive ? NULL
+                                           : token_entry_load(children.v[j]);
+            /* A child re-created with the same id under another parent
+             * (or as an orphan) is not this dead parent's. */
+            bool mine = c == NULL || (c->parent_hmac != NULL &&
+                                      strcmp(c->parent_hmac,
+                                             parents.v[i]) == 0);
+
+            if (!parent_alive && mine) {
+                token_revoke_tree(children.v[j], c ? c->accessor : NULL,
+                                  NULL);
                 revoked++;
-            } else if (!token_exists_hmac(children.v[j])) {
+            } else if (!parent_alive || !token_exists_hmac(children.v[j])) {
                 key_child(key, sizeof(key), parents.v[i], children.v[j]);
                 storage_delete(store, key);
                 dropped++;
             }
+            token_free(c);
         }
         if (!parent_alive) {
             snprintf(key, sizeof(key), "token/parent/%s/", parents.v[i]);

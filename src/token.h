@@ -122,6 +122,11 @@ void token_free(struct token *t);
  * including one whose revocation is pending (lease and token tidy).
  */
 bool token_exists_hmac(const char *hmac);
+/*
+ * token_exists_hmac, and when accessor is not NULL only if the token is
+ * the one with that accessor (lease_config.token_alive).
+ */
+bool token_alive_as(const char *hmac, const char *accessor);
 
 /* Like token_lookup, by accessor (never counts a use). NULL if unknown. */
 struct token *token_lookup_accessor(const char *accessor);

@@ -861,7 +861,8 @@ static void handle_revoke(struct request *req, struct response *resp,
         return;
     t = token_entry_load(hmac);
     if (t != NULL)
-        rc = orphan ? token_revoke_orphan(hmac) : token_revoke_tree(hmac, NULL);
+        rc = orphan ? token_revoke_orphan(hmac, t->accessor)
+                    : token_revoke_tree(hmac, t->accessor, NULL);
     if (rc != 0)
         response_error(resp, 500, "failed to revoke token: %s",
                        coffer_strerror(rc));

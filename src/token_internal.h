@@ -88,10 +88,14 @@ struct token *token_renew_entry(const char *hmac, const cJSON *data,
                                 struct response *resp);
 /*
  * Revokes a token and its descendants (tree) or only the token, making
- * its children orphans. revoking_lease_id: lease_revoke_token.
+ * its children orphans. revoking_lease_id: lease_revoke_token. With an
+ * accessor, only if the token stored under hmac is that one (or, for the
+ * tree, none is): a token re-created with the same id since is another
+ * token, which a late revocation of the old one must not take.
  */
-int token_revoke_tree(const char *hmac, const char *revoking_lease_id);
-int token_revoke_orphan(const char *hmac);
+int token_revoke_tree(const char *hmac, const char *accessor,
+                      const char *revoking_lease_id);
+int token_revoke_orphan(const char *hmac, const char *accessor);
 /*
  * auth/token/tidy's work: drops index entries of gone tokens and revokes
  * children of gone parents. Counts what it did.

@@ -127,7 +127,7 @@ static cJSON *wrap_text(const char *inner, int64_t ttl, const char *path)
     if (rc == 0)
         rc = token_persist_new(t, m);
     if (rc == 0 && store_inner(t, inner, created) != 0) {
-        token_revoke_tree(t->id_hmac, NULL);
+        token_revoke_tree(t->id_hmac, t->accessor, NULL);
         rc = COFFER_EINTERNAL;
     }
     if (rc == 0)
@@ -264,7 +264,7 @@ static void do_unwrap(const char *client, struct response *resp)
     if (t == NULL)
         return;
     inner = stored_reply(t);
-    token_revoke_tree(t->id_hmac, NULL);
+    token_revoke_tree(t->id_hmac, t->accessor, NULL);
     if (inner != NULL)
         resp->raw = json_parse(inner, strlen(inner), JSON_MAX_DEPTH, true,
                                NULL);
@@ -311,7 +311,7 @@ static void do_rewrap(const char *client, struct response *resp)
     inner = stored_reply(t);
     if (inner != NULL)
         resp->raw = wrap_text(inner, t->creation_ttl, t->path);
-    token_revoke_tree(t->id_hmac, NULL);
+    token_revoke_tree(t->id_hmac, t->accessor, NULL);
     if (resp->raw == NULL)
         response_error(resp, 500, "internal error");
     secure_free_str(inner);

@@ -17,6 +17,7 @@ revoked during the issuance is not brought back by the activation.
 
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -253,3 +254,47 @@ def test_irrevocable_lease_shows_error(srv, pg, db):
     assert set(d) == VAULT_FIELDS | {"state", "irrevocable", "last_error"}
     r = srv.req("PUT", "sys/leases/revoke-force/" + lease_id)
     assert r.status_code == 204
+
+
+def test_last_use_of_an_old_token_spares_its_successor(srv, db, pg):
+    """A use-limited token's last request (an issuance held at the gate)
+    ends after the token was revoked and re-created with its id: the end
+    of that request revokes what is left of the old token, never the new
+    one (same id, so same hmac and same token lease id)."""
+    custom = "lastuse-" + uuid.uuid4().hex[:12]
+    r = srv.req("POST", "auth/token/create",
+                json={"id": custom, "ttl": "1h", "num_uses": 1,
+                      "policies": ["root"]})
+    assert r.status_code == 200, r.text
+    old_accessor = r.json()["auth"]["accessor"]
+    gate = Gate(pg)
+    before = gated_keys(srv)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault(
+        "r", srv.req("GET", "dbstate/creds/gated", token=custom)))
+    try:
+        t.start()
+        deadline = time.monotonic() + 10
+        while not gated_keys(srv) - before:
+            assert time.monotonic() < deadline, "issuance never started"
+            time.sleep(0.02)
+        r = srv.req("POST", "auth/token/revoke-accessor",
+                    json={"accessor": old_accessor})
+        assert r.status_code == 204, r.text
+        r = srv.req("POST", "auth/token/create",
+                    json={"id": custom, "ttl": "1h"})
+        assert r.status_code == 200, r.text
+        new_accessor = r.json()["auth"]["accessor"]
+    finally:
+        gate.open()
+        t.join()
+    time.sleep(0.5)  # the old token's leases go through the workers
+    r = srv.req("GET", "auth/token/lookup-self", token=custom)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["accessor"] == new_accessor
+    # The old token's issuance left nothing behind.
+    deadline = time.monotonic() + 10
+    while gated_keys(srv) - before:
+        assert time.monotonic() < deadline, gated_keys(srv) - before
+        time.sleep(0.1)
+    srv.req("POST", "auth/token/revoke", json={"token": custom})

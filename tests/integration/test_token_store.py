@@ -2,10 +2,13 @@
 explicit max TTL, token leases in the expiration manager, revoke-tree,
 use limits and tidy (VAULT_API.md 3.2-3.7, 8.1-8.4)."""
 
+import concurrent.futures
+import threading
 import time
 import uuid
 
 import pytest
+import requests
 
 
 def create(server, path="auth/token/create", token=True, **body):
@@ -244,3 +247,106 @@ def test_token_recreated_as_the_old_one_expires(server):
         time.sleep(0.5)
         assert alive(server, custom), "round %d" % i
         server.req("POST", "auth/token/revoke", json={"token": custom})
+
+
+def _race_recreate(server, custom, revoke):
+    """Runs revoke() in a thread while four others re-create `custom`
+    until the store takes it (400 while the old entry exists); the new
+    token must outlive whatever the old one's revocation still does."""
+    go = threading.Event()
+    won = []
+
+    def recreate():
+        deadline = time.monotonic() + 30
+        # A kept-alive connection: the window is milliseconds wide.
+        with requests.Session() as s:
+            s.headers["X-Vault-Token"] = server.token
+            s.get(server.url("sys/health"), timeout=30)
+            go.wait()
+            while not won and time.monotonic() < deadline:
+                r = s.post(server.url("auth/token/create"),
+                           json={"id": custom, "ttl": "1h"}, timeout=30)
+                if r.status_code == 200:
+                    won.append(r.json()["auth"]["accessor"])
+                else:
+                    assert r.status_code == 400, r.text
+
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        futs = [ex.submit(recreate) for _ in range(4)]
+        time.sleep(0.2)
+        t = threading.Thread(target=revoke)
+        go.set()
+        t.start()
+        for f in futs:
+            f.result()
+    t.join()
+    assert len(won) == 1, won
+    time.sleep(0.3)  # the revocation workers' share of the old token
+    ok = alive(server, custom)
+    server.req("POST", "auth/token/revoke", json={"token": custom})
+    return ok
+
+
+@pytest.mark.parametrize("how", ["revoke", "accessor", "self"])
+def test_recreated_token_survives_the_old_tree_revocation(server, how):
+    """The old token has children, so its revocation is long: its leases
+    are marked after its entry went, when the new token (same id, same
+    hmac, same token index) may already hold a lease of its own."""
+    for i in range(3):
+        custom = "tree-" + uuid.uuid4().hex[:12]
+        old = create(server, id=custom, ttl="1h")
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            list(ex.map(lambda _: create(server, token=custom, ttl="1h"),
+                        range(300)))
+
+        def revoke():
+            if how == "revoke":
+                r = server.req("POST", "auth/token/revoke",
+                               json={"token": custom})
+            elif how == "accessor":
+                r = server.req("POST", "auth/token/revoke-accessor",
+                               json={"accessor": old["accessor"]})
+            else:
+                r = server.req("POST", "auth/token/revoke-self",
+                               token=custom)
+            assert r.status_code == 204, r.text
+        assert _race_recreate(server, custom, revoke), "round %d" % i
+
+
+def test_recreated_children_survive_the_old_parents_revocation(server):
+    """Children re-created (same ids, now orphans) while their old parent's
+    tree is revoked stay alive, and the old parent's index of them is not
+    used to revoke them later (tidy)."""
+    parent = create(server, ttl="1h")["client_token"]
+    ids = ["kid-%d-%s" % (i, uuid.uuid4().hex[:8]) for i in range(40)]
+    for cid in ids:
+        create(server, token=parent, id=cid, ttl="1h")
+
+    def revoke():
+        r = server.req("POST", "auth/token/revoke", json={"token": parent})
+        assert r.status_code == 204, r.text
+    t = threading.Thread(target=revoke)
+    made = set()
+    deadline = time.monotonic() + 30
+    with requests.Session() as s:
+        s.headers["X-Vault-Token"] = server.token
+        s.get(server.url("sys/health"), timeout=30)  # connected before
+        t.start()
+        while len(made) < len(ids):
+            for cid in ids:
+                if cid not in made and s.post(
+                        server.url("auth/token/create-orphan"),
+                        json={"id": cid, "ttl": "1h"},
+                        timeout=30).status_code == 200:
+                    made.add(cid)
+            assert time.monotonic() < deadline
+    t.join()
+    time.sleep(0.3)
+    r = server.req("POST", "auth/token/tidy")
+    assert r.status_code in (200, 202, 204), r.text
+    time.sleep(0.5)
+    dead = [cid for cid in ids if not alive(server, cid)]
+    for cid in ids:
+        server.req("POST", "auth/token/revoke", json={"token": cid})
+    assert dead == []
+
