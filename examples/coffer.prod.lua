@@ -107,11 +107,13 @@ workers           = 32
 login_rate_limit = 1
 login_rate_burst = 10
 
--- The nice value (0..19) of the threads that revoke expired leases
--- (Coffer-specific). The default, 10, keeps a mass expiry from slowing
--- the requests being answered meanwhile; 0 runs revocation on a par with
--- them, so roles go sooner while reads wait longer (tests/bench/README.md,
--- "Part expiry", has the trade measured).
+-- How many nice steps (0..19) the threads that revoke expired leases run
+-- below the threads that answer requests (Coffer-specific; counted from
+-- the server's own nice value, 19 at most; read at start). The default,
+-- 10, keeps a mass expiry from slowing the requests being answered
+-- meanwhile; 0 runs revocation on a par with them, so roles go sooner
+-- while reads wait longer (tests/bench/README.md, "Part expiry", has the
+-- trade measured).
 lease_revocation_nice = 10
 
 -- Limits of the Lua runtime that runs the engines, auth methods and Lua

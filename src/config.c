@@ -154,7 +154,8 @@ static const struct key_spec top_keys[] = {
     {"disable_cache", V_BOOL, TOP(disable_cache), false},
     /* Parsed token entries (Coffer-specific; 0 = default 4096). */
     {"token_cache_size", V_CACHE_SIZE, TOP(token_cache_size), false},
-    /* The revocation workers' nice value (Coffer-specific; default 10). */
+    /* Nice steps of the revocation workers below requests
+     * (Coffer-specific; default 10). */
     {"lease_revocation_nice", V_NICE, TOP(lease_revocation_nice), false},
 };
 

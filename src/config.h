@@ -175,11 +175,11 @@ struct coffer_config {
      * (4096). disable_cache turns this cache off too. */
     size_t token_cache_size;
     /*
-     * The nice value (0..19) of the lease revocation workers (lease.h):
-     * 10 by default, below the threads that answer requests, so a mass
-     * expiry takes the CPU reads leave over; 0 runs them on a par with
-     * requests (revocations finish sooner, reads wait longer meanwhile).
-     * -1 = unset.
+     * How many nice steps (0..19) the lease revocation workers run below
+     * the threads that answer requests (lease.h): 10 by default, so a
+     * mass expiry takes the CPU reads leave over; 0 runs them on a par
+     * with requests (revocations finish sooner, reads wait longer
+     * meanwhile). -1 = unset.
      */
     int lease_revocation_nice;
     bool disable_mlock;

@@ -28,6 +28,7 @@
  */
 #include "lease.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -872,11 +873,16 @@ void lease_set_worker_nice(int nice)
 static void lower_priority(void)
 {
 #ifdef __linux__
-    int nice = atomic_load(&worker_nice);
+    id_t tid = (id_t)syscall(SYS_gettid);
+    int steps = atomic_load(&worker_nice), cur;
 
-    /* 0: on a par with the threads that answer requests, as started. */
-    if (nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
-                                nice) != 0)
+    /* Counted from the nice value the process runs at, so the workers
+     * stay below its request threads under `nice` too; 19 at most. */
+    errno = 0;
+    cur = getpriority(PRIO_PROCESS, tid);
+    if (steps > 0 && errno == 0 &&
+        setpriority(PRIO_PROCESS, tid, cur + steps > 19 ? 19 : cur + steps)
+            != 0)
         log_debug("lease: cannot lower the revocation workers' priority");
 #endif
 }

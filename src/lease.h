@@ -209,9 +209,10 @@ int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err);
 void lease_revoke_token(const char *token_hmac, const char *revoking_lease_id);
 
 /*
- * The revocation workers' nice value (0..19; 10 by default): workers
- * started afterwards run at it, 0 leaves them at the process's own
- * (config lease_revocation_nice). Call before lease_start.
+ * How many nice steps (0..19; 10 by default) the revocation workers run
+ * below the process's threads that answer requests, 19 at most: workers
+ * started afterwards take it, 0 leaves them on a par (config
+ * lease_revocation_nice, read at start). Call before lease_init.
  */
 void lease_set_worker_nice(int nice);
 

@@ -578,8 +578,9 @@ def direct_drop(pg, n):
 def cpu_by_priority(pid):
     """CPU seconds of pid's threads so far: (revocation workers, the rest).
     The workers are the threads running at a higher nice value than the
-    main thread (lease.c's lower_priority); under `nice -n 10` they run
-    at the server's own priority and count as the rest. A thread gone
+    main thread (lease.c's lower_priority, counted from the process's
+    own nice value); with lease_revocation_nice = 0 they count as the
+    rest. A thread gone
     since is not counted."""
     threads = []
     for tid in os.listdir("/proc/%d/task" % pid):
