@@ -229,6 +229,7 @@ def test_recreated_token_survives_its_predecessors_lease(server):
     server.req("POST", "auth/token/revoke", json={"token": custom})
 
 
+@pytest.mark.once  # many rounds inside already
 def test_token_recreated_as_the_old_one_expires(server):
     """The expiry of the old token races with the creation of the new one
     (creation is refused with 400 while the old entry exists)."""
@@ -287,6 +288,7 @@ def _race_recreate(server, custom, revoke):
     return ok
 
 
+@pytest.mark.once  # many rounds inside already
 @pytest.mark.parametrize("how", ["revoke", "accessor", "self"])
 def test_recreated_token_survives_the_old_tree_revocation(server, how):
     """The old token has children, so its revocation is long: its leases
@@ -313,6 +315,7 @@ def test_recreated_token_survives_the_old_tree_revocation(server, how):
         assert _race_recreate(server, custom, revoke), "round %d" % i
 
 
+@pytest.mark.once  # many rounds inside already
 def test_recreated_children_survive_the_old_parents_revocation(server):
     """Children re-created (same ids, now orphans) while their old parent's
     tree is revoked stay alive, and the old parent's index of them is not
