@@ -857,12 +857,6 @@ static void lanes_release(void)
     nlanes = lanes_cap = 0;
 }
 
-/*
- * Revocation is background work: its workers run at a lower priority
- * than the threads that answer requests, so a mass expiry takes the CPU
- * that reads leave over instead of queueing them. On Linux the nice
- * value is per thread; elsewhere this does nothing.
- */
 static atomic_int worker_nice = LEASE_WORKER_NICE;
 
 void lease_set_worker_nice(int nice)
@@ -870,6 +864,12 @@ void lease_set_worker_nice(int nice)
     atomic_store(&worker_nice, nice);
 }
 
+/*
+ * Revocation is background work: its workers run at a lower priority
+ * than the threads that answer requests, so a mass expiry takes the CPU
+ * that reads leave over instead of queueing them. On Linux the nice
+ * value is per thread; elsewhere this does nothing.
+ */
 static void lower_priority(void)
 {
 #ifdef __linux__
@@ -1262,9 +1262,7 @@ int lease_register_token(const struct mount *m, const char *path,
     };
     /* The token's hmac is the suffix: one lease per token, found by it. */
     char *id = lease_id_join(path, token_hmac);
-    cJSON *rec;
-
-    cJSON *prev;
+    cJSON *rec, *prev;
     int rc;
 
     *lease_id = NULL;

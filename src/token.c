@@ -504,13 +504,16 @@ static int revoke_tree_locked(const char *hmac, int depth,
 }
 
 /*
- * token_revoke_tree, but when accessor is set only if the token stored
- * under hmac is that one (or none is): a token re-created with the same
- * id is another token, which a late revocation of the old one's lease
- * must not take. Checked under write_lock, where tokens are stored.
+ * revoking_lease_id is the token lease whose expiry or revocation brought
+ * us here (lease.c holds it and deletes it afterwards), NULL when the
+ * revocation starts here: lease.c must not wait for that lease. With an
+ * accessor, only if the token stored under hmac is that one (or none is):
+ * a token re-created with the same id is another token, which a late
+ * revocation of the old one must not take. Checked under write_lock,
+ * where tokens are stored.
  */
-static int revoke_tree_of(const char *hmac, const char *accessor,
-                          const char *revoking_lease_id)
+int token_revoke_tree(const char *hmac, const char *accessor,
+                      const char *revoking_lease_id)
 {
     struct strvec done;
     struct token *t = NULL;
@@ -526,17 +529,6 @@ static int revoke_tree_of(const char *hmac, const char *accessor,
     token_free(t);
     revoke_leases(&done, revoking_lease_id);
     return rc;
-}
-
-/*
- * revoking_lease_id is the token lease whose expiry or revocation brought
- * us here (lease.c holds it and deletes it afterwards), NULL when the
- * revocation starts here: lease.c must not wait for that lease.
- */
-int token_revoke_tree(const char *hmac, const char *accessor,
-                      const char *revoking_lease_id)
-{
-    return revoke_tree_of(hmac, accessor, revoking_lease_id);
 }
 
 /* Revokes only this token; its children become orphans. */
@@ -992,11 +984,12 @@ int token_lease_revoke(const struct mount *m, const cJSON *record,
         return COFFER_EINVAL;
     }
     /* Leases stored before accessors were recorded carry none. */
-    rc = revoke_tree_of(hmac->valuestring,
-                        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-                            record, "token_accessor")),
-                        cJSON_GetStringValue(
-                            cJSON_GetObjectItemCaseSensitive(record, "id")));
+    rc = token_revoke_tree(hmac->valuestring,
+                           cJSON_GetStringValue(
+                               cJSON_GetObjectItemCaseSensitive(
+                                   record, "token_accessor")),
+                           cJSON_GetStringValue(
+                               cJSON_GetObjectItemCaseSensitive(record, "id")));
     if (rc != 0)
         errbuf_set(err, "revoking the token failed: %s", coffer_strerror(rc));
     return rc;

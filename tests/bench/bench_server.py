@@ -68,6 +68,7 @@ sys.path.insert(0, HERE)
 
 from conftest import Server  # noqa: E402
 from realserver import RealServer, free_port  # noqa: E402
+from helpers import thread_stats  # noqa: E402
 from pgcluster import PgCluster  # noqa: E402
 from bench_creds import CREATE, PGBENCH_SCRIPT, count_roles  # noqa: E402
 from benchlib import CLK_TCK, cpu_ticks, must  # noqa: E402
@@ -580,18 +581,9 @@ def cpu_by_priority(pid):
     The workers are the threads running at a higher nice value than the
     main thread (lease.c's lower_priority, counted from the process's
     own nice value); with lease_revocation_nice = 0 they count as the
-    rest. A thread gone
-    since is not counted."""
-    threads = []
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # utime + stime, nice (fields 14, 15 and 19 of proc(5))
-        threads.append((int(tid), int(fields[11]) + int(fields[12]),
-                        int(fields[16])))
+    rest. A thread gone since is not counted."""
+    threads = [(tid, int(f[11]) + int(f[12]), int(f[16]))  # utime+stime, nice
+               for tid, f in thread_stats(pid).items()]
     base = min((n for t, _, n in threads if t == pid), default=0)
     workers = sum(c for _, c, n in threads if n > base)
     rest = sum(c for _, c, n in threads if n <= base)

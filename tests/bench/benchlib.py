@@ -14,8 +14,14 @@ def must(r, *ok):
     return r
 
 
-def cpu_ticks(pid):
-    """utime + stime of pid, in clock ticks (CLK_TCK per second)."""
+def cpu_split(pid):
+    """(utime, stime) of pid, all threads, in clock ticks (CLK_TCK per
+    second): fields 14 and 15 of proc(5)."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15
+    return int(fields[11]), int(fields[12])
+
+
+def cpu_ticks(pid):
+    """utime + stime of pid, in clock ticks."""
+    return sum(cpu_split(pid))

@@ -49,14 +49,7 @@ sys.path.insert(0, HERE)
 
 from realserver import RealServer  # noqa: E402
 from bench_server import DefaultPg, setup_server  # noqa: E402
-from benchlib import CLK_TCK, cpu_ticks, must  # noqa: E402
-
-
-def cpu_split(pid):
-    """(utime, stime) of pid in clock ticks, all threads."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
+from benchlib import CLK_TCK, cpu_split, cpu_ticks, must  # noqa: E402
 
 # Inclusive cost of these functions, per credential (callgrind mode).
 PARTS = [

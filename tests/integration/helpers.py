@@ -6,6 +6,7 @@ to cut short, invalid verbs, paths with control characters or dot segments.
 """
 
 import json
+import os
 import re
 import socket
 import time
@@ -24,6 +25,20 @@ KV2_INVALID_PATH_WARNING = (
     "for this operation.")
 KV2_ROOT_WARNING = ("Non-listing operations on the root of a K/V v2 mount are "
                     "not supported.")
+
+
+def thread_stats(pid):
+    """{tid: fields} of pid's threads still alive, each its /proc stat
+    after the command name, so that proc(5)'s field N is fields[N - 3]:
+    utime [11], stime [12], nice [16]."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                out[int(tid)] = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+    return out
 
 
 def multierror(msg):

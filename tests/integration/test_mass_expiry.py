@@ -27,6 +27,7 @@ import pytest
 
 import realserver
 from conftest import Server, coffer_bin
+from helpers import thread_stats
 from pgcluster import PgCluster
 from realserver import RealServer
 
@@ -196,16 +197,8 @@ def test_mass_expiry_survives_a_database_outage(srv, pg):
 # ------------------------------------------------ the workers' priority --
 
 def thread_nices(pid):
-    """{tid: nice} of pid's threads (field 19 of proc(5)'s stat)."""
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(tid)] = int(fields[16])
-    return out
+    """{tid: nice} of pid's threads."""
+    return {tid: int(f[16]) for tid, f in thread_stats(pid).items()}
 
 
 def nices_after_unseal(extra, process_nice=0, monkeypatch=None,
