@@ -122,6 +122,12 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_OBJS) tests/fuzz/fuzz.h
 	    's|^#include "\.\./\.\./src/\(.*\)\.c"$$|\1|p' $<)),$(LIB_OBJS)) \
 	    -fsanitize=fuzzer $(LIBS)
 
+# The bare issuer is a baseline made of Coffer's libraries, not of Coffer.
+$(BUILD)/bench/bare_issuer: tests/bench/bare_issuer.c
+	@mkdir -p $(dir $@)
+	@echo "  BENCH $@"
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(LIBS)
+
 # C benchmarks include the .c file they measure, like unit tests.
 $(BUILD)/bench/%: tests/bench/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)

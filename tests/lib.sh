@@ -61,3 +61,55 @@ run_pytest() {
         fi
     fi
 }
+
+# run_pytest_halves COFFER_BIN TMPPREFIX NAME FILE...: the files as two
+# pytest runs side by side, of about equal time (tests/split-halves.py
+# with the seconds each file took in a recorded run,
+# tests/integration/durations.txt): the suites mostly wait on servers,
+# PostgreSQL and fsync, so two at once take little more than the longer
+# half. Each half's output is printed whole when both ended, with a
+# "NAME-a:" / "NAME-b:" count line; counted_pass and counted_fail are
+# their sums. This run's seconds per file go to TMPPREFIX.durations.
+run_pytest_halves() {
+    h_bin=$1
+    h_out=$2
+    h_name=$3
+    shift 3
+    h_split=$("${COFFER_PYTHON:-/usr/bin/python3}" "$here/split-halves.py" \
+        "$here/integration/durations.txt" "$@")
+    # shellcheck disable=SC2046
+    run_pytest_half "$h_bin" "$h_out" "$h_name" a \
+        $(echo "$h_split" | sed -n 1p) &
+    h_pid=$!
+    # shellcheck disable=SC2046
+    run_pytest_half "$h_bin" "$h_out" "$h_name" b \
+        $(echo "$h_split" | sed -n 2p)
+    wait "$h_pid"
+    cat "$h_out-a.durations" "$h_out-b.durations" >"$h_out.durations" \
+        2>/dev/null || true
+    h_pass=0
+    h_fail=0
+    for h in a b; do
+        cat "$h_out-$h.log"
+        last_counts "$h_name-$h" "$h_out-$h.log"
+        h_pass=$((h_pass + counted_pass))
+        h_fail=$((h_fail + counted_fail))
+    done
+    counted_pass=$h_pass
+    counted_fail=$h_fail
+}
+
+# run_pytest_half COFFER_BIN TMPPREFIX NAME HALF FILE...: one half of
+# run_pytest_halves, its output in TMPPREFIX-HALF.log.
+run_pytest_half() {
+    hh_bin=$1
+    hh_out=$2-$4
+    hh_label=$3-$4
+    shift 4
+    COFFER_PYTEST_DURATIONS="$hh_out.durations"
+    export COFFER_PYTEST_DURATIONS
+    run_pytest "$hh_bin" "$hh_out" "$@" >"$hh_out.log" 2>&1
+    unset COFFER_PYTEST_DURATIONS
+    echo "$hh_label: $counted_pass passed, $counted_fail failed" \
+        >>"$hh_out.log"
+}

@@ -60,49 +60,19 @@ fi
 t1=$(date +%s)
 
 # --- integration tests: two halves side by side, then ASan+UBSan --------
-# A half's output is kept in a file and printed whole when both ended.
-run_half() { # NAME FILE...
-    half=$1
-    shift
-    run_pytest "$absbuild/coffer" "$tmpdir/it-$half" "$@" \
-        >"$tmpdir/it-$half.log" 2>&1
-    echo "integration-$half: $counted_pass passed, $counted_fail failed" \
-        >>"$tmpdir/it-$half.log"
-}
-
 cores=$(nproc 2>/dev/null || echo 1)
 if [ "${COFFER_TEST_SERIAL:-0}" = "1" ] || [ "$cores" -lt 2 ]; then
     run_pytest "$absbuild/coffer" "$tmpdir/it" "$here/integration"
-    int_pass=$counted_pass
-    int_fail=$counted_fail
 else
-    # Alternate files (sorted by name) to each half: the suites mostly
-    # wait on servers, PostgreSQL and fsync, so two at once take little
-    # more than the longer half.
     # shellcheck disable=SC2046
-    set -- $(ls "$here"/integration/test_*.py)
-    odd=""
-    even=""
-    n=0
-    for f in "$@"; do
-        n=$((n + 1))
-        if [ $((n % 2)) -eq 1 ]; then odd="$odd $f"; else even="$even $f"; fi
-    done
-    # shellcheck disable=SC2086
-    run_half a $odd &
-    half_pid=$!
-    # shellcheck disable=SC2086
-    run_half b $even
-    wait "$half_pid"
-    int_pass=0
-    int_fail=0
-    for half in a b; do
-        cat "$tmpdir/it-$half.log"
-        last_counts "integration-$half" "$tmpdir/it-$half.log"
-        int_pass=$((int_pass + counted_pass))
-        int_fail=$((int_fail + counted_fail))
-    done
+    run_pytest_halves "$absbuild/coffer" "$tmpdir/it" integration \
+        $(ls "$here"/integration/test_*.py)
+    # This run's seconds per file, to refresh durations.txt from.
+    cp "$tmpdir/it.durations" "$absbuild/it-durations.txt" 2>/dev/null ||
+        true
 fi
+int_pass=$counted_pass
+int_fail=$counted_fail
 echo "integration: $int_pass passed, $int_fail failed"
 t2=$(date +%s)
 

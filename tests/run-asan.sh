@@ -4,7 +4,9 @@
 #
 #   1. every unit-test binary in ASAN_BUILD/tests, through run-unit.sh;
 #   2. the integration suites below against ASAN_BUILD/coffer, each case
-#      once (COFFER_IT_REPEAT=1: the plain run already repeats them).
+#      once (COFFER_IT_REPEAT=1: the plain run already repeats them), as
+#      two halves side by side on a machine with more than one core
+#      (COFFER_TEST_SERIAL=1: one pytest run).
 #
 # LeakSanitizer is on: a leak fails a unit binary (non-zero exit after its
 # summary) and fails the server's session (conftest.py matches sanitizer
@@ -65,8 +67,14 @@ for s in $SUITES; do
     args="$args $here/integration/$s"
 done
 export COFFER_IT_REPEAT=1
-# shellcheck disable=SC2086
-run_pytest "$absbuild/coffer" "$tmpdir/it" $args
+cores=$(nproc 2>/dev/null || echo 1)
+if [ "${COFFER_TEST_SERIAL:-0}" = "1" ] || [ "$cores" -lt 2 ]; then
+    # shellcheck disable=SC2086
+    run_pytest "$absbuild/coffer" "$tmpdir/it" $args
+else
+    # shellcheck disable=SC2086
+    run_pytest_halves "$absbuild/coffer" "$tmpdir/it" asan-integration $args
+fi
 echo "asan-integration: $counted_pass passed, $counted_fail failed"
 pass=$((pass + counted_pass))
 fail=$((fail + counted_fail))

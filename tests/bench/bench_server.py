@@ -15,7 +15,13 @@ two cores, interleaved with it, in the same run:
   issuance  wrk on GET /v1/database/creds/bench vs pgbench running the same
             transaction directly (BEGIN; CREATE ROLE ... VALID UNTIL ...;
             GRANT app_readonly TO ...; COMMIT) at 1 / 4 / 16 clients;
-            ratio coffer/direct, p99 of both at 16 clients.
+            ratio coffer/direct, p99 of both at 16 clients. On the sqlite
+            server also the floor: tests/bench/bare_issuer.c, an issuer
+            made of Coffer's libraries alone (libmicrohttpd, libpq,
+            OpenSSL, cJSON), without and with its two durable sqlite
+            commits, so that the gap to direct splits into the HTTP front,
+            sqlite's commits and Coffer's own code. --rounds rounds of
+            every point, interleaved, medians reported.
   kv        wrk on GET /v1/benchkv/data/app with a token whose policy only
             allows that read vs nginx returning the same JSON body after
             comparing X-Vault-Token, at 16 / 64 connections; ratio, p99 of
@@ -26,7 +32,10 @@ two cores, interleaved with it, in the same run:
             last role gone, seen in pg_roles) vs direct `DROP ROLE` of as many
             roles by 8 psycopg2 connections; KV p99 during the storm vs idle;
             on the sqlite server the same storm again with no reader, to
-            tell revocation's own cost from the cores it shares with wrk.
+            tell revocation's own cost from the cores it shares with wrk;
+            and the floor: the direct DROP ROLEs again while the same
+            readers read KV (what any revoker keeps on these cores, and
+            what PostgreSQL's share of the work alone does to the p99).
 
 On the sqlite server the issuance gap at one client is set beside the
 latency of one fdatasync in the server's directory (an issuance waits for
@@ -42,8 +51,8 @@ runs. A part whose tool (wrk, pgbench, nginx) is missing is skipped with a
 message; any failed measured request (non-2xx, socket error) makes the exit
 status non-zero.
 
-Usage: tests/bench/bench_server.py [--seconds 5] [--quick] [--leases 10000]
-           [--only issuance,kv,expiry] [--kinds dev,sqlite]
+Usage: tests/bench/bench_server.py [--seconds 5] [--rounds 3] [--quick]
+           [--leases 10000] [--only issuance,kv,expiry] [--kinds dev,sqlite]
 """
 
 import argparse
@@ -53,6 +62,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,9 +134,13 @@ class DefaultPg(PgCluster):
         return s
 
     def drop_roles_like(self, pattern):
+        """Drops the roles and vacuums the role catalogs, so that the next
+        measured run does not pay for pruning this one's dead rows (the
+        first runner after a drop did: pgbench, 0.5x slower at 1 client)."""
         self.query("DO $$DECLARE r text; BEGIN FOR r IN SELECT rolname FROM "
                    "pg_roles WHERE rolname LIKE %s LOOP EXECUTE "
                    "format('DROP ROLE %%I', r); END LOOP; END$$", pattern)
+        self.query("VACUUM pg_authid, pg_auth_members")
 
 
 # -- load generators -----------------------------------------------------
@@ -410,21 +424,134 @@ def issuance_gap(res, fsync_s):
     return res
 
 
+# -- the floor: Coffer's pieces without Coffer ----------------------------
+
+
+def bare_issuer_bin():
+    """tests/bench/bare_issuer.c built (make), or None with the reason
+    printed."""
+    path = os.environ.get("BARE_ISSUER") or os.path.join(
+        ROOT, "build", "bench", "bare_issuer")
+    if not os.environ.get("BARE_ISSUER"):
+        p = subprocess.run(["make", "--no-print-directory", "-C", ROOT,
+                            "build/bench/bare_issuer"], text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            note("SKIPPED the bare issuer: make failed:\n" + p.stdout[-1000:])
+            return None
+    return path
+
+
+class BareIssuer:
+    """bare_issuer serving on a free port; with sqlite_dir, its two durable
+    commits per credential go to a file there (the sqlite server's disk)."""
+
+    def __init__(self, binary, pg, token, sqlite_dir=None):
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d/v1/database/creds/bench" % self.port
+        cmd = [binary, "--port", str(self.port), "--token", token,
+               "--pg", pg.url(dbname="bench"), "--pool", "32"]
+        if sqlite_dir:
+            cmd += ["--sqlite", os.path.join(sqlite_dir, "bare.db")]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.proc.kill()
+            raise RuntimeError("bare_issuer did not start: %s" %
+                               self.proc.stderr.read()[-1000:])
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def issuance_point(url, token, n, seconds, what, pg, pid):
+    r = run_wrk(url, token, n, seconds, what, pid=pid)
+    time.sleep(1)  # requests wrk abandoned at its deadline finish
+    pg.drop_roles_like("v-%-bench-%")
+    return r
+
+
+def median_of(points):
+    """The per-key median of a list of measured points (dicts of numbers;
+    counts of failures are summed, not medianed)."""
+    out = {}
+    for key in points[0]:
+        vals = [p[key] for p in points if p.get(key) is not None]
+        if key in ("non2xx", "socket_errors", "requests", "transactions"):
+            out[key] = sum(vals)
+        elif vals:
+            out[key] = statistics.median(vals)
+        else:
+            out[key] = None
+    return out
+
+
 def part_issuance(kind, srv, pg, args, work):
+    """Coffer against pgbench at each client count; on the sqlite server
+    also the bare issuer, with its sqlite commits ("floor") and without
+    them ("http_pg"). --rounds rounds of every point, interleaved; each
+    ratio is against the direct run of its own round, and the medians
+    are reported."""
     url = srv.addr + "/v1/database/creds/bench"
+    floors = {}
+    binary = bare_issuer_bin() if kind == "sqlite" else None
+    if binary:
+        floors = {"http_pg": BareIssuer(binary, pg, srv.token),
+                  "floor": BareIssuer(binary, pg, srv.token, srv.dir)}
+    subjects = [("coffer", url, srv.proc.pid)] + \
+        [(name, b.url, b.proc.pid) for name, b in floors.items()]
+    runs = {n: [] for n in ISSUE_CLIENTS}
+    try:
+        # pgbench leaves its connections' start-up out of what it reports;
+        # the same for the servers: their pools' connections (SCRAM, ~15 ms
+        # each) and their workers' first requests happen here, not within
+        # the measured points.
+        for name, u, _ in subjects:
+            issuance_point(u, srv.token, max(ISSUE_CLIENTS), 2,
+                           "%s issuance warm-up" % name, pg, None)
+        for rnd in range(args.rounds):
+            for n in ISSUE_CLIENTS:
+                d = pgbench(pg, n, args.seconds, work)
+                run = {"direct": d}
+                for name, u, pid in subjects:
+                    r = issuance_point(u, srv.token, n, args.seconds,
+                                       "%s %s issuance c=%d" % (kind, name, n),
+                                       pg, pid)
+                    run[name] = r
+                    run[name + "_ratio"] = r["rps"] / d["rps"] \
+                        if d["rps"] else None
+                runs[n].append(run)
+                note("  round %d issuance c=%-2d direct %6.1f/s p99 %6.1f ms  " %
+                     (rnd + 1, n, d["rps"], d["p99_ms"] or 0) +
+                     "  ".join("%s %6.1f/s p99 %6.1f ms %5.0f us CPU (%.2f)" % (
+                         name, run[name]["rps"], run[name]["p99_ms"] or 0,
+                         run[name].get("cpu_us", 0), run[name + "_ratio"] or 0)
+                         for name, _, _ in subjects))
+    finally:
+        for b in floors.values():
+            b.stop()
     res = {}
-    for n in ISSUE_CLIENTS:
-        d = pgbench(pg, n, args.seconds, work)
-        k = run_wrk(url, srv.token, n, args.seconds,
-                    "%s issuance c=%d" % (kind, n))
-        time.sleep(1)  # requests wrk abandoned at its deadline finish
-        pg.drop_roles_like("v-%-bench-%")
-        res[n] = {"direct": d, "coffer": k,
-                  "ratio": k["rps"] / d["rps"] if d["rps"] else None}
-        note("  issuance c=%-2d  direct %7.1f/s p99 %7.1f ms   coffer %7.1f/s"
-             " p99 %7.1f ms   ratio %.2f" % (
-                 n, d["rps"], d["p99_ms"] or 0, k["rps"], k["p99_ms"] or 0,
-                 res[n]["ratio"] or 0))
+    for n, rs in runs.items():
+        if not rs:
+            continue
+        res[n] = {"direct": median_of([r["direct"] for r in rs])}
+        for name, _, _ in subjects:
+            res[n][name] = median_of([r[name] for r in rs])
+            ratios = [r[name + "_ratio"] for r in rs
+                      if r[name + "_ratio"] is not None]
+            res[n][name + "_ratio"] = statistics.median(ratios) \
+                if ratios else None
+        res[n]["ratio"] = res[n].pop("coffer_ratio")
+        note("  issuance c=%-2d median of %d: ratio coffer %.2f%s" % (
+            n, len(rs), res[n]["ratio"] or 0, "".join(
+                ", %s %.2f" % (name, res[n][name + "_ratio"] or 0)
+                for name in floors)))
     return res
 
 
@@ -533,9 +660,10 @@ def lease_counters(srv):
     return out
 
 
-def direct_drop(pg, n):
+def direct_drop(pg, n, on_start=None):
     """DROP ROLE of n group members by DROP_CLIENTS connections (each its
-    own transaction, retried on a catalog conflict); roles per second."""
+    own transaction, retried on a catalog conflict); roles per second.
+    on_start() is called once the roles exist, right before the drops."""
     pg.query("DO $$BEGIN FOR i IN 1..%d LOOP EXECUTE format('CREATE ROLE %%I "
              "LOGIN VALID UNTIL ''infinity''', 'x-' || i); EXECUTE format("
              "'GRANT %s TO %%I', 'x-' || i); END LOOP; END$$" % (n, GROUP))
@@ -563,6 +691,8 @@ def direct_drop(pg, n):
 
     threads = [threading.Thread(target=dropper, args=(i,))
                for i in range(DROP_CLIENTS)]
+    if on_start:
+        on_start()
     t0 = time.monotonic()
     for t in threads:
         t.start()
@@ -684,6 +814,19 @@ def part_expiry(kind, srv, pg, token, args, issue_rate):
     quiet = expire_together(kind, srv, pg, args.leases, rate) \
         if kind == "sqlite" else None
     direct = direct_drop(pg, res["leases"])
+    # The floor of both targets: the same DROP ROLEs sent directly while
+    # the same readers read KV. What direct revocation keeps of its idle
+    # rate, and what its PostgreSQL work alone does to the readers' p99,
+    # is what these two cores allow any revoker.
+    wrk = []
+    loaded = direct_drop(pg, res["leases"], lambda: (
+        wrk.append(start_wrk(url, token, STORM_CONNS)), time.sleep(1)))
+    kv_loaded = stop_wrk(wrk[0], "%s kv during direct DROP ROLE" % kind) \
+        if wrk else None
+    res.update({"direct_loaded": loaded, "kv_direct": kv_loaded,
+                "floor_ratio": loaded["rps"] / direct["rps"],
+                "floor_p99_ratio": kv_loaded["p99_ms"] / idle["p99_ms"]
+                if kv_loaded else None})
     res.update({"direct": direct, "ratio": res["coffer_rps"] / direct["rps"],
                 "kv_idle": idle, "kv_idle_runs": [idle_before, idle_after],
                 "kv_storm": storm,
@@ -708,6 +851,11 @@ def part_expiry(kind, srv, pg, token, args, issue_rate):
              counters["revoke_success"], counters["revoke_failure"],
              counters["db_errors"], direct["rps"], direct["retries"],
              res["ratio"]))
+    note("  the floor: direct DROP ROLE while the same readers read KV "
+         "%.0f/s, ratio %.2f to idle direct; KV p99 meanwhile %.2f ms "
+         "(%.2f of idle)" % (loaded["rps"], res["floor_ratio"],
+                             kv_loaded["p99_ms"] if kv_loaded else 0,
+                             res["floor_p99_ratio"] or 0))
     if quiet:
         note("  the same expiry with no KV reader: coffer %.0f revocations/s,"
              " ratio %.2f to direct" % (quiet["coffer_rps"],
@@ -718,6 +866,27 @@ def part_expiry(kind, srv, pg, token, args, issue_rate):
              idle_after["p99_ms"], storm["p99_ms"], storm["rps"],
              res["p99_ratio"]))
     return res
+
+
+def issuance_shares(res):
+    """At each client count, the gap 1 - coffer/direct split between the
+    HTTP front (libmicrohttpd, the loopback TCP both ways, wrk), the two
+    durable sqlite commits, and Coffer's own code, from the bare issuer's
+    two points in the same loop."""
+    shares = {}
+    for n in ISSUE_CLIENTS:
+        r = res.get(n, {})
+        if "floor_ratio" not in r or r.get("ratio") is None:
+            return None
+        shares[n] = {"gap": 1 - r["ratio"],
+                     "http": 1 - r["http_pg_ratio"],
+                     "sqlite": r["http_pg_ratio"] - r["floor_ratio"],
+                     "coffer": r["floor_ratio"] - r["ratio"]}
+        note("  issuance c=%-2d gap to direct %.2f = HTTP front %.2f + sqlite's"
+             " durable commits %.2f + Coffer's own %.2f" % (
+                 n, shares[n]["gap"], shares[n]["http"], shares[n]["sqlite"],
+                 shares[n]["coffer"]))
+    return shares
 
 
 def run_kind(kind, pg, args, work, skipped):
@@ -735,6 +904,7 @@ def run_kind(kind, pg, args, work, skipped):
                     if kind == "sqlite":
                         res["issuance_gap"] = issuance_gap(
                             res[part], fdatasync_latency(srv.dir))
+                        res["issuance_shares"] = issuance_shares(res[part])
                 elif part == "kv":
                     res[part] = part_kv(kind, srv, token, body, args, work)
                 else:
@@ -803,12 +973,39 @@ def table(results, kinds, only, skipped):
              r["p99_ratio"], r["kv_storm"]["p99_ms"],
              r["kv_idle"]["p99_ms"]),
          "≤ 2×"),
+        ("the floor: direct `DROP ROLE` while the same readers read KV / "
+         "idle direct; KV p99 meanwhile / idle", "expiry",
+         lambda r: "%.2f (%.0f/s); %.2f (%.1f ms)" % (
+             r["floor_ratio"], r["direct_loaded"]["rps"],
+             r["floor_p99_ratio"], r["kv_direct"]["p99_ms"]),
+         "(where the gap goes)"),
     ]
-    rows.insert(2, (
+    ratios = lambda key: lambda r: " / ".join(  # noqa: E731
+        "%.2f" % r[n][key] for n in ISSUE_CLIENTS)
+    rows[1:1] = [
+        ("the floor: bare issuer (libmicrohttpd + libpq, no storage) / "
+         "direct, 1 / 4 / 16", "issuance", ratios("http_pg_ratio"),
+         "(where the gap goes)"),
+        ("the floor: bare issuer with its two durable sqlite commits "
+         "(AES-GCM records) / direct, 1 / 4 / 16", "issuance",
+         ratios("floor_ratio"), "(where the gap goes)"),
+        ("server CPU per credential at 16 clients: coffer (bare issuer, "
+         "bare without sqlite)", "issuance",
+         lambda r: "%.0f µs (%.0f µs, %.0f µs)" % (
+             r[16]["coffer"]["cpu_us"], r[16]["floor"]["cpu_us"],
+             r[16]["http_pg"]["cpu_us"]), "(where the gap goes)"),
+    ]
+    rows.insert(5, (
         "issuance at 1 client: ms per credential over direct (the two "
         "durable sqlite commits it waits for)", "issuance_gap",
         lambda r: "%.2f ms (%.2f ms)" % (r["gap_ms"], r["two_commits_ms"]),
         "(where the gap goes)"))
+    rows.insert(6, (
+        "the gap to direct at 1 / 4 / 16 clients = HTTP front + sqlite's "
+        "durable commits + Coffer's own", "issuance_shares",
+        lambda r: " / ".join("%.2f = %.2f + %.2f + %.2f" % (
+            r[n]["gap"], r[n]["http"], r[n]["sqlite"], r[n]["coffer"])
+            for n in ISSUE_CLIENTS), "(where the gap goes)"))
     head = "| | " + " | ".join("%s server" % k for k in kinds) + \
         " | target (sqlite server) |"
     lines = [head, "|---" * (len(kinds) + 2) + "|"]
@@ -834,6 +1031,9 @@ def main():
     ap.add_argument("--revocation-nice", type=int, default=None,
                     help="the sqlite server's lease_revocation_nice "
                          "(0..19; default: the server's, 10)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="rounds of every issuance point, interleaved; "
+                         "medians reported (default 3; 1 with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 2 s per point, 1,000 leases")
     ap.add_argument("--only", default=",".join(PARTS),
@@ -843,13 +1043,16 @@ def main():
     args = ap.parse_args()
     if args.seconds is None:
         args.seconds = 2 if args.quick else 5
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     if args.leases is None:
         args.leases = 1000 if args.quick else 10000
     args.only = [p for p in args.only.split(",") if p]
     kinds = [k for k in args.kinds.split(",") if k]
     bad = [p for p in args.only if p not in PARTS] + \
         [k for k in kinds if k not in KINDS]
-    if bad or args.seconds < 1 or args.leases < 1 or args.issue_rate < 1:
+    if bad or args.seconds < 1 or args.leases < 1 or args.issue_rate < 1 \
+            or args.rounds < 1:
         ap.error("unknown part or kind, or bad number: %s" % bad)
 
     pg = DefaultPg(dbname="bench")

@@ -297,11 +297,30 @@ def load_cases(name):
         return json.load(f)
 
 
+def write_durations(tr, path):
+    """Seconds each test file took (setup, calls and teardown of its
+    cases, module fixtures included), a line "SECONDS FILE" each: what
+    tests/split-halves.py balances the two halves of run-all.sh with."""
+    per_file = {}
+    for reports in tr.stats.values():
+        for r in reports:
+            nodeid = getattr(r, "nodeid", "")
+            if nodeid and hasattr(r, "duration"):
+                name = os.path.basename(nodeid.split("::")[0])
+                per_file[name] = per_file.get(name, 0.0) + r.duration
+    with open(path, "w") as f:
+        for name, secs in sorted(per_file.items()):
+            f.write("%.1f %s\n" % (secs, name))
+
+
 def pytest_sessionfinish(session, exitstatus):
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    durations = os.environ.get("COFFER_PYTEST_DURATIONS")
+    if durations and tr is not None:
+        write_durations(tr, durations)
     path = os.environ.get("COFFER_PYTEST_COUNTS")
     if not path:
         return
-    tr = session.config.pluginmanager.get_plugin("terminalreporter")
     passed = failed = 0
     if tr is not None:
         stats = tr.stats
