@@ -142,6 +142,20 @@ class Server:
         with open(self.stdout_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def unseal_key(self, timeout=10.0):
+        """The dev banner's unseal key. The banner is printed after the
+        listener starts, so a server that already answers may not have
+        printed it yet: wait for it."""
+        deadline = time.time() + timeout
+        while True:
+            m = re.search(r"Unseal Key: (\S+)", self.stdout_text())
+            if m:
+                return m.group(1)
+            if time.time() > deadline:
+                raise AssertionError("no unseal key in the dev banner:\n" +
+                                     self.stdout_text()[-2000:])
+            time.sleep(0.05)
+
     def stderr_text(self):
         with open(self.stderr_path, "rb") as f:
             return f.read().decode("utf-8", "replace")

@@ -653,8 +653,7 @@ def test_devices_survive_seal_unseal(tmpdir_audit):
     unseal the device is back and hashes the same way."""
     srv = Server()
     try:
-        import re
-        key = re.search(r"Unseal Key: (\S+)", srv.stdout_text()).group(1)
+        key = srv.unseal_key()
         p = os.path.join(tmpdir_audit, "keep.log")
         r = srv.req("PUT", "sys/audit/keep",
                     json={"type": "file", "description": "kept",
