@@ -29,6 +29,7 @@ def own_server():
 
 def test_dev_banner(own_server):
     s = own_server()
+    s.unseal_key()  # the banner follows the listener: wait for it
     out = s.stdout_text() + s.stderr_text()
     assert "Root Token: %s" % s.token in out, out
     assert "127.0.0.1:%d" % s.port in out
