@@ -291,3 +291,51 @@ int crypto_pbkdf2_sha256(const void *password, size_t plen, const void *salt,
         return COFFER_EINVAL;
     return 0;
 }
+
+int crypto_scram_sha256_verifier_salted(const char *password, size_t plen,
+                                        const unsigned char salt[16],
+                                        unsigned int iterations,
+                                        char out[CRYPTO_SCRAM_VERIFIER_MAX])
+{
+    unsigned char salted[32], client_key[32], stored_key[32], server_key[32];
+    char salt64[32], stored64[48], server64[48];
+    int rc = COFFER_EINVAL, n;
+
+    if (plen == 0 || iterations < 1 || iterations > 100000000)
+        return COFFER_EINVAL;
+    for (size_t i = 0; i < plen; i++)
+        if (password[i] == '\0' || (unsigned char)password[i] >= 0x80)
+            return COFFER_EINVAL;
+    if (crypto_pbkdf2_sha256(password, plen, salt, 16, iterations, salted,
+                             sizeof(salted)) != 0)
+        goto done;
+    crypto_hmac_sha256(salted, sizeof(salted), "Client Key", 10, client_key);
+    crypto_sha256(client_key, sizeof(client_key), stored_key);
+    crypto_hmac_sha256(salted, sizeof(salted), "Server Key", 10, server_key);
+    EVP_EncodeBlock((unsigned char *)salt64, salt, 16);
+    EVP_EncodeBlock((unsigned char *)stored64, stored_key, 32);
+    EVP_EncodeBlock((unsigned char *)server64, server_key, 32);
+    n = snprintf(out, CRYPTO_SCRAM_VERIFIER_MAX, "SCRAM-SHA-256$%u:%s$%s:%s",
+                 iterations, salt64, stored64, server64);
+    if (n > 0 && n < CRYPTO_SCRAM_VERIFIER_MAX)
+        rc = 0;
+done:
+    crypto_wipe(salted, sizeof(salted));
+    crypto_wipe(client_key, sizeof(client_key));
+    crypto_wipe(stored_key, sizeof(stored_key));
+    crypto_wipe(server_key, sizeof(server_key));
+    crypto_wipe(stored64, sizeof(stored64));
+    crypto_wipe(server64, sizeof(server64));
+    return rc;
+}
+
+int crypto_scram_sha256_verifier(const char *password, size_t plen,
+                                 char out[CRYPTO_SCRAM_VERIFIER_MAX])
+{
+    unsigned char salt[16];
+
+    if (crypto_random(salt, sizeof(salt)) != 0)
+        return COFFER_EINTERNAL;
+    return crypto_scram_sha256_verifier_salted(password, plen, salt,
+                                               CRYPTO_SCRAM_ITERATIONS, out);
+}

@@ -45,6 +45,24 @@ void crypto_hmac_sha256(const void *key, size_t keylen, const void *data,
 int crypto_pbkdf2_sha256(const void *password, size_t plen, const void *salt,
                          size_t slen, unsigned int iterations,
                          unsigned char *out, size_t outlen);
+/*
+ * The SCRAM-SHA-256 verifier of a password as PostgreSQL stores it
+ * (RFC 5802 / 7677; pg_authid.rolpassword):
+ * "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>", base64.
+ * PostgreSQL prepares a password with SASLprep before hashing it; for
+ * ASCII that is the identity, so only ASCII passwords (no NUL) are taken,
+ * else COFFER_EINVAL (a verifier of unprepared text would refuse the
+ * password at login). out holds CRYPTO_SCRAM_VERIFIER_MAX bytes. The
+ * _salted form takes the 16-byte salt (tests); the other draws it.
+ */
+#define CRYPTO_SCRAM_VERIFIER_MAX 192
+#define CRYPTO_SCRAM_ITERATIONS 4096
+int crypto_scram_sha256_verifier(const char *password, size_t plen,
+                                 char out[CRYPTO_SCRAM_VERIFIER_MAX]);
+int crypto_scram_sha256_verifier_salted(const char *password, size_t plen,
+                                        const unsigned char salt[16],
+                                        unsigned int iterations,
+                                        char out[CRYPTO_SCRAM_VERIFIER_MAX]);
 /* Lowercase hex encoding of n bytes into out (2n+1 bytes). */
 void crypto_hex(const unsigned char *in, size_t n, char *out);
 

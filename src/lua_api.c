@@ -1049,6 +1049,32 @@ void lua_api_push_lease_helpers(lua_State *L)
     lua_setfield(L, -2, "lease_values");
 }
 
+/*
+ * coffer.crypto.scram_sha256(password) -> the SCRAM-SHA-256 verifier
+ * PostgreSQL stores for it (a fresh salt, 4096 rounds), or nil, message
+ * when the password is not ASCII: PostgreSQL's SASLprep would prepare it
+ * differently and the password would be refused at login. [-1, +(1|2), e]
+ */
+static int l_crypto_scram_sha256(lua_State *L)
+{
+    size_t plen;
+    const char *pw = luaL_checklstring(L, 1, &plen);
+    char out[CRYPTO_SCRAM_VERIFIER_MAX];
+    int rc = crypto_scram_sha256_verifier(pw, plen, out);
+
+    if (rc == COFFER_EINVAL) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "a SCRAM-SHA-256 verifier needs a non-empty "
+                           "ASCII password");
+        return 2;
+    }
+    if (rc != 0)
+        return luaL_error(L, "scram_sha256 failed: no randomness");
+    lua_pushstring(L, out);
+    crypto_wipe(out, sizeof(out));
+    return 1;
+}
+
 /* ======================================================= pbkdf2, net == */
 
 #define PBKDF2_MAX_ITERATIONS 10000000
@@ -1135,6 +1161,7 @@ static const luaL_Reg crypto_funcs[] = {
     {"base64_encode", l_crypto_base64_encode},
     {"base64_decode", l_crypto_base64_decode},
     {"pbkdf2", l_crypto_pbkdf2},
+    {"scram_sha256", l_crypto_scram_sha256},
     {NULL, NULL},
 };
 

@@ -37,7 +37,8 @@ test_database.py test_auth_jwt.py test_auth_kubernetes.py
 test_plugin_jose.py test_plugin_http.py test_plugin_reload.py
 test_audit.py test_wrapping.py test_password_policy.py test_kv_native.py
 test_database_mysql.py test_policy_explain.py test_database_mysql_tls.py
-test_ui_mounts.py test_ha_lease_index.py test_lease_state.py"
+test_ui_mounts.py test_ha_lease_index.py test_lease_state.py
+test_database_scram.py"
 for f in "$here"/integration/test_security_*.py; do
     [ -f "$f" ] && SUITES="$SUITES ${f##*/}"
 done

@@ -22,6 +22,10 @@
 --                             revoke_sessions is true; best effort
 --   terminate_sessions_sql(username)  (optional) the same as SQL text
 --   default_renew, default_rotation, default_root_rotation   statements
+--   password_hash(password, method) (optional) -> the text {{password}}
+--                             becomes under the config's
+--                             password_authentication method (here
+--                             "scram-sha-256"), or nil, err
 --   list_users(conn, like_prefix) (optional) -> {{name, tag}...} | nil, err
 --   tag_statement (optional)  tags a user at creation (reconcile_tag)
 --
@@ -47,6 +51,18 @@ M.default_root_rotation =
   { [[ALTER ROLE "{{username}}" WITH PASSWORD '{{password}}';]] }
 
 -- Go layout "2006-01-02 15:04:05-0700" in UTC.
+-- password_authentication = "scram-sha-256": PostgreSQL is sent the
+-- SCRAM-SHA-256 verifier instead of the password, and stores it as is
+-- (PostgreSQL 10 and later), so the password itself never reaches the
+-- server or its statement log. Vault's scram.Hash: 16-byte salt, 4096
+-- rounds.
+function M.password_hash(password, method)
+  if method ~= "scram-sha-256" then
+    return nil, "unsupported password authentication " .. tostring(method)
+  end
+  return coffer.crypto.scram_sha256(password)
+end
+
 function M.expiration(unix)
   return coffer.time.format_utc("%Y-%m-%d %H:%M:%S+0000", unix)
 end

@@ -36,7 +36,7 @@ local FUNCTIONS = { "connect_info", "split", "expiration", "default_revoke" }
 -- the engine sends a batch of due leases in one script when it can.
 local OPTIONAL_FUNCTIONS = { "default_revoke_sql", "default_revoke_many_sql",
                              "terminate_sessions", "terminate_sessions_sql",
-                             "pool_options" }
+                             "pool_options", "password_hash" }
 local STATEMENT_LISTS = { "default_renew", "default_rotation",
                           "default_root_rotation" }
 

@@ -328,7 +328,9 @@ local SAFE_VALUE = "^[A-Za-z0-9_.-]+$"
 -- nil when value is safe, else the reason (without the value itself).
 local function unsafe_reason(value, max_len)
   if type(value) ~= "string" or value == "" then return "is empty" end
-  local bad = value:match("[^A-Za-z0-9_.-]")
+  -- the whole character, continuation bytes included, so that the
+  -- message stays valid UTF-8
+  local bad = value:match("[^A-Za-z0-9_.-][\128-\191]*")
   if bad then
     return string.format("contains %q, which is not allowed: only " ..
       "letters, digits, '-', '_' and '.' are", bad)
@@ -560,13 +562,33 @@ local function check_config(cfg)
   if cfg.username_template then
     validate_username_template(cfg.username_template)
   end
-  if cfg.password_authentication and
-     cfg.password_authentication ~= "password" then
-    coffer.bad_request('password_authentication "' ..
-                       cfg.password_authentication .. '" is not supported; ' ..
-                       'use "password"')
+  local auth = cfg.password_authentication
+  if auth ~= nil and auth ~= "" and auth ~= "password" then
+    if auth ~= "scram-sha-256" then
+      coffer.bad_request("error creating database object: '" .. auth ..
+                         "' is not a valid password authentication type")
+    end
+    if dbplugins.get(cfg.plugin_name).password_hash == nil then
+      coffer.bad_request('password_authentication "' .. auth .. '" is not ' ..
+                         "supported by " .. cfg.plugin_name)
+    end
   end
   check_limits(cfg)
+end
+
+-- What {{password}} becomes in the statements of a config: the password,
+-- or under password_authentication = "scram-sha-256" the verifier the
+-- plugin computes, so that the database never sees the password. The
+-- client still gets the password itself. nil, err when it cannot be
+-- hashed (a password policy's non-ASCII characters).
+local function statement_password(cfg, plugin, password)
+  local auth = cfg.password_authentication
+  if auth == nil or auth == "" or auth == "password" then return password end
+  if plugin.password_hash == nil then
+    return nil, 'password_authentication "' .. auth .. '" is not ' ..
+                "supported by " .. plugin.name
+  end
+  return plugin.password_hash(password, auth)
 end
 
 -- The connection string with every literal password (URL user-info,
@@ -716,15 +738,20 @@ e:path("rotate-root/:name", {
     -- Write-ahead: if Coffer dies after PostgreSQL took the new password
     -- but before the config says so, acquire() finds the pending password
     -- and adopts it when the stored one is refused.
+    local sent, herr = statement_password(cfg, plugin, new)
+    if not sent then
+      coffer.bad_request("unable to rotate root credentials: " .. herr)
+    end
     cfg.pending_password = new
     req.storage:put_json("config/" .. name, cfg)
     local ok, err = exec_template(req, name, plugin,
       #cfg.root_rotation_statements > 0 and cfg.root_rotation_statements or
         plugin.default_root_rotation,
-      { username = cfg.username, name = cfg.username, password = new }, false)
+      { username = cfg.username, name = cfg.username, password = sent },
+      false)
     if not ok then
       db_error("unable to rotate root credentials: ", err,
-               { new, cfg.password })
+               { new, sent, cfg.password })
     end
     cfg.password, cfg.pending_password = new, nil
     req.storage:put_json("config/" .. name, cfg)
@@ -870,8 +897,10 @@ local function issue_creds(req)
   if not password then internal_error(perr) end
   local why = unsafe_reason(password)
   if why then coffer.bad_request("the generated password " .. why) end
+  local sent, herr = statement_password(cfg, plugin, password)
+  if not sent then coffer.bad_request("the generated password: " .. herr) end
   local vars = {
-    name = username, username = username, password = password,
+    name = username, username = username, password = sent,
     expiration = plugin.expiration(math.floor(coffer.time.now()) + ttl + 5),
   }
   -- max_leases, max_leases_per_token, reuse_existing (leaselimits.lua):
@@ -893,7 +922,7 @@ local function issue_creds(req)
                                   role.creation_statements), vars, true)
   if not ok then
     roll_back(req, plugin, role, vars, lease)
-    db_error("failed to execute query: ", err, { password })
+    db_error("failed to execute query: ", err, { password, sent })
   end
   local issued, res = pcall(lease.issue, lease,
                             { username = username, password = password },
@@ -1166,15 +1195,17 @@ local function rotate_static(ctx, name, srole)
   if not new then return nil, perr end
   why = unsafe_reason(new)
   if why then return nil, "the generated password " .. why, 400 end
+  local sent, herr = statement_password(cfg, plugin, new)
+  if not sent then return nil, "the generated password: " .. herr, 400 end
   cred.pending = new
   ctx.storage:put_json("static-cred/" .. name, cred)
   local stmts = srole.rotation_statements
   if stmts == nil or #stmts == 0 then stmts = plugin.default_rotation end
   local ok, err = exec_template(ctx, srole.db_name, plugin, stmts, {
-    name = srole.username, username = srole.username, password = new,
+    name = srole.username, username = srole.username, password = sent,
   }, false)
   if not ok then
-    return nil, scrub(db_message(err), { new }), db_status(err)
+    return nil, scrub(db_message(err), { new, sent }), db_status(err)
   end
   cred.password, cred.pending = new, nil
   cred.last_vault_rotation = math.floor(coffer.time.now())

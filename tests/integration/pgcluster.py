@@ -119,6 +119,14 @@ class PgCluster:
         finally:
             conn.close()
 
+    def can_login(self, user, password):
+        """Whether user logs in with password (over TCP, SCRAM)."""
+        try:
+            self.connect(user=user, password=password).close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
     def role_exists(self, name):
         return bool(self.query("SELECT 1 FROM pg_roles WHERE rolname = %s",
                                name))

@@ -10,8 +10,6 @@ import datetime
 import time
 import uuid
 
-import hvac
-import psycopg2
 import pytest
 
 from helpers import PG_CREATE, fast_lease_server, write_pg_config
@@ -63,14 +61,6 @@ def valid_until(pg, name):
     return rows[0][0] if rows else None
 
 
-def can_login(pg, user, password):
-    try:
-        pg.connect(user=user, password=password).close()
-        return True
-    except psycopg2.OperationalError:
-        return False
-
-
 # ------------------------------------------------------------- the flow --
 
 def test_cli_flow_creates_a_working_user(srv, pg, db):
@@ -84,7 +74,7 @@ def test_cli_flow_creates_a_working_user(srv, pg, db):
     assert user.startswith("v-root-my-role-")
     assert len(pw) == 20
     assert pg.role_exists(user)
-    assert can_login(pg, user, pw)
+    assert pg.can_login(user, pw)
     # The user is a member of the group role it was granted.
     assert pg.query("SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON "
                     "r.oid = m.member JOIN pg_roles g ON g.oid = m.roleid "
@@ -378,13 +368,13 @@ def test_static_role_rotation(srv, pg, db):
                      username=name, rotation_period="1h")
     c1 = srv.client.read("database/static-creds/" + static)["data"]
     assert c1["username"] == name and 3500 < c1["ttl"] <= 3600
-    assert can_login(pg, name, c1["password"])
-    assert not can_login(pg, name, "initial")
+    assert pg.can_login(name, c1["password"])
+    assert not pg.can_login(name, "initial")
     r = srv.cli("write", "-force", "database/rotate-role/" + static)
     assert r.rc == 0, r
     c2 = srv.client.read("database/static-creds/" + static)["data"]
     assert c2["password"] != c1["password"]
-    assert can_login(pg, name, c2["password"])
+    assert pg.can_login(name, c2["password"])
     r = srv.req("PUT", "database/static-roles/" + static,
                 json={"username": "someone-else"})
     assert r.status_code == 400
@@ -407,7 +397,7 @@ def test_rotate_root_keeps_working(srv, pg, db):
                      username=admin, password="first", allowed_roles="*")
     r = srv.req("PUT", "database/rotate-root/rooty")
     assert r.status_code == 204, r.text
-    assert not can_login(pg, admin, "first")
+    assert not pg.can_login(admin, "first")
     srv.client.write("database/roles/rooty-role", db_name="rooty",
                      creation_statements=CREATE)
     body = creds(srv, "rooty-role")
@@ -474,7 +464,7 @@ def test_static_role_rotates_by_itself(srv, pg, db):
             break
         time.sleep(0.5)
     assert now["password"] != first["password"]
-    assert can_login(pg, name, now["password"])
+    assert pg.can_login(name, now["password"])
     assert now["ttl"] <= 5
 
 

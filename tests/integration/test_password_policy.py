@@ -14,7 +14,6 @@ import collections
 import concurrent.futures
 import uuid
 
-import psycopg2
 import pytest
 
 from pgcluster import PgCluster
@@ -324,14 +323,6 @@ def dbmount(server, pg):
     server.unmount(path)
 
 
-def can_login(pg, user, password):
-    try:
-        pg.connect(user=user, password=password).close()
-        return True
-    except psycopg2.OperationalError:
-        return False
-
-
 def matches_db_policy(pw):
     return (len(pw) == 32 and set(pw) <= set(DB_ALPHA + DB_DIGITS) and
             sum(c in DB_ALPHA for c in pw) >= 4 and
@@ -351,7 +342,7 @@ def test_dynamic_creds_follow_the_policy(server, pg, dbmount):
         assert r.status_code == 200, r.text
         d = r.json()["data"]
         assert matches_db_policy(d["password"]), d["password"]
-        assert can_login(pg, d["username"], d["password"])
+        assert pg.can_login(d["username"], d["password"])
 
 
 def test_static_rotation_follows_the_policy(server, pg, dbmount):
@@ -363,7 +354,7 @@ def test_static_rotation_follows_the_policy(server, pg, dbmount):
     assert r.status_code == 204, r.text
     c = server.req("GET", path + "/static-creds/" + user).json()["data"]
     assert matches_db_policy(c["password"]), c["password"]
-    assert can_login(pg, user, c["password"])
+    assert pg.can_login(user, c["password"])
 
 
 def test_deleted_policy_fails_creds_clearly(server, pg):
@@ -430,7 +421,7 @@ def test_role_policy_overrides_the_connection(server, pg, dbmount, rolepol):
     for _ in range(2):
         d = server.req("GET", path + "/creds/own").json()["data"]
         assert matches_role_policy(d["password"]), d["password"]
-        assert can_login(pg, d["username"], d["password"])
+        assert pg.can_login(d["username"], d["password"])
     # the role without one still follows the connection's policy
     d = server.req("GET", path + "/creds/app").json()["data"]
     assert matches_db_policy(d["password"]), d["password"]
@@ -449,7 +440,7 @@ def test_static_role_policy_overrides_the_connection(server, pg, dbmount,
     assert got["credential_config"] == {"password_policy": rolepol}
     c = server.req("GET", path + "/static-creds/" + user).json()["data"]
     assert matches_role_policy(c["password"]), c["password"]
-    assert can_login(pg, user, c["password"])
+    assert pg.can_login(user, c["password"])
     r = server.req("PUT", path + "/rotate-role/" + user, json={})
     assert r.status_code in (200, 204), r.text
     c2 = server.req("GET", path + "/static-creds/" + user).json()["data"]

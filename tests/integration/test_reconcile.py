@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 
-import psycopg2
 import pytest
 
 from helpers import PG_CREATE, fast_lease_server
@@ -106,14 +105,6 @@ def make_role(pg, name, comment=None):
     if comment is not None:
         pg.query('COMMENT ON ROLE "%s" IS %%s' % name.replace('"', '""'),
                  comment)
-
-
-def can_login(pg, user, password):
-    try:
-        pg.connect(user=user, password=password).close()
-        return True
-    except psycopg2.OperationalError:
-        return False
 
 
 def bystanders_intact(pg):
@@ -254,7 +245,7 @@ def test_drop_mode_drops_exactly_the_orphans(srv, pg, mount):
     for o in orphans:
         assert not pg.role_exists(o), o
     for c in live:
-        assert can_login(pg, c["username"], c["password"]), c["username"]
+        assert pg.can_login(c["username"], c["password"]), c["username"]
     assert pg.role_exists("x" + p + "notmine")
     bystanders_intact(pg)
     # Nothing left: a second run finds no orphan.
@@ -372,7 +363,7 @@ def test_creation_concurrent_with_reconcile_never_drops_a_live_user(
     assert runs[0] >= 20
     assert dropped == [], dropped
     for c in issued:
-        assert can_login(pg, c["username"], c["password"]), c["username"]
+        assert pg.can_login(c["username"], c["password"]), c["username"]
     rep = reconcile(srv, mount, name)
     assert rep["orphans"] == [] and rep["checked"] == 20
 
@@ -472,7 +463,7 @@ def test_strict_mode_counts_only_tagged_users(srv, pg, mount):
     assert rep["dropped"] == [p + "tagged"]
     assert rep["checked"] == 2
     assert pg.role_exists(p + "untagged") and pg.role_exists(p + "othertag")
-    assert can_login(pg, live["username"], live["password"])
+    assert pg.can_login(live["username"], live["password"])
 
 
 # --------------------------------------------------------------- config --
@@ -546,7 +537,7 @@ def test_periodic_job_drops_orphans_keeps_live(srv, pg, mount):
     assert rep is not None, srv.new_stderr()[-2000:]
     assert rep["dropped"] == [p + "orphan"]
     assert not pg.role_exists(p + "orphan")
-    assert can_login(pg, live["username"], live["password"])
+    assert pg.can_login(live["username"], live["password"])
 
 
 # ---------------------------------------------------------------- MySQL --

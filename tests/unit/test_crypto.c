@@ -305,6 +305,38 @@ TEST(pbkdf2_sha256_vectors)
                  COFFER_EINVAL);
 }
 
+/*
+ * The SCRAM-SHA-256 verifier PostgreSQL stores, against one computed with
+ * Python's hashlib/hmac from RFC 5802's definitions (salt 00..0f, 4096
+ * rounds); the integration tests log in to a real PostgreSQL with it.
+ */
+TEST(scram_sha256_verifier)
+{
+    unsigned char salt[16];
+    char out[CRYPTO_SCRAM_VERIFIER_MAX], again[CRYPTO_SCRAM_VERIFIER_MAX];
+
+    for (int i = 0; i < 16; i++)
+        salt[i] = (unsigned char)i;
+    CHECK_EQ_INT(crypto_scram_sha256_verifier_salted("pencil", 6, salt, 4096,
+                                                     out), 0);
+    CHECK_STREQ(out, "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$"
+                     "zHCdol2044/ZyWzPLi7oxApCkamKw9Z+E4U/QApd/5Y=:"
+                     "dd5peBOitVnLNFu7VmwP+HiDaaw4OUCv396eVCWhYiE=");
+    /* A fresh salt each time: two verifiers of one password differ. */
+    CHECK_EQ_INT(crypto_scram_sha256_verifier("pencil", 6, out), 0);
+    CHECK_EQ_INT(crypto_scram_sha256_verifier("pencil", 6, again), 0);
+    CHECK(strncmp(out, "SCRAM-SHA-256$4096:", 19) == 0);
+    CHECK(strcmp(out, again) != 0);
+    /* Not ASCII (SASLprep would change it), a NUL, or empty: refused. */
+    CHECK_EQ_INT(crypto_scram_sha256_verifier("p\xc3\xa9ncil", 7, out),
+                 COFFER_EINVAL);
+    CHECK_EQ_INT(crypto_scram_sha256_verifier("pen\0cil", 7, out),
+                 COFFER_EINVAL);
+    CHECK_EQ_INT(crypto_scram_sha256_verifier("", 0, out), COFFER_EINVAL);
+    CHECK_EQ_INT(crypto_scram_sha256_verifier_salted("pencil", 6, salt, 0,
+                                                     out), COFFER_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -321,5 +353,6 @@ int main(int argc, char **argv)
     RUN(equal_constant_time_contract);
     RUN(wipe_overwrites);
     RUN(pbkdf2_sha256_vectors);
+    RUN(scram_sha256_verifier);
     return HARNESS_DONE();
 }
