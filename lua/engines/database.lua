@@ -151,6 +151,10 @@ end
 -- Replaces every occurrence of the strings in secrets (a list; nils and
 -- empty strings skipped) by xxxxx: server messages may quote a statement
 -- that holds a password.
+-- The shortest start of a secret that scrub() still hides at the end of
+-- a message.
+local SCRUB_TAIL_MIN = 4
+
 local function scrub(msg, secrets)
   msg = tostring(msg)
   for _, sec in pairs(secrets or {}) do
@@ -161,6 +165,15 @@ local function scrub(msg, secrets)
         if i == nil then break end
         msg = msg:sub(1, i - 1) .. "xxxxx" .. msg:sub(j + 1)
         from = i + 5
+      end
+      -- The driver keeps at most 511 bytes of a database's message, so a
+      -- value the database quoted near that limit arrives cut: hide a
+      -- start of the secret the message ends with, too.
+      for k = #sec - 1, SCRUB_TAIL_MIN, -1 do
+        if msg:sub(-k) == sec:sub(1, k) then
+          msg = msg:sub(1, #msg - k) .. "xxxxx"
+          break
+        end
       end
     end
   end
@@ -570,7 +583,8 @@ local function check_config(cfg)
     end
     if dbplugins.get(cfg.plugin_name).password_hash == nil then
       coffer.bad_request('password_authentication "' .. auth .. '" is not ' ..
-                         "supported by " .. cfg.plugin_name)
+                         "supported by " .. cfg.plugin_name ..
+                         ' (set it to "password" to use this plugin)')
     end
   end
   check_limits(cfg)

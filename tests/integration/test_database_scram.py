@@ -190,7 +190,9 @@ def test_a_plugin_without_the_method_refuses_it(srv, db):
         "password_authentication": "scram-sha-256"})
     assert r.status_code == 400, r.text
     assert r.json()["errors"] == ['password_authentication "scram-sha-256" '
-                                  'is not supported by mysql-database-plugin']
+                                  'is not supported by mysql-database-plugin'
+                                  ' (set it to "password" to use this '
+                                  'plugin)']
     assert srv.req("GET", "scram/config/my").status_code == 404
 
 
@@ -204,3 +206,25 @@ def test_password_mode_still_sends_the_password(srv, pg, db):
     assert pg.can_login(user, password)
     assert password in pg_log(pg)   # what "password" means, as in Vault
     srv.client.sys.revoke_lease(body["lease_id"])
+
+
+@pytest.mark.parametrize("config", ["hashed", "plain"])
+def test_an_error_cut_inside_the_secret_does_not_show_its_start(
+        srv, pg, db, config):
+    """The driver keeps 511 bytes of PostgreSQL's message: a statement
+    that makes PostgreSQL quote {{password}} right at that limit must not
+    show the first characters of the password or of its verifier (found
+    by review: the salt and 27 characters of StoredKey were shown)."""
+    if config == "plain":
+        write_pg_config(srv, "scram/config/plain", pg, "allowed_roles=*",
+                        "password_authentication=password")
+    for pad in range(380, 480, 7):
+        srv.client.write("scram/roles/cut", db_name=config,
+                         creation_statements="SELECT (repeat('x', %d) || "
+                         "'{{password}}')::int;" % pad)
+        r = srv.req("GET", "scram/creds/cut")
+        assert r.status_code == 500, r.text
+        err = r.json()["errors"][0]
+        tail = err.rstrip().rstrip("\"").split("x" * 8)[-1].lstrip("x")
+        assert tail in ("", "xxxxx") or tail.startswith("xxxxx"), (pad, err)
+        assert "SCRAM-SHA-256" not in err
