@@ -590,19 +590,36 @@ local function check_config(cfg)
   check_limits(cfg)
 end
 
--- What {{password}} becomes in the statements of a config: the password,
--- or under password_authentication = "scram-sha-256" the verifier the
--- plugin computes, so that the database never sees the password. The
--- client still gets the password itself. nil, err when it cannot be
--- hashed (a password policy's non-ASCII characters).
+-- What {{password}} becomes in the statements of a config, or nil and
+-- why not (to follow "the generated password "). With the default
+-- password_authentication the password itself, which must then keep to
+-- the safe alphabet (unsafe_reason: it is pasted into SQL). With one that
+-- hashes (PostgreSQL's "scram-sha-256") the verifier the plugin computes:
+-- the database never sees the password, so any printable ASCII will do
+-- (SASLprep leaves ASCII as it is; the client still gets the password).
 local function statement_password(cfg, plugin, password)
   local auth = cfg.password_authentication
-  if auth == nil or auth == "" or auth == "password" then return password end
-  if plugin.password_hash == nil then
-    return nil, 'password_authentication "' .. auth .. '" is not ' ..
-                "supported by " .. plugin.name
+  if auth == nil or auth == "" or auth == "password" then
+    local why = unsafe_reason(password)
+    if why then return nil, why end
+    return password
   end
-  return plugin.password_hash(password, auth)
+  if type(password) ~= "string" or password == "" then
+    return nil, "is empty"
+  end
+  local bad = password:match("[^\32-\126][\128-\191]*")
+  if bad then
+    return nil, string.format("contains %q, which is not allowed: with " ..
+      "password_authentication %s only printable ASCII characters are",
+      bad, auth)
+  end
+  if plugin.password_hash == nil then
+    return nil, 'cannot be hashed: password_authentication "' .. auth ..
+                '" is not supported by ' .. plugin.name
+  end
+  local hashed, err = plugin.password_hash(password, auth)
+  if hashed == nil then return nil, "cannot be hashed: " .. tostring(err) end
+  return hashed
 end
 
 -- The connection string with every literal password (URL user-info,
@@ -754,7 +771,8 @@ e:path("rotate-root/:name", {
     -- and adopts it when the stored one is refused.
     local sent, herr = statement_password(cfg, plugin, new)
     if not sent then
-      coffer.bad_request("unable to rotate root credentials: " .. herr)
+      coffer.bad_request("unable to rotate root credentials: the " ..
+                         "generated password " .. herr)
     end
     cfg.pending_password = new
     req.storage:put_json("config/" .. name, cfg)
@@ -909,10 +927,8 @@ local function issue_creds(req)
   local username = make_username(cfg, plugin, req, role_name)
   local password, perr = generate_password(cfg, role)
   if not password then internal_error(perr) end
-  local why = unsafe_reason(password)
-  if why then coffer.bad_request("the generated password " .. why) end
-  local sent, herr = statement_password(cfg, plugin, password)
-  if not sent then coffer.bad_request("the generated password: " .. herr) end
+  local sent, why = statement_password(cfg, plugin, password)
+  if not sent then coffer.bad_request("the generated password " .. why) end
   local vars = {
     name = username, username = username, password = sent,
     expiration = plugin.expiration(math.floor(coffer.time.now()) + ttl + 5),
@@ -1207,10 +1223,9 @@ local function rotate_static(ctx, name, srole)
   local cred = ctx.storage:get_json("static-cred/" .. name) or {}
   local new, perr = generate_password(cfg, srole)
   if not new then return nil, perr end
-  why = unsafe_reason(new)
-  if why then return nil, "the generated password " .. why, 400 end
-  local sent, herr = statement_password(cfg, plugin, new)
-  if not sent then return nil, "the generated password: " .. herr, 400 end
+  local sent
+  sent, why = statement_password(cfg, plugin, new)
+  if not sent then return nil, "the generated password " .. why, 400 end
   cred.pending = new
   ctx.storage:put_json("static-cred/" .. name, cred)
   local stmts = srole.rotation_statements

@@ -163,10 +163,11 @@ def test_unknown_methods_are_refused_and_nothing_changes(srv, db, value):
     assert details["password_authentication"] == "scram-sha-256"
 
 
-def test_a_password_outside_the_safe_alphabet_is_refused_first(srv, pg, db):
-    """Generated passwords are limited to letters, digits, '-', '_' and '.'
-    before any hashing (the verifier's own ASCII check is the unit
-    test's); the message names the whole character."""
+def test_a_password_outside_ascii_is_refused_before_anything_runs(
+        srv, pg, db):
+    """SASLprep would prepare a non-ASCII password differently from the
+    verifier, so it is refused before any statement; the message names
+    the whole character."""
     r = srv.req("PUT", "sys/policies/password/accents", json={
         "policy": 'length = 12\nrule "charset" { charset = "éàü" }'})
     assert r.status_code == 204, r.text
@@ -178,6 +179,8 @@ def test_a_password_outside_the_safe_alphabet_is_refused_first(srv, pg, db):
     assert r.status_code == 400, r.text
     err = r.json()["errors"][0]
     assert err.startswith("the generated password contains \"")
+    assert err.endswith("with password_authentication scram-sha-256 only "
+                        "printable ASCII characters are")
     assert any(c in err for c in "éàü") and "\ufffd" not in err
     assert pg.query("SELECT count(*) FROM pg_roles")[0][0] == before
 
@@ -228,3 +231,64 @@ def test_an_error_cut_inside_the_secret_does_not_show_its_start(
         tail = err.rstrip().rstrip("\"").split("x" * 8)[-1].lstrip("x")
         assert tail in ("", "xxxxx") or tail.startswith("xxxxx"), (pad, err)
         assert "SCRAM-SHA-256" not in err
+
+
+SYMBOLS = "ab!#'();*,.:<>?@[]^_|~-"
+
+
+def symbols_policy(srv):
+    r = srv.req("PUT", "sys/policies/password/symbols", json={
+        "policy": 'length = 24\nrule "charset" { charset = "%s" }' % SYMBOLS})
+    assert r.status_code == 204, r.text
+
+
+def test_hashed_passwords_may_hold_any_printable_ascii(srv, pg, db):
+    """The password never reaches a statement, so the safe alphabet that
+    guards pasted passwords does not apply (as in Vault): quotes and
+    semicolons come back to the client and log in."""
+    symbols_policy(srv)
+    srv.client.write("scram/roles/symbols", db_name="hashed",
+                     creation_statements=PG_CREATE,
+                     credential_config={"password_policy": "symbols"})
+    seen = set()
+    for _ in range(3):
+        r = srv.req("GET", "scram/creds/symbols")
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        seen |= set(data["password"])
+        assert set(data["password"]) <= set(SYMBOLS)
+        assert pg.can_login(data["username"], data["password"])
+        srv.client.sys.revoke_lease(r.json()["lease_id"])
+    assert seen - set("ab_.-"), seen   # symbols were really drawn
+
+
+def test_pasted_passwords_keep_the_safe_alphabet(srv, pg, db):
+    symbols_policy(srv)
+    write_pg_config(srv, "scram/config/plain", pg, "allowed_roles=*",
+                    "password_authentication=password")
+    srv.client.write("scram/roles/plain-symbols", db_name="plain",
+                     creation_statements=PG_CREATE,
+                     credential_config={"password_policy": "symbols"})
+    before = pg.query("SELECT count(*) FROM pg_roles")[0][0]
+    r = srv.req("GET", "scram/creds/plain-symbols")
+    assert r.status_code == 400, r.text
+    assert "only letters, digits, '-', '_' and '.' are" in \
+        r.json()["errors"][0]
+    assert pg.query("SELECT count(*) FROM pg_roles")[0][0] == before
+
+
+def test_static_roles_with_symbols_rotate_and_log_in(srv, pg, db):
+    symbols_policy(srv)
+    name = "sym_" + uuid.uuid4().hex[:8]
+    pg.query('CREATE ROLE "%s" LOGIN PASSWORD \'initial\'' % name)
+    srv.client.write("scram/static-roles/sym-" + name, db_name="hashed",
+                     username=name, rotation_period="1h",
+                     credential_config={"password_policy": "symbols"})
+    first = srv.client.read("scram/static-creds/sym-" + name)["data"]
+    assert set(first["password"]) <= set(SYMBOLS)
+    assert pg.can_login(name, first["password"])
+    r = srv.req("POST", "scram/rotate-role/sym-" + name)
+    assert r.status_code == 204, r.text
+    second = srv.client.read("scram/static-creds/sym-" + name)["data"]
+    assert pg.can_login(name, second["password"])
+    assert not pg.can_login(name, first["password"])
