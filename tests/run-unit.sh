@@ -46,19 +46,12 @@ if [ "$jobs" -ge 2 ] && [ "$#" -ge 2 ] && [ "${VALGRIND:-0}" != "1" ]; then
     # shellcheck disable=SC2086
     UNIT_JOBS=1 sh "$0" $second >"$tmp.b" 2>&1
     wait "$pid"
+    . "$(dirname "$0")/lib.sh"
     for part in "$tmp.a" "$tmp.b"; do
         grep -v '^unit: ' "$part"
-        line=$(grep -E '^unit: [0-9]+ passed, [0-9]+ failed$' "$part" |
-            tail -n 1)
-        if [ -z "$line" ]; then
-            echo "run-unit: a list of binaries printed no summary" >&2
-            total_fail=$((total_fail + 1))
-            continue
-        fi
-        p=$(echo "$line" | sed -E 's/^unit: ([0-9]+) passed.*/\1/')
-        f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed$/\1/')
-        total_pass=$((total_pass + p))
-        total_fail=$((total_fail + f))
+        last_counts unit "$part"  # no summary counts as one failure
+        total_pass=$((total_pass + counted_pass))
+        total_fail=$((total_fail + counted_fail))
     done
     echo "unit: $total_pass passed, $total_fail failed"
     [ "$total_fail" -eq 0 ]

@@ -50,7 +50,6 @@ M.default_rotation = { [[ALTER ROLE "{{name}}" WITH PASSWORD '{{password}}';]] }
 M.default_root_rotation =
   { [[ALTER ROLE "{{username}}" WITH PASSWORD '{{password}}';]] }
 
--- Go layout "2006-01-02 15:04:05-0700" in UTC.
 -- password_authentication = "scram-sha-256": PostgreSQL is sent the
 -- SCRAM-SHA-256 verifier instead of the password, and stores it as is
 -- (PostgreSQL 10 and later), so the password itself never reaches the
@@ -63,6 +62,7 @@ function M.password_hash(password, method)
   return coffer.crypto.scram_sha256(password)
 end
 
+-- Go layout "2006-01-02 15:04:05-0700" in UTC.
 function M.expiration(unix)
   return coffer.time.format_utc("%Y-%m-%d %H:%M:%S+0000", unix)
 end

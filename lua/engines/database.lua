@@ -148,13 +148,13 @@ local function subst(stmt, vars, conn)
   return out
 end
 
--- Replaces every occurrence of the strings in secrets (a list; nils and
--- empty strings skipped) by xxxxx: server messages may quote a statement
--- that holds a password.
 -- The shortest start of a secret that scrub() still hides at the end of
 -- a message.
 local SCRUB_TAIL_MIN = 4
 
+-- Replaces every occurrence of the strings in secrets (a list; nils and
+-- empty strings skipped) by xxxxx: server messages may quote a statement
+-- that holds a password.
 local function scrub(msg, secrets)
   msg = tostring(msg)
   for _, sec in pairs(secrets or {}) do
@@ -554,6 +554,14 @@ local function check_limits(cfg)
   end
 end
 
+-- The config's password_authentication when it is not the default
+-- ("password": {{password}} is the password itself), else nil.
+local function hashing_method(cfg)
+  local auth = cfg.password_authentication
+  if auth == nil or auth == "" or auth == "password" then return nil end
+  return auth
+end
+
 local function check_config(cfg)
   if cfg.plugin_name == nil or cfg.plugin_name == "" then
     coffer.bad_request("empty plugin name")
@@ -575,8 +583,8 @@ local function check_config(cfg)
   if cfg.username_template then
     validate_username_template(cfg.username_template)
   end
-  local auth = cfg.password_authentication
-  if auth ~= nil and auth ~= "" and auth ~= "password" then
+  local auth = hashing_method(cfg)
+  if auth then
     if auth ~= "scram-sha-256" then
       coffer.bad_request("error creating database object: '" .. auth ..
                          "' is not a valid password authentication type")
@@ -598,8 +606,8 @@ end
 -- the database never sees the password, so any printable ASCII will do
 -- (SASLprep leaves ASCII as it is; the client still gets the password).
 local function statement_password(cfg, plugin, password)
-  local auth = cfg.password_authentication
-  if auth == nil or auth == "" or auth == "password" then
+  local auth = hashing_method(cfg)
+  if auth == nil then
     local why = unsafe_reason(password)
     if why then return nil, why end
     return password
@@ -766,14 +774,14 @@ e:path("rotate-root/:name", {
       coffer.bad_request("unable to rotate root credentials: the " ..
                          "generated password " .. why)
     end
-    -- Write-ahead: if Coffer dies after PostgreSQL took the new password
-    -- but before the config says so, acquire() finds the pending password
-    -- and adopts it when the stored one is refused.
     local sent, herr = statement_password(cfg, plugin, new)
     if not sent then
       coffer.bad_request("unable to rotate root credentials: the " ..
                          "generated password " .. herr)
     end
+    -- Write-ahead: if Coffer dies after PostgreSQL took the new password
+    -- but before the config says so, acquire() finds the pending password
+    -- and adopts it when the stored one is refused.
     cfg.pending_password = new
     req.storage:put_json("config/" .. name, cfg)
     local ok, err = exec_template(req, name, plugin,

@@ -81,7 +81,8 @@ from realserver import RealServer, free_port  # noqa: E402
 from helpers import thread_stats  # noqa: E402
 from pgcluster import PgCluster  # noqa: E402
 from bench_creds import CREATE, PGBENCH_SCRIPT, count_roles  # noqa: E402
-from benchlib import CLK_TCK, cpu_ticks, must  # noqa: E402
+from benchlib import (CLK_TCK, BareIssuer, bare_issuer_bin,  # noqa: E402
+                      cpu_ticks, must)
 
 PARTS = ("issuance", "kv", "expiry")
 KINDS = ("dev", "sqlite")
@@ -425,49 +426,6 @@ def issuance_gap(res, fsync_s):
 
 
 # -- the floor: Coffer's pieces without Coffer ----------------------------
-
-
-def bare_issuer_bin():
-    """tests/bench/bare_issuer.c built (make), or None with the reason
-    printed."""
-    path = os.environ.get("BARE_ISSUER") or os.path.join(
-        ROOT, "build", "bench", "bare_issuer")
-    if not os.environ.get("BARE_ISSUER"):
-        p = subprocess.run(["make", "--no-print-directory", "-C", ROOT,
-                            "build/bench/bare_issuer"], text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if p.returncode != 0:
-            note("SKIPPED the bare issuer: make failed:\n" + p.stdout[-1000:])
-            return None
-    return path
-
-
-class BareIssuer:
-    """bare_issuer serving on a free port; with sqlite_dir, its two durable
-    commits per credential go to a file there (the sqlite server's disk)."""
-
-    def __init__(self, binary, pg, token, sqlite_dir=None):
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d/v1/database/creds/bench" % self.port
-        cmd = [binary, "--port", str(self.port), "--token", token,
-               "--pg", pg.url(dbname="bench"), "--pool", "32"]
-        if sqlite_dir:
-            cmd += ["--sqlite", os.path.join(sqlite_dir, "bare.db")]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if line.strip() != "ready":
-            self.proc.kill()
-            raise RuntimeError("bare_issuer did not start: %s" %
-                               self.proc.stderr.read()[-1000:])
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def issuance_point(url, token, n, seconds, what, pg, pid):

@@ -5,16 +5,20 @@ skipped any of it would flatter every ratio measured against it.
 """
 
 import os
+import shutil
 import sqlite3
-import subprocess
+import sys
 import tempfile
 
 import psycopg2
 import pytest
 import requests
 
-from conftest import ROOT, free_port
+from conftest import ROOT
 from pgcluster import PgCluster
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
+from benchlib import BareIssuer, bare_issuer_bin  # noqa: E402
 
 TOKEN = "floor-token-3c1f"
 
@@ -31,23 +35,13 @@ def pg():
 
 @pytest.fixture(scope="module")
 def bare(pg):
-    p = subprocess.run(["make", "--no-print-directory", "-C", ROOT,
-                        "build/bench/bare_issuer"], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True)
-    assert p.returncode == 0, p.stdout
+    binary = bare_issuer_bin()
+    assert binary is not None, "make build/bench/bare_issuer failed"
     d = tempfile.mkdtemp(prefix="coffer-floor-")
-    db = os.path.join(d, "bare.db")
-    port = free_port()
-    proc = subprocess.Popen(
-        [os.path.join(ROOT, "build", "bench", "bare_issuer"), "--port",
-         str(port), "--token", TOKEN, "--pg", pg.url(dbname="bench"),
-         "--pool", "2", "--sqlite", db],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    yield "http://127.0.0.1:%d/v1/database/creds/bench" % port, db
-    proc.terminate()
-    assert proc.wait(timeout=20) == 0
-    subprocess.run(["rm", "-rf", d])
+    issuer = BareIssuer(binary, pg, TOKEN, sqlite_dir=d, pool=2)
+    yield issuer.url, os.path.join(d, "bare.db")
+    assert issuer.stop() == 0
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_a_credential_is_a_working_user_with_a_durable_encrypted_lease(

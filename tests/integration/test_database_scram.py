@@ -70,6 +70,16 @@ def verifies(verifier, password):
             sk == base64.b64decode(server))
 
 
+def refused_before_any_role(srv, pg, path):
+    """GET path must fail with a 400 and create no database user; returns
+    the error."""
+    before = pg.query("SELECT count(*) FROM pg_roles")[0][0]
+    r = srv.req("GET", path)
+    assert r.status_code == 400, r.text
+    assert pg.query("SELECT count(*) FROM pg_roles")[0][0] == before
+    return r.json()["errors"][0]
+
+
 def pg_log(pg):
     with open(pg.log, errors="replace") as f:
         return f.read()
@@ -174,15 +184,11 @@ def test_a_password_outside_ascii_is_refused_before_anything_runs(
     srv.client.write("scram/roles/accents", db_name="hashed",
                      creation_statements=PG_CREATE,
                      credential_config={"password_policy": "accents"})
-    before = pg.query("SELECT count(*) FROM pg_roles")[0][0]
-    r = srv.req("GET", "scram/creds/accents")
-    assert r.status_code == 400, r.text
-    err = r.json()["errors"][0]
+    err = refused_before_any_role(srv, pg, "scram/creds/accents")
     assert err.startswith("the generated password contains \"")
     assert err.endswith("with password_authentication scram-sha-256 only "
                         "printable ASCII characters are")
     assert any(c in err for c in "éàü") and "\ufffd" not in err
-    assert pg.query("SELECT count(*) FROM pg_roles")[0][0] == before
 
 
 def test_a_plugin_without_the_method_refuses_it(srv, db):
@@ -269,12 +275,8 @@ def test_pasted_passwords_keep_the_safe_alphabet(srv, pg, db):
     srv.client.write("scram/roles/plain-symbols", db_name="plain",
                      creation_statements=PG_CREATE,
                      credential_config={"password_policy": "symbols"})
-    before = pg.query("SELECT count(*) FROM pg_roles")[0][0]
-    r = srv.req("GET", "scram/creds/plain-symbols")
-    assert r.status_code == 400, r.text
-    assert "only letters, digits, '-', '_' and '.' are" in \
-        r.json()["errors"][0]
-    assert pg.query("SELECT count(*) FROM pg_roles")[0][0] == before
+    err = refused_before_any_role(srv, pg, "scram/creds/plain-symbols")
+    assert "only letters, digits, '-', '_' and '.' are" in err
 
 
 def test_static_roles_with_symbols_rotate_and_log_in(srv, pg, db):
