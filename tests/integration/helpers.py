@@ -27,6 +27,17 @@ KV2_ROOT_WARNING = ("Non-listing operations on the root of a K/V v2 mount are "
                     "not supported.")
 
 
+def wait_until(cond, timeout=10.0):
+    """True once cond() holds, polling every 0.1 s; cond()'s last answer
+    after timeout seconds. For effects the server applies asynchronously."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return bool(cond())
+
+
 def thread_stats(pid):
     """{tid: fields} of pid's threads still alive, each its /proc stat
     after the command name, so that proc(5)'s field N is fields[N - 3]:

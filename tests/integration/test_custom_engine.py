@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from conftest import ROOT, Server, coffer_bin, free_port
+from helpers import wait_until
 
 EXAMPLE = os.path.join(ROOT, "examples", "custom-engine")
 ADMIN = "admin-" + os.urandom(6).hex()
@@ -81,15 +82,6 @@ def write_role(srv, service, name, **extra):
     body.update(extra)
     r = srv.req("POST", "servicekeys/roles/" + name, json=body)
     assert r.status_code == 204, r.text
-
-
-def wait_until(fn, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn():
-            return True
-        time.sleep(0.1)
-    return fn()
 
 
 def test_role_never_shows_the_admin_token(srv, service):
