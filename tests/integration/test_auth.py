@@ -126,9 +126,13 @@ def test_userpass_failures_look_alike(server, userpass):
                        token=None, json={"password": "wrong"})
         assert r.status_code == 400
         return time.monotonic() - t0
-    known = min(timed("carol") for _ in range(2))
-    missing = min(timed("nobody") for _ in range(2))
-    assert missing > known * 0.4, (known, missing)
+    # Interleaved, the fastest of several: a loaded machine's stalls
+    # fall on both names alike.
+    known, missing = [], []
+    for _ in range(5):
+        known.append(timed("carol"))
+        missing.append(timed("nobody"))
+    assert min(missing) > min(known) * 0.4, (known, missing)
 
 
 def test_userpass_password_and_policies_update(server, userpass):

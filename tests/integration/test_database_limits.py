@@ -103,10 +103,10 @@ def test_a_revoked_lease_frees_its_slot(srv, pg):
 
 
 def test_an_expired_lease_frees_its_slot(srv, pg):
-    role = make_role(srv, max_leases=1, default_ttl="1s", max_ttl="1s")
+    role = make_role(srv, max_leases=1, default_ttl="3s", max_ttl="3s")
     first = get_creds(srv, role).json()
     assert get_creds(srv, role).status_code == 429
-    assert pg.wait_role_gone(first["data"]["username"], timeout=10)
+    assert pg.wait_role_gone(first["data"]["username"], timeout=15)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         r = get_creds(srv, role)

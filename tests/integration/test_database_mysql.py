@@ -15,6 +15,7 @@ import pytest
 
 import mariadb
 from conftest import Server
+from helpers import wait_until
 
 CREATE = "CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';"
 GRANT = "GRANT SELECT ON app.* TO '{{name}}'@'%';"
@@ -119,11 +120,11 @@ def test_renew_is_a_noop_that_extends_the_lease(srv, my, db):
 
 def test_short_ttl_expires_by_itself(srv, my, db):
     srv.client.write("mysql/roles/short", db_name="app",
-                     creation_statements=CREATE, default_ttl="1s")
+                     creation_statements=CREATE, default_ttl="3s")
     body = creds(srv, "short")
-    assert body["lease_duration"] == 1
+    assert body["lease_duration"] == 3
     assert my.user_exists(body["data"]["username"])
-    assert my.wait_user_gone(body["data"]["username"], 10)
+    assert my.wait_user_gone(body["data"]["username"], 15)
 
 
 def test_revoking_token_drops_its_users(srv, my, db):
@@ -380,7 +381,7 @@ def test_statement_timeout_cancels_the_query(srv, my, db):
         r = srv.req("GET", "mysql/creds/sleepy")
         took = time.monotonic() - t0
         assert r.status_code == 500, r.text
-        assert took < 4, took
+        assert took < 5, took  # the lock holder sleeps 8 s
         assert "canceling statement due to statement timeout" in \
             r.json()["errors"][0], r.text
         assert my.users() == before
@@ -482,14 +483,12 @@ def test_failed_creation_with_non_idempotent_revocation_leaves_no_lease(
 
 def test_mass_expiry_drops_every_user(srv, my, db):
     srv.client.write("mysql/roles/mass", db_name="app",
-                     creation_statements=CREATE, default_ttl="1s")
+                     creation_statements=CREATE, default_ttl="5s")
     users = [creds(srv, "mass")["data"]["username"] for _ in range(12)]
     assert set(users) <= my.users()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and set(users) & my.users():
-        time.sleep(0.2)
-    assert not set(users) & my.users()
-    assert no_leases(srv, "mass")
+    assert wait_until(lambda: not set(users) & my.users(), 20)
+    # Each record is deleted just after its user is dropped.
+    assert wait_until(lambda: no_leases(srv, "mass"), 10)
 
 
 def test_mysql_pool_in_metrics(srv, my, db):

@@ -328,7 +328,7 @@ def test_every_statement_of_a_script_has_the_statement_timeout(env):
     assert not out["ok"]
     assert out["class"] == "timeout", out
     assert "canceling statement due to statement timeout" in out["message"]
-    assert took < 4, took
+    assert took < 5, took  # SLEEP(6) unstopped
     # Nothing of it still runs on the server.
     rows = my.query("SELECT COUNT(*) FROM information_schema.processlist "
                     "WHERE info LIKE '%%%s%%' AND info NOT LIKE "

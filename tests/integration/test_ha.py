@@ -16,6 +16,7 @@ import hvac
 import pytest
 import requests
 
+from helpers import wait_until
 from pgcluster import PgCluster
 from realserver import RealServer
 
@@ -320,9 +321,10 @@ def test_step_down_hands_over_and_a_restarted_node_rejoins(cluster):
     back.stop()
     back.start()
     back.unseal(c.keys)
-    time.sleep(1.5)
+    assert wait_until(
+        lambda: c.leader_view(back)["leader_address"] == new.addr, 15), \
+        c.leader_view(back)
     assert c.leader_view(back)["is_self"] is False
-    assert c.leader_view(back)["leader_address"] == new.addr
     assert c.wait_active() is new
 
 

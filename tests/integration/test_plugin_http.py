@@ -352,11 +352,11 @@ def test_methods_bodies_and_headers(w):
     assert e["headers"]["content-length"] == "0"
     d = ok(w.call(url=u, method="HEAD"))
     assert d["status"] == 200 and d["body"] == ""
-    # A large body goes out without Expect: 100-continue stalling it.
-    t0 = time.monotonic()
+    # A large body goes out without Expect: 100-continue (curl adds it to
+    # large bodies, then waits up to 1 s for the server's 100).
     e = echo(w.call(url=u, method="POST", body="b" * 200000))
     assert len(e["body"]) == 200000
-    assert time.monotonic() - t0 < 0.9
+    assert "expect" not in e["headers"]
 
 
 def test_sugar(w):
@@ -537,15 +537,16 @@ def test_slow_servers_bounded_by_timeout(w):
                 pool.submit(timed, url=trickle, timeout=1.5)]
         # Other requests are answered while both calls hang.
         time.sleep(0.2)
+        r = w.srv.req("GET", "httptest/ping")
+        assert r.status_code == 200
+        assert not any(f.done() for f in slow)
         for _ in range(5):
-            t0 = time.monotonic()
-            r = w.srv.req("GET", "httptest/ping")
-            assert r.status_code == 200 and time.monotonic() - t0 < 0.5
+            assert w.srv.req("GET", "httptest/ping").status_code == 200
             ok(w.call(url=w.url(w.plain, "/echo")))
         for f in slow:
             d, took = f.result()
             err(d, "timed out after 1.5 s")
-            assert 1.3 < took < 3.0, took
+            assert 1.3 < took < 5.0, took
 
 
 def test_parallel_calls_on_every_worker(w):

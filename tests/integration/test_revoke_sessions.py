@@ -134,11 +134,12 @@ def test_pg_revocation_by_hand_ends_the_session(srv, pg, pgdb):
 
 
 def test_pg_expiry_ends_the_session(srv, pg, pgdb):
-    role = pg_role(srv, "kill", ttl="1s")
+    # Long enough for the login to come before the drop on a slow run.
+    role = pg_role(srv, "kill", ttl="4s")
     c = creds(srv, "pgs/creds/" + role)
     conn = pg_session(pg, c)
     try:
-        assert pg.wait_role_gone(c["data"]["username"], timeout=10)
+        assert pg.wait_role_gone(c["data"]["username"], timeout=15)
         assert pg_session_dead(conn)
     finally:
         conn.close()
@@ -165,13 +166,15 @@ def test_pg_batch_revocation_ends_every_session(srv, pg, pgdb):
 def test_pg_mass_expiry_ends_every_session(srv, pg, pgdb):
     """Leases due together (the expiration manager may revoke them in
     batches: one DO block over their names, one pg_stat_activity scan)."""
-    role = pg_role(srv, "kill", ttl="2s")
+    ttl = 5  # long enough for every login to come before the first drop
+    role = pg_role(srv, "kill", ttl="%ds" % ttl)
     cs = [creds(srv, "pgs/creds/" + role) for _ in range(5)]
+    last_issued = time.monotonic()
     conns = [pg_session(pg, c) for c in cs]
     # Stopped until all are due, the server wakes to one pile: a batch.
     srv.proc.send_signal(signal.SIGSTOP)
     try:
-        time.sleep(2.5)
+        time.sleep(max(0.0, last_issued + ttl + 0.5 - time.monotonic()))
     finally:
         srv.proc.send_signal(signal.SIGCONT)
     try:
@@ -355,12 +358,13 @@ def test_mysql_revocation_by_hand_kills_the_connection(srv, my, mydb):
 
 @pytest.mark.once
 def test_mysql_expiry_kills_every_connection(srv, my, mydb):
-    role = my_role(srv, "kill", ttl="1s")
+    # Long enough for every session to start before the first drop.
+    role = my_role(srv, "kill", ttl="6s")
     cs = [creds(srv, "mys/creds/" + role) for _ in range(3)]
     procs = [my_session(my, c) for c in cs]
     try:
         for c, proc in zip(cs, procs):
-            assert my.wait_user_gone(c["data"]["username"], timeout=10)
+            assert my.wait_user_gone(c["data"]["username"], timeout=20)
             assert my_session_ended(proc)
     finally:
         for proc in procs:

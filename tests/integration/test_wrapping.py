@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 
 from conftest import Server
+from helpers import wait_until
 from pgcluster import PgCluster
 
 INVALID = "wrapping token is not valid or does not exist"
@@ -384,11 +385,22 @@ def test_cubbyhole_destroyed_with_its_token(server):
 
 def test_cubbyhole_destroyed_when_token_expires(server):
     custom = "exp-" + uuid.uuid4().hex[:16]
-    tok = child_token(server, id=custom, ttl="1s")
+    # Expiry counts whole seconds: a "3s" token lives at least 2 s.
+    tok = child_token(server, id=custom, ttl="3s")
     r = server.req("POST", "cubbyhole/k", token=tok, json={"x": "1"})
     assert r.status_code == 204
-    time.sleep(2.5)
-    again = child_token(server, id=custom)
+    # The same id can be created again once the expired entry is deleted.
+    created = []
+
+    def recreate():
+        r = server.req("POST", "auth/token/create",
+                       json={"policies": ["default"], "id": custom})
+        assert r.status_code in (200, 400), r.text
+        if r.status_code == 200:
+            created.append(r.json()["auth"]["client_token"])
+        return created
+    assert wait_until(recreate, 15)
+    again = created[0]
     assert server.req("GET", "cubbyhole/k", token=again).status_code == 404
     server.req("POST", "auth/token/revoke", json={"token": again})
 
