@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ import uuid
 import hvac
 import pytest
 import requests
+
+from helpers import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -51,12 +52,6 @@ CliResult = collections.namedtuple("CliResult", "rc stdout stderr")
 def coffer_bin():
     path = os.environ.get("COFFER_BIN") or os.path.join(ROOT, "build", "coffer")
     return os.path.abspath(path)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

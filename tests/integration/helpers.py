@@ -27,6 +27,14 @@ KV2_ROOT_WARNING = ("Non-listing operations on the root of a K/V v2 mount are "
                     "not supported.")
 
 
+def free_port():
+    """A port free on 127.0.0.1 now. Any outgoing connection may take it
+    as its local port later, so take it just before the bind."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_until(cond, timeout=10.0):
     """True once cond() holds, polling every 0.1 s; cond()'s last answer
     after timeout seconds. For effects the server applies asynchronously."""

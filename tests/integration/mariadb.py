@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import time
 
+from helpers import free_port
+
 ROOT_PASSWORD = "root-pw-1"
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
@@ -30,12 +32,6 @@ def available():
     return None
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class MariaDB:
     def __init__(self, tls=None):
         """tls: None, or (ca, cert, key) PEM file paths the server uses
@@ -45,7 +41,6 @@ class MariaDB:
         self.data = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "mysqld.sock")
         self.log = os.path.join(self.dir, "mysqld.log")
-        self.port = free_port()
         self.proc = None
         user = ["--user=root"] if os.geteuid() == 0 else []
         p = subprocess.run(
@@ -56,6 +51,7 @@ class MariaDB:
         if p.returncode != 0:
             raise RuntimeError("mariadb-install-db failed: " +
                                p.stdout.decode(errors="replace")[-2000:])
+        self.port = free_port()  # after install-db, as PgCluster does
         self.start()
         # A fresh root@localhost has no password; give it one, and a
         # root@'%' for TCP logins from 127.0.0.1 with the same password.

@@ -12,12 +12,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
 import psycopg2
+
+from helpers import free_port
 
 PASSWORD = "postgres"
 
@@ -31,16 +32,9 @@ def pg_bindir():
     return dirs[-1]
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PgCluster:
     def __init__(self, dbname="myapp"):
         self.bindir = pg_bindir()
-        self.port = free_port()
         self.dbname = dbname
         self.dir = tempfile.mkdtemp(prefix="coffer-pg-")
         self.data = os.path.join(self.dir, "data")
@@ -57,6 +51,9 @@ class PgCluster:
         self._run("initdb", "-D", self.data, "-U", "postgres",
                   "--auth=scram-sha-256", "--pwfile=" + pwfile, "-E", "UTF8",
                   "--no-sync")
+        # Chosen after initdb's seconds, not before: the port is free
+        # only until another process's connection takes it.
+        self.port = free_port()
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("fsync = off\nmax_connections = 200\n"
                     "unix_socket_directories = '%s'\n"

@@ -9,7 +9,6 @@ init / unseal, restarts and crashes.
 
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -17,12 +16,7 @@ import hvac
 import requests
 
 from conftest import CRASH_PATTERNS, coffer_bin, ROOT
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import free_port  # noqa: F401 (the benchmarks import it here)
 
 
 class RealServer:
