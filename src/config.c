@@ -1490,7 +1490,7 @@ int config_load(const char *path, struct coffer_config *out,
     out->http_inline_reads = true;
     out->kv_native_reads = true;
     out->ui = true;
-    out->lease_revocation_nice = -1; /* unset: lease.c's default */
+    out->lease_revocation_nice = -1; /* unset: lease_expire.c's default */
     rc = run_chunk(&ctx, path, file.ptr != NULL ? file.ptr : "", file.len,
                    err);
 out:

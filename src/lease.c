@@ -1,50 +1,27 @@
 /*
- * lease.c - leases and the expiration manager (see lease.h for the
- * formats and the life of a lease).
+ * lease.c - leases: their records in storage and the counts kept of
+ * them, issuance (pending, activate, abort), start and stop (the counts
+ * of the restore at unseal, the reconciliation's callbacks), revocation
+ * by id, prefix and token, the sys/leases views, tidy, renewal and the
+ * statistics (see lease.h for the formats and the life of a lease).
  *
- * Threads:
- *   expirer    sleeps until the earliest expiry in the heap, then moves
- *              every due lease id to the work queue.
- *   workers    take ids from the queue and revoke them through lease_ops;
- *              bulk revocations (revoke-prefix) also fan out to them, so a
- *              prefix of thousands of leases is revoked in parallel.
- *
- * The heap is lazy: a renewal does not touch it. When an entry comes due
- * the worker re-reads the record and, if the lease was extended meanwhile,
- * puts it back with the new time. So there is one heap entry per lease,
- * and a lease revoked by hand leaves a stale entry that finds no record.
- *
- * `claims` holds the ids being revoked right now, so that a worker and an
- * API call never revoke the same lease at the same time.
- *
- * Lanes: at most half of the workers (at least one) revoke leases of one
- * mount at a time. A job whose mount is at that cap is parked in the
- * mount's lane, not in a worker, and goes back to the queue when one of
- * the mount's revocations finishes. Every database call has a deadline
- * (db_pg.c), so a stalled database holds at most its mount's share of the
- * workers for at most its timeouts, while token leases and other mounts
- * keep being revoked; the failures retry with backoff as usual. The
- * expirer thread itself never calls an engine.
+ * The expiration manager (the heap of expiry times and its restore, the
+ * claims, the revocation workers and their lanes, and revoking a
+ * record) is lease_expire.c; what the two files share is
+ * lease_internal.h.
  */
 #include "lease.h"
 
-#include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 #include "crypto.h"
-#include "heap.h"
 #include "json.h"
 #include "json_write.h"
+#include "lease_internal.h"
 #include "lease_record.h"
 #include "lease_standby.h"
 #include "log.h"
@@ -53,70 +30,20 @@
 #include "storage.h"
 #include "util.h"
 
-/* The revocation workers' nice value by default (lower_priority). */
-#define LEASE_WORKER_NICE 10
-/* Workers at once on one mount's expiries while they come in batches. */
-#define LEASE_BATCH_LANES 4
-
 #define PENDING_GRACE_MS (5 * 60 * 1000)
-/* Due leases of one mount a worker revokes with one revoke_batch call. */
-#define DUE_BATCH_MAX 64
 
 static struct storage *store;
-static struct lease_config conf;
+struct lease_config lease__conf;
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t heap_cond = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t queue_cond = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t claim_cond = PTHREAD_COND_INITIALIZER;
-static struct heap heap;
-/*
- * Work for the revocation workers, FIFO. A job with a batch belongs to a
- * synchronous bulk revocation (revoke-prefix) whose caller waits for the
- * batch to drain; a job without one is an expired lease.
- */
-struct batch {
-    bool force;
-    size_t pending;      /* jobs not yet finished; protected by mu */
-    int rc;              /* first failure */
-    struct errbuf first;
-};
-
-struct job {
-    char *id;
-    struct batch *batch;
-};
-
-static struct job *queue;
-static size_t queue_n, queue_cap, queue_head;
-static pthread_cond_t batch_cond = PTHREAD_COND_INITIALIZER;
-static struct strvec claims;
-static bool stopping;
-static bool started;
-static pthread_t expirer;
-static pthread_t *workers;
-static unsigned int nworkers;
-
-/* One mount's revocations in progress and its parked jobs; under mu. */
-struct lane {
-    char *key;           /* mount uuid; "" for ids matching no mount */
-    unsigned int busy;
-    bool solo;           /* its leases cannot be batched: take one a time */
-    struct job *parked;  /* FIFO: [head, nparked) are waiting */
-    size_t head, nparked, cap;
-};
-
-static struct lane *lanes;
-static size_t nlanes, lanes_cap;
-static unsigned int lane_limit;
+pthread_mutex_t lease__mu = PTHREAD_MUTEX_INITIALIZER;
 
 /*
  * Lease records in storage, and how many of them are pending, kept under
- * mu. A record is counted when store_new_record stores it (a fresh id)
- * and uncounted when drop_record deletes it, which happens only under the
- * lease's claim right after loading it, so a record is never uncounted
- * twice and these are exact. (The heap is not a count: it keeps stale
- * entries for renewed and revoked leases.)
+ * lease__mu. A record is counted when store_new_record stores it (a fresh
+ * id) and uncounted when lease__drop_record deletes it, which happens
+ * only under the lease's claim right after loading it, so a record is
+ * never uncounted twice and these are exact. (The heap is not a count:
+ * it keeps stale entries for renewed and revoked leases.)
  */
 static uint64_t live_leases;
 static uint64_t pending_leases;
@@ -127,8 +54,8 @@ static struct lease_timing revoke_timing;
 
 static atomic_uint_fast64_t stat_created;
 static atomic_uint_fast64_t stat_revoked;
-static atomic_uint_fast64_t stat_failures;
-static atomic_uint_fast64_t stat_irrevocable;
+atomic_uint_fast64_t lease__stat_failures;
+atomic_uint_fast64_t lease__stat_irrevocable;
 static atomic_bool tidy_requested;
 
 /* ============================================================ helpers == */
@@ -139,10 +66,10 @@ static atomic_bool tidy_requested;
  */
 static bool token_alive(const char *token_hmac, const char *accessor)
 {
-    return conf.token_alive == NULL ||
-           conf.token_alive(token_hmac,
-                            accessor != NULL && accessor[0] ? accessor
-                                                            : NULL);
+    return lease__conf.token_alive == NULL ||
+           lease__conf.token_alive(token_hmac,
+                                   accessor != NULL && accessor[0] ? accessor
+                                                                   : NULL);
 }
 
 /*
@@ -189,7 +116,7 @@ static cJSON *parse_record(const char *id, const struct buf *stored)
 }
 
 /* Returns the record, or NULL when missing or unreadable (logged). */
-static cJSON *load_record(const char *id)
+cJSON *lease__load_record(const char *id)
 {
     struct buf stored;
     cJSON *rec = NULL;
@@ -222,7 +149,7 @@ static char *record_text(const cJSON *rec, size_t *len)
     return buf_detach(&b, len);
 }
 
-static int save_record(const cJSON *rec)
+int lease__save_record(const cJSON *rec)
 {
     char *key = lrec_key(json_get_str(rec, "id", ""));
     size_t len;
@@ -256,32 +183,32 @@ static int delete_record(const cJSON *rec)
 /* A record was stored: count it as live (and pending if it is). */
 static void count_added(const cJSON *rec)
 {
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&lease__mu);
     live_leases++;
     if (lrec_is_pending(rec))
         pending_leases++;
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&lease__mu);
     atomic_fetch_add(&stat_created, 1);
 }
 
 /* Records deleted from storage: uncount them. */
 static void uncount_records(const cJSON *const *recs, size_t n)
 {
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&lease__mu);
     for (size_t i = 0; i < n; i++) {
         if (live_leases > 0)
             live_leases--;
         if (lrec_is_pending(recs[i]) && pending_leases > 0)
             pending_leases--;
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&lease__mu);
 }
 
 /*
  * Deletes rec, which the caller loaded under the lease's claim (so it
  * existed and nobody else can delete it meanwhile), and uncounts it.
  */
-static int drop_record(const cJSON *rec)
+int lease__drop_record(const cJSON *rec)
 {
     int rc = delete_record(rec);
 
@@ -291,10 +218,10 @@ static int drop_record(const cJSON *rec)
 }
 
 /*
- * drop_record for n records at once: every record and token index entry
- * goes in ONE storage batch (one commit, one fsync), all or nothing.
+ * lease__drop_record for n records at once: every record and token index
+ * entry goes in ONE storage batch (one commit, one fsync), all or nothing.
  */
-static int drop_records(const cJSON *const *recs, size_t n)
+int lease__drop_records(const cJSON *const *recs, size_t n)
 {
     struct storage_op *ops = xcalloc(2 * n + 1, sizeof(*ops));
     size_t nops = 0;
@@ -319,7 +246,7 @@ static int drop_records(const cJSON *const *recs, size_t n)
     return rc;
 }
 
-static void note_revoke_time(double ms)
+void lease__note_revoke_time(double ms)
 {
     struct lease_timing *t = &revoke_timing;
 
@@ -334,16 +261,16 @@ static void note_revoke_time(double ms)
 }
 
 /* Token leases go to token.c, every other secret to the engines. */
-static const struct lease_ops *ops_for(const cJSON *rec)
+const struct lease_ops *lease__ops_for(const cJSON *rec)
 {
-    if (conf.token_ops != NULL &&
+    if (lease__conf.token_ops != NULL &&
         strcmp(json_get_str(rec, "secret_type", ""), "token") == 0)
-        return conf.token_ops;
-    return conf.ops;
+        return lease__conf.token_ops;
+    return lease__conf.ops;
 }
 
 /* The mount that issued the lease, if it is still the same mount. */
-static const struct mount *lease_mount(const cJSON *rec)
+const struct mount *lease__mount(const cJSON *rec)
 {
     const struct mount *m = router_match(json_get_str(rec, "path", ""));
 
@@ -354,608 +281,18 @@ static const struct mount *lease_mount(const cJSON *rec)
     return m;
 }
 
-/* =============================================================== claims == */
-
-/* Waits until nobody else is revoking id, then marks it as ours. */
-static void claim(const char *id)
-{
-    pthread_mutex_lock(&mu);
-    while (strvec_contains(&claims, id))
-        pthread_cond_wait(&claim_cond, &mu);
-    strvec_push(&claims, id);
-    pthread_mutex_unlock(&mu);
-}
-
-/* claim without waiting: false when someone else is revoking id. */
-static bool try_claim(const char *id)
-{
-    bool free_now;
-
-    pthread_mutex_lock(&mu);
-    free_now = !strvec_contains(&claims, id);
-    if (free_now)
-        strvec_push(&claims, id);
-    pthread_mutex_unlock(&mu);
-    return free_now;
-}
-
-static void unclaim(const char *id)
-{
-    pthread_mutex_lock(&mu);
-    for (size_t i = 0; i < claims.n; i++) {
-        if (strcmp(claims.v[i], id) == 0) {
-            free(claims.v[i]);
-            claims.v[i] = claims.v[--claims.n];
-            break;
-        }
-    }
-    pthread_cond_broadcast(&claim_cond);
-    pthread_mutex_unlock(&mu);
-}
-
-static void schedule(const char *id, int64_t when)
-{
-    pthread_mutex_lock(&mu);
-    heap_push(&heap, when, xstrdup(id));
-    pthread_cond_signal(&heap_cond);
-    pthread_mutex_unlock(&mu);
-}
-
-/* ========================================================== revocation == */
-
 /* rec's revocation succeeded and its record is gone: count and audit it. */
-static void note_revoked(const cJSON *rec, const char *reason)
+void lease__note_revoked(const cJSON *rec, const char *reason)
 {
     const char *id = json_get_str(rec, "id", "");
 
     atomic_fetch_add(&stat_revoked, 1);
-    if (conf.revoked != NULL)
-        conf.revoked(id, reason,
-                     cJSON_GetObjectItemCaseSensitive(rec, "internal"));
+    if (lease__conf.revoked != NULL)
+        lease__conf.revoked(id, reason,
+                            cJSON_GetObjectItemCaseSensitive(rec, "internal"));
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "irrevocable")))
-        atomic_fetch_sub(&stat_irrevocable, 1);
+        atomic_fetch_sub(&lease__stat_irrevocable, 1);
     log_info("lease: revoked %s", id);
-}
-
-/*
- * Runs the engine's revoke for rec and, on success (or with force),
- * deletes the record. A lease whose mount is gone has nothing left to
- * call; its record is dropped with a warning. reason ("expired",
- * "revoked", "revoke-prefix", "revoke-force") goes to the revoked hook
- * (the audit log), which records every lease that ends, request or not.
- */
-static int revoke_record(const cJSON *rec, bool force, const char *reason,
-                         struct errbuf *err)
-{
-    const struct mount *m = lease_mount(rec);
-    const struct lease_ops *ops = ops_for(rec);
-    const char *id = json_get_str(rec, "id", "");
-    int rc = 0;
-
-    errbuf_clear(err);
-    if (m == NULL) {
-        log_warn("lease: %s belongs to a mount that no longer exists; "
-                 "dropping its record", id);
-    } else if (ops != NULL && ops->revoke != NULL) {
-        /*
-         * Claim held: a token lease's revoke comes back through
-         * lease_revoke_token with this id as revoking_lease_id.
-         */
-        double t0 = time_mono();
-        rc = ops->revoke(m, rec, err);
-        note_revoke_time((time_mono() - t0) * 1000.0);
-    }
-    router_mount_put(m);
-    if (rc != 0) /* every failed engine call, on any path */
-        atomic_fetch_add(&stat_failures, 1);
-    if (rc != 0 && !force)
-        return rc;
-    if (rc != 0)
-        log_warn("lease: force-revoking %s despite: %s", id, err->msg);
-    rc = drop_record(rec);
-    if (rc != 0) {
-        atomic_fetch_add(&stat_failures, 1);
-        errbuf_set(err, "deleting the lease record failed: %s",
-                   coffer_strerror(rc));
-        return rc;
-    }
-    note_revoked(rec, reason);
-    return 0;
-}
-
-static double backoff_seconds(int attempts)
-{
-    double d = conf.retry_base * pow(2.0, attempts > 30 ? 30 : attempts - 1);
-    unsigned char r;
-
-    if (d > conf.retry_max)
-        d = conf.retry_max;
-    /* +-25 % jitter so a fleet of failures does not retry in lock step. */
-    if (crypto_random(&r, 1) == 0)
-        d *= 0.75 + (double)r / 510.0;
-    return d;
-}
-
-/* Records a failed attempt and schedules the next one. */
-static void note_failure(cJSON *rec, const char *why)
-{
-    int attempts = (int)json_get_int(rec, "attempts", 0) + 1;
-    double delay = backoff_seconds(attempts);
-    const char *id = json_get_str(rec, "id", "");
-
-    lrec_set_num(rec, "attempts", attempts);
-    lrec_set_str(rec, "last_error", why);
-    if (attempts == conf.irrevocable_after)
-        atomic_fetch_add(&stat_irrevocable, 1);
-    if (attempts >= conf.irrevocable_after)
-        lrec_set_bool(rec, "irrevocable", true);
-    if (save_record(rec) != 0)
-        log_error("lease: saving the failure of %s failed", id);
-    log_warn("lease: revoking %s failed (attempt %d, next in %.1fs): %s", id,
-             attempts, delay, why);
-    schedule(id, time_unix_ms() + (int64_t)(delay * 1000));
-}
-
-/*
- * The record of a due id, claimed by the caller, if it is still due; a
- * lease renewed since it was queued goes back to the heap (NULL).
- */
-static cJSON *load_due(const char *id)
-{
-    cJSON *rec = load_record(id);
-    int64_t expire;
-
-    if (rec == NULL)
-        return NULL;
-    expire = json_get_int(rec, "expire_ms", 0);
-    if (strcmp(json_get_str(rec, "state", ""), "active") == 0 &&
-        expire > time_unix_ms()) {
-        schedule(id, expire);
-        cJSON_Delete(rec);
-        return NULL;
-    }
-    return rec;
-}
-
-/* Revokes a due rec on its own (claimed by the caller). */
-static void revoke_due(cJSON *rec)
-{
-    struct errbuf err;
-
-    if (revoke_record(rec, false,
-                      json_get_str(rec, "end_reason", "expired"), &err) != 0)
-        note_failure(rec, err.msg[0] ? err.msg : "revocation failed");
-}
-
-/* What a worker does with a due id. */
-static void process_due(const char *id)
-{
-    cJSON *rec;
-
-    claim(id);
-    rec = load_due(id);
-    if (rec != NULL)
-        revoke_due(rec);
-    cJSON_Delete(rec);
-    unclaim(id);
-}
-
-/*
- * Whether rec can be revoked in a batch on mount m: an engine lease
- * (token leases go to token.c one by one) of m itself whose engine can
- * batch, and which has not failed before: a lease that failed is
- * retried on its own, so that one bad lease cannot keep failing the
- * leases that happen to share its batch.
- */
-static bool batchable(const cJSON *rec, const struct mount *m)
-{
-    return m != NULL && ops_for(rec) == conf.ops && conf.ops != NULL &&
-           conf.ops->revoke_batch != NULL &&
-           json_get_int(rec, "attempts", 0) == 0 &&
-           strcmp(json_get_str(rec, "mount_uuid", ""), m->uuid) == 0;
-}
-
-/*
- * Revokes n due leases of mount m (claimed by the caller) with one
- * engine call, then deletes the records of those the engine revoked with
- * one storage batch. A record goes only after its lease's revocation
- * succeeded; a crash in between leaves records whose (idempotent)
- * revocation runs again at restart. Failures retry with backoff, each
- * lease on its own. Returns false when the engine turned the batch down
- * (no revoke_batch for these leases): they were revoked one by one.
- */
-static bool revoke_due_batch(const struct mount *m, cJSON **recs, size_t n)
-{
-    int rcs[DUE_BATCH_MAX];
-    const cJSON *done[DUE_BATCH_MAX];
-    struct errbuf *errs = xcalloc(n, sizeof(*errs));
-    struct errbuf why;
-    size_t ndone = 0;
-    double t0 = time_mono(), each;
-    int rc;
-
-    for (size_t i = 0; i < n; i++)
-        rcs[i] = COFFER_EINTERNAL;
-    if (conf.ops->revoke_batch(m, (const cJSON *const *)recs, n, rcs,
-                               errs) == COFFER_EUNSUPPORTED) {
-        for (size_t i = 0; i < n; i++)
-            revoke_due(recs[i]);
-        free(errs);
-        return false;
-    }
-    each = (time_mono() - t0) * 1000.0 / (double)n;
-    for (size_t i = 0; i < n; i++) {
-        note_revoke_time(each);
-        if (rcs[i] == 0) {
-            done[ndone++] = recs[i];
-            continue;
-        }
-        atomic_fetch_add(&stat_failures, 1);
-        note_failure(recs[i], errs[i].msg[0] ? errs[i].msg
-                                             : "revocation failed");
-    }
-    rc = ndone > 0 ? drop_records(done, ndone) : 0;
-    errbuf_set(&why, "deleting the lease record failed: %s",
-               coffer_strerror(rc));
-    for (size_t i = 0; i < ndone; i++) {
-        cJSON *rec = (cJSON *)done[i];
-        if (rc == 0) {
-            note_revoked(rec, json_get_str(rec, "end_reason", "expired"));
-            continue;
-        }
-        atomic_fetch_add(&stat_failures, 1);
-        note_failure(rec, why.msg);
-    }
-    free(errs);
-    return true;
-}
-
-static void lane_go_solo(const char *key, char *const *ids, size_t n);
-
-/*
- * What a worker does with due ids of one lane (ids[0] its own job, the
- * rest taken from the lane's parked jobs). Leases that can go together
- * (batchable) are revoked by one revoke_batch; the others as process_due
- * does. An id someone else holds (an API revocation, a duplicate heap
- * entry in another worker's batch) is done after ours are released,
- * waiting for its claim as process_due does: waiting while holding
- * claims could deadlock two batches. When the lane's leases turn out not
- * to batch (a token lease first, an engine without revoke_batch), the
- * lane goes solo: untouched ids go back to it for other workers and
- * *nids shrinks to what this worker kept (and frees).
- */
-static void process_due_many(const char *key, char **ids, size_t *nids)
-{
-    cJSON *recs[DUE_BATCH_MAX], *group[DUE_BATCH_MAX];
-    const char *claimed[DUE_BATCH_MAX], *later[DUE_BATCH_MAX];
-    size_t nrecs = 0, ngroup = 0, nclaimed = 0, nlater = 0, n = *nids;
-    const struct mount *m = NULL;
-
-    for (size_t i = 0; i < n; i++) {
-        cJSON *rec;
-        if (!try_claim(ids[i])) {
-            later[nlater++] = ids[i];
-            continue;
-        }
-        claimed[nclaimed++] = ids[i];
-        rec = load_due(ids[i]);
-        if (rec == NULL)
-            continue;
-        recs[nrecs++] = rec;
-        if (m == NULL)
-            m = lease_mount(rec);
-        if (batchable(rec, m)) {
-            group[ngroup++] = rec;
-        } else if (nrecs == 1 && ops_for(rec) != conf.ops && i + 1 < n) {
-            /* A token lease: the rest go back for other workers. */
-            lane_go_solo(key, ids + i + 1, n - i - 1);
-            *nids = n = i + 1;
-            revoke_due(rec);
-        } else {
-            revoke_due(rec);
-        }
-    }
-    if (ngroup == 1)
-        revoke_due(group[0]);
-    else if (ngroup > 1 && !revoke_due_batch(m, group, ngroup))
-        lane_go_solo(key, NULL, 0);
-    router_mount_put(m);
-    for (size_t i = 0; i < nrecs; i++)
-        cJSON_Delete(recs[i]);
-    for (size_t i = 0; i < nclaimed; i++)
-        unclaim(claimed[i]);
-    for (size_t i = 0; i < nlater; i++)
-        process_due(later[i]);
-}
-
-/* Caller holds mu. Takes ownership of id. */
-static void enqueue_locked(char *id, struct batch *b)
-{
-    if (queue_n == queue_cap) {
-        queue_cap = queue_cap == 0 ? 64 : queue_cap * 2;
-        queue = xrealloc(queue, queue_cap * sizeof(*queue));
-    }
-    queue[queue_n].id = id;
-    queue[queue_n].batch = b;
-    queue_n++;
-    pthread_cond_signal(&queue_cond);
-}
-
-/* A bulk job: revoke now whatever the expiry, and report to the batch. */
-static void process_batch_job(const char *id, struct batch *b)
-{
-    struct errbuf err;
-    cJSON *rec;
-    int rc = 0;
-
-    claim(id);
-    rec = load_record(id);
-    if (rec != NULL)
-        rc = revoke_record(rec, b->force,
-                           b->force ? "revoke-force" : "revoke-prefix", &err);
-    cJSON_Delete(rec);
-    unclaim(id);
-    pthread_mutex_lock(&mu);
-    if (rc != 0 && b->rc == 0) {
-        b->rc = rc;
-        errbuf_set(&b->first, "failed to revoke %s: %s", id, err.msg);
-    }
-    b->pending--;
-    pthread_cond_broadcast(&batch_cond);
-    pthread_mutex_unlock(&mu);
-}
-
-/* ============================================================= lanes == */
-
-/* The lane key of a lease id: the uuid of the mount it belongs to. */
-static char *lane_key_of(const char *id)
-{
-    const struct mount *m = router_match(id);
-    char *key = xstrdup(m != NULL ? m->uuid : "");
-
-    router_mount_put(m);
-    return key;
-}
-
-/* Finds or adds the lane of key. Caller holds mu. */
-static struct lane *lane_get_locked(const char *key)
-{
-    for (size_t i = 0; i < nlanes; i++) {
-        if (strcmp(lanes[i].key, key) == 0)
-            return &lanes[i];
-    }
-    if (nlanes == lanes_cap) {
-        lanes_cap = lanes_cap == 0 ? 8 : lanes_cap * 2;
-        lanes = xrealloc(lanes, lanes_cap * sizeof(*lanes));
-    }
-    memset(&lanes[nlanes], 0, sizeof(lanes[nlanes]));
-    lanes[nlanes].key = xstrdup(key);
-    return &lanes[nlanes++];
-}
-
-/* Drops an idle, empty lane (mounts come and go). Caller holds mu. */
-static void lane_drop_if_idle_locked(struct lane *l)
-{
-    if (l->busy > 0 || l->head < l->nparked)
-        return;
-    free(l->key);
-    free(l->parked);
-    *l = lanes[--nlanes];
-}
-
-static void lane_park_locked(struct lane *l, struct job job)
-{
-    if (l->head > 0 && l->nparked == l->cap) {
-        memmove(l->parked, l->parked + l->head,
-                (l->nparked - l->head) * sizeof(*l->parked));
-        l->nparked -= l->head;
-        l->head = 0;
-    }
-    if (l->nparked == l->cap) {
-        l->cap = l->cap == 0 ? 16 : l->cap * 2;
-        l->parked = xrealloc(l->parked, l->cap * sizeof(*l->parked));
-    }
-    l->parked[l->nparked++] = job;
-}
-
-/*
- * Takes a lane slot for job, or parks the job. Returns true when the
- * caller should run it. Caller holds mu.
- */
-static bool lane_enter_locked(const char *key, struct job job)
-{
-    struct lane *l = lane_get_locked(key);
-    unsigned int limit = lane_limit;
-
-    /* Expiries of a lane that batches: few workers with big batches
-     * take the database's CPU in a few transactions at a time, which
-     * leaves the machine to the requests served meanwhile. */
-    if (job.batch == NULL && !l->solo && limit > LEASE_BATCH_LANES)
-        limit = LEASE_BATCH_LANES;
-    if (l->busy >= limit) {
-        lane_park_locked(l, job);
-        return false;
-    }
-    l->busy++;
-    return true;
-}
-
-/* Frees the slot and sends the lane's oldest parked job back to the queue. */
-static void lane_leave_locked(const char *key)
-{
-    struct lane *l = lane_get_locked(key);
-    struct job next;
-
-    COFFER_ASSERT(l->busy > 0);
-    l->busy--;
-    if (l->head < l->nparked) {
-        next = l->parked[l->head++];
-        if (l->head == l->nparked)
-            l->head = l->nparked = 0;
-        enqueue_locked(next.id, next.batch);
-    }
-    lane_drop_if_idle_locked(l);
-}
-
-/*
- * Moves up to max of the expiry jobs parked at the head of key's lane
- * into ids (the caller owns them now), so that one worker revokes them
- * together. Bulk jobs (revoke-prefix) stay: their caller counts them one
- * by one. Caller holds mu.
- */
-static size_t lane_take_due_locked(const char *key, char **ids, size_t max)
-{
-    struct lane *l = lane_get_locked(key);
-    size_t n = 0;
-
-    if (l->solo)
-        return 0;
-    while (n < max && l->head < l->nparked &&
-           l->parked[l->head].batch == NULL)
-        ids[n++] = l->parked[l->head++].id;
-    if (l->head == l->nparked)
-        l->head = l->nparked = 0;
-    return n;
-}
-
-/*
- * key's leases cannot be revoked in batches (token leases, an engine
- * without revoke_batch): mark its lane so that workers take its jobs one
- * at a time, in parallel, and park ids (taken for a batch, untouched)
- * again, handing as many to the queue as the lane has free slots.
- */
-static void lane_go_solo(const char *key, char *const *ids, size_t n)
-{
-    struct lane *l;
-    struct job next;
-
-    pthread_mutex_lock(&mu);
-    l = lane_get_locked(key);
-    l->solo = true;
-    for (size_t i = 0; i < n; i++)
-        lane_park_locked(l, (struct job){ids[i], NULL});
-    for (unsigned int b = l->busy; b < lane_limit && l->head < l->nparked;
-         b++) {
-        next = l->parked[l->head++];
-        enqueue_locked(next.id, next.batch);
-    }
-    if (l->head == l->nparked)
-        l->head = l->nparked = 0;
-    pthread_mutex_unlock(&mu);
-}
-
-static void lanes_release(void)
-{
-    for (size_t i = 0; i < nlanes; i++) {
-        for (size_t j = lanes[i].head; j < lanes[i].nparked; j++)
-            free(lanes[i].parked[j].id);
-        free(lanes[i].parked);
-        free(lanes[i].key);
-    }
-    free(lanes);
-    lanes = NULL;
-    nlanes = lanes_cap = 0;
-}
-
-static atomic_int worker_nice = LEASE_WORKER_NICE;
-
-void lease_set_worker_nice(int nice)
-{
-    atomic_store(&worker_nice, nice);
-}
-
-/*
- * Revocation is background work: its workers run at a lower priority
- * than the threads that answer requests, so a mass expiry takes the CPU
- * that reads leave over instead of queueing them. On Linux the nice
- * value is per thread; elsewhere this does nothing.
- */
-static void lower_priority(void)
-{
-#ifdef __linux__
-    id_t tid = (id_t)syscall(SYS_gettid);
-    int steps = atomic_load(&worker_nice), cur;
-
-    /* Counted from the nice value the process runs at, so the workers
-     * stay below its request threads under `nice` too; 19 at most. */
-    errno = 0;
-    cur = getpriority(PRIO_PROCESS, tid);
-    if (steps > 0 && errno == 0 &&
-        setpriority(PRIO_PROCESS, tid, cur + steps > 19 ? 19 : cur + steps)
-            != 0)
-        log_debug("lease: cannot lower the revocation workers' priority");
-#endif
-}
-
-static void *worker_main(void *arg)
-{
-    struct job job;
-    char *ids[DUE_BATCH_MAX];
-    size_t n;
-    char *key;
-
-    (void)arg;
-    lower_priority();
-    pthread_mutex_lock(&mu);
-    for (;;) {
-        while (!stopping && queue_head == queue_n)
-            pthread_cond_wait(&queue_cond, &mu);
-        if (stopping)
-            break;
-        job = queue[queue_head++];
-        if (queue_head == queue_n) {
-            queue_n = 0;
-            queue_head = 0;
-        }
-        pthread_mutex_unlock(&mu);
-        key = lane_key_of(job.id); /* the router has its own locks */
-        pthread_mutex_lock(&mu);
-        if (!lane_enter_locked(key, job)) {
-            free(key);
-            continue; /* parked: it comes back when a slot frees */
-        }
-        ids[0] = job.id;
-        n = 1;
-        if (job.batch == NULL)
-            n += lane_take_due_locked(key, ids + 1, DUE_BATCH_MAX - 1);
-        pthread_mutex_unlock(&mu);
-        if (job.batch != NULL)
-            process_batch_job(job.id, job.batch);
-        else
-            process_due_many(key, ids, &n);
-        for (size_t i = 0; i < n; i++)
-            free(ids[i]);
-        pthread_mutex_lock(&mu);
-        lane_leave_locked(key);
-        free(key);
-    }
-    pthread_mutex_unlock(&mu);
-    return NULL;
-}
-
-static void *expirer_main(void *arg)
-{
-    const struct heap_entry *top;
-    struct timespec until;
-    int64_t now;
-
-    (void)arg;
-    pthread_mutex_lock(&mu);
-    while (!stopping) {
-        top = heap_peek(&heap);
-        now = time_unix_ms();
-        if (top == NULL) {
-            pthread_cond_wait(&heap_cond, &mu);
-        } else if (top->when > now) {
-            until.tv_sec = (time_t)(top->when / 1000);
-            until.tv_nsec = (long)(top->when % 1000) * 1000000;
-            pthread_cond_timedwait(&heap_cond, &mu, &until);
-        } else {
-            enqueue_locked(heap_pop(&heap, NULL), NULL);
-        }
-    }
-    pthread_mutex_unlock(&mu);
-    return NULL;
 }
 
 /* ============================================================ restore == */
@@ -992,21 +329,19 @@ static int restore_running(void *arg, const char *key, const void *value,
     struct lease_counts c = {0, 0, 0};
 
     (void)arg;
-    pthread_mutex_lock(&mu);
-    lease_restore_record(&heap, key + strlen(LEASE_ID_PREFIX), value, len,
-                         time_unix_ms(), &c);
+    pthread_mutex_lock(&lease__mu);
+    lease__restore_locked(key + strlen(LEASE_ID_PREFIX), value, len, &c);
     live_leases += c.live;
     pending_leases += c.pending;
-    pthread_cond_signal(&heap_cond);
-    pthread_mutex_unlock(&mu);
-    atomic_fetch_add(&stat_irrevocable, c.irrevocable);
+    pthread_mutex_unlock(&lease__mu);
+    atomic_fetch_add(&lease__stat_irrevocable, c.irrevocable);
     return 0;
 }
 
 static void schedule_running(void *arg, const char *id, int64_t when)
 {
     (void)arg;
-    schedule(id, when);
+    lease__schedule(id, when);
 }
 
 int lease_init(struct storage *s, const struct lease_config *cfg,
@@ -1017,7 +352,7 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
     int rc;
 
     store = s;
-    conf = *cfg;
+    lease__conf = *cfg;
     /*
      * 16: one mount's half (8) keeps as many revocations in flight as the
      * 8 connections that reach PostgreSQL's DROP ROLE rate; each one waits
@@ -1025,36 +360,23 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
      * 3,000 leases due at once under KV load, dev server: 880/s with 4
      * in flight, 1,495/s with 8 (one run each on a noisy 2-core machine).
      */
-    if (conf.workers == 0)
-        conf.workers = 16;
-    if (conf.retry_base <= 0)
-        conf.retry_base = 1;
-    if (conf.retry_max <= 0)
-        conf.retry_max = 60;
-    if (conf.irrevocable_after <= 0)
-        conf.irrevocable_after = 6;
-    lane_limit = conf.workers / 2 > 0 ? conf.workers / 2 : 1;
-    heap_init(&heap);
-    strvec_init(&claims);
-    stopping = false;
-    rc = lease_restore_heap(store, LEASE_ID_PREFIX, &heap, &c, &reconcile, err);
+    if (lease__conf.workers == 0)
+        lease__conf.workers = 16;
+    if (lease__conf.retry_base <= 0)
+        lease__conf.retry_base = 1;
+    if (lease__conf.retry_max <= 0)
+        lease__conf.retry_max = 60;
+    if (lease__conf.irrevocable_after <= 0)
+        lease__conf.irrevocable_after = 6;
+    rc = lease__expire_init(store, &c, &reconcile, err);
     if (rc != 0)
         return rc;
     live_leases = c.live;
     pending_leases = c.pending;
-    atomic_store(&stat_irrevocable, c.irrevocable);
-    workers = xcalloc(conf.workers, sizeof(*workers));
-    for (nworkers = 0; nworkers < conf.workers; nworkers++) {
-        if (pthread_create(&workers[nworkers], NULL, worker_main, NULL) != 0)
-            break;
-    }
-    if (nworkers == 0 ||
-        pthread_create(&expirer, NULL, expirer_main, NULL) != 0) {
-        errbuf_set(err, "cannot start the expiration manager threads");
-        return COFFER_EINTERNAL;
-    }
-    started = true;
-    log_info("lease: expirations running");
+    atomic_store(&lease__stat_irrevocable, c.irrevocable);
+    rc = lease__expire_start(err);
+    if (rc != 0)
+        return rc;
     if (reconcile)
         lease_standby_reconcile_start(store, LEASE_ID_PREFIX, restore_running,
                                       schedule_running, NULL);
@@ -1064,27 +386,7 @@ int lease_init(struct storage *s, const struct lease_config *cfg,
 void lease_shutdown(void)
 {
     lease_standby_reconcile_stop(); /* it pushes onto the heap */
-    pthread_mutex_lock(&mu);
-    stopping = true;
-    pthread_cond_broadcast(&heap_cond);
-    pthread_cond_broadcast(&queue_cond);
-    pthread_mutex_unlock(&mu);
-    if (started)
-        pthread_join(expirer, NULL);
-    for (unsigned int i = 0; i < nworkers; i++)
-        pthread_join(workers[i], NULL);
-    free(workers);
-    workers = NULL;
-    nworkers = 0;
-    started = false;
-    heap_release(&heap);
-    for (size_t i = queue_head; i < queue_n; i++)
-        free(queue[i].id);
-    free(queue);
-    queue = NULL;
-    queue_n = queue_cap = queue_head = 0;
-    lanes_release();
-    strvec_release(&claims);
+    lease__expire_stop();
 }
 
 /* ============================================================ issuance == */
@@ -1141,12 +443,12 @@ static void drop_unissued(const char *id)
 {
     cJSON *rec;
 
-    claim(id);
-    rec = load_record(id);
-    if (rec != NULL && drop_record(rec) != 0)
+    lease__claim(id);
+    rec = lease__load_record(id);
+    if (rec != NULL && lease__drop_record(rec) != 0)
         log_error("lease: cannot drop %s of a revoked token", id);
     cJSON_Delete(rec);
-    unclaim(id);
+    lease__unclaim(id);
 }
 
 /* "<path>/<suffix>", without doubling a trailing slash. */
@@ -1277,15 +579,15 @@ int lease_register_token(const struct mount *m, const char *path,
      * (the new entry could not be stored otherwise), so it ends here,
      * under the claim a worker revoking it would hold.
      */
-    claim(id);
-    prev = load_record(id);
-    if (prev != NULL && drop_record(prev) == 0)
-        note_revoked(prev, "token revoked");
+    lease__claim(id);
+    prev = lease__load_record(id);
+    if (prev != NULL && lease__drop_record(prev) == 0)
+        lease__note_revoked(prev, "token revoked");
     cJSON_Delete(prev);
     rc = store_new_record(rec, NULL, NULL, err);
     if (rc == 0)
-        schedule(id, spec.expire_ms);
-    unclaim(id);
+        lease__schedule(id, spec.expire_ms);
+    lease__unclaim(id);
     if (rc == 0) {
         *lease_id = id;
         id = NULL;
@@ -1302,8 +604,8 @@ int lease_extend(const char *lease_id, const char *accessor,
     char when[64];
     int rc = COFFER_ENOTFOUND;
 
-    claim(lease_id);
-    rec = load_record(lease_id);
+    lease__claim(lease_id);
+    rec = lease__load_record(lease_id);
     /* Another token's, re-created with this one's id since: not ours. */
     if (rec != NULL && accessor != NULL &&
         strcmp(json_get_str(rec, "token_accessor", accessor), accessor) != 0)
@@ -1313,12 +615,12 @@ int lease_extend(const char *lease_id, const char *accessor,
         lrec_set_num(rec, "expire_ms", (double)expire_unix * 1000);
         lrec_set_num(rec, "ttl", (double)ttl);
         lrec_set_str(rec, "last_renewal", when);
-        rc = save_record(rec);
+        rc = lease__save_record(rec);
         if (rc == 0)
-            schedule(lease_id, expire_unix * 1000);
+            lease__schedule(lease_id, expire_unix * 1000);
     }
     cJSON_Delete(rec);
-    unclaim(lease_id);
+    lease__unclaim(lease_id);
     return rc;
 }
 
@@ -1326,7 +628,8 @@ int lease_extend(const char *lease_id, const char *accessor,
  * p's record as storage holds it now (the caller holds the claim): p's
  * own copy while the stored text is byte for byte the one p stored, so
  * nothing changed it since; else what is stored, parsed into *loaded for
- * the caller to free, exactly what load_record gives (NULL when gone).
+ * the caller to free, exactly what lease__load_record gives (NULL when
+ * gone).
  */
 static cJSON *current_pending(struct lease_pending *p, cJSON **loaded)
 {
@@ -1359,7 +662,7 @@ int lease_activate(struct lease_pending *p, const struct mount *m,
      * the save below, which would bring a deleted record back; and the
      * stored record is read under it, so p's copy is used only if it is
      * still exactly what storage holds. */
-    claim(lease_id);
+    lease__claim(lease_id);
     rec = current_pending(p, &loaded);
     if (rec == NULL || !lrec_is_pending(rec)) {
         errbuf_set(err, "lease %s is not pending", lease_id);
@@ -1384,21 +687,21 @@ int lease_activate(struct lease_pending *p, const struct mount *m,
     lrec_set_num(rec, "max_ttl", (double)max);
     lrec_set_num(rec, "expire_ms", (double)(issue + t * 1000));
     lrec_set_bool(rec, "renewable", renewable);
-    rc = save_record(rec);
+    rc = lease__save_record(rec);
     if (rc != 0) {
         errbuf_set(err, "storing the lease failed: %s", coffer_strerror(rc));
         goto out;
     }
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&lease__mu);
     if (pending_leases > 0)
         pending_leases--;
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&lease__mu);
     *granted = t;
-    schedule(lease_id, issue + t * 1000);
+    lease__schedule(lease_id, issue + t * 1000);
 out:
     cJSON_Delete(loaded);
     pending_drop_copy(p);
-    unclaim(lease_id);
+    lease__unclaim(lease_id);
     return rc;
 }
 
@@ -1407,12 +710,12 @@ int lease_revoke(const char *lease_id, struct errbuf *err)
     cJSON *rec;
     int rc = 0;
 
-    claim(lease_id);
-    rec = load_record(lease_id);
+    lease__claim(lease_id);
+    rec = lease__load_record(lease_id);
     if (rec != NULL)
-        rc = revoke_record(rec, false, "revoked", err);
+        rc = lease__revoke_record(rec, false, "revoked", err);
     cJSON_Delete(rec);
-    unclaim(lease_id);
+    lease__unclaim(lease_id);
     return rc;
 }
 
@@ -1423,43 +726,32 @@ void lease_abort(const char *lease_id)
     if (lease_revoke(lease_id, &err) != 0) {
         log_warn("lease: cleaning up failed issuance %s: %s; will retry",
                  lease_id, err.msg);
-        schedule(lease_id, time_unix_ms());
+        lease__schedule(lease_id, time_unix_ms());
     }
 }
 
 /* =============================================== prefix, token, lookup == */
-
-/* walk_ids callback: hands one lease of a bulk revocation to the workers. */
-static void enqueue_batch_job(void *arg, const char *id)
-{
-    struct batch *b = arg;
-
-    pthread_mutex_lock(&mu);
-    b->pending++;
-    enqueue_locked(xstrdup(id), b);
-    pthread_mutex_unlock(&mu);
-}
 
 int lease_revoke_prefix(const char *prefix, bool force, struct errbuf *err)
 {
     struct batch b = {.force = force};
     size_t n = strlen(LEASE_ID_PREFIX) + strlen(prefix) + 2;
     char *key = xmalloc(n);
-    cJSON *exact = load_record(prefix);
+    cJSON *exact = lease__load_record(prefix);
     int rc = 0;
 
     if (exact != NULL) {
-        enqueue_batch_job(&b, prefix);
+        lease__enqueue_batch_job(&b, prefix);
     } else {
         snprintf(key, n, "%s%s%s", LEASE_ID_PREFIX, prefix,
                  prefix[0] == '\0' || str_has_suffix(prefix, "/") ? "" : "/");
-        rc = walk_ids(key, enqueue_batch_job, &b);
+        rc = walk_ids(key, lease__enqueue_batch_job, &b);
     }
     /* Wait for what was queued even if listing failed half-way. */
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&lease__mu);
     while (b.pending > 0)
-        pthread_cond_wait(&batch_cond, &mu);
-    pthread_mutex_unlock(&mu);
+        pthread_cond_wait(&lease__batch_cond, &lease__mu);
+    pthread_mutex_unlock(&lease__mu);
     cJSON_Delete(exact);
     free(key);
     if (rc != 0 && b.rc == 0) {
@@ -1482,19 +774,19 @@ static void expire_now(const char *id, const char *reason,
 {
     cJSON *rec;
 
-    claim(id);
-    rec = load_record(id);
+    lease__claim(id);
+    rec = lease__load_record(id);
     if (rec != NULL && !(unless_owner_alive && owner_alive(rec))) {
         lrec_set_num(rec, "expire_ms", (double)time_unix_ms());
         /* Why it ends, for the revoked hook (audit) when a worker does it. */
         cJSON_DeleteItemFromObjectCaseSensitive(rec, "end_reason");
         cJSON_AddStringToObject(rec, "end_reason", reason);
-        if (save_record(rec) != 0)
+        if (lease__save_record(rec) != 0)
             log_error("lease: cannot mark %s for revocation", id);
-        schedule(id, time_unix_ms());
+        lease__schedule(id, time_unix_ms());
     }
     cJSON_Delete(rec);
-    unclaim(id);
+    lease__unclaim(id);
 }
 
 void lease_revoke_async(const char *lease_id)
@@ -1544,7 +836,7 @@ struct count_run {
 static void count_one(void *arg, const char *id)
 {
     struct count_run *run = arg;
-    cJSON *rec = load_record(id);
+    cJSON *rec = lease__load_record(id);
     const cJSON *internal = cJSON_GetObjectItemCaseSensitive(rec, "internal");
 
     if (strcmp(json_get_str(internal, run->key, ""), run->value) == 0)
@@ -1643,7 +935,7 @@ static void tidy_token(const char *hmac, struct tidy_counts *n)
             snprintf(k, kn, "%s%s", prefix, keys.v[i]);
             buf_init(&id, 4096);
             if (storage_get(store, k, &id) == 0)
-                rec = load_record(id.ptr);
+                rec = lease__load_record(id.ptr);
             if (rec == NULL) {
                 storage_delete(store, k);
                 n->dangling++;
@@ -1688,27 +980,25 @@ void lease_tick(void)
 
 void lease_get_stats(struct lease_stats *out)
 {
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&lease__mu);
     out->active = live_leases;
     out->pending = pending_leases;
-    out->queued = queue_n - queue_head;
-    for (size_t i = 0; i < nlanes; i++)
-        out->queued += lanes[i].nparked - lanes[i].head;
-    pthread_mutex_unlock(&mu);
+    out->queued = lease__queued_locked();
+    pthread_mutex_unlock(&lease__mu);
     out->created = atomic_load(&stat_created);
     pthread_mutex_lock(&timing_mu);
     out->revoke_time = revoke_timing;
     pthread_mutex_unlock(&timing_mu);
     out->revoked = atomic_load(&stat_revoked);
-    out->failures = atomic_load(&stat_failures);
-    out->irrevocable = atomic_load(&stat_irrevocable);
+    out->failures = atomic_load(&lease__stat_failures);
+    out->irrevocable = atomic_load(&lease__stat_irrevocable);
 }
 
 /* ====================================================== sys/leases views == */
 
 cJSON *lease_lookup(const char *lease_id)
 {
-    cJSON *rec = load_record(lease_id);
+    cJSON *rec = lease__load_record(lease_id);
     cJSON *d = rec != NULL ? lrec_lookup_json(rec, time_unix_ms()) : NULL;
 
     cJSON_Delete(rec);
@@ -1731,7 +1021,7 @@ int lease_list(const char *prefix, struct strvec *keys)
 static void collect_irrevocable(void *arg, const char *id)
 {
     cJSON *out = arg;
-    cJSON *rec = load_record(id);
+    cJSON *rec = lease__load_record(id);
     cJSON *o;
     char when[64];
 
@@ -1813,7 +1103,7 @@ static int renew_ttl(const cJSON *rec, int64_t increment,
 static int renew_record(cJSON *rec, int64_t increment,
                         struct lease_renewal *out, struct errbuf *err)
 {
-    const struct lease_ops *ops = ops_for(rec);
+    const struct lease_ops *ops = lease__ops_for(rec);
     const struct mount *m = NULL;
     int64_t expire;
     char when[64];
@@ -1825,7 +1115,7 @@ static int renew_record(cJSON *rec, int64_t increment,
     if (rc != 0)
         return rc;
     expire = time_unix_ms() + out->ttl * 1000;
-    m = lease_mount(rec);
+    m = lease__mount(rec);
     if (m != NULL && ops != NULL && ops->renew != NULL &&
         ops->renew(m, rec, expire / 1000, err) != 0) {
         rc = COFFER_EIO;
@@ -1834,7 +1124,7 @@ static int renew_record(cJSON *rec, int64_t increment,
     lrec_format_ms(time_unix_ms(), when, sizeof(when));
     lrec_set_num(rec, "expire_ms", (double)expire);
     lrec_set_str(rec, "last_renewal", when);
-    if (save_record(rec) != 0) {
+    if (lease__save_record(rec) != 0) {
         errbuf_set(err, "saving the renewed lease failed");
         rc = COFFER_EINTERNAL;
     }
@@ -1850,8 +1140,8 @@ int lease_renew(const char *lease_id, int64_t increment,
     int rc;
 
     errbuf_clear(err);
-    claim(lease_id);
-    rec = load_record(lease_id);
+    lease__claim(lease_id);
+    rec = lease__load_record(lease_id);
     if (rec == NULL) {
         errbuf_set(err, "lease not found");
         rc = COFFER_ENOTFOUND;
@@ -1859,6 +1149,6 @@ int lease_renew(const char *lease_id, int64_t increment,
         rc = renew_record(rec, increment, out, err);
     }
     cJSON_Delete(rec);
-    unclaim(lease_id);
+    lease__unclaim(lease_id);
     return rc;
 }

@@ -1,8 +1,9 @@
 /*
- * lease_record.h - the lease record's format, for lease.c only: storage
- * keys, the one builder of records, member setters and the record as
- * sys/leases/lookup shows it. Pure functions of their arguments: no
- * storage, no locks (those stay in lease.c).
+ * lease_record.h - the lease record's format, for lease.c and
+ * lease_expire.c only: storage keys, the one builder of records, member
+ * setters and the record as sys/leases/lookup shows it. Pure functions
+ * of their arguments: no storage, no locks (those stay in lease.c and
+ * lease_expire.c).
  */
 #ifndef COFFER_LEASE_RECORD_H
 #define COFFER_LEASE_RECORD_H

@@ -2,7 +2,8 @@
  * sys_leases.h - the lease endpoints of sys/ (VAULT_API 8).
  *
  * sys.c dispatches here; the leases themselves and the expiration
- * manager are lease.c, which knows nothing of HTTP or policies.
+ * manager are lease.c and lease_expire.c, which know nothing of HTTP or
+ * policies.
  */
 #ifndef COFFER_SYS_LEASES_H
 #define COFFER_SYS_LEASES_H

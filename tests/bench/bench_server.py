@@ -667,7 +667,7 @@ def direct_drop(pg, n, on_start=None):
 def cpu_by_priority(pid):
     """CPU seconds of pid's threads so far: (revocation workers, the rest).
     The workers are the threads running at a higher nice value than the
-    main thread (lease.c's lower_priority, counted from the process's
+    main thread (lease_expire.c's lower_priority, counted from the process's
     own nice value); with lease_revocation_nice = 0 they count as the
     rest. A thread gone since is not counted."""
     threads = [(tid, int(f[11]) + int(f[12]), int(f[16]))  # utime+stime, nice

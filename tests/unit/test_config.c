@@ -257,7 +257,7 @@ TEST(valid_defaults_and_readback)
     CHECK(c.plugin_directory == NULL && c.log_level == NULL);
     CHECK_EQ_INT(c.workers, 0);
     CHECK(!c.disable_mlock);
-    CHECK_EQ_INT(c.lease_revocation_nice, -1); /* lease.c's default */
+    CHECK_EQ_INT(c.lease_revocation_nice, -1); /* lease_expire.c's default */
     /* Unset Lua limits are 0: the runtime's defaults apply. */
     CHECK(c.lua_memory_limit == 0 && c.lua_call_timeout == 0 &&
           c.lua_policy_budget == 0);
