@@ -26,11 +26,12 @@ from pgcluster import PgCluster
 # The gate: an exclusive advisory lock the test holds (not a test itself).
 from test_lease_batch import GATE, Gate
 GATED = "SELECT pg_advisory_xact_lock_shared(%d); %s" % (GATE, PG_CREATE)
-# A revocation that times out (config pgslow: statement_timeout 4s) until
+# A revocation that times out (config pgslow: statement_timeout 3s) until
 # the test creates role revoke_ok: a timeout is retried, not replaced by
 # the default revocation, so the workers wait for their retry meanwhile.
 # The gated creation runs under the same timeout, so the test must open
-# the gate within it: 4 s leaves room for a slow (ASan) run.
+# the gate within it: 3 s leaves room for a slow (ASan) run, and each
+# attempt (and the wait for it) is that long.
 SLOW_REVOKE = ("DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE "
                "rolname = 'revoke_ok') THEN PERFORM pg_sleep(30); "
                "END IF; END$$; DROP ROLE IF EXISTS \"{{name}}\";")
@@ -56,7 +57,7 @@ def db(srv, pg):
     assert r.rc == 0, r
     write_pg_config(srv, "dbstate/config/pg", pg, "allowed_roles=*")
     write_pg_config(srv, "dbstate/config/pgslow", pg, "allowed_roles=*",
-                    "statement_timeout=4s")
+                    "statement_timeout=3s")
     for role, create, revoke in (
             ("gated", GATED, ""),
             ("plain", PG_CREATE, ""),
@@ -188,7 +189,7 @@ def test_revocation_still_retrying_is_not_lost_by_activation(srv, pg, db):
         r = srv.req("PUT", "sys/leases/revoke",
                     json={"lease_id": lease_id, "sync": False})
         assert r.status_code == 202, r.text
-        time.sleep(0.5)  # the first attempt is under way (4 s timeout)
+        time.sleep(0.2)  # the first attempt is under way (3 s timeout)
         assert lookup(srv, lease_id).status_code == 200
     finally:
         gate.open()
