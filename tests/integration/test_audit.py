@@ -5,8 +5,6 @@ a device that fails closes the server to every request, which must not
 leak into other test files.
 """
 
-import hmac
-import hashlib
 import json
 import os
 import secrets
@@ -1103,11 +1101,8 @@ def test_sighup_applies_declared_devices(tmpdir_audit):
         srv.proc.send_signal(signal.SIGHUP)
         # The file is read after the Lua reload; it must have been read
         # (and refused) before the next one is written.
-        deadline = time.monotonic() + 15
-        while "configuration not reloaded" not in srv.log() and \
-                time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "configuration not reloaded" in srv.log()
+        assert wait_until(lambda: "configuration not reloaded" in srv.log(),
+                          15)
         assert _wait_listed(srv, {"declared/", "second/", "api/"}, 1) == \
             {"declared/", "second/", "api/"}
 

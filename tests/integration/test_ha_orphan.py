@@ -7,10 +7,10 @@ drop that user itself, on the database, and the client must get an error.
 
 import signal
 import threading
-import time
 
 import pytest
 
+from helpers import wait_until
 from pgcluster import PgCluster
 from test_ha import Cluster
 
@@ -32,10 +32,7 @@ def roles(pg):
 
 
 def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+    assert wait_until(pred, timeout), what
 
 
 @pytest.mark.once

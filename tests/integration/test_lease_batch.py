@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+import helpers
 from conftest import Server
 from pgcluster import PgCluster
 from realserver import RealServer
@@ -157,12 +158,8 @@ def counted_revoked(srv, before, n):
 
 
 def wait_until(cond, what, bound=BOUND):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    pytest.fail("%s not reached within %.0fs" % (what, bound))
+    if not helpers.wait_until(cond, bound):
+        pytest.fail("%s not reached within %.0fs" % (what, bound))
 
 
 def revlog(pg, users):

@@ -14,7 +14,6 @@ import time
 import uuid
 
 import pytest
-import requests
 
 from conftest import Server
 from helpers import wait_until

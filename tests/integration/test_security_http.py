@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 
-import hvac
 import pytest
 import requests
 
